@@ -1,0 +1,24 @@
+# The commands CI runs (.ci/run), one target each.
+.PHONY: install test lint fmt ci sim docs
+
+install:
+	pip install -e '.[dev]'
+
+test:
+	pytest
+
+lint:
+	ruff check .
+	ruff format --check .
+	mypy --strict taskyard
+	lint-imports
+
+fmt:
+	ruff format .
+	ruff check --fix .
+
+docs:
+	python -m taskyard.domain.diagram > docs/state-machine.md
+
+ci:
+	bash .ci/run

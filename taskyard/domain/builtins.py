@@ -1,0 +1,117 @@
+"""Submit-time checks of the built-in tasks' args (`sleep`, `http`, `shell`).
+
+The tasks themselves run in `taskyard.adapters.executors`; what a submission may
+ask of them is decided here, so the API, the Python library and the worker agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from taskyard.domain.errors import FieldError
+from taskyard.domain.model import JsonObject
+
+SLEEP_S_MAX = 3600
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+BUILTIN_TASKS = frozenset({"sleep", "http", "shell"})
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@attrs.frozen(kw_only=True)
+class BuiltinPolicy:
+    """What the operator allows: hosts the `http` task may call, and whether `shell` is on."""
+
+    http_allowed_hosts: frozenset[str] = frozenset()
+    shell_enabled: bool = False
+
+    def host_allowed(self, url: str) -> bool:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if not host:
+            return False
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        allowed = {h.lower() for h in self.http_allowed_hosts}
+        return host in allowed or f"{host}:{port}" in allowed
+
+    def check(self, task: str, args: JsonObject) -> Sequence[FieldError]:
+        if task == "sleep":
+            return _check_sleep(args)
+        if task == "http":
+            return _check_http(args, self)
+        if task == "shell":
+            return _check_shell(args, self)
+        return ()
+
+
+def _unknown(args: Mapping[str, Any], known: set[str]) -> list[FieldError]:
+    return [FieldError(f"args.{key}", "unknown field") for key in sorted(set(args) - known)]
+
+
+def _check_sleep(args: JsonObject) -> list[FieldError]:
+    errors = _unknown(args, {"seconds", "fail", "fail_times"})
+    seconds = args.get("seconds", 0)
+    if not _number(seconds) or not 0 <= seconds <= SLEEP_S_MAX:
+        errors.append(FieldError("args.seconds", f"must be a number from 0 to {SLEEP_S_MAX}"))
+    if "fail" in args and not isinstance(args["fail"], bool):
+        errors.append(FieldError("args.fail", "must be true or false"))
+    fail_times = args.get("fail_times", 0)
+    if isinstance(fail_times, bool) or not isinstance(fail_times, int) or fail_times < 0:
+        errors.append(FieldError("args.fail_times", "must be an integer >= 0"))
+    return errors
+
+
+def _check_http(args: JsonObject, policy: BuiltinPolicy) -> list[FieldError]:
+    errors = _unknown(args, {"url", "method", "headers", "body", "timeout_seconds"})
+    url = args.get("url")
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+        errors.append(FieldError("args.url", "must be an http:// or https:// URL"))
+    elif not policy.host_allowed(url):
+        errors.append(FieldError("args.url", "host is not in TASKYARD_HTTP_ALLOWED_HOSTS"))
+    method = args.get("method", "GET")
+    if not isinstance(method, str) or method.upper() not in HTTP_METHODS:
+        errors.append(
+            FieldError("args.method", f"must be one of {', '.join(sorted(HTTP_METHODS))}")
+        )
+    headers = args.get("headers", {})
+    if not isinstance(headers, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        errors.append(FieldError("args.headers", "must be an object of strings"))
+    timeout = args.get("timeout_seconds", 30)
+    if not _number(timeout) or timeout <= 0:
+        errors.append(FieldError("args.timeout_seconds", "must be a number > 0"))
+    return errors
+
+
+def _check_shell(args: JsonObject, policy: BuiltinPolicy) -> list[FieldError]:
+    if not policy.shell_enabled:
+        return [
+            FieldError("task", "the shell task is disabled (TASKYARD_SHELL_ENABLED=1 enables it)")
+        ]
+    errors = _unknown(args, {"argv", "cwd", "env", "timeout_seconds"})
+    argv = args.get("argv")
+    if (
+        isinstance(argv, str)
+        or not isinstance(argv, Sequence)
+        or not argv
+        or not all(isinstance(a, str) for a in argv)
+    ):
+        errors.append(FieldError("args.argv", "must be a non-empty list of strings"))
+    if "cwd" in args and not isinstance(args["cwd"], str):
+        errors.append(FieldError("args.cwd", "must be a string"))
+    env = args.get("env", {})
+    if not isinstance(env, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        errors.append(FieldError("args.env", "must be an object of strings"))
+    timeout = args.get("timeout_seconds", 60)
+    if not _number(timeout) or timeout <= 0:
+        errors.append(FieldError("args.timeout_seconds", "must be a number > 0"))
+    return errors

@@ -1,0 +1,69 @@
+"""The client's logic: validate submissions, give them ids, store them, ring the doorbells.
+
+Used by the Python library (`taskyard.App`) and the REST API alike, so both accept and
+refuse exactly the same things.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from taskyard.domain.builtins import BuiltinPolicy
+from taskyard.domain.errors import CoordinatorUnavailable
+from taskyard.domain.health import Health
+from taskyard.domain.ids import uuid7
+from taskyard.domain.model import Enqueued, JobState
+from taskyard.domain.ports import Clock, Coordinator, JobStore, Random
+from taskyard.domain.submission import Submission, parse_submission
+
+log = logging.getLogger("taskyard.client")
+
+
+class Client:
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        coordinator: Coordinator | None,
+        clock: Clock,
+        rng: Random,
+        builtins: BuiltinPolicy | None = None,
+    ) -> None:
+        self.store = store
+        self.coordinator = coordinator
+        self.clock = clock
+        self.rng = rng
+        self.builtins = builtins or BuiltinPolicy()
+        self.coordinator_health = Health("coordinator")
+
+    def parse(self, data: object, *, idempotency_key_header: str | None = None) -> Submission:
+        return parse_submission(
+            data, check_args=self.builtins.check, idempotency_key_header=idempotency_key_header
+        )
+
+    def submit(
+        self, submissions: Sequence[Submission], *, correlation_id: str | None = None
+    ) -> list[Enqueued]:
+        """Store the jobs (all or nothing) and ring the doorbells of the queues that got due
+        work. Once this returns, the jobs are durable."""
+        now = self.clock.now()
+        new_jobs = [
+            submission.to_new_job(job_id=uuid7(now, self.rng), correlation_id=correlation_id)
+            for submission in submissions
+        ]
+        enqueued = self.store.enqueue(new_jobs)
+        self.ring(
+            sorted({e.job.queue for e in enqueued if e.created and e.job.state is JobState.QUEUED})
+        )
+        return enqueued
+
+    def ring(self, queues: Sequence[str]) -> None:
+        if not queues or self.coordinator is None:
+            return
+        try:
+            self.coordinator.ring(queues)
+        except CoordinatorUnavailable as exc:
+            self.coordinator_health.down(exc)
+            return
+        self.coordinator_health.up()

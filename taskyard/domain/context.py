@@ -1,0 +1,217 @@
+"""What a handler sees (`JobContext`), what a task is (`TaskSpec`), and how a handler's
+return or exception becomes a `HandlerResult`.
+
+A handler is a plain function. It receives the job's args as keyword arguments and,
+when its first parameter is named `ctx`, the context first::
+
+    @app.task(queue="billing", max_attempts=5)
+    def send_invoice(ctx: JobContext, invoice_id: int) -> dict[str, str]:
+        if ctx.cancelled:
+            raise Cancelled()
+        ctx.checkpoint({"step": "rendered"})
+        ...
+
+A handler ends in one of four ways: it returns (the value is the job's `result`, and
+must be JSON), it raises `PermanentFailure` (no retry: the job ends dead), it raises
+`Cancelled` after seeing `ctx.cancelled`, or it raises anything else (retried while
+attempts remain).
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import json
+import traceback
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import attrs
+
+from taskyard.domain.model import ErrorInfo, Job, JsonValue, LeaseRef
+from taskyard.domain.retry import RetryPolicy
+from taskyard.domain.transitions import ReportKind
+
+TRACEBACK_LEN_MAX = 16_384
+MESSAGE_LEN_MAX = 2_000
+
+
+class PermanentFailure(Exception):
+    """Raise from a handler to fail the job without a retry."""
+
+
+class Cancelled(Exception):
+    """Raise from a handler when it stops because `ctx.cancelled` became true."""
+
+
+class HandlerTimeout(Exception):
+    """The attempt ran past the job's `timeout_seconds`."""
+
+
+class Signal(Protocol):
+    """A one-way flag a handler can wait on. `threading.Event` fits; so does `Flag`."""
+
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class Flag:
+    """A `Signal` without threads: `wait` never blocks (for inline and simulated runs)."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._set
+
+
+class CancelReason(enum.StrEnum):
+    REQUESTED = "cancel_requested"
+    LEASE_LOST = "lease_lost"
+    TIMEOUT = "timeout"
+    SHUTDOWN = "shutdown"
+
+
+CheckpointSaver = Callable[[LeaseRef, JsonValue], None]
+
+
+class JobContext:
+    """Handed to a handler: who it is, where it left off, and whether to stop."""
+
+    def __init__(self, job: Job, *, save: CheckpointSaver, signal: Signal | None = None) -> None:
+        assert job.lease is not None, "a context is made for a claimed job"
+        self.job = job
+        self.ref = job.ref()
+        self._save = save
+        self._signal: Signal = signal if signal is not None else Flag()
+        self._last_checkpoint: JsonValue = job.checkpoint
+        self.cancel_reason: CancelReason | None = None
+
+    @property
+    def job_id(self) -> str:
+        return str(self.job.id)
+
+    @property
+    def attempt(self) -> int:
+        return self.job.attempt
+
+    @property
+    def last_checkpoint(self) -> JsonValue:
+        """The state saved by the last `checkpoint()` of this or an earlier attempt."""
+        return self._last_checkpoint
+
+    def checkpoint(self, state: JsonValue) -> None:
+        """Save progress durably. Raises `StaleFence` if this attempt lost its lease."""
+        self._save(self.ref, state)
+        self._last_checkpoint = state
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was cancelled, its lease was lost, it timed out, or the worker
+        is stopping: the handler should stop soon."""
+        return self._signal.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._signal.is_set():
+            raise Cancelled(self.cancel_reason.value if self.cancel_reason else "cancelled")
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, waking early on cancellation. True if cancelled."""
+        return self._signal.wait(seconds)
+
+    def abort(self, reason: CancelReason) -> None:
+        """Called by the worker, never by the handler."""
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
+        self._signal.set()
+
+
+Handler = Callable[..., Any]
+
+
+def takes_context(handler: Handler) -> bool:
+    """A handler gets the context when its first parameter is named `ctx`."""
+    try:
+        params = list(inspect.signature(handler).parameters)
+    except (TypeError, ValueError):
+        return False
+    return bool(params) and params[0] == "ctx"
+
+
+@attrs.frozen(kw_only=True)
+class TaskSpec:
+    """A registered task and its per-task defaults (a submission may override each)."""
+
+    name: str
+    handler: Handler
+    queue: str = "default"
+    max_attempts: int = 3
+    backoff: RetryPolicy = attrs.field(factory=RetryPolicy)
+    timeout_s: float | None = None
+    priority: int = 0
+    with_context: bool = attrs.field(
+        default=attrs.Factory(lambda self: takes_context(self.handler), takes_self=True)
+    )
+
+
+@attrs.frozen(kw_only=True)
+class HandlerResult:
+    """How one run of a handler ended, as the worker reports it."""
+
+    ref: LeaseRef
+    kind: ReportKind
+    result: JsonValue = None
+    error: ErrorInfo | None = None
+    retryable: bool = True
+
+
+def error_info(exc: BaseException, *, type_name: str | None = None) -> ErrorInfo:
+    text = "".join(traceback.format_exception(exc))
+    message = str(exc) or type(exc).__name__
+    return ErrorInfo(
+        type=type_name or type(exc).__name__,
+        message=message[:MESSAGE_LEN_MAX],
+        traceback=text[-TRACEBACK_LEN_MAX:],
+    )
+
+
+def invoke(spec: TaskSpec, job: Job, context: JobContext) -> HandlerResult:
+    """Run the handler to its end and classify how it ended. Never raises (but for
+    `KeyboardInterrupt`/`SystemExit`, which belong to the process)."""
+    ref = context.ref
+    try:
+        kwargs = dict(job.args)
+        value = spec.handler(context, **kwargs) if spec.with_context else spec.handler(**kwargs)
+    except Cancelled as exc:
+        return HandlerResult(
+            ref=ref, kind=ReportKind.CANCELLED, error=error_info(exc, type_name="cancelled")
+        )
+    except HandlerTimeout as exc:
+        return HandlerResult(
+            ref=ref, kind=ReportKind.TIMEOUT, error=error_info(exc, type_name="timeout")
+        )
+    except PermanentFailure as exc:
+        return HandlerResult(
+            ref=ref, kind=ReportKind.FAILED, error=error_info(exc), retryable=False
+        )
+    except Exception as exc:
+        return HandlerResult(ref=ref, kind=ReportKind.FAILED, error=error_info(exc))
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        return HandlerResult(
+            ref=ref,
+            kind=ReportKind.FAILED,
+            error=error_info(exc, type_name="result_not_json"),
+            retryable=False,
+        )
+    return HandlerResult(ref=ref, kind=ReportKind.SUCCEEDED, result=value)

@@ -1,0 +1,315 @@
+"""The ports: what the domain needs of the world, named by intent.
+
+Every adapter of a port passes that port's contract suite in `tests/contract/`.
+
+* `JobStore`: the durable truth. Its clock (`now()`) is the only one that decides
+  leases and `run_at`. Every change is a compare-and-set on `(id, state, attempt)`.
+* `Coordinator`: leader lease, worker and scheduler registry, doorbells. It only
+  decides how fast work moves, never whether it is correct; losing it degrades to
+  polling.
+* `Clock`: a node's own reading of the time (for its schedules, never for safety).
+* `Random`: a source of chance, injected so a seed replays a run.
+* `Executor`: starts a handler for a claimed job; reports back through the worker.
+* `TaskRegistry`: task name to handler and per-task defaults.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+import attrs
+
+from taskyard.domain.context import JobContext, TaskSpec
+from taskyard.domain.model import (
+    Attempt,
+    Enqueued,
+    Job,
+    JobState,
+    LeaseRef,
+    NewJob,
+    QueueInfo,
+    Stats,
+)
+from taskyard.domain.transitions import Report
+
+# --- time and chance ----------------------------------------------------------------------
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """An aware UTC datetime."""
+        ...
+
+
+class Random(Protocol):
+    """The part of `random.Random` the domain uses."""
+
+    def random(self) -> float: ...
+
+    def getrandbits(self, k: int, /) -> int: ...
+
+
+# --- the store ----------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class ClaimRequest:
+    worker: str
+    limit: int
+    lease_ttl_s: float
+    queues: frozenset[str] | None = None
+    """None: every queue."""
+    tasks: frozenset[str] | None = None
+    """None: any task. Otherwise only jobs of these tasks (the ones this worker can run)."""
+
+    def __attrs_post_init__(self) -> None:
+        assert self.limit >= 1, self.limit
+        assert self.lease_ttl_s > 0, self.lease_ttl_s
+
+
+@attrs.frozen(kw_only=True)
+class LeaseStatus:
+    """The answer to one lease in a heartbeat."""
+
+    ref: LeaseRef
+    held: bool
+    expires_at: datetime | None = None
+    cancel_requested: bool = False
+
+
+class ReportStatus(enum.StrEnum):
+    APPLIED = "applied"
+    ALREADY_APPLIED = "already_applied"
+    """An earlier try of the same report landed (its answer was lost)."""
+    STALE = "stale"
+    """The attempt no longer held a live lease: nothing was written to the job."""
+    NOT_FOUND = "not_found"
+
+
+@attrs.frozen(kw_only=True)
+class ReportResult:
+    ref: LeaseRef
+    status: ReportStatus
+    state: JobState | None = None
+    """The job's state after the report (None when not found)."""
+
+
+@attrs.frozen(kw_only=True)
+class JobFilter:
+    """Any of each given list; an empty list means no condition on that field."""
+
+    states: frozenset[JobState] = frozenset()
+    queues: frozenset[str] = frozenset()
+    tasks: frozenset[str] = frozenset()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.states or self.queues or self.tasks)
+
+
+@attrs.frozen(kw_only=True)
+class JobQuery:
+    filter: JobFilter = JobFilter()
+    limit: int = 100
+    cursor: tuple[datetime, UUID] | None = None
+    """Start after this `(created_at, id)`; listing is newest first."""
+
+    def __attrs_post_init__(self) -> None:
+        assert 1 <= self.limit <= 1000, self.limit
+
+
+@attrs.frozen(kw_only=True)
+class JobPage:
+    jobs: Sequence[Job]
+    next_cursor: tuple[datetime, UUID] | None
+
+
+@attrs.frozen(kw_only=True)
+class Promoted:
+    """What a promotion pass made due, by queue (so the scheduler can ring the doorbells)."""
+
+    by_queue: Mapping[str, int]
+
+    @property
+    def count(self) -> int:
+        return sum(self.by_queue.values())
+
+
+class JobStore(Protocol):
+    def now(self) -> datetime:
+        """The store's clock: the only time authority for leases and run_at."""
+        ...
+
+    # submission and reading
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        """Create jobs, all or nothing, in order. A job whose idempotency key exists with the
+        same fingerprint returns the existing job (`created=False`); with another
+        fingerprint the whole call raises `IdempotencyConflict`. A dependency must exist, or
+        come earlier in the same call, else `UnknownDependency`."""
+        ...
+
+    def get(self, job_id: UUID) -> Job:
+        """Raises `JobNotFound`."""
+        ...
+
+    def list_jobs(self, query: JobQuery) -> JobPage: ...
+
+    def attempts(self, job_id: UUID) -> list[Attempt]:
+        """Oldest first. Raises `JobNotFound`."""
+        ...
+
+    # the worker's path
+    def claim(self, request: ClaimRequest) -> list[Job]:
+        """Atomically take up to `limit` queued jobs in `(priority desc, run_at asc, id asc)`
+        order, skipping paused queues and jobs not yet due by store time."""
+        ...
+
+    def heartbeat(self, refs: Sequence[LeaseRef], *, lease_ttl_s: float) -> list[LeaseStatus]:
+        """Extend every live lease in `refs` to store-now + ttl, in one write. Expired leases
+        are not revived (`held=False`)."""
+        ...
+
+    def checkpoint(self, ref: LeaseRef, state: object) -> None:
+        """Save progress. Raises `StaleFence` (or `LeaseExpired`) without a live lease."""
+        ...
+
+    def report(self, reports: Sequence[Report]) -> list[ReportResult]:
+        """Commit handler outcomes, each on its own fence; one result per report, in order.
+        Safe to repeat: a report that landed before answers `ALREADY_APPLIED`."""
+        ...
+
+    def release(self, refs: Sequence[LeaseRef]) -> list[ReportResult]:
+        """Hand back live leases at shutdown: the jobs are queued again at once."""
+        ...
+
+    # the scheduler's path
+    def promote_due(self, *, limit: int) -> Promoted:
+        """Scheduled/retrying jobs whose run_at has passed (and, for scheduled, whose
+        dependencies all succeeded) become queued."""
+        ...
+
+    def reap_expired(self, *, limit: int) -> list[Job]:
+        """Running jobs whose lease expired by store time: the attempt ends `worker_lost`."""
+        ...
+
+    def resolve_dependencies(self, *, limit: int) -> list[Job]:
+        """Scheduled jobs with a dependency that ended dead or cancelled end cancelled."""
+        ...
+
+    def next_wakeup(self) -> datetime | None:
+        """The earliest run_at among waiting jobs, or the earliest lease expiry of running
+        ones: when the scheduler has something to do next. None when nothing waits."""
+        ...
+
+    # a person's path
+    def cancel(self, job_id: UUID) -> Job: ...
+
+    def retry(self, job_id: UUID) -> Job: ...
+
+    def reschedule(
+        self, job_id: UUID, *, priority: int | None = None, run_at: datetime | None = None
+    ) -> Job: ...
+
+    def cancel_many(self, job_filter: JobFilter) -> int: ...
+
+    def retry_many(self, job_filter: JobFilter) -> int: ...
+
+    def set_paused(self, queue: str, *, paused: bool) -> None: ...
+
+    def queues(self) -> list[QueueInfo]: ...
+
+    def stats(self, *, window_s: float) -> Stats: ...
+
+
+# --- the coordinator ----------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Leadership:
+    holder: str
+    term: int
+    expires_at: datetime | None = None
+    """The coordinator's own reading; informational."""
+
+
+@attrs.frozen(kw_only=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    """Empty: every queue."""
+    concurrency: int
+    started_at: datetime
+    last_heartbeat_at: datetime
+    running_job_ids: tuple[UUID, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class SchedulerInfo:
+    id: str
+    host: str
+    pid: int
+    last_heartbeat_at: datetime
+    leader: bool = False
+    term: int | None = None
+
+
+class Coordinator(Protocol):
+    def campaign(self, *, candidate: str, ttl_s: float) -> Leadership | None:
+        """Take the leader lease if it is free, or renew it if `candidate` holds it.
+        Returns the leadership held (with its term), or None if another holds it.
+        A new holder gets a term greater than every term before it."""
+        ...
+
+    def resign(self, *, candidate: str) -> bool:
+        """Give the lease up, only if `candidate` holds it."""
+        ...
+
+    def leader(self) -> Leadership | None: ...
+
+    def register_worker(self, info: WorkerInfo, *, ttl_s: float) -> None:
+        """Record (or refresh) a live worker; it disappears `ttl_s` after its last call."""
+        ...
+
+    def unregister_worker(self, worker_id: str) -> None: ...
+
+    def workers(self) -> list[WorkerInfo]: ...
+
+    def register_scheduler(self, info: SchedulerInfo, *, ttl_s: float) -> None: ...
+
+    def unregister_scheduler(self, scheduler_id: str) -> None: ...
+
+    def schedulers(self) -> list[SchedulerInfo]: ...
+
+    def ring(self, queues: Sequence[str]) -> None:
+        """Tell idle workers of these queues that there is work. Best effort."""
+        ...
+
+    def wait(self, queues: Sequence[str] | None, *, timeout_s: float) -> bool:
+        """Block until a doorbell of one of `queues` (None: any) rings, or the timeout.
+        True when rung. Spurious and lost rings are harmless: the store is the truth."""
+        ...
+
+
+# --- running handlers ---------------------------------------------------------------------
+
+
+class TaskRegistry(Protocol):
+    def names(self) -> frozenset[str]: ...
+
+    def get(self, name: str) -> TaskSpec | None: ...
+
+
+class Executor(Protocol):
+    def start(self, job: Job, context: JobContext) -> None:
+        """Begin running the job's handler. The outcome comes back through
+        `Worker.handler_finished`; `start` itself never blocks on the handler."""
+        ...
+
+
+StoreStates = Mapping[UUID, JobState]

@@ -1,0 +1,172 @@
+"""The scheduler's logic: hold leadership, promote due jobs, reap expired leases, resolve
+dependencies. Written once, driven from outside like `Worker`.
+
+Leadership only decides how fast work moves. Every action is a compare-and-set in the
+store, so two schedulers that both believe they lead are harmless, and when the
+coordinator cannot be reached a scheduler keeps working (it acts as if it led).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import attrs
+
+from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
+from taskyard.domain.health import Health
+from taskyard.domain.ports import Clock, Coordinator, JobStore, Leadership, SchedulerInfo
+from taskyard.domain.timefmt import after
+from taskyard.domain.worker import REGISTRY_TTL_S_DEFAULT
+
+log = logging.getLogger("taskyard.scheduler")
+
+
+@attrs.frozen(kw_only=True)
+class SchedulerConfig:
+    scheduler_id: str
+    leader_ttl_s: float = 10.0
+    tick_interval_s: float = 0.5
+    """How often the leader promotes and reaps (the reaper runs at least every second)."""
+    batch_max: int = 1000
+    registry_ttl_s: float = REGISTRY_TTL_S_DEFAULT
+    host: str = "localhost"
+    pid: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        assert self.leader_ttl_s > 0, self.leader_ttl_s
+        assert 0 < self.tick_interval_s <= 1.0, "expired leases are reaped at least every second"
+        assert self.batch_max >= 1
+
+    @property
+    def campaign_every_s(self) -> float:
+        return min(self.leader_ttl_s / 3, max(self.tick_interval_s, 0.1))
+
+
+@attrs.frozen(kw_only=True)
+class SchedulerWait:
+    until: datetime
+    leading: bool
+
+
+@attrs.frozen(kw_only=True)
+class Pass:
+    """What one scheduler pass did."""
+
+    promoted: int = 0
+    reaped: int = 0
+    cancelled: int = 0
+    full: bool = False
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        coordinator: Coordinator | None,
+        clock: Clock,
+        config: SchedulerConfig,
+    ) -> None:
+        self.store = store
+        self.coordinator = coordinator
+        self.clock = clock
+        self.config = config
+        self.leadership: Leadership | None = None
+        self.coordinator_health = Health("coordinator")
+        self.store_health = Health("store")
+        self.last_pass: Pass | None = None
+        self._next_campaign = clock.now()
+        self._next_pass = clock.now()
+        self._acting_without_coordinator = False
+
+    @property
+    def leading(self) -> bool:
+        """True when this scheduler holds the lease, or acts alone because the coordinator
+        is unreachable."""
+        return self.leadership is not None or self._acting_without_coordinator
+
+    def tick(self) -> SchedulerWait:
+        now = self.clock.now()
+        if now >= self._next_campaign:
+            self._campaign(now)
+        if self.leading and now >= self._next_pass:
+            self.last_pass = self._pass()
+            if self.last_pass.full:
+                self._next_pass = now
+            elif self.store_health.ok:
+                self._next_pass = after(now, self.config.tick_interval_s)
+            else:
+                self._next_pass = after(now, self.store_health.retry_after_s())
+        until = self._next_campaign
+        if self.leading:
+            until = min(until, self._next_pass)
+        return SchedulerWait(until=until, leading=self.leading)
+
+    def _campaign(self, now: datetime) -> None:
+        self._next_campaign = after(now, self.config.campaign_every_s)
+        if self.coordinator is None:
+            self._acting_without_coordinator = True
+            return
+        was = self.leadership
+        try:
+            self.leadership = self.coordinator.campaign(
+                candidate=self.config.scheduler_id, ttl_s=self.config.leader_ttl_s
+            )
+            self.coordinator.register_scheduler(
+                SchedulerInfo(
+                    id=self.config.scheduler_id,
+                    host=self.config.host,
+                    pid=self.config.pid,
+                    last_heartbeat_at=now,
+                    leader=self.leadership is not None,
+                    term=self.leadership.term if self.leadership else None,
+                ),
+                ttl_s=self.config.registry_ttl_s,
+            )
+        except CoordinatorUnavailable as exc:
+            self.coordinator_health.down(exc)
+            self.leadership = None
+            self._acting_without_coordinator = True
+            return
+        self.coordinator_health.up()
+        self._acting_without_coordinator = False
+        if self.leadership is not None and (was is None or was.term != self.leadership.term):
+            log.info("leading", extra={"term": self.leadership.term})
+            self._next_pass = now
+        elif self.leadership is None and was is not None:
+            log.info("no longer leading", extra={"term": was.term})
+
+    def _pass(self) -> Pass:
+        limit = self.config.batch_max
+        try:
+            cancelled = self.store.resolve_dependencies(limit=limit)
+            promoted = self.store.promote_due(limit=limit)
+            reaped = self.store.reap_expired(limit=limit)
+        except StoreUnavailable as exc:
+            self.store_health.down(exc)
+            return Pass()
+        self.store_health.up()
+        queues = set(promoted.by_queue)
+        queues.update(job.queue for job in reaped if not job.state.is_terminal)
+        if queues and self.coordinator is not None:
+            try:
+                self.coordinator.ring(sorted(queues))
+            except CoordinatorUnavailable as exc:
+                self.coordinator_health.down(exc)
+        return Pass(
+            promoted=promoted.count,
+            reaped=len(reaped),
+            cancelled=len(cancelled),
+            full=promoted.count >= limit or len(reaped) >= limit or len(cancelled) >= limit,
+        )
+
+    def resign(self) -> None:
+        if self.coordinator is None or self.leadership is None:
+            return
+        try:
+            self.coordinator.resign(candidate=self.config.scheduler_id)
+            self.coordinator.unregister_scheduler(self.config.scheduler_id)
+        except CoordinatorUnavailable:
+            pass
+        self.leadership = None

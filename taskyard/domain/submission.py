@@ -1,0 +1,303 @@
+"""Submission validation: turn what a client sent into a `Submission`, or name every bad field.
+
+The rules are those of `api.md` ("A job submission"). Validation is strict: an unknown
+field, a wrong type (a bool is not a number here) or a value out of range is refused
+with the dotted path of the field, and all problems are reported at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import attrs
+
+from taskyard.domain.errors import FieldError, ValidationError
+from taskyard.domain.ids import parse_job_id
+from taskyard.domain.model import JsonObject, NewJob
+from taskyard.domain.retry import (
+    BASE_S_DEFAULT,
+    FACTOR_DEFAULT,
+    MAX_S_DEFAULT,
+    Jitter,
+    RetryPolicy,
+)
+from taskyard.domain.timefmt import format_time, parse_time
+
+QUEUE_DEFAULT = "default"
+PRIORITY_MIN, PRIORITY_MAX = -100, 100
+MAX_ATTEMPTS_DEFAULT = 3
+MAX_ATTEMPTS_MAX = 1000
+DELAY_S_MAX = 31_536_000
+TASK_LEN_MAX = 200
+QUEUE_LEN_MAX = 100
+IDEMPOTENCY_KEY_LEN_MAX = 200
+DEPENDS_ON_MAX = 1000
+
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+
+FIELDS = frozenset(
+    {
+        "task",
+        "args",
+        "queue",
+        "priority",
+        "run_at",
+        "delay_seconds",
+        "max_attempts",
+        "backoff",
+        "timeout_seconds",
+        "idempotency_key",
+        "depends_on",
+    }
+)
+BACKOFF_FIELDS = frozenset({"base_seconds", "factor", "max_seconds", "jitter"})
+
+ArgsChecker = Callable[[str, JsonObject], Sequence[FieldError]]
+"""Checks a task's args at submit time (built-in tasks): problems with paths under `args`."""
+
+
+def no_arg_checks(task: str, args: JsonObject) -> Sequence[FieldError]:
+    return ()
+
+
+@attrs.frozen(kw_only=True)
+class Submission:
+    task: str
+    args: JsonObject = attrs.field(factory=dict)
+    queue: str = QUEUE_DEFAULT
+    priority: int = 0
+    run_at: datetime | None = None
+    delay_s: float | None = None
+    max_attempts: int = MAX_ATTEMPTS_DEFAULT
+    backoff: RetryPolicy = attrs.field(factory=RetryPolicy)
+    timeout_s: float | None = None
+    idempotency_key: str | None = None
+    depends_on: tuple[UUID, ...] = ()
+
+    def canonical(self) -> dict[str, Any]:
+        """The submission as sent with defaults filled in; the idempotency comparison uses it."""
+        return {
+            "task": self.task,
+            "args": self.args,
+            "queue": self.queue,
+            "priority": self.priority,
+            "run_at": format_time(self.run_at) if self.run_at else None,
+            "delay_seconds": self.delay_s,
+            "max_attempts": self.max_attempts,
+            "backoff": self.backoff.to_json(),
+            "timeout_seconds": self.timeout_s,
+            "idempotency_key": self.idempotency_key,
+            "depends_on": sorted(str(d) for d in self.depends_on),
+        }
+
+    def fingerprint(self) -> str:
+        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def to_new_job(self, *, job_id: UUID, correlation_id: str | None = None) -> NewJob:
+        return NewJob(
+            id=job_id,
+            task=self.task,
+            args=self.args,
+            queue=self.queue,
+            priority=self.priority,
+            run_at=self.run_at,
+            delay_s=self.delay_s,
+            max_attempts=self.max_attempts,
+            backoff=self.backoff,
+            timeout_s=self.timeout_s,
+            idempotency_key=self.idempotency_key,
+            depends_on=self.depends_on,
+            correlation_id=correlation_id,
+            fingerprint=self.fingerprint(),
+        )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value)
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def add(self, field: str, message: str) -> None:
+        self.errors.append(FieldError(field, message))
+
+
+def _parse_backoff(raw: object, out: _Collector) -> RetryPolicy:
+    if isinstance(raw, RetryPolicy):
+        return raw
+    if not isinstance(raw, Mapping):
+        out.add("backoff", "must be an object")
+        return RetryPolicy()
+    for key in sorted(set(raw) - BACKOFF_FIELDS):
+        out.add(f"backoff.{key}", "unknown field")
+    base = raw.get("base_seconds", BASE_S_DEFAULT)
+    factor = raw.get("factor", FACTOR_DEFAULT)
+    cap = raw.get("max_seconds", MAX_S_DEFAULT)
+    jitter = raw.get("jitter", Jitter.FULL.value)
+    ok = True
+    if not _is_number(base) or base <= 0:
+        out.add("backoff.base_seconds", "must be a number > 0")
+        ok = False
+    if not _is_number(factor) or factor < 1:
+        out.add("backoff.factor", "must be a number >= 1")
+        ok = False
+    if not _is_number(cap) or (ok and cap < base):
+        out.add("backoff.max_seconds", "must be a number >= base_seconds")
+        ok = False
+    if jitter not in {j.value for j in Jitter}:
+        out.add("backoff.jitter", "must be one of none, full, equal")
+        ok = False
+    if not ok:
+        return RetryPolicy()
+    return RetryPolicy(
+        base_s=float(base), factor=float(factor), max_s=float(cap), jitter=Jitter(jitter)
+    )
+
+
+def parse_submission(
+    data: object,
+    *,
+    check_args: ArgsChecker = no_arg_checks,
+    idempotency_key_header: str | None = None,
+) -> Submission:
+    """Validate a submission (a parsed JSON object, or the same built in Python).
+
+    Python values are accepted where JSON has none: a `datetime` for `run_at`, a
+    `RetryPolicy` for `backoff`, UUIDs in `depends_on`. Raises `ValidationError` naming
+    every bad field.
+    """
+    out = _Collector()
+    if not isinstance(data, Mapping):
+        raise ValidationError([FieldError("", "a job submission must be a JSON object")])
+    for key in sorted(set(data) - FIELDS, key=str):
+        out.add(str(key), "unknown field")
+
+    task = data.get("task")
+    if task is None:
+        out.add("task", "is required")
+    elif not isinstance(task, str) or not 1 <= len(task) <= TASK_LEN_MAX:
+        out.add("task", f"must be a string of 1 to {TASK_LEN_MAX} characters")
+
+    args = data.get("args", {})
+    if not isinstance(args, Mapping):
+        out.add("args", "must be a JSON object")
+        args = {}
+
+    queue = data.get("queue", QUEUE_DEFAULT)
+    if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+        out.add("queue", "must be 1 to 100 of letters, digits, '.', '_', '-'")
+
+    priority = data.get("priority", 0)
+    if not _is_int(priority) or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        out.add("priority", f"must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}")
+
+    run_at: datetime | None = None
+    raw_run_at = data.get("run_at")
+    if raw_run_at is not None:
+        if isinstance(raw_run_at, datetime):
+            if raw_run_at.tzinfo is None:
+                out.add("run_at", "a time needs an offset (Z or +hh:mm)")
+            else:
+                run_at = raw_run_at
+        elif isinstance(raw_run_at, str):
+            try:
+                run_at = parse_time(raw_run_at)
+            except ValueError as exc:
+                out.add("run_at", str(exc))
+        else:
+            out.add("run_at", "must be an RFC 3339 time with an offset")
+
+    delay_s: float | None = None
+    raw_delay = data.get("delay_seconds")
+    if raw_delay is not None:
+        if not _is_number(raw_delay) or not 0 <= raw_delay <= DELAY_S_MAX:
+            out.add("delay_seconds", f"must be a number from 0 to {DELAY_S_MAX}")
+        else:
+            delay_s = float(raw_delay)
+    if raw_run_at is not None and raw_delay is not None:
+        out.add("delay_seconds", "give run_at or delay_seconds, not both")
+
+    max_attempts = data.get("max_attempts", MAX_ATTEMPTS_DEFAULT)
+    if not _is_int(max_attempts) or not 1 <= max_attempts <= MAX_ATTEMPTS_MAX:
+        out.add("max_attempts", f"must be an integer from 1 to {MAX_ATTEMPTS_MAX}")
+
+    backoff = _parse_backoff(data.get("backoff", {}), out)
+
+    timeout_s: float | None = None
+    raw_timeout = data.get("timeout_seconds")
+    if raw_timeout is not None:
+        if not _is_number(raw_timeout) or raw_timeout <= 0:
+            out.add("timeout_seconds", "must be a number > 0")
+        else:
+            timeout_s = float(raw_timeout)
+
+    key = data.get("idempotency_key")
+    if key is not None and (
+        not isinstance(key, str) or not 1 <= len(key) <= IDEMPOTENCY_KEY_LEN_MAX
+    ):
+        out.add("idempotency_key", f"must be a string of 1 to {IDEMPOTENCY_KEY_LEN_MAX} characters")
+    if idempotency_key_header is not None:
+        if not 1 <= len(idempotency_key_header) <= IDEMPOTENCY_KEY_LEN_MAX:
+            out.add("Idempotency-Key", f"must be 1 to {IDEMPOTENCY_KEY_LEN_MAX} characters")
+        elif key is None:
+            key = idempotency_key_header
+        elif key != idempotency_key_header:
+            out.add("idempotency_key", "differs from the Idempotency-Key header")
+
+    depends_on: list[UUID] = []
+    raw_deps = data.get("depends_on", [])
+    if isinstance(raw_deps, str) or not isinstance(raw_deps, Sequence):
+        out.add("depends_on", "must be a list of job ids")
+    elif len(raw_deps) > DEPENDS_ON_MAX:
+        out.add("depends_on", f"at most {DEPENDS_ON_MAX} dependencies")
+    else:
+        for index, item in enumerate(raw_deps):
+            dep = (
+                item
+                if isinstance(item, UUID)
+                else (parse_job_id(item) if isinstance(item, str) else None)
+            )
+            if dep is None:
+                out.add(f"depends_on[{index}]", "must be a job id (a UUID)")
+            elif dep not in depends_on:
+                depends_on.append(dep)
+
+    if not out.errors and isinstance(task, str):
+        for problem in check_args(task, args):
+            out.errors.append(problem)
+
+    if out.errors:
+        raise ValidationError(out.errors)
+    assert isinstance(task, str)
+    assert isinstance(queue, str)
+    assert _is_int(priority)
+    assert _is_int(max_attempts)
+    return Submission(
+        task=task,
+        args=dict(args),
+        queue=queue,
+        priority=int(priority),
+        run_at=run_at,
+        delay_s=delay_s,
+        max_attempts=int(max_attempts),
+        backoff=backoff,
+        timeout_s=timeout_s,
+        idempotency_key=key if isinstance(key, str) else None,
+        depends_on=tuple(depends_on),
+    )

@@ -1,0 +1,478 @@
+"""The worker's logic, written once and driven from outside.
+
+`Worker` owns no thread and never sleeps. A driver calls `tick()`; the worker does
+whatever is due (report finished handlers, heartbeat its leases, claim work, enforce
+timeouts) through the ports and answers with a `Wait`: when to call it next, and
+whether a doorbell ring should wake it sooner. Handler outcomes come in through
+`handler_finished()`, doorbell rings through `doorbell()`.
+
+* Production (`taskyard.entrypoints.runtime`) runs `tick()` in a control thread,
+  handlers in a thread pool, and waits on a threading event set by handler threads
+  and by a doorbell thread.
+* The simulator calls `tick()` from its event loop at virtual times and delivers
+  handler outcomes as events.
+* `taskyard.testing` calls it inline, with handlers run synchronously.
+
+Every decision lives here, so all three exercise the same code. Calls to a driver's
+`Worker` must not overlap (the production driver holds a lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from uuid import UUID
+
+import attrs
+
+from taskyard.domain.context import CancelReason, Flag, HandlerResult, JobContext, Signal
+from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
+from taskyard.domain.health import Health
+from taskyard.domain.model import ErrorInfo, Job, JsonValue, LeaseRef
+from taskyard.domain.ports import (
+    ClaimRequest,
+    Clock,
+    Coordinator,
+    Executor,
+    JobStore,
+    Random,
+    ReportStatus,
+    TaskRegistry,
+    WorkerInfo,
+)
+from taskyard.domain.timefmt import after
+from taskyard.domain.transitions import Report, ReportKind
+
+log = logging.getLogger("taskyard.worker")
+
+LEASE_TTL_S_DEFAULT = 10.0
+POLL_INTERVAL_S_DEFAULT = 1.0
+REGISTRY_TTL_S_DEFAULT = 15.0
+
+
+@attrs.frozen(kw_only=True)
+class WorkerConfig:
+    worker_id: str
+    queues: frozenset[str] | None = None
+    """None: every queue."""
+    concurrency: int = 4
+    lease_ttl_s: float = LEASE_TTL_S_DEFAULT
+    heartbeat_interval_s: float | None = None
+    """None: a quarter of the lease TTL."""
+    poll_interval_s: float = POLL_INTERVAL_S_DEFAULT
+    """How often an idle worker looks at the store when no doorbell rings."""
+    claim_batch_max: int = 100
+    report_batch_max: int = 500
+    report_linger_s: float = 0.0
+    """How long a finished outcome may wait so that more can share its write."""
+    registry_ttl_s: float = REGISTRY_TTL_S_DEFAULT
+    host: str = "localhost"
+    pid: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        assert self.concurrency >= 1, self.concurrency
+        assert self.lease_ttl_s > 0, self.lease_ttl_s
+        assert self.poll_interval_s > 0, self.poll_interval_s
+        assert self.claim_batch_max >= 1
+        assert self.report_batch_max >= 1
+        assert self.report_linger_s >= 0
+        assert self.heartbeat_interval_s is None or 0 < self.heartbeat_interval_s < self.lease_ttl_s
+
+    @property
+    def heartbeat_every_s(self) -> float:
+        if self.heartbeat_interval_s is not None:
+            return self.heartbeat_interval_s
+        return self.lease_ttl_s / 4
+
+
+@attrs.frozen(kw_only=True)
+class Wait:
+    """The driver calls `tick()` again at `until` (the worker's own clock), or sooner when a
+    doorbell of `queues` rings and `doorbell` is true, or when a handler finishes."""
+
+    until: datetime
+    doorbell: bool
+    queues: tuple[str, ...] | None
+
+
+@attrs.define(eq=False)
+class _Held:
+    job: Job
+    context: JobContext
+    started_local: datetime
+    lease_until_local: datetime
+    """Our conservative guess of when the lease lapses, by our own clock."""
+    reported: bool = False
+    """An outcome for this attempt is decided (in the outbox or sent): later results are ignored."""
+    handler_done: bool = False
+
+
+SignalFactory = Callable[[], Signal]
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        coordinator: Coordinator | None,
+        clock: Clock,
+        rng: Random,
+        registry: TaskRegistry,
+        executor: Executor,
+        config: WorkerConfig,
+        make_signal: SignalFactory = Flag,
+    ) -> None:
+        self.store = store
+        self.coordinator = coordinator
+        self.clock = clock
+        self.rng = rng
+        self.registry = registry
+        self.executor = executor
+        self.config = config
+        self._make_signal = make_signal
+        self._held: dict[UUID, _Held] = {}
+        self._inbox: list[HandlerResult] = []
+        self._outbox: dict[UUID, Report] = {}
+        self._outbox_since: datetime | None = None
+        now = clock.now()
+        self._started_at = now
+        self._next_heartbeat = now
+        self._next_claim = now
+        self._next_flush = now
+        self._next_register = now
+        self._claim_wanted = True
+        self._draining = False
+        self.store_health = Health("store")
+        self.coordinator_health = Health("coordinator")
+        self.claimed_total = 0
+        self.reported_total = 0
+
+    # --- inputs from the driver -----------------------------------------------------------
+
+    def handler_finished(self, result: HandlerResult) -> None:
+        """A handler ended (on any thread of the driver's; the driver serialises calls)."""
+        self._inbox.append(result)
+
+    def doorbell(self) -> None:
+        """A doorbell rang: look at the store on the next tick."""
+        self._claim_wanted = True
+
+    def stop_claiming(self) -> None:
+        """Begin a graceful shutdown: finish what runs, take nothing new."""
+        self._draining = True
+
+    # --- what the driver may ask ----------------------------------------------------------
+
+    @property
+    def busy_slots(self) -> int:
+        """Handlers still running (an abandoned handler holds its slot until it returns)."""
+        return sum(1 for held in self._held.values() if not held.handler_done)
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.config.concurrency - self.busy_slots)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing running, nothing to report, nothing to process."""
+        return not self._held and not self._outbox and not self._inbox
+
+    def held_refs(self) -> list[LeaseRef]:
+        return [held.job.ref() for held in self._held.values()]
+
+    def running_job_ids(self) -> tuple[UUID, ...]:
+        return tuple(sorted(self._held))
+
+    # --- the step -------------------------------------------------------------------------
+
+    def tick(self) -> Wait:
+        now = self.clock.now()
+        self._take_finished(now)
+        self._enforce_timeouts(now)
+        if self._outbox and (
+            now >= self._next_flush or len(self._outbox) >= self.config.report_batch_max
+        ):
+            self._flush(now)
+        if now >= self._next_heartbeat and any(
+            self._needs_lease(held) for held in self._held.values()
+        ):
+            self._heartbeat(now)
+        if now >= self._next_register:
+            self._register(now)
+        if (
+            not self._draining
+            and self.free_slots > 0
+            and (self._claim_wanted or now >= self._next_claim)
+        ):
+            self._claim(now)
+        return self._wait(now)
+
+    def _take_finished(self, now: datetime) -> None:
+        inbox, self._inbox = self._inbox, []
+        for result in inbox:
+            held = self._held.get(result.ref.job_id)
+            if held is None or held.job.attempt != result.ref.attempt:
+                continue
+            held.handler_done = True
+            if held.reported:
+                # Timed out, lost its lease, or was handed back: this late result is void.
+                self._forget_if_settled(held)
+                continue
+            self._queue_report(now, held, self._report_for(held.job, result))
+
+    def _report_for(self, job: Job, result: HandlerResult) -> Report:
+        delay_s = 0.0
+        if result.kind is not ReportKind.SUCCEEDED:
+            delay_s = job.backoff.delay_s(attempt=job.attempt, rng=self.rng)
+        return Report(
+            ref=result.ref,
+            kind=result.kind,
+            result=result.result,
+            error=result.error,
+            retryable=result.retryable,
+            retry_delay_s=delay_s,
+        )
+
+    def _queue_report(self, now: datetime, held: _Held, report: Report) -> None:
+        held.reported = True
+        self._outbox[held.job.id] = report
+        if self._outbox_since is None:
+            self._outbox_since = now
+            self._next_flush = after(now, self.config.report_linger_s)
+
+    def _enforce_timeouts(self, now: datetime) -> None:
+        for held in list(self._held.values()):
+            timeout_s = held.job.timeout_s
+            if held.reported or timeout_s is None:
+                continue
+            if now >= after(held.started_local, timeout_s):
+                held.context.abort(CancelReason.TIMEOUT)
+                error = ErrorInfo(
+                    type="timeout", message=f"the attempt ran past its timeout of {timeout_s:g} s"
+                )
+                report = Report(
+                    ref=held.job.ref(),
+                    kind=ReportKind.TIMEOUT,
+                    error=error,
+                    retry_delay_s=held.job.backoff.delay_s(attempt=held.job.attempt, rng=self.rng),
+                )
+                log.info(
+                    "attempt timed out",
+                    extra={"job_id": str(held.job.id), "attempt": held.job.attempt},
+                )
+                self._queue_report(now, held, report)
+
+    def _flush(self, now: datetime) -> None:
+        pending = list(self._outbox.values())[: self.config.report_batch_max]
+        try:
+            results = self.store.report(pending)
+        except StoreUnavailable as exc:
+            self.store_health.down(exc)
+            self._next_flush = after(now, self.store_health.retry_after_s())
+            return
+        self.store_health.up()
+        for result in results:
+            self._outbox.pop(result.ref.job_id, None)
+            if result.status is ReportStatus.STALE:
+                log.warning(
+                    "report refused: the lease had passed on",
+                    extra={"job_id": str(result.ref.job_id), "attempt": result.ref.attempt},
+                )
+            held = self._held.get(result.ref.job_id)
+            if held is not None and held.job.attempt == result.ref.attempt:
+                self._forget_if_settled(held)
+        self.reported_total += len(results)
+        if self._outbox:
+            self._next_flush = now
+        else:
+            self._outbox_since = None
+
+    def _forget_if_settled(self, held: _Held) -> None:
+        """Drop a job once its handler returned and its outcome left the outbox."""
+        if held.handler_done and held.job.id not in self._outbox:
+            self._held.pop(held.job.id, None)
+
+    def _needs_lease(self, held: _Held) -> bool:
+        """Running, or its outcome still waits in the outbox: the lease must stay live."""
+        return not held.reported or held.job.id in self._outbox
+
+    def _heartbeat(self, now: datetime) -> None:
+        refs = [held.job.ref() for held in self._held.values() if self._needs_lease(held)]
+        if not refs:
+            self._next_heartbeat = after(now, self.config.heartbeat_every_s)
+            return
+        try:
+            statuses = self.store.heartbeat(refs, lease_ttl_s=self.config.lease_ttl_s)
+        except StoreUnavailable as exc:
+            self.store_health.down(exc)
+            self._next_heartbeat = after(now, self.store_health.retry_after_s())
+            self._give_up_lapsed(now)
+            return
+        self.store_health.up()
+        self._next_heartbeat = after(now, self.config.heartbeat_every_s)
+        for status in statuses:
+            held = self._held.get(status.ref.job_id)
+            if held is None or held.job.attempt != status.ref.attempt:
+                continue
+            if not status.held:
+                self._lose(held, CancelReason.LEASE_LOST)
+                continue
+            held.lease_until_local = after(now, self.config.lease_ttl_s)
+            if status.cancel_requested and not held.reported:
+                held.context.abort(CancelReason.REQUESTED)
+
+    def _give_up_lapsed(self, now: datetime) -> None:
+        """With the store unreachable, a lease we could not extend lapses by our own
+        (conservative) reckoning: tell the handler to stop. Reports stay queued; the store
+        decides, when it answers, whether they still count."""
+        for held in self._held.values():
+            if now > held.lease_until_local and not held.context.cancelled:
+                held.context.abort(CancelReason.LEASE_LOST)
+
+    def _lose(self, held: _Held, reason: CancelReason) -> None:
+        held.context.abort(reason)
+        held.reported = True
+        self._outbox.pop(held.job.id, None)
+        if not self._outbox:
+            self._outbox_since = None
+        self._forget_if_settled(held)
+        log.warning("lease lost", extra={"job_id": str(held.job.id), "attempt": held.job.attempt})
+
+    def _register(self, now: datetime) -> None:
+        self._next_register = after(now, min(self.config.heartbeat_every_s, 2.0))
+        if self.coordinator is None:
+            return
+        info = WorkerInfo(
+            id=self.config.worker_id,
+            host=self.config.host,
+            pid=self.config.pid,
+            queues=tuple(sorted(self.config.queues or ())),
+            concurrency=self.config.concurrency,
+            started_at=self._started_at,
+            last_heartbeat_at=now,
+            running_job_ids=self.running_job_ids(),
+        )
+        try:
+            self.coordinator.register_worker(info, ttl_s=self.config.registry_ttl_s)
+        except CoordinatorUnavailable as exc:
+            self.coordinator_health.down(exc)
+            return
+        self.coordinator_health.up()
+
+    def _claim(self, now: datetime) -> None:
+        limit = min(self.free_slots, self.config.claim_batch_max)
+        request = ClaimRequest(
+            worker=self.config.worker_id,
+            limit=limit,
+            lease_ttl_s=self.config.lease_ttl_s,
+            queues=self.config.queues,
+            tasks=self.registry.names(),
+        )
+        try:
+            jobs = self.store.claim(request)
+        except StoreUnavailable as exc:
+            self.store_health.down(exc)
+            self._claim_wanted = False
+            self._next_claim = after(now, self.store_health.retry_after_s())
+            return
+        self.store_health.up()
+        self._claim_wanted = len(jobs) >= limit
+        self._next_claim = after(now, self.config.poll_interval_s)
+        self.claimed_total += len(jobs)
+        if jobs and not any(self._needs_lease(held) for held in self._held.values()):
+            # The first leases after an idle spell: the next heartbeat is a full interval away.
+            self._next_heartbeat = after(now, self.config.heartbeat_every_s)
+        for job in jobs:
+            self._start(now, job)
+
+    def _start(self, now: datetime, job: Job) -> None:
+        context = JobContext(job, save=self._save_checkpoint, signal=self._make_signal())
+        held = _Held(
+            job=job,
+            context=context,
+            started_local=now,
+            lease_until_local=after(now, self.config.lease_ttl_s),
+        )
+        self._held[job.id] = held
+        if self.registry.get(job.task) is None:
+            # The claim filters by task name, so this only happens when a task is removed
+            # between the claim and here.
+            held.handler_done = True
+            self._queue_report(
+                now,
+                held,
+                Report(
+                    ref=job.ref(),
+                    kind=ReportKind.FAILED,
+                    error=ErrorInfo(type="unknown_task", message=f"no handler for {job.task!r}"),
+                    retryable=True,
+                ),
+            )
+            return
+        self.executor.start(job, context)
+
+    def _save_checkpoint(self, ref: LeaseRef, state: JsonValue) -> None:
+        self.store.checkpoint(ref, state)
+
+    def _wait(self, now: datetime) -> Wait:
+        candidates = [self._next_register]
+        can_claim = not self._draining and self.free_slots > 0
+        if can_claim:
+            candidates.append(now if self._claim_wanted else self._next_claim)
+        if any(self._needs_lease(held) for held in self._held.values()):
+            candidates.append(self._next_heartbeat)
+        if self._outbox:
+            candidates.append(self._next_flush)
+        if self._inbox:
+            candidates.append(now)
+        for held in self._held.values():
+            if held.job.timeout_s is not None and not held.reported:
+                candidates.append(after(held.started_local, held.job.timeout_s))
+        queues = tuple(sorted(self.config.queues)) if self.config.queues is not None else None
+        return Wait(until=min(candidates), doorbell=can_claim, queues=queues)
+
+    # --- shutdown -------------------------------------------------------------------------
+
+    def abort_running(self) -> None:
+        """Ask every running handler to stop (the grace period is over)."""
+        for held in self._held.values():
+            if not held.handler_done:
+                held.context.abort(CancelReason.SHUTDOWN)
+
+    def release_unfinished(self) -> int:
+        """Hand back every lease whose outcome is not decided, so it runs elsewhere at once.
+        Returns how many the store took back. Outcomes already decided are flushed first."""
+        now = self.clock.now()
+        self._take_finished(now)
+        if self._outbox:
+            self._flush(now)
+        refs = [held.job.ref() for held in self._held.values() if not held.reported]
+        if not refs:
+            return 0
+        try:
+            results = self.store.release(refs)
+        except StoreUnavailable as exc:
+            self.store_health.down(exc)
+            return 0
+        released = 0
+        for result in results:
+            held = self._held.get(result.ref.job_id)
+            if held is not None:
+                held.reported = True
+                held.context.abort(CancelReason.SHUTDOWN)
+                self._forget_if_settled(held)
+            if result.status is ReportStatus.APPLIED:
+                released += 1
+        return released
+
+    def unregister(self) -> None:
+        if self.coordinator is None:
+            return
+        with contextlib.suppress(CoordinatorUnavailable):
+            self.coordinator.unregister_worker(self.config.worker_id)
+
+    def pending_reports(self) -> Sequence[Report]:
+        return list(self._outbox.values())

@@ -1,0 +1,409 @@
+"""The Python API: an app object, task registration, enqueue and job management.
+
+    import taskyard
+
+    app = taskyard.App("postgresql://localhost/jobs")   # or sqlite:///jobs.db, memory://
+
+    @app.task(queue="billing", max_attempts=5, timeout=60)
+    def send_invoice(invoice_id: int) -> None: ...
+
+    job = send_invoice.enqueue(invoice_id=42)
+    job = app.enqueue("send_invoice", args={"invoice_id": 42}, delay_seconds=30)
+
+The store is built on first use, never at import time. `taskyard.testing.TestRunner`
+swaps in an in-memory store and a manual clock for a test.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Generic, ParamSpec, TypeVar
+from uuid import UUID
+
+import attrs
+
+from taskyard.adapters.clock import SystemClock
+from taskyard.adapters.executors import builtin_tasks
+from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
+from taskyard.domain.client import Client
+from taskyard.domain.context import TaskSpec, takes_context
+from taskyard.domain.errors import JobNotFound
+from taskyard.domain.ids import parse_job_id, uuid7
+from taskyard.domain.model import Attempt, Enqueued, Job, JobState
+from taskyard.domain.ports import Clock, Coordinator, JobFilter, JobPage, JobQuery, JobStore, Random
+from taskyard.domain.retry import Jitter, RetryPolicy
+from taskyard.domain.submission import Submission, parse_submission
+from taskyard.entrypoints.bootstrap import make_coordinator, make_store
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_UNSET: Any = object()
+
+
+@attrs.frozen(kw_only=True)
+class Options:
+    """Submission options that override a task's defaults for one enqueue."""
+
+    queue: str | None = None
+    priority: int | None = None
+    run_at: datetime | None = None
+    delay_seconds: float | None = None
+    max_attempts: int | None = None
+    backoff: RetryPolicy | Mapping[str, Any] | None = None
+    timeout_seconds: float | None = None
+    idempotency_key: str | None = None
+    depends_on: Sequence[UUID | str | Job] = ()
+
+
+class Task(Generic[P, R]):
+    """A registered handler. Calling it runs the function directly; `enqueue` submits a job."""
+
+    def __init__(self, app: App, spec: TaskSpec, func: Callable[P, R]) -> None:
+        self.app = app
+        self.spec = spec
+        self.func = func
+        self.name = spec.name
+        self.__doc__ = func.__doc__
+        self.__wrapped__ = func
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.func(*args, **kwargs)
+
+    def enqueue(self, **args: Any) -> Job:
+        """Submit a job of this task with `args` as its JSON arguments and the task's defaults."""
+        return self.app.enqueue(self.name, args=args)
+
+    def options(self, **options: Any) -> _Bound:
+        """`send_invoice.options(delay_seconds=60, priority=5).enqueue(invoice_id=42)`"""
+        return _Bound(self, Options(**options))
+
+    def __repr__(self) -> str:
+        return f"<taskyard task {self.name}>"
+
+
+@attrs.frozen
+class _Bound:
+    task: Task[Any, Any]
+    options: Options
+
+    def enqueue(self, **args: Any) -> Job:
+        o = self.options
+        return self.task.app.enqueue(
+            self.task.name,
+            args=args,
+            queue=o.queue,
+            priority=o.priority,
+            run_at=o.run_at,
+            delay_seconds=o.delay_seconds,
+            max_attempts=o.max_attempts,
+            backoff=o.backoff,
+            timeout_seconds=o.timeout_seconds,
+            idempotency_key=o.idempotency_key,
+            depends_on=o.depends_on,
+        )
+
+
+def _job_id(value: UUID | str | Job) -> UUID:
+    if isinstance(value, Job):
+        return value.id
+    if isinstance(value, UUID):
+        return value
+    parsed = parse_job_id(value)
+    if parsed is None:
+        raise JobNotFound(value)
+    return parsed
+
+
+class Registry:
+    """Task name to `TaskSpec`: the `TaskRegistry` a worker claims for."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskSpec] = {}
+
+    def add(self, spec: TaskSpec) -> None:
+        self._tasks[spec.name] = spec
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self._tasks)
+
+    def get(self, name: str) -> TaskSpec | None:
+        return self._tasks.get(name)
+
+
+class App:
+    """Tasks (`app.tasks`, the registry a worker uses), and a handle on the store."""
+
+    def __init__(
+        self,
+        url: str = "memory://",
+        *,
+        coordinator_url: str | None = None,
+        clock: Clock | None = None,
+        rng: Random | None = None,
+        builtins: BuiltinPolicy | None = None,
+        include_builtins: bool = True,
+    ) -> None:
+        self.url = url
+        self.coordinator_url = coordinator_url
+        self.clock: Clock = clock or SystemClock()
+        self.rng: Random = rng or random.SystemRandom()
+        self.builtins = builtins or BuiltinPolicy()
+        self.tasks = Registry()
+        if include_builtins:
+            for spec in builtin_tasks(self.builtins).values():
+                self.tasks.add(spec)
+        self._store: JobStore | None = None
+        self._coordinator: Coordinator | None = None
+        self._client: Client | None = None
+
+    # --- wiring -------------------------------------------------------------------------
+
+    @property
+    def store(self) -> JobStore:
+        if self._store is None:
+            self._store = make_store(self.url, clock=self.clock)
+        return self._store
+
+    @property
+    def coordinator(self) -> Coordinator:
+        if self._coordinator is None:
+            self._coordinator = make_coordinator(self.coordinator_url, clock=self.clock)
+        return self._coordinator
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(
+                store=self.store,
+                coordinator=self.coordinator,
+                clock=self.clock,
+                rng=self.rng,
+                builtins=self.builtins,
+            )
+        return self._client
+
+    def use(
+        self,
+        *,
+        store: JobStore,
+        coordinator: Coordinator | None = None,
+        clock: Clock | None = None,
+        rng: Random | None = None,
+    ) -> None:
+        """Run this app on the given adapters (tests, the simulator, the composition root)."""
+        self._store = store
+        self._coordinator = coordinator
+        if clock is not None:
+            self.clock = clock
+        if rng is not None:
+            self.rng = rng
+        self._client = None
+
+    # --- the registry -------------------------------------------------------------------
+
+    def task(
+        self,
+        name: str | None = None,
+        *,
+        queue: str = "default",
+        max_attempts: int = 3,
+        backoff: RetryPolicy | Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        priority: int = 0,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a handler. Its defaults apply to every enqueue that does not override them."""
+
+        def register(func: Callable[P, R]) -> Task[P, R]:
+            task_name = name or f"{func.__module__}.{func.__qualname__}"
+            if task_name in BUILTIN_TASKS:
+                raise ValueError(f"{task_name!r} is the name of a built-in task")
+            policy = self._parse_policy(backoff) if backoff is not None else RetryPolicy()
+            defaults = self._validated(
+                {
+                    "task": task_name,
+                    "queue": queue,
+                    "max_attempts": max_attempts,
+                    "backoff": policy,
+                    "timeout_seconds": timeout,
+                    "priority": priority,
+                }
+            )
+            spec = TaskSpec(
+                name=task_name,
+                handler=func,
+                queue=defaults.queue,
+                max_attempts=defaults.max_attempts,
+                backoff=defaults.backoff,
+                timeout_s=defaults.timeout_s,
+                priority=defaults.priority,
+                with_context=takes_context(func),
+            )
+            self.tasks.add(spec)
+            return Task(self, spec, func)
+
+        return register
+
+    def _parse_policy(self, value: RetryPolicy | Mapping[str, Any]) -> RetryPolicy:
+        if isinstance(value, RetryPolicy):
+            return value
+        return self._validated({"task": "x", "backoff": dict(value)}).backoff
+
+    def _validated(self, data: Mapping[str, Any]) -> Submission:
+        clean = {k: v for k, v in data.items() if v is not None}
+        return parse_submission(clean, check_args=self.builtins.check)
+
+    # --- submission ---------------------------------------------------------------------
+
+    def submission(
+        self,
+        task: str | Task[Any, Any],
+        *,
+        args: Mapping[str, Any] | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        run_at: datetime | None = None,
+        delay_seconds: float | None = None,
+        max_attempts: int | None = None,
+        backoff: RetryPolicy | Mapping[str, Any] | None = None,
+        timeout_seconds: float | None = None,
+        idempotency_key: str | None = None,
+        depends_on: Iterable[UUID | str | Job] = (),
+    ) -> Submission:
+        """Validate one submission, filling the task's defaults; raises `ValidationError`."""
+        name = task.name if isinstance(task, Task) else task
+        spec = self.tasks.get(name)
+        data: dict[str, Any] = {"task": name, "args": dict(args or {})}
+        if spec is not None and name not in BUILTIN_TASKS:
+            data.update(
+                queue=spec.queue,
+                priority=spec.priority,
+                max_attempts=spec.max_attempts,
+                backoff=spec.backoff,
+                timeout_seconds=spec.timeout_s,
+            )
+        explicit = {
+            "queue": queue,
+            "priority": priority,
+            "run_at": run_at,
+            "delay_seconds": delay_seconds,
+            "max_attempts": max_attempts,
+            "backoff": backoff,
+            "timeout_seconds": timeout_seconds,
+            "idempotency_key": idempotency_key,
+        }
+        data.update({k: v for k, v in explicit.items() if v is not None})
+        deps = [d.id if isinstance(d, Job) else d for d in depends_on]
+        if deps:
+            data["depends_on"] = deps
+        if isinstance(data.get("backoff"), Mapping) and spec is not None:
+            data["backoff"] = {**spec.backoff.to_json(), **data["backoff"]}
+        return self._validated(data)
+
+    def enqueue(
+        self,
+        task: str | Task[Any, Any],
+        *,
+        args: Mapping[str, Any] | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        run_at: datetime | None = None,
+        delay_seconds: float | None = None,
+        max_attempts: int | None = None,
+        backoff: RetryPolicy | Mapping[str, Any] | None = None,
+        timeout_seconds: float | None = None,
+        idempotency_key: str | None = None,
+        depends_on: Iterable[UUID | str | Job] = (),
+        correlation_id: str | None = None,
+        connection: Any = None,
+    ) -> Job:
+        """Submit one job. When this returns, the job is durable.
+
+        With the same `idempotency_key` and the same submission, the existing job is
+        returned; with a different submission, `IdempotencyConflict` is raised.
+        `connection` (PostgreSQL only): write through this psycopg connection, inside the
+        caller's transaction, so the job commits or rolls back with it.
+        """
+        submission = self.submission(
+            task,
+            args=args,
+            queue=queue,
+            priority=priority,
+            run_at=run_at,
+            delay_seconds=delay_seconds,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            timeout_seconds=timeout_seconds,
+            idempotency_key=idempotency_key,
+            depends_on=depends_on,
+        )
+        return self.enqueue_many(
+            [submission], correlation_id=correlation_id, connection=connection
+        )[0].job
+
+    def enqueue_many(
+        self,
+        submissions: Sequence[Submission],
+        *,
+        correlation_id: str | None = None,
+        connection: Any = None,
+    ) -> list[Enqueued]:
+        """Submit several validated submissions (see `submission`), all or nothing."""
+        if connection is not None:
+            enqueue_in = getattr(self.store, "enqueue_in", None)
+            if enqueue_in is None:
+                raise TypeError(f"transactional enqueue needs a PostgreSQL store, not {self.url}")
+            return self._enqueue_in(enqueue_in, submissions, correlation_id, connection)
+        return self.client.submit(submissions, correlation_id=correlation_id)
+
+    def _enqueue_in(
+        self,
+        enqueue_in: Callable[..., list[Enqueued]],
+        submissions: Sequence[Submission],
+        correlation_id: str | None,
+        connection: Any,
+    ) -> list[Enqueued]:
+        now = self.clock.now()
+        new_jobs = [
+            s.to_new_job(job_id=uuid7(now, self.rng), correlation_id=correlation_id)
+            for s in submissions
+        ]
+        return enqueue_in(connection, new_jobs)
+
+    # --- reading and managing -----------------------------------------------------------
+
+    def get(self, job_id: UUID | str | Job) -> Job:
+        return self.store.get(_job_id(job_id))
+
+    def attempts(self, job_id: UUID | str | Job) -> list[Attempt]:
+        return self.store.attempts(_job_id(job_id))
+
+    def cancel(self, job_id: UUID | str | Job) -> Job:
+        return self.store.cancel(_job_id(job_id))
+
+    def retry(self, job_id: UUID | str | Job) -> Job:
+        return self.store.retry(_job_id(job_id))
+
+    def list_jobs(
+        self,
+        *,
+        states: Iterable[JobState | str] = (),
+        queues: Iterable[str] = (),
+        tasks: Iterable[str] = (),
+        limit: int = 100,
+    ) -> JobPage:
+        return self.store.list_jobs(
+            JobQuery(
+                filter=JobFilter(
+                    states=frozenset(JobState(s) for s in states),
+                    queues=frozenset(queues),
+                    tasks=frozenset(tasks),
+                ),
+                limit=limit,
+            )
+        )
+
+
+__all__ = ["App", "Jitter", "Options", "Registry", "RetryPolicy", "Task"]

@@ -1,0 +1,50 @@
+"""The composition root: the one place that turns URLs and settings into adapters.
+
+Nothing connects at import time: adapters for PostgreSQL, SQLite and Redis are imported
+only when a URL asks for them.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from taskyard.adapters.memory import InMemoryCoordinator, InMemoryJobStore
+from taskyard.domain.ports import Clock, Coordinator, JobStore
+
+STORE_SCHEMES = "postgresql://, sqlite:///, memory://"
+
+
+class ConfigError(Exception):
+    """A setting is wrong: the process stops at start with one line naming it."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+def store_scheme(url: str, *, setting: str = "TASKYARD_DATABASE_URL") -> str:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql"
+    if scheme in ("sqlite", "memory"):
+        return scheme
+    raise ConfigError(setting, f"unsupported scheme {scheme or url!r} (use {STORE_SCHEMES})")
+
+
+def make_store(url: str, *, clock: Clock, setting: str = "TASKYARD_DATABASE_URL") -> JobStore:
+    """A `JobStore` for `url`. The in-memory store takes `clock` as its time authority; the
+    database stores use the database's own clock."""
+    scheme = store_scheme(url, setting=setting)
+    if scheme == "memory":
+        return InMemoryJobStore(clock)
+    raise ConfigError(setting, f"the {scheme} store is not available in this build")
+
+
+def make_coordinator(url: str | None, *, clock: Clock) -> Coordinator:
+    """The coordinator for `url` (None or `memory://`: in-process)."""
+    if url is None or urlsplit(url).scheme == "memory":
+        return InMemoryCoordinator(clock)
+    raise ConfigError(
+        "TASKYARD_REDIS_URL", f"unsupported scheme {urlsplit(url).scheme!r} (use redis://)"
+    )

@@ -1,0 +1,1 @@
+"""The deterministic fault-injection simulator (see docs/simulation.md)."""

@@ -1,0 +1,87 @@
+"""Adapters under contract. To put a new adapter under a port's suite, add a factory here.
+
+A factory yields a `Harness`: the adapter, fresh for the test, and `pass_time(seconds)`,
+which lets that much of the adapter's own time go by (a manual clock moves; a database's
+clock is simply waited for). Tests keep durations short so real clocks cost little.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+import attrs
+import pytest
+
+from taskyard.adapters.clock import ManualClock
+from taskyard.adapters.memory import InMemoryCoordinator, InMemoryJobStore
+from taskyard.domain.ports import Coordinator, JobStore
+
+T = TypeVar("T")
+
+
+@attrs.define
+class Harness(Generic[T]):
+    name: str
+    adapter: T
+    pass_time: Callable[[float], object]
+    real_time: bool
+    """True when time passes by waiting (database clocks): tests allow for slack."""
+
+
+def _real_pass_time(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+# --- JobStore -----------------------------------------------------------------------------
+
+
+def memory_store(request: pytest.FixtureRequest) -> Iterator[Harness[JobStore]]:
+    clock = ManualClock()
+    store: JobStore = InMemoryJobStore(clock)
+    yield Harness("memory", store, clock.advance, real_time=False)
+
+
+STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest], Iterator[Harness[JobStore]]]] = {
+    "memory": memory_store,
+}
+
+
+@pytest.fixture(params=sorted(STORE_FACTORIES))
+def store_harness(request: pytest.FixtureRequest) -> Iterator[Harness[JobStore]]:
+    yield from STORE_FACTORIES[request.param](request)
+
+
+@pytest.fixture
+def store(store_harness: Harness[JobStore]) -> JobStore:
+    return store_harness.adapter
+
+
+# --- Coordinator --------------------------------------------------------------------------
+
+
+def memory_coordinator(request: pytest.FixtureRequest) -> Iterator[Harness[Coordinator]]:
+    clock = ManualClock()
+    coordinator: Coordinator = InMemoryCoordinator(clock)
+    yield Harness("memory", coordinator, clock.advance, real_time=False)
+
+
+COORDINATOR_FACTORIES: dict[
+    str, Callable[[pytest.FixtureRequest], Iterator[Harness[Coordinator]]]
+] = {
+    "memory": memory_coordinator,
+}
+
+
+@pytest.fixture(params=sorted(COORDINATOR_FACTORIES))
+def coordinator_harness(request: pytest.FixtureRequest) -> Iterator[Harness[Coordinator]]:
+    yield from COORDINATOR_FACTORIES[request.param](request)
+
+
+@pytest.fixture
+def coordinator(coordinator_harness: Harness[Coordinator]) -> Coordinator:
+    return coordinator_harness.adapter
+
+
+__all__: list[Any] = ["Harness"]
