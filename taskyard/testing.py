@@ -72,7 +72,6 @@ class TestRunner:
             clock=self.clock,
             config=SchedulerConfig(scheduler_id="test-scheduler"),
         )
-        self.ran: list[Job] = []
 
     def _finished(self, result: Any) -> None:
         self.worker.handler_finished(result)
@@ -107,22 +106,23 @@ class TestRunner:
         handler runs it made. The clock does not move."""
         runs = 0
         for _ in range(STEPS_MAX):
+            self.scheduler.wake()
             self.scheduler.tick()
+            moved = self.scheduler.last_pass
             self.worker.doorbell()
             claimed_before = self.worker.claimed_total
+            reported_before = self.worker.reported_total
             self.worker.tick()
+            self.worker.tick()  # report what just ran
             new_runs = self.worker.claimed_total - claimed_before
             runs += new_runs
-            self.worker.tick()  # report what just ran
-            if new_runs == 0 and self.worker.idle and not self._due_now():
+            reported = self.worker.reported_total - reported_before
+            scheduler_idle = moved is None or not (
+                moved.promoted or moved.reaped or moved.cancelled
+            )
+            if new_runs == 0 and reported == 0 and scheduler_idle and self.worker.idle:
                 return runs
         raise NotIdle(f"still busy after {STEPS_MAX} steps")
-
-    def _due_now(self) -> bool:
-        now = self.clock.now()
-        wakeup = self.store.next_wakeup()
-        queued = any(q.counts.get(JobState.QUEUED, 0) and not q.paused for q in self.store.queues())
-        return queued or (wakeup is not None and wakeup <= now)
 
     def advance(self, seconds: float) -> int:
         """Move the clock forward, then run what became due."""
@@ -140,8 +140,7 @@ class TestRunner:
                 return runs
             if wakeup.timestamp() > limit:
                 raise NotIdle(f"jobs still waiting beyond {max_seconds} s")
-            self.clock.set(max(wakeup, self.clock.now()))
-            self.clock.advance(0.001)
+            self.clock.set(wakeup)
             runs += self.run_until_idle()
         raise NotIdle(f"still busy after {STEPS_MAX} steps")
 

@@ -404,6 +404,7 @@ class InMemoryJobStore:
 
     def next_wakeup(self) -> datetime | None:
         with self._s.lock:
+            now = self.now()
             moments = [
                 self._s.jobs[i].run_at
                 for state in (S.SCHEDULED, S.RETRYING)
@@ -414,7 +415,8 @@ class InMemoryJobStore:
                 for i in self._s.by_state[S.RUNNING]
                 if (lease := self._s.jobs[i].lease) is not None
             )
-            return min(moments) if moments else None
+            ahead = [moment for moment in moments if moment > now]
+            return min(ahead) if ahead else None
 
     # --- a person's path ----------------------------------------------------------------
 

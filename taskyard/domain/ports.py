@@ -201,8 +201,10 @@ class JobStore(Protocol):
         ...
 
     def next_wakeup(self) -> datetime | None:
-        """The earliest run_at among waiting jobs, or the earliest lease expiry of running
-        ones: when the scheduler has something to do next. None when nothing waits."""
+        """The earliest moment after the store's now at which time alone changes what the
+        scheduler can do: a waiting job's run_at, or a running job's lease expiry. Moments
+        already passed are not counted (a job due now but waiting on a dependency waits on
+        that job, not on the clock). None when no such moment exists."""
         ...
 
     # a person's path

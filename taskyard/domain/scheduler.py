@@ -80,6 +80,10 @@ class Scheduler:
         self._next_pass = clock.now()
         self._acting_without_coordinator = False
 
+    def wake(self) -> None:
+        """Do a pass on the next tick, whatever the interval says (something changed)."""
+        self._next_pass = self.clock.now()
+
     @property
     def leading(self) -> bool:
         """True when this scheduler holds the lease, or acts alone because the coordinator

@@ -483,13 +483,20 @@ def test_a_cancel_requested_job_whose_worker_dies_ends_cancelled(
     assert reaped.state is S.CANCELLED
 
 
-def test_next_wakeup_names_the_earliest_run_at_or_lease_expiry(store: JobStore) -> None:
+def test_next_wakeup_names_the_earliest_run_at_or_lease_expiry_ahead(
+    store_harness: Harness[JobStore],
+) -> None:
+    store = store_harness.adapter
     assert store.next_wakeup() is None
     job = f.enqueue(store, delay_s=600)
     assert store.next_wakeup() == job.run_at
     f.enqueue(store)
     running = f.claim_one(store, lease_ttl_s=60)
     assert running.lease is not None
+    assert store.next_wakeup() == running.lease.expires_at
+    # A job due now that waits on a dependency waits on that job, not on the clock.
+    f.enqueue(store, delay_s=TTL_SHORT_S, depends_on=[job.id])
+    store_harness.pass_time(TTL_SHORT_S * 2)
     assert store.next_wakeup() == running.lease.expires_at
 
 
