@@ -3,6 +3,7 @@ scheduler logic, run inline by `taskyard.testing.TestRunner` or stepped by hand.
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -61,7 +62,7 @@ def test_failures_are_retried_with_backoff_then_dead_lettered(app: taskyard.App)
         assert [a.outcome for a in attempts] == [Outcome.FAILED] * 4
         gaps = [
             (b.started_at - a.finished_at).total_seconds()  # type: ignore[operator]
-            for a, b in zip(attempts, attempts[1:], strict=False)
+            for a, b in itertools.pairwise(attempts)
         ]
         assert [round(g) for g in gaps] == [10, 30, 90]
         assert "ValueError: the upstream said no" in (attempts[0].error.traceback or "")  # type: ignore[union-attr]
