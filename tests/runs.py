@@ -50,10 +50,12 @@ def registry_with(*specs: TaskSpec) -> Registry:
 
 
 def counting_task(runs: Runs, name: str = "count") -> TaskSpec:
-    """Succeeds, or fails its first attempt when its args say `fail_first`."""
+    """Succeeds (after `pause_s`), or fails its first attempt when its args say `fail_first`."""
 
-    def handler(ctx: Any, n: int, fail_first: bool = False) -> dict[str, int]:
+    def handler(ctx: Any, n: int, fail_first: bool = False, pause_s: float = 0) -> dict[str, int]:
         runs.record(ctx.job_id, ctx.attempt)
+        if pause_s:
+            ctx.wait(pause_s)
         if fail_first and ctx.attempt == 1:
             raise RuntimeError("failing the first attempt on purpose")
         return {"n": n}
