@@ -297,8 +297,12 @@ class RedisCoordinator:
         self._leave = self._client.register_script(_LEAVE)
         self._held: dict[str, _Held] = {}
         self._term_seen = 0
+        self._closed = False
 
     def close(self) -> None:
+        """Drop the connections. A call still under way on another thread (a doorbell wait)
+        fails with `CoordinatorUnavailable`."""
+        self._closed = True
         self._client.close()
         self._blocking.close()
         self._client.connection_pool.disconnect()
@@ -310,6 +314,11 @@ class RedisCoordinator:
             yield
         except (redis.RedisError, OSError) as exc:
             raise CoordinatorUnavailable(message=f"redis: {doing}: {exc}") from exc
+        except Exception as exc:
+            if not self._closed:
+                raise
+            # redis-py reading from a socket that close() took away mid-call.
+            raise CoordinatorUnavailable(message=f"redis: {doing}: closed") from exc
 
     # --- leader lease -------------------------------------------------------------------
 

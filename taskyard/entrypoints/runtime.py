@@ -230,6 +230,8 @@ class WorkerRuntime:
             try:
                 rung = self.coordinator.wait(queues, timeout_s=self._doorbell_block_s)
             except CoordinatorUnavailable as exc:
+                if self._halting.is_set():
+                    return  # stopped meanwhile (and maybe the coordinator was closed)
                 self.doorbell_ok = False
                 with self._lock:
                     health.down(exc)
@@ -237,6 +239,8 @@ class WorkerRuntime:
                 self._halting.wait(pause_s)
                 continue
             except Exception:
+                if self._halting.is_set():
+                    return
                 self.loop_errors += 1
                 log.exception("doorbell wait failed; trying again", extra=self._extra())
                 self._halting.wait(ERROR_PAUSE_S)
