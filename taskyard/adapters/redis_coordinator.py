@@ -454,9 +454,8 @@ class RedisCoordinator:
             self._ring(args=[self._prefix, _ms(self.settings.bell_ttl_s), *queues, ANY_QUEUE])
 
     def wait(self, queues: Sequence[str] | None, *, timeout_s: float) -> bool:
+        # With no queue at all nothing can ring: the wait simply lasts its timeout.
         channels = [ANY_QUEUE] if queues is None else sorted(set(queues))
-        if not channels:
-            return False
         deadline = time.monotonic() + max(0.0, timeout_s)
         while True:
             remaining_s = deadline - time.monotonic()

@@ -150,6 +150,13 @@ def test_a_pending_ring_wakes_one_later_wait_only(coordinator: Coordinator) -> N
     assert coordinator.wait(["mail"], timeout_s=0.1) is False
 
 
+def test_waiting_on_no_queue_lasts_its_timeout(coordinator: Coordinator) -> None:
+    coordinator.ring(["mail"])
+    started = time.monotonic()
+    assert coordinator.wait([], timeout_s=0.2) is False
+    assert time.monotonic() - started >= 0.15
+
+
 def test_a_zero_timeout_only_looks_for_a_pending_ring(coordinator: Coordinator) -> None:
     assert coordinator.wait(["mail"], timeout_s=0) is False
     coordinator.ring(["mail"])

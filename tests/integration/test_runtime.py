@@ -340,3 +340,23 @@ def test_an_unexpected_error_does_not_kill_the_worker_loop(
     wait_terminal(store, jobs, timeout_s=WAIT_S)
     assert runtime.loop_errors == 1
     assert any("worker tick failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_killed_worker_hands_nothing_back_and_its_job_runs_again_after_the_lease(
+    store: InMemoryJobStore, coordinator: InMemoryCoordinator, runtimes: list[Any]
+) -> None:
+    started, woke = threading.Event(), []
+    _scheduler(runtimes, store, coordinator)  # reaps the lapsed lease
+    doomed = _worker(
+        runtimes, store, coordinator, [_blocking_task("job", started, woke)], lease_ttl_s=1.0
+    )
+    [job] = submit(client_for(store, coordinator), "job", [{}])
+    assert started.wait(WAIT_S)
+    doomed.kill()
+    assert store.get(job.id).state is JobState.RUNNING  # nothing was handed back
+    eventually(lambda: woke == [True], timeout_s=WAIT_S, what="the handler was told to stop")
+    quick = TaskSpec(name="job", handler=lambda: "done elsewhere")
+    _worker(runtimes, store, coordinator, [quick], worker_id="survivor")
+    [done] = wait_terminal(store, [job], timeout_s=WAIT_S)
+    assert done.state is JobState.SUCCEEDED and done.result == "done elsewhere"
+    assert [a.outcome for a in store.attempts(job.id)] == [Outcome.WORKER_LOST, Outcome.SUCCEEDED]
