@@ -51,3 +51,10 @@ def redis_session_prefix(redis_url: str) -> Iterator[str]:
 def redis_prefix(redis_session_prefix: str) -> str:
     """A key prefix of this test's own, under the session's."""
     return f"{redis_session_prefix}{secrets.token_hex(3)}:"
+
+
+@pytest.fixture
+def throwaway_redis() -> Iterator[services.ThrowawayRedis]:
+    """A redis-server of this test's own (free port, no persistence), stopped at the end."""
+    with services.throwaway_redis() as server:
+        yield server

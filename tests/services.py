@@ -17,7 +17,9 @@ import contextlib
 import os
 import secrets
 import shutil
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -149,3 +151,84 @@ def delete_prefix(url: str, prefix: str) -> None:
             client.delete(*keys[start : start + 500])
     finally:
         client.close()
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ThrowawayRedis:
+    """A `redis-server` of one test's own on a free loopback port, without persistence, which
+    the test may stop, start again (same port) and flush. Never the shared server."""
+
+    START_TIMEOUT_S = 10.0
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        assert not self.running, "already running"
+        self._process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + self.START_TIMEOUT_S
+        while _redis_answers(self.url) is not None:
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM; nothing is saved, so it comes back empty)."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=self.START_TIMEOUT_S)
+        self._process = None
+
+    def flushall(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        try:
+            client.flushall()
+        finally:
+            client.close()
+
+
+@contextlib.contextmanager
+def throwaway_redis(*, start: bool = True) -> Iterator[ThrowawayRedis]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server", "no redis-server binary on PATH for a throwaway server")
+        raise AssertionError("unreachable")
+    server = ThrowawayRedis(binary)
+    try:
+        if start:
+            server.start()
+        yield server
+    finally:
+        server.stop()

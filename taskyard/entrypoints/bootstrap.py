@@ -6,12 +6,17 @@ only when a URL asks for them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from taskyard.adapters.memory import InMemoryCoordinator, InMemoryJobStore
 from taskyard.domain.ports import Clock, Coordinator, JobStore
 
+if TYPE_CHECKING:
+    from taskyard.adapters.redis_coordinator import RedisSettings
+
 STORE_SCHEMES = "postgresql://, sqlite:///, memory://"
+COORDINATOR_SCHEMES = "redis://, rediss://, memory://"
 
 
 class ConfigError(Exception):
@@ -41,10 +46,34 @@ def make_store(url: str, *, clock: Clock, setting: str = "TASKYARD_DATABASE_URL"
     raise ConfigError(setting, f"the {scheme} store is not available in this build")
 
 
-def make_coordinator(url: str | None, *, clock: Clock) -> Coordinator:
-    """The coordinator for `url` (None or `memory://`: in-process)."""
-    if url is None or urlsplit(url).scheme == "memory":
+def make_coordinator(
+    url: str | None,
+    *,
+    clock: Clock,
+    key_prefix: str | None = None,
+    redis_settings: RedisSettings | None = None,
+    setting: str = "TASKYARD_REDIS_URL",
+) -> Coordinator:
+    """The coordinator for `url`: None or `memory://` is in-process; `redis://` and
+    `rediss://` are Redis, every key under `key_prefix` (default `taskyard:`). Connection
+    options may ride on the URL (`?socket_timeout=0.5&socket_connect_timeout=0.5`); they
+    win over `redis_settings`. Nothing connects here: the first call does."""
+    scheme = urlsplit(url).scheme.lower() if url is not None else "memory"
+    if scheme == "memory":
         return InMemoryCoordinator(clock)
-    raise ConfigError(
-        "TASKYARD_REDIS_URL", f"unsupported scheme {urlsplit(url).scheme!r} (use redis://)"
-    )
+    if scheme in ("redis", "rediss"):
+        import attrs
+
+        from taskyard.adapters.redis_coordinator import RedisCoordinator, RedisSettings
+
+        settings = redis_settings or RedisSettings()
+        if key_prefix is not None:
+            if not key_prefix:
+                raise ConfigError("TASKYARD_REDIS_PREFIX", "a key prefix cannot be empty")
+            settings = attrs.evolve(settings, key_prefix=key_prefix)
+        assert url is not None
+        try:
+            return RedisCoordinator(url, settings=settings)
+        except ValueError as exc:
+            raise ConfigError(setting, str(exc)) from None
+    raise ConfigError(setting, f"unsupported scheme {scheme or url!r} (use {COORDINATOR_SCHEMES})")

@@ -67,10 +67,23 @@ def memory_coordinator(request: pytest.FixtureRequest) -> Iterator[Harness[Coord
     yield Harness("memory", coordinator, clock.advance, real_time=False)
 
 
+def redis_coordinator(request: pytest.FixtureRequest) -> Iterator[Harness[Coordinator]]:
+    """Redis (found as DEVELOPERS.md says), under a key prefix of this test's own."""
+    from taskyard.adapters.redis_coordinator import RedisCoordinator, RedisSettings
+
+    url: str = request.getfixturevalue("redis_url")
+    prefix: str = request.getfixturevalue("redis_prefix")
+    adapter = RedisCoordinator(url, settings=RedisSettings(key_prefix=prefix))
+    coordinator: Coordinator = adapter
+    yield Harness("redis", coordinator, _real_pass_time, real_time=True)
+    adapter.close()
+
+
 COORDINATOR_FACTORIES: dict[
     str, Callable[[pytest.FixtureRequest], Iterator[Harness[Coordinator]]]
 ] = {
     "memory": memory_coordinator,
+    "redis": redis_coordinator,
 }
 
 

@@ -141,3 +141,50 @@ def test_a_ring_wakes_a_waiter_on_another_thread(coordinator: Coordinator) -> No
 def test_waiting_on_every_queue_wakes_on_any_ring(coordinator: Coordinator) -> None:
     coordinator.ring(["whatever"])
     assert coordinator.wait(None, timeout_s=5) is True
+
+
+def test_a_pending_ring_wakes_one_later_wait_only(coordinator: Coordinator) -> None:
+    coordinator.ring(["mail"])
+    assert coordinator.wait(["mail"], timeout_s=5) is True
+    # The first waiter took the ring (it is about to look at the store): no second wake-up.
+    assert coordinator.wait(["mail"], timeout_s=0.1) is False
+
+
+def test_waiting_on_no_queue_lasts_its_timeout(coordinator: Coordinator) -> None:
+    coordinator.ring(["mail"])
+    started = time.monotonic()
+    assert coordinator.wait([], timeout_s=0.2) is False
+    assert time.monotonic() - started >= 0.15
+
+
+def test_a_zero_timeout_only_looks_for_a_pending_ring(coordinator: Coordinator) -> None:
+    assert coordinator.wait(["mail"], timeout_s=0) is False
+    coordinator.ring(["mail"])
+    assert coordinator.wait(["mail"], timeout_s=0) is True
+
+
+def test_schedulers_are_listed_until_their_ttl_lapses(
+    coordinator_harness: Harness[Coordinator],
+) -> None:
+    coordinator = coordinator_harness.adapter
+    now = datetime.now(UTC)
+    coordinator.register_scheduler(
+        SchedulerInfo(id="s1", host="h", pid=1, last_heartbeat_at=now), ttl_s=TTL_S
+    )
+    coordinator.register_scheduler(
+        SchedulerInfo(id="s2", host="h", pid=2, last_heartbeat_at=now), ttl_s=30
+    )
+    assert [s.id for s in coordinator.schedulers()] == ["s1", "s2"]
+    coordinator_harness.pass_time(TTL_S * 2)
+    assert [s.id for s in coordinator.schedulers()] == ["s2"]
+
+
+def test_terms_keep_growing_over_many_handovers(coordinator: Coordinator) -> None:
+    terms = []
+    for round_number in range(5):
+        candidate = f"s{round_number % 2}"
+        lead = coordinator.campaign(candidate=candidate, ttl_s=30)
+        assert lead is not None
+        terms.append(lead.term)
+        assert coordinator.resign(candidate=candidate) is True
+    assert terms == sorted(set(terms))

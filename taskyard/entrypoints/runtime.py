@@ -1,0 +1,344 @@
+"""The production drivers of the domain's `Worker` and `Scheduler`: threads, sleeps and
+wake-ups, nothing else. Every decision (what to claim, when to heartbeat, when to poll the
+store, what a timeout means) is the domain's; the simulator exercises the same code.
+
+`WorkerRuntime` runs three kinds of threads:
+
+* the **control thread** calls `Worker.tick()` under a lock and sleeps until the answer's
+  `until`, or until a handler finishes or a doorbell rings (a `threading.Event`);
+* **handler threads** (`ThreadExecutor`) run handlers; their `ctx` signals are
+  `threading.Event`s, so `ctx.wait(s)` really sleeps and wakes at once on cancellation;
+* the **doorbell thread** blocks in `Coordinator.wait()` while the worker can take work.
+  When the coordinator is unreachable it backs off (50 ms doubling to 2 s) and tries
+  again, forever: the worker keeps polling the store at its `poll_interval_s` meanwhile
+  (the domain always polls; the doorbell only makes it sooner), and the moment the
+  coordinator answers again the thread is back to waiting on the doorbell. The worker's
+  coordinator `Health` warns once when it goes away and once when it is back.
+
+`SchedulerRuntime` runs one thread that calls `Scheduler.tick()` and sleeps until its `until`.
+
+Neither loop ever dies of an error: store and coordinator errors are handled by the domain,
+and anything else is logged with its traceback and retried after a pause.
+
+Usage (what the CLI's worker process does)::
+
+    runtime = WorkerRuntime(store=store, coordinator=coordinator, registry=app.tasks,
+                            config=WorkerConfig(worker_id="w1", concurrency=8))
+    runtime.start()
+    ...                          # until SIGTERM
+    runtime.stop(grace_s=30)     # finish what runs, hand back the rest
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from datetime import datetime
+from types import TracebackType
+
+from taskyard.adapters.clock import SystemClock
+from taskyard.adapters.executors import ThreadExecutor
+from taskyard.domain.context import HandlerResult
+from taskyard.domain.errors import CoordinatorUnavailable
+from taskyard.domain.ports import Clock, Coordinator, JobStore, Random, TaskRegistry
+from taskyard.domain.scheduler import Scheduler, SchedulerConfig
+from taskyard.domain.timefmt import seconds_between
+from taskyard.domain.worker import Worker, WorkerConfig
+
+log = logging.getLogger("taskyard.runtime")
+
+SLEEP_MAX_S = 1.0
+"""The longest a loop sleeps between ticks whatever `until` says, so a wall clock that
+steps backwards cannot stall it."""
+DOORBELL_BLOCK_S = 2.0
+"""How long one doorbell wait blocks; it is waited on again at once."""
+ERROR_PAUSE_S = 1.0
+"""The pause after an unexpected error in a loop, before it tries again."""
+JOIN_SLACK_S = 5.0
+
+
+def _sleep_s(clock: Clock, until: datetime) -> float:
+    return min(SLEEP_MAX_S, max(0.0, seconds_between(clock.now(), until)))
+
+
+class WorkerRuntime:
+    """Drives one `Worker`. Start it once; end it with `stop(grace_s)` or `kill()`."""
+
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        coordinator: Coordinator | None,
+        registry: TaskRegistry,
+        config: WorkerConfig,
+        clock: Clock | None = None,
+        rng: Random | None = None,
+        doorbell_block_s: float = DOORBELL_BLOCK_S,
+    ) -> None:
+        assert doorbell_block_s > 0, doorbell_block_s
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.coordinator = coordinator
+        self._doorbell_block_s = doorbell_block_s
+        self._lock = threading.Lock()
+        """Serialises every call into `worker` (the domain's rule)."""
+        self._wake = threading.Event()
+        self._halting = threading.Event()
+        self._bell_wanted = threading.Event()
+        self._drained = threading.Event()
+        self._draining = False
+        self.executor = ThreadExecutor(registry, self._handler_finished, threads=config.concurrency)
+        self.worker = Worker(
+            store=store,
+            coordinator=coordinator,
+            clock=self.clock,
+            rng=rng or random.SystemRandom(),
+            registry=registry,
+            executor=self.executor,
+            config=config,
+            make_signal=threading.Event,
+        )
+        name = config.worker_id
+        self._control = threading.Thread(
+            target=self._control_loop, name=f"taskyard-worker-{name}", daemon=True
+        )
+        self._doorbell: threading.Thread | None = None
+        if coordinator is not None:
+            self._doorbell = threading.Thread(
+                target=self._doorbell_loop, name=f"taskyard-doorbell-{name}", daemon=True
+            )
+        self._started = False
+        self._ended = False
+        self.rings_received = 0
+        """Doorbell rings that reached this worker (a counter for tests and metrics)."""
+        self.doorbell_ok: bool | None = None
+        """Whether the last doorbell wait reached the coordinator (None: not tried yet)."""
+        self.loop_errors = 0
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    def start(self) -> WorkerRuntime:
+        assert not self._started, "a runtime starts once"
+        self._started = True
+        self._control.start()
+        if self._doorbell is not None:
+            self._doorbell.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._started and not self._ended
+
+    @property
+    def draining(self) -> bool:
+        """A graceful stop has begun: nothing new is claimed."""
+        return self._draining
+
+    def stop(self, grace_s: float) -> int:
+        """Stop claiming, let running handlers finish for up to `grace_s`, then hand every
+        lease whose outcome is not decided back to the store, so those jobs run elsewhere
+        at once. Returns how many leases the store took back."""
+        assert grace_s >= 0, grace_s
+        if not self._started or self._ended:
+            return 0
+        with self._lock:
+            self.worker.stop_claiming()
+            self._draining = True
+        self._wake.set()
+        self._drained.wait(grace_s)
+        self._halt()
+        with self._lock:
+            released = self.worker.release_unfinished()
+            self.worker.abort_running()
+            self.worker.unregister()
+        self.executor.shutdown(wait=False)
+        log.info(
+            "worker stopped",
+            extra={"worker_id": self.config.worker_id, "released": released},
+        )
+        return released
+
+    def kill(self) -> None:
+        """Stop at once, as a crash would: nothing is reported or handed back (the leases
+        lapse and the scheduler reaps them); running handlers are told to stop."""
+        if not self._started or self._ended:
+            return
+        self._halt()
+        with self._lock:
+            self.worker.abort_running()
+        self.executor.shutdown(wait=False)
+
+    def _halt(self) -> None:
+        """End the control loop (joined: no tick runs after this). The doorbell thread is not
+        waited for: it ends when its current wait does (within `doorbell_block_s`), and a
+        ring it brings meanwhile only marks the stopped worker's claim as wanted."""
+        self._ended = True
+        self._halting.set()
+        self._wake.set()
+        self._bell_wanted.set()
+        self._control.join(timeout=JOIN_SLACK_S)
+
+    def __enter__(self) -> WorkerRuntime:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop(grace_s=0.0 if exc is not None else 10.0)
+
+    # --- the threads ----------------------------------------------------------------------
+
+    def _handler_finished(self, result: HandlerResult) -> None:
+        with self._lock:
+            self.worker.handler_finished(result)
+        self._wake.set()
+
+    def _control_loop(self) -> None:
+        while not self._halting.is_set():
+            self._wake.clear()
+            try:
+                with self._lock:
+                    wait = self.worker.tick()
+                    drained = self._draining and self.worker.idle
+            except Exception:
+                self.loop_errors += 1
+                log.exception("worker tick failed; trying again", extra=self._extra())
+                self._halting.wait(ERROR_PAUSE_S)
+                continue
+            if wait.doorbell:
+                self._bell_wanted.set()
+            else:
+                self._bell_wanted.clear()
+            if drained:
+                self._drained.set()
+            delay_s = _sleep_s(self.clock, wait.until)
+            if delay_s > 0:
+                self._wake.wait(delay_s)
+
+    def _doorbell_loop(self) -> None:
+        assert self.coordinator is not None
+        queues = sorted(self.config.queues) if self.config.queues is not None else None
+        health = self.worker.coordinator_health
+        while True:
+            self._bell_wanted.wait()
+            if self._halting.is_set():
+                return
+            try:
+                rung = self.coordinator.wait(queues, timeout_s=self._doorbell_block_s)
+            except CoordinatorUnavailable as exc:
+                if self._halting.is_set():
+                    return  # stopped meanwhile (and maybe the coordinator was closed)
+                self.doorbell_ok = False
+                with self._lock:
+                    health.down(exc)
+                    pause_s = health.retry_after_s()
+                self._halting.wait(pause_s)
+                continue
+            except Exception:
+                if self._halting.is_set():
+                    return
+                self.loop_errors += 1
+                log.exception("doorbell wait failed; trying again", extra=self._extra())
+                self._halting.wait(ERROR_PAUSE_S)
+                continue
+            self.doorbell_ok = True
+            with self._lock:
+                health.up()
+                if rung:
+                    self.worker.doorbell()
+            if rung:
+                self.rings_received += 1
+                self._wake.set()
+
+    def _extra(self) -> dict[str, str]:
+        return {"worker_id": self.config.worker_id}
+
+
+class SchedulerRuntime:
+    """Drives one `Scheduler` on a thread. End it with `stop()` (resigns) or `kill()`."""
+
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        coordinator: Coordinator | None,
+        config: SchedulerConfig,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.scheduler = Scheduler(
+            store=store, coordinator=coordinator, clock=self.clock, config=config
+        )
+        self._halting = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"taskyard-scheduler-{config.scheduler_id}", daemon=True
+        )
+        self._started = False
+        self._ended = False
+        self.loop_errors = 0
+
+    @property
+    def leading(self) -> bool:
+        """Holds the leader lease (or acts alone while the coordinator is unreachable)."""
+        return self.scheduler.leading
+
+    def start(self) -> SchedulerRuntime:
+        assert not self._started, "a runtime starts once"
+        self._started = True
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._started and not self._ended
+
+    def stop(self) -> None:
+        """Stop after the current pass and give the leader lease up, so another scheduler
+        takes over at once instead of after the lease's TTL."""
+        if not self._started or self._ended:
+            return
+        self._halt()
+        self.scheduler.resign()
+
+    def kill(self) -> None:
+        """Stop at once without resigning, as a crash would: the lease lapses by its TTL."""
+        if not self._started or self._ended:
+            return
+        self._halt()
+
+    def _halt(self) -> None:
+        self._ended = True
+        self._halting.set()
+        self._thread.join(timeout=JOIN_SLACK_S)
+
+    def __enter__(self) -> SchedulerRuntime:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        while not self._halting.is_set():
+            try:
+                wait = self.scheduler.tick()
+            except Exception:
+                self.loop_errors += 1
+                log.exception(
+                    "scheduler tick failed; trying again",
+                    extra={"scheduler_id": self.config.scheduler_id},
+                )
+                self._halting.wait(ERROR_PAUSE_S)
+                continue
+            delay_s = _sleep_s(self.clock, wait.until)
+            if delay_s > 0:
+                self._halting.wait(delay_s)

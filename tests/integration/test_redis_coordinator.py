@@ -1,0 +1,187 @@
+"""`RedisCoordinator` against a real Redis (the shared one, under this test's own prefix)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from taskyard.adapters.clock import SystemClock
+from taskyard.adapters.memory import InMemoryJobStore
+from taskyard.adapters.redis_coordinator import RedisCoordinator, RedisSettings
+from taskyard.domain.errors import CoordinatorUnavailable
+from taskyard.domain.ports import Leadership
+from taskyard.domain.scheduler import SchedulerConfig
+from taskyard.entrypoints.bootstrap import ConfigError, make_coordinator
+from taskyard.entrypoints.runtime import SchedulerRuntime
+from tests.eventually import eventually
+from tests.services import free_port
+
+WAIT_S = 20.0
+
+Make = Callable[[], RedisCoordinator]
+
+
+@pytest.fixture
+def make(redis_url: str, redis_prefix: str) -> Iterator[Make]:
+    """Coordinators on the shared Redis, all under this test's prefix (one per "process")."""
+    made: list[RedisCoordinator] = []
+
+    def build() -> RedisCoordinator:
+        coordinator = RedisCoordinator(redis_url, settings=RedisSettings(key_prefix=redis_prefix))
+        made.append(coordinator)
+        return coordinator
+
+    yield build
+    for coordinator in made:
+        coordinator.close()
+
+
+def test_one_leader_among_five_contenders_in_every_round(make: Make) -> None:
+    contenders = [make() for _ in range(5)]
+    barrier = threading.Barrier(len(contenders))
+    last_term = 0
+    for round_number in range(10):
+        results: dict[int, Leadership | None] = {}
+
+        def contend(index: int, into: dict[int, Leadership | None]) -> None:
+            barrier.wait(WAIT_S)
+            into[index] = contenders[index].campaign(candidate=f"s{index}", ttl_s=30)
+
+        threads = [
+            threading.Thread(target=contend, args=(i, results)) for i in range(len(contenders))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT_S)
+        winners = {i: lead for i, lead in results.items() if lead is not None}
+        assert len(results) == 5 and len(winners) == 1, (round_number, results)
+        [(index, lead)] = winners.items()
+        assert lead.term > last_term
+        last_term = lead.term
+        leader = contenders[(index + 1) % 5].leader()
+        assert leader is not None and (leader.holder, leader.term) == (f"s{index}", lead.term)
+        assert contenders[index].resign(candidate=f"s{index}") is True
+
+
+def test_the_lease_passes_on_when_the_holder_stops_renewing(make: Make) -> None:
+    store = InMemoryJobStore(SystemClock())
+    schedulers = [
+        SchedulerRuntime(
+            store=store,
+            coordinator=make(),
+            config=SchedulerConfig(scheduler_id=f"s{i}", leader_ttl_s=1.0, tick_interval_s=0.1),
+        ).start()
+        for i in range(2)
+    ]
+    observer = make()
+    try:
+        eventually(lambda: observer.leader() is not None, timeout_s=WAIT_S, what="someone leads")
+        first = observer.leader()
+        assert first is not None
+        [holder] = [s for s in schedulers if s.config.scheduler_id == first.holder]
+        [other] = [s for s in schedulers if s is not holder]
+        holder.kill()  # stops renewing, does not resign
+        eventually(
+            lambda: (lead := observer.leader()) is not None and lead.holder != first.holder,
+            timeout_s=WAIT_S,
+            what="the lease passed on",
+        )
+        second = observer.leader()
+        assert second is not None and second.holder == other.config.scheduler_id
+        assert second.term > first.term
+        eventually(lambda: other.leading, timeout_s=WAIT_S, what="the other knows it leads")
+    finally:
+        for scheduler in schedulers:
+            scheduler.stop()
+
+
+def test_a_paused_leader_cannot_renew_or_release_the_new_leaders_lease(make: Make) -> None:
+    paused, fresh, impostor, observer = make(), make(), make(), make()
+    old = paused.campaign(candidate="s1", ttl_s=0.3)
+    assert old is not None
+    eventually(lambda: observer.leader() is None, timeout_s=WAIT_S, what="the old lease lapsed")
+    new = fresh.campaign(candidate="s2", ttl_s=30)
+    assert new is not None and new.term > old.term
+    # The paused holder wakes up and carries on as if it still led.
+    assert paused.campaign(candidate="s1", ttl_s=30) is None
+    assert paused.resign(candidate="s1") is False
+    # Another process using the new holder's name, without its token, gets nothing either.
+    assert impostor.campaign(candidate="s2", ttl_s=30) is None
+    assert impostor.resign(candidate="s2") is False
+    lead = observer.leader()
+    assert lead is not None and (lead.holder, lead.term) == ("s2", new.term)
+    renewed = fresh.campaign(candidate="s2", ttl_s=30)
+    assert renewed is not None and renewed.term == new.term
+
+
+def test_one_ring_wakes_every_idle_waiter(make: Make, redis_url: str, redis_prefix: str) -> None:
+    waiters = [make() for _ in range(3)]
+    woke: list[bool] = []
+    lock = threading.Lock()
+
+    def wait(coordinator: RedisCoordinator) -> None:
+        rung = coordinator.wait(["mail"], timeout_s=WAIT_S)
+        with lock:
+            woke.append(rung)
+
+    threads = [threading.Thread(target=wait, args=(c,)) for c in waiters]
+    for thread in threads:
+        thread.start()
+    peek = redis.Redis.from_url(redis_url)
+    try:
+        eventually(
+            lambda: peek.zcard(f"{redis_prefix}waiters:mail") == 3,
+            timeout_s=WAIT_S,
+            what="three waiters registered",
+        )
+    finally:
+        peek.close()
+    make().ring(["mail"])  # once
+    for thread in threads:
+        thread.join(WAIT_S)
+    assert woke == [True, True, True]
+
+
+def test_every_redis_error_is_coordinator_unavailable() -> None:
+    nowhere = RedisCoordinator(
+        f"redis://127.0.0.1:{free_port()}/0",
+        settings=RedisSettings(connect_timeout_s=0.5, socket_timeout_s=0.5),
+    )
+    calls: list[Callable[[], object]] = [
+        lambda: nowhere.campaign(candidate="s1", ttl_s=1),
+        nowhere.leader,
+        nowhere.workers,
+        nowhere.schedulers,
+        lambda: nowhere.unregister_worker("w1"),
+        lambda: nowhere.ring(["mail"]),
+        lambda: nowhere.wait(["mail"], timeout_s=1),
+        lambda: nowhere.wait(None, timeout_s=0),
+    ]
+    for call in calls:
+        with pytest.raises(CoordinatorUnavailable):
+            call()
+    nowhere.close()
+
+
+def test_make_coordinator_builds_redis_from_a_url_with_a_key_prefix(
+    redis_url: str, redis_prefix: str
+) -> None:
+    coordinator = make_coordinator(
+        f"{redis_url}?socket_timeout=2", clock=SystemClock(), key_prefix=f"{redis_prefix}app:"
+    )
+    assert isinstance(coordinator, RedisCoordinator)
+    coordinator.ring(["mail"])
+    peek = redis.Redis.from_url(redis_url)
+    try:
+        assert peek.exists(f"{redis_prefix}app:bell:mail") == 1
+    finally:
+        peek.close()
+        coordinator.close()
+    with pytest.raises(ConfigError, match="TASKYARD_REDIS_URL"):
+        make_coordinator(f"{redis_url}?no_such_option=1", clock=SystemClock())
+    with pytest.raises(ConfigError, match="unsupported scheme"):
+        make_coordinator("amqp://127.0.0.1", clock=SystemClock())
