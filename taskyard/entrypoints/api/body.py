@@ -2,7 +2,7 @@
 
 Refusals, in the order they are checked: 415 for a content type other than JSON
 (`application/json`, with at most a `charset=utf-8` parameter), 413 for a body over the
-limit (by `Content-Length`, and again while reading a body sent without one), 400 for an
+limit (by `Content-Length`, and again while reading a chunked body, which has none), 400 for an
 empty body, bytes that are not UTF-8, malformed JSON, a duplicate key, `NaN`/`Infinity`,
 nesting too deep to read, or (with `object_required`) a JSON value that is not an object.
 """
@@ -83,10 +83,26 @@ def read_json(req: falcon.Request, *, limit_bytes: int = BODY_BYTES_MAX) -> Any:
     length = req.content_length
     if length is not None and length > limit_bytes:
         raise too_large(limit_bytes)
-    raw = req.bounded_stream.read(limit_bytes + 1)
+    if length is None and req.get_header("Transfer-Encoding") is not None:
+        # Chunked: the server (gunicorn) decodes it and ends the stream at its end.
+        raw = _read_at_most(req.stream, limit_bytes + 1)
+    else:
+        raw = req.bounded_stream.read(limit_bytes + 1)
     if len(raw) > limit_bytes:
         raise too_large(limit_bytes)
     return parse_json(raw)
+
+
+def _read_at_most(stream: Any, size: int) -> bytes:
+    parts: list[bytes] = []
+    left = size
+    while left > 0:
+        part = stream.read(min(left, 64 * 1024))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 def read_object(req: falcon.Request, *, limit_bytes: int = BODY_BYTES_MAX) -> dict[str, Any]:
