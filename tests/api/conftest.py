@@ -9,8 +9,9 @@ API answers, as far as the tests reach.
 from __future__ import annotations
 
 import json
+import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -180,6 +181,19 @@ def make_api(
 @pytest.fixture
 def api() -> Api:
     return make_api()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For tests that call `configure_logging`: the root logger is put back afterwards."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in saved[0]:
+        root.addHandler(handler)
+    root.setLevel(saved[1])
 
 
 def assert_problem(result: falcon.testing.Result, status: int, *fields: str) -> dict[str, Any]:

@@ -210,3 +210,22 @@ def test_memory_runs_one_worker_and_a_database_two_by_default() -> None:
     assert options["workers"] == 2 and options["threads"] == 9
     assert options["bind"] == ["127.0.0.1:8000"] and options["timeout"] == 30
     assert options["accesslog"] is None and options["control_socket_disable"] is True
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_get_app_builds_the_api_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import falcon.testing
+
+    from taskyard.entrypoints.api import get_app
+
+    monkeypatch.setenv("TASKYARD_DATABASE_URL", "memory://")
+    monkeypatch.setenv("TASKYARD_API_TOKENS", "env-token")
+    client = falcon.testing.TestClient(get_app())
+    assert client.simulate_get("/v1/jobs").status_code == 401
+    authorized = {"Authorization": "Bearer env-token"}
+    assert (
+        client.simulate_post("/v1/jobs", json={"task": "t"}, headers=authorized).status_code == 201
+    )
+    monkeypatch.delenv("TASKYARD_DATABASE_URL")
+    with pytest.raises(ConfigError, match="not set"):
+        get_app()

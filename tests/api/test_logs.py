@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,18 +14,11 @@ from tests.api.conftest import make_api
 
 
 @pytest.fixture
-def captured() -> Iterator[io.StringIO]:
+def captured(restore_logging: None) -> io.StringIO:
     """Route every logger through taskyard's JSON format into a buffer for the test."""
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
     stream = io.StringIO()
     configure_logging(log_format="json", level="info", stream=stream)
-    yield stream
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in saved[0]:
-        root.addHandler(handler)
-    root.setLevel(saved[1])
+    return stream
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:
@@ -75,20 +67,12 @@ def test_the_store_being_down_is_logged_with_the_request_id(captured: io.StringI
     assert warning["request_id"] == "req-down" and "connection refused" in warning["message"]
 
 
+@pytest.mark.usefixtures("restore_logging")
 def test_text_format_puts_fields_after_the_message() -> None:
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
     stream = io.StringIO()
-    try:
-        configure_logging(log_format="text", level="warning", stream=stream)
-        with log_context(request_id="r-9"):
-            logging.getLogger("taskyard.x").warning("hello %s", "there", extra={"job_id": "j 1"})
-            logging.getLogger("taskyard.x").info("not shown at warning")
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved[0]:
-            root.addHandler(handler)
-        root.setLevel(saved[1])
+    configure_logging(log_format="text", level="warning", stream=stream)
+    with log_context(request_id="r-9"):
+        logging.getLogger("taskyard.x").warning("hello %s", "there", extra={"job_id": "j 1"})
+        logging.getLogger("taskyard.x").info("not shown at warning")
     [line] = stream.getvalue().splitlines()
     assert line.endswith('WARNING taskyard.x: hello there job_id="j 1" request_id=r-9')

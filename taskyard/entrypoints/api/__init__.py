@@ -14,14 +14,17 @@ import falcon
 from taskyard.entrypoints import config
 from taskyard.entrypoints.api.app import ROUTES, create_app
 from taskyard.entrypoints.api.services import Services, build_services
+from taskyard.entrypoints.logs import configure_logging
 
 
 def get_app(
     settings: config.Settings | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
-    """The app for `settings`; without them, from the environment and `taskyard.toml`."""
+    """The app for `settings`. Without them (another WSGI server calls this), the settings
+    come from the environment and `taskyard.toml`, and logging is set up from them too."""
     if settings is None:
         settings = config.resolve(None, config.API_SETTINGS)
+        configure_logging(log_format=settings.log_format, level=settings.log_level)
     return create_app(build_services(settings))
 
 
