@@ -24,7 +24,9 @@ from taskyard.domain.errors import (
     UnknownDependency,
 )
 from taskyard.domain.model import (
+    REPORTED_OUTCOMES,
     Attempt,
+    AttemptTotals,
     Enqueued,
     Job,
     JobState,
@@ -529,6 +531,24 @@ class InMemoryJobStore:
                 run_s_p50=_percentile(durations, 0.5),
                 run_s_p95=_percentile(durations, 0.95),
             )
+
+    def attempt_totals(self, *, run_s_buckets: Sequence[float]) -> AttemptTotals:
+        bounds = tuple(float(b) for b in run_s_buckets)
+        with self._s.lock:
+            records = [r for rs in self._s.attempts.values() for r in rs]
+        by_outcome = dict.fromkeys(Outcome, 0)
+        durations: list[float] = []
+        for record in records:
+            by_outcome[record.outcome] += 1
+            if record.outcome in REPORTED_OUTCOMES and record.duration_s is not None:
+                durations.append(record.duration_s)
+        return AttemptTotals(
+            by_outcome=by_outcome,
+            run_s_buckets=bounds,
+            run_s_counts=tuple(sum(1 for d in durations if d <= bound) for bound in bounds),
+            run_s_count=len(durations),
+            run_s_sum_s=sum(durations),
+        )
 
 
 # --- the coordinator ----------------------------------------------------------------------

@@ -15,7 +15,7 @@ from taskyard.domain.health import Health
 from taskyard.domain.ids import uuid7
 from taskyard.domain.model import Enqueued, JobState
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Random
-from taskyard.domain.submission import Submission, parse_submission
+from taskyard.domain.submission import Submission, parse_batch, parse_submission
 
 log = logging.getLogger("taskyard.client")
 
@@ -41,6 +41,9 @@ class Client:
         return parse_submission(
             data, check_args=self.builtins.check, idempotency_key_header=idempotency_key_header
         )
+
+    def parse_batch(self, data: object) -> list[Submission]:
+        return parse_batch(data, check_args=self.builtins.check)
 
     def submit(
         self, submissions: Sequence[Submission], *, correlation_id: str | None = None

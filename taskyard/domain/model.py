@@ -56,6 +56,10 @@ COMMITTED_OUTCOMES = frozenset(
 )
 """Outcomes that a worker's report wrote: each is a write that must have held the lease."""
 
+REPORTED_OUTCOMES = COMMITTED_OUTCOMES
+"""Attempts whose run time is a handler's run time (the run-time histogram counts these):
+`worker_lost` lasts until the reaper noticed, and `stale` until a late report came."""
+
 
 @attrs.frozen(kw_only=True)
 class ErrorInfo:
@@ -237,6 +241,28 @@ class Stats:
     throughput_per_s: float
     run_s_p50: float | None
     run_s_p95: float | None
+
+
+@attrs.frozen(kw_only=True)
+class AttemptTotals:
+    """Attempts so far by outcome, and a cumulative histogram of reported run times.
+
+    `run_s_counts[i]` is the number of reported attempts that ran at most
+    `run_s_buckets[i]` seconds; `run_s_count` and `run_s_sum_s` cover all of them (the
+    Prometheus `+Inf` bucket, count and sum).
+    """
+
+    by_outcome: Mapping[Outcome, int]
+    run_s_buckets: tuple[float, ...]
+    run_s_counts: tuple[int, ...]
+    run_s_count: int
+    run_s_sum_s: float
+
+    def __attrs_post_init__(self) -> None:
+        assert len(self.run_s_buckets) == len(self.run_s_counts), "one count per bucket"
+        assert list(self.run_s_buckets) == sorted(self.run_s_buckets), "buckets ascend"
+        assert all(a <= b for a, b in zip(self.run_s_counts, self.run_s_counts[1:], strict=False))
+        assert not self.run_s_counts or self.run_s_counts[-1] <= self.run_s_count
 
 
 def claim_order_key(job: Job) -> tuple[int, datetime, UUID]:

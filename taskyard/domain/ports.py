@@ -26,6 +26,7 @@ import attrs
 from taskyard.domain.context import JobContext, TaskSpec
 from taskyard.domain.model import (
     Attempt,
+    AttemptTotals,
     Enqueued,
     Job,
     JobState,
@@ -225,6 +226,14 @@ class JobStore(Protocol):
     def queues(self) -> list[QueueInfo]: ...
 
     def stats(self, *, window_s: float) -> Stats: ...
+
+    # what an operator watches
+    def attempt_totals(self, *, run_s_buckets: Sequence[float]) -> AttemptTotals:
+        """Every attempt recorded so far, counted by outcome (every `Outcome` present, 0 when
+        none), and the run time (`finished_at - started_at`) of the attempts a worker reported
+        an end for (`REPORTED_OUTCOMES`) as a cumulative histogram over `run_s_buckets`
+        (ascending upper bounds, in seconds). The metrics endpoint reads it at scrape time."""
+        ...
 
 
 # --- the coordinator ----------------------------------------------------------------------

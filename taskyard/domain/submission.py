@@ -39,6 +39,7 @@ TASK_LEN_MAX = 200
 QUEUE_LEN_MAX = 100
 IDEMPOTENCY_KEY_LEN_MAX = 200
 DEPENDS_ON_MAX = 1000
+BATCH_MAX = 1000
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
@@ -120,7 +121,7 @@ class Submission:
         )
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -128,6 +129,21 @@ def _is_number(value: object) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     return math.isfinite(value)
+
+
+def parse_run_at(raw: object) -> tuple[datetime | None, str | None]:
+    """A `run_at` as sent: an RFC 3339 string with an offset (or an aware `datetime` from
+    Python). Returns the time, or the problem with it."""
+    if isinstance(raw, datetime):
+        if raw.tzinfo is None:
+            return None, "a time needs an offset (Z or +hh:mm)"
+        return raw, None
+    if isinstance(raw, str):
+        try:
+            return parse_time(raw), None
+        except ValueError as exc:
+            return None, str(exc)
+    return None, "must be an RFC 3339 time with an offset"
 
 
 class _Collector:
@@ -204,24 +220,15 @@ def parse_submission(
         out.add("queue", "must be 1 to 100 of letters, digits, '.', '_', '-'")
 
     priority = data.get("priority", 0)
-    if not _is_int(priority) or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+    if not is_int(priority) or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
         out.add("priority", f"must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}")
 
     run_at: datetime | None = None
     raw_run_at = data.get("run_at")
     if raw_run_at is not None:
-        if isinstance(raw_run_at, datetime):
-            if raw_run_at.tzinfo is None:
-                out.add("run_at", "a time needs an offset (Z or +hh:mm)")
-            else:
-                run_at = raw_run_at
-        elif isinstance(raw_run_at, str):
-            try:
-                run_at = parse_time(raw_run_at)
-            except ValueError as exc:
-                out.add("run_at", str(exc))
-        else:
-            out.add("run_at", "must be an RFC 3339 time with an offset")
+        run_at, run_at_problem = parse_run_at(raw_run_at)
+        if run_at_problem is not None:
+            out.add("run_at", run_at_problem)
 
     delay_s: float | None = None
     raw_delay = data.get("delay_seconds")
@@ -234,7 +241,7 @@ def parse_submission(
         out.add("delay_seconds", "give run_at or delay_seconds, not both")
 
     max_attempts = data.get("max_attempts", MAX_ATTEMPTS_DEFAULT)
-    if not _is_int(max_attempts) or not 1 <= max_attempts <= MAX_ATTEMPTS_MAX:
+    if not is_int(max_attempts) or not 1 <= max_attempts <= MAX_ATTEMPTS_MAX:
         out.add("max_attempts", f"must be an integer from 1 to {MAX_ATTEMPTS_MAX}")
 
     backoff = _parse_backoff(data.get("backoff", {}), out)
@@ -286,8 +293,8 @@ def parse_submission(
         raise ValidationError(out.errors)
     assert isinstance(task, str)
     assert isinstance(queue, str)
-    assert _is_int(priority)
-    assert _is_int(max_attempts)
+    assert is_int(priority)
+    assert is_int(max_attempts)
     return Submission(
         task=task,
         args=dict(args),
@@ -301,3 +308,36 @@ def parse_submission(
         idempotency_key=key if isinstance(key, str) else None,
         depends_on=tuple(depends_on),
     )
+
+
+def parse_batch(
+    data: object,
+    *,
+    check_args: ArgsChecker = no_arg_checks,
+) -> list[Submission]:
+    """Validate `{"jobs": [...]}` (1 to `BATCH_MAX` submissions). Problems of the items are
+    named under their index (`jobs[1].priority`), every item's at once."""
+    if not isinstance(data, Mapping):
+        raise ValidationError([FieldError("", "a batch must be a JSON object")])
+    errors = [
+        FieldError(str(key), "unknown field") for key in sorted(set(data) - {"jobs"}, key=str)
+    ]
+    items = data.get("jobs")
+    if items is None:
+        errors.append(FieldError("jobs", "is required"))
+    elif not isinstance(items, list):
+        errors.append(FieldError("jobs", "must be a list of job submissions"))
+    elif not 1 <= len(items) <= BATCH_MAX:
+        errors.append(FieldError("jobs", f"must hold 1 to {BATCH_MAX} submissions"))
+    if errors:
+        raise ValidationError(errors)
+    assert isinstance(items, list)
+    submissions: list[Submission] = []
+    for index, item in enumerate(items):
+        try:
+            submissions.append(parse_submission(item, check_args=check_args))
+        except ValidationError as exc:
+            errors.extend(exc.prefixed(f"jobs[{index}]").errors)
+    if errors:
+        raise ValidationError(errors)
+    return submissions

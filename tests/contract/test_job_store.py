@@ -623,3 +623,37 @@ def test_stats_count_outcomes_in_the_window(store: JobStore) -> None:
     stats = store.stats(window_s=3600)
     assert stats.succeeded == 2 and stats.dead == 1 and stats.failed_attempts == 1
     assert stats.run_s_p50 is not None and stats.run_s_p50 >= 0
+
+
+def test_attempt_totals_count_outcomes_and_bucket_reported_run_times(
+    store_harness: Harness[JobStore],
+) -> None:
+    store = store_harness.adapter
+    empty = store.attempt_totals(run_s_buckets=(0.5, 60.0))
+    assert set(empty.by_outcome) == set(Outcome)
+    assert sum(empty.by_outcome.values()) == 0
+    assert empty.run_s_counts == (0, 0) and empty.run_s_count == 0
+
+    f.enqueue_many(store, 4, max_attempts=1)
+    quick, failing, slow = claim(store, limit=3)
+    [vanished] = claim(store, limit=1, lease_ttl_s=TTL_SHORT_S)
+    store.report([f.fail(failing, retryable=False), f.succeed(quick)])
+    store_harness.pass_time(1.0)
+    # `slow` (a 30 s lease) reports after a second of running; `vanished` lets its short
+    # lease expire and is reaped as worker_lost.
+    store.report([f.succeed(slow)])
+    assert [j.id for j in store.reap_expired(limit=10)] == [vanished.id]
+
+    totals = store.attempt_totals(run_s_buckets=(0.5, 60.0))
+    assert totals.by_outcome[Outcome.SUCCEEDED] == 2
+    assert totals.by_outcome[Outcome.FAILED] == 1
+    assert totals.by_outcome[Outcome.WORKER_LOST] == 1
+    assert totals.by_outcome[Outcome.RUNNING] == 0
+    # worker_lost is not a handler's run time: three reported attempts, one of them slow.
+    assert totals.run_s_count == 3
+    assert totals.run_s_counts == (2, 3)
+    assert totals.run_s_sum_s >= 1.0
+
+    f.enqueue(store)
+    claim(store, limit=1)
+    assert store.attempt_totals(run_s_buckets=()).by_outcome[Outcome.RUNNING] == 1

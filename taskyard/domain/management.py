@@ -1,0 +1,148 @@
+"""Validation of what a person asks of jobs that exist: changes and bulk filters.
+
+The same strictness as submissions (`taskyard.domain.submission`): every bad field is
+named, all at once, with a `ValidationError`.
+
+>>> parse_changes({"priority": 5})
+Changes(priority=5, run_at=None)
+>>> parse_changes({"queue": "x"})
+Traceback (most recent call last):
+...
+taskyard.domain.errors.ValidationError: queue: only priority and run_at can be changed
+>>> sorted(parse_job_filter({"state": ["dead", "cancelled"]}, action="retry").states)
+[<JobState.CANCELLED: 'cancelled'>, <JobState.DEAD: 'dead'>]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+import attrs
+
+from taskyard.domain.errors import FieldError, ValidationError
+from taskyard.domain.model import TERMINAL_STATES, JobState
+from taskyard.domain.ports import JobFilter
+from taskyard.domain.submission import (
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    QUEUE_NAME,
+    TASK_LEN_MAX,
+    is_int,
+    parse_run_at,
+)
+
+CHANGE_FIELDS = frozenset({"priority", "run_at"})
+FILTER_FIELDS = frozenset({"state", "queue", "task"})
+FILTER_VALUES_MAX = 100
+
+RETRYABLE_STATES = frozenset({JobState.DEAD, JobState.CANCELLED})
+"""What a manual retry may touch."""
+CANCELLABLE_STATES = frozenset(JobState) - TERMINAL_STATES
+"""What a cancel may touch (cancelling a cancelled job is harmless, but a bulk cancel has
+nothing to do there)."""
+
+
+@attrs.frozen(kw_only=True)
+class Changes:
+    """A change of a job that waits: its priority, its run_at, or both."""
+
+    priority: int | None = None
+    run_at: datetime | None = None
+
+
+def parse_changes(data: object) -> Changes:
+    """Validate a change (`PATCH /v1/jobs/{id}`): `priority` and/or `run_at`, nothing else."""
+    if not isinstance(data, Mapping):
+        raise ValidationError([FieldError("", "a change must be a JSON object")])
+    errors: list[FieldError] = [
+        FieldError(str(key), "only priority and run_at can be changed")
+        for key in sorted(set(data) - CHANGE_FIELDS, key=str)
+    ]
+    if not set(data) & CHANGE_FIELDS and not errors:
+        errors.append(FieldError("", "give priority and/or run_at"))
+    priority: int | None = None
+    if "priority" in data:
+        raw = data["priority"]
+        if is_int(raw) and PRIORITY_MIN <= raw <= PRIORITY_MAX:
+            priority = int(raw)
+        else:
+            errors.append(
+                FieldError("priority", f"must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}")
+            )
+    run_at: datetime | None = None
+    if "run_at" in data:
+        run_at, problem = parse_run_at(data["run_at"])
+        if problem is not None:
+            errors.append(FieldError("run_at", problem))
+    if errors:
+        raise ValidationError(errors)
+    return Changes(priority=priority, run_at=run_at)
+
+
+def _strings(
+    data: Mapping[str, object], key: str, errors: list[FieldError]
+) -> frozenset[str] | None:
+    raw = data.get(key)
+    if raw is None:
+        return None
+    values = [raw] if isinstance(raw, str) else raw
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        errors.append(FieldError(key, "must be a string or a list of strings"))
+        return None
+    if not values:
+        errors.append(FieldError(key, "must name at least one value"))
+        return None
+    if len(values) > FILTER_VALUES_MAX:
+        errors.append(FieldError(key, f"at most {FILTER_VALUES_MAX} values"))
+        return None
+    return frozenset(str(v) for v in values)
+
+
+def parse_job_filter(data: object, *, action: str) -> JobFilter:
+    """Validate a bulk filter (`POST /v1/jobs/retry`, `/v1/jobs/cancel`): `state`, `queue`,
+    `task`, each a string or a list of strings (any of), at least one of them given.
+
+    `action` (`retry` or `cancel`) decides which states may be named: a filter that could
+    only ever match jobs the action leaves alone is refused rather than answered with 0.
+    """
+    assert action in ("retry", "cancel"), action
+    allowed = RETRYABLE_STATES if action == "retry" else CANCELLABLE_STATES
+    if not isinstance(data, Mapping):
+        raise ValidationError([FieldError("", "a filter must be a JSON object")])
+    errors: list[FieldError] = [
+        FieldError(str(key), "unknown field") for key in sorted(set(data) - FILTER_FIELDS, key=str)
+    ]
+    states = _strings(data, "state", errors)
+    queues = _strings(data, "queue", errors)
+    tasks = _strings(data, "task", errors)
+    parsed_states: set[JobState] = set()
+    for value in sorted(states or ()):
+        try:
+            state = JobState(value)
+        except ValueError:
+            errors.append(
+                FieldError("state", f"unknown state {value!r} (one of {', '.join(JobState)})")
+            )
+            continue
+        if state not in allowed:
+            names = ", ".join(sorted(allowed))
+            errors.append(FieldError("state", f"{action} applies to {names} jobs, not {value}"))
+        parsed_states.add(state)
+    for queue in sorted(queues or ()):
+        if not QUEUE_NAME.match(queue):
+            errors.append(
+                FieldError("queue", f"{queue!r} is not a queue name (letters, digits, . _ -)")
+            )
+    for task in sorted(tasks or ()):
+        if not 1 <= len(task) <= TASK_LEN_MAX:
+            errors.append(FieldError("task", f"must be 1 to {TASK_LEN_MAX} characters"))
+    if states is None and queues is None and tasks is None and not errors:
+        errors.append(FieldError("", "give at least one of state, queue, task"))
+    if errors:
+        raise ValidationError(errors)
+    return JobFilter(
+        states=frozenset(parsed_states),
+        queues=queues or frozenset(),
+        tasks=tasks or frozenset(),
+    )

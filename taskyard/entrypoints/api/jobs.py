@@ -1,0 +1,217 @@
+"""`/v1/jobs...`: submit, read, list, change, cancel and retry jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+import falcon
+
+from taskyard.domain.errors import FieldError, JobNotFound, UnknownDependency, ValidationError
+from taskyard.domain.ids import parse_job_id
+from taskyard.domain.management import parse_changes, parse_job_filter
+from taskyard.domain.model import Enqueued, Job, JobState
+from taskyard.domain.ports import JobFilter, JobQuery
+from taskyard.domain.submission import Submission
+from taskyard.entrypoints.api import query
+from taskyard.entrypoints.api.body import BATCH_BODY_BYTES_MAX, read_object
+from taskyard.entrypoints.api.services import Services
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def job_path(job_id: UUID) -> str:
+    return f"/v1/jobs/{job_id}"
+
+
+def job_id_of(text: str) -> UUID:
+    """A job id from a path; a malformed one is simply not found."""
+    job_id = parse_job_id(text)
+    if job_id is None:
+        raise JobNotFound(text)
+    return job_id
+
+
+def _submit(
+    services: Services,
+    req: falcon.Request,
+    submissions: Sequence[Submission],
+    raw: Sequence[Mapping[str, Any]],
+    *,
+    prefix: str,
+) -> list[Enqueued]:
+    try:
+        return services.client.submit(submissions, correlation_id=req.context.request_id)
+    except UnknownDependency as exc:
+        raise UnknownDependency(exc.job_id, _dependency_field(exc.job_id, raw, prefix)) from None
+
+
+def _dependency_field(job_id: UUID, raw: Sequence[Mapping[str, Any]], prefix: str) -> str:
+    """Where the first mention of an unknown dependency is, as the client sent it."""
+    for index, item in enumerate(raw):
+        deps = item.get("depends_on")
+        for position, dep in enumerate(deps if isinstance(deps, list) else ()):
+            if isinstance(dep, str) and parse_job_id(dep) == job_id:
+                where = f"{prefix}[{index}]." if prefix else ""
+                return f"{where}depends_on[{position}]"
+    return f"{prefix}.depends_on" if prefix else "depends_on"
+
+
+class Jobs:
+    """`POST /v1/jobs` submits one job; `GET /v1/jobs` lists them."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        data = read_object(req)
+        submission = self.services.client.parse(
+            data, idempotency_key_header=req.get_header(IDEMPOTENCY_HEADER)
+        )
+        [enqueued] = _submit(self.services, req, [submission], [data], prefix="")
+        job = enqueued.job
+        req.context.job_id = str(job.id)
+        resp.status = falcon.HTTP_201 if enqueued.created else falcon.HTTP_200
+        resp.location = job_path(job.id)
+        resp.media = job.to_json()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        params = query.params_of(req, {"state", "queue", "task", "limit", "cursor"})
+        limit = query.integer(
+            params, "limit", default=query.LIMIT_DEFAULT, low=1, high=query.LIMIT_MAX
+        )
+        cursor_text = query.single(params, "cursor")
+        cursor = query.decode_cursor(cursor_text) if cursor_text is not None else None
+        page = self.services.store.list_jobs(
+            JobQuery(
+                filter=JobFilter(
+                    states=query.states(params),
+                    queues=query.queues(params),
+                    tasks=query.tasks(params),
+                ),
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+        resp.media = {
+            "jobs": [job.to_json() for job in page.jobs],
+            "next_cursor": (
+                query.encode_cursor(page.next_cursor) if page.next_cursor is not None else None
+            ),
+        }
+
+
+class Batch:
+    """`POST /v1/jobs/batch`: 1 to 1,000 submissions, stored all or nothing."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if req.get_header(IDEMPOTENCY_HEADER) is not None:
+            raise ValidationError(
+                [
+                    FieldError(
+                        IDEMPOTENCY_HEADER,
+                        "a batch takes an idempotency_key in each job, not the header",
+                    )
+                ]
+            )
+        data = read_object(req, limit_bytes=BATCH_BODY_BYTES_MAX)
+        submissions = self.services.client.parse_batch(data)
+        enqueued = _submit(self.services, req, submissions, data["jobs"], prefix="jobs")
+        req.context.job_count = len(enqueued)
+        resp.status = falcon.HTTP_201
+        resp.media = {"jobs": [e.job.to_json() for e in enqueued]}
+
+
+class OneJob:
+    """`GET`, `PATCH` (priority and/or run_at) and `DELETE` (cancel) of `/v1/jobs/{id}`."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        job = self.services.store.get(_seen(req, job_id))
+        resp.media = job.to_json()
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        the_id = _seen(req, job_id)
+        changes = parse_changes(read_object(req))
+        job = self.services.store.reschedule(
+            the_id, priority=changes.priority, run_at=changes.run_at
+        )
+        resp.media = job.to_json()
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        resp.media = self.services.store.cancel(_seen(req, job_id)).to_json()
+
+
+def _seen(req: falcon.Request, text: str) -> UUID:
+    job_id = job_id_of(text)
+    req.context.job_id = str(job_id)
+    return job_id
+
+
+class Cancel:
+    """`POST /v1/jobs/{id}/cancel`."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        resp.media = self.services.store.cancel(_seen(req, job_id)).to_json()
+
+
+class Retry:
+    """`POST /v1/jobs/{id}/retry`: a dead or cancelled job runs again."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        job: Job = self.services.store.retry(_seen(req, job_id))
+        if job.state is JobState.QUEUED:
+            self.services.client.ring([job.queue])
+        resp.media = job.to_json()
+
+
+class Attempts:
+    """`GET /v1/jobs/{id}/attempts`, oldest first."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        records = self.services.store.attempts(_seen(req, job_id))
+        resp.media = {"attempts": [record.to_json() for record in records]}
+
+
+class BulkRetry:
+    """`POST /v1/jobs/retry`: every dead or cancelled job the filter matches runs again."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        job_filter = parse_job_filter(read_object(req), action="retry")
+        count = self.services.store.retry_many(job_filter)
+        if count:
+            names = job_filter.queues or {q.name for q in self.services.store.queues()}
+            self.services.client.ring(sorted(names))
+        req.context.job_count = count
+        resp.media = {"count": count}
+
+
+class BulkCancel:
+    """`POST /v1/jobs/cancel`: every unfinished job the filter matches is cancelled."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        job_filter = parse_job_filter(read_object(req), action="cancel")
+        count = self.services.store.cancel_many(job_filter)
+        req.context.job_count = count
+        resp.media = {"count": count}

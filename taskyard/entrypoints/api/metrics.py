@@ -1,0 +1,161 @@
+"""Prometheus metrics, gathered through the ports at scrape time.
+
+The API process runs no jobs, so it counts nothing itself: each scrape asks the store and
+the coordinator what they know now. Every gunicorn worker answers the same (they share the
+store), so no multi-process aggregation is needed. What each metric means and where it
+comes from is listed in `METRICS` (and in docs/api.md).
+
+A part that cannot be read (the store or the coordinator is unavailable) is left out of
+that scrape, and `taskyard_up{component=...}` says so; the scrape itself still succeeds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
+from taskyard.domain.model import JobState, Outcome
+from taskyard.entrypoints.api.services import Services
+
+log = logging.getLogger("taskyard.api")
+
+RUN_S_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    3600.0,
+)  # fmt: skip
+
+METRICS: dict[str, str] = {
+    "taskyard_up": "1 when the component (store, coordinator) answered this scrape, else 0",
+    "taskyard_jobs": "jobs by queue and state, counted by the store (JobStore.queues)",
+    "taskyard_queue_paused": "1 while a queue is paused (JobStore.queues)",
+    "taskyard_claim_lag_seconds": "claim latency now: how long the oldest due job of the queue "
+    "has waited to be claimed, 0 when none waits (JobStore.queues, oldest_queued_age)",
+    "taskyard_attempts": "attempts that ended, by outcome, since the store began "
+    "(JobStore.attempt_totals)",
+    "taskyard_attempts_running": "attempts running now (JobStore.attempt_totals)",
+    "taskyard_attempt_run_seconds": "run time of attempts whose worker reported an end: "
+    "succeeded, failed, timeout, cancelled (JobStore.attempt_totals)",
+    "taskyard_workers_alive": "workers that heartbeated within their registry TTL "
+    "(Coordinator.workers)",
+    "taskyard_worker_slots": "sum of the live workers' concurrency (Coordinator.workers)",
+    "taskyard_schedulers_alive": "live schedulers (Coordinator.schedulers)",
+    "taskyard_leader_term": "term of the scheduler leader lease; absent while no scheduler "
+    "leads (Coordinator.leader)",
+}
+
+
+class PortsCollector(Collector):
+    def __init__(self, services: Services, *, run_s_buckets: Iterable[float] = RUN_S_BUCKETS):
+        self.services = services
+        self.run_s_buckets = tuple(run_s_buckets)
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("taskyard_up", METRICS["taskyard_up"], labels=["component"])
+        try:
+            store_metrics = list(self._store_metrics())
+            up.add_metric(["store"], 1)
+        except StoreUnavailable as exc:
+            log.warning("metrics: store unavailable: %s", exc)
+            store_metrics = []
+            up.add_metric(["store"], 0)
+        coordinator_metrics: list[Metric] = []
+        if self.services.coordinator is not None:
+            try:
+                coordinator_metrics = list(self._coordinator_metrics())
+                up.add_metric(["coordinator"], 1)
+            except CoordinatorUnavailable as exc:
+                log.warning("metrics: coordinator unavailable: %s", exc)
+                up.add_metric(["coordinator"], 0)
+        yield up
+        yield from store_metrics
+        yield from coordinator_metrics
+
+    def _store_metrics(self) -> Iterator[Metric]:
+        store = self.services.store
+        queues = store.queues()
+        totals = store.attempt_totals(run_s_buckets=self.run_s_buckets)
+
+        jobs = GaugeMetricFamily(
+            "taskyard_jobs", METRICS["taskyard_jobs"], labels=["queue", "state"]
+        )
+        paused = GaugeMetricFamily(
+            "taskyard_queue_paused", METRICS["taskyard_queue_paused"], labels=["queue"]
+        )
+        lag = GaugeMetricFamily(
+            "taskyard_claim_lag_seconds", METRICS["taskyard_claim_lag_seconds"], labels=["queue"]
+        )
+        for info in queues:
+            for state in JobState:
+                jobs.add_metric([info.name, state.value], info.counts.get(state, 0))
+            paused.add_metric([info.name], 1 if info.paused else 0)
+            lag.add_metric([info.name], info.oldest_queued_age_s or 0.0)
+        yield jobs
+        yield paused
+        yield lag
+
+        ended = CounterMetricFamily(
+            "taskyard_attempts", METRICS["taskyard_attempts"], labels=["outcome"]
+        )
+        for outcome in Outcome:
+            if outcome is not Outcome.RUNNING:
+                ended.add_metric([outcome.value], totals.by_outcome.get(outcome, 0))
+        yield ended
+        yield GaugeMetricFamily(
+            "taskyard_attempts_running",
+            METRICS["taskyard_attempts_running"],
+            value=totals.by_outcome.get(Outcome.RUNNING, 0),
+        )
+        buckets = [
+            (_bound(bound), float(count))
+            for bound, count in zip(totals.run_s_buckets, totals.run_s_counts, strict=True)
+        ]
+        buckets.append(("+Inf", float(totals.run_s_count)))
+        yield HistogramMetricFamily(
+            "taskyard_attempt_run_seconds",
+            METRICS["taskyard_attempt_run_seconds"],
+            buckets=buckets,
+            sum_value=totals.run_s_sum_s,
+        )
+
+    def _coordinator_metrics(self) -> Iterator[Metric]:
+        coordinator = self.services.coordinator
+        assert coordinator is not None
+        workers = coordinator.workers()
+        schedulers = coordinator.schedulers()
+        leader = coordinator.leader()
+        yield GaugeMetricFamily(
+            "taskyard_workers_alive", METRICS["taskyard_workers_alive"], value=len(workers)
+        )
+        yield GaugeMetricFamily(
+            "taskyard_worker_slots",
+            METRICS["taskyard_worker_slots"],
+            value=sum(w.concurrency for w in workers),
+        )
+        yield GaugeMetricFamily(
+            "taskyard_schedulers_alive", METRICS["taskyard_schedulers_alive"], value=len(schedulers)
+        )
+        if leader is not None:
+            yield GaugeMetricFamily(
+                "taskyard_leader_term", METRICS["taskyard_leader_term"], value=leader.term
+            )
+
+
+def _bound(value: float) -> str:
+    return repr(float(value))
+
+
+def metrics_registry(services: Services) -> CollectorRegistry:
+    """A registry of this app's own (not the process-global one), so that several apps in
+    one process (tests) never see each other's metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PortsCollector(services))
+    return registry

@@ -1,0 +1,513 @@
+"""Settings: command-line flags win over the environment, which wins over `taskyard.toml`.
+
+Every setting is declared once in `SETTINGS`: its environment variable, its key in
+`taskyard.toml`, its flag (if it has one), its default and how a value is checked. A
+command names the settings it uses:
+
+    config.add_arguments(parser, API_SETTINGS)          # in register(): --bind, --workers, ...
+    settings = config.resolve(args, API_SETTINGS)       # in run(): a `Settings`, or ConfigError
+
+Only the named settings are read, so a bad value for a setting a command does not use
+never stops it. An empty environment variable counts as unset. A bad value raises
+`ConfigError(source, problem)`, where `source` is what the user wrote it in (`--workers`,
+`TASKYARD_DATABASE_URL`, `api_workers in taskyard.toml`); the CLI prints it as one line
+and exits 2.
+
+`taskyard.toml` is read from `--config PATH`, else `TASKYARD_CONFIG`, else `./taskyard.toml`
+when it exists. Its keys are the environment names without `TASKYARD_`, in lower case
+(`database_url = "postgresql://..."`); values may be strings as in the environment, or
+TOML's own numbers, booleans and lists. An unknown key is an error, to catch typos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from taskyard.entrypoints.bootstrap import ConfigError, store_scheme
+
+CONFIG_FILE_NAME = "taskyard.toml"
+CONFIG_ENV = "TASKYARD_CONFIG"
+ENV_PREFIX = "TASKYARD_"
+
+
+# --- value checks: each takes what was written and returns the value or raises ValueError --
+
+
+def _text(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise ValueError(f"must be a string, not {type(raw).__name__}")
+    return raw.strip()
+
+
+def _items(raw: object) -> list[str]:
+    """A comma separated string, or a TOML list of strings; blanks dropped."""
+    if isinstance(raw, list):
+        if not all(isinstance(item, str) for item in raw):
+            raise ValueError("must be a list of strings")
+        parts = raw
+    else:
+        parts = _text(raw).split(",")
+    return [part.strip() for part in parts if part.strip()]
+
+
+def parse_bool(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    value = _text(raw).lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{raw!r} is not a boolean (use 1 or 0, true or false)")
+
+
+def number_in(low: float, high: float, *, low_open: bool = False) -> Callable[[object], float]:
+    """A finite number in `[low, high]` (or `(low, high]`)."""
+
+    def parse(raw: object) -> float:
+        if isinstance(raw, bool):
+            raise ValueError("must be a number")
+        if isinstance(raw, int | float):
+            value = float(raw)
+        else:
+            try:
+                value = float(_text(raw))
+            except ValueError:
+                raise ValueError(f"{raw!r} is not a number") from None
+        below = value <= low if low_open else value < low
+        if not math.isfinite(value) or below or value > high:
+            bound = f"> {low:g}" if low_open else f">= {low:g}"
+            raise ValueError(f"{raw!r} is out of range (a number {bound} and <= {high:g})")
+        return value
+
+    return parse
+
+
+def integer_in(low: int, high: int) -> Callable[[object], int]:
+    def parse(raw: object) -> int:
+        if isinstance(raw, bool):
+            raise ValueError("must be an integer")
+        if isinstance(raw, int):
+            value = raw
+        else:
+            text = _text(raw)
+            if not re.fullmatch(r"[+-]?\d+", text):
+                raise ValueError(f"{raw!r} is not an integer")
+            value = int(text)
+        if not low <= value <= high:
+            raise ValueError(f"{value} is out of range ({low} to {high})")
+        return value
+
+    return parse
+
+
+def one_of(*choices: str) -> Callable[[object], str]:
+    def parse(raw: object) -> str:
+        value = _text(raw).lower()
+        if value not in choices:
+            raise ValueError(f"{raw!r} is not one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def parse_database_url(raw: object) -> str:
+    url = _text(raw)
+    try:
+        scheme = store_scheme(url)
+    except ConfigError as exc:
+        raise ValueError(exc.problem) from None
+    if scheme == "sqlite" and not url.lower().startswith("sqlite:///"):
+        raise ValueError(f"{url!r}: a SQLite URL is sqlite:///relative/path or sqlite:////abs/path")
+    return url
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix", "memory")
+
+
+def parse_redis_url(raw: object) -> str | None:
+    url = _text(raw)
+    if not url:
+        return None
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in REDIS_SCHEMES:
+        shown = scheme or url
+        raise ValueError(
+            f"unsupported scheme {shown!r} (use redis://, rediss://, unix://, or memory:// "
+            "for one process)"
+        )
+    return url
+
+
+_TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]+$")
+"""RFC 6750's b64token: what may follow `Bearer `."""
+
+
+def parse_tokens(raw: object) -> tuple[str, ...]:
+    tokens = _items(raw)
+    for index, token in enumerate(tokens, start=1):
+        if not _TOKEN.match(token):
+            raise ValueError(
+                f"token {index} has a character a bearer token cannot carry "
+                "(use letters, digits and . _ ~ + / = -)"
+            )
+    return tuple(dict.fromkeys(tokens))
+
+
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:(\d{1,5}))?$")
+
+
+def parse_hosts(raw: object) -> frozenset[str]:
+    hosts: set[str] = set()
+    for item in _items(raw):
+        match = _HOST.match(item)
+        if match is None or (match.group(3) is not None and not 1 <= int(match.group(3)) <= 65535):
+            raise ValueError(f"{item!r} is not a host or host:port")
+        hosts.add(item.lower())
+    return frozenset(hosts)
+
+
+def parse_bind(raw: object) -> str:
+    text = _text(raw)
+    if text.startswith("unix:"):
+        if len(text) == len("unix:"):
+            raise ValueError("unix: needs a socket path")
+        return text
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})", text)
+    if match is None or int(match.group(2)) > 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT (or unix:PATH)")
+    return text
+
+
+def parse_prefix(raw: object) -> str:
+    text = _text(raw)
+    if not re.fullmatch(r"[A-Za-z0-9._:{}-]{1,64}", text):
+        raise ValueError(f"{text!r}: use 1 to 64 of letters, digits and . _ : {{ }} -")
+    return text
+
+
+# --- the table ----------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Setting:
+    attr: str
+    """The attribute of `Settings`."""
+    env: str
+    parse: Callable[[object], Any]
+    help: str
+    flag: str | None = None
+    metavar: str | None = None
+    boolean: bool = False
+
+    @property
+    def key(self) -> str:
+        """The key in `taskyard.toml`."""
+        return self.env.removeprefix(ENV_PREFIX).lower()
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """Resolved settings. Those a command did not ask for keep their defaults."""
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    redis_key_prefix: str = "taskyard:"
+    api_tokens: tuple[str, ...] = ()
+    http_allowed_hosts: frozenset[str] = frozenset()
+    shell_enabled: bool = False
+    lease_ttl_s: float = 10.0
+    poll_interval_s: float = 1.0
+    bind: str = "127.0.0.1:8000"
+    api_workers: int | None = None
+    """None: 1 on `memory://` (its jobs live in one process), 2 otherwise."""
+    api_threads: int = 4
+    api_timeout_s: int = 30
+    api_graceful_timeout_s: int = 30
+    api_keepalive_s: int = 5
+    log_format: str = "text"
+    log_level: str = "info"
+    config_file: Path | None = None
+    """The `taskyard.toml` that was read, if any."""
+    sources: Mapping[str, str] = attrs.field(factory=dict)
+    """Where each resolved setting came from: a flag, a variable, or a key of a file."""
+
+    def source(self, attr: str) -> str:
+        """What to name in an error about `attr`: where its value was written."""
+        return self.sources.get(attr, SETTINGS[attr].env)
+
+
+_SETTINGS = [
+    Setting(
+        attr="database_url",
+        env="TASKYARD_DATABASE_URL",
+        parse=parse_database_url,
+        flag="--db",
+        metavar="URL",
+        help="the store: postgresql://..., sqlite:///path or memory://",
+    ),
+    Setting(
+        attr="redis_url",
+        env="TASKYARD_REDIS_URL",
+        parse=parse_redis_url,
+        flag="--redis",
+        metavar="URL",
+        help="the coordinator: redis://host:6379/0 (none: nothing to check or ring)",
+    ),
+    Setting(
+        attr="redis_key_prefix",
+        env="TASKYARD_REDIS_KEY_PREFIX",
+        parse=parse_prefix,
+        flag="--redis-prefix",
+        metavar="PREFIX",
+        help="prefix of every Redis key (default taskyard:)",
+    ),
+    Setting(
+        attr="api_tokens",
+        env="TASKYARD_API_TOKENS",
+        parse=parse_tokens,
+        help="comma separated bearer tokens; when set, every /v1/ request needs one",
+    ),
+    Setting(
+        attr="http_allowed_hosts",
+        env="TASKYARD_HTTP_ALLOWED_HOSTS",
+        parse=parse_hosts,
+        flag="--http-allowed-hosts",
+        metavar="HOSTS",
+        help="comma separated host or host:port the http task may call (default: none)",
+    ),
+    Setting(
+        attr="shell_enabled",
+        env="TASKYARD_SHELL_ENABLED",
+        parse=parse_bool,
+        flag="--shell-enabled",
+        boolean=True,
+        help="allow the shell task (default: off)",
+    ),
+    Setting(
+        attr="lease_ttl_s",
+        env="TASKYARD_LEASE_TTL_SECONDS",
+        parse=number_in(0, 86_400, low_open=True),
+        flag="--lease-ttl",
+        metavar="SECONDS",
+        help="lease time to live (default 10; workers extend leases every quarter of it)",
+    ),
+    Setting(
+        attr="poll_interval_s",
+        env="TASKYARD_POLL_INTERVAL_SECONDS",
+        parse=number_in(0, 3_600, low_open=True),
+        flag="--poll-interval",
+        metavar="SECONDS",
+        help="how often idle workers look at the store when no doorbell rings (default 1)",
+    ),
+    Setting(
+        attr="bind",
+        env="TASKYARD_BIND",
+        parse=parse_bind,
+        flag="--bind",
+        metavar="HOST:PORT",
+        help="where the API listens (default 127.0.0.1:8000; unix:PATH for a socket)",
+    ),
+    Setting(
+        attr="api_workers",
+        env="TASKYARD_API_WORKERS",
+        parse=integer_in(1, 64),
+        flag="--workers",
+        metavar="N",
+        help="gunicorn worker processes (default 2; 1 on memory://, which allows no other)",
+    ),
+    Setting(
+        attr="api_threads",
+        env="TASKYARD_API_THREADS",
+        parse=integer_in(1, 256),
+        flag="--threads",
+        metavar="N",
+        help="threads per worker process (default 4)",
+    ),
+    Setting(
+        attr="api_timeout_s",
+        env="TASKYARD_API_TIMEOUT_SECONDS",
+        parse=integer_in(1, 3_600),
+        flag="--timeout",
+        metavar="SECONDS",
+        help="a worker silent this long is killed and replaced (default 30)",
+    ),
+    Setting(
+        attr="api_graceful_timeout_s",
+        env="TASKYARD_API_GRACEFUL_TIMEOUT_SECONDS",
+        parse=integer_in(0, 3_600),
+        flag="--graceful-timeout",
+        metavar="SECONDS",
+        help="on SIGTERM, how long requests in flight may finish (default 30)",
+    ),
+    Setting(
+        attr="api_keepalive_s",
+        env="TASKYARD_API_KEEPALIVE_SECONDS",
+        parse=integer_in(0, 3_600),
+        flag="--keepalive",
+        metavar="SECONDS",
+        help="how long an idle keep-alive connection stays open (default 5)",
+    ),
+    Setting(
+        attr="log_format",
+        env="TASKYARD_LOG_FORMAT",
+        parse=one_of("text", "json"),
+        flag="--log-format",
+        metavar="text|json",
+        help="text (default) or json: one object per line",
+    ),
+    Setting(
+        attr="log_level",
+        env="TASKYARD_LOG_LEVEL",
+        parse=one_of("debug", "info", "warning", "error"),
+        flag="--log-level",
+        metavar="LEVEL",
+        help="debug, info (default), warning or error",
+    ),
+]
+
+SETTINGS: Mapping[str, Setting] = {s.attr: s for s in _SETTINGS}
+_BY_KEY: Mapping[str, Setting] = {s.key: s for s in _SETTINGS}
+
+COMMON_SETTINGS = ("log_format", "log_level")
+API_SETTINGS = (
+    "database_url",
+    "redis_url",
+    "redis_key_prefix",
+    "api_tokens",
+    "http_allowed_hosts",
+    "shell_enabled",
+    "bind",
+    "api_workers",
+    "api_threads",
+    "api_timeout_s",
+    "api_graceful_timeout_s",
+    "api_keepalive_s",
+    *COMMON_SETTINGS,
+)
+
+
+def _dest(setting: Setting) -> str:
+    return f"setting_{setting.attr}"
+
+
+def add_arguments(parser: argparse.ArgumentParser, attrs_used: Iterable[str]) -> None:
+    """Add `--config` and the flag of every named setting that has one. A flag left out of
+    the command line is None, so the environment and the file get their say."""
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=None,
+        help=f"settings file (default: ${CONFIG_ENV}, else ./{CONFIG_FILE_NAME} if present)",
+    )
+    for attr in attrs_used:
+        setting = SETTINGS[attr]
+        if setting.flag is None:
+            continue
+        text = f"{setting.help} [{setting.env}]"
+        if setting.boolean:
+            parser.add_argument(
+                setting.flag,
+                dest=_dest(setting),
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=text,
+            )
+        else:
+            parser.add_argument(
+                setting.flag,
+                dest=_dest(setting),
+                metavar=setting.metavar,
+                default=None,
+                help=text,
+            )
+
+
+def _config_file(
+    flag_value: str | None, environ: Mapping[str, str], cwd: Path
+) -> tuple[Path | None, str]:
+    if flag_value is not None:
+        return cwd / flag_value, "--config"
+    if environ.get(CONFIG_ENV):
+        return cwd / environ[CONFIG_ENV], CONFIG_ENV
+    default = cwd / CONFIG_FILE_NAME
+    return (default if default.is_file() else None), CONFIG_FILE_NAME
+
+
+def read_config_file(path: Path, *, named_by: str) -> dict[str, object]:
+    """The settings of a `taskyard.toml`, checked for unknown keys (not yet for values)."""
+    try:
+        with path.open("rb") as stream:
+            data = tomllib.load(stream)
+    except FileNotFoundError:
+        raise ConfigError(named_by, f"no such file: {path}") from None
+    except OSError as exc:
+        raise ConfigError(named_by, f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+    for key, value in data.items():
+        if key not in _BY_KEY:
+            raise ConfigError(str(path), f"unknown setting {key!r}")
+        if isinstance(value, dict):
+            raise ConfigError(f"{key} in {path}", "must be a value, not a table")
+    return dict(data)
+
+
+def resolve(
+    args: argparse.Namespace | None,
+    attrs_used: Iterable[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Resolve the named settings: flag, else environment, else the file, else `defaults`
+    (per command), else the `Settings` default. Raises `ConfigError` naming the first bad
+    value by where it was written."""
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    path, named_by = _config_file(getattr(args, "config", None), environ, cwd)
+    from_file = read_config_file(path, named_by=named_by) if path is not None else {}
+    values: dict[str, Any] = dict(defaults or {})
+    sources: dict[str, str] = {}
+    for attr in attrs_used:
+        setting = SETTINGS[attr]
+        raw: object = None
+        source = ""
+        flag_value = getattr(args, _dest(setting), None) if args is not None else None
+        if flag_value is not None:
+            raw, source = flag_value, setting.flag or setting.env
+        elif environ.get(setting.env, "").strip():
+            raw, source = environ[setting.env], setting.env
+        elif setting.key in from_file:
+            raw, source = from_file[setting.key], f"{setting.key} in {path}"
+        if not source:
+            continue
+        try:
+            values[attr] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(source, str(exc)) from None
+        sources[attr] = source
+    return Settings(config_file=path, sources=sources, **values)
+
+
+__all__ = [
+    "API_SETTINGS",
+    "COMMON_SETTINGS",
+    "SETTINGS",
+    "ConfigError",
+    "Setting",
+    "Settings",
+    "add_arguments",
+    "resolve",
+]

@@ -1,0 +1,180 @@
+"""Logging for every taskyard process: `text` for people, `json` for machines.
+
+With `--log-format json` each line is one JSON object:
+
+    {"time": "2026-11-22T10:00:00.123Z", "level": "info", "logger": "taskyard.api",
+     "message": "request", "pid": 4242, "request_id": "...", "job_id": "...", ...}
+
+Fields about the work in hand (`request_id`, `job_id`, `attempt`, `worker_id`, ...) come
+from two places: the `extra=` of a log call, and the *log context*, a context variable
+that a process sets around a piece of work so that every line written meanwhile, by any
+logger, carries them:
+
+    with log_context(request_id=rid):
+        ...                     # every line logged here has "request_id": rid
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import IO, Any
+
+from taskyard.domain.timefmt import format_time
+
+LOG_FORMATS = ("text", "json")
+
+_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "taskyard_log_context", default=MappingProxyType({})
+)
+
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+"""Attributes every LogRecord has: anything else on a record came from `extra=` or the
+log context."""
+
+
+@contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Add `fields` to every line logged inside the block (nested blocks add up)."""
+    token = _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def bind_log_context(**fields: Any) -> contextvars.Token[Mapping[str, Any]]:
+    """Like `log_context`, for code that cannot use a `with` block (a Falcon middleware's
+    request and response hooks); undo with `unbind_log_context(token)`."""
+    return _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+
+
+def unbind_log_context(token: contextvars.Token[Mapping[str, Any]]) -> None:
+    _context.reset(token)
+
+
+def current_log_context() -> Mapping[str, Any]:
+    return _context.get()
+
+
+class ContextFilter(logging.Filter):
+    """Copies the log context onto each record (in the thread that logs it); a field given
+    with `extra=` wins."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in _context.get().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields a record carries beyond the standard ones, in a stable order."""
+    return {
+        key: value
+        for key, value in sorted(record.__dict__.items())
+        if key not in _STANDARD and not key.startswith("_")
+    }
+
+
+def _time(record: logging.LogRecord) -> str:
+    return format_time(datetime.fromtimestamp(record.created, UTC))
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, pid, then every field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": _time(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        for key, value in record_fields(record).items():
+            out.setdefault(key, _jsonable(value))
+        if record.exc_info:
+            out["error"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        elif record.exc_text:
+            out["error"] = record.exc_text
+        return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """`2026-11-22T10:00:00.123Z INFO taskyard.api: message key=value ...`"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = " ".join(f"{k}={_text_value(v)}" for k, v in record_fields(record).items())
+        line = f"{_time(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        if fields:
+            line = f"{line} {fields}"
+        if record.exc_info:
+            line = f"{line}\n{''.join(traceback.format_exception(*record.exc_info)).rstrip()}"
+        return line
+
+
+def _text_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(_jsonable(value))
+    return json.dumps(text) if (" " in text or not text) else text
+
+
+def make_formatter(log_format: str) -> logging.Formatter:
+    assert log_format in LOG_FORMATS, log_format
+    return JsonFormatter() if log_format == "json" else TextFormatter()
+
+
+def make_handler(log_format: str, stream: IO[str] | None = None) -> logging.Handler:
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(make_formatter(log_format))
+    handler.addFilter(ContextFilter())
+    return handler
+
+
+def configure_logging(
+    *, log_format: str = "text", level: str = "info", stream: IO[str] | None = None
+) -> logging.Handler:
+    """Send every logger's lines to `stream` (stderr) in `log_format`, at `level` and above.
+    Replaces the handlers of the root logger; returns the one it installs."""
+    handler = make_handler(log_format, stream)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    return handler
+
+
+__all__ = [
+    "ContextFilter",
+    "JsonFormatter",
+    "TextFormatter",
+    "bind_log_context",
+    "configure_logging",
+    "current_log_context",
+    "log_context",
+    "make_formatter",
+    "make_handler",
+    "unbind_log_context",
+]

@@ -1,0 +1,177 @@
+"""`taskyard api` as a real gunicorn process on a loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+START_DEADLINE_S = 30.0
+STOP_DEADLINE_S = 30.0
+TOKEN = "gunicorn-test-token"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@attrs.define
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    stderr_path: Path
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return (
+                response.status,
+                {k.lower(): v for k, v in response.getheaders()},
+                response.read(),
+            )
+        finally:
+            conn.close()
+
+    def chunked_post_status(self, path: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST `body` with `Transfer-Encoding: chunked` (no Content-Length): the status.
+
+        Sent in one go before reading, so a server that answers early (413) is not cut
+        off mid-send by a client that stops to read."""
+        head = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Transfer-Encoding: chunked"]
+        head += [f"{name}: {value}" for name, value in headers.items()]
+        chunks = b"".join(
+            b"%x\r\n%s\r\n" % (len(body[i : i + 65536]), body[i : i + 65536])
+            for i in range(0, len(body), 65536)
+        )
+        wire = ("\r\n".join(head) + "\r\n\r\n").encode() + chunks + b"0\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as conn:
+            # A server that answers early may close before all is sent; its answer stands.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                conn.sendall(wire)
+            status_line = conn.makefile("rb").readline()
+        return int(status_line.split()[1])
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stderr_path.read_text().splitlines() if line]
+
+
+def wait_until_serving(server: Server) -> None:
+    deadline = time.monotonic() + START_DEADLINE_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(
+                f"taskyard api exited with {server.process.returncode}: "
+                f"{server.stderr_path.read_text()}"
+            )
+        try:
+            status, _, _ = server.request("GET", "/healthz")
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    pytest.fail(f"taskyard api did not answer within {START_DEADLINE_S} s")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKYARD_")}
+    env.update(TASKYARD_API_TOKENS=TOKEN, TASKYARD_LOG_FORMAT="json")
+    stderr_path = tmp_path / "stderr.log"
+    with stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "taskyard.entrypoints.cli",
+                "api",
+                "--db",
+                "memory://",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--threads",
+                "2",
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    running = Server(process=process, port=port, stderr_path=stderr_path)
+    try:
+        wait_until_serving(running)
+        yield running
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def test_the_api_serves_under_gunicorn_and_stops_on_sigterm(server: Server) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    body = json.dumps({"task": "sleep", "args": {"seconds": 0.1}}).encode()
+
+    status, headers, raw = server.request(
+        "POST", "/v1/jobs", body, {**auth, "X-Request-ID": "gunicorn-1"}
+    )
+    assert status == 201, raw
+    job = json.loads(raw)
+    assert headers["location"] == f"/v1/jobs/{job['id']}"
+    assert headers["x-request-id"] == "gunicorn-1" and job["correlation_id"] == "gunicorn-1"
+
+    status, _, raw = server.request("GET", headers["location"], headers=auth)
+    assert status == 200 and json.loads(raw)["state"] == "queued"
+
+    status, headers, raw = server.request(
+        "POST", "/v1/jobs", body, {"Content-Type": "application/json"}
+    )
+    assert status == 401 and headers["www-authenticate"].startswith("Bearer")
+    assert headers["content-type"] == "application/problem+json"
+
+    # A body sent in chunks, without a Content-Length, is read, and cut at 1 MiB.
+    small = json.dumps({"task": "work", "args": {"pad": "x" * 1000}}).encode()
+    assert server.chunked_post_status("/v1/jobs", small, auth) == 201
+    padded = json.dumps({"task": "work", "args": {"pad": "x" * (1024 * 1024)}}).encode()
+    assert server.chunked_post_status("/v1/jobs", padded, auth) == 413
+
+    status, _, raw = server.request("GET", "/v1/jobs", headers=auth)
+    assert [j["task"] for j in json.loads(raw)["jobs"]] == ["work", "sleep"]
+    assert server.request("GET", "/readyz")[0] == 200
+    status, _, raw = server.request("GET", "/metrics")
+    assert status == 200 and b'taskyard_jobs{queue="default",state="queued"} 2.0' in raw
+
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=STOP_DEADLINE_S) == 0
+    lines = server.log_lines()  # every line is JSON, gunicorn's own included
+    [submitted] = [line for line in lines if line.get("request_id") == "gunicorn-1"]
+    assert submitted["message"] == "request" and submitted["status"] == 201
+    assert submitted["job_id"] == job["id"] and submitted["path"] == "/v1/jobs"
+    assert any(line["logger"] == "gunicorn.error" for line in lines)

@@ -1,0 +1,78 @@
+"""Structured logs: one JSON object per line, carrying the request id and job id."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from taskyard.entrypoints.logs import configure_logging, log_context
+from tests.api.conftest import make_api
+
+
+@pytest.fixture
+def captured(restore_logging: None) -> io.StringIO:
+    """Route every logger through taskyard's JSON format into a buffer for the test."""
+    stream = io.StringIO()
+    configure_logging(log_format="json", level="info", stream=stream)
+    return stream
+
+
+def lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_each_request_logs_one_json_line_with_its_ids(captured: io.StringIO) -> None:
+    api = make_api()
+    created = api.post("/v1/jobs", {"task": "sleep"}, headers={"X-Request-ID": "req-1"})
+    api.get("/v1/jobs/not-an-id", headers={"X-Request-ID": "req-2"})
+    first, second = [line for line in lines(captured) if line["message"] == "request"]
+    assert first["request_id"] == "req-1" and first["job_id"] == created.json["id"]
+    assert first["method"] == "POST" and first["path"] == "/v1/jobs" and first["status"] == 201
+    assert first["level"] == "info" and first["logger"] == "taskyard.api"
+    assert first["time"].endswith("Z") and isinstance(first["duration_ms"], float)
+    assert second["request_id"] == "req-2" and second["status"] == 404
+
+
+def test_the_log_context_and_extras_become_fields(captured: io.StringIO) -> None:
+    log = logging.getLogger("taskyard.client")
+    with log_context(request_id="outer", worker_id="w-1"):
+        log.warning("something", extra={"job_id": "j", "attempt": 2})
+    [line] = lines(captured)
+    assert line == {
+        "time": line["time"],
+        "level": "warning",
+        "logger": "taskyard.client",
+        "message": "something",
+        "pid": line["pid"],
+        "attempt": 2,
+        "job_id": "j",
+        "request_id": "outer",
+        "worker_id": "w-1",
+    }
+    log.warning("after")
+    assert "request_id" not in lines(captured)[-1]
+
+
+def test_the_store_being_down_is_logged_with_the_request_id(captured: io.StringIO) -> None:
+    from tests.api.test_system import unpluggable_api
+
+    api, store = unpluggable_api()
+    store.down = True
+    api.get("/v1/jobs", headers={"X-Request-ID": "req-down"})
+    warning = next(line for line in lines(captured) if line["level"] == "warning")
+    assert warning["request_id"] == "req-down" and "connection refused" in warning["message"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_text_format_puts_fields_after_the_message() -> None:
+    stream = io.StringIO()
+    configure_logging(log_format="text", level="warning", stream=stream)
+    with log_context(request_id="r-9"):
+        logging.getLogger("taskyard.x").warning("hello %s", "there", extra={"job_id": "j 1"})
+        logging.getLogger("taskyard.x").info("not shown at warning")
+    [line] = stream.getvalue().splitlines()
+    assert line.endswith('WARNING taskyard.x: hello there job_id="j 1" request_id=r-9')

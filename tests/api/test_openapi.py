@@ -1,0 +1,105 @@
+"""The OpenAPI document and the real routes cannot drift apart.
+
+Beyond these, every response the API tests receive is checked against the document
+(`tests/api/conftest.py`, `check_against_openapi`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from falcon.inspect import inspect_routes
+from openapi_spec_validator import validate
+
+from taskyard.entrypoints.api.openapi import openapi_document
+from tests.api.conftest import Api
+
+METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+
+def routed(api: Api) -> set[tuple[str, str]]:
+    """(path template, method) of every responder Falcon routes, not its defaults."""
+    out = set()
+    for route in inspect_routes(api.app):
+        for method in route.methods:
+            if not method.internal:
+                out.add((route.path, method.method.lower()))
+    return out
+
+
+def documented() -> set[tuple[str, str]]:
+    return {
+        (path, method)
+        for path, item in openapi_document()["paths"].items()
+        for method in item
+        if method in METHODS
+    }
+
+
+def test_every_route_is_documented_and_every_documented_route_exists(api: Api) -> None:
+    real, doc = routed(api), documented()
+    assert real - doc == set(), "routes the OpenAPI document does not describe"
+    assert doc - real == set(), "operations in the OpenAPI document that no route serves"
+    assert real == API_MD_TABLE
+
+
+API_MD_TABLE = {
+    ("/v1/jobs", "post"),
+    ("/v1/jobs/batch", "post"),
+    ("/v1/jobs/{job_id}", "get"),
+    ("/v1/jobs", "get"),
+    ("/v1/jobs/{job_id}", "patch"),
+    ("/v1/jobs/{job_id}/cancel", "post"),
+    ("/v1/jobs/{job_id}", "delete"),
+    ("/v1/jobs/{job_id}/retry", "post"),
+    ("/v1/jobs/{job_id}/attempts", "get"),
+    ("/v1/jobs/retry", "post"),
+    ("/v1/jobs/cancel", "post"),
+    ("/v1/queues", "get"),
+    ("/v1/queues/{name}/pause", "post"),
+    ("/v1/queues/{name}/resume", "post"),
+    ("/v1/workers", "get"),
+    ("/v1/schedulers", "get"),
+    ("/v1/stats", "get"),
+    ("/healthz", "get"),
+    ("/readyz", "get"),
+    ("/metrics", "get"),
+    ("/openapi.json", "get"),
+    ("/", "get"),
+}
+"""The endpoint table of api.md, operation by operation."""
+
+
+def test_path_parameters_are_declared(api: Api) -> None:
+    document = openapi_document()
+    for path, item in document["paths"].items():
+        names = set(re.findall(r"{(\w+)}", path))
+        for method, operation in item.items():
+            declared = set()
+            for given in operation.get("parameters", []):
+                parameter = (
+                    document["components"]["parameters"][given["$ref"].rsplit("/", 1)[1]]
+                    if "$ref" in given
+                    else given
+                )
+                if parameter["in"] == "path":
+                    declared.add(parameter["name"])
+            assert declared == names, (method, path)
+
+
+def test_the_document_is_valid_openapi_3_1(api: Api) -> None:
+    served = api.get("/openapi.json")
+    assert served.status_code == 200
+    assert served.json["openapi"] == "3.1.0"
+    validate(served.json)
+
+
+def test_every_v1_operation_needs_the_token_and_the_open_ones_do_not() -> None:
+    document = openapi_document()
+    assert document["security"] == [{"bearer": []}]
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            is_open = operation.get("security") == []
+            assert is_open == (not path.startswith("/v1/")), (method, path)
+            if not is_open:
+                assert "401" in operation["responses"], (method, path)
