@@ -57,7 +57,16 @@ def build_services(settings: Settings) -> Services:
         raise ConfigError("TASKYARD_DATABASE_URL", f"not set (use {STORE_SCHEMES})")
     clock = SystemClock()
     store = make_store(settings.database_url, clock=clock, setting=settings.source("database_url"))
-    coordinator = make_coordinator(settings.redis_url, clock=clock) if settings.redis_url else None
+    coordinator = (
+        make_coordinator(
+            settings.redis_url,
+            clock=clock,
+            key_prefix=settings.redis_key_prefix,
+            setting=settings.source("redis_url"),
+        )
+        if settings.redis_url
+        else None
+    )
     return Services.build(
         store=store,
         coordinator=coordinator,
