@@ -632,9 +632,10 @@ class PostgresJobStore:
         self._open_lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> PostgresJobStore:
+    def from_url(cls, url: str, *, retry_budget: int = RETRY_BUDGET_DEFAULT) -> PostgresJobStore:
+        """A store for `postgresql://...`; pool settings come from the URL's query."""
         conninfo, settings = split_url(url)
-        return cls(conninfo, settings=settings, **kwargs)
+        return cls(conninfo, settings=settings, retry_budget=retry_budget)
 
     def _ensure_open(self) -> None:
         if self._opened:
