@@ -353,7 +353,7 @@ SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM recorded)
 """
 
 
-def _claim_sql(*, by_queue: bool, by_task: bool) -> str:
+def claim_sql(*, by_queue: bool, by_task: bool) -> str:
     """One statement: pick up to `limit` due jobs in claim order, skipping rows another
     claimer holds, make them running with a new attempt and lease, and open their attempt
     records. With named queues each queue is scanned in claim order on its own index and
@@ -398,8 +398,8 @@ def _claim_sql(*, by_queue: bool, by_task: bool) -> str:
     """
 
 
-_CLAIM_SQL = {
-    (by_queue, by_task): _claim_sql(by_queue=by_queue, by_task=by_task)
+CLAIM_SQL = {
+    (by_queue, by_task): claim_sql(by_queue=by_queue, by_task=by_task)
     for by_queue in (False, True)
     for by_task in (False, True)
 }
@@ -964,7 +964,7 @@ class PostgresJobStore:
             params["queues"] = sorted(request.queues)
         if request.tasks is not None:
             params["tasks"] = sorted(request.tasks)
-        sql = _CLAIM_SQL[(by_queue, by_task)]
+        sql = CLAIM_SQL[(by_queue, by_task)]
 
         def work(conn: Conn) -> list[Job]:
             return [_job(row) for row in self._cursor(conn).execute(sql, params).fetchall()]
