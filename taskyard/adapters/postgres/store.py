@@ -630,6 +630,7 @@ class PostgresJobStore:
         )
         self._opened = False
         self._open_lock = threading.Lock()
+        self._schema_checked = False
 
     @classmethod
     def from_url(cls, url: str, *, retry_budget: int = RETRY_BUDGET_DEFAULT) -> PostgresJobStore:
@@ -669,6 +670,8 @@ class PostgresJobStore:
             committing = False
             try:
                 with self._pool.connection() as conn:
+                    if not self._schema_checked:
+                        self._check_schema(conn)
                     if not transaction:
                         return work(conn)
                     with conn.transaction():
@@ -684,6 +687,21 @@ class PostgresJobStore:
                     raise _unavailable(exc, committing=committing) from exc
                 raise
 
+    def _check_schema(self, conn: Conn) -> None:
+        """Once per store: refuse to run on a schema older than this code (a newer one is
+        accepted, so a rolling upgrade can migrate first)."""
+        from taskyard.adapters.postgres.schema import latest_version, schema_version
+
+        version = schema_version(conn)
+        needed = latest_version()
+        if version is None or version < needed:
+            found = "no taskyard schema" if version is None else f"schema version {version}"
+            raise StoreUnavailable(
+                message=f"PostgreSQL has {found}; this taskyard needs version {needed}: "
+                "run `taskyard migrate`"
+            )
+        self._schema_checked = True
+
     def now(self) -> datetime:
         def work(conn: Conn) -> datetime:
             row = conn.execute("SELECT now()").fetchone()
@@ -691,11 +709,6 @@ class PostgresJobStore:
             return _utc(row[0])
 
         return self._run(work, transaction=False)
-
-    def schema_version(self) -> int | None:
-        from taskyard.adapters.postgres.schema import schema_version
-
-        return self._run(schema_version, transaction=False)
 
     # --- helpers inside a transaction ---------------------------------------------------
 
