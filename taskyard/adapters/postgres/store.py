@@ -598,6 +598,10 @@ def split_url(url: str) -> tuple[str, PoolSettings]:
         settings = attrs.evolve(
             settings, prepare_threshold=None if raw in ("", "none", "off") else int(raw)
         )
+    if not (0 <= settings.min_size <= settings.max_size and settings.max_size >= 1):
+        raise ValueError(f"pool sizes must be 0 <= min <= max, max >= 1: {settings}")
+    if settings.timeout_s <= 0:
+        raise ValueError(f"pool_timeout must be > 0: {settings.timeout_s}")
     scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
     conninfo = urlunsplit((scheme, parts.netloc, parts.path, urlencode(theirs), parts.fragment))
     return conninfo, settings
@@ -612,7 +616,8 @@ class PostgresJobStore:
         retry_budget: int = RETRY_BUDGET_DEFAULT,
     ) -> None:
         self.settings = settings or PoolSettings()
-        assert 1 <= self.settings.min_size <= self.settings.max_size, self.settings
+        assert 0 <= self.settings.min_size <= self.settings.max_size, self.settings
+        assert self.settings.max_size >= 1, self.settings
         assert retry_budget >= 0, retry_budget
         self._retry_budget = retry_budget
         self._pool: ConnectionPool[Conn] = ConnectionPool(
