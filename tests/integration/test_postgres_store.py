@@ -20,7 +20,7 @@ from taskyard.adapters.clock import SystemClock
 from taskyard.adapters.postgres import AmbiguousCommit, PoolSettings, PostgresJobStore
 from taskyard.adapters.postgres.store import split_url
 from taskyard.domain.errors import JobNotFound, StoreUnavailable
-from taskyard.domain.model import JobState, Outcome
+from taskyard.domain.model import Enqueued, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobQuery, ReportStatus
 from taskyard.entrypoints.bootstrap import ConfigError, make_store
 from tests import factories as f
@@ -210,6 +210,31 @@ def test_an_enqueue_killed_mid_insert_stores_none_of_its_jobs(
         with pytest.raises(JobNotFound):
             store.get(job_id)
     assert store.list_jobs(JobQuery()).jobs == []
+
+
+def test_an_enqueue_that_loses_an_idempotency_race_returns_the_winners_job(
+    store: PostgresJobStore, url: str
+) -> None:
+    outcome: list[BaseException | object] = []
+    with psycopg.connect(url) as winner:
+        other = PostgresJobStore.from_url(url)
+        [won] = other.enqueue_in(winner, [f.new_job(store, idempotency_key="race", args={})])
+
+        def enqueue() -> None:
+            try:
+                outcome.append(store.enqueue([f.new_job(store, idempotency_key="race", args={})]))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        loser = threading.Thread(target=enqueue)
+        loser.start()
+        _backend_waiting_on_a_lock(url)  # the loser's insert waits on the unique index
+        winner.commit()
+        loser.join(timeout=30)
+        other.close()
+    [[result]] = outcome
+    assert isinstance(result, Enqueued)
+    assert not result.created and result.job.id == won.job.id
 
 
 def test_a_lost_commit_answer_on_enqueue_is_resolved_by_reading_back(url: str) -> None:
