@@ -34,6 +34,15 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def migrated_postgres_url(postgres_url: str) -> str:
+    """The session's database with the taskyard schema applied (`taskyard migrate`)."""
+    from taskyard.adapters.postgres import migrate
+
+    migrate(postgres_url)
+    return postgres_url
+
+
+@pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     with services.redis_server() as url:
         yield url

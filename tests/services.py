@@ -106,6 +106,17 @@ def fresh_database(admin_url: str, prefix: str = "taskyard_test") -> Iterator[st
             )
 
 
+def truncate_taskyard(url: str) -> None:
+    """Empty every taskyard table of a migrated database (its schema version stays)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "TRUNCATE taskyard.jobs, taskyard.attempts, taskyard.dependencies,"
+            " taskyard.paused_queues"
+        )
+
+
 def _redis_answers(url: str) -> str | None:
     import redis
 

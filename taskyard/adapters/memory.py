@@ -392,16 +392,23 @@ class InMemoryJobStore:
         with self._s.lock:
             now = self.now()
             cancelled: list[Job] = []
+            ended: set[UUID] = set()
             for job in self._sorted(S.SCHEDULED):
                 if len(cancelled) >= limit:
                     break
                 if not job.depends_on:
                     continue
-                step = t.fail_dependency(
-                    job, now=now, dependency_states=self._dependency_states(job.depends_on)
-                )
+                # Judged on the states at the start of the call, as one SQL statement sees
+                # them: a job cancelled in this pass still counts as scheduled, so a chain
+                # resolves one level per call.
+                states = {
+                    dep: S.SCHEDULED if dep in ended else state
+                    for dep, state in self._dependency_states(job.depends_on).items()
+                }
+                step = t.fail_dependency(job, now=now, dependency_states=states)
                 if isinstance(step, t.Step):
                     cancelled.append(self._apply(now, step))
+                    ended.add(job.id)
             return cancelled
 
     def next_wakeup(self) -> datetime | None:

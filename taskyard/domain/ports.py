@@ -198,7 +198,10 @@ class JobStore(Protocol):
         ...
 
     def resolve_dependencies(self, *, limit: int) -> list[Job]:
-        """Scheduled jobs with a dependency that ended dead or cancelled end cancelled."""
+        """Scheduled jobs with a dependency that ended dead or cancelled end cancelled.
+
+        Every job is judged on the states at the start of the call, so a chain resolves one
+        level per call (a set-based statement sees one snapshot)."""
         ...
 
     def next_wakeup(self) -> datetime | None:

@@ -37,13 +37,33 @@ def store_scheme(url: str, *, setting: str = "TASKYARD_DATABASE_URL") -> str:
     raise ConfigError(setting, f"unsupported scheme {scheme or url!r} (use {STORE_SCHEMES})")
 
 
+def sqlite_path(url: str, *, setting: str = "TASKYARD_DATABASE_URL") -> str:
+    """The file of a `sqlite:///path` URL: `sqlite:///jobs.db` is `jobs.db` in the working
+    directory, `sqlite:////var/lib/taskyard.db` is absolute."""
+    parts = urlsplit(url)
+    if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
+        raise ConfigError(setting, "a SQLite URL names a file: sqlite:///path/to/file.db")
+    if parts.query or parts.fragment:
+        raise ConfigError(setting, "a SQLite URL takes no query or fragment")
+    return parts.path[1:]
+
+
 def make_store(url: str, *, clock: Clock, setting: str = "TASKYARD_DATABASE_URL") -> JobStore:
-    """A `JobStore` for `url`. The in-memory store takes `clock` as its time authority; the
-    database stores use the database's own clock."""
+    """A `JobStore` for `url`. The in-memory and SQLite stores take `clock` as their time
+    authority; PostgreSQL uses the server's own clock."""
     scheme = store_scheme(url, setting=setting)
     if scheme == "memory":
         return InMemoryJobStore(clock)
-    raise ConfigError(setting, f"the {scheme} store is not available in this build")
+    if scheme == "sqlite":
+        from taskyard.adapters.sqlite import SqliteJobStore
+
+        return SqliteJobStore(sqlite_path(url, setting=setting), clock=clock)
+    from taskyard.adapters.postgres import PostgresJobStore
+
+    try:
+        return PostgresJobStore.from_url(url)
+    except ValueError as exc:
+        raise ConfigError(setting, f"bad connection setting: {exc}") from None
 
 
 def make_coordinator(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -17,6 +18,7 @@ import pytest
 from taskyard.adapters.clock import ManualClock
 from taskyard.adapters.memory import InMemoryCoordinator, InMemoryJobStore
 from taskyard.domain.ports import Coordinator, JobStore
+from tests import services
 
 T = TypeVar("T")
 
@@ -43,8 +45,37 @@ def memory_store(request: pytest.FixtureRequest) -> Iterator[Harness[JobStore]]:
     yield Harness("memory", store, clock.advance, real_time=False)
 
 
+def sqlite_store(request: pytest.FixtureRequest) -> Iterator[Harness[JobStore]]:
+    """A new file per test, on a manual clock (the SQLite store's clock is injected)."""
+    from taskyard.adapters.sqlite import SqliteJobStore
+
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    clock = ManualClock()
+    with SqliteJobStore(tmp_path / "contract.db", clock=clock) as store:
+        yield Harness("sqlite", store, clock.advance, real_time=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_session_store(migrated_postgres_url: str) -> Iterator[JobStore]:
+    """One pool for the session's contract tests, on the session's migrated database."""
+    from taskyard.adapters.postgres import PostgresJobStore
+
+    with PostgresJobStore.from_url(migrated_postgres_url) as store:
+        yield store
+
+
+def postgres_store(request: pytest.FixtureRequest) -> Iterator[Harness[JobStore]]:
+    """The session's database, emptied before each test; time is the server's own."""
+    url: str = request.getfixturevalue("migrated_postgres_url")
+    store: JobStore = request.getfixturevalue("postgres_session_store")
+    services.truncate_taskyard(url)
+    yield Harness("postgres", store, _real_pass_time, real_time=True)
+
+
 STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest], Iterator[Harness[JobStore]]]] = {
     "memory": memory_store,
+    "sqlite": sqlite_store,
+    "postgres": postgres_store,
 }
 
 

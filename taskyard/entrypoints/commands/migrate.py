@@ -1,0 +1,79 @@
+"""`taskyard migrate`: create or upgrade the store's schema.
+
+PostgreSQL: applies the versioned SQL files shipped in the package and records each in
+`taskyard.schema_migrations`; running it again, or from several processes at once, is
+harmless. SQLite: opens the file, which creates or upgrades its schema. Memory: nothing
+to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+SETTING = "TASKYARD_DATABASE_URL"
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "migrate",
+        help="create or upgrade the store's schema",
+        description="Create or upgrade the store's schema (PostgreSQL or SQLite).",
+    )
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help=f"postgresql://... or sqlite:///path (default: ${SETTING})",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from taskyard.domain.errors import StoreUnavailable
+    from taskyard.entrypoints.bootstrap import ConfigError, sqlite_path, store_scheme
+
+    url: str | None = args.database_url or os.environ.get(SETTING)
+    if not url:
+        raise ConfigError(SETTING, "not set (pass --database-url or set the environment)")
+    scheme = store_scheme(url, setting=SETTING)
+    try:
+        if scheme == "memory":
+            print("memory:// keeps no schema: nothing to migrate")
+            return 0
+        if scheme == "sqlite":
+            return _sqlite(sqlite_path(url, setting=SETTING))
+        return _postgres(url)
+    except StoreUnavailable as exc:
+        print(f"taskyard: cannot migrate: {exc}", file=sys.stderr)
+        return 1
+
+
+def _postgres(url: str) -> int:
+    from taskyard.adapters.postgres.schema import MigrationError, migrate
+    from taskyard.adapters.postgres.store import split_url
+    from taskyard.entrypoints.bootstrap import ConfigError
+
+    try:
+        conninfo, _settings = split_url(url)
+    except ValueError as exc:
+        raise ConfigError(SETTING, f"bad connection setting: {exc}") from None
+    try:
+        result = migrate(conninfo)
+    except MigrationError as exc:
+        print(f"taskyard: cannot migrate: {exc}", file=sys.stderr)
+        return 1
+    for name in result.applied:
+        print(f"applied {name}")
+    state = "" if result.applied else " (up to date)"
+    print(f"taskyard schema at version {result.version}{state}")
+    return 0
+
+
+def _sqlite(path: str) -> int:
+    from taskyard.adapters.sqlite import SqliteJobStore
+
+    with SqliteJobStore(path) as store:
+        print(f"{path}: taskyard schema at version {store.schema_version}")
+    return 0

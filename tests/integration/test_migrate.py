@@ -1,0 +1,104 @@
+"""`taskyard migrate`: twice, or from several processes at once, is harmless."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from taskyard.entrypoints import cli
+from tests import services
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def fresh_url(postgres_admin_url: str) -> Iterator[str]:
+    with services.fresh_database(postgres_admin_url, prefix="taskyard_migrate") as url:
+        yield url
+
+
+def _migrate(url: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "TASKYARD_DATABASE_URL": url}
+    return subprocess.Popen(
+        [sys.executable, "-m", "taskyard.entrypoints.cli", "migrate"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _recorded(url: str) -> list[tuple[int, str]]:
+    with psycopg.connect(url) as conn:
+        return [
+            (int(v), str(n))
+            for v, n in conn.execute(
+                "SELECT version, name FROM taskyard.schema_migrations ORDER BY version"
+            )
+        ]
+
+
+def test_migrate_twice_exits_zero_and_records_the_version_once(fresh_url: str) -> None:
+    first = _migrate(fresh_url)
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert out.splitlines() == ["applied 0001_initial", "taskyard schema at version 1"]
+    second = _migrate(fresh_url)
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert out.splitlines() == ["taskyard schema at version 1 (up to date)"]
+    assert _recorded(fresh_url) == [(1, "initial")]
+    with psycopg.connect(fresh_url) as conn:
+        tables = {
+            name
+            for (name,) in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'taskyard'"
+            )
+        }
+    assert tables == {"jobs", "attempts", "dependencies", "paused_queues", "schema_migrations"}
+
+
+def test_concurrent_migrations_apply_each_version_once(fresh_url: str) -> None:
+    procs = [_migrate(fresh_url) for _ in range(4)]
+    results = [proc.communicate(timeout=60) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 4, [err for _, err in results]
+    applied = [out for out, _ in results if "applied 0001_initial" in out]
+    assert len(applied) == 1
+    assert _recorded(fresh_url) == [(1, "initial")]
+
+
+def test_migrate_refuses_a_bad_url_with_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKYARD_DATABASE_URL", "bogus://somewhere")
+    assert cli.main(["migrate"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "taskyard: TASKYARD_DATABASE_URL: unsupported scheme 'bogus' "
+        "(use postgresql://, sqlite:///, memory://)\n"
+    )
+    monkeypatch.delenv("TASKYARD_DATABASE_URL")
+    assert cli.main(["migrate"]) == 2
+    assert capsys.readouterr().err.startswith("taskyard: TASKYARD_DATABASE_URL: not set")
+
+
+def test_migrate_of_an_unreachable_server_exits_one(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["migrate", "--database-url", "postgresql://postgres@127.0.0.1:1/x"])
+    assert code == 1
+    assert capsys.readouterr().err.startswith("taskyard: cannot migrate: PostgreSQL unavailable")
+
+
+def test_migrate_creates_a_sqlite_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "jobs.db"
+    assert cli.main(["migrate", "--database-url", f"sqlite:///{path}"]) == 0
+    assert capsys.readouterr().out == f"{path}: taskyard schema at version 1\n"
+    assert path.exists()
