@@ -40,6 +40,7 @@ from taskyard.adapters.clock import SystemClock
 from taskyard.adapters.sqlshared import (
     Batch,
     attempt_keys,
+    attempt_totals_from_rows,
     error_from_json,
     error_to_json,
     json_text,
@@ -60,6 +61,7 @@ from taskyard.domain.errors import (
 )
 from taskyard.domain.model import (
     Attempt,
+    AttemptTotals,
     Enqueued,
     Job,
     JobState,
@@ -757,11 +759,16 @@ class SqliteJobStore:
 
     def next_wakeup(self) -> datetime | None:
         def work(conn: sqlite3.Connection) -> datetime | None:
+            now_us = _us(self.now())
             (run_at,) = conn.execute(
                 "SELECT min(run_at) FROM jobs WHERE state IN ('scheduled', 'retrying')"
+                " AND run_at > ?",
+                (now_us,),
             ).fetchone()
             (expiry,) = conn.execute(
                 "SELECT min(lease_expires_at) FROM jobs WHERE state = 'running'"
+                " AND lease_expires_at > ?",
+                (now_us,),
             ).fetchone()
             moments = [m for m in (run_at, expiry) if m is not None]
             return _time(min(moments)) if moments else None
@@ -891,6 +898,20 @@ class SqliteJobStore:
             )
             for name in sorted(set(counts) | paused)
         ]
+
+    def attempt_totals(self, *, run_s_buckets: Sequence[float]) -> AttemptTotals:
+        bounds = [float(b) for b in run_s_buckets]
+        buckets = "".join(", sum(CASE WHEN d <= ? THEN 1 ELSE 0 END)" for _ in bounds)
+        query = (
+            f"SELECT outcome, count(*), coalesce(sum(d), 0){buckets} FROM "
+            "(SELECT outcome, (finished_at - started_at) / 1e6 AS d FROM attempts) "
+            "GROUP BY outcome"
+        )
+
+        def work(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return list(conn.execute(query, bounds).fetchall())
+
+        return attempt_totals_from_rows(self._read(work), bounds)
 
     def stats(self, *, window_s: float) -> Stats:
         now = self.now()

@@ -23,7 +23,17 @@ from uuid import UUID
 import attrs
 
 from taskyard.domain import transitions as t
-from taskyard.domain.model import Attempt, ErrorInfo, Job, JobState, JsonValue, LeaseRef
+from taskyard.domain.model import (
+    REPORTED_OUTCOMES,
+    Attempt,
+    AttemptTotals,
+    ErrorInfo,
+    Job,
+    JobState,
+    JsonValue,
+    LeaseRef,
+    Outcome,
+)
 from taskyard.domain.ports import ReportResult, ReportStatus
 from taskyard.domain.retry import Jitter, RetryPolicy
 
@@ -230,3 +240,29 @@ def load_migrations(dialect: str) -> list[Migration]:
 
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+def attempt_totals_from_rows(
+    rows: Iterable[Sequence[Any]], bounds: Sequence[float]
+) -> AttemptTotals:
+    """Fold `(outcome, count, sum of run seconds, count <= bound for each bound)` rows,
+    one per outcome, into `AttemptTotals`; run times count only for reported outcomes."""
+    by_outcome = dict.fromkeys(Outcome, 0)
+    counts = [0] * len(bounds)
+    run_count = 0
+    run_sum_s = 0.0
+    for row in rows:
+        outcome = Outcome(row[0])
+        by_outcome[outcome] = int(row[1])
+        if outcome in REPORTED_OUTCOMES:
+            run_count += int(row[1])
+            run_sum_s += float(row[2] or 0.0)
+            for index in range(len(bounds)):
+                counts[index] += int(row[3 + index] or 0)
+    return AttemptTotals(
+        by_outcome=by_outcome,
+        run_s_buckets=tuple(bounds),
+        run_s_counts=tuple(counts),
+        run_s_count=run_count,
+        run_s_sum_s=run_sum_s,
+    )

@@ -52,6 +52,7 @@ from taskyard.adapters.sqlshared import (
     RETRY_BUDGET_DEFAULT,
     Batch,
     attempt_keys,
+    attempt_totals_from_rows,
     error_from_json,
     error_to_json,
     normalized,
@@ -70,6 +71,7 @@ from taskyard.domain.errors import (
 )
 from taskyard.domain.model import (
     Attempt,
+    AttemptTotals,
     Enqueued,
     Job,
     JobState,
@@ -495,8 +497,10 @@ SELECT {JOB_COLUMNS} FROM cancelled ORDER BY id
 
 _NEXT_WAKEUP = """
 SELECT least(
-    (SELECT min(run_at) FROM taskyard.jobs WHERE state IN ('scheduled', 'retrying')),
-    (SELECT min(lease_expires_at) FROM taskyard.jobs WHERE state = 'running'))
+    (SELECT min(run_at) FROM taskyard.jobs
+     WHERE state IN ('scheduled', 'retrying') AND run_at > now()),
+    (SELECT min(lease_expires_at) FROM taskyard.jobs
+     WHERE state = 'running' AND lease_expires_at > now()))
 """
 
 _CANCELLED_BEFORE_IT_RAN = json.dumps(
@@ -1271,3 +1275,19 @@ class PostgresJobStore:
             )
 
         return self._run(work)
+
+    def attempt_totals(self, *, run_s_buckets: Sequence[float]) -> AttemptTotals:
+        bounds = [float(b) for b in run_s_buckets]
+        buckets = "".join(f", count(*) FILTER (WHERE d <= %(b{i})s)" for i in range(len(bounds)))
+        query = (
+            "SELECT outcome, count(*), coalesce(sum(d), 0)"
+            f"{buckets} FROM (SELECT outcome, "
+            "extract(epoch FROM finished_at - started_at)::float8 AS d "
+            "FROM taskyard.attempts) AS a GROUP BY outcome"
+        )
+        params = {f"b{i}": bound for i, bound in enumerate(bounds)}
+
+        def work(conn: Conn) -> list[tuple[Any, ...]]:
+            return list(self._cursor(conn).execute(query, params).fetchall())
+
+        return attempt_totals_from_rows(self._run(work, transaction=False), bounds)
