@@ -125,6 +125,8 @@ class Invariant:
     """Which promise of design.md it checks."""
     needs: Needs
     check: Check
+    at_rest: bool = False
+    """True: holds only once the world is quiet (liveness); False: at every instant."""
 
 
 @attrs.frozen(kw_only=True)
@@ -315,13 +317,7 @@ def _check_dependency_order(h: History, out: Findings) -> None:
                 if records:
                     out.add(
                         f"ran {len(records)} attempt(s) though dependency {_short(dep_id)} "
-                        f"ended {dep.state.value}",
-                        job_id=job_id,
-                    )
-                if dep.state.is_terminal and job.state is not S.CANCELLED:
-                    out.add(
-                        f"dependency {_short(dep_id)} ended {dep.state.value}, "
-                        f"yet the job is {job.state.value}",
+                        f"is {dep.state.value}",
                         job_id=job_id,
                     )
                 continue
@@ -334,6 +330,24 @@ def _check_dependency_order(h: History, out: Findings) -> None:
                         job_id=job_id,
                         at=record.started_at,
                     )
+
+
+def _check_dependency_failure(h: History, out: Findings) -> None:
+    """7. A job whose dependency ended dead or cancelled ends cancelled."""
+    for job_id in sorted(h.jobs):
+        job = h.jobs[job_id]
+        for dep_id in job.depends_on:
+            dep = h.jobs.get(dep_id)
+            if (
+                dep is not None
+                and dep.state in (S.DEAD, S.CANCELLED)
+                and job.state is not S.CANCELLED
+            ):
+                out.add(
+                    f"dependency {_short(dep_id)} ended {dep.state.value}, "
+                    f"yet the job is {job.state.value}",
+                    job_id=job_id,
+                )
 
 
 def _check_idempotency(h: History, out: Findings) -> None:
@@ -575,7 +589,13 @@ def _check_store_time(h: History, out: Findings) -> None:
 
 
 INVARIANTS: tuple[Invariant, ...] = (
-    Invariant(name="no_job_lost", guarantee="1", needs=Needs.JOBS, check=_check_no_job_lost),
+    Invariant(
+        name="no_job_lost",
+        guarantee="1",
+        needs=Needs.JOBS,
+        check=_check_no_job_lost,
+        at_rest=True,
+    ),
     Invariant(
         name="attempt_records", guarantee="2", needs=Needs.JOBS, check=_check_attempt_records
     ),
@@ -585,6 +605,13 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant(name="attempt_budget", guarantee="-", needs=Needs.JOBS, check=_check_attempt_budget),
     Invariant(
         name="dependency_order", guarantee="7", needs=Needs.JOBS, check=_check_dependency_order
+    ),
+    Invariant(
+        name="dependency_failure",
+        guarantee="7",
+        needs=Needs.JOBS,
+        check=_check_dependency_failure,
+        at_rest=True,
     ),
     Invariant(name="idempotency", guarantee="-", needs=Needs.JOBS, check=_check_idempotency),
     Invariant(
@@ -604,8 +631,11 @@ INVARIANTS: tuple[Invariant, ...] = (
 )
 
 
-def check(history: History, *, only: Sequence[str] | None = None) -> CheckReport:
-    """Run every invariant the history can feed (or those named in `only`)."""
+def check(
+    history: History, *, only: Sequence[str] | None = None, at_rest: bool = True
+) -> CheckReport:
+    """Run every invariant the history can feed (or those named in `only`). With
+    `at_rest=False` (a world still running), the liveness invariants are left out."""
     available = Needs.JOBS
     if history.log is not None:
         available |= Needs.LOG
@@ -617,6 +647,8 @@ def check(history: History, *, only: Sequence[str] | None = None) -> CheckReport
     counts: dict[str, int] = defaultdict(int)
     for invariant in INVARIANTS:
         if only is not None and invariant.name not in only:
+            continue
+        if invariant.at_rest and not at_rest:
             continue
         if invariant.needs & available != invariant.needs:
             skipped.append(invariant.name)

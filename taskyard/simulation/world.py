@@ -44,7 +44,7 @@ from taskyard.domain.timefmt import after
 from taskyard.domain.transitions import Event
 from taskyard.domain.worker import Wait, Worker, WorkerConfig
 from taskyard.simulation.adapters import FaultyCoordinator, FaultyJobStore
-from taskyard.simulation.checker import History, Replay, Violation
+from taskyard.simulation.checker import CheckReport, History, Replay, Violation, check
 from taskyard.simulation.clocks import EPOCH, NodeClock, TrueClock, at_s
 from taskyard.simulation.faults import FaultAction, FaultKind, FaultPlan, Target, site_kind
 from taskyard.simulation.rand import Streams
@@ -395,24 +395,29 @@ class World:
 
     def run(self) -> None:
         """Faults for `safety_s`, then heal and run until quiet (bounded)."""
-        with self._domain_log():
+        with self.capture_logs():
             self.start()
             self.run_until(self.scenario.safety_s)
-            if self.cut_short:
-                return
-            self.heal()
-            if self.quiet():
-                self.quiet_at = self.clock.t
-                return
-            limit = self.clock.t + self.scenario.liveness_max_s
-            if self.run_until(limit, stop=self.quiet):
-                self.quiet_at = self.clock.t
-                self.note("world", "quiet: every job ended, every worker idle")
-            elif not self.cut_short:
-                self.cut_short = f"not quiet {self.scenario.liveness_max_s:g} s after healing"
+            if not self.cut_short:
+                self.settle()
+
+    def settle(self) -> None:
+        """Heal every fault, then run until every job ended and every worker is idle, for
+        at most `liveness_max_s` of true time."""
+        self.heal()
+        if self.quiet():
+            self.quiet_at = self.clock.t
+            return
+        limit = self.clock.t + self.scenario.liveness_max_s
+        if self.run_until(limit, stop=self.quiet):
+            self.quiet_at = self.clock.t
+            self.note("world", "quiet: every job ended, every worker idle")
+        elif not self.cut_short:
+            self.cut_short = f"not quiet {self.scenario.liveness_max_s:g} s after healing"
 
     @contextmanager
-    def _domain_log(self) -> Iterator[None]:
+    def capture_logs(self) -> Iterator[None]:
+        """Route the domain's log lines into the trace (and nowhere else) meanwhile."""
         logger = logging.getLogger("taskyard")
         handler = _TraceLog(self)
         saved = (logger.level, logger.propagate)
@@ -454,6 +459,30 @@ class World:
             if node.handlers or (node.worker is not None and not node.worker.idle):
                 return False
         return True
+
+    # --- driving by hand (tests) ----------------------------------------------------------
+
+    def act(self, action: FaultAction) -> None:
+        """Apply a fault now (its `at_s` is ignored)."""
+        self._apply_action(action)
+
+    def perform(self, op: ClientOp) -> None:
+        """Have a client do `op` now (its `at_s` is ignored)."""
+        client = self.nodes[op.client]
+        assert isinstance(client, ClientNode), op
+        self._client_op(client, op)
+
+    def restart(self, name: str) -> None:
+        node = self.nodes[name]
+        self._restart(node, node.incarnation)
+
+    def heal_partitions(self) -> None:
+        self._cuts.clear()
+        self.note("world", "partitions healed")
+
+    def check_now(self) -> CheckReport:
+        """The invariants that hold at every instant, on the history so far."""
+        return check(self.history(), at_rest=False)
 
     # --- nodes: boot, tick, crash, restart, pause -----------------------------------------
 
