@@ -13,7 +13,7 @@ SMALL_WORLD = Scenario(
     schedulers=("s1", "s2"),
     clients=("c1",),
     safety_s=40.0,
-    liveness_max_s=600.0,
+    liveness_max_s=120.0,
 )
 PROCESSES = ("w1", "w2", "s1", "s2")
 NODES = (*PROCESSES, "c1")
