@@ -54,6 +54,11 @@ class FaultyJobStore:
             raise StoreUnavailable(message=f"{node.name} cannot reach the store")
         if world.fire(f"store.{op}.unavailable", node.label):
             raise StoreUnavailable(message=f"store.{op}: the request was lost")
+        if write and world.fire(f"store.{op}.delayed", node.label):
+            world.deliver_late(node.label, op, fn)
+            raise StoreUnavailable(
+                message=f"store.{op}: timed out (the request is still on its way)"
+            )
         try:
             result = fn()
         finally:

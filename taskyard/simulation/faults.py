@@ -39,6 +39,9 @@ class FaultKind(enum.StrEnum):
     """A store call fails before it reaches the store: nothing is written."""
     AMBIGUOUS_COMMIT = "ambiguous_commit"
     """A store call is applied, but its caller sees `StoreUnavailable`."""
+    DELAYED_COMMIT = "delayed_commit"
+    """A store call times out for its caller (`StoreUnavailable`) but reaches the store
+    later, perhaps after the caller retried it or its lease passed on."""
     DOORBELL_LOST = "doorbell_lost"
     DOORBELL_DUPLICATE = "doorbell_duplicate"
     HANDLER_FAILURE = "handler_failure"
@@ -66,6 +69,7 @@ STORE_READS: tuple[str, ...] = ("get", "list_jobs", "attempts")
 SITES: tuple[str, ...] = (
     *(f"store.{op}.unavailable" for op in STORE_WRITES + STORE_READS),
     *(f"store.{op}.reply_lost" for op in STORE_WRITES),
+    *(f"store.{op}.delayed" for op in STORE_WRITES),
     "doorbell.lost",
     "doorbell.duplicate",
     "handler.fail",
@@ -88,6 +92,8 @@ def site_kind(site: str) -> FaultKind:
         return FaultKind.STORE_UNAVAILABLE
     if site.endswith(".reply_lost"):
         return FaultKind.AMBIGUOUS_COMMIT
+    if site.endswith(".delayed"):
+        return FaultKind.DELAYED_COMMIT
     return _SITE_KINDS[site]
 
 

@@ -119,6 +119,7 @@ def draw_scenario(rng: random.Random) -> Scenario:
         schedulers=tuple(f"s{i + 1}" for i in range(rng.randint(2, 3))),
         clients=tuple(f"c{i + 1}" for i in range(rng.randint(1, 2))),
         report_linger_s=rng.choice((0.0, 0.0, 0.05, 0.2)),
+        stable_ids=rng.random() < 0.3,
     )
 
 
@@ -228,6 +229,11 @@ def draw_plan(rng: random.Random, scenario: Scenario, profile: Profile) -> Fault
         chosen, p = rng.random() < 0.5, site_p(0.005, 0.05)
         if switched and chosen:
             sites[f"store.{op}.reply_lost"] = p
+    switched = on(FaultKind.DELAYED_COMMIT)
+    for op in STORE_WRITES:
+        chosen, p = rng.random() < 0.5, site_p(0.005, 0.04)
+        if switched and chosen:
+            sites[f"store.{op}.delayed"] = p
     for kind, site, low, high in (
         (FaultKind.DOORBELL_LOST, "doorbell.lost", 0.1, 0.6),
         (FaultKind.DOORBELL_DUPLICATE, "doorbell.duplicate", 0.1, 0.6),

@@ -35,6 +35,7 @@ EXERCISED: tuple[str, ...] = (
     "retry",
     "dependency_failed",
     "split_brain_lead",
+    "late_request",
 )
 """Paths a run can take that matter to the guarantees, counted so a green sweep shows
 it went there: leases reaped and handed back, stale reports refused, retried reports

@@ -98,6 +98,9 @@ class Scenario:
     """After healing, the world must go quiet within this much true time."""
     lease_ttl_s: float = 10.0
     report_linger_s: float = 0.0
+    stable_ids: bool = False
+    """True: a restarted node keeps its id (a container restarted with the same host and
+    pid); False: each incarnation has its own (`w1.2`)."""
     events_max: int = 400_000
 
     def __attrs_post_init__(self) -> None:
@@ -130,9 +133,16 @@ class Node:
     tick_gen: int = 0
     next_tick_at: float = math.inf
 
+    stable_id: bool = False
+
     @property
     def label(self) -> str:
         return f"{self.name}.{self.incarnation}"
+
+    @property
+    def node_id(self) -> str:
+        """The id it gives the coordinator and the store."""
+        return self.name if self.stable_id else self.label
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -316,6 +326,7 @@ class World:
         self.worker_nodes = [n for n in self.nodes.values() if isinstance(n, WorkerNode)]
 
     def _add(self, node: Node) -> None:
+        node.stable_id = self.scenario.stable_ids
         inner = self.store_factory(self.clock, node.clock, self.state)
         node.store = FaultyJobStore(self, node, inner)
         node.coordinator = FaultyCoordinator(self, node, self.coordinator)
@@ -500,7 +511,7 @@ class World:
                 registry=SimRegistry(spec.tasks),
                 executor=SimExecutor(self, node),
                 config=WorkerConfig(
-                    worker_id=node.label,
+                    worker_id=node.node_id,
                     queues=frozenset(spec.queues) if spec.queues is not None else None,
                     concurrency=spec.concurrency,
                     lease_ttl_s=self.scenario.lease_ttl_s,
@@ -513,7 +524,7 @@ class World:
                 store=node.store,
                 coordinator=node.coordinator,
                 clock=node.clock,
-                config=SchedulerConfig(scheduler_id=node.label),
+                config=SchedulerConfig(scheduler_id=node.node_id),
             )
         elif isinstance(node, ClientNode):
             node.client = Client(
@@ -703,6 +714,23 @@ class World:
             self._cuts[(node.name, target)] -= 1
             if not self._cuts[(node.name, target)]:
                 self.note(node.label, f"partition from the {target.value} healed")
+
+    def deliver_late(self, who: str, op: str, call: Callable[[], object]) -> None:
+        """A request its caller gave up on reaches the store later (in the network, so it
+        arrives even if the caller has crashed since)."""
+        delay = self.streams.get("late").uniform(0.05, 1.5 * self.scenario.lease_ttl_s)
+        self.at(self.clock.t + delay, partial(self._land_late, who, op, call))
+
+    def _land_late(self, who: str, op: str, call: Callable[[], object]) -> None:
+        outcome = "landed"
+        try:
+            call()
+        except Refusal as exc:
+            outcome = f"refused ({type(exc).__name__})"
+        finally:
+            self.note_commits(f"{who}~")
+        self.exercised["late_request"] += 1
+        self.note(f"{who}~", f"late store.{op} {outcome}")
 
     # --- doorbells ----------------------------------------------------------------------
 

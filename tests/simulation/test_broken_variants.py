@@ -11,6 +11,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from uuid import UUID
 
+import attrs
 import pytest
 
 from taskyard.adapters.memory import InMemoryJobStore, MemoryState
@@ -115,3 +116,20 @@ def test_a_failing_seed_prints_the_broken_invariant_the_trace_tail_and_the_repla
     assert "--- trace tail (last 40 lines) ---" in text
     assert "fault plan:" in text
     assert text.endswith(f"replay     taskyard simulate --seed {caught.seed} --trace")
+
+
+def test_a_failing_seed_shrinks_to_a_short_fault_plan() -> None:
+    from taskyard.simulation.profiles import draw
+    from taskyard.simulation.shrink import describe, shrink
+
+    caught = first_caught(range(1, 21), {"no_job_lost"}, store_factory=no_reaping)
+    assert caught is not None
+    drawn = draw(caught.seed)
+    # A run that loses a job never goes quiet: a shorter liveness bound keeps each try cheap.
+    original = attrs.evolve(drawn, scenario=attrs.evolve(drawn.scenario, liveness_max_s=120.0))
+    shrunk = shrink(original, store_factory=no_reaping, runs_max=120)
+    assert "no_job_lost" in shrunk.result.broken
+    assert len(shrunk.run.plan.actions) <= 3 < len(original.plan.actions)
+    assert len(shrunk.run.workload.ops) < len(original.workload.ops)
+    text = describe(shrunk)
+    assert text[0].startswith(f"shrunk in {shrunk.runs} runs to ")

@@ -35,6 +35,11 @@ def register(sub: Any) -> None:
     parser.add_argument("--profile", default="default", help="fault profile (default: default)")
     parser.add_argument("--trace", action="store_true", help="print the readable event trace")
     parser.add_argument("--jobs", type=int, default=1, help="processes for a sweep (default 1)")
+    parser.add_argument(
+        "--shrink",
+        action="store_true",
+        help="when the seed fails, shrink its fault plan and workload to a small failing one",
+    )
     parser.set_defaults(run=run)
 
 
@@ -79,18 +84,31 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError("--jobs", "must be at least 1")
     if args.seed is not None:
-        return _one(args.seed, args.profile, trace=args.trace)
+        return _one(args.seed, args.profile, trace=args.trace, shrink=args.shrink)
     return _sweep(parse_range(args.seeds), args.profile, jobs=args.jobs)
 
 
-def _one(seed: int, profile: str, *, trace: bool) -> int:
+def _one(seed: int, profile: str, *, trace: bool, shrink: bool) -> int:
+    from taskyard.simulation.profiles import draw
     from taskyard.simulation.run import simulate, summary
 
     print(f"SEED={seed} PROFILE={profile} COMMIT={commit_id()}", flush=True)
     result = simulate(seed, profile)
     lines = summary(result, commit="", with_trace=trace)[1:]
     sys.stdout.write("\n".join(lines) + "\n")
-    return 0 if result.ok else 1
+    if result.ok:
+        return 0
+    if shrink:
+        from taskyard.simulation.shrink import describe
+        from taskyard.simulation.shrink import shrink as shrink_run
+
+        shrunk = shrink_run(draw(seed, profile))
+        print("--- shrunk ---")
+        print("\n".join(describe(shrunk)))
+        if trace:
+            print("--- trace of the shrunk run ---")
+            print("\n".join(shrunk.result.trace))
+    return 1
 
 
 def _sweep(seeds: range, profile: str, *, jobs: int) -> int:
