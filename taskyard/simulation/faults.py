@@ -130,20 +130,41 @@ class FaultAction:
         return f"{self.at_s:.3f} {self.kind.value}{where}{extra}"
 
 
+LEADER = "leader"
+"""As a lingering fault's node: whichever scheduler leads when the world heals."""
+EVERYONE = "*"
+
+LINGERING_KINDS = frozenset(
+    {FaultKind.CRASH, FaultKind.PARTITION_STORE, FaultKind.PARTITION_COORDINATOR}
+)
+
+
 @attrs.frozen(kw_only=True)
 class FaultPlan:
     actions: tuple[FaultAction, ...] = ()
     sites: Mapping[str, float] = attrs.field(factory=dict)
     """Switched-on sites and the probability that each fires on a call."""
+    lingering: tuple[FaultAction, ...] = ()
+    """Faults that start when the rest heals and never end. The guarantees still promise
+    every job an end as long as some scheduler and a worker for every queue can reach the
+    store, so only such faults may linger: a crashed worker or scheduler that never comes
+    back, the leader (`LEADER`) cut off from the store, the coordinator gone for everyone
+    (`EVERYONE`)."""
 
     def __attrs_post_init__(self) -> None:
         for site, p in self.sites.items():
             assert site in SITES, f"unknown fault site {site!r}"
             assert 0 <= p <= 1, (site, p)
+        for action in self.lingering:
+            assert action.kind in LINGERING_KINDS, action
 
     def describe(self) -> list[str]:
         lines = [action.describe() for action in sorted(self.actions, key=_action_key)]
         lines.extend(f"site {site} p={p:.3f}" for site, p in sorted(self.sites.items()))
+        lines.extend(
+            f"lingering {action.kind.value} {action.node}"
+            for action in sorted(self.lingering, key=_action_key)
+        )
         return lines
 
 

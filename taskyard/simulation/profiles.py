@@ -13,6 +13,8 @@ from collections.abc import Mapping
 import attrs
 
 from taskyard.simulation.faults import (
+    EVERYONE,
+    LEADER,
     STORE_READS,
     STORE_WRITES,
     FaultAction,
@@ -244,7 +246,22 @@ def draw_plan(rng: random.Random, scenario: Scenario, profile: Profile) -> Fault
         switched, p = on(kind), site_p(low, high)
         if switched:
             sites[site] = p
-    return FaultPlan(actions=tuple(actions), sites=sites)
+    # Faults that outlive the heal, while the guarantees still promise progress.
+    lingering: list[FaultAction] = []
+    end = scenario.safety_s
+    choice = rng.random()
+    other_workers = [w.name for w in scenario.workers[1:]]
+    victim_worker = rng.choice(other_workers) if other_workers else None
+    victim_scheduler = rng.choice(scenario.schedulers)
+    if choice < 0.12 and on(FaultKind.PARTITION_STORE):
+        lingering.append(FaultAction(at_s=end, kind=FaultKind.PARTITION_STORE, node=LEADER))
+    elif choice < 0.2 and on(FaultKind.CRASH):
+        lingering.append(FaultAction(at_s=end, kind=FaultKind.CRASH, node=victim_scheduler))
+    if rng.random() < 0.12 and on(FaultKind.PARTITION_COORDINATOR):
+        lingering.append(FaultAction(at_s=end, kind=FaultKind.PARTITION_COORDINATOR, node=EVERYONE))
+    if rng.random() < 0.12 and victim_worker is not None and on(FaultKind.CRASH):
+        lingering.append(FaultAction(at_s=end, kind=FaultKind.CRASH, node=victim_worker))
+    return FaultPlan(actions=tuple(actions), sites=sites, lingering=tuple(lingering))
 
 
 def _script(rng: random.Random, index: int) -> Script:

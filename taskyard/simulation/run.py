@@ -36,6 +36,7 @@ EXERCISED: tuple[str, ...] = (
     "dependency_failed",
     "split_brain_lead",
     "late_request",
+    "lingering",
 )
 """Paths a run can take that matter to the guarantees, counted so a green sweep shows
 it went there: leases reaped and handed back, stale reports refused, retried reports

@@ -46,7 +46,15 @@ from taskyard.domain.worker import Wait, Worker, WorkerConfig
 from taskyard.simulation.adapters import FaultyCoordinator, FaultyJobStore
 from taskyard.simulation.checker import CheckReport, History, Replay, Violation, check
 from taskyard.simulation.clocks import EPOCH, NodeClock, TrueClock, at_s
-from taskyard.simulation.faults import FaultAction, FaultKind, FaultPlan, Target, site_kind
+from taskyard.simulation.faults import (
+    EVERYONE,
+    LEADER,
+    FaultAction,
+    FaultKind,
+    FaultPlan,
+    Target,
+    site_kind,
+)
 from taskyard.simulation.rand import Streams
 from taskyard.simulation.trace import Trace
 from taskyard.simulation.workload import ClientOp, OpKind, Script, Workload
@@ -132,6 +140,8 @@ class Node:
     deferred: list[Callable[[], None]] = attrs.Factory(list)
     tick_gen: int = 0
     next_tick_at: float = math.inf
+    lingering_down: bool = False
+    """Crashed by a lingering fault: never restarted."""
 
     stable_id: bool = False
 
@@ -459,6 +469,34 @@ class World:
                 self._resume(node, node.pause_token)
             if not node.up and not (isinstance(node, WorkerNode) and node.stopping):
                 self._restart(node, node.incarnation)
+        for action in self.plan.lingering:
+            self._linger(action)
+
+    def _linger(self, action: FaultAction) -> None:
+        """Start a fault that lasts through the liveness phase."""
+        if action.node == EVERYONE:
+            names = sorted(self.nodes)
+        elif action.node == LEADER:
+            leader = self.coordinator.leader()
+            holder = leader.holder.split(".")[0] if leader is not None else None
+            names = [holder if holder in self.nodes else self.scenario.schedulers[0]]
+        else:
+            assert action.node is not None, action
+            names = [action.node]
+        self._count(action.kind)
+        self.exercised["lingering"] += 1
+        for name in names:
+            node = self.nodes[name]
+            self.note(node.label, f"LINGERING {action.kind.value}: lasts to the end")
+            if action.kind is FaultKind.CRASH:
+                if node.up:
+                    self._crash(node)
+                node.lingering_down = True
+            else:
+                target = (
+                    Target.STORE if action.kind is FaultKind.PARTITION_STORE else Target.COORDINATOR
+                )
+                self._cuts[(name, target)] += 1
 
     def quiet(self) -> bool:
         by_state = self.state.by_state
@@ -577,7 +615,7 @@ class World:
             node.scheduler = None
 
     def _restart(self, node: Node, incarnation: int) -> None:
-        if node.up or node.incarnation != incarnation:
+        if node.up or node.incarnation != incarnation or node.lingering_down:
             return
         self._boot(node)
         self.note(node.label, "RESTART: rebuilt from its factory")
