@@ -105,6 +105,17 @@ def simulate(
             world.note(world.current, f"  {line}")
     history = world.history()
     report = check(history).with_extra("worker_slots", world.violations)
+    stuck = (
+        []
+        if world.quiet_at is not None or crash is not None
+        else [
+            Violation(
+                invariant="quiescence",
+                message=f"{world.cut_short}: {world.busy_nodes()}",
+            )
+        ]
+    )
+    report = report.with_extra("quiescence", stuck)
     world.note(
         "world",
         f"checked {len(report.checked)} invariants, {sum(report.counts.values())} violation(s)",

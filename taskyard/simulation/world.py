@@ -498,6 +498,17 @@ class World:
                 )
                 self._cuts[(name, target)] += 1
 
+    def busy_nodes(self) -> str:
+        """What keeps the world from being quiet (for a report)."""
+        busy = [
+            f"{node.label} ({len(node.handlers)} handlers running, "
+            f"{'idle' if node.worker is None or node.worker.idle else 'not idle'})"
+            for node in self.worker_nodes
+            if node.handlers or (node.worker is not None and not node.worker.idle)
+        ]
+        open_jobs = sum(len(self.state.by_state[state]) for state in OPEN_STATES)
+        return f"{open_jobs} open jobs; busy workers: {', '.join(busy) or 'none'}"
+
     def quiet(self) -> bool:
         by_state = self.state.by_state
         if any(by_state[state] for state in OPEN_STATES):
