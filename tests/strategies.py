@@ -119,6 +119,8 @@ def fault_plans(draw: st.DrawFn, *, with_sites: bool = True) -> FaultPlan:
                         "store.claim.reply_lost",
                         "store.heartbeat.unavailable",
                         "store.report.unavailable",
+                        "store.report.delayed",
+                        "store.heartbeat.delayed",
                         "doorbell.lost",
                         "doorbell.duplicate",
                     )

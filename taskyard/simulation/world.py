@@ -19,8 +19,9 @@ import heapq
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -316,7 +317,7 @@ class World:
         self._cuts: Counter[tuple[str, Target]] = Counter()
         self._split_brain_until = -math.inf
         self._noted = 0
-        self._true_at: list[float] = []
+        self._true_at: list[datetime] = []
         self._labels: dict[UUID, str] = {}
         # what clients saw
         self.acked: dict[int, UUID] = {}
@@ -783,7 +784,7 @@ class World:
 
     # --- doorbells ----------------------------------------------------------------------
 
-    def deliver_doorbells(self, queues: Any) -> None:
+    def deliver_doorbells(self, queues: Sequence[str]) -> None:
         rung = set(queues)
         rng = self.streams.get("doorbells")
         for node in self.worker_nodes:
@@ -917,7 +918,7 @@ class World:
         assert history is not None
         for index in range(self._noted, len(history)):
             record = history[index]
-            self._true_at.append(self.clock.t)
+            self._true_at.append(self.clock.now())
             if record.event is Event.ENQUEUE:
                 self._labels[record.after.id] = f"j{len(self._labels) + 1}"
             elif record.event in COUNTED_EVENTS:
@@ -961,8 +962,8 @@ class World:
         assert history is not None
         assert len(self._true_at) == len(history), "every commit went through a node's view"
         log = [
-            rec if at_s(rec.at) == t else attrs.evolve(rec, at=after(EPOCH, t))
-            for rec, t in zip(history, self._true_at, strict=True)
+            rec if rec.at == true_at else attrs.evolve(rec, at=true_at)
+            for rec, true_at in zip(history, self._true_at, strict=True)
         ]
         return History(
             jobs=dict(self.state.jobs),

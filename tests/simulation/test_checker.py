@@ -213,4 +213,7 @@ def test_the_history_of_a_simulated_world_feeds_every_invariant() -> None:
     assert result.ok
     assert not result.report.skipped
     assert result.attempts > 0
-    assert set(result.report.checked) == {i.name for i in INVARIANTS} | {"worker_slots", "quiescence"}
+    assert set(result.report.checked) == {i.name for i in INVARIANTS} | {
+        "worker_slots",
+        "quiescence",
+    }

@@ -55,7 +55,7 @@ def test_a_failing_schedule_shrinks_to_one_fault() -> None:
     assert action.kind in (FaultKind.CRASH, FaultKind.PAUSE, FaultKind.PARTITION_STORE), action
     assert action.node in ("w1", "w2"), action
     result = run_plan(shrunk, store_factory=no_reaping)
-    assert result.broken == ("no_job_lost",)
+    assert "no_job_lost" in result.broken
 
 
 class WorldByHand(RuleBasedStateMachine):
