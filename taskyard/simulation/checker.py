@@ -562,6 +562,25 @@ def _check_dependency_log(h: History, out: Findings) -> None:
         states[job.id] = job.state
 
 
+def _check_cancel_honoured(h: History, out: Findings) -> None:
+    """A cancellation requested while a job runs ends it cancelled when that attempt
+    closes, whatever its handler returned."""
+    for rec in _log(h):
+        before = rec.before
+        if (
+            before is not None
+            and before.cancel_requested
+            and rec.event in CLOSING_EVENTS
+            and rec.after.state is not S.CANCELLED
+        ):
+            out.add(
+                f"{rec.event.value} ended attempt {before.attempt} {rec.after.state.value} "
+                "though cancellation was requested",
+                job_id=before.id,
+                at=rec.at,
+            )
+
+
 def _check_retry_delay(h: History, out: Findings) -> None:
     """6. A retry waits as the job's policy says: run_at - now within its backoff bounds."""
     for rec in _log(h):
@@ -627,6 +646,7 @@ INVARIANTS: tuple[Invariant, ...] = (
         name="dependency_order_log", guarantee="7", needs=Needs.LOG, check=_check_dependency_log
     ),
     Invariant(name="retry_delay", guarantee="6", needs=Needs.LOG, check=_check_retry_delay),
+    Invariant(name="cancel_honoured", guarantee="-", needs=Needs.LOG, check=_check_cancel_honoured),
     Invariant(name="store_time", guarantee="4", needs=Needs.LOG, check=_check_store_time),
 )
 

@@ -217,3 +217,24 @@ def test_the_history_of_a_simulated_world_feeds_every_invariant() -> None:
         "worker_slots",
         "quiescence",
     }
+
+
+def test_a_requested_cancellation_that_ends_in_success_is_not_honoured() -> None:
+    store, clock = _store()
+    enqueue(store)
+    job = claim_one(store)
+    store.cancel(job.id)
+    clock.advance(1)
+    store.report([succeed(job)])
+    history = _history(store)
+    assert history.jobs[job.id].state is JobState.CANCELLED
+    assert check(history).ok
+    assert history.log is not None
+    forged = [
+        attrs.evolve(r, after=attrs.evolve(r.after, state=JobState.SUCCEEDED))
+        if r.event is Event.COMPLETE
+        else r
+        for r in history.log
+    ]
+    report = check(attrs.evolve(history, log=forged), only=["cancel_honoured"])
+    assert report.broken == ("cancel_honoured",)
