@@ -122,6 +122,7 @@ def draw_scenario(rng: random.Random) -> Scenario:
         clients=tuple(f"c{i + 1}" for i in range(rng.randint(1, 2))),
         report_linger_s=rng.choice((0.0, 0.0, 0.05, 0.2)),
         stable_ids=rng.random() < 0.3,
+        lease_ttl_s=rng.choice((10.0, 10.0, 10.0, 2.0, 5.0)),
     )
 
 
