@@ -7,8 +7,11 @@ invariant says what it needs, and `check()` runs those the history can feed and 
 the others as skipped:
 
 * `JOBS` — the final jobs and their attempts (any store can give these);
-* `LOG` — the transition log as well (the in-memory store's history);
-* `ACKS` — what clients were told (the simulator's clients, or a test harness).
+* `LOG` — the transition log as well (the in-memory store's history).
+
+What clients were told (`acknowledged`, `replays`) sharpens some checks when given.
+Invariants marked `at_rest` (liveness) hold only once the world is quiet: pass
+`at_rest=False` to check a world that is still running.
 
 Times are compared as the history gives them. The simulator stamps each logged change
 with the true (store) time at which it was committed, so a store that read some other
@@ -57,7 +60,6 @@ RETRY_DELAY_SLACK_S = 0.001
 class Needs(enum.Flag):
     JOBS = enum.auto()
     LOG = enum.auto()
-    ACKS = enum.auto()
 
 
 @attrs.frozen(kw_only=True)
@@ -84,9 +86,6 @@ class History:
     acknowledged: frozenset[UUID] | None = None
     """Jobs whose enqueue returned to a client (accepted), when known."""
     replays: Sequence[Replay] | None = None
-    quiescent: bool = True
-    """False when the run was cut off before the world went quiet: liveness is then
-    judged all the same (a job still open is reported lost)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -659,8 +658,6 @@ def check(
     available = Needs.JOBS
     if history.log is not None:
         available |= Needs.LOG
-    if history.acknowledged is not None:
-        available |= Needs.ACKS
     checked: list[str] = []
     skipped: list[str] = []
     violations: list[Violation] = []

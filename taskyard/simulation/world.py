@@ -971,7 +971,6 @@ class World:
             log=log,
             acknowledged=frozenset(self.acknowledged),
             replays=tuple(self.replays),
-            quiescent=self.quiet_at is not None,
         )
 
     # --- clients --------------------------------------------------------------------------
