@@ -17,6 +17,9 @@ fmt:
 	ruff format .
 	ruff check --fix .
 
+sim:
+	taskyard simulate --seeds 1..500 --jobs 2
+
 docs:
 	python -m taskyard.domain.diagram > docs/state-machine.md
 

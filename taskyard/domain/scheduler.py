@@ -21,6 +21,11 @@ from taskyard.domain.worker import REGISTRY_TTL_S_DEFAULT
 
 log = logging.getLogger("taskyard.scheduler")
 
+STORE_FAILURES_TO_STEP_DOWN = 3
+"""A scheduler whose passes failed this many times in a row stops leading (and stops
+campaigning) until a pass reaches the store again, so a scheduler that can reach it
+takes over: leadership must never keep work from moving."""
+
 
 @attrs.frozen(kw_only=True)
 class SchedulerConfig:
@@ -90,11 +95,17 @@ class Scheduler:
         is unreachable."""
         return self.leadership is not None or self._acting_without_coordinator
 
+    @property
+    def stepped_down(self) -> bool:
+        """True while the store is out of reach: not leading; passes only probe the store."""
+        return self.store_health.failures >= STORE_FAILURES_TO_STEP_DOWN
+
     def tick(self) -> SchedulerWait:
         now = self.clock.now()
         if now >= self._next_campaign:
             self._campaign(now)
-        if self.leading and now >= self._next_pass:
+        acting = self.leading or self.stepped_down
+        if acting and now >= self._next_pass:
             self.last_pass = self._pass()
             if self.last_pass.full:
                 self._next_pass = now
@@ -103,12 +114,15 @@ class Scheduler:
             else:
                 self._next_pass = after(now, self.store_health.retry_after_s())
         until = self._next_campaign
-        if self.leading:
+        if self.leading or self.stepped_down:
             until = min(until, self._next_pass)
         return SchedulerWait(until=until, leading=self.leading)
 
     def _campaign(self, now: datetime) -> None:
         self._next_campaign = after(now, self.config.campaign_every_s)
+        if self.stepped_down:
+            self._step_down()
+            return
         if self.coordinator is None:
             self._acting_without_coordinator = True
             return
@@ -140,6 +154,20 @@ class Scheduler:
             self._next_pass = now
         elif self.leadership is None and was is not None:
             log.info("no longer leading", extra={"term": was.term})
+
+    def _step_down(self) -> None:
+        """Give the leader lease up while the store cannot be reached (passes go on, as
+        probes: harmless, since every change is a compare-and-set)."""
+        self._acting_without_coordinator = False
+        if self.leadership is None:
+            return
+        log.warning("stepping down: the store is unreachable", extra={"term": self.leadership.term})
+        self.leadership = None
+        if self.coordinator is not None:
+            try:
+                self.coordinator.resign(candidate=self.config.scheduler_id)
+            except CoordinatorUnavailable as exc:
+                self.coordinator_health.down(exc)
 
     def _pass(self) -> Pass:
         limit = self.config.batch_max

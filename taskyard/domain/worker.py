@@ -134,6 +134,9 @@ class Worker:
         self.config = config
         self._make_signal = make_signal
         self._held: dict[UUID, _Held] = {}
+        self._abandoned: dict[tuple[UUID, int], _Held] = {}
+        """Handlers still running for an attempt the worker has since claimed again (the
+        old attempt timed out or lost its lease): each keeps its slot until it returns."""
         self._inbox: list[HandlerResult] = []
         self._outbox: dict[UUID, Report] = {}
         self._outbox_since: datetime | None = None
@@ -169,7 +172,8 @@ class Worker:
     @property
     def busy_slots(self) -> int:
         """Handlers still running (an abandoned handler holds its slot until it returns)."""
-        return sum(1 for held in self._held.values() if not held.handler_done)
+        running = sum(1 for held in self._held.values() if not held.handler_done)
+        return running + len(self._abandoned)
 
     @property
     def free_slots(self) -> int:
@@ -178,7 +182,7 @@ class Worker:
     @property
     def idle(self) -> bool:
         """Nothing running, nothing to report, nothing to process."""
-        return not self._held and not self._outbox and not self._inbox
+        return not self._held and not self._outbox and not self._inbox and not self._abandoned
 
     def held_refs(self) -> list[LeaseRef]:
         return [held.job.ref() for held in self._held.values()]
@@ -213,6 +217,8 @@ class Worker:
     def _take_finished(self, now: datetime) -> None:
         inbox, self._inbox = self._inbox, []
         for result in inbox:
+            if self._abandoned.pop((result.ref.job_id, result.ref.attempt), None) is not None:
+                continue  # an attempt given up on and since claimed again: void, slot freed
             held = self._held.get(result.ref.job_id)
             if held is None or held.job.attempt != result.ref.attempt:
                 continue
@@ -389,6 +395,12 @@ class Worker:
             self._start(now, job)
 
     def _start(self, now: datetime, job: Job) -> None:
+        previous = self._held.get(job.id)
+        if previous is not None and not previous.handler_done:
+            # Claimed again while the handler of an earlier attempt still runs: keep
+            # counting that handler against the slots until it returns.
+            previous.context.abort(CancelReason.LEASE_LOST)
+            self._abandoned[(job.id, previous.job.attempt)] = previous
         context = JobContext(job, save=self._save_checkpoint, signal=self._make_signal())
         held = _Held(
             job=job,
@@ -438,7 +450,7 @@ class Worker:
 
     def abort_running(self) -> None:
         """Ask every running handler to stop (the grace period is over)."""
-        for held in self._held.values():
+        for held in [*self._held.values(), *self._abandoned.values()]:
             if not held.handler_done:
                 held.context.abort(CancelReason.SHUTDOWN)
 

@@ -15,6 +15,7 @@ COMMANDS: tuple[str, ...] = (
     # Each module adds one subcommand (see taskyard/entrypoints/commands/__init__.py).
     "api",
     "migrate",
+    "simulate",
 )
 
 

@@ -1,0 +1,227 @@
+"""Fault injection at the adapter boundary: each node talks to the shared in-memory store
+and coordinator through its own wrapper, which can cut it off (a partition), lose a
+request before it lands, or lose the reply after it landed (an ambiguous commit).
+
+The wrappers implement the ports exactly; the domain code behind them is the production
+code and cannot tell it is simulated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar
+from uuid import UUID
+
+from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
+from taskyard.domain.model import Attempt, Enqueued, Job, LeaseRef, NewJob, QueueInfo, Stats
+from taskyard.domain.ports import (
+    ClaimRequest,
+    Coordinator,
+    JobFilter,
+    JobPage,
+    JobQuery,
+    JobStore,
+    Leadership,
+    LeaseStatus,
+    Promoted,
+    ReportResult,
+    ReportStatus,
+    SchedulerInfo,
+    WorkerInfo,
+)
+from taskyard.domain.transitions import Report
+from taskyard.simulation.faults import Target
+
+if TYPE_CHECKING:
+    from taskyard.simulation.world import Node, World
+
+T = TypeVar("T")
+
+
+class FaultyJobStore:
+    """One node's view of the store."""
+
+    def __init__(self, world: World, node: Node, inner: JobStore) -> None:
+        self._world = world
+        self._node = node
+        self._inner = inner
+
+    def _call(self, op: str, fn: Callable[[], T], *, write: bool = True) -> T:
+        world = self._world
+        node = self._node
+        if world.cut_off(node.name, Target.STORE):
+            raise StoreUnavailable(message=f"{node.name} cannot reach the store")
+        if world.fire(f"store.{op}.unavailable", node.label):
+            raise StoreUnavailable(message=f"store.{op}: the request was lost")
+        if write and world.fire(f"store.{op}.delayed", node.label):
+            world.deliver_late(node.label, op, fn)
+            raise StoreUnavailable(
+                message=f"store.{op}: timed out (the request is still on its way)"
+            )
+        try:
+            result = fn()
+        finally:
+            world.note_commits(node.label)
+        if write and world.fire(f"store.{op}.reply_lost", node.label):
+            raise StoreUnavailable(message=f"store.{op}: the reply was lost")
+        return result
+
+    def now(self) -> datetime:
+        return self._inner.now()
+
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        return self._call("enqueue", lambda: self._inner.enqueue(jobs))
+
+    def get(self, job_id: UUID) -> Job:
+        return self._call("get", lambda: self._inner.get(job_id), write=False)
+
+    def list_jobs(self, query: JobQuery) -> JobPage:
+        return self._call("list_jobs", lambda: self._inner.list_jobs(query), write=False)
+
+    def attempts(self, job_id: UUID) -> list[Attempt]:
+        return self._call("attempts", lambda: self._inner.attempts(job_id), write=False)
+
+    def claim(self, request: ClaimRequest) -> list[Job]:
+        return self._call("claim", lambda: self._inner.claim(request))
+
+    def heartbeat(self, refs: Sequence[LeaseRef], *, lease_ttl_s: float) -> list[LeaseStatus]:
+        statuses = self._call(
+            "heartbeat", lambda: self._inner.heartbeat(refs, lease_ttl_s=lease_ttl_s)
+        )
+        for status in statuses:
+            if not status.held:
+                self._world.observe(
+                    self._node.label, "heartbeat_refused", status.ref.job_id, status.ref.attempt
+                )
+        return statuses
+
+    def _observe(self, what: str, results: list[ReportResult]) -> list[ReportResult]:
+        for result in results:
+            if result.status is not ReportStatus.APPLIED:
+                self._world.observe(
+                    self._node.label,
+                    f"{what}_{result.status.value}",
+                    result.ref.job_id,
+                    result.ref.attempt,
+                )
+        return results
+
+    def checkpoint(self, ref: LeaseRef, state: object) -> None:
+        self._call("checkpoint", lambda: self._inner.checkpoint(ref, state))
+
+    def report(self, reports: Sequence[Report]) -> list[ReportResult]:
+        return self._observe("report", self._call("report", lambda: self._inner.report(reports)))
+
+    def release(self, refs: Sequence[LeaseRef]) -> list[ReportResult]:
+        return self._observe("release", self._call("release", lambda: self._inner.release(refs)))
+
+    def promote_due(self, *, limit: int) -> Promoted:
+        return self._call("promote_due", lambda: self._inner.promote_due(limit=limit))
+
+    def reap_expired(self, *, limit: int) -> list[Job]:
+        return self._call("reap_expired", lambda: self._inner.reap_expired(limit=limit))
+
+    def resolve_dependencies(self, *, limit: int) -> list[Job]:
+        return self._call(
+            "resolve_dependencies", lambda: self._inner.resolve_dependencies(limit=limit)
+        )
+
+    def next_wakeup(self) -> datetime | None:
+        return self._inner.next_wakeup()
+
+    def cancel(self, job_id: UUID) -> Job:
+        return self._call("cancel", lambda: self._inner.cancel(job_id))
+
+    def retry(self, job_id: UUID) -> Job:
+        return self._call("retry", lambda: self._inner.retry(job_id))
+
+    def reschedule(
+        self, job_id: UUID, *, priority: int | None = None, run_at: datetime | None = None
+    ) -> Job:
+        return self._call(
+            "reschedule",
+            lambda: self._inner.reschedule(job_id, priority=priority, run_at=run_at),
+        )
+
+    def cancel_many(self, job_filter: JobFilter) -> int:
+        return self._call("cancel", lambda: self._inner.cancel_many(job_filter))
+
+    def retry_many(self, job_filter: JobFilter) -> int:
+        return self._call("retry", lambda: self._inner.retry_many(job_filter))
+
+    def set_paused(self, queue: str, *, paused: bool) -> None:
+        self._inner.set_paused(queue, paused=paused)
+
+    def queues(self) -> list[QueueInfo]:
+        return self._inner.queues()
+
+    def stats(self, *, window_s: float) -> Stats:
+        return self._inner.stats(window_s=window_s)
+
+
+class FaultyCoordinator:
+    """One node's view of the coordinator. Doorbells are delivered by the world as events
+    (the production worker's doorbell thread, blocked in `wait`, is what it stands for)."""
+
+    def __init__(self, world: World, node: Node, inner: Coordinator) -> None:
+        self._world = world
+        self._node = node
+        self._inner = inner
+
+    def _check(self) -> None:
+        if self._world.cut_off(self._node.name, Target.COORDINATOR):
+            raise CoordinatorUnavailable(message=f"{self._node.name} cannot reach the coordinator")
+
+    def campaign(self, *, candidate: str, ttl_s: float) -> Leadership | None:
+        self._check()
+        held = self._inner.campaign(candidate=candidate, ttl_s=ttl_s)
+        if held is None and self._world.split_brain:
+            current = self._inner.leader()
+            term = current.term if current is not None else 0
+            self._world.exercised["split_brain_lead"] += 1
+            self._world.note(
+                self._node.label, f"split brain: {candidate} is told it leads term {term}"
+            )
+            return Leadership(holder=candidate, term=term, expires_at=None)
+        return held
+
+    def resign(self, *, candidate: str) -> bool:
+        self._check()
+        return self._inner.resign(candidate=candidate)
+
+    def leader(self) -> Leadership | None:
+        self._check()
+        return self._inner.leader()
+
+    def register_worker(self, info: WorkerInfo, *, ttl_s: float) -> None:
+        self._check()
+        self._inner.register_worker(info, ttl_s=ttl_s)
+
+    def unregister_worker(self, worker_id: str) -> None:
+        self._check()
+        self._inner.unregister_worker(worker_id)
+
+    def workers(self) -> list[WorkerInfo]:
+        self._check()
+        return self._inner.workers()
+
+    def register_scheduler(self, info: SchedulerInfo, *, ttl_s: float) -> None:
+        self._check()
+        self._inner.register_scheduler(info, ttl_s=ttl_s)
+
+    def unregister_scheduler(self, scheduler_id: str) -> None:
+        self._check()
+        self._inner.unregister_scheduler(scheduler_id)
+
+    def schedulers(self) -> list[SchedulerInfo]:
+        self._check()
+        return self._inner.schedulers()
+
+    def ring(self, queues: Sequence[str]) -> None:
+        self._check()
+        self._inner.ring(queues)
+        self._world.deliver_doorbells(queues)
+
+    def wait(self, queues: Sequence[str] | None, *, timeout_s: float) -> bool:
+        raise AssertionError("nothing blocks in the simulator: doorbells arrive as events")

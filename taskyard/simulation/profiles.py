@@ -1,0 +1,359 @@
+"""Profiles: how a seed becomes a run (the world's shape, its fault plan, its workload).
+
+Every choice is drawn from a named stream of the seed (`scenario`, `plan`, `workload`),
+so the three do not disturb one another. A profile says which fault kinds it may switch
+on, how likely each is to be on in a given run, and how hard it hits.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+
+import attrs
+
+from taskyard.simulation.faults import (
+    EVERYONE,
+    LEADER,
+    STORE_READS,
+    STORE_WRITES,
+    FaultAction,
+    FaultKind,
+    FaultPlan,
+)
+from taskyard.simulation.rand import Streams
+from taskyard.simulation.workload import ClientOp, JobPlan, OpKind, Script, Workload
+from taskyard.simulation.world import TASKS, Scenario, WorkerSpec
+
+QUEUES: tuple[str, ...] = ("default", "mail", "video")
+SUBMIT_UNTIL_S = 40.0
+
+
+@attrs.frozen(kw_only=True)
+class Profile:
+    name: str
+    description: str
+    kinds: frozenset[FaultKind]
+    on_p: float
+    """The chance that each of `kinds` is switched on in a run."""
+    rate: float = 1.0
+    """Scales how many timed faults a run gets and how often sites fire."""
+    skew_max_s: float = 15.0
+    drift_max: float = 0.05
+
+
+ALL_KINDS = frozenset(FaultKind)
+
+PROFILES: Mapping[str, Profile] = {
+    profile.name: profile
+    for profile in (
+        Profile(
+            name="default",
+            description="every fault kind, each switched on in about half the runs",
+            kinds=ALL_KINDS,
+            on_p=0.5,
+        ),
+        Profile(
+            name="calm",
+            description="no faults: the workload alone (handlers still fail as scripted)",
+            kinds=frozenset(),
+            on_p=0.0,
+        ),
+        Profile(
+            name="chaos",
+            description="every fault kind in every run, twice as often, larger clock errors",
+            kinds=ALL_KINDS,
+            on_p=1.0,
+            rate=2.0,
+            skew_max_s=30.0,
+            drift_max=0.2,
+        ),
+        Profile(
+            name="clocks",
+            description="large clock skew, jumps and drift on every node, and pauses",
+            kinds=frozenset({FaultKind.CLOCK_SKEW, FaultKind.CLOCK_DRIFT, FaultKind.PAUSE}),
+            on_p=1.0,
+            skew_max_s=40.0,
+            drift_max=0.3,
+        ),
+    )
+}
+
+
+@attrs.frozen(kw_only=True)
+class Run:
+    seed: int
+    profile: str
+    scenario: Scenario
+    plan: FaultPlan
+    workload: Workload
+
+
+def draw(seed: int, profile_name: str = "default") -> Run:
+    profile = PROFILES[profile_name]
+    streams = Streams(seed)
+    scenario = draw_scenario(streams.get("scenario"))
+    return Run(
+        seed=seed,
+        profile=profile_name,
+        scenario=scenario,
+        plan=draw_plan(streams.get("plan"), scenario, profile),
+        workload=draw_workload(streams.get("workload"), scenario),
+    )
+
+
+def draw_scenario(rng: random.Random) -> Scenario:
+    workers: list[WorkerSpec] = []
+    for index in range(rng.randint(2, 4)):
+        queues: tuple[str, ...] | None = None
+        tasks = TASKS
+        if index > 0 and rng.random() < 0.5:
+            queues = tuple(sorted(rng.sample(QUEUES, rng.randint(1, len(QUEUES) - 1))))
+        if index > 0 and rng.random() < 0.3:
+            tasks = (rng.choice(TASKS),)
+        workers.append(
+            WorkerSpec(
+                name=f"w{index + 1}", concurrency=rng.randint(1, 3), queues=queues, tasks=tasks
+            )
+        )
+    return Scenario(
+        workers=tuple(workers),
+        schedulers=tuple(f"s{i + 1}" for i in range(rng.randint(2, 3))),
+        clients=tuple(f"c{i + 1}" for i in range(rng.randint(1, 2))),
+        report_linger_s=rng.choice((0.0, 0.0, 0.05, 0.2)),
+        stable_ids=rng.random() < 0.3,
+        lease_ttl_s=rng.choice((10.0, 10.0, 10.0, 2.0, 5.0)),
+    )
+
+
+def draw_plan(rng: random.Random, scenario: Scenario, profile: Profile) -> FaultPlan:
+    """Timed faults within the safety window, and the switched-on sites. Every kind's
+    draws are made whether or not it is on, so switching one kind off leaves the others'
+    draws as they were."""
+    horizon = scenario.safety_s - 5.0
+    processes = [w.name for w in scenario.workers] + list(scenario.schedulers)
+    workers = [w.name for w in scenario.workers]
+    everyone = list(scenario.nodes)
+    ttl = scenario.lease_ttl_s
+    actions: list[FaultAction] = []
+    sites: dict[str, float] = {}
+
+    def on(kind: FaultKind) -> bool:
+        return rng.random() < profile.on_p and kind in profile.kinds
+
+    def count(low: int, high: int) -> int:
+        return max(0, round(rng.randint(low, high) * profile.rate))
+
+    def when() -> float:
+        return round(rng.uniform(1.0, horizon), 3)
+
+    def timed(kind: FaultKind, nodes: list[str], n: int, lasting: tuple[float, float]) -> None:
+        switched = on(kind)
+        for _ in range(n):
+            action = FaultAction(
+                at_s=when(),
+                kind=kind,
+                node=rng.choice(nodes),
+                duration_s=round(rng.uniform(*lasting), 3),
+            )
+            if switched:
+                actions.append(action)
+
+    timed(FaultKind.CRASH, processes, count(1, 3), (0.5, 15.0))
+    switched = on(FaultKind.GRACEFUL_RESTART)
+    for _ in range(count(1, 2)):
+        action = FaultAction(
+            at_s=when(),
+            kind=FaultKind.GRACEFUL_RESTART,
+            node=rng.choice(workers),
+            duration_s=round(rng.uniform(0.5, 10.0), 3),
+            amount=round(rng.uniform(0.2, 5.0), 3),
+        )
+        if switched:
+            actions.append(action)
+    timed(FaultKind.PAUSE, processes, count(1, 2), (ttl + 1.0, ttl * 3))
+    timed(FaultKind.PARTITION_STORE, everyone, count(1, 3), (1.0, 25.0))
+    timed(FaultKind.PARTITION_COORDINATOR, everyone, count(1, 3), (1.0, 25.0))
+    switched = on(FaultKind.COORDINATOR_DATA_LOSS)
+    for _ in range(count(1, 2)):
+        action = FaultAction(at_s=when(), kind=FaultKind.COORDINATOR_DATA_LOSS)
+        if switched:
+            actions.append(action)
+    switched = on(FaultKind.CLOCK_SKEW)
+    skews = [
+        FaultAction(
+            at_s=0.0,
+            kind=FaultKind.CLOCK_SKEW,
+            node=name,
+            amount=round(rng.uniform(-profile.skew_max_s, profile.skew_max_s), 3),
+        )
+        for name in everyone
+    ]
+    skews += [
+        FaultAction(
+            at_s=when(),
+            kind=FaultKind.CLOCK_SKEW,
+            node=rng.choice(everyone),
+            amount=round(rng.uniform(-profile.skew_max_s, profile.skew_max_s), 3),
+        )
+        for _ in range(count(0, 2))
+    ]
+    if switched:
+        actions += skews
+    switched = on(FaultKind.CLOCK_DRIFT)
+    drifts = [
+        FaultAction(
+            at_s=0.0,
+            kind=FaultKind.CLOCK_DRIFT,
+            node=name,
+            amount=round(1.0 + rng.uniform(-profile.drift_max, profile.drift_max), 4),
+        )
+        for name in everyone
+    ]
+    if switched:
+        actions += drifts
+    switched = on(FaultKind.SPLIT_BRAIN)
+    window = FaultAction(
+        at_s=when(), kind=FaultKind.SPLIT_BRAIN, duration_s=round(rng.uniform(5.0, 20.0), 3)
+    )
+    if switched:
+        actions.append(window)
+
+    def site_p(low: float, high: float) -> float:
+        return round(min(1.0, rng.uniform(low, high) * profile.rate), 4)
+
+    switched = on(FaultKind.STORE_UNAVAILABLE)
+    for op in STORE_WRITES + STORE_READS:
+        chosen, p = rng.random() < 0.5, site_p(0.005, 0.05)
+        if switched and chosen:
+            sites[f"store.{op}.unavailable"] = p
+    switched = on(FaultKind.AMBIGUOUS_COMMIT)
+    for op in STORE_WRITES:
+        chosen, p = rng.random() < 0.5, site_p(0.005, 0.05)
+        if switched and chosen:
+            sites[f"store.{op}.reply_lost"] = p
+    switched = on(FaultKind.DELAYED_COMMIT)
+    for op in STORE_WRITES:
+        chosen, p = rng.random() < 0.5, site_p(0.005, 0.04)
+        if switched and chosen:
+            sites[f"store.{op}.delayed"] = p
+    for kind, site, low, high in (
+        (FaultKind.DOORBELL_LOST, "doorbell.lost", 0.1, 0.6),
+        (FaultKind.DOORBELL_DUPLICATE, "doorbell.duplicate", 0.1, 0.6),
+        (FaultKind.HANDLER_FAILURE, "handler.fail", 0.05, 0.25),
+        (FaultKind.HANDLER_SLOW, "handler.slow", 0.02, 0.15),
+        (FaultKind.HANDLER_TIMEOUT, "handler.hang", 0.05, 0.3),
+    ):
+        switched, p = on(kind), site_p(low, high)
+        if switched:
+            sites[site] = p
+    # Faults that outlive the heal, while the guarantees still promise progress.
+    lingering: list[FaultAction] = []
+    end = scenario.safety_s
+    choice = rng.random()
+    other_workers = [w.name for w in scenario.workers[1:]]
+    victim_worker = rng.choice(other_workers) if other_workers else None
+    victim_scheduler = rng.choice(scenario.schedulers)
+    if choice < 0.12 and on(FaultKind.PARTITION_STORE):
+        lingering.append(FaultAction(at_s=end, kind=FaultKind.PARTITION_STORE, node=LEADER))
+    elif choice < 0.2 and on(FaultKind.CRASH):
+        lingering.append(FaultAction(at_s=end, kind=FaultKind.CRASH, node=victim_scheduler))
+    if rng.random() < 0.12 and on(FaultKind.PARTITION_COORDINATOR):
+        lingering.append(FaultAction(at_s=end, kind=FaultKind.PARTITION_COORDINATOR, node=EVERYONE))
+    if rng.random() < 0.12 and victim_worker is not None and on(FaultKind.CRASH):
+        lingering.append(FaultAction(at_s=end, kind=FaultKind.CRASH, node=victim_worker))
+    return FaultPlan(actions=tuple(actions), sites=sites, lingering=tuple(lingering))
+
+
+def _script(rng: random.Random, index: int) -> Script:
+    roll = rng.random()
+    if roll < 0.7:
+        duration = rng.uniform(0.05, 2.0)
+    elif roll < 0.9:
+        duration = rng.uniform(2.0, 8.0)
+    else:
+        duration = rng.uniform(8.0, 25.0)
+    return Script(
+        n=index,
+        duration_s=round(duration, 3),
+        fail_first=0 if rng.random() < 0.65 else rng.randint(1, 3),
+        permanent=rng.random() < 0.08,
+        checkpoints=rng.randint(1, 3) if rng.random() < 0.3 else 0,
+        honours_cancel=rng.random() < 0.8,
+    )
+
+
+def draw_workload(rng: random.Random, scenario: Scenario) -> Workload:
+    plans: list[JobPlan] = []
+    for index in range(rng.randint(8, 24)):
+        script = _script(rng, index)
+        base = round(rng.uniform(0.1, 2.0), 3)
+        timing = rng.random()
+        deps: tuple[int, ...] = ()
+        if index > 0 and rng.random() < 0.35:
+            window = list(range(max(0, index - 6), index))
+            deps = tuple(sorted(rng.sample(window, min(len(window), rng.randint(1, 3)))))
+        plans.append(
+            JobPlan(
+                index=index,
+                task=rng.choice(TASKS),
+                queue=rng.choice(QUEUES),
+                priority=rng.choice((0, 0, rng.randint(-3, 3))),
+                script=script,
+                max_attempts=rng.randint(1, 4),
+                backoff_base_s=base,
+                backoff_max_s=round(base * rng.uniform(2.0, 10.0), 3),
+                jitter=rng.choice(("none", "full", "equal")),
+                delay_s=round(rng.uniform(1.0, 30.0), 3) if 0.6 <= timing < 0.8 else None,
+                run_at_ahead_s=round(rng.uniform(-5.0, 30.0), 3) if timing >= 0.8 else None,
+                timeout_s=round(rng.uniform(1.0, 10.0), 3) if rng.random() < 0.25 else None,
+                key=f"k{index}" if rng.random() < 0.4 else None,
+                deps=deps,
+            )
+        )
+    ops: list[ClientOp] = []
+    clients = list(scenario.clients)
+    index = 0
+    batches: list[tuple[int, ...]] = []
+    while index < len(plans):
+        size = min(len(plans) - index, rng.randint(1, 3))
+        batches.append(tuple(range(index, index + size)))
+        index += size
+    times = sorted(round(rng.uniform(0.0, SUBMIT_UNTIL_S), 3) for _ in batches)
+    for batch, at in zip(batches, times, strict=True):
+        ops.append(ClientOp(at_s=at, client=rng.choice(clients), kind=OpKind.SUBMIT, plans=batch))
+        for plan_index in batch:
+            if plans[plan_index].key is None:
+                continue
+            roll = rng.random()
+            if roll < 0.3:
+                kind = OpKind.RESUBMIT
+            elif roll < 0.4:
+                kind = OpKind.CONFLICT
+            else:
+                continue
+            ops.append(
+                ClientOp(
+                    at_s=round(at + rng.uniform(0.5, 15.0), 3),
+                    client=rng.choice(clients),
+                    kind=kind,
+                    plans=(plan_index,),
+                )
+            )
+    for kind, low, high, n in (
+        (OpKind.CANCEL, 1.0, 50.0, rng.randint(0, 3)),
+        (OpKind.CANCEL_RUNNING, 5.0, 55.0, rng.randint(0, 2)),
+        (OpKind.RETRY_DEAD, 15.0, 58.0, rng.randint(0, 3)),
+        (OpKind.RESCHEDULE, 1.0, 45.0, rng.randint(0, 2)),
+    ):
+        for _ in range(n):
+            ops.append(
+                ClientOp(
+                    at_s=round(rng.uniform(low, high), 3),
+                    client=rng.choice(clients),
+                    kind=kind,
+                    plans=(rng.randrange(len(plans)),),
+                    amount=round(rng.uniform(-2.0, 20.0), 3),
+                )
+            )
+    return Workload(plans=tuple(plans), ops=tuple(ops))

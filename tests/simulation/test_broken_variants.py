@@ -1,0 +1,135 @@
+"""The checker bites: each deliberately broken variant of the store is caught within a
+bounded number of seeds, by the invariant that names what broke.
+
+The variants live here, never in the product: they patch the pure transition functions
+the in-memory store calls, or hand the simulator a different store view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from uuid import UUID
+
+import attrs
+import pytest
+
+from taskyard.adapters.memory import InMemoryJobStore, MemoryState
+from taskyard.domain import transitions
+from taskyard.domain.errors import Refusal
+from taskyard.domain.model import Job, JobState, LeaseRef
+from taskyard.domain.ports import Clock, JobStore
+from taskyard.simulation.run import RunResult, simulate, summary
+from taskyard.simulation.world import StoreFactory, memory_store_view
+
+
+def first_caught(
+    seeds: range, expected: Collection[str], store_factory: StoreFactory = memory_store_view
+) -> RunResult | None:
+    """The first run whose failures include one of `expected`."""
+    for seed in seeds:
+        result = simulate(seed, store_factory=store_factory)
+        if set(result.broken) & set(expected):
+            return result
+    return None
+
+
+def _explain(result: RunResult) -> str:
+    return "\n".join(summary(result, commit="test")[:12])
+
+
+# --- the variants ---------------------------------------------------------------------------
+
+
+def _no_fence(job: Job, ref: LeaseRef, *, now: datetime) -> transitions.StaleFence | None:
+    return None
+
+
+class NoReaping(InMemoryJobStore):
+    def reap_expired(self, *, limit: int) -> list[Job]:
+        return []
+
+
+def no_reaping(store_clock: Clock, node_clock: Clock, state: MemoryState) -> JobStore:
+    return NoReaping(store_clock, state=state)
+
+
+_promote = transitions.promote
+
+
+def _ungated_promote(
+    job: Job, *, now: datetime, dependency_states: Mapping[UUID, JobState]
+) -> transitions.Step | Refusal:
+    everything_done = dict.fromkeys(dependency_states, JobState.SUCCEEDED)
+    return _promote(job, now=now, dependency_states=everything_done)
+
+
+def node_clock_store(store_clock: Clock, node_clock: Clock, state: MemoryState) -> JobStore:
+    """Each node's view of the store reads the node's own (skewed) clock, so lease expiry
+    is judged by whichever worker or scheduler asks."""
+    return InMemoryJobStore(node_clock, state=state)
+
+
+# --- the tests ------------------------------------------------------------------------------
+
+
+def test_the_product_passes_the_seeds_that_catch_the_variants() -> None:
+    for seed in range(1, 21):
+        result = simulate(seed)
+        assert result.ok, _explain(result)
+
+
+def test_removing_the_fence_check_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transitions, "check_fence", _no_fence)
+    caught = first_caught(range(1, 41), {"fenced_writes", "fenced_writes_log"})
+    assert caught is not None, "a store without fencing went unnoticed for 40 seeds"
+
+
+def test_removing_lease_expiry_reaping_is_caught_as_a_lost_job() -> None:
+    caught = first_caught(range(1, 21), {"no_job_lost"}, store_factory=no_reaping)
+    assert caught is not None, "a store that never reaps went unnoticed for 20 seeds"
+    lost = [v for v in caught.report.violations if v.invariant == "no_job_lost"]
+    assert any("still running" in v.message for v in lost), _explain(caught)
+
+
+def test_removing_dependency_gating_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transitions, "promote", _ungated_promote)
+    caught = first_caught(range(1, 11), {"dependency_order", "dependency_order_log"})
+    assert caught is not None, "promotion without dependency gating went unnoticed for 10 seeds"
+
+
+def test_judging_leases_by_the_callers_skewed_clock_is_caught() -> None:
+    caught = first_caught(
+        range(1, 21),
+        {"one_live_lease", "one_live_lease_log", "fenced_writes", "fenced_writes_log"},
+        store_factory=node_clock_store,
+    )
+    assert caught is not None, "lease expiry by a skewed node clock went unnoticed for 20 seeds"
+
+
+def test_a_failing_seed_prints_the_broken_invariant_the_trace_tail_and_the_replay() -> None:
+    caught = first_caught(range(1, 21), {"no_job_lost"}, store_factory=no_reaping)
+    assert caught is not None
+    text = "\n".join(summary(caught, commit="abc"))
+    assert text.startswith(f"SEED={caught.seed} PROFILE=default COMMIT=abc\n")
+    assert "result     FAILED: no_job_lost" in text
+    assert "--- trace tail (last 40 lines) ---" in text
+    assert "fault plan:" in text
+    assert text.endswith(f"replay     taskyard simulate --seed {caught.seed} --trace")
+
+
+def test_a_failing_seed_shrinks_to_a_short_fault_plan() -> None:
+    from taskyard.simulation.profiles import draw
+    from taskyard.simulation.shrink import describe, shrink
+
+    caught = first_caught(range(1, 21), {"no_job_lost"}, store_factory=no_reaping)
+    assert caught is not None
+    drawn = draw(caught.seed)
+    # A run that loses a job never goes quiet: a shorter liveness bound keeps each try cheap.
+    original = attrs.evolve(drawn, scenario=attrs.evolve(drawn.scenario, liveness_max_s=120.0))
+    shrunk = shrink(original, store_factory=no_reaping, runs_max=120)
+    assert "no_job_lost" in shrunk.result.broken
+    assert len(shrunk.run.plan.actions) <= 3 < len(original.plan.actions)
+    assert len(shrunk.run.workload.ops) < len(original.workload.ops)
+    text = describe(shrunk)
+    assert text[0].startswith(f"shrunk in {shrunk.runs} runs to ")
