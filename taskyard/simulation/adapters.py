@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, TypeVar
 from uuid import UUID
 
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
-from taskyard.domain.model import Attempt, Enqueued, Job, LeaseRef, NewJob, QueueInfo, Stats
+from taskyard.domain.model import (
+    Attempt,
+    AttemptTotals,
+    Enqueued,
+    Job,
+    LeaseRef,
+    NewJob,
+    QueueInfo,
+    Stats,
+)
 from taskyard.domain.ports import (
     ClaimRequest,
     Coordinator,
@@ -158,6 +167,9 @@ class FaultyJobStore:
 
     def stats(self, *, window_s: float) -> Stats:
         return self._inner.stats(window_s=window_s)
+
+    def attempt_totals(self, *, run_s_buckets: Sequence[float]) -> AttemptTotals:
+        return self._inner.attempt_totals(run_s_buckets=run_s_buckets)
 
 
 class FaultyCoordinator:
