@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
 from uuid import UUID
 
 import attrs
@@ -43,19 +43,19 @@ R = TypeVar("R")
 _UNSET: Any = object()
 
 
-@attrs.frozen(kw_only=True)
-class Options:
-    """Submission options that override a task's defaults for one enqueue."""
+class Options(TypedDict, total=False):
+    """Submission options that override a task's defaults for one enqueue (api.md's fields;
+    `backoff` may be a `RetryPolicy` or a partial mapping; `depends_on` takes jobs or ids)."""
 
-    queue: str | None = None
-    priority: int | None = None
-    run_at: datetime | None = None
-    delay_seconds: float | None = None
-    max_attempts: int | None = None
-    backoff: RetryPolicy | Mapping[str, Any] | None = None
-    timeout_seconds: float | None = None
-    idempotency_key: str | None = None
-    depends_on: Sequence[UUID | str | Job] = ()
+    queue: str
+    priority: int
+    run_at: datetime
+    delay_seconds: float
+    max_attempts: int
+    backoff: RetryPolicy | Mapping[str, Any]
+    timeout_seconds: float
+    idempotency_key: str
+    depends_on: Iterable[UUID | str | Job]
 
 
 class Task(Generic[P, R]):
@@ -76,9 +76,9 @@ class Task(Generic[P, R]):
         """Submit a job of this task with `args` as its JSON arguments and the task's defaults."""
         return self.app.enqueue(self.name, args=args)
 
-    def options(self, **options: Any) -> _Bound:
+    def options(self, **options: Unpack[Options]) -> _Bound:
         """`send_invoice.options(delay_seconds=60, priority=5).enqueue(invoice_id=42)`"""
-        return _Bound(self, Options(**options))
+        return _Bound(self, options)
 
     def __repr__(self) -> str:
         return f"<taskyard task {self.name}>"
@@ -90,20 +90,7 @@ class _Bound:
     options: Options
 
     def enqueue(self, **args: Any) -> Job:
-        o = self.options
-        return self.task.app.enqueue(
-            self.task.name,
-            args=args,
-            queue=o.queue,
-            priority=o.priority,
-            run_at=o.run_at,
-            delay_seconds=o.delay_seconds,
-            max_attempts=o.max_attempts,
-            backoff=o.backoff,
-            timeout_seconds=o.timeout_seconds,
-            idempotency_key=o.idempotency_key,
-            depends_on=o.depends_on,
-        )
+        return self.task.app.enqueue(self.task.name, args=args, **self.options)
 
 
 def _job_id(value: UUID | str | Job) -> UUID:
@@ -262,15 +249,7 @@ class App:
         task: str | Task[Any, Any],
         *,
         args: Mapping[str, Any] | None = None,
-        queue: str | None = None,
-        priority: int | None = None,
-        run_at: datetime | None = None,
-        delay_seconds: float | None = None,
-        max_attempts: int | None = None,
-        backoff: RetryPolicy | Mapping[str, Any] | None = None,
-        timeout_seconds: float | None = None,
-        idempotency_key: str | None = None,
-        depends_on: Iterable[UUID | str | Job] = (),
+        **options: Unpack[Options],
     ) -> Submission:
         """Validate one submission, filling the task's defaults; raises `ValidationError`."""
         name = task.name if isinstance(task, Task) else task
@@ -284,16 +263,8 @@ class App:
                 backoff=spec.backoff,
                 timeout_seconds=spec.timeout_s,
             )
-        explicit = {
-            "queue": queue,
-            "priority": priority,
-            "run_at": run_at,
-            "delay_seconds": delay_seconds,
-            "max_attempts": max_attempts,
-            "backoff": backoff,
-            "timeout_seconds": timeout_seconds,
-            "idempotency_key": idempotency_key,
-        }
+        explicit: dict[str, Any] = dict(options)
+        depends_on = explicit.pop("depends_on", ())
         data.update({k: v for k, v in explicit.items() if v is not None})
         deps = [d.id if isinstance(d, Job) else d for d in depends_on]
         if deps:
@@ -307,17 +278,9 @@ class App:
         task: str | Task[Any, Any],
         *,
         args: Mapping[str, Any] | None = None,
-        queue: str | None = None,
-        priority: int | None = None,
-        run_at: datetime | None = None,
-        delay_seconds: float | None = None,
-        max_attempts: int | None = None,
-        backoff: RetryPolicy | Mapping[str, Any] | None = None,
-        timeout_seconds: float | None = None,
-        idempotency_key: str | None = None,
-        depends_on: Iterable[UUID | str | Job] = (),
         correlation_id: str | None = None,
         connection: Any = None,
+        **options: Unpack[Options],
     ) -> Job:
         """Submit one job. When this returns, the job is durable.
 
@@ -326,19 +289,7 @@ class App:
         `connection` (PostgreSQL only): write through this psycopg connection, inside the
         caller's transaction, so the job commits or rolls back with it.
         """
-        submission = self.submission(
-            task,
-            args=args,
-            queue=queue,
-            priority=priority,
-            run_at=run_at,
-            delay_seconds=delay_seconds,
-            max_attempts=max_attempts,
-            backoff=backoff,
-            timeout_seconds=timeout_seconds,
-            idempotency_key=idempotency_key,
-            depends_on=depends_on,
-        )
+        submission = self.submission(task, args=args, **options)
         return self.enqueue_many(
             [submission], correlation_id=correlation_id, connection=connection
         )[0].job
