@@ -13,6 +13,7 @@ from taskyard.entrypoints.bootstrap import ConfigError
 
 COMMANDS: tuple[str, ...] = (
     # Each module adds one subcommand (see taskyard/entrypoints/commands/__init__.py).
+    "standalone",
     "api",
     "worker",
     "scheduler",
