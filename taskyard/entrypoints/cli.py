@@ -18,6 +18,10 @@ COMMANDS: tuple[str, ...] = (
     "worker",
     "scheduler",
     "migrate",
+    "submit",
+    "jobs",
+    "queues",
+    "workers",
     "simulate",
 )
 
