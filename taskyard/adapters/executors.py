@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from taskyard.domain.builtins import BuiltinPolicy
@@ -33,6 +34,9 @@ from taskyard.domain.retry import RetryPolicy
 OUTPUT_LEN_MAX = 64 * 1024
 
 Finished = Callable[[HandlerResult], None]
+Around = Callable[[Job], AbstractContextManager[object]]
+"""Entered on the handler's thread around each run (the worker process puts the job's
+ids into the log context with it)."""
 
 
 def _spec_for(registry: TaskRegistry, job: Job) -> TaskSpec:
@@ -51,10 +55,18 @@ class InlineExecutor:
 
 
 class ThreadExecutor:
-    def __init__(self, registry: TaskRegistry, on_finished: Finished, *, threads: int) -> None:
+    def __init__(
+        self,
+        registry: TaskRegistry,
+        on_finished: Finished,
+        *,
+        threads: int,
+        around: Around | None = None,
+    ) -> None:
         assert threads >= 1, threads
         self._registry = registry
         self._on_finished = on_finished
+        self._around: Around = around or (lambda job: nullcontext())
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="taskyard-handler")
         self._running = 0
         self._lock = threading.Lock()
@@ -66,12 +78,13 @@ class ThreadExecutor:
         self._pool.submit(self._run, spec, job, context)
 
     def _run(self, spec: TaskSpec, job: Job, context: JobContext) -> None:
-        try:
-            result = invoke(spec, job, context)
-        finally:
-            with self._lock:
-                self._running -= 1
-        self._on_finished(result)
+        with self._around(job):
+            try:
+                result = invoke(spec, job, context)
+            finally:
+                with self._lock:
+                    self._running -= 1
+            self._on_finished(result)
 
     @property
     def running(self) -> int:

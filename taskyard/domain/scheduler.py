@@ -194,11 +194,14 @@ class Scheduler:
         )
 
     def resign(self) -> None:
-        if self.coordinator is None or self.leadership is None:
+        """Leave: give the leader lease up if this scheduler holds it, and take it off the
+        list of live schedulers either way (a standby that stops is gone at once too)."""
+        if self.coordinator is None:
             return
+        leading, self.leadership = self.leadership, None
         try:
-            self.coordinator.resign(candidate=self.config.scheduler_id)
+            if leading is not None:
+                self.coordinator.resign(candidate=self.config.scheduler_id)
             self.coordinator.unregister_scheduler(self.config.scheduler_id)
-        except CoordinatorUnavailable:
-            pass
-        self.leadership = None
+        except CoordinatorUnavailable as exc:
+            self.coordinator_health.down(exc)

@@ -145,6 +145,8 @@ class App:
         self._store: JobStore | None = None
         self._coordinator: Coordinator | None = None
         self._client: Client | None = None
+        self._built: list[object] = []
+        """Adapters this app built itself (and so closes); not those handed to `use`."""
 
     # --- wiring -------------------------------------------------------------------------
 
@@ -152,12 +154,14 @@ class App:
     def store(self) -> JobStore:
         if self._store is None:
             self._store = make_store(self.url, clock=self.clock)
+            self._built.append(self._store)
         return self._store
 
     @property
     def coordinator(self) -> Coordinator:
         if self._coordinator is None:
             self._coordinator = make_coordinator(self.coordinator_url, clock=self.clock)
+            self._built.append(self._coordinator)
         return self._coordinator
 
     @property
@@ -171,6 +175,26 @@ class App:
                 builtins=self.builtins,
             )
         return self._client
+
+    def close(self) -> None:
+        """Close the store and coordinator this app built (a PostgreSQL pool, Redis
+        connections). Using the app again builds them afresh."""
+        built, self._built = self._built, []
+        for adapter in built:
+            if adapter is self._store:
+                self._store = None
+            if adapter is self._coordinator:
+                self._coordinator = None
+            close = getattr(adapter, "close", None)
+            if close is not None:
+                close()
+        self._client = None
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def use(
         self,

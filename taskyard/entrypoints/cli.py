@@ -13,8 +13,15 @@ from taskyard.entrypoints.bootstrap import ConfigError
 
 COMMANDS: tuple[str, ...] = (
     # Each module adds one subcommand (see taskyard/entrypoints/commands/__init__.py).
+    "standalone",
     "api",
+    "worker",
+    "scheduler",
     "migrate",
+    "submit",
+    "jobs",
+    "queues",
+    "workers",
     "simulate",
 )
 

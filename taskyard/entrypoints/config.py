@@ -189,6 +189,57 @@ def parse_bind(raw: object) -> str:
     return text
 
 
+_QUEUE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+
+
+def parse_queues(raw: object) -> frozenset[str] | None:
+    """Comma separated queue names (or a TOML list); none given means every queue."""
+    names = _items(raw)
+    for name in names:
+        if not _QUEUE.match(name):
+            raise ValueError(f"{name!r} is not a queue name (1 to 100 of letters, digits, . _ -)")
+    return frozenset(names) or None
+
+
+def parse_app(raw: object) -> str | None:
+    text = _text(raw)
+    if not text:
+        return None
+    module, sep, attr = text.partition(":")
+    dotted = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+    if not sep or not re.fullmatch(dotted, module) or not re.fullmatch(dotted, attr):
+        raise ValueError(f"{text!r} is not MODULE:ATTRIBUTE (e.g. myproject.jobs:app)")
+    return text
+
+
+def parse_api_url(raw: object) -> str:
+    text = _text(raw).rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{text!r} is not an http:// or https:// URL")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{text!r}: the API URL takes no query or fragment")
+    return text
+
+
+def parse_token(raw: object) -> str | None:
+    text = _text(raw)
+    if not text:
+        return None
+    if not _TOKEN.match(text):
+        raise ValueError(
+            "has a character a bearer token cannot carry (use letters, digits and . _ ~ + / = -)"
+        )
+    return text
+
+
+def parse_host(raw: object) -> str:
+    text = _text(raw)
+    if not re.fullmatch(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+", text):
+        raise ValueError(f"{text!r} is not a host name or address")
+    return text
+
+
 def parse_prefix(raw: object) -> str:
     text = _text(raw)
     if not re.fullmatch(r"[A-Za-z0-9._:{}-]{1,64}", text):
@@ -237,6 +288,18 @@ class Settings:
     api_keepalive_s: int = 5
     log_format: str = "text"
     log_level: str = "info"
+    app: str | None = None
+    """`module:attribute` of an `App` whose tasks a worker runs."""
+    queues: frozenset[str] | None = None
+    """The queues a worker claims from; None: every queue."""
+    concurrency: int = 4
+    grace_period_s: float = 30.0
+    leader_ttl_s: float = 10.0
+    host: str = "127.0.0.1"
+    port: int = 8000
+    url: str = "http://127.0.0.1:8000"
+    """Where the client commands reach the API."""
+    token: str | None = None
     config_file: Path | None = None
     """The `taskyard.toml` that was read, if any."""
     sources: Mapping[str, str] = attrs.field(factory=dict)
@@ -359,6 +422,80 @@ _SETTINGS = [
         help="how long an idle keep-alive connection stays open (default 5)",
     ),
     Setting(
+        attr="app",
+        env="TASKYARD_APP",
+        parse=parse_app,
+        flag="--app",
+        metavar="MODULE:ATTR",
+        help="an App whose tasks to run, as module:attribute (the built-ins always run)",
+    ),
+    Setting(
+        attr="queues",
+        env="TASKYARD_QUEUES",
+        parse=parse_queues,
+        flag="--queues",
+        metavar="A,B",
+        help="comma separated queues to take jobs from (default: every queue)",
+    ),
+    Setting(
+        attr="concurrency",
+        env="TASKYARD_CONCURRENCY",
+        parse=integer_in(1, 1024),
+        flag="--concurrency",
+        metavar="N",
+        help="jobs run at once, each on a thread of its own (default 4)",
+    ),
+    Setting(
+        attr="grace_period_s",
+        env="TASKYARD_GRACE_PERIOD_SECONDS",
+        parse=number_in(0, 86_400),
+        flag="--grace-period",
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, how long running jobs may finish before they are handed "
+        "back to run elsewhere (default 30)",
+    ),
+    Setting(
+        attr="leader_ttl_s",
+        env="TASKYARD_LEADER_TTL_SECONDS",
+        parse=number_in(0, 3_600, low_open=True),
+        flag="--leader-ttl",
+        metavar="SECONDS",
+        help="scheduler leader lease TTL: a standby takes over about this long after the "
+        "leader dies (default 10)",
+    ),
+    Setting(
+        attr="host",
+        env="TASKYARD_HOST",
+        parse=parse_host,
+        flag="--host",
+        metavar="HOST",
+        help="address the API listens on (default 127.0.0.1)",
+    ),
+    Setting(
+        attr="port",
+        env="TASKYARD_PORT",
+        parse=integer_in(0, 65_535),
+        flag="--port",
+        metavar="PORT",
+        help="port the API listens on (default 8000; 0 picks a free one)",
+    ),
+    Setting(
+        attr="url",
+        env="TASKYARD_URL",
+        parse=parse_api_url,
+        flag="--url",
+        metavar="URL",
+        help="the taskyard API (default http://127.0.0.1:8000)",
+    ),
+    Setting(
+        attr="token",
+        env="TASKYARD_TOKEN",
+        parse=parse_token,
+        flag="--token",
+        metavar="TOKEN",
+        help="bearer token for the API (prefer the environment: a flag shows in ps)",
+    ),
+    Setting(
         attr="log_format",
         env="TASKYARD_LOG_FORMAT",
         parse=one_of("text", "json"),
@@ -395,6 +532,30 @@ API_SETTINGS = (
     "api_keepalive_s",
     *COMMON_SETTINGS,
 )
+_STORE_SETTINGS = ("database_url", "redis_url", "redis_key_prefix")
+_RUNNING_SETTINGS = (
+    "http_allowed_hosts",
+    "shell_enabled",
+    "app",
+    "queues",
+    "concurrency",
+    "lease_ttl_s",
+    "poll_interval_s",
+    "grace_period_s",
+)
+"""What a worker pool needs, in `taskyard worker` and in `taskyard standalone`."""
+WORKER_SETTINGS = (*_STORE_SETTINGS, *_RUNNING_SETTINGS, *COMMON_SETTINGS)
+SCHEDULER_SETTINGS = (*_STORE_SETTINGS, "leader_ttl_s", *COMMON_SETTINGS)
+STANDALONE_SETTINGS = (
+    *_STORE_SETTINGS,
+    *_RUNNING_SETTINGS,
+    "leader_ttl_s",
+    "api_tokens",
+    "host",
+    "port",
+    *COMMON_SETTINGS,
+)
+CLIENT_SETTINGS = ("url", "token")
 
 
 def _dest(setting: Setting) -> str:
@@ -503,8 +664,12 @@ def resolve(
 
 __all__ = [
     "API_SETTINGS",
+    "CLIENT_SETTINGS",
     "COMMON_SETTINGS",
+    "SCHEDULER_SETTINGS",
     "SETTINGS",
+    "STANDALONE_SETTINGS",
+    "WORKER_SETTINGS",
     "ConfigError",
     "Setting",
     "Settings",

@@ -31,9 +31,13 @@ Usage (what the CLI's worker process does)::
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import random
 import threading
+import time
+from collections.abc import Iterator
 from datetime import datetime
 from types import TracebackType
 
@@ -41,10 +45,12 @@ from taskyard.adapters.clock import SystemClock
 from taskyard.adapters.executors import ThreadExecutor
 from taskyard.domain.context import HandlerResult
 from taskyard.domain.errors import CoordinatorUnavailable
+from taskyard.domain.model import Job
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Random, TaskRegistry
 from taskyard.domain.scheduler import Scheduler, SchedulerConfig
 from taskyard.domain.timefmt import seconds_between
 from taskyard.domain.worker import Worker, WorkerConfig
+from taskyard.entrypoints.logs import log_context
 
 log = logging.getLogger("taskyard.runtime")
 
@@ -56,6 +62,9 @@ DOORBELL_BLOCK_S = 2.0
 ERROR_PAUSE_S = 1.0
 """The pause after an unexpected error in a loop, before it tries again."""
 JOIN_SLACK_S = 5.0
+
+_handler_started: contextvars.ContextVar[float] = contextvars.ContextVar("taskyard_handler_started")
+"""When the handler on this thread started (monotonic seconds), for the finishing line."""
 
 
 def _sleep_s(clock: Clock, until: datetime) -> float:
@@ -88,7 +97,9 @@ class WorkerRuntime:
         self._bell_wanted = threading.Event()
         self._drained = threading.Event()
         self._draining = False
-        self.executor = ThreadExecutor(registry, self._handler_finished, threads=config.concurrency)
+        self.executor = ThreadExecutor(
+            registry, self._handler_finished, threads=config.concurrency, around=self._running_job
+        )
         self.worker = Worker(
             store=store,
             coordinator=coordinator,
@@ -192,12 +203,36 @@ class WorkerRuntime:
 
     # --- the threads ----------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _running_job(self, job: Job) -> Iterator[None]:
+        """Around each handler, on its thread: every line logged meanwhile (the handler's
+        own included) names the job, the attempt and this worker."""
+        with log_context(job_id=str(job.id), attempt=job.attempt, task=job.task, **self._extra()):
+            token = _handler_started.set(time.monotonic())
+            log.debug("attempt started", extra={"queue": job.queue})
+            try:
+                yield
+            finally:
+                _handler_started.reset(token)
+
     def _handler_finished(self, result: HandlerResult) -> None:
+        started = _handler_started.get(None)
+        fields: dict[str, object] = {"outcome": result.kind.value}
+        if started is not None:
+            fields["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+        if result.error is not None:
+            fields["error_type"] = result.error.type
+            fields["error_message"] = result.error.message[:200]
+        log.info("handler finished", extra=fields)
         with self._lock:
             self.worker.handler_finished(result)
         self._wake.set()
 
     def _control_loop(self) -> None:
+        with log_context(**self._extra()):
+            self._control_steps()
+
+    def _control_steps(self) -> None:
         while not self._halting.is_set():
             self._wake.clear()
             try:
@@ -220,6 +255,10 @@ class WorkerRuntime:
                 self._wake.wait(delay_s)
 
     def _doorbell_loop(self) -> None:
+        with log_context(**self._extra()):
+            self._doorbell_steps()
+
+    def _doorbell_steps(self) -> None:
         assert self.coordinator is not None
         queues = sorted(self.config.queues) if self.config.queues is not None else None
         health = self.worker.coordinator_health
@@ -328,6 +367,10 @@ class SchedulerRuntime:
         self.stop()
 
     def _loop(self) -> None:
+        with log_context(scheduler_id=self.config.scheduler_id):
+            self._steps()
+
+    def _steps(self) -> None:
         while not self._halting.is_set():
             try:
                 wait = self.scheduler.tick()

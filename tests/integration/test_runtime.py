@@ -3,6 +3,8 @@ scheduler, on the in-memory store and coordinator."""
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -18,9 +20,11 @@ from taskyard.domain.model import Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, Leadership, SchedulerInfo, WorkerInfo
 from taskyard.domain.scheduler import SchedulerConfig
 from taskyard.domain.worker import WorkerConfig
+from taskyard.entrypoints.logs import make_handler
 from taskyard.entrypoints.runtime import SchedulerRuntime, WorkerRuntime
 from tests.eventually import eventually
 from tests.runs import (
+    QUICK_RETRY,
     Runs,
     assert_each_succeeded_once,
     client_for,
@@ -360,3 +364,48 @@ def test_a_killed_worker_hands_nothing_back_and_its_job_runs_again_after_the_lea
     [done] = wait_terminal(store, [job], timeout_s=WAIT_S)
     assert done.state is JobState.SUCCEEDED and done.result == "done elsewhere"
     assert [a.outcome for a in store.attempts(job.id)] == [Outcome.WORKER_LOST, Outcome.SUCCEEDED]
+
+
+def test_lines_a_handler_logs_carry_its_job_attempt_and_worker(
+    store: InMemoryJobStore, coordinator: InMemoryCoordinator, runtimes: list[Any]
+) -> None:
+    stream = io.StringIO()
+    handler = make_handler("json", stream)
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+
+        def chatty(ctx: Any) -> str:
+            logging.getLogger("someones.jobs").warning("working on it")
+            if ctx.attempt == 1:
+                raise RuntimeError("first try fails")
+            return "done"
+
+        spec = TaskSpec(name="chatty", handler=chatty, backoff=QUICK_RETRY)
+        _scheduler(runtimes, store, coordinator)
+        runtime = _worker(runtimes, store, coordinator, [spec])
+        [job] = submit(client_for(store, coordinator), "chatty", [{}])
+        wait_terminal(store, [job], timeout_s=WAIT_S)
+        eventually(
+            lambda: stream.getvalue().count('"handler finished"') == 2,
+            timeout_s=WAIT_S,
+            what="two handler lines",
+        )
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    worker_id = runtime.config.worker_id
+    mine = [line for line in lines if line["message"] == "working on it"]
+    assert [(m["job_id"], m["attempt"], m["worker_id"], m["task"]) for m in mine] == [
+        (str(job.id), 1, worker_id, "chatty"),
+        (str(job.id), 2, worker_id, "chatty"),
+    ]
+    finished = [line for line in lines if line["message"] == "handler finished"]
+    assert [(f["attempt"], f["outcome"], f.get("error_type")) for f in finished] == [
+        (1, "failed", "RuntimeError"),
+        (2, "succeeded", None),
+    ]
+    assert all(f["job_id"] == str(job.id) and f["duration_ms"] >= 0 for f in finished)

@@ -18,10 +18,10 @@ HELP = "serve the REST API under gunicorn"
 DESCRIPTION = """\
 Serve the REST API (api.md) under gunicorn: WORKERS processes of THREADS threads each.
 
-The store comes from --db / TASKYARD_DATABASE_URL, which must be set. Until the
-PostgreSQL store lands in this build, memory:// is the store to try the API with: its jobs
-live inside one process, so it runs with exactly one worker (the default there), and they
-are gone when the process ends.
+The store comes from --db / TASKYARD_DATABASE_URL, which must be set: postgresql://...
+in production (run `taskyard migrate` first), or sqlite:///path. memory:// keeps its
+jobs inside one process, so it runs with exactly one worker and nothing else can run its
+jobs: `taskyard standalone` is the way to try everything in one process.
 """
 
 WORKERS_DEFAULT = 2

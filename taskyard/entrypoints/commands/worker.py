@@ -1,0 +1,80 @@
+"""`taskyard worker`: a pool of handler threads that claims and runs jobs.
+
+    taskyard worker --db postgresql://... --redis redis://... --queues emails,reports \\
+        --concurrency 8 --app myproject.jobs:app
+
+It prints its id (`host:pid:random`, the name on its leases and attempts) and runs until
+SIGTERM or SIGINT: then it claims nothing more, lets running jobs finish within the grace
+period, hands back what is left so it runs elsewhere at once, and exits 0. A second
+signal exits at once; the leases it held expire and those jobs run again. It never exits
+because PostgreSQL or Redis cannot be reached: it retries with backoff meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from taskyard.entrypoints import config
+
+HELP = "run jobs: a pool of handler threads"
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "worker",
+        help=HELP,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    config.add_arguments(parser, config.WORKER_SETTINGS)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from taskyard.adapters.clock import SystemClock
+    from taskyard.entrypoints import process
+    from taskyard.entrypoints.logs import configure_logging, log_context
+
+    settings = config.resolve(args, config.WORKER_SETTINGS)
+    configure_logging(log_format=settings.log_format, level=settings.log_level)
+    app = process.load_app(settings.app, source=settings.source("app")) if settings.app else None
+    settings = process.with_app_urls(settings, app)
+    url = process.required_store_url(settings, command="worker")
+    registry = process.task_registry(app, process.builtin_policy(settings))
+    clock = SystemClock()
+    store = process.open_store(url, settings, clock)
+    coordinator = process.open_coordinator(settings, clock, default_memory=False)
+    worker_id = process.process_id()
+    runtime = process.worker_runtime(
+        settings, store=store, coordinator=coordinator, registry=registry, worker_id=worker_id
+    )
+    log = logging.getLogger("taskyard.worker")
+    queues = ",".join(sorted(settings.queues)) if settings.queues else "*"
+    with log_context(worker_id=worker_id), process.stop_on_signals("worker") as stop:
+        runtime.start()
+        log.info(
+            "worker started",
+            extra={
+                "queues": queues,
+                "concurrency": settings.concurrency,
+                "tasks": sorted(registry.names()),
+                "coordinator": process.describe_coordinator(settings, coordinator),
+            },
+        )
+        process.banner(
+            f"taskyard worker {worker_id}: queues {queues}, concurrency {settings.concurrency}, "
+            f"tasks {', '.join(sorted(registry.names()))}"
+        )
+        stop.wait()
+        stubborn = process.stop_worker(runtime, grace_s=settings.grace_period_s)
+        process.close_quietly(coordinator, store, app)
+        if stubborn:
+            log.warning(
+                "handlers ignored the request to stop; exiting without them",
+                extra={"handlers": stubborn},
+            )
+            process.exit_now(0)
+        log.info("worker exited")
+    return 0

@@ -1,0 +1,158 @@
+"""The whole system in one process: the REST API, a scheduler and a worker pool, sharing
+one store and one coordinator (in-process unless a Redis URL is given).
+
+The API is served by a threaded WSGI server from the standard library, in this process:
+gunicorn would fork, and forked processes cannot share an in-process coordinator or one
+SQLite connection pool. It is meant for one machine (a laptop, a small service, tests),
+not for the open internet: put the production topology (`taskyard api` under gunicorn)
+behind a load balancer instead.
+
+    system = Standalone(settings).start()     # what `taskyard standalone` does
+    system.url                                 # http://127.0.0.1:8000
+    system.stop()                              # graceful: API, then worker, then scheduler
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import socketserver
+import threading
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from taskyard.adapters.clock import SystemClock
+from taskyard.domain.ports import Coordinator, JobStore
+from taskyard.entrypoints import process
+from taskyard.entrypoints.api import Services, create_app
+from taskyard.entrypoints.app import App
+from taskyard.entrypoints.config import Settings
+from taskyard.entrypoints.runtime import SchedulerRuntime, WorkerRuntime
+
+log = logging.getLogger("taskyard.standalone")
+
+DATABASE_URL_DEFAULT = "sqlite:///taskyard.db"
+
+
+class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    """One thread per connection; a connection left open never holds up a stop."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class ThreadingWSGIServer6(ThreadingWSGIServer):
+    address_family = socket.AF_INET6
+
+
+class QuietHandler(WSGIRequestHandler):
+    """The API writes its own line per request (with the request id); wsgiref's access
+    lines to stderr are dropped."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class Standalone:
+    """API + scheduler + worker pool over one store and coordinator."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        app: App | None = None,
+        store: JobStore | None = None,
+        coordinator: Coordinator | None = None,
+    ) -> None:
+        """Adapters come from `settings` unless given (tests hand in their own)."""
+        self.settings = settings
+        self.app = app
+        clock = SystemClock()
+        url = settings.database_url or DATABASE_URL_DEFAULT
+        self.database_url = url
+        self._owned: list[object] = []
+        if store is None:
+            store = process.open_store(url, settings, clock)
+            self._owned.append(store)
+        if coordinator is None:
+            coordinator = process.open_coordinator(settings, clock, default_memory=True)
+            self._owned.append(coordinator)
+        self.store = store
+        self.coordinator = coordinator
+        policy = process.builtin_policy(settings)
+        self.registry = process.task_registry(app, policy)
+        self.services = Services.build(
+            store=store,
+            coordinator=coordinator,
+            clock=clock,
+            builtins=policy,
+            tokens=settings.api_tokens,
+        )
+        self.worker_id = process.process_id()
+        self.worker: WorkerRuntime = process.worker_runtime(
+            settings,
+            store=store,
+            coordinator=coordinator,
+            registry=self.registry,
+            worker_id=self.worker_id,
+        )
+        self.scheduler: SchedulerRuntime = process.scheduler_runtime(
+            settings, store=store, coordinator=coordinator, scheduler_id=self.worker_id
+        )
+        self._server: WSGIServer | None = None
+        self._serving: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "not started"
+        host = self.settings.host
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self._server.server_port}"
+
+    def start(self) -> Standalone:
+        """Listen first (so a port in use fails before anything runs), then start the
+        scheduler and the worker, then serve."""
+        assert self._server is None, "starts once"
+        server = make_server(
+            self.settings.host,
+            self.settings.port,
+            create_app(self.services),
+            server_class=ThreadingWSGIServer6 if ":" in self.settings.host else ThreadingWSGIServer,
+            handler_class=QuietHandler,
+        )
+        self._server = server
+        self.scheduler.start()
+        self.worker.start()
+        self._serving = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="taskyard-http",
+            daemon=True,
+        )
+        self._serving.start()
+        return self
+
+    def stop(self, *, grace_s: float | None = None) -> int:
+        """Stop taking requests, let running jobs finish within the grace period and hand
+        back the rest, stop the scheduler (resigning), close what was opened. Returns how
+        many handlers ignored the stop and still run."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        grace = self.settings.grace_period_s if grace_s is None else grace_s
+        stubborn = process.stop_worker(self.worker, grace_s=grace)
+        self.scheduler.stop()
+        process.close_quietly(*self._owned)
+        return stubborn
+
+    def kill(self) -> None:
+        """Stop at once, as a crash would (tests): nothing handed back, no resignation."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        self.worker.kill()
+        self.scheduler.kill()
+        process.close_quietly(*self._owned)
+
+
+__all__ = ["DATABASE_URL_DEFAULT", "Standalone", "ThreadingWSGIServer"]

@@ -1,0 +1,185 @@
+"""The long-running commands' settings: a bad value stops `worker`, `scheduler` or
+`standalone` before anything starts, with exit code 2 and one line naming the setting;
+`--app` loading; the tasks a worker offers."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from taskyard.domain.builtins import BuiltinPolicy
+from taskyard.domain.context import PermanentFailure
+from taskyard.entrypoints import config
+from taskyard.entrypoints.app import App
+from taskyard.entrypoints.bootstrap import ConfigError
+from taskyard.entrypoints.process import load_app, task_registry, with_app_urls
+from tests.cli.conftest import RunCli
+
+BAD_SETTINGS = [
+    (
+        ["worker"],
+        {},
+        "taskyard: TASKYARD_DATABASE_URL: not set (use --db or TASKYARD_DATABASE_URL: "
+        "postgresql://, sqlite:///, memory://)",
+    ),
+    (
+        ["scheduler", "--db", "memory://"],
+        {},
+        "taskyard: --db: memory:// keeps jobs inside one process, so a scheduler cannot share "
+        "it: use postgresql:// or sqlite:/// (or `taskyard standalone`, which runs it all in one)",
+    ),
+    (
+        ["worker", "--db", "bogus://x"],
+        {},
+        "taskyard: --db: unsupported scheme 'bogus' (use postgresql://, sqlite:///, memory://)",
+    ),
+    (
+        ["worker", "--db", "sqlite:///j.db", "--concurrency", "0"],
+        {},
+        "taskyard: --concurrency: 0 is out of range (1 to 1024)",
+    ),
+    (
+        ["worker", "--db", "sqlite:///j.db"],
+        {"TASKYARD_QUEUES": "emails, big reports"},
+        "taskyard: TASKYARD_QUEUES: 'big reports' is not a queue name "
+        "(1 to 100 of letters, digits, . _ -)",
+    ),
+    (
+        ["worker", "--db", "sqlite:///j.db", "--app", "jobs"],
+        {},
+        "taskyard: --app: 'jobs' is not MODULE:ATTRIBUTE (e.g. myproject.jobs:app)",
+    ),
+    (
+        ["worker", "--db", "sqlite:///j.db", "--app", "no_such_module_here:app"],
+        {},
+        "taskyard: --app: cannot import 'no_such_module_here': "
+        "No module named 'no_such_module_here'",
+    ),
+    (
+        ["worker", "--db", "sqlite:///j.db", "--app", "os.path:join"],
+        {},
+        "taskyard: --app: 'os.path:join' is a function, not a taskyard.App",
+    ),
+    (
+        ["worker", "--db", "sqlite:///j.db", "--lease-ttl", "0"],
+        {},
+        "taskyard: --lease-ttl: '0' is out of range (a number > 0 and <= 86400)",
+    ),
+    (
+        ["scheduler", "--db", "sqlite:///j.db"],
+        {"TASKYARD_LEADER_TTL_SECONDS": "soon"},
+        "taskyard: TASKYARD_LEADER_TTL_SECONDS: 'soon' is not a number",
+    ),
+    (
+        ["standalone", "--port", "70000"],
+        {},
+        "taskyard: --port: 70000 is out of range (0 to 65535)",
+    ),
+    (
+        ["standalone"],
+        {"TASKYARD_GRACE_PERIOD_SECONDS": "-1"},
+        "taskyard: TASKYARD_GRACE_PERIOD_SECONDS: '-1' is out of range (a number >= 0 and "
+        "<= 86400)",
+    ),
+    (
+        ["standalone", "--redis", "http://localhost"],
+        {},
+        "taskyard: --redis: unsupported scheme 'http' (use redis://, rediss://, unix://, or "
+        "memory:// for one process)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("argv", "environ", "line"), BAD_SETTINGS)
+def test_a_bad_setting_stops_the_process_with_one_line_and_exit_2(
+    argv: list[str],
+    environ: dict[str, str],
+    line: str,
+    run_cli: RunCli,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    ran = run_cli(*argv)
+    assert (ran.code, ran.err_lines, ran.out) == (2, [line], "")
+    assert not (tmp_path / "j.db").exists()  # nothing was started or created
+
+
+def test_standalone_on_a_port_in_use_is_exit_2(run_cli: RunCli, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ran = run_cli("standalone", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--port", str(port))
+    assert ran.code == 2 and len(ran.err_lines) == 1
+    assert ran.err_lines[0] == (
+        f"taskyard: --port: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+
+
+def test_settings_come_from_taskyard_toml_too(tmp_path: Path) -> None:
+    (tmp_path / "taskyard.toml").write_text(
+        'queues = ["emails", "reports"]\nconcurrency = 12\ngrace_period_seconds = 5\n'
+        'url = "http://10.0.0.5:8000/"\n'
+    )
+    settings = config.resolve(None, [*config.WORKER_SETTINGS, *config.CLIENT_SETTINGS])
+    assert settings.queues == frozenset({"emails", "reports"})
+    assert settings.concurrency == 12 and settings.grace_period_s == 5.0
+    assert settings.url == "http://10.0.0.5:8000"
+
+
+APP_MODULE = """
+    import taskyard
+
+    app = taskyard.App("sqlite:///from-the-app.db", coordinator_url="redis://127.0.0.1:1/0")
+
+
+    @app.task(name="greet")
+    def greet(name: str) -> str:
+        return f"hello {name}"
+"""
+
+
+@pytest.fixture
+def app_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A module `tasks_for_test` in the working directory; imports are undone afterwards."""
+    (tmp_path / "tasks_for_test.py").write_text(textwrap.dedent(APP_MODULE))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "tasks_for_test", raising=False)
+    yield "tasks_for_test"
+    sys.modules.pop("tasks_for_test", None)
+
+
+def test_app_loads_from_the_working_directory_and_lends_its_urls(app_module: str) -> None:
+    app = load_app(f"{app_module}:app")
+    assert isinstance(app, App) and "greet" in app.tasks.names()
+    settings = with_app_urls(config.Settings(app=f"{app_module}:app"), app)
+    assert settings.database_url == "sqlite:///from-the-app.db"
+    assert settings.redis_url == "redis://127.0.0.1:1/0"
+    assert settings.source("database_url") == f"the URL of {app_module}:app"
+    explicit = config.Settings(app="x:y", database_url="sqlite:///mine.db")
+    assert with_app_urls(explicit, app).database_url == "sqlite:///mine.db"
+    with pytest.raises(ConfigError, match="has no attribute 'nope'"):
+        load_app(f"{app_module}:nope")
+
+
+def test_a_worker_offers_the_apps_tasks_and_the_builtins_with_shell_only_when_enabled(
+    app_module: str,
+) -> None:
+    app = load_app(f"{app_module}:app")
+    off = task_registry(app, BuiltinPolicy())
+    assert off.names() == {"greet", "sleep", "http"}
+    on = task_registry(None, BuiltinPolicy(shell_enabled=True))
+    assert on.names() == {"sleep", "http", "shell"}
+    # The built-ins follow the worker's policy, not the one the app was made with.
+    lenient = App(builtins=BuiltinPolicy(http_allowed_hosts=frozenset({"hooks.test"})))
+    spec = task_registry(lenient, BuiltinPolicy()).get("http")
+    assert spec is not None
+    with pytest.raises(PermanentFailure, match="not in TASKYARD_HTTP_ALLOWED_HOSTS"):
+        spec.handler(None, url="http://hooks.test/ping")
