@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+class MonotonicClock:
+    """Wall time read once, then advanced by the monotonic clock.
+
+    For a node's own schedule (when to heartbeat, when a handler timed out, when to poll):
+    a step of the system clock — NTP, a VM resumed, an operator — neither stalls nor
+    rushes it. Never for anything stored: stores keep their own clock.
+    """
+
+    def __init__(self) -> None:
+        self._wall = datetime.now(UTC)
+        self._mono = time.monotonic()
+
+    def now(self) -> datetime:
+        return self._wall + timedelta(seconds=time.monotonic() - self._mono)
 
 
 class ManualClock:

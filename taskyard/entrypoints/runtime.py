@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from types import TracebackType
 
-from taskyard.adapters.clock import SystemClock
+from taskyard.adapters.clock import MonotonicClock
 from taskyard.adapters.executors import ThreadExecutor
 from taskyard.domain.context import HandlerResult
 from taskyard.domain.errors import CoordinatorUnavailable
@@ -87,7 +87,7 @@ class WorkerRuntime:
     ) -> None:
         assert doorbell_block_s > 0, doorbell_block_s
         self.config = config
-        self.clock: Clock = clock or SystemClock()
+        self.clock: Clock = clock or MonotonicClock()
         self.coordinator = coordinator
         self._doorbell_block_s = doorbell_block_s
         self._lock = threading.Lock()
@@ -309,7 +309,7 @@ class SchedulerRuntime:
         clock: Clock | None = None,
     ) -> None:
         self.config = config
-        self.clock: Clock = clock or SystemClock()
+        self.clock: Clock = clock or MonotonicClock()
         self.scheduler = Scheduler(
             store=store, coordinator=coordinator, clock=self.clock, config=config
         )
