@@ -193,21 +193,26 @@ class Cluster:
 
     # --- healing and stopping ---------------------------------------------------------------
 
-    def heal(self) -> None:
-        """Redis up, every worker running (not stopped), every process slot alive."""
+    def heal(self) -> list[str]:
+        """Redis up, every worker running (not stopped), every process slot alive. Returns
+        what exited on its own (the nemesis restarts what it kills at once, so nothing
+        should have): name, exit code and the tail of its log."""
         if not self.redis.running:
             self.redis.start()
         for proc in self.workers:
             proc.send(signal.SIGCONT)
+        exited = [
+            f"{proc.name} exited {proc.process.returncode}:\n{proc.stderr()[-2000:]}"
+            for proc in [self.api_proc, *self.schedulers, *self.workers]
+            if proc is not None and proc.process.poll() is not None
+        ]
         for slot, proc in enumerate(self.workers):
             if proc.process.poll() is not None:
                 self.workers[slot] = self._up(self._start_worker())
         for slot, proc in enumerate(self.schedulers):
             if proc.process.poll() is not None:
                 self.schedulers[slot] = self._up(self._start_scheduler())
-        assert self.api_proc is not None and self.api_proc.process.poll() is None, (
-            self.api_proc.stderr()[-3000:] if self.api_proc else "no api"
-        )
+        return exited
 
     def stop(self) -> dict[str, int]:
         """SIGTERM every live process; their exit codes, by name."""

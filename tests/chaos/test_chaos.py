@@ -196,7 +196,7 @@ def test_no_job_is_lost_or_committed_twice_under_a_nemesis(
             faults = nemesis.stop()
             api.close()
         calm = time.monotonic()
-        cluster.heal()
+        exited = cluster.heal()
         quiet = _wait_quiet(store, queue, timeout_s=SIZE.settle_deadline_s)
         settled = time.monotonic()
         exits = cluster.stop()
@@ -275,4 +275,5 @@ def test_no_job_is_lost_or_committed_twice_under_a_nemesis(
         f"job {longest.job_id} waited {longest.wait_s:.2f} s after the {longest.fault.kind.value} "
         f"of {longest.fault.target}, over the {WAIT_BOUND_S:.1f} s bound {context}"
     )
+    assert not exited, "processes exited on their own:\n" + "\n".join(exited)
     assert all(code == 0 for code in exits.values()), (exits, context)
