@@ -1,5 +1,5 @@
 # The commands CI runs (.ci/run), one target each.
-.PHONY: install test lint fmt ci sim docs
+.PHONY: install test lint fmt ci sim chaos docs
 
 install:
 	pip install -e '.[dev]'
@@ -19,6 +19,9 @@ fmt:
 
 sim:
 	taskyard simulate --seeds 1..500 --jobs 2
+
+chaos:
+	TASKYARD_CHAOS_JOBS=10000 pytest tests/chaos -s
 
 docs:
 	python -m taskyard.domain.diagram > docs/state-machine.md

@@ -374,6 +374,63 @@ def _check_idempotency(h: History, out: Findings) -> None:
             )
 
 
+def _check_run_at_jobs(h: History, out: Findings) -> None:
+    """8. The attempt that ended a job (or runs it now) started at or after its run_at.
+
+    A job's `run_at` changes only while it waits (a failure that leaves it retrying, a
+    manual retry, a reschedule), never while it runs: so the latest attempt of a job that
+    succeeded, ended dead or is running was claimed under the `run_at` it still shows.
+    Earlier attempts were judged by a `run_at` since overwritten (the log variant,
+    `run_at_respected`, checks each of those)."""
+    for job_id in sorted(h.jobs):
+        job = h.jobs[job_id]
+        if job.state not in (S.SUCCEEDED, S.DEAD, S.RUNNING):
+            continue
+        records = _attempts(h, job_id)
+        if not records:
+            continue
+        last = records[-1]
+        if last.started_at < job.run_at:
+            out.add(
+                f"attempt {last.attempt} started {seconds_between(last.started_at, job.run_at):.3f}"
+                " s before run_at",
+                job_id=job_id,
+                at=last.started_at,
+            )
+
+
+def _check_cancel_jobs(h: History, out: Findings) -> None:
+    """A job flagged for cancellation only runs on until its attempt closes, and then ends
+    cancelled; a cancelled job starts no attempt and commits no outcome after its cancel
+    took effect (its `finished_at`)."""
+    for job_id in sorted(h.jobs):
+        job = h.jobs[job_id]
+        if job.cancel_requested and job.state not in (S.RUNNING, S.CANCELLED):
+            out.add(f"cancellation was requested, yet the job is {job.state.value}", job_id=job_id)
+        if job.state is not S.CANCELLED or job.finished_at is None:
+            continue
+        for record in _attempts(h, job_id):
+            if record.started_at > job.finished_at:
+                out.add(
+                    f"attempt {record.attempt} started "
+                    f"{seconds_between(job.finished_at, record.started_at):.3f} s after the job "
+                    "was cancelled",
+                    job_id=job_id,
+                    at=record.started_at,
+                )
+            elif (
+                record.outcome in COMMITTED_OUTCOMES
+                and record.finished_at is not None
+                and record.finished_at > job.finished_at
+            ):
+                out.add(
+                    f"attempt {record.attempt} committed {record.outcome.value} after the job "
+                    "was cancelled",
+                    job_id=job_id,
+                    at=record.finished_at,
+                )
+
+
 # --- invariants on the transition log -------------------------------------------------------
 
 
@@ -632,6 +689,12 @@ INVARIANTS: tuple[Invariant, ...] = (
         at_rest=True,
     ),
     Invariant(name="idempotency", guarantee="-", needs=Needs.JOBS, check=_check_idempotency),
+    Invariant(
+        name="run_at_respected_jobs", guarantee="8", needs=Needs.JOBS, check=_check_run_at_jobs
+    ),
+    Invariant(
+        name="cancel_honoured_jobs", guarantee="-", needs=Needs.JOBS, check=_check_cancel_jobs
+    ),
     Invariant(
         name="legal_transitions", guarantee="4", needs=Needs.LOG, check=_check_legal_transitions
     ),

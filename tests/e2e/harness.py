@@ -121,10 +121,11 @@ class Proc:
         return self.wait(timeout_s)
 
     def log_lines(self) -> list[dict[str, Any]]:
-        """The JSON log lines on stderr (the process runs with TASKYARD_LOG_FORMAT=json)."""
+        """The JSON log lines on stderr (the process runs with TASKYARD_LOG_FORMAT=json). A
+        last line without its newline (the process was killed while writing it) is left out."""
         lines = []
-        for line in self.stderr().splitlines():
-            if line.startswith("{"):
+        for line in self.stderr().splitlines(keepends=True):
+            if line.startswith("{") and line.endswith("\n"):
                 lines.append(json.loads(line))
         return lines
 

@@ -238,3 +238,53 @@ def test_a_requested_cancellation_that_ends_in_success_is_not_honoured() -> None
     ]
     report = check(attrs.evolve(history, log=forged), only=["cancel_honoured"])
     assert report.broken == ("cancel_honoured",)
+
+
+def test_a_last_attempt_before_run_at_breaks_time_without_a_log() -> None:
+    store, clock = _store()
+    job = enqueue(store, delay_s=5)
+    clock.advance(6)
+    store.promote_due(limit=10)
+    claimed = claim_one(store)
+    clock.advance(1)
+    store.report([succeed(claimed)])
+    history = _history(store, with_log=False)
+    assert check(history).ok
+    [attempt] = history.attempts[job.id]
+    early = attrs.evolve(attempt, started_at=after(history.jobs[job.id].run_at, -0.5))
+    damaged = attrs.evolve(history, attempts={job.id: [early]})
+    report = check(damaged)
+    assert report.broken == ("run_at_respected_jobs",)
+    assert "0.500 s before run_at" in report.violations[0].message
+
+
+def test_an_attempt_started_after_a_cancel_breaks_cancellation_without_a_log() -> None:
+    store, clock = _store()
+    job = enqueue(store, max_attempts=3)
+    claimed = claim_one(store, lease_ttl_s=10)
+    store.cancel(job.id)
+    clock.advance(1)
+    store.report([succeed(claimed)])
+    history = _history(store, with_log=False)
+    cancelled = history.jobs[job.id]
+    assert cancelled.state is JobState.CANCELLED and cancelled.finished_at is not None
+    assert check(history).ok
+    [attempt] = history.attempts[job.id]
+    rerun = attrs.evolve(attempt, attempt=2, started_at=after(cancelled.finished_at, 0.25))
+    damaged = attrs.evolve(
+        history,
+        jobs={job.id: attrs.evolve(cancelled, attempt=2)},
+        attempts={job.id: [attempt, rerun]},
+    )
+    report = check(damaged, only=["cancel_honoured_jobs"])
+    assert report.broken == ("cancel_honoured_jobs",)
+    assert "started 0.250 s after the job was cancelled" in report.violations[0].message
+
+
+def test_a_flagged_job_that_ends_otherwise_breaks_cancellation_without_a_log() -> None:
+    store, _, first, _ = _run_two_jobs()
+    history = _history(store, with_log=False)
+    flagged = attrs.evolve(history.jobs[first], cancel_requested=True)
+    report = check(attrs.evolve(history, jobs={**history.jobs, first: flagged}))
+    assert report.broken == ("cancel_honoured_jobs",)
+    assert "yet the job is succeeded" in report.violations[0].message
