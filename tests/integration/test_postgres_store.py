@@ -251,7 +251,7 @@ def test_a_lost_commit_answer_on_enqueue_is_resolved_by_reading_back(url: str) -
             assert store.get(job.id).state is JobState.QUEUED
 
             running = f.claim_one(store)
-            proxy.arm()
+            proxy.arm(b"SELECT ")  # a success is committed by one autocommitted statement
             with pytest.raises(AmbiguousCommit):
                 store.report([f.succeed(running)])
             assert proxy.dropped.is_set()

@@ -55,6 +55,8 @@ from taskyard.adapters.sqlshared import (
     attempt_totals_from_rows,
     error_from_json,
     error_to_json,
+    fast_success_indexes,
+    json_text,
     normalized,
     percentile_index,
     plan_releases,
@@ -90,7 +92,9 @@ from taskyard.domain.ports import (
     LeaseStatus,
     Promoted,
     ReportResult,
+    ReportStatus,
 )
+from taskyard.domain.retry import RetryPolicy
 from taskyard.domain.timefmt import after
 
 S = JobState
@@ -130,8 +134,18 @@ JOB_FIELDS = (
     "correlation_id",
     "fingerprint",
 )
-JOB_COLUMNS = ", ".join(JOB_FIELDS)
-J_COLUMNS = ", ".join(f"j.{c}" for c in JOB_FIELDS)
+_AS_TEXT = frozenset({"args", "backoff"})
+"""JSON columns read as text: psycopg's jsonb loader costs a few microseconds a value, and
+these two are in every row a worker claims (`{}` and one of a handful of retry policies,
+which `_policy` keeps decoded)."""
+
+
+def _select(column: str, prefix: str = "") -> str:
+    return f"{prefix}{column}::text AS {column}" if column in _AS_TEXT else f"{prefix}{column}"
+
+
+JOB_COLUMNS = ", ".join(_select(c) for c in JOB_FIELDS)
+J_COLUMNS = ", ".join(_select(c, "j.") for c in JOB_FIELDS)
 ATTEMPT_COLUMNS = (
     "job_id, attempt, worker, started_at, lease_expires_at, finished_at, outcome, error"
 )
@@ -150,6 +164,29 @@ def _utc(moment: datetime) -> datetime:
 
 def _maybe_utc(moment: datetime | None) -> datetime | None:
     return None if moment is None else _utc(moment)
+
+
+_STATES: dict[str, JobState] = {state.value: state for state in JobState}
+_POLICIES: dict[str, RetryPolicy] = {}
+_POLICIES_MAX = 1024
+
+
+def _policy(text: str) -> RetryPolicy:
+    """The retry policy of a `backoff` column's text; the few distinct ones are kept."""
+    policy = _POLICIES.get(text)
+    if policy is None:
+        if len(_POLICIES) >= _POLICIES_MAX:
+            _POLICIES.clear()
+        policy = _POLICIES[text] = policy_from_json(text)
+    return policy
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """An `args` column's text as a new dict."""
+    if text == "{}":
+        return {}
+    value: dict[str, Any] = json.loads(text)
+    return value
 
 
 def _job(row: Sequence[Any]) -> Job:
@@ -183,16 +220,16 @@ def _job(row: Sequence[Any]) -> Job:
     return Job(
         id=job_id,
         task=task,
-        args=args,
+        args=_json_object(args),
         queue=queue,
         priority=priority,
         run_at=_utc(run_at),
         max_attempts=max_attempts,
-        backoff=policy_from_json(backoff),
+        backoff=_policy(backoff),
         timeout_s=timeout_s,
         idempotency_key=idempotency_key,
         depends_on=tuple(depends_on),
-        state=JobState(state),
+        state=_STATES[state],
         attempt=attempt,
         attempt_limit=attempt_limit,
         created_at=_utc(created_at),
@@ -355,67 +392,27 @@ SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM recorded)
 """
 
 
-def claim_sql(*, by_queue: bool, by_task: bool) -> str:
-    """One statement: pick up to `limit` due jobs in claim order, skipping rows another
-    claimer holds, make them running with a new attempt and lease, and open their attempt
-    records. With named queues each queue is scanned in claim order on its own index and
-    the picks are merged; without, the all-queues index is scanned once."""
-    task_cond = " AND j.task = ANY(%(tasks)s::text[])" if by_task else ""
-    if by_queue:
-        pick = f"""
-        SELECT c.id FROM unnest(%(queues)s::text[]) AS q(name)
-        CROSS JOIN LATERAL (
-            SELECT j.id, j.priority, j.run_at FROM taskyard.jobs AS j
-            WHERE j.state = 'queued' AND j.queue = q.name AND j.run_at <= now(){task_cond}
-            ORDER BY j.priority DESC, j.run_at, j.id
-            LIMIT %(limit)s
-            FOR UPDATE SKIP LOCKED
-        ) AS c
-        WHERE q.name NOT IN (SELECT queue FROM taskyard.paused_queues)
-        ORDER BY c.priority DESC, c.run_at, c.id
-        LIMIT %(limit)s"""
-    else:
-        pick = f"""
-        SELECT j.id FROM taskyard.jobs AS j
-        WHERE j.state = 'queued' AND j.run_at <= now()
-          AND j.queue NOT IN (SELECT queue FROM taskyard.paused_queues){task_cond}
-        ORDER BY j.priority DESC, j.run_at, j.id
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED"""
-    return f"""
-    WITH picked AS MATERIALIZED ({pick}
-    ), claimed AS (
-        UPDATE taskyard.jobs AS j
-        SET state = 'running', attempt = j.attempt + 1, lease_worker = %(worker)s,
-            lease_expires_at = now() + make_interval(secs => %(ttl_s)s), updated_at = now()
-        FROM picked
-        WHERE j.id = picked.id AND j.state = 'queued'
-        RETURNING {J_COLUMNS}
-    ), opened AS (
-        INSERT INTO taskyard.attempts (job_id, attempt, worker, started_at, lease_expires_at,
-            outcome)
-        SELECT id, attempt, lease_worker, updated_at, lease_expires_at, 'running' FROM claimed
-    )
-    SELECT {JOB_COLUMNS} FROM claimed ORDER BY priority DESC, run_at, id
-    """
-
-
-CLAIM_SQL = {
-    (by_queue, by_task): claim_sql(by_queue=by_queue, by_task=by_task)
-    for by_queue in (False, True)
-    for by_task in (False, True)
-}
+_CLAIM = f"""
+SELECT {JOB_COLUMNS}
+FROM taskyard.claim(%(worker)s, %(limit)s, %(ttl_s)s, %(queues)s::text[], %(tasks)s::text[])
+"""
+"""`taskyard.claim` (migration 0002): pick up to `limit` due jobs in claim order, skipping
+rows another claimer holds, make them running with a new attempt and lease, and open
+their attempt records, in one statement under planner settings of its own."""
 
 _HEARTBEAT = """
-UPDATE taskyard.jobs AS j
-SET lease_expires_at = greatest(j.lease_expires_at, now() + make_interval(secs => %(ttl_s)s)),
-    updated_at = now()
-FROM unnest(%(ids)s::uuid[], %(attempts)s::integer[], %(workers)s::text[])
-    AS r(id, attempt, worker)
-WHERE j.id = r.id AND j.state = 'running' AND j.attempt = r.attempt
-  AND j.lease_worker = r.worker AND j.lease_expires_at >= now()
-RETURNING j.id, j.attempt, j.lease_worker, j.lease_expires_at, j.cancel_requested
+SELECT id, attempt, lease_worker, lease_expires_at, cancel_requested
+FROM taskyard.heartbeat(%(ids)s::uuid[], %(attempts)s::integer[], %(workers)s::text[],
+    %(ttl_s)s)
 """
+
+_REPORT_SUCCEEDED = """
+SELECT job_id FROM taskyard.report_succeeded(%(ids)s::uuid[], %(attempts)s::integer[],
+    %(workers)s::text[], %(results)s::text[]) AS r(job_id)
+"""
+"""`taskyard.report_succeeded` (migration 0002): commit the successes that still hold a
+live lease and were not asked to cancel, exactly as `transitions.apply_report` would; any
+report it does not apply is judged again by the pure function."""
 
 _PROMOTE = """
 WITH due AS MATERIALIZED (
@@ -544,6 +541,12 @@ def _is_unavailability(exc: psycopg.Error) -> bool:
     )
 
 
+def _is_lost_connection(exc: psycopg.Error) -> bool:
+    """The connection failed (no answer from the server, or a connection-class error):
+    whatever was sent may or may not have run."""
+    return exc.sqlstate is None or exc.sqlstate.startswith("08")
+
+
 def _unavailable(exc: psycopg.Error, *, committing: bool) -> StoreUnavailable:
     detail = _first_line(exc)
     if isinstance(exc, pg_errors.UndefinedTable | pg_errors.InvalidSchemaName):
@@ -669,25 +672,40 @@ class PostgresJobStore:
 
     # --- transactions -------------------------------------------------------------------
 
-    def _run(self, work: Callable[[Conn], T], *, transaction: bool = True) -> T:
+    def _run(
+        self,
+        work: Callable[[Conn], T],
+        *,
+        transaction: bool = True,
+        single_write: bool = False,
+    ) -> T:
         """Run `work` on a pooled connection, in one transaction. A transaction the server
         rolled back whole (deadlock, serialization failure, a lost idempotency-key race)
-        runs again, up to the retry budget. Refusals pass through untouched."""
+        runs again, up to the retry budget. Refusals pass through untouched.
+
+        `single_write`: `work` is one autocommitted statement that writes (no explicit
+        transaction); a connection lost once it was sent is an `AmbiguousCommit`, as a
+        lost answer to a `COMMIT` is."""
+        assert not (transaction and single_write), "a single write runs in autocommit"
         self._ensure_open()
         trial = 0
         while True:
             committing = False
+            sent = False
             try:
                 with self._pool.connection() as conn:
                     if not self._schema_checked:
                         self._check_schema(conn)
                     if not transaction:
+                        sent = single_write
                         return work(conn)
                     with conn.transaction():
                         result = work(conn)
                         committing = True
                     return result
             except psycopg.Error as exc:
+                if sent and _is_lost_connection(exc):
+                    committing = True
                 retryable = exc.sqlstate in _RETRYABLE_SQLSTATES or _is_idempotency_race(exc)
                 if retryable and not committing and trial < self._retry_budget:
                     trial += 1
@@ -975,21 +993,16 @@ class PostgresJobStore:
     # --- the worker's path --------------------------------------------------------------
 
     def claim(self, request: ClaimRequest) -> list[Job]:
-        by_queue = request.queues is not None
-        by_task = request.tasks is not None
         params: dict[str, Any] = {
             "limit": request.limit,
             "worker": request.worker,
             "ttl_s": request.lease_ttl_s,
+            "queues": sorted(request.queues) if request.queues is not None else None,
+            "tasks": sorted(request.tasks) if request.tasks is not None else None,
         }
-        if request.queues is not None:
-            params["queues"] = sorted(request.queues)
-        if request.tasks is not None:
-            params["tasks"] = sorted(request.tasks)
-        sql = CLAIM_SQL[(by_queue, by_task)]
 
         def work(conn: Conn) -> list[Job]:
-            return [_job(row) for row in self._cursor(conn).execute(sql, params).fetchall()]
+            return [_job(row) for row in self._cursor(conn).execute(_CLAIM, params).fetchall()]
 
         return self._run(work, transaction=False)
 
@@ -1043,16 +1056,46 @@ class PostgresJobStore:
         self._run(work)
 
     def report(self, reports: Sequence[t.Report]) -> list[ReportResult]:
+        """Successes that still hold their lease (nearly every report) are committed by one
+        set-based statement (`_REPORT_SUCCEEDED`), which writes exactly what
+        `transitions.apply_report` would. Everything else (failures, stale or repeated
+        reports, cancellation requested, unknown jobs, a second report for a job in the same
+        batch) is then judged by the domain's pure function, in the order given."""
         if not reports:
             return []
+        results: list[ReportResult | None] = [None] * len(reports)
+        fast = fast_success_indexes(reports)
+        if fast:
+            params = {
+                "ids": [reports[i].ref.job_id for i in fast],
+                "attempts": [reports[i].ref.attempt for i in fast],
+                "workers": [reports[i].ref.worker for i in fast],
+                "results": [json_text(reports[i].result) for i in fast],
+            }
 
-        def work(conn: Conn) -> list[ReportResult]:
-            now, batch = self._lock_batch(conn, [r.ref for r in reports])
-            out = plan_reports(batch, reports, now=now)
-            self._write_batch(conn, batch)
-            return out
+            def fast_work(conn: Conn) -> set[UUID]:
+                rows = self._cursor(conn).execute(_REPORT_SUCCEEDED, params).fetchall()
+                return {job_id for (job_id,) in rows}
 
-        return self._run(work)
+            applied = self._run(fast_work, transaction=False, single_write=True)
+            for i in fast:
+                if reports[i].ref.job_id in applied:
+                    results[i] = ReportResult(
+                        ref=reports[i].ref, status=ReportStatus.APPLIED, state=S.SUCCEEDED
+                    )
+        rest = [i for i, result in enumerate(results) if result is None]
+        if rest:
+            pending = [reports[i] for i in rest]
+
+            def work(conn: Conn) -> list[ReportResult]:
+                now, batch = self._lock_batch(conn, [r.ref for r in pending])
+                out = plan_reports(batch, pending, now=now)
+                self._write_batch(conn, batch)
+                return out
+
+            for i, result in zip(rest, self._run(work), strict=True):
+                results[i] = result
+        return [result for result in results if result is not None]
 
     def release(self, refs: Sequence[LeaseRef]) -> list[ReportResult]:
         if not refs:
