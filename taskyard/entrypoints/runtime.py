@@ -31,6 +31,7 @@ Usage (what the CLI's worker process does)::
 
 from __future__ import annotations
 
+import collections
 import logging
 import random
 import threading
@@ -56,6 +57,47 @@ DOORBELL_BLOCK_S = 2.0
 ERROR_PAUSE_S = 1.0
 """The pause after an unexpected error in a loop, before it tries again."""
 JOIN_SLACK_S = 5.0
+
+
+_EVENT_LOCK = threading.Lock()
+
+
+class LazyEvent:
+    """A `threading.Event` made only when a handler first waits on it.
+
+    Every job gets a cancellation signal, and nearly every handler only ever asks
+    `is_set()` or never looks at it: building a real event (a condition and a lock) for
+    each of thousands of jobs a second is waste. `set()` and `is_set()` are a flag; a
+    `wait()` makes the event (under a module lock) and re-reads the flag after it exists,
+    so a `set()` racing with the first `wait()` is never lost."""
+
+    __slots__ = ("_event", "_flag")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._event: threading.Event | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        event = self._event
+        if event is not None:
+            event.set()
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._flag:
+            return True
+        event = self._event
+        if event is None:
+            with _EVENT_LOCK:
+                if self._event is None:
+                    self._event = threading.Event()
+                event = self._event
+        if self.is_set():  # set() may have run before the event existed
+            event.set()
+        return event.wait(timeout)
 
 
 def _sleep_s(clock: Clock, until: datetime) -> float:
@@ -88,6 +130,8 @@ class WorkerRuntime:
         self._bell_wanted = threading.Event()
         self._drained = threading.Event()
         self._draining = False
+        self._finished: collections.deque[HandlerResult] = collections.deque()
+        """Results of handlers that returned, waiting for the control thread."""
         self.executor = ThreadExecutor(registry, self._handler_finished, threads=config.concurrency)
         self.worker = Worker(
             store=store,
@@ -97,7 +141,7 @@ class WorkerRuntime:
             registry=registry,
             executor=self.executor,
             config=config,
-            make_signal=threading.Event,
+            make_signal=LazyEvent,
         )
         name = config.worker_id
         self._control = threading.Thread(
@@ -149,6 +193,7 @@ class WorkerRuntime:
         self._drained.wait(grace_s)
         self._halt()
         with self._lock:
+            self._feed()
             released = self.worker.release_unfinished()
             self.worker.abort_running()
             self.worker.unregister()
@@ -193,15 +238,24 @@ class WorkerRuntime:
     # --- the threads ----------------------------------------------------------------------
 
     def _handler_finished(self, result: HandlerResult) -> None:
-        with self._lock:
-            self.worker.handler_finished(result)
+        # No lock: a handler thread must never wait for a tick (which may be in the middle
+        # of a store call). The control thread hands the results to the worker before its
+        # next tick (`_feed`).
+        self._finished.append(result)
         self._wake.set()
+
+    def _feed(self) -> None:
+        """Pass finished handlers' results to the worker (under `_lock`)."""
+        finished = self._finished
+        while finished:
+            self.worker.handler_finished(finished.popleft())
 
     def _control_loop(self) -> None:
         while not self._halting.is_set():
             self._wake.clear()
             try:
                 with self._lock:
+                    self._feed()
                     wait = self.worker.tick()
                     drained = self._draining and self.worker.idle
             except Exception:
