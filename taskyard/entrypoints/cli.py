@@ -14,6 +14,7 @@ from taskyard.entrypoints.bootstrap import ConfigError
 COMMANDS: tuple[str, ...] = (
     # Each module adds one subcommand (see taskyard/entrypoints/commands/__init__.py).
     "api",
+    "bench",
     "migrate",
     "simulate",
 )
