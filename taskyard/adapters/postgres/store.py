@@ -35,7 +35,7 @@ import json
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
@@ -179,6 +179,61 @@ def _policy(text: str) -> RetryPolicy:
             _POLICIES.clear()
         policy = _POLICIES[text] = policy_from_json(text)
     return policy
+
+
+def _plain(jobs: Sequence[NewJob]) -> bool:
+    """No idempotency key and no dependency: nothing to look up before writing."""
+    return all(new.idempotency_key is None and not new.depends_on for new in jobs)
+
+
+def _as_is(text: Any) -> Any:
+    """The `dumps` of JSON that is already text."""
+    return text
+
+
+_MICROSECOND = timedelta(microseconds=1)
+_BACKOFF_TEXTS: dict[RetryPolicy, str] = {}
+
+
+def _backoff_text(policy: RetryPolicy) -> str:
+    text = _BACKOFF_TEXTS.get(policy)
+    if text is None:
+        if len(_BACKOFF_TEXTS) >= _POLICIES_MAX:
+            _BACKOFF_TEXTS.clear()
+        text = _BACKOFF_TEXTS[policy] = json.dumps(policy.to_json())
+    return text
+
+
+@attrs.frozen(kw_only=True)
+class _PlainJob:
+    """A plain submission with its JSON as text and its args as they will read back."""
+
+    new: NewJob
+    args: dict[str, Any]
+    args_text: str
+    backoff_text: str
+    delay_us: int | None
+
+    @classmethod
+    def of(cls, new: NewJob) -> _PlainJob:
+        if new.args:
+            args_text = json.dumps(new.args, separators=(",", ":"), allow_nan=False)
+            args: dict[str, Any] = json.loads(args_text)
+        else:
+            args_text, args = "{}", {}
+        delay_us = None
+        if new.run_at is None:
+            delay_us = timedelta(seconds=new.delay_s or 0.0) // _MICROSECOND
+        return cls(
+            new=new,
+            args=args,
+            args_text=args_text,
+            backoff_text=_backoff_text(new.backoff),
+            delay_us=delay_us,
+        )
+
+    def create(self, now: datetime) -> Job:
+        return t.create(self.new, now=now, dependency_states={}, args=self.args)
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -354,6 +409,74 @@ WITH r AS (
 )
 SELECT {JOB_COLUMNS} FROM inserted
 """
+
+COPY_MIN_JOBS = 64
+"""A batch of plain jobs (no idempotency key, no dependency) this large is written with
+`COPY` after reading the transaction's time; a smaller one with `_INSERT_PLAIN`."""
+
+_INSERT_PLAIN = """
+WITH r AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(tasks)s::text[], %(args)s::text[],
+        %(queues)s::text[], %(priorities)s::integer[], %(run_ats)s::timestamptz[],
+        %(delays_us)s::bigint[], %(max_attempts)s::integer[], %(backoffs)s::text[],
+        %(timeouts)s::double precision[], %(correlations)s::text[], %(fingerprints)s::text[])
+        AS r(id, task, args, queue, priority, run_at, delay_us, max_attempts, backoff,
+             timeout_s, correlation_id, fingerprint)
+), ins AS (
+    INSERT INTO taskyard.jobs (id, task, args, queue, priority, run_at, max_attempts,
+        backoff, timeout_s, state, attempt, attempt_limit, created_at, updated_at,
+        correlation_id, fingerprint)
+    SELECT r.id, r.task, r.args::jsonb, r.queue, r.priority, w.run_at, r.max_attempts,
+        r.backoff::jsonb, r.timeout_s,
+        CASE WHEN w.run_at <= now() THEN 'queued' ELSE 'scheduled' END,
+        0, r.max_attempts, now(), now(), r.correlation_id, r.fingerprint
+    FROM r CROSS JOIN LATERAL (
+        SELECT coalesce(r.run_at, now() + r.delay_us * interval '1 microsecond') AS run_at
+    ) AS w
+    RETURNING state
+)
+SELECT now(), count(*) FILTER (WHERE state = 'queued'), count(*) FROM ins
+"""
+"""Plain jobs in one statement that reads the time itself: `run_at` is the one given or
+now() plus the delay (in whole microseconds, as `timedelta` rounds it), and the state is
+`queued` when that is not after now(), else `scheduled`: `transitions.create` for a job
+with no dependencies. It answers the time and how many were queued, so the store builds
+the same jobs with `create` and checks it agrees."""
+
+_INSERT_PLAIN_ONE = _INSERT_PLAIN.replace(
+    _INSERT_PLAIN[_INSERT_PLAIN.index("WITH r AS (") : _INSERT_PLAIN.index("), ins AS (")],
+    """WITH r AS (
+    SELECT %s::uuid AS id, %s::text AS task, %s::text AS args, %s::text AS queue,
+        %s::integer AS priority, %s::timestamptz AS run_at, %s::bigint AS delay_us,
+        %s::integer AS max_attempts, %s::text AS backoff, %s::double precision AS timeout_s,
+        %s::text AS correlation_id, %s::text AS fingerprint
+""",
+)
+"""`_INSERT_PLAIN` for one job, its values as scalars."""
+
+_COPY_PLAIN = """
+COPY taskyard.jobs (id, task, args, queue, priority, run_at, max_attempts, backoff,
+    timeout_s, state, attempt, attempt_limit, created_at, updated_at, correlation_id,
+    fingerprint) FROM STDIN (FORMAT BINARY)
+"""
+_COPY_PLAIN_TYPES = [
+    "uuid",
+    "text",
+    "jsonb",
+    "text",
+    "int4",
+    "timestamptz",
+    "int4",
+    "jsonb",
+    "float8",
+    "text",
+    "int4",
+    "int4",
+    "timestamptz",
+    "timestamptz",
+    "text",
+    "text",
+]
 
 _WRITE_BATCH = """
 WITH w AS (
@@ -825,6 +948,19 @@ class PostgresJobStore:
     def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
         if not jobs:
             return []
+        if _plain(jobs) and len(jobs) < COPY_MIN_JOBS:
+            try:
+                return self._run(
+                    lambda conn: self._insert_plain(conn, jobs),
+                    transaction=False,
+                    single_write=True,
+                )
+            except AmbiguousCommit:
+                # One statement: all of it landed or none did.
+                stored = self._stored([n.id for n in jobs])
+                if len(stored) == len(jobs):
+                    return [Enqueued(job=stored[n.id], created=True) for n in jobs]
+                raise
         answer: list[Enqueued] = []
 
         def work(conn: Conn) -> list[Enqueued]:
@@ -837,6 +973,23 @@ class PostgresJobStore:
             if answer and self._all_stored([e.job.id for e in answer if e.created]):
                 return answer
             raise
+
+    def _stored(self, ids: Sequence[UUID]) -> dict[UUID, Job]:
+        """Re-read after an ambiguous commit: the jobs of `ids` that are there (none when
+        the store cannot be reached)."""
+
+        def work(conn: Conn) -> dict[UUID, Job]:
+            rows = (
+                self._cursor(conn)
+                .execute(f"SELECT {JOB_COLUMNS} FROM taskyard.jobs WHERE id = ANY(%s)", (ids,))
+                .fetchall()
+            )
+            return {job.id: job for job in map(_job, rows)}
+
+        try:
+            return self._run(work, transaction=False)
+        except StoreUnavailable:
+            return {}
 
     def _all_stored(self, ids: Sequence[UUID]) -> bool:
         """Re-read after an ambiguous commit: True only when every job is there."""
@@ -881,6 +1034,10 @@ class PostgresJobStore:
                 raise
 
     def _enqueue_on(self, conn: Conn, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        if _plain(jobs):
+            if len(jobs) < COPY_MIN_JOBS:
+                return self._insert_plain(conn, jobs)
+            return self._copy_plain(conn, jobs)
         cur = self._cursor(conn)
         now = self._tx_now(conn)
         keys = sorted({n.idempotency_key for n in jobs if n.idempotency_key is not None})
@@ -939,6 +1096,94 @@ class PostgresJobStore:
                 assert job_id is not None
                 out.append(Enqueued(job=inserted[job_id], created=job_id not in seen))
                 seen.add(job_id)
+        return out
+
+    def _insert_plain(self, conn: Conn, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        """Jobs without idempotency keys or dependencies, in one statement that reads the
+        time itself (`_INSERT_PLAIN`): no transaction of its own, one round trip. The domain's
+        `create` then builds the jobs at that time; the statement decided their states by
+        the same rule, which the counts check."""
+        prepared = [_PlainJob.of(new) for new in jobs]
+        if len(jobs) == 1:
+            # The common call (one API request, one library call): scalars are far cheaper
+            # to send than a dozen one-element arrays.
+            (one,) = prepared
+            new = jobs[0]
+            statement = _INSERT_PLAIN_ONE
+            values: Sequence[Any] | dict[str, Any] = (
+                new.id,
+                new.task,
+                one.args_text,
+                new.queue,
+                new.priority,
+                new.run_at,
+                one.delay_us,
+                new.max_attempts,
+                one.backoff_text,
+                new.timeout_s,
+                new.correlation_id,
+                new.fingerprint,
+            )
+        else:
+            statement = _INSERT_PLAIN
+            values = self._plain_arrays(jobs, prepared)
+        row = self._cursor(conn).execute(statement, values).fetchone()
+        assert row is not None
+        now = _utc(row[0])
+        created = [p.create(now) for p in prepared]
+        queued = sum(1 for job in created if job.state is S.QUEUED)
+        assert (queued, len(created)) == (row[1], row[2]), (row, queued, len(created))
+        return [Enqueued(job=job, created=True) for job in created]
+
+    @staticmethod
+    def _plain_arrays(jobs: Sequence[NewJob], prepared: Sequence[_PlainJob]) -> dict[str, Any]:
+        return {
+            "ids": [new.id for new in jobs],
+            "tasks": [new.task for new in jobs],
+            "args": [p.args_text for p in prepared],
+            "queues": [new.queue for new in jobs],
+            "priorities": [new.priority for new in jobs],
+            "run_ats": [new.run_at for new in jobs],
+            "delays_us": [p.delay_us for p in prepared],
+            "max_attempts": [new.max_attempts for new in jobs],
+            "backoffs": [p.backoff_text for p in prepared],
+            "timeouts": [new.timeout_s for new in jobs],
+            "correlations": [new.correlation_id for new in jobs],
+            "fingerprints": [new.fingerprint for new in jobs],
+        }
+
+    def _copy_plain(self, conn: Conn, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        """A large batch of plain jobs: the transaction's time, the domain's `create` for
+        each, and one binary `COPY` of the rows (the caller's transaction commits them)."""
+        now = self._tx_now(conn)
+        created = [_PlainJob.of(new) for new in jobs]
+        out: list[Enqueued] = []
+        cur = conn.cursor(binary=True)
+        with cur.copy(_COPY_PLAIN) as copy:
+            copy.set_types(_COPY_PLAIN_TYPES)
+            for plain in created:
+                job = plain.create(now)
+                copy.write_row(
+                    (
+                        job.id,
+                        job.task,
+                        Jsonb(plain.args_text, dumps=_as_is),
+                        job.queue,
+                        job.priority,
+                        job.run_at,
+                        job.max_attempts,
+                        Jsonb(plain.backoff_text, dumps=_as_is),
+                        job.timeout_s,
+                        job.state.value,
+                        job.attempt,
+                        job.attempt_limit,
+                        job.created_at,
+                        job.updated_at,
+                        job.correlation_id,
+                        job.fingerprint,
+                    )
+                )
+                out.append(Enqueued(job=job, created=True))
         return out
 
     def get(self, job_id: UUID) -> Job:
