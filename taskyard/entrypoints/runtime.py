@@ -7,8 +7,11 @@ store, what a timeout means) is the domain's; the simulator exercises the same c
 * the **control thread** calls `Worker.tick()` under a lock and sleeps until the answer's
   `until`, or until a handler finishes or a doorbell rings (a `threading.Event`);
 * **handler threads** (`ThreadExecutor`) run handlers; their `ctx` signals are
-  `threading.Event`s, so `ctx.wait(s)` really sleeps and wakes at once on cancellation;
-* the **doorbell thread** blocks in `Coordinator.wait()` while the worker can take work.
+  `LazyEvent`s (a `threading.Event` once waited on), so `ctx.wait(s)` really sleeps and
+  wakes at once on cancellation;
+* the **doorbell thread** blocks in `Coordinator.wait()` while the worker can take work,
+  and when a doorbell rings it runs a tick itself (the claim starts without a thread
+  hand-off).
   When the coordinator is unreachable it backs off (50 ms doubling to 2 s) and tries
   again, forever: the worker keeps polling the store at its `poll_interval_s` meanwhile
   (the domain always polls; the doorbell only makes it sooner), and the moment the
@@ -35,6 +38,7 @@ import collections
 import logging
 import random
 import threading
+import time
 from datetime import datetime
 from types import TracebackType
 
@@ -45,7 +49,7 @@ from taskyard.domain.errors import CoordinatorUnavailable
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Random, TaskRegistry
 from taskyard.domain.scheduler import Scheduler, SchedulerConfig
 from taskyard.domain.timefmt import seconds_between
-from taskyard.domain.worker import Worker, WorkerConfig
+from taskyard.domain.worker import Wait, Worker, WorkerConfig
 
 log = logging.getLogger("taskyard.runtime")
 
@@ -130,6 +134,8 @@ class WorkerRuntime:
         self._bell_wanted = threading.Event()
         self._drained = threading.Event()
         self._draining = False
+        self._next_tick = self.clock.now()
+        """When the control thread means to tick next (it sleeps until then)."""
         self._finished: collections.deque[HandlerResult] = collections.deque()
         """Results of handlers that returned, waiting for the control thread."""
         self.executor = ThreadExecutor(registry, self._handler_finished, threads=config.concurrency)
@@ -250,25 +256,33 @@ class WorkerRuntime:
         while finished:
             self.worker.handler_finished(finished.popleft())
 
+    def _tick(self) -> Wait | None:
+        """One tick of the worker (under `_lock`, held by the caller); None if it failed."""
+        try:
+            self._feed()
+            wait = self.worker.tick()
+            drained = self._draining and self.worker.idle
+        except Exception:
+            self.loop_errors += 1
+            log.exception("worker tick failed; trying again", extra=self._extra())
+            return None
+        if wait.doorbell:
+            self._bell_wanted.set()
+        else:
+            self._bell_wanted.clear()
+        if drained:
+            self._drained.set()
+        return wait
+
     def _control_loop(self) -> None:
         while not self._halting.is_set():
             self._wake.clear()
-            try:
-                with self._lock:
-                    self._feed()
-                    wait = self.worker.tick()
-                    drained = self._draining and self.worker.idle
-            except Exception:
-                self.loop_errors += 1
-                log.exception("worker tick failed; trying again", extra=self._extra())
+            with self._lock:
+                wait = self._tick()
+            if wait is None:
                 self._halting.wait(ERROR_PAUSE_S)
                 continue
-            if wait.doorbell:
-                self._bell_wanted.set()
-            else:
-                self._bell_wanted.clear()
-            if drained:
-                self._drained.set()
+            self._next_tick = wait.until
             delay_s = _sleep_s(self.clock, wait.until)
             if delay_s > 0:
                 self._wake.wait(delay_s)
@@ -300,13 +314,24 @@ class WorkerRuntime:
                 self._halting.wait(ERROR_PAUSE_S)
                 continue
             self.doorbell_ok = True
+            sooner = False
             with self._lock:
                 health.up()
                 if rung:
                     self.worker.doorbell()
+                    wait = None
+                    if not self._halting.is_set():
+                        # Tick here, at once: the claim starts without waking the control
+                        # thread first (a thread hand-off on the pickup path).
+                        wait = self._tick()
+                    sooner = wait is None or wait.until < self._next_tick
             if rung:
                 self.rings_received += 1
-                self._wake.set()
+                if sooner:
+                    self._wake.set()  # the control thread must tick before it planned to
+                # Let the handlers this tick started take the interpreter before this
+                # thread goes on to register for the next ring.
+                time.sleep(0)
 
     def _extra(self) -> dict[str, str]:
         return {"worker_id": self.config.worker_id}
