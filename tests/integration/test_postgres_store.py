@@ -264,9 +264,7 @@ def test_a_lost_commit_answer_on_enqueue_is_resolved_by_reading_back(url: str) -
 
 
 @pytest.mark.parametrize("shape", ["copied", "keyed"])
-def test_a_lost_commit_answer_on_a_batch_is_resolved_by_reading_back(
-    url: str, shape: str
-) -> None:
+def test_a_lost_commit_answer_on_a_batch_is_resolved_by_reading_back(url: str, shape: str) -> None:
     """A large plain batch (written with COPY) and one with idempotency keys run in a
     transaction; a lost COMMIT answer is resolved by reading every job back."""
     parts = urlsplit(url)

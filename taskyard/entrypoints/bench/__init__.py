@@ -83,6 +83,7 @@ def run_bench(
             "store": target.label,
             "server": _server_version(target),
             "redis": _redis_version(target),
+            "redis_prefix": target.redis_prefix,
             "machine": {
                 "system": f"{platform.system()} {platform.release()} {platform.machine()}",
                 "cpus": os.cpu_count(),

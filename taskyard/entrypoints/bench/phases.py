@@ -69,7 +69,7 @@ class BenchOptions:
     jobs: int = 10_000
     batch_size: int = 1_000
     workers: int = 2
-    concurrency: int = 64
+    concurrency: int = 200
     worker_overrides: tuple[tuple[str, Any], ...] = ()
     """`WorkerConfig` fields for the drain and latency workers (batch sizes, linger)."""
     latency_jobs: int = 1_000
@@ -78,8 +78,8 @@ class BenchOptions:
     kill_at_s: float = 2.0
     kill_lease_ttl_s: float = LEASE_TTL_S_DEFAULT
     api_workers: int = 2
-    api_threads: int = 8
-    api_connections: int = 16
+    api_threads: int = 16
+    api_connections: int = 32
     api_duration_s: float = 10.0
     phase_timeout_s: float = 300.0
 
@@ -645,11 +645,18 @@ RUNNERS: dict[str, Callable[[Target, BenchOptions], Figures]] = {
 
 
 def median_of(runs: Sequence[Figures]) -> Figures:
-    """Every numeric figure's median over the runs; other values from the first run."""
+    """Every numeric figure's median over the runs; other values (and numbers that are
+    the same in every run, such as settings) from the first run.
+
+    >>> median_of([{"x": 1.0, "n": 8, "ok": True}, {"x": 3.0, "n": 8, "ok": True},
+    ...            {"x": 2.0, "n": 8, "ok": False}])
+    {'x': 2.0, 'n': 8, 'ok': False}
+    """
     out: Figures = dict(runs[0])
     for key, value in runs[0].items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            out[key] = statistics.median(float(run[key]) for run in runs)
-        elif isinstance(value, bool):
-            out[key] = all(bool(run[key]) for run in runs)
+        values = [run[key] for run in runs]
+        if isinstance(value, bool):
+            out[key] = all(bool(v) for v in values)
+        elif isinstance(value, int | float) and any(v != value for v in values):
+            out[key] = statistics.median(float(v) for v in values)
     return out

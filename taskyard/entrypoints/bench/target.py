@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import attrs
 
@@ -41,21 +41,34 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def check_loopback(url: str, *, setting: str) -> None:
+def url_hosts(url: str) -> list[str]:
+    """Every host a URL names: in its netloc (libpq allows several, comma separated, and
+    bracketed IPv6) and in `host=` / `hostaddr=` query parameters.
+
+    >>> url_hosts("postgresql://u:p@[::1]:5432,db.example:5433/x?hostaddr=127.0.0.1")
+    ['::1', 'db.example', '127.0.0.1']
+    >>> url_hosts("postgresql:///x?host=/var/run/postgresql")
+    ['', '/var/run/postgresql']
+    """
     parts = urlsplit(url)
-    hosts = [part.rsplit("@", 1)[-1].split(":")[0] for part in (parts.netloc or "").split(",")]
-    query_hosts = [value for key, value in _query_pairs(parts.query) if key in ("host", "hostaddr")]
-    for host in [*hosts, *query_hosts]:
+    hosts = []
+    for item in parts.netloc.rsplit("@", 1)[-1].split(","):
+        if item.startswith("["):
+            hosts.append(item[1 : item.index("]")])
+        else:
+            hosts.append(item.split(":")[0])
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in ("host", "hostaddr"):
+            hosts.extend(value.split(","))
+    return hosts
+
+
+def check_loopback(url: str, *, setting: str) -> None:
+    for host in url_hosts(url):
         if not is_loopback(host):
             raise ConfigError(
                 setting, f"{host!r} is not a loopback address (pass --allow-remote to bench it)"
             )
-
-
-def _query_pairs(query: str) -> list[tuple[str, str]]:
-    from urllib.parse import parse_qsl
-
-    return parse_qsl(query, keep_blank_values=True)
 
 
 @attrs.frozen(kw_only=True)
