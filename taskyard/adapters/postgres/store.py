@@ -43,7 +43,9 @@ from uuid import UUID
 import attrs
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.pq import TransactionStatus
+from psycopg import postgres
+from psycopg.adapt import Dumper
+from psycopg.pq import Format, TransactionStatus
 from psycopg.rows import TupleRow, tuple_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -186,9 +188,34 @@ def _plain(jobs: Sequence[NewJob]) -> bool:
     return all(new.idempotency_key is None and not new.depends_on for new in jobs)
 
 
-def _as_is(text: Any) -> Any:
-    """The `dumps` of JSON that is already text."""
-    return text
+class _EncodedJsonbDumper(Dumper):
+    """A jsonb value already in PostgreSQL's binary form (the version byte 1, then the JSON
+    text): a `COPY` of plain jobs encodes each row's JSON once, and the few distinct retry
+    policies once for all."""
+
+    format = Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        assert isinstance(obj, bytes) and obj[:1] == b"\x01", "encoded jsonb"
+        return obj
+
+
+def _jsonb(text: str) -> bytes:
+    return b"\x01" + text.encode()
+
+
+_EMPTY_JSONB = _jsonb("{}")
+_BACKOFF_JSONB: dict[str, bytes] = {}
+
+
+def _backoff_jsonb(text: str) -> bytes:
+    encoded = _BACKOFF_JSONB.get(text)
+    if encoded is None:
+        if len(_BACKOFF_JSONB) >= _POLICIES_MAX:
+            _BACKOFF_JSONB.clear()
+        encoded = _BACKOFF_JSONB[text] = _jsonb(text)
+    return encoded
 
 
 _MICROSECOND = timedelta(microseconds=1)
@@ -1166,6 +1193,7 @@ class PostgresJobStore:
         created = [_PlainJob.of(new) for new in jobs]
         out: list[Enqueued] = []
         cur = conn.cursor(binary=True)
+        cur.adapters.register_dumper(None, _EncodedJsonbDumper)
         with cur.copy(_COPY_PLAIN) as copy:
             copy.set_types(_COPY_PLAIN_TYPES)
             for plain in created:
@@ -1174,12 +1202,12 @@ class PostgresJobStore:
                     (
                         job.id,
                         job.task,
-                        Jsonb(plain.args_text, dumps=_as_is),
+                        _EMPTY_JSONB if plain.args_text == "{}" else _jsonb(plain.args_text),
                         job.queue,
                         job.priority,
                         job.run_at,
                         job.max_attempts,
-                        Jsonb(plain.backoff_text, dumps=_as_is),
+                        _backoff_jsonb(plain.backoff_text),
                         job.timeout_s,
                         job.state.value,
                         job.attempt,
