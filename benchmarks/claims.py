@@ -82,19 +82,28 @@ def _url_for(admin_url: str, name: str) -> str:
 
 
 def _explain(url: str, *, by_queue: bool, limit: int) -> str:
-    from taskyard.adapters.postgres.store import CLAIM_SQL
-
-    params: dict[str, Any] = {"limit": limit, "worker": "explain", "ttl_s": 30.0}
-    if by_queue:
-        params["queues"] = ["q1"]
-    statement = CLAIM_SQL[(by_queue, False)]
+    """The plan of the claim statement inside `taskyard.claim` (migration 0002), with its
+    own planner settings, as `auto_explain` logs it to this session (a superuser's: `LOAD`),
+    in a transaction that is rolled back."""
+    plans: list[str] = []
     with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "EXPLAIN (ANALYZE, BUFFERS, TIMING ON) " + statement,  # type: ignore[operator]
-            params,
-        ).fetchall()
+        conn.add_notice_handler(lambda diag: plans.append(diag.message_primary or ""))
+        for statement in (
+            "LOAD 'auto_explain'",
+            "SET LOCAL auto_explain.log_min_duration = 0",
+            "SET LOCAL auto_explain.log_analyze = on",
+            "SET LOCAL auto_explain.log_buffers = on",
+            "SET LOCAL auto_explain.log_nested_statements = on",
+            "SET LOCAL client_min_messages = log",
+        ):
+            conn.execute(statement)
+        conn.execute(
+            "SELECT count(*) FROM taskyard.claim(%s, %s, %s, %s::text[], NULL)",
+            ("explain", limit, 30.0, ["q1"] if by_queue else None),
+        )
         conn.rollback()
-    return "\n".join(row[0] for row in rows)
+    nested = [p for p in plans if "taskyard.jobs" in p and "picked" in p]
+    return "\n".join(nested or plans)
 
 
 def _claimer(

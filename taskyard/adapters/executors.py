@@ -9,12 +9,12 @@ Both hand the outcome to a callback, which the driver forwards to `Worker.handle
 from __future__ import annotations
 
 import json
+import queue
 import subprocess
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -35,8 +35,8 @@ OUTPUT_LEN_MAX = 64 * 1024
 
 Finished = Callable[[HandlerResult], None]
 Around = Callable[[Job], AbstractContextManager[object]]
-"""Entered on the handler's thread around each run (the worker process puts the job's
-ids into the log context with it)."""
+"""Entered around each handler run on its thread (the runtime puts the job's ids on every
+log line written inside)."""
 
 
 def _spec_for(registry: TaskRegistry, job: Job) -> TaskSpec:
@@ -55,6 +55,14 @@ class InlineExecutor:
 
 
 class ThreadExecutor:
+    """A fixed pool of handler threads fed from one queue.
+
+    Threads are started as work needs them, up to `threads`, and then live until
+    `shutdown`. Nothing per job but the queue entry: a no-op handler's whole trip (queue,
+    run, callback) is a few microseconds of Python, which matters at thousands of jobs per
+    second (a `concurrent.futures` pool builds a future with its own condition and lock for
+    every call)."""
+
     def __init__(
         self,
         registry: TaskRegistry,
@@ -66,33 +74,65 @@ class ThreadExecutor:
         assert threads >= 1, threads
         self._registry = registry
         self._on_finished = on_finished
-        self._around: Around = around or (lambda job: nullcontext())
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="taskyard-handler")
-        self._running = 0
+        self._around = around
+        self._threads_max = threads
+        self._threads: list[threading.Thread] = []
+        self._work: queue.SimpleQueue[tuple[TaskSpec, Job, JobContext] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._running = 0
+        self._idle = 0
+        self._closed = False
 
     def start(self, job: Job, context: JobContext) -> None:
         spec = _spec_for(self._registry, job)
         with self._lock:
+            assert not self._closed, "the executor was shut down"
             self._running += 1
-        self._pool.submit(self._run, spec, job, context)
+            grow = self._idle <= 0 and len(self._threads) < self._threads_max
+            if grow:
+                thread = threading.Thread(
+                    target=self._serve,
+                    name=f"taskyard-handler-{len(self._threads)}",
+                    daemon=True,
+                )
+                self._threads.append(thread)
+            else:
+                self._idle -= 1
+        if grow:
+            thread.start()
+        self._work.put((spec, job, context))
 
-    def _run(self, spec: TaskSpec, job: Job, context: JobContext) -> None:
-        with self._around(job):
-            try:
-                result = invoke(spec, job, context)
-            finally:
+    def _serve(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            spec, job, context = item
+            with nullcontext() if self._around is None else self._around(job):
+                result = None if self._closed else invoke(spec, job, context)
                 with self._lock:
                     self._running -= 1
-            self._on_finished(result)
+                    self._idle += 1
+                if result is not None:
+                    self._on_finished(result)
 
     @property
     def running(self) -> int:
+        """Handlers started and not yet returned."""
         with self._lock:
             return self._running
 
     def shutdown(self, *, wait: bool) -> None:
-        self._pool.shutdown(wait=wait, cancel_futures=True)
+        """Run nothing more (work still queued is dropped; its leases are handed back or
+        lapse) and let the threads end once their handlers return."""
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+        for _ in threads:
+            self._work.put(None)
+        if wait:
+            for thread in threads:
+                thread.join()
 
 
 # --- built-in tasks -----------------------------------------------------------------------

@@ -174,6 +174,35 @@ def plan_reports(batch: Batch, reports: Sequence[t.Report], *, now: datetime) ->
     return out
 
 
+def fast_success_indexes(reports: Sequence[t.Report]) -> list[int]:
+    """The reports a store may commit with a set-based statement for successes: each is a
+    success and the first report in the batch for its job. A later report for the same job
+    must be judged after the first one landed (it is `ALREADY_APPLIED` or stale), so it goes
+    to the pure path, in order, with everything else.
+
+    >>> from uuid import UUID
+    >>> from taskyard.domain.model import LeaseRef
+    >>> def r(n, kind=t.ReportKind.SUCCEEDED):
+    ...     error = None if kind is t.ReportKind.SUCCEEDED else ErrorInfo(type="x", message="x")
+    ...     ref = LeaseRef(job_id=UUID(int=n), attempt=1, worker="w")
+    ...     return t.Report(ref=ref, kind=kind, error=error)
+    >>> fast_success_indexes([r(1), r(2, t.ReportKind.FAILED), r(1), r(3)])
+    [0, 3]
+    >>> fast_success_indexes([r(2, t.ReportKind.FAILED), r(2)])
+    []
+    """
+    seen: set[UUID] = set()
+    fast: list[int] = []
+    for index, report in enumerate(reports):
+        job_id = report.ref.job_id
+        if job_id in seen:
+            continue
+        seen.add(job_id)
+        if report.kind is t.ReportKind.SUCCEEDED:
+            fast.append(index)
+    return fast
+
+
 def plan_releases(batch: Batch, refs: Sequence[LeaseRef], *, now: datetime) -> list[ReportResult]:
     out: list[ReportResult] = []
     for ref in refs:

@@ -13,7 +13,7 @@ from taskyard.domain.builtins import BuiltinPolicy
 from taskyard.domain.errors import CoordinatorUnavailable
 from taskyard.domain.health import Health
 from taskyard.domain.ids import uuid7
-from taskyard.domain.model import Enqueued, JobState
+from taskyard.domain.model import Enqueued, JobState, NewJob
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Random
 from taskyard.domain.submission import Submission, parse_batch, parse_submission
 
@@ -50,11 +50,21 @@ class Client:
     ) -> list[Enqueued]:
         """Store the jobs (all or nothing) and ring the doorbells of the queues that got due
         work. Once this returns, the jobs are durable."""
+        return self.enqueue(self.prepare(submissions, correlation_id=correlation_id))
+
+    def prepare(
+        self, submissions: Sequence[Submission], *, correlation_id: str | None = None
+    ) -> list[NewJob]:
+        """The jobs `submit` would store: each submission with its id chosen."""
         now = self.clock.now()
-        new_jobs = [
+        return [
             submission.to_new_job(job_id=uuid7(now, self.rng), correlation_id=correlation_id)
             for submission in submissions
         ]
+
+    def enqueue(self, new_jobs: Sequence[NewJob]) -> list[Enqueued]:
+        """The second half of `submit`: store prepared jobs (all or nothing) and ring.
+        Several callers' jobs may share one call (the API groups concurrent requests)."""
         enqueued = self.store.enqueue(new_jobs)
         self.ring(
             sorted({e.job.queue for e in enqueued if e.created and e.job.state is JobState.QUEUED})

@@ -211,10 +211,15 @@ class NewJob:
     idempotency_key: str | None
     depends_on: tuple[UUID, ...]
     correlation_id: str | None
-    fingerprint: str
+    fingerprint: str | None
+    """What tells a replay of an idempotency key from a conflict: set exactly when
+    `idempotency_key` is (nothing else compares it)."""
 
     def __attrs_post_init__(self) -> None:
         assert self.run_at is None or self.delay_s is None, "run_at and delay_s exclude each other"
+        assert (self.fingerprint is None) == (self.idempotency_key is None), (
+            "a fingerprint goes with an idempotency key"
+        )
 
 
 @attrs.frozen(kw_only=True)

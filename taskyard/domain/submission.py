@@ -117,7 +117,8 @@ class Submission:
             idempotency_key=self.idempotency_key,
             depends_on=self.depends_on,
             correlation_id=correlation_id,
-            fingerprint=self.fingerprint(),
+            # Only an idempotency key is ever compared by fingerprint: no key, no digest.
+            fingerprint=self.fingerprint() if self.idempotency_key is not None else None,
         )
 
 

@@ -23,6 +23,7 @@ from taskyard.domain.model import (
     ErrorInfo,
     Job,
     JobState,
+    JsonObject,
     JsonValue,
     Lease,
     LeaseRef,
@@ -198,15 +199,27 @@ def create(
     *,
     now: datetime,
     dependency_states: Mapping[UUID, JobState],
+    args: JsonObject | None = None,
 ) -> Job:
-    """The job as first stored. `dependency_states` holds the state of every `depends_on`."""
+    """The job as first stored. `dependency_states` holds the state of every `depends_on`.
+    `args`: the submission's args as the store keeps them (JSON-normal), when the store
+    has them at hand; `new.args` otherwise."""
     assert set(dependency_states) == set(new.depends_on), "every dependency must be looked up"
     run_at = new.run_at if new.run_at is not None else after(now, new.delay_s or 0.0)
-    verdict = judge_dependencies(dependency_states)
-    base = Job(
+    verdict = judge_dependencies(dependency_states) if dependency_states else DependenciesMet()
+    state = S.SCHEDULED
+    finished_at = None
+    last_error = None
+    if isinstance(verdict, DependencyFailed):
+        state = S.CANCELLED
+        finished_at = now
+        last_error = dependency_error(verdict.job_id, verdict.state)
+    elif isinstance(verdict, DependenciesMet) and run_at <= now:
+        state = S.QUEUED
+    return Job(
         id=new.id,
         task=new.task,
-        args=new.args,
+        args=new.args if args is None else args,
         queue=new.queue,
         priority=new.priority,
         run_at=run_at,
@@ -215,24 +228,16 @@ def create(
         timeout_s=new.timeout_s,
         idempotency_key=new.idempotency_key,
         depends_on=new.depends_on,
-        state=S.SCHEDULED,
+        state=state,
         attempt=0,
         attempt_limit=new.max_attempts,
         created_at=now,
         updated_at=now,
+        finished_at=finished_at,
+        last_error=last_error,
         correlation_id=new.correlation_id,
         fingerprint=new.fingerprint,
     )
-    if isinstance(verdict, DependencyFailed):
-        return attrs.evolve(
-            base,
-            state=S.CANCELLED,
-            finished_at=now,
-            last_error=dependency_error(verdict.job_id, verdict.state),
-        )
-    if isinstance(verdict, DependenciesMet) and run_at <= now:
-        return attrs.evolve(base, state=S.QUEUED)
-    return base
 
 
 # --- the scheduler's transitions ----------------------------------------------------------

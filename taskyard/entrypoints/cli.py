@@ -17,6 +17,7 @@ COMMANDS: tuple[str, ...] = (
     "api",
     "worker",
     "scheduler",
+    "bench",
     "migrate",
     "submit",
     "jobs",

@@ -7,8 +7,11 @@ store, what a timeout means) is the domain's; the simulator exercises the same c
 * the **control thread** calls `Worker.tick()` under a lock and sleeps until the answer's
   `until`, or until a handler finishes or a doorbell rings (a `threading.Event`);
 * **handler threads** (`ThreadExecutor`) run handlers; their `ctx` signals are
-  `threading.Event`s, so `ctx.wait(s)` really sleeps and wakes at once on cancellation;
-* the **doorbell thread** blocks in `Coordinator.wait()` while the worker can take work.
+  `LazyEvent`s (a `threading.Event` once waited on), so `ctx.wait(s)` really sleeps and
+  wakes at once on cancellation;
+* the **doorbell thread** blocks in `Coordinator.wait()` while the worker can take work,
+  and when a doorbell rings it runs a tick itself (the claim starts without a thread
+  hand-off).
   When the coordinator is unreachable it backs off (50 ms doubling to 2 s) and tries
   again, forever: the worker keeps polling the store at its `poll_interval_s` meanwhile
   (the domain always polls; the doorbell only makes it sooner), and the moment the
@@ -31,6 +34,7 @@ Usage (what the CLI's worker process does)::
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import logging
@@ -49,7 +53,7 @@ from taskyard.domain.model import Job
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Random, TaskRegistry
 from taskyard.domain.scheduler import Scheduler, SchedulerConfig
 from taskyard.domain.timefmt import seconds_between
-from taskyard.domain.worker import Worker, WorkerConfig
+from taskyard.domain.worker import Wait, Worker, WorkerConfig
 from taskyard.entrypoints.logs import log_context
 
 log = logging.getLogger("taskyard.runtime")
@@ -62,6 +66,48 @@ DOORBELL_BLOCK_S = 2.0
 ERROR_PAUSE_S = 1.0
 """The pause after an unexpected error in a loop, before it tries again."""
 JOIN_SLACK_S = 5.0
+
+
+_EVENT_LOCK = threading.Lock()
+
+
+class LazyEvent:
+    """A `threading.Event` made only when a handler first waits on it.
+
+    Every job gets a cancellation signal, and nearly every handler only ever asks
+    `is_set()` or never looks at it: building a real event (a condition and a lock) for
+    each of thousands of jobs a second is waste. `set()` and `is_set()` are a flag; a
+    `wait()` makes the event (under a module lock) and re-reads the flag after it exists,
+    so a `set()` racing with the first `wait()` is never lost."""
+
+    __slots__ = ("_event", "_flag")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._event: threading.Event | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        event = self._event
+        if event is not None:
+            event.set()
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._flag:
+            return True
+        event = self._event
+        if event is None:
+            with _EVENT_LOCK:
+                if self._event is None:
+                    self._event = threading.Event()
+                event = self._event
+        if self.is_set():  # set() may have run before the event existed
+            event.set()
+        return event.wait(timeout)
+
 
 _handler_started: contextvars.ContextVar[float] = contextvars.ContextVar("taskyard_handler_started")
 """When the handler on this thread started (monotonic seconds), for the finishing line."""
@@ -97,6 +143,10 @@ class WorkerRuntime:
         self._bell_wanted = threading.Event()
         self._drained = threading.Event()
         self._draining = False
+        self._next_tick = self.clock.now()
+        """When the control thread means to tick next (it sleeps until then)."""
+        self._finished: collections.deque[HandlerResult] = collections.deque()
+        """Results of handlers that returned, waiting for the control thread."""
         self.executor = ThreadExecutor(
             registry, self._handler_finished, threads=config.concurrency, around=self._running_job
         )
@@ -108,7 +158,7 @@ class WorkerRuntime:
             registry=registry,
             executor=self.executor,
             config=config,
-            make_signal=threading.Event,
+            make_signal=LazyEvent,
         )
         name = config.worker_id
         self._control = threading.Thread(
@@ -160,6 +210,7 @@ class WorkerRuntime:
         self._drained.wait(grace_s)
         self._halt()
         with self._lock:
+            self._feed()
             released = self.worker.release_unfinished()
             self.worker.abort_running()
             self.worker.unregister()
@@ -216,17 +267,44 @@ class WorkerRuntime:
                 _handler_started.reset(token)
 
     def _handler_finished(self, result: HandlerResult) -> None:
-        started = _handler_started.get(None)
-        fields: dict[str, object] = {"outcome": result.kind.value}
-        if started is not None:
-            fields["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
-        if result.error is not None:
-            fields["error_type"] = result.error.type
-            fields["error_message"] = result.error.message[:200]
-        log.info("handler finished", extra=fields)
-        with self._lock:
-            self.worker.handler_finished(result)
+        if log.isEnabledFor(logging.INFO):
+            started = _handler_started.get(None)
+            fields: dict[str, object] = {"outcome": result.kind.value}
+            if started is not None:
+                fields["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+            if result.error is not None:
+                fields["error_type"] = result.error.type
+                fields["error_message"] = result.error.message[:200]
+            log.info("handler finished", extra=fields)
+        # No lock: a handler thread must never wait for a tick (which may be in the middle
+        # of a store call). The control thread hands the results to the worker before its
+        # next tick (`_feed`).
+        self._finished.append(result)
         self._wake.set()
+
+    def _feed(self) -> None:
+        """Pass finished handlers' results to the worker (under `_lock`)."""
+        finished = self._finished
+        while finished:
+            self.worker.handler_finished(finished.popleft())
+
+    def _tick(self) -> Wait | None:
+        """One tick of the worker (under `_lock`, held by the caller); None if it failed."""
+        try:
+            self._feed()
+            wait = self.worker.tick()
+            drained = self._draining and self.worker.idle
+        except Exception:
+            self.loop_errors += 1
+            log.exception("worker tick failed; trying again", extra=self._extra())
+            return None
+        if wait.doorbell:
+            self._bell_wanted.set()
+        else:
+            self._bell_wanted.clear()
+        if drained:
+            self._drained.set()
+        return wait
 
     def _control_loop(self) -> None:
         with log_context(**self._extra()):
@@ -235,21 +313,12 @@ class WorkerRuntime:
     def _control_steps(self) -> None:
         while not self._halting.is_set():
             self._wake.clear()
-            try:
-                with self._lock:
-                    wait = self.worker.tick()
-                    drained = self._draining and self.worker.idle
-            except Exception:
-                self.loop_errors += 1
-                log.exception("worker tick failed; trying again", extra=self._extra())
+            with self._lock:
+                wait = self._tick()
+            if wait is None:
                 self._halting.wait(ERROR_PAUSE_S)
                 continue
-            if wait.doorbell:
-                self._bell_wanted.set()
-            else:
-                self._bell_wanted.clear()
-            if drained:
-                self._drained.set()
+            self._next_tick = wait.until
             delay_s = _sleep_s(self.clock, wait.until)
             if delay_s > 0:
                 self._wake.wait(delay_s)
@@ -285,13 +354,24 @@ class WorkerRuntime:
                 self._halting.wait(ERROR_PAUSE_S)
                 continue
             self.doorbell_ok = True
+            sooner = False
             with self._lock:
                 health.up()
                 if rung:
                     self.worker.doorbell()
+                    wait = None
+                    if not self._halting.is_set():
+                        # Tick here, at once: the claim starts without waking the control
+                        # thread first (a thread hand-off on the pickup path).
+                        wait = self._tick()
+                    sooner = wait is None or wait.until < self._next_tick
             if rung:
                 self.rings_received += 1
-                self._wake.set()
+                if sooner:
+                    self._wake.set()  # the control thread must tick before it planned to
+                # Let the handlers this tick started take the interpreter before this
+                # thread goes on to register for the next ring.
+                time.sleep(0)
 
     def _extra(self) -> dict[str, str]:
         return {"worker_id": self.config.worker_id}

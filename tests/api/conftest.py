@@ -94,6 +94,7 @@ class Api:
     store: InMemoryJobStore
     coordinator: InMemoryCoordinator
     clock: ManualClock
+    services: Services
     token: str | None = None
 
     def call(
@@ -174,6 +175,7 @@ def make_api(
         store=memory,
         coordinator=coordinator,
         clock=clock,
+        services=services,
         token=tokens[0] if tokens else None,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import socket
 import threading
 import time
@@ -56,8 +57,9 @@ def via(url: str, host: str, port: int, **query: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, joined, parts.fragment))
 
 
-_COMMIT_COMPLETE = b"C\x00\x00\x00\x0bCOMMIT\x00"
-"""The server's CommandComplete message for COMMIT."""
+def _completes(tag: bytes) -> re.Pattern[bytes]:
+    """A CommandComplete message ('C', its length, then the tag) whose tag starts so."""
+    return re.compile(rb"C\x00\x00\x00.(?=" + re.escape(tag) + rb")", re.DOTALL)
 
 
 class CommitDroppingProxy:
@@ -72,6 +74,7 @@ class CommitDroppingProxy:
         self._listener.settimeout(0.2)
         self.port: int = self._listener.getsockname()[1]
         self._armed = threading.Event()
+        self._complete = _completes(b"COMMIT\x00")
         self.dropped = threading.Event()
         self._closing = threading.Event()
         self._sockets: list[socket.socket] = []
@@ -79,7 +82,10 @@ class CommitDroppingProxy:
         self._thread = threading.Thread(target=self._accept, name="proxy-accept", daemon=True)
         self._thread.start()
 
-    def arm(self) -> None:
+    def arm(self, tag: bytes = b"COMMIT\x00") -> None:
+        """Drop the next reply completing a command whose tag starts with `tag`: a
+        `COMMIT` by default; `b"SELECT "` for a write that is one autocommitted statement."""
+        self._complete = _completes(tag)
         self.dropped.clear()
         self._armed.set()
 
@@ -115,7 +121,7 @@ class CommitDroppingProxy:
                 data = source.recv(65536)
                 if not data:
                     break
-                if watch and self._armed.is_set() and _COMMIT_COMPLETE in data:
+                if watch and self._armed.is_set() and self._complete.search(data):
                     self._armed.clear()
                     self.dropped.set()
                     break

@@ -49,12 +49,16 @@ def test_migrate_twice_exits_zero_and_records_the_version_once(fresh_url: str) -
     first = _migrate(fresh_url)
     out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
-    assert out.splitlines() == ["applied 0001_initial", "taskyard schema at version 1"]
+    assert out.splitlines() == [
+        "applied 0001_initial",
+        "applied 0002_hot_paths",
+        "taskyard schema at version 2",
+    ]
     second = _migrate(fresh_url)
     out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
-    assert out.splitlines() == ["taskyard schema at version 1 (up to date)"]
-    assert _recorded(fresh_url) == [(1, "initial")]
+    assert out.splitlines() == ["taskyard schema at version 2 (up to date)"]
+    assert _recorded(fresh_url) == [(1, "initial"), (2, "hot_paths")]
     with psycopg.connect(fresh_url) as conn:
         tables = {
             name
@@ -62,7 +66,38 @@ def test_migrate_twice_exits_zero_and_records_the_version_once(fresh_url: str) -
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = 'taskyard'"
             )
         }
+        functions = {
+            name
+            for (name,) in conn.execute(
+                "SELECT routine_name FROM information_schema.routines"
+                " WHERE routine_schema = 'taskyard'"
+            )
+        }
     assert tables == {"jobs", "attempts", "dependencies", "paused_queues", "schema_migrations"}
+    assert functions == {"claim", "heartbeat", "report_succeeded"}
+
+
+def test_a_version_1_schema_is_upgraded_by_applying_only_what_it_lacks(fresh_url: str) -> None:
+    from taskyard.adapters.postgres.schema import migrations
+
+    first = migrations()[0]
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA taskyard")
+        conn.execute(
+            """CREATE TABLE taskyard.schema_migrations (version integer PRIMARY KEY,
+               name text NOT NULL, checksum text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        conn.execute(first.sql.encode())
+        conn.execute(
+            "INSERT INTO taskyard.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+            (first.version, first.name, first.checksum),
+        )
+    proc = _migrate(fresh_url)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.splitlines() == ["applied 0002_hot_paths", "taskyard schema at version 2"]
+    assert _recorded(fresh_url) == [(1, "initial"), (2, "hot_paths")]
 
 
 def test_concurrent_migrations_apply_each_version_once(fresh_url: str) -> None:
@@ -71,7 +106,7 @@ def test_concurrent_migrations_apply_each_version_once(fresh_url: str) -> None:
     assert [proc.returncode for proc in procs] == [0] * 4, [err for _, err in results]
     applied = [out for out, _ in results if "applied 0001_initial" in out]
     assert len(applied) == 1
-    assert _recorded(fresh_url) == [(1, "initial")]
+    assert _recorded(fresh_url) == [(1, "initial"), (2, "hot_paths")]
 
 
 def test_migrate_refuses_a_bad_url_with_one_line(

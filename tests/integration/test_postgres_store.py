@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import attrs
 import psycopg
 import pytest
 
 import taskyard
 from taskyard.adapters.clock import SystemClock
 from taskyard.adapters.postgres import AmbiguousCommit, PoolSettings, PostgresJobStore
-from taskyard.adapters.postgres.store import split_url
+from taskyard.adapters.postgres.store import COPY_MIN_JOBS, split_url
 from taskyard.domain.errors import JobNotFound, StoreUnavailable
 from taskyard.domain.model import Enqueued, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobQuery, ReportStatus
@@ -244,20 +245,46 @@ def test_a_lost_commit_answer_on_enqueue_is_resolved_by_reading_back(url: str) -
     try:
         with PostgresJobStore.from_url(proxied) as store:
             job = f.new_job(store)
-            proxy.arm()
+            proxy.arm(b"SELECT ")  # a small plain batch is one autocommitted statement
             [enqueued] = store.enqueue([job])
             assert proxy.dropped.is_set(), "the commit's answer was really lost"
             assert enqueued.created and enqueued.job.id == job.id
             assert store.get(job.id).state is JobState.QUEUED
 
             running = f.claim_one(store)
-            proxy.arm()
+            proxy.arm(b"SELECT ")  # a success is committed by one autocommitted statement
             with pytest.raises(AmbiguousCommit):
                 store.report([f.succeed(running)])
             assert proxy.dropped.is_set()
             [again] = store.report([f.succeed(running)])
             assert again.status is ReportStatus.ALREADY_APPLIED
             assert store.get(job.id).state is JobState.SUCCEEDED
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("shape", ["copied", "keyed"])
+def test_a_lost_commit_answer_on_a_batch_is_resolved_by_reading_back(url: str, shape: str) -> None:
+    """A large plain batch (written with COPY) and one with idempotency keys run in a
+    transaction; a lost COMMIT answer is resolved by reading every job back."""
+    parts = urlsplit(url)
+    proxy = CommitDroppingProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxied = via(url, "127.0.0.1", proxy.port, sslmode="disable", gssencmode="disable")
+    jobs = new_jobs(COPY_MIN_JOBS if shape == "copied" else 3, seed=7)
+    if shape == "keyed":
+        jobs = [
+            attrs.evolve(job, idempotency_key=f"key-{n}", fingerprint=f"fp-{n}")
+            for n, job in enumerate(jobs)
+        ]
+    try:
+        with PostgresJobStore.from_url(proxied) as store:
+            store.now()
+            proxy.arm()
+            enqueued = store.enqueue(jobs)
+            assert proxy.dropped.is_set(), "the commit's answer was really lost"
+            assert [e.job.id for e in enqueued] == [job.id for job in jobs]
+            assert all(e.created for e in enqueued)
+            assert [store.get(job.id) for job in jobs] == [e.job for e in enqueued]
     finally:
         proxy.close()
 

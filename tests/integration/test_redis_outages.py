@@ -189,7 +189,9 @@ def test_after_a_flushall_an_idle_worker_is_still_woken_by_the_doorbell(
 def test_a_redis_restart_in_the_middle_of_1000_jobs_loses_none_and_commits_each_once(
     store_kind: str, request: pytest.FixtureRequest, throwaway_redis: services.ThrowawayRedis
 ) -> None:
-    url = "memory://" if store_kind == "memory" else request.getfixturevalue("postgres_url")
+    url = (
+        "memory://" if store_kind == "memory" else request.getfixturevalue("migrated_postgres_url")
+    )
     try:
         store = make_store(url, clock=SystemClock())
     except ConfigError as exc:

@@ -35,7 +35,7 @@ import json
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
@@ -43,7 +43,9 @@ from uuid import UUID
 import attrs
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.pq import TransactionStatus
+from psycopg import postgres
+from psycopg.adapt import Dumper
+from psycopg.pq import Format, TransactionStatus
 from psycopg.rows import TupleRow, tuple_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -55,6 +57,8 @@ from taskyard.adapters.sqlshared import (
     attempt_totals_from_rows,
     error_from_json,
     error_to_json,
+    fast_success_indexes,
+    json_text,
     normalized,
     percentile_index,
     plan_releases,
@@ -90,7 +94,9 @@ from taskyard.domain.ports import (
     LeaseStatus,
     Promoted,
     ReportResult,
+    ReportStatus,
 )
+from taskyard.domain.retry import RetryPolicy
 from taskyard.domain.timefmt import after
 
 S = JobState
@@ -130,8 +136,18 @@ JOB_FIELDS = (
     "correlation_id",
     "fingerprint",
 )
-JOB_COLUMNS = ", ".join(JOB_FIELDS)
-J_COLUMNS = ", ".join(f"j.{c}" for c in JOB_FIELDS)
+_AS_TEXT = frozenset({"args", "backoff"})
+"""JSON columns read as text: psycopg's jsonb loader costs a few microseconds a value, and
+these two are in every row a worker claims (`{}` and one of a handful of retry policies,
+which `_policy` keeps decoded)."""
+
+
+def _select(column: str, prefix: str = "") -> str:
+    return f"{prefix}{column}::text AS {column}" if column in _AS_TEXT else f"{prefix}{column}"
+
+
+JOB_COLUMNS = ", ".join(_select(c) for c in JOB_FIELDS)
+J_COLUMNS = ", ".join(_select(c, "j.") for c in JOB_FIELDS)
 ATTEMPT_COLUMNS = (
     "job_id, attempt, worker, started_at, lease_expires_at, finished_at, outcome, error"
 )
@@ -150,6 +166,109 @@ def _utc(moment: datetime) -> datetime:
 
 def _maybe_utc(moment: datetime | None) -> datetime | None:
     return None if moment is None else _utc(moment)
+
+
+_STATES: dict[str, JobState] = {state.value: state for state in JobState}
+_POLICIES: dict[str, RetryPolicy] = {}
+_POLICIES_MAX = 1024
+
+
+def _policy(text: str) -> RetryPolicy:
+    """The retry policy of a `backoff` column's text; the few distinct ones are kept."""
+    policy = _POLICIES.get(text)
+    if policy is None:
+        if len(_POLICIES) >= _POLICIES_MAX:
+            _POLICIES.clear()
+        policy = _POLICIES[text] = policy_from_json(text)
+    return policy
+
+
+def _plain(jobs: Sequence[NewJob]) -> bool:
+    """No idempotency key and no dependency: nothing to look up before writing."""
+    return all(new.idempotency_key is None and not new.depends_on for new in jobs)
+
+
+class _EncodedJsonbDumper(Dumper):
+    """A jsonb value already in PostgreSQL's binary form (the version byte 1, then the JSON
+    text): a `COPY` of plain jobs encodes each row's JSON once, and the few distinct retry
+    policies once for all."""
+
+    format = Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        assert isinstance(obj, bytes) and obj[:1] == b"\x01", "encoded jsonb"
+        return obj
+
+
+def _jsonb(text: str) -> bytes:
+    return b"\x01" + text.encode()
+
+
+_EMPTY_JSONB = _jsonb("{}")
+_BACKOFF_JSONB: dict[str, bytes] = {}
+
+
+def _backoff_jsonb(text: str) -> bytes:
+    encoded = _BACKOFF_JSONB.get(text)
+    if encoded is None:
+        if len(_BACKOFF_JSONB) >= _POLICIES_MAX:
+            _BACKOFF_JSONB.clear()
+        encoded = _BACKOFF_JSONB[text] = _jsonb(text)
+    return encoded
+
+
+_MICROSECOND = timedelta(microseconds=1)
+_BACKOFF_TEXTS: dict[RetryPolicy, str] = {}
+
+
+def _backoff_text(policy: RetryPolicy) -> str:
+    text = _BACKOFF_TEXTS.get(policy)
+    if text is None:
+        if len(_BACKOFF_TEXTS) >= _POLICIES_MAX:
+            _BACKOFF_TEXTS.clear()
+        text = _BACKOFF_TEXTS[policy] = json.dumps(policy.to_json())
+    return text
+
+
+@attrs.frozen(kw_only=True)
+class _PlainJob:
+    """A plain submission with its JSON as text and its args as they will read back."""
+
+    new: NewJob
+    args: dict[str, Any]
+    args_text: str
+    backoff_text: str
+    delay_us: int | None
+
+    @classmethod
+    def of(cls, new: NewJob) -> _PlainJob:
+        if new.args:
+            args_text = json.dumps(new.args, separators=(",", ":"), allow_nan=False)
+            args: dict[str, Any] = json.loads(args_text)
+        else:
+            args_text, args = "{}", {}
+        delay_us = None
+        if new.run_at is None:
+            delay_us = timedelta(seconds=new.delay_s or 0.0) // _MICROSECOND
+        return cls(
+            new=new,
+            args=args,
+            args_text=args_text,
+            backoff_text=_backoff_text(new.backoff),
+            delay_us=delay_us,
+        )
+
+    def create(self, now: datetime) -> Job:
+        return t.create(self.new, now=now, dependency_states={}, args=self.args)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """An `args` column's text as a new dict."""
+    if text == "{}":
+        return {}
+    value: dict[str, Any] = json.loads(text)
+    return value
 
 
 def _job(row: Sequence[Any]) -> Job:
@@ -183,16 +302,16 @@ def _job(row: Sequence[Any]) -> Job:
     return Job(
         id=job_id,
         task=task,
-        args=args,
+        args=_json_object(args),
         queue=queue,
         priority=priority,
         run_at=_utc(run_at),
         max_attempts=max_attempts,
-        backoff=policy_from_json(backoff),
+        backoff=_policy(backoff),
         timeout_s=timeout_s,
         idempotency_key=idempotency_key,
         depends_on=tuple(depends_on),
-        state=JobState(state),
+        state=_STATES[state],
         attempt=attempt,
         attempt_limit=attempt_limit,
         created_at=_utc(created_at),
@@ -318,6 +437,74 @@ WITH r AS (
 SELECT {JOB_COLUMNS} FROM inserted
 """
 
+COPY_MIN_JOBS = 64
+"""A batch of plain jobs (no idempotency key, no dependency) this large is written with
+`COPY` after reading the transaction's time; a smaller one with `_INSERT_PLAIN`."""
+
+_INSERT_PLAIN = """
+WITH r AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(tasks)s::text[], %(args)s::text[],
+        %(queues)s::text[], %(priorities)s::integer[], %(run_ats)s::timestamptz[],
+        %(delays_us)s::bigint[], %(max_attempts)s::integer[], %(backoffs)s::text[],
+        %(timeouts)s::double precision[], %(correlations)s::text[], %(fingerprints)s::text[])
+        AS r(id, task, args, queue, priority, run_at, delay_us, max_attempts, backoff,
+             timeout_s, correlation_id, fingerprint)
+), ins AS (
+    INSERT INTO taskyard.jobs (id, task, args, queue, priority, run_at, max_attempts,
+        backoff, timeout_s, state, attempt, attempt_limit, created_at, updated_at,
+        correlation_id, fingerprint)
+    SELECT r.id, r.task, r.args::jsonb, r.queue, r.priority, w.run_at, r.max_attempts,
+        r.backoff::jsonb, r.timeout_s,
+        CASE WHEN w.run_at <= now() THEN 'queued' ELSE 'scheduled' END,
+        0, r.max_attempts, now(), now(), r.correlation_id, r.fingerprint
+    FROM r CROSS JOIN LATERAL (
+        SELECT coalesce(r.run_at, now() + r.delay_us * interval '1 microsecond') AS run_at
+    ) AS w
+    RETURNING state
+)
+SELECT now(), count(*) FILTER (WHERE state = 'queued'), count(*) FROM ins
+"""
+"""Plain jobs in one statement that reads the time itself: `run_at` is the one given or
+now() plus the delay (in whole microseconds, as `timedelta` rounds it), and the state is
+`queued` when that is not after now(), else `scheduled`: `transitions.create` for a job
+with no dependencies. It answers the time and how many were queued, so the store builds
+the same jobs with `create` and checks it agrees."""
+
+_INSERT_PLAIN_ONE = _INSERT_PLAIN.replace(
+    _INSERT_PLAIN[_INSERT_PLAIN.index("WITH r AS (") : _INSERT_PLAIN.index("), ins AS (")],
+    """WITH r AS (
+    SELECT %s::uuid AS id, %s::text AS task, %s::text AS args, %s::text AS queue,
+        %s::integer AS priority, %s::timestamptz AS run_at, %s::bigint AS delay_us,
+        %s::integer AS max_attempts, %s::text AS backoff, %s::double precision AS timeout_s,
+        %s::text AS correlation_id, %s::text AS fingerprint
+""",
+)
+"""`_INSERT_PLAIN` for one job, its values as scalars."""
+
+_COPY_PLAIN = """
+COPY taskyard.jobs (id, task, args, queue, priority, run_at, max_attempts, backoff,
+    timeout_s, state, attempt, attempt_limit, created_at, updated_at, correlation_id,
+    fingerprint) FROM STDIN (FORMAT BINARY)
+"""
+_COPY_PLAIN_TYPES = [
+    "uuid",
+    "text",
+    "jsonb",
+    "text",
+    "int4",
+    "timestamptz",
+    "int4",
+    "jsonb",
+    "float8",
+    "text",
+    "int4",
+    "int4",
+    "timestamptz",
+    "timestamptz",
+    "text",
+    "text",
+]
+
 _WRITE_BATCH = """
 WITH w AS (
     SELECT * FROM jsonb_to_recordset(%(jobs)s::jsonb) AS w(
@@ -355,67 +542,27 @@ SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM recorded)
 """
 
 
-def claim_sql(*, by_queue: bool, by_task: bool) -> str:
-    """One statement: pick up to `limit` due jobs in claim order, skipping rows another
-    claimer holds, make them running with a new attempt and lease, and open their attempt
-    records. With named queues each queue is scanned in claim order on its own index and
-    the picks are merged; without, the all-queues index is scanned once."""
-    task_cond = " AND j.task = ANY(%(tasks)s::text[])" if by_task else ""
-    if by_queue:
-        pick = f"""
-        SELECT c.id FROM unnest(%(queues)s::text[]) AS q(name)
-        CROSS JOIN LATERAL (
-            SELECT j.id, j.priority, j.run_at FROM taskyard.jobs AS j
-            WHERE j.state = 'queued' AND j.queue = q.name AND j.run_at <= now(){task_cond}
-            ORDER BY j.priority DESC, j.run_at, j.id
-            LIMIT %(limit)s
-            FOR UPDATE SKIP LOCKED
-        ) AS c
-        WHERE q.name NOT IN (SELECT queue FROM taskyard.paused_queues)
-        ORDER BY c.priority DESC, c.run_at, c.id
-        LIMIT %(limit)s"""
-    else:
-        pick = f"""
-        SELECT j.id FROM taskyard.jobs AS j
-        WHERE j.state = 'queued' AND j.run_at <= now()
-          AND j.queue NOT IN (SELECT queue FROM taskyard.paused_queues){task_cond}
-        ORDER BY j.priority DESC, j.run_at, j.id
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED"""
-    return f"""
-    WITH picked AS MATERIALIZED ({pick}
-    ), claimed AS (
-        UPDATE taskyard.jobs AS j
-        SET state = 'running', attempt = j.attempt + 1, lease_worker = %(worker)s,
-            lease_expires_at = now() + make_interval(secs => %(ttl_s)s), updated_at = now()
-        FROM picked
-        WHERE j.id = picked.id AND j.state = 'queued'
-        RETURNING {J_COLUMNS}
-    ), opened AS (
-        INSERT INTO taskyard.attempts (job_id, attempt, worker, started_at, lease_expires_at,
-            outcome)
-        SELECT id, attempt, lease_worker, updated_at, lease_expires_at, 'running' FROM claimed
-    )
-    SELECT {JOB_COLUMNS} FROM claimed ORDER BY priority DESC, run_at, id
-    """
-
-
-CLAIM_SQL = {
-    (by_queue, by_task): claim_sql(by_queue=by_queue, by_task=by_task)
-    for by_queue in (False, True)
-    for by_task in (False, True)
-}
+_CLAIM = f"""
+SELECT {JOB_COLUMNS}
+FROM taskyard.claim(%(worker)s, %(limit)s, %(ttl_s)s, %(queues)s::text[], %(tasks)s::text[])
+"""
+"""`taskyard.claim` (migration 0002): pick up to `limit` due jobs in claim order, skipping
+rows another claimer holds, make them running with a new attempt and lease, and open
+their attempt records, in one statement under planner settings of its own."""
 
 _HEARTBEAT = """
-UPDATE taskyard.jobs AS j
-SET lease_expires_at = greatest(j.lease_expires_at, now() + make_interval(secs => %(ttl_s)s)),
-    updated_at = now()
-FROM unnest(%(ids)s::uuid[], %(attempts)s::integer[], %(workers)s::text[])
-    AS r(id, attempt, worker)
-WHERE j.id = r.id AND j.state = 'running' AND j.attempt = r.attempt
-  AND j.lease_worker = r.worker AND j.lease_expires_at >= now()
-RETURNING j.id, j.attempt, j.lease_worker, j.lease_expires_at, j.cancel_requested
+SELECT id, attempt, lease_worker, lease_expires_at, cancel_requested
+FROM taskyard.heartbeat(%(ids)s::uuid[], %(attempts)s::integer[], %(workers)s::text[],
+    %(ttl_s)s)
 """
+
+_REPORT_SUCCEEDED = """
+SELECT job_id FROM taskyard.report_succeeded(%(ids)s::uuid[], %(attempts)s::integer[],
+    %(workers)s::text[], %(results)s::text[]) AS r(job_id)
+"""
+"""`taskyard.report_succeeded` (migration 0002): commit the successes that still hold a
+live lease and were not asked to cancel, exactly as `transitions.apply_report` would; any
+report it does not apply is judged again by the pure function."""
 
 _PROMOTE = """
 WITH due AS MATERIALIZED (
@@ -544,6 +691,12 @@ def _is_unavailability(exc: psycopg.Error) -> bool:
     )
 
 
+def _is_lost_connection(exc: psycopg.Error) -> bool:
+    """The connection failed (no answer from the server, or a connection-class error):
+    whatever was sent may or may not have run."""
+    return exc.sqlstate is None or exc.sqlstate.startswith("08")
+
+
 def _unavailable(exc: psycopg.Error, *, committing: bool) -> StoreUnavailable:
     detail = _first_line(exc)
     if isinstance(exc, pg_errors.UndefinedTable | pg_errors.InvalidSchemaName):
@@ -669,25 +822,40 @@ class PostgresJobStore:
 
     # --- transactions -------------------------------------------------------------------
 
-    def _run(self, work: Callable[[Conn], T], *, transaction: bool = True) -> T:
+    def _run(
+        self,
+        work: Callable[[Conn], T],
+        *,
+        transaction: bool = True,
+        single_write: bool = False,
+    ) -> T:
         """Run `work` on a pooled connection, in one transaction. A transaction the server
         rolled back whole (deadlock, serialization failure, a lost idempotency-key race)
-        runs again, up to the retry budget. Refusals pass through untouched."""
+        runs again, up to the retry budget. Refusals pass through untouched.
+
+        `single_write`: `work` is one autocommitted statement that writes (no explicit
+        transaction); a connection lost once it was sent is an `AmbiguousCommit`, as a
+        lost answer to a `COMMIT` is."""
+        assert not (transaction and single_write), "a single write runs in autocommit"
         self._ensure_open()
         trial = 0
         while True:
             committing = False
+            sent = False
             try:
                 with self._pool.connection() as conn:
                     if not self._schema_checked:
                         self._check_schema(conn)
                     if not transaction:
+                        sent = single_write
                         return work(conn)
                     with conn.transaction():
                         result = work(conn)
                         committing = True
                     return result
             except psycopg.Error as exc:
+                if sent and _is_lost_connection(exc):
+                    committing = True
                 retryable = exc.sqlstate in _RETRYABLE_SQLSTATES or _is_idempotency_race(exc)
                 if retryable and not committing and trial < self._retry_budget:
                     trial += 1
@@ -724,6 +892,12 @@ class PostgresJobStore:
     @staticmethod
     def _cursor(conn: Conn) -> psycopg.Cursor[TupleRow]:
         return conn.cursor(row_factory=tuple_row)
+
+    @staticmethod
+    def _binary(conn: Conn) -> psycopg.Cursor[TupleRow]:
+        """For the hot statements: values travel in binary both ways, which psycopg dumps
+        and loads in C (a third less client time for a one-job insert)."""
+        return conn.cursor(row_factory=tuple_row, binary=True)
 
     @classmethod
     def _tx_now(cls, conn: Conn) -> datetime:
@@ -807,6 +981,19 @@ class PostgresJobStore:
     def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
         if not jobs:
             return []
+        if _plain(jobs) and len(jobs) < COPY_MIN_JOBS:
+            try:
+                return self._run(
+                    lambda conn: self._insert_plain(conn, jobs),
+                    transaction=False,
+                    single_write=True,
+                )
+            except AmbiguousCommit:
+                # One statement: all of it landed or none did.
+                stored = self._stored([n.id for n in jobs])
+                if len(stored) == len(jobs):
+                    return [Enqueued(job=stored[n.id], created=True) for n in jobs]
+                raise
         answer: list[Enqueued] = []
 
         def work(conn: Conn) -> list[Enqueued]:
@@ -819,6 +1006,23 @@ class PostgresJobStore:
             if answer and self._all_stored([e.job.id for e in answer if e.created]):
                 return answer
             raise
+
+    def _stored(self, ids: Sequence[UUID]) -> dict[UUID, Job]:
+        """Re-read after an ambiguous commit: the jobs of `ids` that are there (none when
+        the store cannot be reached)."""
+
+        def work(conn: Conn) -> dict[UUID, Job]:
+            rows = (
+                self._cursor(conn)
+                .execute(f"SELECT {JOB_COLUMNS} FROM taskyard.jobs WHERE id = ANY(%s)", (ids,))
+                .fetchall()
+            )
+            return {job.id: job for job in map(_job, rows)}
+
+        try:
+            return self._run(work, transaction=False)
+        except StoreUnavailable:
+            return {}
 
     def _all_stored(self, ids: Sequence[UUID]) -> bool:
         """Re-read after an ambiguous commit: True only when every job is there."""
@@ -863,6 +1067,10 @@ class PostgresJobStore:
                 raise
 
     def _enqueue_on(self, conn: Conn, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        if _plain(jobs):
+            if len(jobs) < COPY_MIN_JOBS:
+                return self._insert_plain(conn, jobs)
+            return self._copy_plain(conn, jobs)
         cur = self._cursor(conn)
         now = self._tx_now(conn)
         keys = sorted({n.idempotency_key for n in jobs if n.idempotency_key is not None})
@@ -923,6 +1131,96 @@ class PostgresJobStore:
                 seen.add(job_id)
         return out
 
+    def _insert_plain(self, conn: Conn, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        """Jobs without idempotency keys or dependencies, in one statement that reads the
+        time itself (`_INSERT_PLAIN`): no transaction of its own, one round trip. The domain's
+        `create` then builds the jobs at that time; the statement decided their states by
+        the same rule, which the counts check."""
+        prepared = [_PlainJob.of(new) for new in jobs]
+        if len(jobs) == 1:
+            # The common call (one API request, one library call): scalars are far cheaper
+            # to send than a dozen one-element arrays.
+            (one,) = prepared
+            new = jobs[0]
+            statement = _INSERT_PLAIN_ONE
+            values: Sequence[Any] | dict[str, Any] = (
+                new.id,
+                new.task,
+                one.args_text,
+                new.queue,
+                new.priority,
+                new.run_at,
+                one.delay_us,
+                new.max_attempts,
+                one.backoff_text,
+                new.timeout_s,
+                new.correlation_id,
+                new.fingerprint,
+            )
+        else:
+            statement = _INSERT_PLAIN
+            values = self._plain_arrays(jobs, prepared)
+        cursor = self._binary(conn) if statement is _INSERT_PLAIN_ONE else self._cursor(conn)
+        row = cursor.execute(statement, values).fetchone()
+        assert row is not None
+        now = _utc(row[0])
+        created = [p.create(now) for p in prepared]
+        queued = sum(1 for job in created if job.state is S.QUEUED)
+        assert (queued, len(created)) == (row[1], row[2]), (row, queued, len(created))
+        return [Enqueued(job=job, created=True) for job in created]
+
+    @staticmethod
+    def _plain_arrays(jobs: Sequence[NewJob], prepared: Sequence[_PlainJob]) -> dict[str, Any]:
+        return {
+            "ids": [new.id for new in jobs],
+            "tasks": [new.task for new in jobs],
+            "args": [p.args_text for p in prepared],
+            "queues": [new.queue for new in jobs],
+            "priorities": [new.priority for new in jobs],
+            "run_ats": [new.run_at for new in jobs],
+            "delays_us": [p.delay_us for p in prepared],
+            "max_attempts": [new.max_attempts for new in jobs],
+            "backoffs": [p.backoff_text for p in prepared],
+            "timeouts": [new.timeout_s for new in jobs],
+            "correlations": [new.correlation_id for new in jobs],
+            "fingerprints": [new.fingerprint for new in jobs],
+        }
+
+    def _copy_plain(self, conn: Conn, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        """A large batch of plain jobs: the transaction's time, the domain's `create` for
+        each, and one binary `COPY` of the rows (the caller's transaction commits them)."""
+        now = self._tx_now(conn)
+        created = [_PlainJob.of(new) for new in jobs]
+        out: list[Enqueued] = []
+        cur = conn.cursor(binary=True)
+        cur.adapters.register_dumper(None, _EncodedJsonbDumper)
+        with cur.copy(_COPY_PLAIN) as copy:
+            copy.set_types(_COPY_PLAIN_TYPES)
+            for plain in created:
+                job = plain.create(now)
+                copy.write_row(
+                    (
+                        job.id,
+                        job.task,
+                        _EMPTY_JSONB if plain.args_text == "{}" else _jsonb(plain.args_text),
+                        job.queue,
+                        job.priority,
+                        job.run_at,
+                        job.max_attempts,
+                        _backoff_jsonb(plain.backoff_text),
+                        job.timeout_s,
+                        job.state.value,
+                        job.attempt,
+                        job.attempt_limit,
+                        job.created_at,
+                        job.updated_at,
+                        job.correlation_id,
+                        job.fingerprint,
+                    )
+                )
+                out.append(Enqueued(job=job, created=True))
+        return out
+
     def get(self, job_id: UUID) -> Job:
         def work(conn: Conn) -> Job:
             row = (
@@ -975,21 +1273,16 @@ class PostgresJobStore:
     # --- the worker's path --------------------------------------------------------------
 
     def claim(self, request: ClaimRequest) -> list[Job]:
-        by_queue = request.queues is not None
-        by_task = request.tasks is not None
         params: dict[str, Any] = {
             "limit": request.limit,
             "worker": request.worker,
             "ttl_s": request.lease_ttl_s,
+            "queues": sorted(request.queues) if request.queues is not None else None,
+            "tasks": sorted(request.tasks) if request.tasks is not None else None,
         }
-        if request.queues is not None:
-            params["queues"] = sorted(request.queues)
-        if request.tasks is not None:
-            params["tasks"] = sorted(request.tasks)
-        sql = CLAIM_SQL[(by_queue, by_task)]
 
         def work(conn: Conn) -> list[Job]:
-            return [_job(row) for row in self._cursor(conn).execute(sql, params).fetchall()]
+            return [_job(row) for row in self._binary(conn).execute(_CLAIM, params).fetchall()]
 
         return self._run(work, transaction=False)
 
@@ -1006,7 +1299,7 @@ class PostgresJobStore:
         }
 
         def work(conn: Conn) -> list[Any]:
-            return self._cursor(conn).execute(_HEARTBEAT, params).fetchall()
+            return self._binary(conn).execute(_HEARTBEAT, params).fetchall()
 
         held = {
             LeaseRef(job_id=job_id, attempt=attempt, worker=worker): (_utc(expires), cancel)
@@ -1043,16 +1336,46 @@ class PostgresJobStore:
         self._run(work)
 
     def report(self, reports: Sequence[t.Report]) -> list[ReportResult]:
+        """Successes that still hold their lease (nearly every report) are committed by one
+        set-based statement (`_REPORT_SUCCEEDED`), which writes exactly what
+        `transitions.apply_report` would. Everything else (failures, stale or repeated
+        reports, cancellation requested, unknown jobs, a second report for a job in the same
+        batch) is then judged by the domain's pure function, in the order given."""
         if not reports:
             return []
+        results: list[ReportResult | None] = [None] * len(reports)
+        fast = fast_success_indexes(reports)
+        if fast:
+            params = {
+                "ids": [reports[i].ref.job_id for i in fast],
+                "attempts": [reports[i].ref.attempt for i in fast],
+                "workers": [reports[i].ref.worker for i in fast],
+                "results": [json_text(reports[i].result) for i in fast],
+            }
 
-        def work(conn: Conn) -> list[ReportResult]:
-            now, batch = self._lock_batch(conn, [r.ref for r in reports])
-            out = plan_reports(batch, reports, now=now)
-            self._write_batch(conn, batch)
-            return out
+            def fast_work(conn: Conn) -> set[UUID]:
+                rows = self._binary(conn).execute(_REPORT_SUCCEEDED, params).fetchall()
+                return {job_id for (job_id,) in rows}
 
-        return self._run(work)
+            applied = self._run(fast_work, transaction=False, single_write=True)
+            for i in fast:
+                if reports[i].ref.job_id in applied:
+                    results[i] = ReportResult(
+                        ref=reports[i].ref, status=ReportStatus.APPLIED, state=S.SUCCEEDED
+                    )
+        rest = [i for i, result in enumerate(results) if result is None]
+        if rest:
+            pending = [reports[i] for i in rest]
+
+            def work(conn: Conn) -> list[ReportResult]:
+                now, batch = self._lock_batch(conn, [r.ref for r in pending])
+                out = plan_reports(batch, pending, now=now)
+                self._write_batch(conn, batch)
+                return out
+
+            for i, result in zip(rest, self._run(work), strict=True):
+                results[i] = result
+        return [result for result in results if result is not None]
 
     def release(self, refs: Sequence[LeaseRef]) -> list[ReportResult]:
         if not refs:

@@ -42,7 +42,7 @@ def _submit(
     prefix: str,
 ) -> list[Enqueued]:
     try:
-        return services.client.submit(submissions, correlation_id=req.context.request_id)
+        return services.submissions.submit(submissions, correlation_id=req.context.request_id)
     except UnknownDependency as exc:
         raise UnknownDependency(exc.job_id, _dependency_field(exc.job_id, raw, prefix)) from None
 

@@ -10,6 +10,7 @@ from taskyard.adapters.clock import SystemClock
 from taskyard.domain.builtins import BuiltinPolicy
 from taskyard.domain.client import Client
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Random
+from taskyard.entrypoints.api.grouping import SubmissionGroups
 from taskyard.entrypoints.bootstrap import STORE_SCHEMES, ConfigError, make_coordinator, make_store
 from taskyard.entrypoints.config import Settings
 
@@ -24,10 +25,15 @@ class Services:
     client: Client
     coordinator: Coordinator | None = None
     tokens: tuple[str, ...] = ()
+    submissions: SubmissionGroups = attrs.field(
+        default=attrs.Factory(lambda self: SubmissionGroups(self.client), takes_self=True)
+    )
+    """Submissions through `client`, concurrent requests sharing store calls."""
 
     def __attrs_post_init__(self) -> None:
         assert self.client.store is self.store, "the client must write to the same store"
         assert self.client.coordinator is self.coordinator, "and ring the same coordinator"
+        assert self.submissions.client is self.client, "and submit through the same client"
 
     @classmethod
     def build(
