@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,9 +24,15 @@ ROOT = Path(__file__).resolve().parents[2]
 THREADS = 8
 
 
-def _drain(store: SqliteJobStore, worker: str) -> list[str]:
-    """Claim and succeed until nothing is left; the ids claimed."""
+def _drain(store: SqliteJobStore, worker: str, start: threading.Barrier | None = None) -> list[str]:
+    """Claim and succeed until nothing is left; the ids claimed. With `start`, every
+    drainer claims its first batch before any drainer goes on, so they really overlap."""
     mine: list[str] = []
+    if start is not None:
+        jobs = store.claim(ClaimRequest(worker=worker, limit=5, lease_ttl_s=300))
+        start.wait(timeout=60)
+        store.report([Report(ref=j.ref(), kind=ReportKind.SUCCEEDED) for j in jobs])
+        mine.extend(str(j.id) for j in jobs)
     while True:
         jobs = store.claim(ClaimRequest(worker=worker, limit=5, lease_ttl_s=300))
         if not jobs:
@@ -46,10 +53,12 @@ def _all_succeeded_once(store: SqliteJobStore, expected: set[str], seen: list[st
 def test_many_threads_share_one_store_without_a_double_claim(tmp_path: Path) -> None:
     with SqliteJobStore(tmp_path / "threads.db") as store:
         expected = {str(e.job.id) for e in store.enqueue(new_jobs(400))}
+        start = threading.Barrier(THREADS)
         with ThreadPoolExecutor(THREADS) as pool:
-            results = list(pool.map(lambda i: _drain(store, f"t{i}"), range(THREADS)))
+            results = list(pool.map(lambda i: _drain(store, f"t{i}", start), range(THREADS)))
         _all_succeeded_once(store, expected, [j for mine in results for j in mine])
-        assert sum(1 for mine in results if mine) >= 2, "the threads really overlapped"
+        # Each thread held its first batch while all the others claimed theirs.
+        assert all(len(mine) >= 5 for mine in results), "every thread claimed work at once"
 
 
 def test_a_second_process_on_the_same_file_shares_the_work(tmp_path: Path) -> None:
