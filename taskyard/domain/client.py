@@ -72,11 +72,18 @@ class Client:
         return enqueued
 
     def ring(self, queues: Sequence[str]) -> None:
+        """Best effort: workers poll the store anyway. After a failed ring, rings rest a
+        while (`Health.rest`), so that submissions do not each wait on a coordinator that
+        is gone."""
         if not queues or self.coordinator is None:
+            return
+        now = self.clock.now()
+        if self.coordinator_health.resting(now):
             return
         try:
             self.coordinator.ring(queues)
         except CoordinatorUnavailable as exc:
             self.coordinator_health.down(exc)
+            self.coordinator_health.rest(now)
             return
         self.coordinator_health.up()

@@ -126,6 +126,8 @@ class Scheduler:
         if self.coordinator is None:
             self._acting_without_coordinator = True
             return
+        if self.coordinator_health.resting(now):
+            return  # acting alone meanwhile, which is harmless
         was = self.leadership
         try:
             self.leadership = self.coordinator.campaign(
@@ -144,6 +146,7 @@ class Scheduler:
             )
         except CoordinatorUnavailable as exc:
             self.coordinator_health.down(exc)
+            self.coordinator_health.rest(now)
             self.leadership = None
             self._acting_without_coordinator = True
             return
@@ -181,11 +184,13 @@ class Scheduler:
         self.store_health.up()
         queues = set(promoted.by_queue)
         queues.update(job.queue for job in reaped if not job.state.is_terminal)
-        if queues and self.coordinator is not None:
+        now = self.clock.now()
+        if queues and self.coordinator is not None and not self.coordinator_health.resting(now):
             try:
                 self.coordinator.ring(sorted(queues))
             except CoordinatorUnavailable as exc:
                 self.coordinator_health.down(exc)
+                self.coordinator_health.rest(now)
         return Pass(
             promoted=promoted.count,
             reaped=len(reaped),

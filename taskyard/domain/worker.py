@@ -29,7 +29,7 @@ import attrs
 
 from taskyard.domain.context import CancelReason, Flag, HandlerResult, JobContext, Signal
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
-from taskyard.domain.health import Health
+from taskyard.domain.health import REGISTER_REST_S_MAX, Health
 from taskyard.domain.model import ErrorInfo, Job, JsonValue, LeaseRef
 from taskyard.domain.ports import (
     ClaimRequest,
@@ -146,6 +146,7 @@ class Worker:
         self._next_claim = now
         self._next_flush = now
         self._next_register = now
+        self._register_failed = False
         self._claim_wanted = True
         self._draining = False
         self.store_health = Health("store")
@@ -204,7 +205,7 @@ class Worker:
             self._needs_lease(held) for held in self._held.values()
         ):
             self._heartbeat(now)
-        if now >= self._next_register:
+        if now >= self._next_register or (self._register_failed and self.coordinator_health.ok):
             self._register(now)
         if (
             not self._draining
@@ -365,7 +366,14 @@ class Worker:
             self.coordinator.register_worker(info, ttl_s=self.config.registry_ttl_s)
         except CoordinatorUnavailable as exc:
             self.coordinator_health.down(exc)
+            self.coordinator_health.rest(now, cap_s=REGISTER_REST_S_MAX)
+            # Rest, unless another call (the doorbell's wait) finds the coordinator back.
+            self._register_failed = True
+            self._next_register = max(
+                self._next_register, self.coordinator_health.resting_until or now
+            )
             return
+        self._register_failed = False
         self.coordinator_health.up()
 
     def _claim(self, now: datetime) -> None:

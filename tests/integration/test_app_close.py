@@ -11,6 +11,7 @@ from taskyard.adapters.postgres import PostgresJobStore
 from taskyard.adapters.redis_coordinator import RedisCoordinator
 from taskyard.adapters.sqlite import SqliteJobStore
 from taskyard.entrypoints.app import App
+from tests.eventually import eventually
 
 
 def _connections(url: str, application_name: str) -> int:
@@ -33,11 +34,20 @@ def test_closing_an_app_closes_its_postgresql_pool(migrated_postgres_url: str) -
     assert isinstance(store, PostgresJobStore)
     assert _connections(migrated_postgres_url, name) >= 1
     app.close()
-    assert _connections(migrated_postgres_url, name) == 0
+    # A backend leaves pg_stat_activity a moment after its client hung up.
+    eventually(
+        lambda: _connections(migrated_postgres_url, name) == 0,
+        timeout_s=5,
+        what="the pool's connections ended",
+    )
     assert app.get(job).id == job.id  # used again: a new pool
     assert app.store is not store
     app.close()
-    assert _connections(migrated_postgres_url, name) == 0
+    eventually(
+        lambda: _connections(migrated_postgres_url, name) == 0,
+        timeout_s=5,
+        what="the new pool's connections ended",
+    )
 
 
 def test_closing_an_app_closes_its_sqlite_store_and_redis_coordinator(
