@@ -43,7 +43,7 @@ from uuid import UUID
 import attrs
 import redis
 from redis.backoff import ConstantBackoff
-from redis.connection import ConnectionPool, parse_url
+from redis.connection import ConnectionPool, UnixDomainSocketConnection, parse_url
 from redis.retry import Retry
 
 from taskyard.domain.errors import CoordinatorUnavailable
@@ -268,6 +268,8 @@ class RedisCoordinator:
             options["max_connections"] = s.max_connections
         url_options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
         options.update(url_options)  # the URL's own options win
+        if options.get("connection_class") is UnixDomainSocketConnection:
+            options.pop("socket_keepalive", None)  # a TCP option; a Unix socket refuses it
         command_timeout_s = float(options.get("socket_timeout") or s.socket_timeout_s)
         pool = ConnectionPool(**options)
         try:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from taskyard.adapters.redis_coordinator import RedisSettings
 
 STORE_SCHEMES = "postgresql://, sqlite:///, memory://"
-COORDINATOR_SCHEMES = "redis://, rediss://, memory://"
+COORDINATOR_SCHEMES = "redis://, rediss://, unix://, memory://"
 
 
 class ConfigError(Exception):
@@ -74,14 +74,15 @@ def make_coordinator(
     redis_settings: RedisSettings | None = None,
     setting: str = "TASKYARD_REDIS_URL",
 ) -> Coordinator:
-    """The coordinator for `url`: None or `memory://` is in-process; `redis://` and
-    `rediss://` are Redis, every key under `key_prefix` (default `taskyard:`). Connection
-    options may ride on the URL (`?socket_timeout=0.5&socket_connect_timeout=0.5`); they
-    win over `redis_settings`. Nothing connects here: the first call does."""
+    """The coordinator for `url`: None or `memory://` is in-process; `redis://`, `rediss://`
+    and `unix:///path/to/redis.sock` are Redis, every key under `key_prefix` (default
+    `taskyard:`). Connection options may ride on the URL
+    (`?socket_timeout=0.5&socket_connect_timeout=0.5`); they win over `redis_settings`.
+    Nothing connects here: the first call does."""
     scheme = urlsplit(url).scheme.lower() if url is not None else "memory"
     if scheme == "memory":
         return InMemoryCoordinator(clock)
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "unix"):
         import attrs
 
         from taskyard.adapters.redis_coordinator import RedisCoordinator, RedisSettings

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 
@@ -17,7 +21,7 @@ from taskyard.domain.scheduler import SchedulerConfig
 from taskyard.entrypoints.bootstrap import ConfigError, make_coordinator
 from taskyard.entrypoints.runtime import SchedulerRuntime
 from tests.eventually import eventually
-from tests.services import free_port
+from tests.services import free_port, unavailable
 
 WAIT_S = 20.0
 
@@ -185,3 +189,43 @@ def test_make_coordinator_builds_redis_from_a_url_with_a_key_prefix(
         make_coordinator(f"{redis_url}?no_such_option=1", clock=SystemClock())
     with pytest.raises(ConfigError, match="unsupported scheme"):
         make_coordinator("amqp://127.0.0.1", clock=SystemClock())
+
+
+def test_a_unix_socket_url_reaches_redis_through_make_coordinator() -> None:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server", "no redis-server binary on PATH for a Unix-socket server")
+    folder = tempfile.mkdtemp(prefix="ty-sock-", dir="/tmp")  # socket paths are short
+    socket_path = os.path.join(folder, "redis.sock")
+    server = subprocess.Popen(
+        [
+            str(binary),
+            "--port",
+            "0",
+            "--unixsocket",
+            socket_path,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        eventually(lambda: os.path.exists(socket_path), timeout_s=WAIT_S, what="the Unix socket")
+        coordinator = make_coordinator(
+            f"unix://{socket_path}", clock=SystemClock(), key_prefix="unix-test:"
+        )
+        assert isinstance(coordinator, RedisCoordinator)
+        try:
+            lead = coordinator.campaign(candidate="s1", ttl_s=30)
+            assert lead is not None and lead.holder == "s1"
+            coordinator.ring(["mail"])
+            assert coordinator.wait(["mail"], timeout_s=1.0) is True
+        finally:
+            coordinator.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=WAIT_S)
+        shutil.rmtree(folder, ignore_errors=True)
