@@ -99,6 +99,8 @@ def integer_in(low: int, high: int) -> Callable[[object], int]:
             raise ValueError("must be an integer")
         if isinstance(raw, int):
             value = raw
+        elif isinstance(raw, float):
+            raise ValueError(f"must be an integer, not {raw!r}")
         else:
             text = _text(raw)
             if not re.fullmatch(r"[+-]?\d+", text):
@@ -616,6 +618,8 @@ def read_config_file(path: Path, *, named_by: str) -> dict[str, object]:
         raise ConfigError(named_by, f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: not UTF-8 ({exc.reason})") from None
     for key, value in data.items():
         if key not in _BY_KEY:
             raise ConfigError(str(path), f"unknown setting {key!r}")

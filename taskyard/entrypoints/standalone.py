@@ -19,7 +19,7 @@ import socket
 import socketserver
 import threading
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from taskyard.adapters.clock import SystemClock
 from taskyard.domain.ports import Coordinator, JobStore
@@ -64,9 +64,34 @@ class Standalone:
         store: JobStore | None = None,
         coordinator: Coordinator | None = None,
     ) -> None:
-        """Adapters come from `settings` unless given (tests hand in their own)."""
+        """Adapters come from `settings` unless given (tests hand in their own).
+
+        The listening socket is bound first, so that a port in use (or a host that cannot
+        be listened on) fails with `OSError` before any store is opened or created."""
         self.settings = settings
         self.app = app
+        self._server: WSGIServer | None = self._listen()
+        try:
+            self._build(settings, app=app, store=store, coordinator=coordinator)
+        except BaseException:
+            self._server.server_close()
+            self._server = None
+            raise
+        self._serving: threading.Thread | None = None
+
+    def _listen(self) -> WSGIServer:
+        host = self.settings.host
+        server_class = ThreadingWSGIServer6 if ":" in host else ThreadingWSGIServer
+        return server_class((host, self.settings.port), QuietHandler)
+
+    def _build(
+        self,
+        settings: Settings,
+        *,
+        app: App | None,
+        store: JobStore | None,
+        coordinator: Coordinator | None,
+    ) -> None:
         clock = SystemClock()
         url = settings.database_url or DATABASE_URL_DEFAULT
         self.database_url = url
@@ -99,8 +124,6 @@ class Standalone:
         self.scheduler: SchedulerRuntime = process.scheduler_runtime(
             settings, store=store, coordinator=coordinator, scheduler_id=self.worker_id
         )
-        self._server: WSGIServer | None = None
-        self._serving: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -110,17 +133,12 @@ class Standalone:
         return f"http://{shown}:{self._server.server_port}"
 
     def start(self) -> Standalone:
-        """Listen first (so a port in use fails before anything runs), then start the
-        scheduler and the worker, then serve."""
-        assert self._server is None, "starts once"
-        server = make_server(
-            self.settings.host,
-            self.settings.port,
-            create_app(self.services),
-            server_class=ThreadingWSGIServer6 if ":" in self.settings.host else ThreadingWSGIServer,
-            handler_class=QuietHandler,
-        )
-        self._server = server
+        """Start the scheduler and the worker, then serve on the socket bound at
+        construction."""
+        assert self._serving is None, "starts once"
+        server = self._server
+        assert server is not None, "closed"
+        server.set_app(create_app(self.services))
         self.scheduler.start()
         self.worker.start()
         self._serving = threading.Thread(
@@ -136,20 +154,24 @@ class Standalone:
         """Stop taking requests, let running jobs finish within the grace period and hand
         back the rest, stop the scheduler (resigning), close what was opened. Returns how
         many handlers ignored the stop and still run."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._close_server()
         grace = self.settings.grace_period_s if grace_s is None else grace_s
         stubborn = process.stop_worker(self.worker, grace_s=grace)
         self.scheduler.stop()
         process.close_quietly(*self._owned)
         return stubborn
 
+    def _close_server(self) -> None:
+        if self._server is None:
+            return
+        if self._serving is not None:
+            self._server.shutdown()  # waits for serve_forever, which only start() runs
+        self._server.server_close()
+        self._server = None
+
     def kill(self) -> None:
         """Stop at once, as a crash would (tests): nothing handed back, no resignation."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._close_server()
         self.worker.kill()
         self.scheduler.kill()
         process.close_quietly(*self._owned)

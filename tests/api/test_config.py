@@ -155,8 +155,16 @@ def test_a_bad_file_is_named(tmp_path: Path) -> None:
     write_toml(path, "api_threads = [\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         config.resolve(parse([]), USED, environ={})
+    path.write_bytes(b"\xff\xfeapi_threads = 4\n")
+    with pytest.raises(ConfigError, match="not valid TOML: not UTF-8") as caught:
+        config.resolve(parse([]), USED, environ={})
+    assert caught.value.setting == str(path)
     write_toml(path, 'api_threads = "x"\n')
     with pytest.raises(ConfigError) as caught:
+        config.resolve(parse([]), USED, environ={})
+    assert caught.value.setting == f"api_threads in {path}"
+    write_toml(path, "api_threads = 4.0\n")
+    with pytest.raises(ConfigError, match=r"must be an integer, not 4\.0") as caught:
         config.resolve(parse([]), USED, environ={})
     assert caught.value.setting == f"api_threads in {path}"
     with pytest.raises(ConfigError, match="no such file") as caught:

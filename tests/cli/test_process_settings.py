@@ -121,6 +121,28 @@ def test_standalone_on_a_port_in_use_is_exit_2(run_cli: RunCli, tmp_path: Path) 
     assert ran.err_lines[0] == (
         f"taskyard: --port: cannot listen on 127.0.0.1:{port}: Address already in use"
     )
+    assert not (tmp_path / "x.db").exists(), "the port is tried before the store is created"
+
+
+def test_standalone_blames_the_host_when_the_host_cannot_be_listened_on(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    ran = run_cli(
+        "standalone", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--host", "nosuch.invalid",
+        "--port", "0",
+    )  # fmt: skip
+    assert ran.code == 2 and len(ran.err_lines) == 1
+    assert ran.err_lines[0].startswith("taskyard: --host: cannot listen on nosuch.invalid:0: ")
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_standalone_on_a_sqlite_file_that_cannot_be_opened_names_the_setting(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no" / "such" / "folder" / "x.db"
+    ran = run_cli("standalone", "--db", f"sqlite:///{missing}", "--port", "0")
+    assert ran.code == 2 and len(ran.err_lines) == 1
+    assert ran.err_lines[0].startswith("taskyard: --db: cannot open the store: ")
 
 
 def test_settings_come_from_taskyard_toml_too(tmp_path: Path) -> None:

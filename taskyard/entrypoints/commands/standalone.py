@@ -13,8 +13,9 @@ once (the jobs it held run again once their leases expire).
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
-import sys
+import socket
 from typing import Any
 
 from taskyard.entrypoints import config
@@ -48,18 +49,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         system = Standalone(settings, app=app)
     except StoreUnavailable as exc:
-        print(f"taskyard: cannot open the store: {exc}", file=sys.stderr)
-        return 1
+        # PostgreSQL that does not answer yet is no reason to stop (its pool retries); a
+        # store that cannot be opened at all here (a SQLite file in a missing folder) is.
+        raise ConfigError(
+            settings.source("database_url"), f"cannot open the store: {exc}"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            _listen_setting(settings, exc),
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
+        ) from None
     log = logging.getLogger("taskyard.standalone")
     with log_context(worker_id=system.worker_id), process.stop_on_signals("standalone") as stop:
-        try:
-            system.start()
-        except OSError as exc:
-            process.close_quietly(system.store, system.coordinator)
-            where = settings.source("port") if "port" in settings.sources else "--port"
-            raise ConfigError(
-                where, f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
-            ) from None
+        system.start()
         store = process.redact_url(system.database_url)
         queues = ",".join(sorted(settings.queues)) if settings.queues else "*"
         log.info(
@@ -89,3 +91,11 @@ def run(args: argparse.Namespace) -> int:
             process.exit_now(0)
         log.info("standalone exited")
     return 0
+
+
+def _listen_setting(settings: config.Settings, exc: OSError) -> str:
+    """The setting to blame when the socket cannot be bound: the host when it does not
+    resolve or is not an address of this machine, else the port (in use, or privileged)."""
+    host_problem = isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL
+    attr = "host" if host_problem else "port"
+    return settings.sources.get(attr, f"--{attr}")
