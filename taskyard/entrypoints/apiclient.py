@@ -44,8 +44,9 @@ class ApiError(Exception):
         out = [head]
         for error in self.problem.get("errors") or ():
             if isinstance(error, Mapping):
-                field = error.get("field") or "(body)"
-                out.append(f"  {field}: {error.get('message', '')}")
+                line = f"{error.get('field') or '(body)'}: {error.get('message', '')}"
+                if line not in head:  # a lone error is often the detail already
+                    out.append(f"  {line}")
         return out
 
     def __str__(self) -> str:
@@ -88,7 +89,7 @@ class ApiClient:
         headers = {"Accept": "application/json", "User-Agent": f"taskyard-cli/{__version__}"}
         data = None
         if body is not None:
-            data = json.dumps(body).encode()
+            data = json.dumps(body, allow_nan=False).encode()
             headers["Content-Type"] = "application/json"
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -156,7 +157,6 @@ def job_view(job: Mapping[str, Any]) -> str:
     """One job as `field  value` lines."""
     lease = job.get("lease")
     error = job.get("last_error")
-    attempt = f"{job.get('attempt', 0)} of at most {job.get('max_attempts')}"
     rows: list[tuple[str, Any]] = [
         ("id", job.get("id")),
         ("state", job.get("state")),
@@ -164,7 +164,8 @@ def job_view(job: Mapping[str, Any]) -> str:
         ("args", compact(job.get("args"), 200)),
         ("queue", job.get("queue")),
         ("priority", job.get("priority")),
-        ("attempt", attempt),
+        ("attempt", job.get("attempt", 0)),
+        ("max_attempts", job.get("max_attempts")),
         ("run_at", short_time(job.get("run_at"))),
         ("created_at", short_time(job.get("created_at"))),
         ("updated_at", short_time(job.get("updated_at"))),

@@ -119,7 +119,7 @@ def unauthorized(*, token_given: bool) -> Problem:
 
 
 def not_found(detail: str) -> Problem:
-    return Problem(status=404, kind="not-found", title="Not found", detail=detail)
+    return Problem(status=404, kind="not-found", title="Not Found", detail=detail)
 
 
 def too_large(limit_bytes: int) -> Problem:

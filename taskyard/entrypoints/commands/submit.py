@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 from taskyard.entrypoints.apiclient import (
@@ -38,7 +39,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--queue", metavar="NAME", help="queue (default: default)")
     parser.add_argument("--priority", type=int, metavar="N", help="-100 to 100, higher first")
     when = parser.add_mutually_exclusive_group()
-    when.add_argument("--delay", type=float, metavar="SECONDS", help="run no sooner than this")
+    when.add_argument("--delay", type=_seconds, metavar="SECONDS", help="run no sooner than this")
     when.add_argument("--run-at", metavar="RFC3339", help="run no sooner than this time")
     parser.add_argument("--max-attempts", type=int, metavar="N", help="1 to 1000 (default 3)")
     parser.add_argument("--idempotency-key", metavar="KEY", help="submit at most once per key")
@@ -53,11 +54,26 @@ def register(sub: Any) -> None:
     parser.set_defaults(run=run)
 
 
+def _seconds(text: str) -> float:
+    """A finite number of seconds (JSON has no NaN or infinity to send)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def submission(args: argparse.Namespace) -> dict[str, Any]:
     body: dict[str, Any] = {"task": args.task}
     if args.args is not None:
         try:
-            body["args"] = json.loads(args.args)
+            body["args"] = json.loads(args.args, parse_constant=_no_constant)
         except ValueError as exc:
             raise ConfigError("--args", f"not valid JSON: {exc}") from None
     options = {
