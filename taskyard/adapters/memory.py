@@ -204,7 +204,9 @@ class InMemoryJobStore:
                         existing = self._s.jobs[self._s.idempotency[new.idempotency_key]]
                     if existing is not None:
                         if existing.fingerprint != new.fingerprint:
-                            raise IdempotencyConflict(new.idempotency_key, existing.id)
+                            raise IdempotencyConflict(
+                                new.idempotency_key, None if existing.id in pending else existing.id
+                            )
                         out.append(Enqueued(job=existing, created=False))
                         continue
                 for dep in new.depends_on:

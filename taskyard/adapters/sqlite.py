@@ -524,7 +524,9 @@ class SqliteJobStore:
                     existing = known.get(new.idempotency_key)
                     if existing is not None:
                         if existing.fingerprint != new.fingerprint:
-                            raise IdempotencyConflict(new.idempotency_key, existing.id)
+                            raise IdempotencyConflict(
+                                new.idempotency_key, None if existing.id in pending else existing.id
+                            )
                         out.append(Enqueued(job=existing, created=False))
                         continue
                 states: dict[UUID, JobState] = {}

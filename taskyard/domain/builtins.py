@@ -6,6 +6,7 @@ ask of them is decided here, so the API, the Python library and the worker agree
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,12 +17,38 @@ from taskyard.domain.errors import FieldError
 from taskyard.domain.model import JsonObject
 
 SLEEP_S_MAX = 3600
+TASK_TIMEOUT_S_MAX = 86_400
+"""The longest per-request (`http`) or per-command (`shell`) timeout: a day."""
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 BUILTIN_TASKS = frozenset({"sleep", "http", "shell"})
 
 
 def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite JSON number (not a bool)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return math.isfinite(value)
+
+
+def _timeout_problems(args: JsonObject, default_s: float) -> list[FieldError]:
+    timeout = args.get("timeout_seconds", default_s)
+    if not _number(timeout) or not 0 < timeout <= TASK_TIMEOUT_S_MAX:
+        message = f"must be a number > 0 and <= {TASK_TIMEOUT_S_MAX}"
+        return [FieldError("args.timeout_seconds", message)]
+    return []
+
+
+def _url_parts(url: str) -> tuple[str, str, int] | None:
+    """`(scheme, host, port)` of an http(s) URL, or None when it cannot be read."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a port out of range or not a number
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
 
 
 @attrs.frozen(kw_only=True)
@@ -32,11 +59,10 @@ class BuiltinPolicy:
     shell_enabled: bool = False
 
     def host_allowed(self, url: str) -> bool:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        if not host:
+        read = _url_parts(url)
+        if read is None:
             return False
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        _scheme, host, port = read
         allowed = {h.lower() for h in self.http_allowed_hosts}
         return host in allowed or f"{host}:{port}" in allowed
 
@@ -70,7 +96,7 @@ def _check_sleep(args: JsonObject) -> list[FieldError]:
 def _check_http(args: JsonObject, policy: BuiltinPolicy) -> list[FieldError]:
     errors = _unknown(args, {"url", "method", "headers", "body", "timeout_seconds"})
     url = args.get("url")
-    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+    if not isinstance(url, str) or _url_parts(url) is None:
         errors.append(FieldError("args.url", "must be an http:// or https:// URL"))
     elif not policy.host_allowed(url):
         errors.append(FieldError("args.url", "host is not in TASKYARD_HTTP_ALLOWED_HOSTS"))
@@ -84,9 +110,7 @@ def _check_http(args: JsonObject, policy: BuiltinPolicy) -> list[FieldError]:
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
         errors.append(FieldError("args.headers", "must be an object of strings"))
-    timeout = args.get("timeout_seconds", 30)
-    if not _number(timeout) or timeout <= 0:
-        errors.append(FieldError("args.timeout_seconds", "must be a number > 0"))
+    errors.extend(_timeout_problems(args, 30))
     return errors
 
 
@@ -111,7 +135,5 @@ def _check_shell(args: JsonObject, policy: BuiltinPolicy) -> list[FieldError]:
         isinstance(k, str) and isinstance(v, str) for k, v in env.items()
     ):
         errors.append(FieldError("args.env", "must be an object of strings"))
-    timeout = args.get("timeout_seconds", 60)
-    if not _number(timeout) or timeout <= 0:
-        errors.append(FieldError("args.timeout_seconds", "must be a number > 0"))
+    errors.extend(_timeout_problems(args, 60))
     return errors

@@ -99,9 +99,14 @@ class NotDue(Refusal):
 @attrs.define(auto_exc=True)
 class IdempotencyConflict(Refusal):
     key: str
-    existing_job_id: UUID
+    existing_job_id: UUID | None
+    """None when the other use of the key is earlier in the same call (not stored)."""
 
     def __str__(self) -> str:
+        if self.existing_job_id is None:
+            return (
+                f"idempotency key {self.key!r} is given twice in this batch with different bodies"
+            )
         return (
             f"idempotency key {self.key!r} was used for job {self.existing_job_id} "
             "with a different body"

@@ -83,9 +83,9 @@ def parse_changes(data: object) -> Changes:
 def _strings(
     data: Mapping[str, object], key: str, errors: list[FieldError]
 ) -> frozenset[str] | None:
-    raw = data.get(key)
-    if raw is None:
+    if key not in data:
         return None
+    raw = data[key]
     values = [raw] if isinstance(raw, str) else raw
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         errors.append(FieldError(key, "must be a string or a list of strings"))

@@ -35,6 +35,9 @@ PRIORITY_MIN, PRIORITY_MAX = -100, 100
 MAX_ATTEMPTS_DEFAULT = 3
 MAX_ATTEMPTS_MAX = 1000
 DELAY_S_MAX = 31_536_000
+SECONDS_MAX = DELAY_S_MAX
+"""The bound of every duration a job carries (backoff, timeout): a year, so that every
+time computed from one stays a representable datetime."""
 TASK_LEN_MAX = 200
 QUEUE_LEN_MAX = 100
 IDEMPOTENCY_KEY_LEN_MAX = 200
@@ -168,14 +171,14 @@ def _parse_backoff(raw: object, out: _Collector) -> RetryPolicy:
     cap = raw.get("max_seconds", MAX_S_DEFAULT)
     jitter = raw.get("jitter", Jitter.FULL.value)
     ok = True
-    if not _is_number(base) or base <= 0:
-        out.add("backoff.base_seconds", "must be a number > 0")
+    if not _is_number(base) or not 0 < base <= SECONDS_MAX:
+        out.add("backoff.base_seconds", f"must be a number > 0 and <= {SECONDS_MAX}")
         ok = False
     if not _is_number(factor) or factor < 1:
         out.add("backoff.factor", "must be a number >= 1")
         ok = False
-    if not _is_number(cap) or (ok and cap < base):
-        out.add("backoff.max_seconds", "must be a number >= base_seconds")
+    if not _is_number(cap) or (ok and cap < base) or cap > SECONDS_MAX:
+        out.add("backoff.max_seconds", f"must be a number >= base_seconds and <= {SECONDS_MAX}")
         ok = False
     if jitter not in {j.value for j in Jitter}:
         out.add("backoff.jitter", "must be one of none, full, equal")
@@ -250,8 +253,8 @@ def parse_submission(
     timeout_s: float | None = None
     raw_timeout = data.get("timeout_seconds")
     if raw_timeout is not None:
-        if not _is_number(raw_timeout) or raw_timeout <= 0:
-            out.add("timeout_seconds", "must be a number > 0")
+        if not _is_number(raw_timeout) or not 0 < raw_timeout <= SECONDS_MAX:
+            out.add("timeout_seconds", f"must be a number > 0 and <= {SECONDS_MAX}")
         else:
             timeout_s = float(raw_timeout)
 
@@ -286,7 +289,7 @@ def parse_submission(
             elif dep not in depends_on:
                 depends_on.append(dep)
 
-    if not out.errors and isinstance(task, str):
+    if isinstance(task, str) and 1 <= len(task) <= TASK_LEN_MAX:  # every problem at once
         for problem in check_args(task, args):
             out.errors.append(problem)
 

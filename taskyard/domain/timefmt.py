@@ -9,6 +9,12 @@ True
 Traceback (most recent call last):
 ...
 ValueError: a time needs an offset (Z or +hh:mm)
+>>> parse_time("2026-11-22T10:00:00.1234567891Z").microsecond  # any number of digits
+123456
+>>> parse_time("0001-01-01T00:00:00+01:00")
+Traceback (most recent call last):
+...
+ValueError: not a valid time: out of range once in UTC
 """
 
 from __future__ import annotations
@@ -18,9 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?$"
-)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?$")
 
 
 def format_time(moment: datetime) -> str:
@@ -45,9 +49,11 @@ def parse_time(text: str) -> datetime:
         normalized = normalized.replace(fraction, fraction[:7], 1)
     try:
         parsed = datetime.fromisoformat(normalized)
+        return parsed.astimezone(UTC)
     except ValueError as exc:
         raise ValueError(f"not a valid time: {exc}") from None
-    return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("not a valid time: out of range once in UTC") from None
 
 
 def seconds_between(earlier: datetime, later: datetime) -> float:

@@ -558,7 +558,7 @@ def cancel(job: Job, *, now: datetime) -> Step | Refusal:
             state=S.CANCELLED,
             updated_at=now,
             finished_at=now,
-            last_error=ErrorInfo(type="cancelled", message="cancelled before it ran"),
+            last_error=ErrorInfo(type="cancelled", message="cancelled while waiting to run"),
         ),
     )
 

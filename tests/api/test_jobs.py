@@ -172,6 +172,33 @@ def test_a_bad_query_parameter_or_cursor_is_a_400_naming_it(
     assert_problem(api.get("/v1/jobs", params=params), 400, field)
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/jobs/{id}"),
+        ("GET", "/v1/jobs/{id}/attempts"),
+        ("PATCH", "/v1/jobs/{id}"),
+        ("DELETE", "/v1/jobs/{id}"),
+        ("POST", "/v1/jobs/{id}/cancel"),
+        ("POST", "/v1/jobs/{id}/retry"),
+        ("POST", "/v1/jobs"),
+        ("POST", "/v1/jobs/batch"),
+        ("POST", "/v1/jobs/cancel"),
+        ("POST", "/v1/jobs/retry"),
+        ("POST", "/v1/queues/default/pause"),
+        ("POST", "/v1/queues/default/resume"),
+    ],
+)
+def test_a_route_without_query_parameters_refuses_an_unknown_one(
+    api: Api, method: str, path: str
+) -> None:
+    job = api.submit()
+    result = api.call(method, path.format(id=job["id"]), body="{}", params={"colour": "red"})
+    assert_problem(result, 400, "colour")
+    assert api.store.get(_id(job)).state is JobState.QUEUED
+    assert not any(queue.paused for queue in api.store.queues())
+
+
 # --- changing -----------------------------------------------------------------------------
 
 
@@ -302,6 +329,7 @@ def test_bulk_retry_and_cancel_touch_only_what_they_may(api: Api) -> None:
         ("/v1/jobs/cancel", {"queue": []}, ["queue"]),
         ("/v1/jobs/cancel", {"queue": 5}, ["queue"]),
         ("/v1/jobs/cancel", {"queues": "a"}, ["queues"]),
+        ("/v1/jobs/cancel", {"state": None, "queue": "default"}, ["state"]),
     ],
 )
 def test_a_bulk_filter_is_validated(

@@ -102,6 +102,15 @@ def test_http_and_shell_are_checked_against_the_operator_policy(api: Api) -> Non
     assert_problem(refused, 422, "args.url")
     shell = api.post("/v1/jobs", {"task": "shell", "args": {"argv": ["true"]}})
     assert_problem(shell, 422, "task")
+    for url in ("http://127.0.0.1:99999/", "http://127.0.0.1:abc/", "http://[::1:9000/"):
+        assert_problem(
+            api.post("/v1/jobs", {"task": "http", "args": {"url": url}}), 422, "args.url"
+        )
+    for timeout in (0, 1e12):
+        http = {"url": "http://127.0.0.1:9000/x", "timeout_seconds": timeout}
+        assert_problem(
+            api.post("/v1/jobs", {"task": "http", "args": http}), 422, "args.timeout_seconds"
+        )
     assert len(api.stored()) == 1
 
     enabled = make_api(builtins=BuiltinPolicy(shell_enabled=True))
@@ -202,6 +211,10 @@ def test_the_same_key_with_another_body_is_a_conflict_and_stores_nothing(api: Ap
         ('"sleep"', 400),
         ("null", 400),
         ("[" * 100_000, 400),
+        ('{"task": "x", "args": {"v": 1e400}}', 400),
+        ('{"task": "x", "args": {"s": "\\ud800"}}', 400),
+        ('{"task": "x", "args": {"\\udc00": 1}}', 400),
+        ('{"task": "x", "idempotency_key": "k\\udbff"}', 400),
     ],
     ids=[
         "truncated",
@@ -213,11 +226,21 @@ def test_the_same_key_with_another_body_is_a_conflict_and_stores_nothing(api: Ap
         "string",
         "null",
         "deep",
+        "overflowing-number",
+        "lone-high-surrogate",
+        "lone-low-surrogate-in-a-key",
+        "lone-surrogate-in-the-key",
     ],
 )
 def test_a_body_that_cannot_be_read_is_a_400(api: Api, body: str, status: int) -> None:
     assert_problem(api.call("POST", "/v1/jobs", body=body), status)
     assert_nothing_stored(api)
+
+
+def test_a_surrogate_pair_is_one_character_and_is_kept(api: Api) -> None:
+    result = api.call("POST", "/v1/jobs", body='{"task": "x", "args": {"s": "\\ud83d\\ude00"}}')
+    assert result.status_code == 201 and result.json["args"] == {"s": "\U0001f600"}
+    assert api.get("/v1/jobs").status_code == 200
 
 
 def test_a_body_that_is_not_utf8_is_a_400(api: Api) -> None:
@@ -267,6 +290,15 @@ def test_a_body_just_under_one_mib_is_read(api: Api) -> None:
         ),
         ({"task": "sleep", "delay_seconds": -1}, ["delay_seconds"]),
         ({"task": "sleep", "timeout_seconds": 0}, ["timeout_seconds"]),
+        ({"task": "sleep", "timeout_seconds": 1e12}, ["timeout_seconds"]),
+        ({"task": "sleep", "backoff": {"base_seconds": 1e12}}, ["backoff.base_seconds"]),
+        (
+            {"task": "sleep", "backoff": {"base_seconds": 1, "max_seconds": 1e12}},
+            ["backoff.max_seconds"],
+        ),
+        ({"task": "sleep", "run_at": "0001-01-01T00:00:00+01:00"}, ["run_at"]),
+        ({"task": "sleep", "run_at": "9999-12-31T23:59:59-01:00"}, ["run_at"]),
+        ({"task": "sleep", "priority": 500, "args": {"seconds": -1}}, ["priority", "args.seconds"]),
         ({"task": "sleep", "depends_on": ["not-an-id"]}, ["depends_on[0]"]),
         ({"task": "sleep", "args": {"seconds": 4000}}, ["args.seconds"]),
         ({"task": ""}, ["task"]),
@@ -322,6 +354,15 @@ def test_a_batch_with_an_unknown_dependency_stores_nothing(api: Api) -> None:
         {"jobs": [{"task": "a"}, {"task": "b"}, {"task": "c", "depends_on": [unknown]}]},
     )
     assert_problem(result, 422, "jobs[2].depends_on[0]")
+    assert_nothing_stored(api)
+
+
+def test_the_same_key_twice_in_a_batch_with_other_bodies_names_no_unstored_job(
+    api: Api,
+) -> None:
+    result = api.post("/v1/jobs/batch", {"jobs": [BODY, {**BODY, "priority": 1}]})
+    doc = assert_problem(result, 409)
+    assert "twice in this batch" in doc["detail"] and "job " not in doc["detail"]
     assert_nothing_stored(api)
 
 

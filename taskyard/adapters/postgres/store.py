@@ -650,8 +650,8 @@ SELECT least(
      WHERE state = 'running' AND lease_expires_at > now()))
 """
 
-_CANCELLED_BEFORE_IT_RAN = json.dumps(
-    {"type": "cancelled", "message": "cancelled before it ran", "traceback": None}
+_CANCELLED_WHILE_WAITING = json.dumps(
+    {"type": "cancelled", "message": "cancelled while waiting to run", "traceback": None}
 )
 
 
@@ -1092,7 +1092,9 @@ class PostgresJobStore:
                 existing = known.get(new.idempotency_key)
                 if existing is not None:
                     if existing.fingerprint != new.fingerprint:
-                        raise IdempotencyConflict(new.idempotency_key, existing.id)
+                        raise IdempotencyConflict(
+                            new.idempotency_key, None if existing.id in pending else existing.id
+                        )
                     if existing.id in pending:
                         planned.append((existing.id, None))
                     else:
@@ -1464,7 +1466,7 @@ class PostgresJobStore:
     def cancel_many(self, job_filter: JobFilter) -> int:
         """`cancel` of every matching active job, as one statement: waiting and due jobs end
         cancelled; running ones get cancellation requested (once)."""
-        params: dict[str, Any] = {"error": _CANCELLED_BEFORE_IT_RAN}
+        params: dict[str, Any] = {"error": _CANCELLED_WHILE_WAITING}
         where = _filter_sql(job_filter, params)
         sql = f"""
         WITH target AS MATERIALIZED (

@@ -10,6 +10,8 @@ nesting too deep to read, or (with `object_required`) a JSON value that is not a
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 import falcon
@@ -56,6 +58,25 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+"""A `\\uD800`-`\\uDFFF` escape: half of a UTF-16 pair, which must come with its other half."""
+
+
+def _lone_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def parse_json(raw: bytes) -> Any:
     """Parse a request body; raises `Problem` (400) for anything that is not strict JSON."""
     if not raw.strip():
@@ -65,7 +86,12 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise malformed_json("the body is not UTF-8") from None
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constants,
+            parse_float=_finite_float,
+        )
     except _DuplicateKey as exc:
         raise malformed_json(str(exc)) from None
     except json.JSONDecodeError as exc:
@@ -74,6 +100,12 @@ def parse_json(raw: bytes) -> Any:
         raise malformed_json(str(exc)) from None
     except RecursionError:
         raise malformed_json("the JSON is nested too deeply") from None
+    # Pairs decode to one character; half a pair would be stored and then fail every
+    # answer that carries it (it cannot be written as UTF-8). Checked only when the text
+    # has such an escape at all.
+    if _SURROGATE_ESCAPE.search(text) and _lone_surrogate(value):
+        raise malformed_json("a string holds half of a UTF-16 surrogate pair (\\uD800-\\uDFFF)")
+    return value
 
 
 def read_json(req: falcon.Request, *, limit_bytes: int = BODY_BYTES_MAX) -> Any:

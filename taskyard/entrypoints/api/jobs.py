@@ -65,6 +65,7 @@ class Jobs:
         self.services = services
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        query.params_of(req, ())
         data = read_object(req)
         submission = self.services.client.parse(
             data, idempotency_key_header=req.get_header(IDEMPOTENCY_HEADER)
@@ -109,6 +110,7 @@ class Batch:
         self.services = services
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        query.params_of(req, ())
         if req.get_header(IDEMPOTENCY_HEADER) is not None:
             raise ValidationError(
                 [
@@ -149,6 +151,8 @@ class OneJob:
 
 
 def _seen(req: falcon.Request, text: str) -> UUID:
+    """The job id of the path (404 when malformed); the id routes take no query parameter."""
+    query.params_of(req, ())
     job_id = job_id_of(text)
     req.context.job_id = str(job_id)
     return job_id
@@ -195,6 +199,7 @@ class BulkRetry:
         self.services = services
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        query.params_of(req, ())
         job_filter = parse_job_filter(read_object(req), action="retry")
         count = self.services.store.retry_many(job_filter)
         if count:
@@ -211,6 +216,7 @@ class BulkCancel:
         self.services = services
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        query.params_of(req, ())
         job_filter = parse_job_filter(read_object(req), action="cancel")
         count = self.services.store.cancel_many(job_filter)
         req.context.job_count = count

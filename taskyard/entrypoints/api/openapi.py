@@ -24,6 +24,7 @@ from taskyard.domain.submission import (
     PRIORITY_MAX,
     PRIORITY_MIN,
     QUEUE_LEN_MAX,
+    SECONDS_MAX,
     TASK_LEN_MAX,
 )
 from taskyard.entrypoints.api import query
@@ -76,10 +77,16 @@ def _schemas() -> dict[str, Any]:
     )
     backoff_in = _obj(
         {
-            "base_seconds": {"type": "number", "exclusiveMinimum": 0, "default": BASE_S_DEFAULT},
+            "base_seconds": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": SECONDS_MAX,
+                "default": BASE_S_DEFAULT,
+            },
             "factor": {"type": "number", "minimum": 1, "default": FACTOR_DEFAULT},
             "max_seconds": {
                 "type": "number",
+                "maximum": SECONDS_MAX,
                 "default": MAX_S_DEFAULT,
                 "description": "at least base_seconds",
             },
@@ -117,7 +124,7 @@ def _schemas() -> dict[str, Any]:
                 "default": MAX_ATTEMPTS_DEFAULT,
             },
             "backoff": _ref("BackoffInput"),
-            "timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
+            "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": SECONDS_MAX},
             "idempotency_key": {
                 "type": "string",
                 "minLength": 1,
@@ -429,7 +436,7 @@ def _query(name: str, schema: dict[str, Any], description: str, *, many: bool = 
 
 def _paths() -> dict[str, Any]:
     job_id = [_param("JobId")]
-    by_id = _problems(404)
+    by_id = _problems(400, 404)  # 400: an unknown query parameter
     job_ok = _ok("Job", "the job")
     return {
         "/": {
@@ -596,7 +603,7 @@ def _paths() -> dict[str, Any]:
         "/v1/queues/{name}/pause": {
             "post": _op(
                 "Stop claims from a queue (kept in the store)",
-                {"200": _ok("QueuePause", "paused"), **_problems(404)},
+                {"200": _ok("QueuePause", "paused"), **_problems(400, 404)},
                 parameters=[_param("QueueName")],
                 tag="queues",
             )
@@ -604,7 +611,7 @@ def _paths() -> dict[str, Any]:
         "/v1/queues/{name}/resume": {
             "post": _op(
                 "Let claims from a queue go on",
-                {"200": _ok("QueuePause", "resumed"), **_problems(404)},
+                {"200": _ok("QueuePause", "resumed"), **_problems(400, 404)},
                 parameters=[_param("QueueName")],
                 tag="queues",
             )

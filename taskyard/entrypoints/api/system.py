@@ -82,6 +82,7 @@ class PauseQueue:
         self.services = services
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        query.params_of(req, ())
         self.services.store.set_paused(_queue_name(name), paused=True)
         resp.media = {"name": name, "paused": True}
 
@@ -93,6 +94,7 @@ class ResumeQueue:
         self.services = services
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        query.params_of(req, ())
         self.services.store.set_paused(_queue_name(name), paused=False)
         self.services.client.ring([name])
         resp.media = {"name": name, "paused": False}
