@@ -175,3 +175,39 @@ def test_the_api_serves_under_gunicorn_and_stops_on_sigterm(server: Server) -> N
     assert submitted["message"] == "request" and submitted["status"] == 201
     assert submitted["job_id"] == job["id"] and submitted["path"] == "/v1/jobs"
     assert any(line["logger"] == "gunicorn.error" for line in lines)
+
+
+def test_a_second_api_on_the_same_port_stops_at_start_with_one_line(
+    server: Server, tmp_path: Path
+) -> None:
+    """The workers listen with SO_REUSEPORT (the kernel spreads connections over them), so
+    a second server on the port would share it silently, and one behind a port held by
+    another program would retry for ever: the start-up probe refuses both."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKYARD_")}
+    bind = f"127.0.0.1:{server.port}"
+    done = subprocess.run(
+        [sys.executable, "-m", "taskyard.entrypoints.cli", "api", "--db", "memory://",
+         "--bind", bind],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=START_DEADLINE_S,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"taskyard: --bind: cannot listen on {bind}: Address already in use"
+    ]
+    assert server.request("GET", "/healthz")[0] == 200  # the first one is untouched
+
+
+@pytest.mark.parametrize(
+    ("bind", "reuse_port"),
+    [("127.0.0.1:8000", True), ("[::1]:8000", True), ("127.0.0.1:0", False),
+     ("unix:/run/taskyard.sock", False)],
+)  # fmt: skip
+def test_workers_get_sockets_of_their_own_only_where_that_is_one_address(
+    bind: str, reuse_port: bool
+) -> None:
+    from taskyard.entrypoints import config
+    from taskyard.entrypoints.commands.api import gunicorn_options
+
+    settings = config.Settings(database_url="sqlite:///x.db", bind=bind)
+    assert gunicorn_options(settings)["reuse_port"] is reuse_port
