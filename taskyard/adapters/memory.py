@@ -422,7 +422,7 @@ class InMemoryJobStore:
                 for i in self._s.by_state[state]
             ]
             moments.extend(
-                lease.expires_at
+                lease.expires_at + t.REAPABLE_AFTER
                 for i in self._s.by_state[S.RUNNING]
                 if (lease := self._s.jobs[i].lease) is not None
             )

@@ -767,9 +767,9 @@ class SqliteJobStore:
                 " AND run_at > ?",
                 (now_us,),
             ).fetchone()
-            (expiry,) = conn.execute(
-                "SELECT min(lease_expires_at) FROM jobs WHERE state = 'running'"
-                " AND lease_expires_at > ?",
+            (expiry,) = conn.execute(  # reapable one microsecond after it (REAPABLE_AFTER)
+                "SELECT min(lease_expires_at) + 1 FROM jobs WHERE state = 'running'"
+                " AND lease_expires_at >= ?",
                 (now_us,),
             ).fetchone()
             moments = [m for m in (run_at, expiry) if m is not None]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import attrs
@@ -278,6 +278,11 @@ def fail_dependency(
             last_error=dependency_error(verdict.job_id, verdict.state),
         ),
     )
+
+
+REAPABLE_AFTER = timedelta(microseconds=1)
+"""A lease is live through its expiry instant, so the first moment it can be reaped is one
+clock tick (the stores keep microseconds) after it: `JobStore.next_wakeup` names that."""
 
 
 def lease_live(job: Job, *, now: datetime) -> bool:

@@ -25,7 +25,7 @@ from taskyard.domain.ports import (
     JobStore,
     ReportStatus,
 )
-from taskyard.domain.transitions import Report, ReportKind
+from taskyard.domain.transitions import REAPABLE_AFTER, Report, ReportKind
 from tests import factories as f
 from tests.contract.conftest import Harness
 
@@ -493,11 +493,12 @@ def test_next_wakeup_names_the_earliest_run_at_or_lease_expiry_ahead(
     f.enqueue(store)
     running = f.claim_one(store, lease_ttl_s=60)
     assert running.lease is not None
-    assert store.next_wakeup() == running.lease.expires_at
+    reapable = running.lease.expires_at + REAPABLE_AFTER  # live through its expiry instant
+    assert store.next_wakeup() == reapable
     # A job due now that waits on a dependency waits on that job, not on the clock.
     f.enqueue(store, delay_s=TTL_SHORT_S, depends_on=[job.id])
     store_harness.pass_time(TTL_SHORT_S * 2)
-    assert store.next_wakeup() == running.lease.expires_at
+    assert store.next_wakeup() == reapable
 
 
 # --- a person's path ----------------------------------------------------------------------

@@ -15,8 +15,9 @@ from taskyard.adapters.memory import InMemoryCoordinator, InMemoryJobStore
 from taskyard.domain.context import HandlerResult, JobContext
 from taskyard.domain.errors import IdempotencyConflict
 from taskyard.domain.model import Job, JobState, Outcome
+from taskyard.domain.ports import ClaimRequest
 from taskyard.domain.scheduler import Scheduler, SchedulerConfig
-from taskyard.domain.transitions import ReportKind
+from taskyard.domain.transitions import REAPABLE_AFTER, ReportKind
 from taskyard.domain.worker import Worker, WorkerConfig
 from taskyard.testing import TestRunner
 
@@ -358,3 +359,24 @@ def test_a_store_outage_delays_a_report_but_never_loses_it(app: taskyard.App) ->
             break
     assert world.store.get(job.id).state is S.SUCCEEDED
     assert calls["n"] == 3
+
+
+def test_drain_crosses_a_dead_workers_lease_and_runs_its_job_again(app: taskyard.App) -> None:
+    """A lease is live through its expiry instant, so drain() must step one tick past it."""
+    ran: list[int] = []
+
+    @app.task()
+    def work(n: int) -> None:
+        ran.append(n)
+
+    with TestRunner(app) as runner:
+        job = work.enqueue(n=1)
+        [claimed] = runner.store.claim(ClaimRequest(worker="crashed", limit=1, lease_ttl_s=10.0))
+        assert claimed.lease is not None
+        runner.drain()
+        assert ran == [1] and runner.get(job).state is S.SUCCEEDED
+        assert [a.outcome for a in runner.attempts(job)] == [
+            Outcome.WORKER_LOST,
+            Outcome.SUCCEEDED,
+        ]
+        assert runner.clock.now() == claimed.lease.expires_at + REAPABLE_AFTER

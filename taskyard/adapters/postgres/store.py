@@ -646,8 +646,8 @@ _NEXT_WAKEUP = """
 SELECT least(
     (SELECT min(run_at) FROM taskyard.jobs
      WHERE state IN ('scheduled', 'retrying') AND run_at > now()),
-    (SELECT min(lease_expires_at) FROM taskyard.jobs
-     WHERE state = 'running' AND lease_expires_at > now()))
+    (SELECT min(lease_expires_at) + interval '1 microsecond' FROM taskyard.jobs
+     WHERE state = 'running' AND lease_expires_at >= now()))
 """
 
 _CANCELLED_WHILE_WAITING = json.dumps(
