@@ -527,8 +527,7 @@ class InMemoryJobStore:
                 for record in records:
                     if record.finished_at is None or record.finished_at < since:
                         continue
-                    if record.outcome in (Outcome.FAILED, Outcome.TIMEOUT, Outcome.WORKER_LOST):
-                        failed += 1
+                    failed += t.charged_failure(record)
                     if record.outcome is Outcome.SUCCEEDED and record.duration_s is not None:
                         durations.append(record.duration_s)
             return Stats(

@@ -928,9 +928,10 @@ class SqliteJobStore:
                     (since,),
                 ).fetchall()
             )
-            (failed,) = conn.execute(
+            (failed,) = conn.execute(  # as transitions.charged_failure
                 """SELECT count(*) FROM attempts WHERE finished_at >= ?
-                   AND outcome IN ('failed', 'timeout', 'worker_lost')""",
+                   AND outcome IN ('failed', 'timeout', 'worker_lost', 'stale')
+                   AND coalesce(json_extract(error, '$.type'), '') != 'shutdown'""",
                 (since,),
             ).fetchone()
             durations = [

@@ -34,6 +34,9 @@ from taskyard.domain.timefmt import after
 
 S = JobState
 
+SHUTDOWN_ERROR = "shutdown"
+"""The error type of an attempt its worker handed back at a graceful stop (not charged)."""
+
 
 class Event(enum.StrEnum):
     ENQUEUE = "enqueue"
@@ -277,6 +280,17 @@ def fail_dependency(
             finished_at=now,
             last_error=dependency_error(verdict.job_id, verdict.state),
         ),
+    )
+
+
+def charged_failure(attempt: Attempt) -> bool:
+    """An attempt that ended without success and used up one of the job's attempts: failed,
+    timed out, lost with its worker, or closed stale (its lease lapsed before its report
+    came). A graceful hand-back (`worker_lost` of type `shutdown`) is not charged."""
+    if attempt.outcome in (Outcome.FAILED, Outcome.TIMEOUT, Outcome.STALE):
+        return True
+    return attempt.outcome is Outcome.WORKER_LOST and (
+        attempt.error is None or attempt.error.type != SHUTDOWN_ERROR
     )
 
 
@@ -525,7 +539,9 @@ def release(job: Job, attempt: Attempt | None, ref: LeaseRef, *, now: datetime) 
     refusal = check_fence(job, ref, now=now)
     if refusal is not None:
         return refusal
-    error = ErrorInfo(type="shutdown", message=f"worker {ref.worker} shut down and handed it back")
+    error = ErrorInfo(
+        type=SHUTDOWN_ERROR, message=f"worker {ref.worker} shut down and handed it back"
+    )
     closed = _close_attempt(attempt, job, now=now, outcome=Outcome.WORKER_LOST, error=error)
     if job.cancel_requested:
         back = attrs.evolve(

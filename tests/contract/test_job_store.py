@@ -626,6 +626,22 @@ def test_stats_count_outcomes_in_the_window(store: JobStore) -> None:
     assert stats.run_s_p50 is not None and stats.run_s_p50 >= 0
 
 
+def test_stats_count_the_attempts_charged_to_a_budget_as_failed(
+    store_harness: Harness[JobStore],
+) -> None:
+    store = store_harness.adapter
+    f.enqueue_many(store, 2, max_attempts=3)
+    handed_back, late = claim(store, limit=2, lease_ttl_s=TTL_SHORT_S)
+    store.release([handed_back.ref()])  # a graceful stop: not charged
+    assert store.stats(window_s=3600).failed_attempts == 0
+    store_harness.pass_time(TTL_SHORT_S * 2)
+    [stale] = store.report([f.succeed(late)])  # its lease lapsed first: charged
+    assert stale.status is ReportStatus.STALE
+    assert store.stats(window_s=3600).failed_attempts == 1
+    store.reap_expired(limit=10)
+    assert store.stats(window_s=3600).failed_attempts == 1, "the stale attempt counts once"
+
+
 def test_attempt_totals_count_outcomes_and_bucket_reported_run_times(
     store_harness: Harness[JobStore],
 ) -> None:

@@ -1564,9 +1564,10 @@ class PostgresJobStore:
                      WHERE finished_at >= %(since)s AND state = 'succeeded'),
                     (SELECT count(*) FROM taskyard.jobs
                      WHERE finished_at >= %(since)s AND state = 'dead'),
-                    (SELECT count(*) FROM taskyard.attempts
+                    (SELECT count(*) FROM taskyard.attempts  -- as transitions.charged_failure
                      WHERE finished_at >= %(since)s
-                       AND outcome IN ('failed', 'timeout', 'worker_lost')),
+                       AND outcome IN ('failed', 'timeout', 'worker_lost', 'stale')
+                       AND (error->>'type') IS DISTINCT FROM 'shutdown'),
                     (SELECT count(*) FROM taskyard.attempts
                      WHERE finished_at >= %(since)s AND outcome = 'succeeded')""",
                 {"since": since},
