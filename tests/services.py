@@ -178,10 +178,12 @@ class ThrowawayRedis:
 
     START_TIMEOUT_S = 10.0
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, *, unix_socket: str | None = None) -> None:
+        """On a free loopback port, or only on the Unix socket `unix_socket` when given."""
         self.binary = binary
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.unix_socket = unix_socket
+        self.port = 0 if unix_socket else free_port()
+        self.url = f"unix://{unix_socket}" if unix_socket else f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -190,25 +192,16 @@ class ThrowawayRedis:
 
     def start(self) -> None:
         assert not self.running, "already running"
+        listen = ["--unixsocket", self.unix_socket] if self.unix_socket else ["--bind", "127.0.0.1"]
         self._process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
+            [self.binary, "--port", str(self.port), *listen, "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + self.START_TIMEOUT_S
         while _redis_answers(self.url) is not None:
             if self._process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
+                raise RuntimeError(f"redis-server did not start at {self.url}")
             time.sleep(0.02)
 
     def stop(self) -> None:
@@ -231,12 +224,14 @@ class ThrowawayRedis:
 
 
 @contextlib.contextmanager
-def throwaway_redis(*, start: bool = True) -> Iterator[ThrowawayRedis]:
+def throwaway_redis(
+    *, start: bool = True, unix_socket: str | None = None
+) -> Iterator[ThrowawayRedis]:
     binary = shutil.which("redis-server")
     if binary is None:
         unavailable("redis-server", "no redis-server binary on PATH for a throwaway server")
         raise AssertionError("unreachable")
-    server = ThrowawayRedis(binary)
+    server = ThrowawayRedis(binary, unix_socket=unix_socket)
     try:
         if start:
             server.start()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from taskyard.domain.scheduler import SchedulerConfig
 from taskyard.entrypoints.bootstrap import ConfigError, make_coordinator
 from taskyard.entrypoints.runtime import SchedulerRuntime
 from tests.eventually import eventually
-from tests.services import free_port, unavailable
+from tests.services import free_port, throwaway_redis
 
 WAIT_S = 20.0
 
@@ -192,40 +191,17 @@ def test_make_coordinator_builds_redis_from_a_url_with_a_key_prefix(
 
 
 def test_a_unix_socket_url_reaches_redis_through_make_coordinator() -> None:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("redis-server", "no redis-server binary on PATH for a Unix-socket server")
     folder = tempfile.mkdtemp(prefix="ty-sock-", dir="/tmp")  # socket paths are short
-    socket_path = os.path.join(folder, "redis.sock")
-    server = subprocess.Popen(
-        [
-            str(binary),
-            "--port",
-            "0",
-            "--unixsocket",
-            socket_path,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        eventually(lambda: os.path.exists(socket_path), timeout_s=WAIT_S, what="the Unix socket")
-        coordinator = make_coordinator(
-            f"unix://{socket_path}", clock=SystemClock(), key_prefix="unix-test:"
-        )
-        assert isinstance(coordinator, RedisCoordinator)
-        try:
-            lead = coordinator.campaign(candidate="s1", ttl_s=30)
-            assert lead is not None and lead.holder == "s1"
-            coordinator.ring(["mail"])
-            assert coordinator.wait(["mail"], timeout_s=1.0) is True
-        finally:
-            coordinator.close()
+        with throwaway_redis(unix_socket=os.path.join(folder, "redis.sock")) as server:
+            coordinator = make_coordinator(server.url, clock=SystemClock(), key_prefix="unix-test:")
+            assert isinstance(coordinator, RedisCoordinator)
+            try:
+                lead = coordinator.campaign(candidate="s1", ttl_s=30)
+                assert lead is not None and lead.holder == "s1"
+                coordinator.ring(["mail"])
+                assert coordinator.wait(["mail"], timeout_s=1.0) is True
+            finally:
+                coordinator.close()
     finally:
-        server.terminate()
-        server.wait(timeout=WAIT_S)
         shutil.rmtree(folder, ignore_errors=True)
