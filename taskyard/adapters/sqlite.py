@@ -767,10 +767,10 @@ class SqliteJobStore:
                 " AND run_at > ?",
                 (now_us,),
             ).fetchone()
-            (expiry,) = conn.execute(  # reapable one microsecond after it (REAPABLE_AFTER)
-                "SELECT min(lease_expires_at) + 1 FROM jobs WHERE state = 'running'"
+            (expiry,) = conn.execute(
+                "SELECT min(lease_expires_at) + ? FROM jobs WHERE state = 'running'"
                 " AND lease_expires_at >= ?",
-                (now_us,),
+                (t.REAPABLE_AFTER // _US, now_us),
             ).fetchone()
             moments = [m for m in (run_at, expiry) if m is not None]
             return _time(min(moments)) if moments else None
@@ -931,8 +931,8 @@ class SqliteJobStore:
             (failed,) = conn.execute(  # as transitions.charged_failure
                 """SELECT count(*) FROM attempts WHERE finished_at >= ?
                    AND outcome IN ('failed', 'timeout', 'worker_lost', 'stale')
-                   AND coalesce(json_extract(error, '$.type'), '') != 'shutdown'""",
-                (since,),
+                   AND coalesce(json_extract(error, '$.type'), '') != ?""",
+                (since, t.SHUTDOWN_ERROR),
             ).fetchone()
             durations = [
                 us

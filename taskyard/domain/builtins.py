@@ -38,8 +38,8 @@ def _timeout_problems(args: JsonObject, default_s: float) -> list[FieldError]:
     return []
 
 
-def _url_parts(url: str) -> tuple[str, str, int] | None:
-    """`(scheme, host, port)` of an http(s) URL, or None when it cannot be read."""
+def _host_and_port(url: str) -> tuple[str, int] | None:
+    """`(host, port)` of an http(s) URL, or None when it is not one or cannot be read."""
     try:
         parts = urlsplit(url)
         port = parts.port  # raises ValueError for a port out of range or not a number
@@ -48,7 +48,7 @@ def _url_parts(url: str) -> tuple[str, str, int] | None:
     host = (parts.hostname or "").lower()
     if parts.scheme not in ("http", "https") or not host:
         return None
-    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
+    return host, port or (443 if parts.scheme == "https" else 80)
 
 
 @attrs.frozen(kw_only=True)
@@ -59,10 +59,10 @@ class BuiltinPolicy:
     shell_enabled: bool = False
 
     def host_allowed(self, url: str) -> bool:
-        read = _url_parts(url)
+        read = _host_and_port(url)
         if read is None:
             return False
-        _scheme, host, port = read
+        host, port = read
         allowed = {h.lower() for h in self.http_allowed_hosts}
         return host in allowed or f"{host}:{port}" in allowed
 
@@ -96,7 +96,7 @@ def _check_sleep(args: JsonObject) -> list[FieldError]:
 def _check_http(args: JsonObject, policy: BuiltinPolicy) -> list[FieldError]:
     errors = _unknown(args, {"url", "method", "headers", "body", "timeout_seconds"})
     url = args.get("url")
-    if not isinstance(url, str) or _url_parts(url) is None:
+    if not isinstance(url, str) or _host_and_port(url) is None:
         errors.append(FieldError("args.url", "must be an http:// or https:// URL"))
     elif not policy.host_allowed(url):
         errors.append(FieldError("args.url", "host is not in TASKYARD_HTTP_ALLOWED_HOSTS"))

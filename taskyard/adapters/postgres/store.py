@@ -646,7 +646,7 @@ _NEXT_WAKEUP = """
 SELECT least(
     (SELECT min(run_at) FROM taskyard.jobs
      WHERE state IN ('scheduled', 'retrying') AND run_at > now()),
-    (SELECT min(lease_expires_at) + interval '1 microsecond' FROM taskyard.jobs
+    (SELECT min(lease_expires_at) + %(reapable_after)s FROM taskyard.jobs
      WHERE state = 'running' AND lease_expires_at >= now()))
 """
 
@@ -1420,7 +1420,11 @@ class PostgresJobStore:
 
     def next_wakeup(self) -> datetime | None:
         def work(conn: Conn) -> datetime | None:
-            row = self._cursor(conn).execute(_NEXT_WAKEUP).fetchone()
+            row = (
+                self._cursor(conn)
+                .execute(_NEXT_WAKEUP, {"reapable_after": t.REAPABLE_AFTER})
+                .fetchone()
+            )
             return None if row is None or row[0] is None else _utc(row[0])
 
         return self._run(work, transaction=False)
@@ -1567,10 +1571,10 @@ class PostgresJobStore:
                     (SELECT count(*) FROM taskyard.attempts  -- as transitions.charged_failure
                      WHERE finished_at >= %(since)s
                        AND outcome IN ('failed', 'timeout', 'worker_lost', 'stale')
-                       AND (error->>'type') IS DISTINCT FROM 'shutdown'),
+                       AND (error->>'type') IS DISTINCT FROM %(shutdown)s),
                     (SELECT count(*) FROM taskyard.attempts
                      WHERE finished_at >= %(since)s AND outcome = 'succeeded')""",
-                {"since": since},
+                {"since": since, "shutdown": t.SHUTDOWN_ERROR},
             ).fetchone()
             assert row is not None
             succeeded, dead, failed, runs = (int(v) for v in row)
