@@ -34,11 +34,10 @@ import pytest
 
 from taskyard.adapters.postgres import PostgresJobStore
 from taskyard.domain.scheduler import SchedulerConfig
-from taskyard.simulation.checker import History, check
 from tests.chaos import figures
 from tests.chaos.cluster import Cluster, Topology
-from tests.chaos.history import read_history, wait_quiet
-from tests.chaos.mix import Client, Resend, judge, plan_mix
+from tests.chaos.history import read_history, verdict, wait_quiet
+from tests.chaos.mix import Client, Resend, plan_mix
 from tests.chaos.nemesis import FaultKind, Nemesis, plan_faults
 from tests.e2e.harness import Api, Procs
 from tests.eventually import eventually
@@ -172,15 +171,8 @@ def test_no_job_is_lost_or_committed_twice_under_a_nemesis(
     read = time.monotonic()
 
     # --- the figures ------------------------------------------------------------------------
-    history = History(
-        jobs=jobs,
-        attempts=attempts,
-        acknowledged=submitted.acknowledged,
-        replays=submitted.replays,
-    )
-    report = check(history, at_rest=True)
-    lost = report.counts.get("no_job_lost", 0)
-    twice = figures.committed_twice(jobs, attempts)
+    judged = verdict(plan, submitted, jobs, attempts)
+    report, lost, twice = judged.report, judged.lost, judged.twice
     waits = figures.waits_after_worker_faults(faults, jobs, attempts)
     longest = waits.longest
     runs = figures.handler_runs(worker_lines)
@@ -217,18 +209,9 @@ def test_no_job_is_lost_or_committed_twice_under_a_nemesis(
         f"{len(set(jobs) - submitted.acknowledged)} jobs stored that no answer named, "
         f"{len(submitted.acknowledged - set(jobs))} acknowledged and missing {context}"
     )
-    assert report.ok, (
-        "\n".join(f"{v.invariant}: {v.message} ({v.job_id})" for v in report.violations)
-        + f"\n{context}"
-    )
+    assert report.ok, f"{judged.violations}\n{context}"
     assert {"one_outcome", "one_live_lease", "fenced_writes", "idempotency"} <= set(report.checked)
-
-    problems = []
-    for item in plan:
-        job_id = submitted.ids[item.index]
-        wrong = judge(item, jobs[job_id], attempts[job_id], submitted)
-        if wrong is not None:
-            problems.append(f"{item.kind.value} #{item.index} {job_id}: {wrong}")
+    problems = judged.problems
     assert not problems, f"{len(problems)} jobs went wrong {context}:\n" + "\n".join(problems[:20])
     for index, resend, status in submitted.replay_answers:
         expected = 200 if resend is Resend.SAME else 409

@@ -25,12 +25,11 @@ import pytest
 from taskyard.adapters.postgres import PostgresJobStore
 from taskyard.domain.model import JobState, Outcome
 from taskyard.domain.ports import JobFilter, JobQuery
-from taskyard.simulation.checker import History, check
 from tests import services
 from tests.chaos import figures
 from tests.chaos.cluster import Cluster, Topology
-from tests.chaos.history import read_history, wait_quiet
-from tests.chaos.mix import Client, judge, plan_mix
+from tests.chaos.history import read_history, verdict, wait_quiet
+from tests.chaos.mix import Client, plan_mix
 from tests.e2e.harness import Api, Procs
 from tests.e2e.proxies import pgbouncer
 from tests.eventually import eventually
@@ -114,15 +113,7 @@ def test_nothing_is_lost_or_committed_twice_through_pgbouncer_when_a_worker_is_k
         finally:
             cluster.close()
 
-    history = History(
-        jobs=jobs,
-        attempts=attempts,
-        acknowledged=submitted.acknowledged,
-        replays=submitted.replays,
-    )
-    report = check(history, at_rest=True)
-    lost = report.counts.get("no_job_lost", 0)
-    twice = figures.committed_twice(jobs, attempts)
+    judged = verdict(plan, submitted, jobs, attempts)
     reaped = [
         a
         for job_attempts in attempts.values()
@@ -135,8 +126,8 @@ def test_nothing_is_lost_or_committed_twice_through_pgbouncer_when_a_worker_is_k
         f"{settled - submitted_at:.1f} s later\n"
         f"  worker SIGKILLed holding jobs: {killed[0] if killed else 'none'} "
         f"({len(reaped)} of its attempts reaped and run again)\n"
-        f"  jobs lost {lost}; outcomes committed twice {len(twice)}; attempts by outcome "
-        f"{dict(figures.outcomes(attempts))}",
+        f"  jobs lost {judged.lost}; outcomes committed twice {len(judged.twice)}; "
+        f"attempts by outcome {dict(figures.outcomes(attempts))}",
         flush=True,
     )
 
@@ -144,17 +135,11 @@ def test_nothing_is_lost_or_committed_twice_through_pgbouncer_when_a_worker_is_k
     assert killed, f"no worker was seen holding a job {context}"
     assert reaped, f"the killed worker's jobs were not reaped {context}"
     assert quiet, f"jobs still open {SETTLE_DEADLINE_S:g} s after the last submission {context}"
-    assert lost == 0, f"{lost} jobs lost {context}"
-    assert not twice, f"outcomes committed twice on {twice[:10]} {context}"
+    assert judged.lost == 0, f"{judged.lost} jobs lost {context}"
+    assert not judged.twice, f"outcomes committed twice on {judged.twice[:10]} {context}"
     assert len(jobs) == JOBS and set(jobs) == submitted.acknowledged, context
-    violations = [f"{v.invariant}: {v.message} ({v.job_id})" for v in report.violations]
-    assert report.ok, "\n".join(violations)
-    problems = []
-    for item in plan:
-        job_id = submitted.ids[item.index]
-        wrong = judge(item, jobs[job_id], attempts[job_id], submitted)
-        if wrong is not None:
-            problems.append(f"{item.kind.value} #{item.index} {job_id}: {wrong}")
+    assert judged.report.ok, judged.violations
+    problems = judged.problems
     assert not problems, f"{len(problems)} jobs went wrong {context}:\n" + "\n".join(problems[:20])
     assert not exited, "processes exited on their own:\n" + "\n".join(exited)
     assert all(code == 0 for code in exits.values()), exits
