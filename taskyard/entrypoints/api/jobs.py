@@ -106,6 +106,8 @@ class Jobs:
 class Batch:
     """`POST /v1/jobs/batch`: 1 to 1,000 submissions, stored all or nothing."""
 
+    body_bytes_max = BATCH_BODY_BYTES_MAX
+
     def __init__(self, services: Services) -> None:
         self.services = services
 
@@ -120,7 +122,7 @@ class Batch:
                     )
                 ]
             )
-        data = read_object(req, limit_bytes=BATCH_BODY_BYTES_MAX)
+        data = read_object(req, limit_bytes=self.body_bytes_max)
         submissions = self.services.client.parse_batch(data)
         enqueued = _submit(self.services, req, submissions, data["jobs"], prefix="jobs")
         req.context.job_count = len(enqueued)

@@ -673,7 +673,9 @@ def openapi_document() -> dict[str, Any]:
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "needed under /v1/ when TASKYARD_API_TOKENS is set",
+                    "description": "needed by every operation not marked open (security: []) when "
+                    "TASKYARD_API_TOKENS is set; without it, a path that matches no route is "
+                    "a 401 too",
                 }
             },
             "headers": {
