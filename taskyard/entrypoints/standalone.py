@@ -27,6 +27,7 @@ from taskyard.entrypoints import process
 from taskyard.entrypoints.api import Services, create_app
 from taskyard.entrypoints.app import App
 from taskyard.entrypoints.config import Settings
+from taskyard.entrypoints.exposure import check_exposure
 from taskyard.entrypoints.runtime import SchedulerRuntime, WorkerRuntime
 
 log = logging.getLogger("taskyard.standalone")
@@ -67,11 +68,18 @@ class Standalone:
         """Adapters come from `settings` unless given (tests hand in their own).
 
         The listening socket is bound first, so that a port in use (or a host that cannot
-        be listened on) fails with `OSError` before any store is opened or created."""
+        be listened on) fails with `OSError` before any store is opened or created, and an
+        address other machines can reach without tokens with `ConfigError`
+        (`exposure.py`)."""
         self.settings = settings
         self.app = app
         self._server: WSGIServer | None = self._listen()
         try:
+            check_exposure(
+                settings,
+                host=settings.host,
+                listening=f"{settings.host} ({settings.source('host')})",
+            )
             self._build(settings, app=app, store=store, coordinator=coordinator)
         except BaseException:
             self._server.server_close()
