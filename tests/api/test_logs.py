@@ -132,8 +132,10 @@ def test_a_traceback_is_indented_and_its_message_stays_on_one_line() -> None:
 def test_a_request_path_cannot_write_a_log_line() -> None:
     stream, _ = _text_lines()
     api = make_api()
-    hostile = "/v1/jobs%0A" + FORGED.replace(" ", "%20") + "%0D%0Ax%00%C2%85"
+    # Tabs, not spaces, between the forged words: no space to make the value quoted.
+    hostile = "/v1/jobs%0D%0A" + FORGED.replace(" ", "%09") + "%0Ax%00%C2%85"
     assert api.client.simulate_get(hostile).status_code == 404
     [line] = stream.getvalue().splitlines()
     assert "INFO taskyard.api: request " in line and not any(_control(c) for c in line)
-    assert f'path="/v1/jobs\\n{FORGED}\\r\\nx\\u0000\\u0085"' in line
+    forged = FORGED.replace(" ", "\\t")
+    assert f'path="/v1/jobs\\r\\n{forged}\\nx\\u0000\\u0085"' in line

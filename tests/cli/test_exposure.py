@@ -1,7 +1,8 @@
 """No open API by accident: `standalone` and `api` on an address other machines can reach,
-without tokens, refuse to start (exit 2, one line naming TASKYARD_API_TOKENS) unless the
-operator asks for an open API with TASKYARD_API_OPEN=1 / --open. (`api` opting in is
-started for real in tests/api/test_gunicorn.py.)"""
+without tokens, refuse to start (exit 2, one line naming TASKYARD_API_TOKENS: the cases are
+in BAD_SETTINGS, tests/cli/test_process_settings.py) unless the operator asks for an open
+API with TASKYARD_API_OPEN=1 / --open. (`api` opting in is started for real in
+tests/api/test_gunicorn.py.)"""
 
 from __future__ import annotations
 
@@ -18,39 +19,6 @@ from taskyard.entrypoints import config
 from taskyard.entrypoints.bootstrap import ConfigError
 from taskyard.entrypoints.exposure import is_loopback
 from taskyard.entrypoints.standalone import Standalone
-from tests.cli.conftest import RunCli
-
-REFUSAL = (
-    "taskyard: TASKYARD_API_TOKENS: not set, and {shown} is not a loopback address: anyone "
-    "who can reach it could read, submit and cancel jobs; set TASKYARD_API_TOKENS, or "
-    "TASKYARD_API_OPEN=1 (--open) to serve an open API on purpose"
-)
-
-
-@pytest.mark.parametrize(
-    ("argv", "environ", "shown"),
-    [
-        (["standalone", "--host", "0.0.0.0"], {}, "0.0.0.0 (--host)"),
-        (["standalone"], {"TASKYARD_HOST": "::"}, ":: (TASKYARD_HOST)"),
-        (["standalone", "--host", "0.0.0.0", "--no-open"], {}, "0.0.0.0 (--host)"),
-        (["api", "--bind", "0.0.0.0:0"], {}, "0.0.0.0:0 (--bind)"),
-        (["api"], {"TASKYARD_BIND": "[::]:0", "TASKYARD_API_OPEN": "0"}, "[::]:0 (TASKYARD_BIND)"),
-    ],
-)
-def test_a_non_loopback_address_without_tokens_stops_the_start_with_one_line(
-    argv: list[str],
-    environ: dict[str, str],
-    shown: str,
-    run_cli: RunCli,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> None:
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
-    db = f"sqlite:///{tmp_path / 'j.db'}"
-    ran = run_cli(*argv, "--db", db, *(["--port", "0"] if argv[0] == "standalone" else []))
-    assert (ran.code, ran.err_lines, ran.out) == (2, [REFUSAL.format(shown=shown)], "")
-    assert not (tmp_path / "j.db").exists(), "refused before any store was opened"
 
 
 def _get(system: Standalone, path: str) -> int:
