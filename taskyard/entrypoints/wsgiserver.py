@@ -124,6 +124,10 @@ class QuietHandler(WSGIRequestHandler):
         if problem is None:
             return True
         status, kind, title, detail = problem
+        log.info(
+            "request refused by the server",
+            extra={"method": self.command, "path": self.path, "status": status},
+        )
         body = json.dumps(
             problem_document(status=status, kind=kind, title=title, detail=detail)
         ).encode()

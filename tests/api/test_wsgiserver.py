@@ -69,8 +69,9 @@ POST_CHUNKED = (
 
 
 def test_a_chunked_body_is_refused_at_once_without_waiting_for_its_end(
-    system: Standalone,
+    system: Standalone, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("INFO", logger="taskyard.standalone")
     body = json.dumps({"task": "sleep"}).encode()
     with _connect(system) as conn:
         # The first chunk, and no end: a server that waits for the body never answers.
@@ -80,6 +81,8 @@ def test_a_chunked_body_is_refused_at_once_without_waiting_for_its_end(
     assert json.loads(answer)["type"] == "urn:taskyard:problem:length-required"
     assert headers["connection"] == "close"
     assert _stored(system) == 0
+    [refused] = [r for r in caplog.records if r.getMessage() == "request refused by the server"]
+    assert (refused.method, refused.path, refused.status) == ("POST", "/v1/jobs", 411)  # type: ignore[attr-defined]
 
 
 def test_a_whole_chunked_body_sent_at_once_gets_its_answer_not_a_reset(
