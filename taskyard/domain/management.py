@@ -23,6 +23,7 @@ import attrs
 from taskyard.domain.errors import FieldError, ValidationError
 from taskyard.domain.model import TERMINAL_STATES, JobState
 from taskyard.domain.ports import JobFilter
+from taskyard.domain.storable import escape_text, text_problem
 from taskyard.domain.submission import (
     PRIORITY_MAX,
     PRIORITY_MIN,
@@ -137,6 +138,8 @@ def parse_job_filter(data: object, *, action: str) -> JobFilter:
     for task in sorted(tasks or ()):
         if not 1 <= len(task) <= TASK_LEN_MAX:
             errors.append(FieldError("task", f"must be 1 to {TASK_LEN_MAX} characters"))
+        elif (bad := text_problem(task)) is not None:
+            errors.append(FieldError("task", f"{escape_text(task)!r} {bad}"))
     if states is None and queues is None and tasks is None and not errors:
         errors.append(FieldError("", "give at least one of state, queue, task"))
     if errors:

@@ -19,7 +19,7 @@ from uuid import UUID
 import attrs
 
 from taskyard.domain.errors import FieldError, ValidationError
-from taskyard.domain.ids import parse_job_id
+from taskyard.domain.ids import BitSource, parse_job_id, uuid7
 from taskyard.domain.model import JsonObject, NewJob
 from taskyard.domain.retry import (
     BASE_S_DEFAULT,
@@ -28,6 +28,7 @@ from taskyard.domain.retry import (
     Jitter,
     RetryPolicy,
 )
+from taskyard.domain.storable import json_problems, text_problem
 from taskyard.domain.timefmt import format_time, parse_time
 
 QUEUE_DEFAULT = "default"
@@ -41,6 +42,7 @@ time computed from one stays a representable datetime."""
 TASK_LEN_MAX = 200
 QUEUE_LEN_MAX = 100
 IDEMPOTENCY_KEY_LEN_MAX = 200
+CORRELATION_ID_LEN_MAX = 200
 DEPENDS_ON_MAX = 1000
 BATCH_MAX = 1000
 
@@ -213,11 +215,15 @@ def parse_submission(
         out.add("task", "is required")
     elif not isinstance(task, str) or not 1 <= len(task) <= TASK_LEN_MAX:
         out.add("task", f"must be a string of 1 to {TASK_LEN_MAX} characters")
+    elif (bad := text_problem(task)) is not None:
+        out.add("task", bad)
+        task = None
 
     args = data.get("args", {})
     if not isinstance(args, Mapping):
         out.add("args", "must be a JSON object")
         args = {}
+    out.errors.extend(json_problems(args, "args"))
 
     queue = data.get("queue", QUEUE_DEFAULT)
     if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
@@ -263,9 +269,13 @@ def parse_submission(
         not isinstance(key, str) or not 1 <= len(key) <= IDEMPOTENCY_KEY_LEN_MAX
     ):
         out.add("idempotency_key", f"must be a string of 1 to {IDEMPOTENCY_KEY_LEN_MAX} characters")
+    elif isinstance(key, str) and (bad := text_problem(key)) is not None:
+        out.add("idempotency_key", bad)
     if idempotency_key_header is not None:
         if not 1 <= len(idempotency_key_header) <= IDEMPOTENCY_KEY_LEN_MAX:
             out.add("Idempotency-Key", f"must be 1 to {IDEMPOTENCY_KEY_LEN_MAX} characters")
+        elif (bad := text_problem(idempotency_key_header)) is not None:
+            out.add("Idempotency-Key", bad)
         elif key is None:
             key = idempotency_key_header
         elif key != idempotency_key_header:
@@ -312,6 +322,37 @@ def parse_submission(
         idempotency_key=key if isinstance(key, str) else None,
         depends_on=tuple(depends_on),
     )
+
+
+def check_correlation_id(correlation_id: object) -> None:
+    """A job's `correlation_id` (the API's request id, or any text a Python caller passes):
+    None, or a string of 1 to `CORRELATION_ID_LEN_MAX` characters a store can hold."""
+    if correlation_id is None:
+        return
+    if not isinstance(correlation_id, str) or not (
+        1 <= len(correlation_id) <= CORRELATION_ID_LEN_MAX
+    ):
+        message = f"must be a string of 1 to {CORRELATION_ID_LEN_MAX} characters"
+        raise ValidationError([FieldError("correlation_id", message)])
+    problem = text_problem(correlation_id)
+    if problem is not None:
+        raise ValidationError([FieldError("correlation_id", problem)])
+
+
+def new_jobs(
+    submissions: Sequence[Submission],
+    *,
+    now: datetime,
+    rng: BitSource,
+    correlation_id: str | None = None,
+) -> list[NewJob]:
+    """The jobs to store for validated submissions: each with a new id (UUIDv7 of `now`),
+    all with `correlation_id` (checked here, so every way in refuses the same)."""
+    check_correlation_id(correlation_id)
+    return [
+        submission.to_new_job(job_id=uuid7(now, rng), correlation_id=correlation_id)
+        for submission in submissions
+    ]
 
 
 def parse_batch(

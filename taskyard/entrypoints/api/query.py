@@ -24,6 +24,7 @@ from uuid import UUID
 import falcon
 
 from taskyard.domain.model import JobState
+from taskyard.domain.storable import text_problem
 from taskyard.domain.submission import QUEUE_NAME, TASK_LEN_MAX
 from taskyard.domain.timefmt import EPOCH
 from taskyard.entrypoints.api.problems import bad_request
@@ -90,6 +91,9 @@ def tasks(params: Mapping[str, list[str]]) -> frozenset[str]:
     for value in params.get("task", ()):
         if not 1 <= len(value) <= TASK_LEN_MAX:
             raise bad_request(f"a task name is 1 to {TASK_LEN_MAX} characters", field="task")
+        problem = text_problem(value)
+        if problem is not None:
+            raise bad_request(f"a task name {problem}", field="task")
     return frozenset(params.get("task", ()))
 
 
