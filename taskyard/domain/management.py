@@ -27,9 +27,9 @@ from taskyard.domain.storable import escape_text, text_problem
 from taskyard.domain.submission import (
     PRIORITY_MAX,
     PRIORITY_MIN,
-    QUEUE_NAME,
     TASK_LEN_MAX,
     is_int,
+    is_queue_name,
     parse_run_at,
 )
 
@@ -131,7 +131,7 @@ def parse_job_filter(data: object, *, action: str) -> JobFilter:
             errors.append(FieldError("state", f"{action} applies to {names} jobs, not {value}"))
         parsed_states.add(state)
     for queue in sorted(queues or ()):
-        if not QUEUE_NAME.match(queue):
+        if not is_queue_name(queue):
             errors.append(
                 FieldError("queue", f"{queue!r} is not a queue name (letters, digits, . _ -)")
             )

@@ -46,7 +46,13 @@ CORRELATION_ID_LEN_MAX = 200
 DEPENDS_ON_MAX = 1000
 BATCH_MAX = 1000
 
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+QUEUE_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+"""A queue name, matched as a whole (`is_queue_name`): `$` would let `"default\n"` through."""
+
+
+def is_queue_name(text: str) -> bool:
+    return QUEUE_NAME.fullmatch(text) is not None
+
 
 FIELDS = frozenset(
     {
@@ -226,7 +232,7 @@ def parse_submission(
     out.errors.extend(json_problems(args, "args"))
 
     queue = data.get("queue", QUEUE_DEFAULT)
-    if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+    if not isinstance(queue, str) or not is_queue_name(queue):
         out.add("queue", "must be 1 to 100 of letters, digits, '.', '_', '-'")
 
     priority = data.get("priority", 0)

@@ -132,7 +132,7 @@ def test_a_bad_value_names_where_it_was_written(
     ("name", "value", "problem"),
     [
         ("TASKYARD_LEASE_TTL_SECONDS", "0", "out of range"),
-        ("TASKYARD_LEASE_TTL_SECONDS", "nan", "out of range"),
+        ("TASKYARD_LEASE_TTL_SECONDS", "nan", "not a number"),
         ("TASKYARD_POLL_INTERVAL_SECONDS", "soon", "not a number"),
         ("TASKYARD_REDIS_URL", "http://h", "unsupported scheme 'http'"),
         ("TASKYARD_HTTP_ALLOWED_HOSTS", "h:99999", "not a host"),

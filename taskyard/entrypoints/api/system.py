@@ -14,7 +14,7 @@ from taskyard import __version__
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
 from taskyard.domain.model import JobState, QueueInfo
 from taskyard.domain.ports import SchedulerInfo, WorkerInfo
-from taskyard.domain.submission import QUEUE_NAME
+from taskyard.domain.submission import is_queue_name
 from taskyard.domain.timefmt import format_time
 from taskyard.entrypoints.api import query
 from taskyard.entrypoints.api.metrics import metrics_registry
@@ -70,7 +70,7 @@ class Queues:
 
 
 def _queue_name(name: str) -> str:
-    if not QUEUE_NAME.match(name):
+    if not is_queue_name(name):
         raise not_found(f"{name!r} is not a queue name (letters, digits, '.', '_', '-')")
     return name
 
