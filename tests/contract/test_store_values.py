@@ -12,6 +12,7 @@ import pytest
 
 from taskyard.domain.errors import ValidationError
 from taskyard.domain.ports import JobQuery, JobStore
+from taskyard.domain.submission import DURATION_S_MIN
 from taskyard.entrypoints.app import App
 from tests.api.conftest import Api, assert_problem, make_api
 
@@ -92,3 +93,29 @@ def test_a_value_every_store_can_hold_comes_back_unchanged(api: Api, store: JobS
     [stored] = store.list_jobs(JobQuery()).jobs
     assert stored.args == args and stored.task == "t\u2603"
     assert stored.idempotency_key == "key \u00e9\x01"
+
+
+@pytest.mark.parametrize("value", [5e-324, 1e-310, 0.000999, 0.001, 31_536_000])
+def test_a_duration_gets_the_same_answer_from_every_store(
+    api: Api, store: JobStore, value: float
+) -> None:
+    body = {
+        "task": "t",
+        "timeout_seconds": value,
+        "backoff": {"base_seconds": value, "max_seconds": value},
+    }
+    delayed = {"task": "t", "delay_seconds": value}
+    result = api.post("/v1/jobs/batch", {"jobs": [body, delayed]})
+    if value < DURATION_S_MIN:
+        assert_problem(
+            result,
+            422,
+            "jobs[0].timeout_seconds",
+            "jobs[0].backoff.base_seconds",
+            "jobs[1].delay_seconds",
+        )
+        assert_nothing_stored(store)
+        return
+    assert result.status_code == 201, result.text
+    timed = next(j for j in store.list_jobs(JobQuery()).jobs if j.timeout_s is not None)
+    assert timed.timeout_s == value and timed.backoff.base_s == value
