@@ -124,6 +124,7 @@ def fault_plans(draw: st.DrawFn, *, with_sites: bool = True) -> FaultPlan:
                         "store.heartbeat.delayed",
                         "doorbell.lost",
                         "doorbell.duplicate",
+                        "store.report.unexpected",
                     )
                 ),
                 unique=True,

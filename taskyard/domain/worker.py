@@ -307,12 +307,13 @@ class Worker:
             outage = exc
             results = []
         except Exception as exc:
-            log.warning(
-                "the store refused a batch of %d reports (%s); sending them one by one",
-                len(pending),
-                type(exc).__name__,
-            )
-            results, outage = self._report_apart(now, pending)
+            if len(pending) > 1:
+                log.warning(
+                    "the store refused a batch of %d reports (%s); sending them one by one",
+                    len(pending),
+                    type(exc).__name__,
+                )
+            results, outage = self._report_apart(pending, exc)
         self._settle_reports(results)
         if outage is not None:
             self.store_health.down(outage)
@@ -338,19 +339,22 @@ class Worker:
         self.reported_total += len(results)
 
     def _report_apart(
-        self, now: datetime, pending: Sequence[Report]
+        self, pending: Sequence[Report], error: Exception
     ) -> tuple[list[ReportResult], StoreUnavailable | None]:
-        """Send each report on its own, so that one the store refuses cannot hold back
-        the others. Stops at an outage (what is left stays in the outbox)."""
+        """Send each report of a batch the store refused with `error` on its own, so that
+        one it refuses cannot hold back the others (a batch of one was refused already).
+        Stops at an outage (what is left stays in the outbox)."""
         results: list[ReportResult] = []
         for report in pending:
-            try:
-                results.extend(self.store.report([report]))
-                continue
-            except StoreUnavailable as exc:
-                return results, exc
-            except Exception as exc:
-                refused: Exception = exc
+            refused = error
+            if len(pending) > 1:
+                try:
+                    results.extend(self.store.report([report]))
+                    continue
+                except StoreUnavailable as exc:
+                    return results, exc
+                except Exception as exc:
+                    refused = exc
             if report.error is not None and report.error.type == REPORT_REFUSED:
                 self._abandon(report, refused)  # already the replacement: give up on it
                 continue
