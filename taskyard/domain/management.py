@@ -15,14 +15,15 @@ taskyard.domain.errors.ValidationError: queue: only priority and run_at can be c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from uuid import UUID
 
 import attrs
 
 from taskyard.domain.errors import FieldError, ValidationError
-from taskyard.domain.model import TERMINAL_STATES, JobState
-from taskyard.domain.ports import JobFilter
+from taskyard.domain.model import TERMINAL_STATES, Job, JobState
+from taskyard.domain.ports import JobFilter, JobQuery, WorkerInfo
 from taskyard.domain.storable import escape_text, text_problem
 from taskyard.domain.submission import (
     PRIORITY_MAX,
@@ -149,3 +150,32 @@ def parse_job_filter(data: object, *, action: str) -> JobFilter:
         queues=queues or frozenset(),
         tasks=tasks or frozenset(),
     )
+
+
+RUNNING_JOBS_QUERY = JobQuery(filter=JobFilter(states=frozenset({JobState.RUNNING})), limit=1000)
+"""The one bounded read behind `with_running_jobs`: the 1,000 most recently created
+running jobs (more than any deployment's slots, in practice)."""
+
+
+def with_running_jobs(workers: Sequence[WorkerInfo], running: Sequence[Job]) -> list[WorkerInfo]:
+    """Each worker with the jobs the store says it runs (a running job's lease names its
+    worker), in place of the list it registered, which lags behind claims and reports.
+
+    >>> import random
+    >>> from datetime import UTC, datetime
+    >>> from taskyard.domain.ids import uuid7
+    >>> at = datetime(2026, 11, 22, tzinfo=UTC)
+    >>> stale = uuid7(at, random.Random(1))
+    >>> w = WorkerInfo(id="w1", host="h", pid=1, queues=(), concurrency=2, started_at=at,
+    ...                last_heartbeat_at=at, running_job_ids=(stale,))
+    >>> with_running_jobs([w], [])[0].running_job_ids
+    ()
+    """
+    by_worker: dict[str, list[UUID]] = {}
+    for job in running:
+        if job.state is JobState.RUNNING and job.lease is not None:
+            by_worker.setdefault(job.lease.worker, []).append(job.id)
+    return [
+        attrs.evolve(worker, running_job_ids=tuple(sorted(by_worker.get(worker.id, ()))))
+        for worker in workers
+    ]

@@ -98,7 +98,8 @@ def test_a_malformed_queue_name_is_not_found(api: Api) -> None:
 
 
 def test_workers_are_listed_until_their_heartbeat_lapses(api: Api) -> None:
-    job = f.enqueue(api.store)
+    f.enqueue(api.store)
+    job = f.claim_one(api.store, worker="host-a:123:w1")
     api.coordinator.register_worker(
         WorkerInfo(
             id="host-a:123:w1",
@@ -125,6 +126,30 @@ def test_workers_are_listed_until_their_heartbeat_lapses(api: Api) -> None:
     }
     api.clock.advance(16)
     assert api.get("/v1/workers").json == {"workers": []}
+
+
+def test_a_workers_running_jobs_are_the_store_s_not_its_registration(api: Api) -> None:
+    for _ in range(3):
+        f.enqueue(api.store)
+    finished, running = api.store.claim(ClaimRequest(worker="w1", limit=2, lease_ttl_s=30))
+    [elsewhere] = api.store.claim(ClaimRequest(worker="w2", limit=1, lease_ttl_s=30))
+    api.store.report([f.succeed(finished)])
+    api.coordinator.register_worker(
+        WorkerInfo(
+            id="w1",
+            host="h",
+            pid=1,
+            queues=(),
+            concurrency=4,
+            started_at=START,
+            last_heartbeat_at=START,
+            running_job_ids=(finished.id,),  # registered before the claim and the report
+        ),
+        ttl_s=15,
+    )
+    [worker] = api.get("/v1/workers").json["workers"]
+    assert worker["running_job_ids"] == [str(running.id)]
+    assert str(elsewhere.id) not in worker["running_job_ids"]
 
 
 def test_schedulers_show_which_one_leads(api: Api) -> None:

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from taskyard import __version__
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
+from taskyard.domain.management import RUNNING_JOBS_QUERY, with_running_jobs
 from taskyard.domain.model import JobState, QueueInfo
 from taskyard.domain.ports import SchedulerInfo, WorkerInfo
 from taskyard.domain.submission import is_queue_name
@@ -101,7 +102,8 @@ class ResumeQueue:
 
 
 class Workers:
-    """`GET /v1/workers`: live workers, as the coordinator knows them (none without one)."""
+    """`GET /v1/workers`: live workers, as the coordinator knows them (none without one),
+    each with the jobs the store says it runs."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -110,6 +112,9 @@ class Workers:
         query.params_of(req, ())
         coordinator = self.services.coordinator
         found = coordinator.workers() if coordinator is not None else []
+        if found:
+            running = self.services.store.list_jobs(RUNNING_JOBS_QUERY).jobs
+            found = with_running_jobs(found, running)
         resp.media = {"workers": [worker_json(w) for w in found]}
 
 
