@@ -9,8 +9,7 @@ from uuid import UUID
 
 import pytest
 
-from taskyard.entrypoints import config, numbers
-from taskyard.entrypoints.bootstrap import ConfigError
+from taskyard.entrypoints import numbers
 from tests.api.conftest import Api, assert_problem
 
 ARABIC_TEN = "\u0661\u0660"
@@ -51,27 +50,6 @@ def test_a_cursor_and_a_run_at_must_match_as_a_whole(api: Api) -> None:
     for run_at in ("2026-11-22T10:00:00Z\n", "\u0662\u0660\u0662\u0667-11-22T10:00:00Z"):
         assert_problem(api.post("/v1/jobs", {"task": "t", "run_at": run_at}), 422, "run_at")
     assert len(api.stored()) == 1
-
-
-@pytest.mark.parametrize(
-    ("name", "value", "problem"),
-    [
-        ("TASKYARD_CONCURRENCY", "\u0664", "not an integer"),
-        ("TASKYARD_CONCURRENCY", "1_0", "not an integer"),
-        ("TASKYARD_LEASE_TTL_SECONDS", ARABIC_TEN, "not a number"),
-        ("TASKYARD_LEASE_TTL_SECONDS", "1_0", "not a number"),
-        ("TASKYARD_POLL_INTERVAL_SECONDS", "infinity", "not a number"),
-        ("TASKYARD_HTTP_ALLOWED_HOSTS", "example.com:\u0668\u0660", "not a host"),
-        ("TASKYARD_BIND", "127.0.0.1:\u0668\u0660", "not HOST:PORT"),
-        ("TASKYARD_QUEUES", "a\nb", "not a queue name"),
-        ("TASKYARD_API_TOKENS", "tok\nen", "cannot carry"),
-    ],
-)
-def test_settings_read_ascii_numbers_and_whole_names(name: str, value: str, problem: str) -> None:
-    attr = next(s.attr for s in config.SETTINGS.values() if s.env == name)
-    with pytest.raises(ConfigError) as caught:
-        config.resolve(None, [attr], environ={name: value})
-    assert caught.value.setting == name and problem in caught.value.problem
 
 
 def test_the_number_reader_doctests_hold() -> None:

@@ -5,7 +5,6 @@ outcome ends somewhere visible (a failed attempt, or a lapsed lease the schedule
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
@@ -17,7 +16,8 @@ from taskyard.domain.model import Job, JobState, LeaseRef, Outcome
 from taskyard.domain.ports import ReportResult
 from taskyard.domain.retry import Jitter, RetryPolicy
 from taskyard.domain.transitions import Report
-from taskyard.domain.worker import REPORT_REFUSED, Worker, WorkerConfig
+from taskyard.domain.worker import REPORT_REFUSED, Worker
+from tests import factories as f
 from tests.factories import enqueue
 
 LEASE_TTL_S = 10.0
@@ -76,14 +76,8 @@ def setup(**config: Any) -> tuple[RefusingStore, ManualClock, Held, Worker]:
     clock = ManualClock()
     store = RefusingStore(clock)
     held = Held()
-    worker = Worker(
-        store=store,
-        coordinator=None,
-        clock=clock,
-        rng=random.Random(0),
-        registry=held,
-        executor=held,
-        config=WorkerConfig(worker_id="w1", lease_ttl_s=LEASE_TTL_S, concurrency=4, **config),
+    worker = f.worker(
+        store, clock, registry=held, executor=held, lease_ttl_s=LEASE_TTL_S, concurrency=4, **config
     )
     held.worker = worker
     return store, clock, held, worker
