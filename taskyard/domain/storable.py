@@ -62,55 +62,64 @@ def escape_text(text: str) -> str:
     return escaped.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _key_path(parent: str, key: str) -> str:
-    shown = escape_text(key)
-    return f"{parent}.{shown}" if parent else shown
+Trail = tuple["Trail", "str | int"] | None
+"""Where a value sits: (the trail of its parent, its key or index); None at the top. Paths
+are written out only for a problem, so a clean value costs no string building."""
+
+
+def _path(field: str, trail: Trail) -> str:
+    steps: list[str | int] = []
+    while trail is not None:
+        trail, step = trail
+        steps.append(step)
+    path = field
+    for step in reversed(steps):
+        if isinstance(step, int):
+            path += f"[{step}]"
+        else:
+            path = f"{path}.{escape_text(step)}" if path else escape_text(step)
+    return path
 
 
 def json_problems(value: Any, field: str) -> list[FieldError]:
     """Where `value` (a JSON value as Python holds it) breaks the rule, each problem under
     its path (`args.a[2]`, `args.key`); empty when every store can hold it. Names at most
     `PROBLEMS_MAX` problems. Walks with its own stack, so any depth is fine."""
-    problems: list[FieldError] = []
-    stack: list[tuple[str, Any]] = [(field, value)]
-    while stack and len(problems) < PROBLEMS_MAX:
-        path, item = stack.pop()
-        if item is None or isinstance(item, bool):
+    found: list[tuple[Trail, str]] = []
+    stack: list[tuple[Any, Trail]] = [(value, None)]
+    search = _UNSTORABLE.search
+    while stack and len(found) < PROBLEMS_MAX:
+        item, trail = stack.pop()
+        kind = type(item)
+        if kind is str or (kind is not bool and isinstance(item, str)):
+            if search(item) is not None:
+                found.append((trail, text_problem(item) or ""))
+        elif item is None or kind is bool:
             continue
-        if isinstance(item, str):
-            problem = text_problem(item)
-            if problem is not None:
-                problems.append(FieldError(path, problem))
         elif isinstance(item, int):
             if not -_INT_LIMIT < item < _INT_LIMIT:
-                problems.append(
-                    FieldError(path, f"must be an integer of at most {INT_DIGITS_MAX} digits")
-                )
+                found.append((trail, f"must be an integer of at most {INT_DIGITS_MAX} digits"))
         elif isinstance(item, float):
             if not math.isfinite(item):
-                problems.append(
-                    FieldError(path, "must be a finite number (JSON has no NaN or Infinity)")
-                )
+                found.append((trail, "must be a finite number (JSON has no NaN or Infinity)"))
         elif isinstance(item, Mapping):
-            children: list[tuple[str, Any]] = []
+            children: list[tuple[Any, Trail]] = []
             for key, child in item.items():
                 if not isinstance(key, str):
-                    problems.append(FieldError(path, f"has a key that is not a string: {key!r}"))
+                    found.append((trail, f"has a key that is not a string: {key!r}"))
                     continue
-                key_path = _key_path(path, key)
-                problem = text_problem(key)
-                if problem is not None:
-                    problems.append(FieldError(key_path, f"a key {problem}"))
-                children.append((key_path, child))
+                if search(key) is not None:
+                    found.append(((trail, key), f"a key {text_problem(key)}"))
+                children.append((child, (trail, key)))
             stack.extend(reversed(children))
         elif isinstance(item, list | tuple):
-            stack.extend(reversed([(f"{path}[{i}]", child) for i, child in enumerate(item)]))
+            stack.extend(reversed([(child, (trail, i)) for i, child in enumerate(item)]))
         else:
-            problems.append(
-                FieldError(
-                    path,
-                    f"must be a JSON value (object, list, string, number, true, false, null), "
-                    f"not {type(item).__name__}",
+            found.append(
+                (
+                    trail,
+                    "must be a JSON value (object, list, string, number, true, false, null), "
+                    f"not {kind.__name__}",
                 )
             )
-    return problems[:PROBLEMS_MAX]
+    return [FieldError(_path(field, trail), message) for trail, message in found[:PROBLEMS_MAX]]
