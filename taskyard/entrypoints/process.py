@@ -35,13 +35,12 @@ from taskyard.domain.scheduler import SchedulerConfig
 from taskyard.domain.worker import WorkerConfig
 from taskyard.entrypoints.app import App, Registry
 from taskyard.entrypoints.bootstrap import (
-    STORE_SCHEMES,
     ConfigError,
     make_coordinator,
     make_store,
     store_scheme,
 )
-from taskyard.entrypoints.config import Settings
+from taskyard.entrypoints.config import Settings, required_database_url
 from taskyard.entrypoints.runtime import SchedulerRuntime, WorkerRuntime
 
 log = logging.getLogger("taskyard.process")
@@ -130,12 +129,7 @@ def task_registry(app: App | None, policy: BuiltinPolicy) -> Registry:
 def required_store_url(settings: Settings, *, command: str) -> str:
     """The store URL of a process that shares its store with others: set, and not
     `memory://` (whose jobs live in one process)."""
-    url = settings.database_url
-    if url is None:
-        raise ConfigError(
-            "TASKYARD_DATABASE_URL",
-            f"not set (use --db or TASKYARD_DATABASE_URL: {STORE_SCHEMES})",
-        )
+    url = required_database_url(settings)
     if store_scheme(url, setting=settings.source("database_url")) == "memory":
         raise ConfigError(
             settings.source("database_url"),
