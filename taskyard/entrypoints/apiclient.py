@@ -102,7 +102,8 @@ class ApiClient:
             raise ApiError(status=exc.code, problem=_problem(exc.code, raw)) from None
         except OSError as exc:  # URLError and timeouts are OSErrors
             reason = getattr(exc, "reason", exc)
-            raise ApiUnreachable(url=self.url, reason=str(reason)) from None
+            text = getattr(reason, "strerror", None) or str(reason)
+            raise ApiUnreachable(url=self.url, reason=text) from None
         try:
             return json.loads(raw)
         except ValueError:
@@ -309,11 +310,21 @@ def run_client(args: argparse.Namespace, work: Callable[[ApiClient], str | None]
             print(f"taskyard: {line}" if not line.startswith(" ") else line, file=sys.stderr)
         return 1
     except ApiUnreachable as exc:
-        print(f"taskyard: {exc}", file=sys.stderr)
+        print(f"taskyard: {_unreachable_line(exc, settings)}", file=sys.stderr)
         return 1
     if out:
         print(out)
     return 0
+
+
+def _unreachable_line(exc: ApiUnreachable, settings: config.Settings) -> str:
+    """One line: which URL failed and how, where that URL came from unless it is the
+    default, and the two ways to give another."""
+    where = f" (from {settings.sources['url']})" if "url" in settings.sources else ""
+    return (
+        f"cannot reach the API at {exc.url}{where}: {exc.reason}; is taskyard running there? "
+        "Give its address with --url or TASKYARD_URL"
+    )
 
 
 def as_json(value: Any) -> str:
