@@ -225,6 +225,10 @@ CLIENT_COMMANDS = [
     ["queues"],
     ["workers"],
     ["workers", "--schedulers"],
+    ["queues", "pause", "reports"],
+    ["queues", "resume", "reports"],
+    ["jobs", "retry", "--state", "dead", "--yes"],
+    ["jobs", "cancel", "--queue", "reports", "--yes"],
 ]
 
 
