@@ -490,6 +490,8 @@ def test_the_tour_lists_exactly_the_commands_this_test_checks() -> None:
         ),
     ]
     assert start.splitlines()[1].startswith("# taskyard standalone listening on ")
+    section = README.read_text().split("\n## A five-minute tour\n", 1)[1].split("\n## ")[0]
+    assert section.count("TASKYARD_URL") == 1, "the tour says once how to point at another port"
     found = [(line.command, line.claim) for block in rest for line in tour_lines(block)]
     assert found == [(command, claim) for command, claim, _ in TOUR]
 
