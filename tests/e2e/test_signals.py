@@ -24,7 +24,7 @@ from taskyard.adapters.clock import SystemClock
 from taskyard.domain.model import Job, JobState, Outcome
 from taskyard.entrypoints.app import App
 from taskyard.entrypoints.bootstrap import make_coordinator
-from tests.e2e.harness import Procs, clean_environment
+from tests.e2e.harness import Proc, Procs, clean_environment
 from tests.eventually import eventually
 
 WAIT_S = 20.0
@@ -64,6 +64,18 @@ def _running(app: App, jobs: list[Job]) -> bool:
 def _saw(proc_lines: object, message: str) -> bool:
     assert isinstance(proc_lines, list)
     return any(line.get("message") == message for line in proc_lines)
+
+
+def _begin_graceful_stop(proc: Proc, signum: int) -> None:
+    """Send the first signal and wait until the process logged that it stops gracefully."""
+    proc.send(signum)
+    eventually(
+        lambda: _saw(
+            proc.log_lines(), "stopping gracefully (send the signal again to exit at once)"
+        ),
+        timeout_s=WAIT_S,
+        what="the graceful stop began",
+    )
 
 
 def test_sigterm_hands_unfinished_jobs_back_at_once_and_exits_0(
@@ -124,14 +136,7 @@ def test_a_second_signal_exits_at_once_and_the_job_runs_again_after_its_lease(
     job = app.enqueue("stubborn")
     eventually(lambda: _running(app, [job]), timeout_s=WAIT_S, what="the job running")
 
-    worker.send(signal.SIGTERM)
-    eventually(
-        lambda: _saw(
-            worker.log_lines(), "stopping gracefully (send the signal again to exit at once)"
-        ),
-        timeout_s=WAIT_S,
-        what="the graceful stop began",
-    )
+    _begin_graceful_stop(worker, signal.SIGTERM)
     assert worker.process.poll() is None  # waiting for the handler, up to 600 s
     worker.send(signal.SIGTERM)
     assert worker.wait(WAIT_S) == 128 + signal.SIGTERM
@@ -252,14 +257,7 @@ def test_ctrl_c_on_standalone_lets_the_running_job_finish_then_exits_0(
     url = system.url()
     job = app.enqueue("sleep", args={"seconds": 1.0})
     eventually(lambda: _running(app, [job]), timeout_s=WAIT_S, what="the job running")
-    system.send(signal.SIGINT)
-    eventually(
-        lambda: _saw(
-            system.log_lines(), "stopping gracefully (send the signal again to exit at once)"
-        ),
-        timeout_s=WAIT_S,
-        what="the graceful stop began",
-    )
+    _begin_graceful_stop(system, signal.SIGINT)
     waiting = app.enqueue("sleep", args={"seconds": 0})
     assert system.wait(WAIT_S) == 0
     assert app.get(job).state is JobState.SUCCEEDED  # finished, not handed back
@@ -299,14 +297,7 @@ def test_a_second_ctrl_c_ends_standalone_at_once_with_130(procs: Procs, db: str,
     system.banner()
     job = app.enqueue("sleep", args={"seconds": 600})
     eventually(lambda: _running(app, [job]), timeout_s=WAIT_S, what="the job running")
-    system.send(signal.SIGINT)
-    eventually(
-        lambda: _saw(
-            system.log_lines(), "stopping gracefully (send the signal again to exit at once)"
-        ),
-        timeout_s=WAIT_S,
-        what="the graceful stop began",
-    )
+    _begin_graceful_stop(system, signal.SIGINT)
     assert system.process.poll() is None  # waiting for the job, up to 600 s
     system.send(signal.SIGINT)
     assert system.wait(WAIT_S) == 128 + signal.SIGINT
