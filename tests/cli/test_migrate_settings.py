@@ -12,6 +12,11 @@ from tests.cli.conftest import RunCli
 SOURCES = ("flag", "alias", "environment", "file")
 
 
+def _migrated(name: str) -> str:
+    """What `taskyard migrate` prints for `sqlite:///<name>.db`: the store, then its schema."""
+    return f"taskyard migrate sqlite:///{name}.db\n{name}.db: taskyard schema at version 1\n"
+
+
 def _give(source: str, name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     """Put `sqlite:///<name>.db` in `source`; the arguments that go with it."""
     url = f"sqlite:///{name}.db"
@@ -33,7 +38,7 @@ def test_each_source_alone_names_the_store_to_migrate(
 ) -> None:
     ran = run_cli("migrate", *_give(source, source, monkeypatch, tmp_path))
     assert (ran.code, ran.err) == (0, "")
-    assert ran.out == f"{source}.db: taskyard schema at version 1\n"
+    assert ran.out == _migrated(source)
     assert sorted(p.name for p in tmp_path.glob("*.db")) == [f"{source}.db"]
 
 
@@ -54,14 +59,14 @@ def test_a_flag_wins_over_the_environment_which_wins_over_the_file(
 ) -> None:
     argv = [arg for source in given for arg in _give(source, source, monkeypatch, tmp_path)]
     ran = run_cli("migrate", *argv)
-    assert (ran.code, ran.out) == (0, f"{winner}.db: taskyard schema at version 1\n")
+    assert (ran.code, ran.out) == (0, _migrated(winner))
     assert sorted(p.name for p in tmp_path.glob("*.db")) == [f"{winner}.db"]
 
 
 def test_a_settings_file_named_by_config_is_read(run_cli: RunCli, tmp_path: Path) -> None:
     (tmp_path / "elsewhere.toml").write_text('database_url = "sqlite:///named.db"\n')
     ran = run_cli("migrate", "--config", "elsewhere.toml")
-    assert (ran.code, ran.out) == (0, "named.db: taskyard schema at version 1\n")
+    assert (ran.code, ran.out) == (0, _migrated("named"))
 
 
 def test_a_bad_url_is_blamed_on_where_it_was_written(

@@ -7,8 +7,9 @@ changes too, so the tour and the code cannot drift apart. Each command then runs
 `bash` (so `JOB=$(...)` is seen by the next command), with the real `jq` when it is
 installed and `jq_subset.py` otherwise, and its output is checked against the claim.
 
-The tour's port, 8000, becomes a free one (`localhost:8000` in the commands, and
-`TASKYARD_URL` for the `taskyard` commands, as the tour says to do on another port).
+The tour's port, 8000, becomes a free one: `localhost:8000` in the commands, and the
+`TASKYARD_URL` that the start-up line names for the `taskyard` commands, as the tour says
+to do on another port.
 A `sleep N;` before a command is the tour waiting for something: here the command is run
 again until its claim holds, within a deadline, instead of sleeping N seconds.
 """
@@ -514,7 +515,7 @@ def tour(procs: Procs, tmp_path: Path) -> Iterator[Tour]:
     path = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]])
     env = clean_environment(PATH=path, HOME=str(tmp_path))
     system = procs.start("standalone", ["standalone", "--port", str(port)], env=env, cwd=tmp_path)
-    shell = Shell(tmp_path, {**env, "TASKYARD_URL": f"http://127.0.0.1:{port}"})
+    shell = Shell(tmp_path, env)
     try:
         yield Tour(shell=shell, system=system, port=port)
     finally:
@@ -525,9 +526,15 @@ def tour(procs: Procs, tmp_path: Path) -> Iterator[Tour]:
 def test_the_readme_tour_shows_what_it_says(tour: Tour, procs: Procs, tmp_path: Path) -> None:
     text = README.read_text()
     start, *rest = tour_blocks(text)
+    # On another port than the tour's, the start-up line ends with the TASKYARD_URL to
+    # export, and the shell exports it, as the tour says to.
+    banner = tour.system.banner()
+    hint = f"; export TASKYARD_URL=http://127.0.0.1:{tour.port} for the client commands"
+    assert banner.endswith(hint), banner
+    tour.shell.run(f"export {hint.split()[2]}")
     claimed = start.splitlines()[1].removeprefix("# ")
     pattern = re.escape(claimed.replace(":8000", f":{tour.port}")).replace(r"\.\.\.", ".*")
-    assert re.fullmatch(pattern, tour.system.banner()), (claimed, tour.system.banner())
+    assert re.fullmatch(pattern, banner.removesuffix(hint)), (claimed, banner)
     checks = {(command, claim): check for command, claim, check in TOUR}
 
     for line in (line for block in rest for line in tour_lines(block)):

@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     url = config.required_database_url(settings)
     source = settings.source("database_url")
     scheme = store_scheme(url, setting=source)
+    from taskyard.entrypoints.process import banner, redact_url
+
+    banner(f"taskyard migrate {redact_url(url)}")
     try:
         if scheme == "memory":
             print("memory:// keeps no schema: nothing to migrate")
