@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from taskyard.domain.errors import StoreUnavailable
-    from taskyard.entrypoints.bootstrap import ConfigError, sqlite_path, store_scheme
+    from taskyard.entrypoints.config import ConfigError, sqlite_path, store_scheme
 
     url: str | None = args.database_url or os.environ.get(SETTING)
     if not url:
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 def _postgres(url: str) -> int:
     from taskyard.adapters.postgres.schema import MigrationError, migrate
     from taskyard.adapters.postgres.store import split_url
-    from taskyard.entrypoints.bootstrap import ConfigError
+    from taskyard.entrypoints.config import ConfigError
 
     try:
         conninfo, _settings = split_url(url)
@@ -72,8 +72,7 @@ def _postgres(url: str) -> int:
 
 
 def _sqlite(path: str) -> int:
-    from taskyard.adapters.sqlite import SqliteJobStore
+    from taskyard.entrypoints.bootstrap import sqlite_schema_version
 
-    with SqliteJobStore(path) as store:
-        print(f"{path}: taskyard schema at version {store.schema_version}")
+    print(f"{path}: taskyard schema at version {sqlite_schema_version(path)}")
     return 0

@@ -24,7 +24,7 @@ from taskyard.entrypoints.apiclient import (
     job_view,
     run_client,
 )
-from taskyard.entrypoints.bootstrap import ConfigError
+from taskyard.entrypoints.config import ConfigError
 
 
 def register(sub: Any) -> None:
