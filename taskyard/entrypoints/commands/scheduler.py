@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from taskyard.entrypoints.logs import configure_logging, log_context
 
     settings = config.resolve(args, config.SCHEDULER_SETTINGS)
-    process.required_store_url(settings, command="scheduler")
+    url = process.required_store_url(settings, command="scheduler")
     configure_logging(log_format=settings.log_format, level=settings.log_level)
     system = bootstrap(settings)
     coordinator = system.coordinator
@@ -55,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
                 "coordinator": process.describe_coordinator(settings, coordinator),
             },
         )
-        process.banner(f"taskyard scheduler {scheduler_id}: leader TTL {settings.leader_ttl_s:g} s")
+        process.banner(
+            f"taskyard scheduler {scheduler_id}: leader TTL {settings.leader_ttl_s:g} s, "
+            f"store {process.redact_url(url)}"
+        )
         stop.wait()
         runtime.stop()
         process.close_quietly(system)

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(log_format=settings.log_format, level=settings.log_level)
     app = process.load_app(settings.app, source=settings.source("app")) if settings.app else None
     settings = process.with_app_settings(settings, app)
-    process.required_store_url(settings, command="worker")
+    url = process.required_store_url(settings, command="worker")
     system = bootstrap(settings)
     registry = system.task_registry(app.tasks if app is not None else None)
     coordinator = system.coordinator
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         )
         process.banner(
             f"taskyard worker {worker_id}: queues {queues}, concurrency {settings.concurrency}, "
-            f"tasks {', '.join(sorted(registry.names()))}"
+            f"store {process.redact_url(url)}, tasks {', '.join(sorted(registry.names()))}"
         )
         stop.wait()
         stubborn = process.stop_worker(runtime, grace_s=settings.grace_period_s)
