@@ -25,9 +25,9 @@ def test_every_metric_is_documented() -> None:
 
 
 def test_every_route_is_documented() -> None:
-    for template, _ in ROUTES:
-        shown = re.sub(r"{job_id}", "{id}", template)
-        assert f"{shown}`" in DOC or f"{shown} " in DOC or f"{shown}?" in DOC, template
+    for route in ROUTES:
+        shown = re.sub(r"{job_id}", "{id}", route.template)
+        assert f"{shown}`" in DOC or f"{shown} " in DOC or f"{shown}?" in DOC, route.template
 
 
 def test_docs_guarantees_names_real_tests_and_every_invariant() -> None:
