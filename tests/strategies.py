@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from taskyard.domain.management import CANCELLABLE_STATES, RETRYABLE_STATES
+from taskyard.domain.ports import JobFilter
 from taskyard.domain.retry import Jitter, RetryPolicy
 from taskyard.simulation.faults import FaultAction, FaultKind, FaultPlan
 from taskyard.simulation.workload import ClientOp, JobPlan, OpKind, Script, Workload
@@ -124,6 +126,7 @@ def fault_plans(draw: st.DrawFn, *, with_sites: bool = True) -> FaultPlan:
                         "store.heartbeat.delayed",
                         "doorbell.lost",
                         "doorbell.duplicate",
+                        "store.report.unexpected",
                     )
                 ),
                 unique=True,
@@ -148,3 +151,61 @@ def retry_policies(draw: st.DrawFn) -> RetryPolicy:
 attempt_numbers = st.integers(min_value=1, max_value=5000)
 priorities = st.integers(min_value=-100, max_value=100)
 queue_names = st.sampled_from(["default", "mail", "reports"])
+
+# --- values a client or a handler may hand in ----------------------------------------------
+
+hostile_text = st.text(
+    alphabet=st.one_of(
+        st.characters(codec=None),  # surrogates included
+        st.sampled_from(["\x00", "\ud800", "\udfff", "\n", "\u2028", "\ufeff"]),
+    ),
+    max_size=8,
+)
+"""Text as a hostile client or a careless handler sends it: NUL, lone surrogates, line
+breaks and everything else."""
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(4299, 4301).map(lambda digits: 10**digits - 1),  # around INT_DIGITS_MAX
+    st.floats(allow_subnormal=True),  # NaN and infinities included
+    hostile_text,
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.lists(children, max_size=3).map(tuple),
+        st.dictionaries(hostile_text, children, max_size=4),
+    ),
+    max_leaves=12,
+)
+"""JSON-like values (as Python holds them) a store may or may not be able to keep."""
+
+
+# --- jobs in any state, and bulk filters over them ------------------------------------------
+
+FATES = ("queued", "scheduled", "running", "asked", "retrying", "dead", "succeeded", "cancelled")
+"""Where a job ends up: a state, or `asked` (running, asked to stop)."""
+BULK_QUEUES = ("a", "b")
+BULK_TASKS = ("t1", "t2")
+
+job_fates = st.lists(
+    st.tuples(st.sampled_from(BULK_QUEUES), st.sampled_from(BULK_TASKS), st.sampled_from(FATES)),
+    max_size=25,
+)
+
+
+@st.composite
+def bulk_requests(draw: st.DrawFn) -> tuple[str, JobFilter]:
+    """A bulk action and a filter it accepts: at least one of states, queues, tasks."""
+    action = draw(st.sampled_from(("retry", "cancel")))
+    allowed = sorted(RETRYABLE_STATES if action == "retry" else CANCELLABLE_STATES)
+    subsets = {
+        "states": st.frozensets(st.sampled_from(allowed)),
+        "queues": st.frozensets(st.sampled_from(BULK_QUEUES)),
+        "tasks": st.frozensets(st.sampled_from(BULK_TASKS)),
+    }
+    job_filter = draw(st.builds(JobFilter, **subsets).filter(lambda f: not f.empty))
+    return action, job_filter

@@ -33,6 +33,9 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from taskyard.domain.submission import is_queue_name
+from taskyard.entrypoints.numbers import ascii_float, ascii_int
+
 CONFIG_FILE_NAME = "taskyard.toml"
 CONFIG_ENV = "TASKYARD_CONFIG"
 ENV_PREFIX = "TASKYARD_"
@@ -127,10 +130,10 @@ def number_in(low: float, high: float, *, low_open: bool = False) -> Callable[[o
         if isinstance(raw, int | float):
             value = float(raw)
         else:
-            try:
-                value = float(_text(raw))
-            except ValueError:
-                raise ValueError(f"{raw!r} is not a number") from None
+            parsed = ascii_float(_text(raw))
+            if parsed is None:
+                raise ValueError(f"{raw!r} is not a number")
+            value = parsed
         below = value <= low if low_open else value < low
         if not math.isfinite(value) or below or value > high:
             bound = f"> {low:g}" if low_open else f">= {low:g}"
@@ -149,10 +152,10 @@ def integer_in(low: int, high: int) -> Callable[[object], int]:
         elif isinstance(raw, float):
             raise ValueError(f"must be an integer, not {raw!r}")
         else:
-            text = _text(raw)
-            if not re.fullmatch(r"[+-]?\d+", text):
+            parsed = ascii_int(_text(raw))
+            if parsed is None:
                 raise ValueError(f"{raw!r} is not an integer")
-            value = int(text)
+            value = parsed
         if not low <= value <= high:
             raise ValueError(f"{value} is out of range ({low} to {high})")
         return value
@@ -192,14 +195,14 @@ def parse_redis_url(raw: object) -> str | None:
     return url
 
 
-_TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]+$")
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]+")
 """RFC 6750's b64token: what may follow `Bearer `."""
 
 
 def parse_tokens(raw: object) -> tuple[str, ...]:
     tokens = _items(raw)
     for index, token in enumerate(tokens, start=1):
-        if not _TOKEN.match(token):
+        if not _TOKEN.fullmatch(token):
             raise ValueError(
                 f"token {index} has a character a bearer token cannot carry "
                 "(use letters, digits and . _ ~ + / = -)"
@@ -207,13 +210,13 @@ def parse_tokens(raw: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(tokens))
 
 
-_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:(\d{1,5}))?$")
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:([0-9]{1,5}))?")
 
 
 def parse_hosts(raw: object) -> frozenset[str]:
     hosts: set[str] = set()
     for item in _items(raw):
-        match = _HOST.match(item)
+        match = _HOST.fullmatch(item)
         if match is None or (match.group(3) is not None and not 1 <= int(match.group(3)) <= 65535):
             raise ValueError(f"{item!r} is not a host or host:port")
         hosts.add(item.lower())
@@ -226,20 +229,17 @@ def parse_bind(raw: object) -> str:
         if len(text) == len("unix:"):
             raise ValueError("unix: needs a socket path")
         return text
-    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})", text)
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})", text)
     if match is None or int(match.group(2)) > 65535:
         raise ValueError(f"{text!r} is not HOST:PORT (or unix:PATH)")
     return text
-
-
-_QUEUE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
 
 def parse_queues(raw: object) -> frozenset[str] | None:
     """Comma separated queue names (or a TOML list); none given means every queue."""
     names = _items(raw)
     for name in names:
-        if not _QUEUE.match(name):
+        if not is_queue_name(name):
             raise ValueError(f"{name!r} is not a queue name (1 to 100 of letters, digits, . _ -)")
     return frozenset(names) or None
 
@@ -269,7 +269,7 @@ def parse_token(raw: object) -> str | None:
     text = _text(raw)
     if not text:
         return None
-    if not _TOKEN.match(text):
+    if not _TOKEN.fullmatch(text):
         raise ValueError(
             "has a character a bearer token cannot carry (use letters, digits and . _ ~ + / = -)"
         )
@@ -615,6 +615,7 @@ CLIENT_SETTINGS = ("url", "token")
 APP_SETTINGS = (*_STORE_SETTINGS, "http_allowed_hosts", "shell_enabled")
 """What the Python `App` reads: where its jobs go, whom it rings, and what the built-in
 tasks' arguments may name (an enqueue checks them, as the API does)."""
+MIGRATE_SETTINGS = ("database_url",)
 
 
 def required_database_url(settings: Settings) -> str:
@@ -627,13 +628,23 @@ def required_database_url(settings: Settings) -> str:
     return settings.database_url
 
 
-def _dest(setting: Setting) -> str:
-    return f"setting_{setting.attr}"
+def _dest(setting: Setting, flag: str | None = None) -> str:
+    """Where argparse keeps a setting's flag (or, with `flag`, one of its aliases)."""
+    if flag is None or flag == setting.flag:
+        return f"setting_{setting.attr}"
+    return f"setting_{setting.attr}__{flag.lstrip('-').replace('-', '_')}"
 
 
-def add_arguments(parser: argparse.ArgumentParser, attrs_used: Iterable[str]) -> None:
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    attrs_used: Iterable[str],
+    *,
+    aliases: Mapping[str, Iterable[str]] | None = None,
+) -> None:
     """Add `--config` and the flag of every named setting that has one. A flag left out of
-    the command line is None, so the environment and the file get their say."""
+    the command line is None, so the environment and the file get their say. `aliases`
+    gives a command's older spellings of a flag (`{"database_url": ["--database-url"]}`);
+    the setting's own flag wins over an alias, and an error names the one that was used."""
     parser.add_argument(
         "--config",
         metavar="PATH",
@@ -660,6 +671,14 @@ def add_arguments(parser: argparse.ArgumentParser, attrs_used: Iterable[str]) ->
                 metavar=setting.metavar,
                 default=None,
                 help=text,
+            )
+        for alias in (aliases or {}).get(attr, ()):
+            parser.add_argument(
+                alias,
+                dest=_dest(setting, alias),
+                metavar=setting.metavar,
+                default=None,
+                help=f"the same as {setting.flag}",
             )
 
 
@@ -695,6 +714,26 @@ def read_config_file(path: Path, *, named_by: str) -> dict[str, object]:
     return dict(data)
 
 
+def _flag_value(args: argparse.Namespace | None, setting: Setting) -> tuple[str, Any]:
+    """The flag (or alias) that gave `setting` a value on the command line, and the value;
+    `(flag, None)` when none did. The flag and an alias of it both given is an error."""
+    flag = setting.flag or setting.env
+    if args is None:
+        return flag, None
+    prefix = _dest(setting) + "__"
+    given = [
+        ("--" + dest.removeprefix(prefix).replace("_", "-"), value)
+        for dest, value in sorted(vars(args).items())
+        if dest.startswith(prefix) and value is not None
+    ]
+    value = getattr(args, _dest(setting), None)
+    if value is not None:
+        given.insert(0, (flag, value))
+    if len(given) > 1:
+        raise ConfigError(given[1][0], f"the same setting as {given[0][0]}: give only one")
+    return given[0] if given else (flag, None)
+
+
 def resolve(
     args: argparse.Namespace | None,
     attrs_used: Iterable[str],
@@ -719,12 +758,12 @@ def resolve(
         setting = SETTINGS[attr]
         raw: object = None
         source = ""
-        flag_value = getattr(args, _dest(setting), None) if args is not None else None
+        flag, flag_value = _flag_value(args, setting)
         value_given, named = (given or {}).get(attr, (None, ""))
         if value_given is not None:
             raw, source = value_given, named
         elif flag_value is not None:
-            raw, source = flag_value, setting.flag or setting.env
+            raw, source = flag_value, flag
         elif environ.get(setting.env, "").strip():
             raw, source = environ[setting.env], setting.env
         elif setting.key in from_file:
@@ -745,6 +784,7 @@ __all__ = [
     "CLIENT_SETTINGS",
     "COMMON_SETTINGS",
     "COORDINATOR_SCHEMES",
+    "MIGRATE_SETTINGS",
     "SCHEDULER_SETTINGS",
     "SETTINGS",
     "STANDALONE_SETTINGS",

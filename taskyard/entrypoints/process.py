@@ -5,9 +5,9 @@ root (`bootstrap`).
 
 Stopping: the first SIGTERM or SIGINT asks for a graceful stop (`Stop.requested` is set,
 and the command's main thread does the rest); a second one ends the process at once with
-`os._exit`, because handler threads are not daemon threads and a plain exit would wait
-for them. Nothing is lost either way: a lease that is not handed back expires, and the
-job runs again elsewhere.
+`os._exit`, whatever the main thread and the handlers are in the middle of. Nothing is
+lost either way: a lease that is not handed back expires, and the job runs again
+elsewhere.
 """
 
 from __future__ import annotations
