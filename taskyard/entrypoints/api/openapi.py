@@ -11,6 +11,7 @@ its route, method and status.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from taskyard import __version__
@@ -139,10 +140,8 @@ PROBLEMS = {
     "500": "the server failed; the X-Request-ID names it in the logs",
     "503": "the store (or the coordinator) is unavailable; see Retry-After",
 }
-HEADERS = {
-    "401": {"WWW-Authenticate": ("string", 'Bearer realm="taskyard"')},
-    "503": {"Retry-After": ("integer", "seconds to wait before trying again")},
-}
+RETRY_AFTER = ("Retry-After", "integer", "seconds to wait before trying again")
+HEADERS = {"401": [("WWW-Authenticate", "string", 'Bearer realm="taskyard"')], "503": [RETRY_AFTER]}
 REQUEST_ID = {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}}
 
 
@@ -158,7 +157,7 @@ def _problem_responses() -> dict[str, Any]:
         f"Problem{status}": {
             "description": text,
             "content": {PROBLEM: {"schema": _ref("Problem")}},
-            "headers": _headers(*((n, t, d) for n, (t, d) in HEADERS.get(status, {}).items())),
+            "headers": _headers(*HEADERS.get(status, [])),
         }
         for status, text in PROBLEMS.items()
     }
@@ -174,229 +173,130 @@ def _ok(answer: k.Shape | tuple[k.Shape, ...], text: str, *, media: str = JSON) 
     }
 
 
-def _plain(media: str, text: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": text, "content": {media: {"schema": schema}}}
+def _plain(media: str, text: str, kind: str = "string") -> dict[str, Any]:
+    return {"description": text, "content": {media: {"schema": {"type": kind}}}}
 
 
-def _op(
-    summary: str,
-    ok: dict[str, Any],
-    *,
-    problems: tuple[int, ...] = (),
-    body: tuple[k.Shape, str] | None = None,
-    params: tuple[k.Param, ...] = (),
-    tag: str = "jobs",
-) -> dict[str, Any]:
-    """An operation; `security` and the statuses every protected operation may answer are
-    added by `_operations` from the route's access."""
-    operation: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": dict(ok)}
-    if body is not None:
-        shape, text = body
-        content = {JSON: {"schema": _ref(shape.name)}}
-        operation["requestBody"] = {"required": True, "description": text, "content": content}
-        problems = (*problems, 400, 413, 415, 422)
-    for status in sorted(problems):
-        operation["responses"][str(status)] = {"$ref": f"#/components/responses/Problem{status}"}
-    if params:
-        operation["parameters"] = list(params)
-    return operation
-
-
-LOCATION = ("Location", "string", "/v1/jobs/{id} of the job")
-ONE_JOB = (400, 404)  # 400: any query parameter
+PATH_PARAMS = {"job_id": c.JOB_ID_PARAM, "name": c.QUEUE_PARAM}
 
 
 def _paths() -> dict[str, dict[str, dict[str, Any]]]:
-    job_ok = _ok(c.JOB, "the job")
-    by_id = (c.JOB_ID_PARAM,)
-    filter_body = (c.FILTER, "state, queue, task: each a string or a list")
-    counted = (c.BULK_COUNT, c.DRY_RUN_COUNT)
-    return {
-        "/": {
-            "get": _op(
-                "A small HTML landing page",
-                {"200": _plain("text/html", "the page", {"type": "string"})},
-                tag="system",
-            )
-        },
-        "/healthz": {
-            "get": _op("The process answers", {"200": _ok(c.HEALTH, "alive")}, tag="system")
-        },
-        "/readyz": {
-            "get": _op(
-                "The store (and the coordinator, when configured) answer",
-                {
-                    "200": _ok(c.READINESS, "ready"),
-                    "503": {
-                        **_ok(c.READINESS, "something is down; checks names it"),
-                        "headers": _headers(("Retry-After", "integer", "1")),
-                    },
-                },
-                tag="system",
-            )
-        },
-        "/metrics": {
-            "get": _op(
-                "Prometheus exposition, gathered through the store and coordinator",
-                {
-                    "200": _plain(
-                        "text/plain", "metrics in the Prometheus text format", {"type": "string"}
-                    )
-                },
-                tag="system",
-            )
-        },
-        "/openapi.json": {
-            "get": _op(
-                "This document",
-                {"200": _plain(JSON, "OpenAPI 3.1", {"type": "object"})},
-                tag="system",
-            )
-        },
-        "/v1/jobs": {
-            "post": _op(
-                "Submit one job",
-                {
-                    "201": {**_ok(c.JOB, "created"), "headers": _headers(LOCATION)},
-                    "200": {
-                        **_ok(
-                            c.JOB,
-                            "the existing job: the same idempotency key came with the same body",
-                        ),
-                        "headers": _headers(LOCATION),
-                    },
-                },
-                problems=(409,),
-                body=(c.SUBMISSION, "the submission"),
-                params=(c.IDEMPOTENCY_KEY_HEADER,),
-            ),
-            "get": _op(
-                "List jobs, newest first by (created_at, id)",
-                {"200": _ok(c.JOB_PAGE, "a page of jobs")},
-                problems=(400,),
-                params=c.LISTING_PARAMS,
-            ),
-        },
-        "/v1/jobs/batch": {
-            "post": _op(
-                "Submit 1 to 1,000 jobs, all or nothing",
-                {"201": _ok(c.JOB_ARRAY, "the jobs, in the order given")},
-                problems=(409,),
-                body=(c.BATCH, "the submissions (errors name jobs[i].field)"),
-            )
-        },
-        "/v1/jobs/retry": {
-            "post": _op(
-                "Run every dead or cancelled job the filter matches again",
-                {"200": _ok(counted, "how many jobs were retried (or, dry, would be)")},
-                body=filter_body,
-                params=(c.DRY_RUN,),
-            )
-        },
-        "/v1/jobs/cancel": {
-            "post": _op(
-                "Cancel every unfinished job the filter matches",
-                {
-                    "200": _ok(
-                        counted, "how many jobs were cancelled or asked to stop (or, dry, would be)"
-                    )
-                },
-                body=filter_body,
-                params=(c.DRY_RUN,),
-            )
-        },
-        "/v1/jobs/{job_id}": {
-            "get": _op("One job", {"200": job_ok}, problems=ONE_JOB, params=by_id),
-            "patch": _op(
-                "Change priority and/or run_at of a scheduled, queued or retrying job",
-                {"200": job_ok},
-                problems=(*ONE_JOB, 409),
-                body=(c.CHANGE, "priority and/or run_at; any other field is a 422"),
-                params=by_id,
-            ),
-            "delete": _op(
-                "Cancel (as POST .../cancel)",
-                {"200": job_ok},
-                problems=(*ONE_JOB, 409),
-                params=by_id,
-            ),
-        },
-        "/v1/jobs/{job_id}/cancel": {
-            "post": _op(
-                "Cancel: a running job gets cancel_requested; again is harmless",
-                {"200": job_ok},
-                problems=(*ONE_JOB, 409),
-                params=by_id,
-            )
-        },
-        "/v1/jobs/{job_id}/retry": {
-            "post": _op(
-                "Run a dead or cancelled job again, with a fresh attempt budget",
-                {"200": job_ok},
-                problems=(*ONE_JOB, 409),
-                params=by_id,
-            )
-        },
-        "/v1/jobs/{job_id}/attempts": {
-            "get": _op(
-                "The attempt history, oldest first",
-                {"200": _ok(c.ATTEMPT_LIST, "the attempts")},
-                problems=ONE_JOB,
-                params=by_id,
-            )
-        },
-        "/v1/queues": {
-            "get": _op(
-                "Every queue that has jobs or a pause flag",
-                {"200": _ok(c.QUEUE_LIST, "the queues")},
-                problems=(400,),
-                tag="queues",
-            )
-        },
-        "/v1/queues/{name}/pause": {
-            "post": _op(
-                "Stop claims from a queue (kept in the store)",
-                {"200": _ok(c.QUEUE_PAUSE, "paused")},
-                problems=(400, 404),
-                params=(c.QUEUE_PARAM,),
-                tag="queues",
-            )
-        },
-        "/v1/queues/{name}/resume": {
-            "post": _op(
-                "Let claims from a queue go on",
-                {"200": _ok(c.QUEUE_PAUSE, "resumed")},
-                problems=(400, 404),
-                params=(c.QUEUE_PARAM,),
-                tag="queues",
-            )
-        },
-        "/v1/workers": {
-            "get": _op(
-                "Live workers (gone within 15 s of their last heartbeat)",
-                {"200": _ok(c.WORKER_LIST, "the workers")},
-                problems=(400,),
-                tag="system",
-            )
-        },
-        "/v1/schedulers": {
-            "get": _op(
-                "Live schedulers and which one leads",
-                {"200": _ok(c.SCHEDULER_LIST, "the schedulers")},
-                problems=(400,),
-                tag="system",
-            )
-        },
-        "/v1/stats": {
-            "get": _op(
-                "Outcomes over a window",
-                {"200": _ok(c.STATS, "the numbers")},
-                problems=(400,),
-                params=(c.WINDOW,),
-                tag="system",
-            )
-        },
+    """Every operation. Its tag, path parameters and most of its statuses follow from its
+    path: under /v1/, a 400 for a bad query parameter; with a path parameter, a 404; with
+    a body, 400, 413, 415 and 422; `conflict`, a 409."""
+    paths: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def op(
+        method_path: str,
+        summary: str,
+        ok: k.Shape | tuple[k.Shape, ...] | dict[str, Any],
+        *,
+        conflict: bool = False,
+        body: k.Shape | None = None,
+        params: tuple[k.Param, ...] = (),
+    ) -> None:
+        method, path = method_path.split(" ")
+        tag = next((t for t in ("jobs", "queues") if path.startswith(f"/v1/{t}")), "system")
+        named = [PATH_PARAMS[name] for name in re.findall(r"{(\w+)}", path)]
+        problems = {400} if path.startswith("/v1/") else set()
+        problems |= {404} if named else set()
+        problems |= {409} if conflict else set()
+        responses = ok if isinstance(ok, dict) else {"200": _ok(ok, summary)}
+        operation: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
+        if body is not None:
+            content = {JSON: {"schema": _ref(body.name)}}
+            operation["requestBody"] = {
+                "required": True,
+                "description": body.description,
+                "content": content,
+            }
+            problems |= {400, 413, 415, 422}
+        for status in sorted(problems):
+            operation["responses"][str(status)] = {
+                "$ref": f"#/components/responses/Problem{status}"
+            }
+        if named or params:
+            operation["parameters"] = [*named, *params]
+        paths.setdefault(path, {})[method.lower()] = operation
+
+    located = _headers(("Location", "string", "/v1/jobs/{id} of the job"))
+    submitted = {
+        "201": {**_ok(c.JOB, "created"), "headers": located},
+        "200": {**_ok(c.JOB, "the job this idempotency key made"), "headers": located},
     }
+    ready = {
+        "200": _ok(c.READINESS, "ready"),
+        "503": {**_ok(c.READINESS, "down"), "headers": _headers(RETRY_AFTER)},
+    }
+    counted, dry = (c.BULK_COUNT, c.DRY_RUN_COUNT), (c.DRY_RUN,)
+    op("GET /", "A small HTML landing page", {"200": _plain("text/html", "the page")})
+    op("GET /healthz", "The process answers", c.HEALTH)
+    op("GET /readyz", "The store (and the coordinator, when configured) answer", ready)
+    op("GET /metrics", "Prometheus exposition", {"200": _plain("text/plain", "metrics")})
+    op("GET /openapi.json", "This document", {"200": _plain(JSON, "OpenAPI 3.1", "object")})
+    op(
+        "POST /v1/jobs",
+        "Submit one job",
+        submitted,
+        conflict=True,
+        body=c.SUBMISSION,
+        params=(c.IDEMPOTENCY_KEY_HEADER,),
+    )
+    op(
+        "GET /v1/jobs",
+        "List jobs, newest first by (created_at, id)",
+        c.JOB_PAGE,
+        params=c.LISTING_PARAMS,
+    )
+    op(
+        "POST /v1/jobs/batch",
+        "Submit 1 to 1,000 jobs, all or nothing",
+        {"201": _ok(c.JOB_ARRAY, "created")},
+        conflict=True,
+        body=c.BATCH,
+    )
+    op(
+        "POST /v1/jobs/retry",
+        "Run every dead or cancelled job the filter matches again",
+        counted,
+        body=c.FILTER,
+        params=dry,
+    )
+    op(
+        "POST /v1/jobs/cancel",
+        "Cancel every unfinished job the filter matches",
+        counted,
+        body=c.FILTER,
+        params=dry,
+    )
+    op("GET /v1/jobs/{job_id}", "One job", c.JOB)
+    op(
+        "PATCH /v1/jobs/{job_id}",
+        "Change priority and/or run_at of a waiting job",
+        c.JOB,
+        conflict=True,
+        body=c.CHANGE,
+    )
+    op("DELETE /v1/jobs/{job_id}", "Cancel (as POST .../cancel)", c.JOB, conflict=True)
+    op(
+        "POST /v1/jobs/{job_id}/cancel",
+        "Cancel: a running job is asked to stop",
+        c.JOB,
+        conflict=True,
+    )
+    op("POST /v1/jobs/{job_id}/retry", "Run a dead or cancelled job again", c.JOB, conflict=True)
+    op("GET /v1/jobs/{job_id}/attempts", "The attempt history, oldest first", c.ATTEMPT_LIST)
+    op("GET /v1/queues", "Every queue that has jobs or a pause flag", c.QUEUE_LIST)
+    op(
+        "POST /v1/queues/{name}/pause",
+        "Stop claims from a queue (kept in the store)",
+        c.QUEUE_PAUSE,
+    )
+    op("POST /v1/queues/{name}/resume", "Let claims from a queue go on", c.QUEUE_PAUSE)
+    op("GET /v1/workers", "Live workers (gone 15 s after their last heartbeat)", c.WORKER_LIST)
+    op("GET /v1/schedulers", "Live schedulers and which one leads", c.SCHEDULER_LIST)
+    op("GET /v1/stats", "Outcomes over a window", c.STATS, params=(c.WINDOW,))
+    return paths
 
 
 def _operations(renderer: Renderer) -> dict[str, Any]:
