@@ -12,6 +12,7 @@ from taskyard.entrypoints.api import jobs, system
 from taskyard.entrypoints.api.middleware import BearerAuth, BodyLimit, RequestContext
 from taskyard.entrypoints.api.problems import register_error_handlers
 from taskyard.entrypoints.api.services import Services
+from taskyard.entrypoints.ui import UI_ROUTES, Ui, UiGuard
 
 Route = tuple[str, Callable[[Services], object]]
 
@@ -36,15 +37,24 @@ ROUTES: tuple[Route, ...] = (
     ("/v1/schedulers", system.Schedulers),
     ("/v1/stats", system.StatsResource),
 )
-"""Every route. The OpenAPI document (`openapi.py`) describes each; a test holds them equal."""
+"""Every route of the JSON API (the dashboard's are `UI_ROUTES`). The OpenAPI document
+(`openapi.py`) describes each; a test holds them equal."""
 
 
 def create_app(services: Services) -> falcon.App[falcon.Request, falcon.Response]:
-    middleware: list[Any] = [RequestContext(), BearerAuth(services.tokens), BodyLimit()]
+    ui = Ui(services)
+    middleware: list[Any] = [
+        RequestContext(),
+        BearerAuth(services.tokens),
+        BodyLimit(),
+        UiGuard(ui),
+    ]
     app = falcon.App(middleware=middleware, cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = False
     app.resp_options.secure_cookies_by_default = True
     register_error_handlers(app)
     for template, make in ROUTES:
         app.add_route(template, make(services))
+    for template, make_page in UI_ROUTES:
+        app.add_route(template, make_page(ui))
     return app

@@ -1,0 +1,234 @@
+"""What the dashboard's pages show, read through the ports, and the short cache that keeps
+many open browsers from multiplying the store's work.
+
+Some of it the ports do not give directly; until the store has a method for each, it is
+computed here from existing calls, always bounded (each name is the store method meant to
+replace it; `docs/operations.md`, "The dashboard"):
+
+* `outcome_series`: throughput and failures over time, from `stats()` over growing
+  windows (`SERIES_BUCKETS` calls, each a window `SERIES_BUCKET_S` longer).
+* `dead_groups`: dead jobs grouped by task and error type, from the newest
+  `DEAD_SCAN_MAX` dead jobs.
+* `count_jobs`: how many jobs a bulk action touches: exact from `queues()` when the
+  filter names no task, else by listing at most `COUNT_SCAN_MAX` jobs.
+* `dependents`: the jobs that depend on a job, from the newest `DEPENDENTS_SCAN_MAX`
+  jobs created after it (a dependent is always created after what it depends on).
+* `find_by_key`: a job by its idempotency key, among the newest `KEY_SCAN_MAX` jobs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Generic, TypeVar
+from uuid import UUID
+
+import attrs
+
+from taskyard.domain.model import Job, JobState, QueueInfo
+from taskyard.domain.ports import JobFilter, JobQuery, JobStore
+from taskyard.domain.timefmt import after
+
+T = TypeVar("T")
+
+CACHE_S = 2.0
+"""How long the queue counts are reused: every browser polling within it costs nothing."""
+SERIES_CACHE_S = 10.0
+SERIES_BUCKETS = 12
+SERIES_BUCKET_S = 300
+DEAD_SCAN_MAX = 1000
+COUNT_SCAN_MAX = 10_000
+DEPENDENTS_SCAN_MAX = 1000
+KEY_SCAN_MAX = 1000
+_PAGE = 1000
+
+
+class TtlCache(Generic[T]):
+    """One value, recomputed at most once per `ttl_s` however many threads ask (the others
+    wait for the one computing it rather than asking the store too)."""
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._value: tuple[float, T] | None = None
+
+    def get(self, compute: Callable[[], T]) -> T:
+        with self._lock:
+            held = self._value
+            if held is not None and self._clock() < held[0]:
+                return held[1]
+            value = compute()
+            self._value = (self._clock() + self.ttl_s, value)
+            return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._value = None
+
+
+@attrs.frozen(kw_only=True)
+class Bucket:
+    start: datetime
+    succeeded: int
+    dead: int
+    failed_attempts: int
+
+
+@attrs.frozen(kw_only=True)
+class DeadGroup:
+    task: str
+    error_type: str
+    count: int
+    newest: Job
+    job_ids: tuple[UUID, ...]
+
+
+@attrs.frozen(kw_only=True)
+class Count:
+    value: int
+    exact: bool
+    """False when the count stopped at its bound (`value` is then a lower bound)."""
+
+
+@attrs.frozen(kw_only=True)
+class Found:
+    jobs: tuple[Job, ...]
+    complete: bool
+    """False when the scan stopped at its bound before looking at every candidate."""
+
+
+def error_type_of(job: Job) -> str:
+    return job.last_error.type if job.last_error is not None else "(none)"
+
+
+def _scan(store: JobStore, job_filter: JobFilter, limit: int) -> Iterator[Job]:
+    """At most `limit` jobs matching the filter, newest first."""
+    cursor = None
+    seen = 0
+    while seen < limit:
+        page = store.list_jobs(
+            JobQuery(filter=job_filter, limit=min(_PAGE, limit - seen), cursor=cursor)
+        )
+        yield from page.jobs
+        seen += len(page.jobs)
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+class Views:
+    """The dashboard's reads of one store, with the short caches."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        self._queues: TtlCache[list[QueueInfo]] = TtlCache(CACHE_S)
+        self._series: TtlCache[list[Bucket]] = TtlCache(SERIES_CACHE_S)
+
+    def changed(self) -> None:
+        """An action of this process changed jobs: its next page shows it at once."""
+        self._queues.clear()
+        self._series.clear()
+
+    def queues(self) -> list[QueueInfo]:
+        return self._queues.get(self.store.queues)
+
+    def state_counts(self) -> dict[JobState, int]:
+        totals = dict.fromkeys(JobState, 0)
+        for info in self.queues():
+            for state, count in info.counts.items():
+                totals[state] += count
+        return totals
+
+    def outcome_series(self) -> list[Bucket]:
+        return self._series.get(self._compute_series)
+
+    def _compute_series(self) -> list[Bucket]:
+        now = self.store.now()
+        cumulative = [
+            self.store.stats(window_s=float(SERIES_BUCKET_S * k))
+            for k in range(1, SERIES_BUCKETS + 1)
+        ]
+        buckets = []
+        for k in range(SERIES_BUCKETS, 0, -1):  # oldest first
+            outer = cumulative[k - 1]
+            inner = cumulative[k - 2] if k >= 2 else None
+            buckets.append(
+                Bucket(
+                    start=after(now, -float(SERIES_BUCKET_S * k)),
+                    succeeded=max(0, outer.succeeded - (inner.succeeded if inner else 0)),
+                    dead=max(0, outer.dead - (inner.dead if inner else 0)),
+                    failed_attempts=max(
+                        0, outer.failed_attempts - (inner.failed_attempts if inner else 0)
+                    ),
+                )
+            )
+        return buckets
+
+    def dead_groups(self) -> tuple[list[DeadGroup], bool]:
+        """Groups by (task, error type), largest first, and whether every dead job was seen."""
+        members: dict[tuple[str, str], list[Job]] = {}
+        seen = 0
+        for job in _scan(self.store, JobFilter(states=frozenset({JobState.DEAD})), DEAD_SCAN_MAX):
+            seen += 1
+            members.setdefault((job.task, error_type_of(job)), []).append(job)
+        total_dead = self.state_counts()[JobState.DEAD]
+        groups = [
+            DeadGroup(
+                task=task,
+                error_type=error_type,
+                count=len(jobs),
+                newest=jobs[0],
+                job_ids=tuple(j.id for j in jobs),
+            )
+            for (task, error_type), jobs in members.items()
+        ]
+        groups.sort(key=lambda g: (-g.count, g.task, g.error_type))
+        return groups, seen >= total_dead
+
+    def dead_group(self, task: str, error_type: str) -> list[UUID]:
+        groups, _ = self.dead_groups()
+        for group in groups:
+            if group.task == task and group.error_type == error_type:
+                return list(group.job_ids)
+        return []
+
+    def count_jobs(self, job_filter: JobFilter, allowed: frozenset[JobState]) -> Count:
+        """How many jobs in `allowed` states match the filter (what a bulk action touches)."""
+        states = (job_filter.states or allowed) & allowed
+        if not job_filter.tasks:
+            infos = self.store.queues()  # fresh: the number must be the one acted on
+            total = sum(
+                info.counts.get(state, 0)
+                for info in infos
+                if not job_filter.queues or info.name in job_filter.queues
+                for state in states
+            )
+            return Count(value=total, exact=True)
+        bounded = attrs.evolve(job_filter, states=frozenset(states))
+        total = sum(1 for _ in _scan(self.store, bounded, COUNT_SCAN_MAX))
+        return Count(value=total, exact=total < COUNT_SCAN_MAX)
+
+    def dependents(self, job: Job) -> Found:
+        found = []
+        complete = False
+        for count, other in enumerate(_scan(self.store, JobFilter(), DEPENDENTS_SCAN_MAX), 1):
+            if (other.created_at, other.id) <= (job.created_at, job.id):
+                complete = True
+                break
+            if job.id in other.depends_on:
+                found.append(other)
+            if count == DEPENDENTS_SCAN_MAX:
+                break
+        else:
+            complete = True
+        return Found(jobs=tuple(reversed(found)), complete=complete)
+
+    def find_by_key(self, key: str) -> Found:
+        count = 0
+        for count, job in enumerate(_scan(self.store, JobFilter(), KEY_SCAN_MAX), 1):  # noqa: B007
+            if job.idempotency_key == key:
+                return Found(jobs=(job,), complete=True)
+        return Found(jobs=(), complete=count < KEY_SCAN_MAX)
