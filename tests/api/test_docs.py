@@ -8,6 +8,7 @@ from pathlib import Path
 from taskyard.entrypoints.api.app import ROUTES
 from taskyard.entrypoints.api.metrics import METRICS
 from taskyard.entrypoints.config import SETTINGS
+from taskyard.entrypoints.ui import UI_ROUTES
 
 DOC = (Path(__file__).parents[2] / "docs" / "api.md").read_text()
 
@@ -28,6 +29,11 @@ def test_every_route_is_documented() -> None:
     for template, _ in ROUTES:
         shown = re.sub(r"{job_id}", "{id}", template)
         assert f"{shown}`" in DOC or f"{shown} " in DOC or f"{shown}?" in DOC, template
+
+
+def test_every_dashboard_route_is_documented() -> None:
+    for template, _ in UI_ROUTES:
+        assert f"`{template}`" in DOC or f" {template}`" in DOC, template
 
 
 def test_docs_guarantees_names_real_tests_and_every_invariant() -> None:

@@ -89,7 +89,7 @@ class Ui:
         self.store = services.store
         self.clock = services.client.clock
         self.keys = SessionKeys(services.tokens)
-        self.views = Views(services.store)
+        self.views = Views(services.store, lambda: to_epoch_s(self.clock.now()))
         self.env = jinja2.Environment(
             loader=jinja2.PackageLoader("taskyard.entrypoints.ui", "templates"),
             autoescape=True,
@@ -137,11 +137,18 @@ class Ui:
             tag = '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
             resp.etag = tag
             if req.get_header("If-None-Match") == tag:
-                resp.status = falcon.HTTP_304
+                not_modified(resp)
                 return
             resp.text = text
             return
         resp.text = template.render(context)
+
+
+def not_modified(resp: falcon.Response) -> None:
+    """304: no body, and so no Content-Type either."""
+    resp.status = falcon.HTTP_304
+    resp.content_type = None
+    resp.text = None
 
 
 def _when(moment: datetime | None) -> str:
@@ -791,7 +798,7 @@ class Static(Page):
         resp.etag = asset.etag
         resp.cache_control = ("no-cache",)
         if req.get_header("If-None-Match") == asset.etag:
-            resp.status = falcon.HTTP_304
+            not_modified(resp)
             return
         resp.content_type = asset.content_type
         resp.data = asset.data

@@ -47,7 +47,8 @@ _PAGE = 1000
 
 class TtlCache(Generic[T]):
     """One value, recomputed at most once per `ttl_s` however many threads ask (the others
-    wait for the one computing it rather than asking the store too)."""
+    wait for the one computing it rather than asking the store too). A clock that steps
+    back ends the value's life rather than stretching it."""
 
     def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s = ttl_s
@@ -58,10 +59,11 @@ class TtlCache(Generic[T]):
     def get(self, compute: Callable[[], T]) -> T:
         with self._lock:
             held = self._value
-            if held is not None and self._clock() < held[0]:
+            if held is not None and held[0] <= self._clock() < held[0] + self.ttl_s:
                 return held[1]
+            started = self._clock()
             value = compute()
-            self._value = (self._clock() + self.ttl_s, value)
+            self._value = (started, value)
             return value
 
     def clear(self) -> None:
@@ -122,10 +124,10 @@ def _scan(store: JobStore, job_filter: JobFilter, limit: int) -> Iterator[Job]:
 class Views:
     """The dashboard's reads of one store, with the short caches."""
 
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: JobStore, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
-        self._queues: TtlCache[list[QueueInfo]] = TtlCache(CACHE_S)
-        self._series: TtlCache[list[Bucket]] = TtlCache(SERIES_CACHE_S)
+        self._queues: TtlCache[list[QueueInfo]] = TtlCache(CACHE_S, clock)
+        self._series: TtlCache[list[Bucket]] = TtlCache(SERIES_CACHE_S, clock)
 
     def changed(self) -> None:
         """An action of this process changed jobs: its next page shows it at once."""
