@@ -5,6 +5,7 @@ drive the same pages in Chromium."""
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -12,12 +13,14 @@ from urllib.parse import urlencode
 import falcon.testing
 import pytest
 
+from taskyard.domain.errors import StoreUnavailable
 from taskyard.domain.model import JobState
 from taskyard.domain.ports import JobFilter
 from taskyard.entrypoints.ui import UI_ROUTES
 from taskyard.entrypoints.ui.session import COOKIE_NAME, SESSION_S, SessionKeys
-from taskyard.entrypoints.ui.views import CACHE_S
+from taskyard.entrypoints.ui.views import CACHE_S, TtlCache
 from tests.api.conftest import TOKENS, Api, make_api
+from tests.eventually import eventually
 from tests.factories import claim_one, enqueue, fail
 
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
@@ -273,9 +276,71 @@ def test_the_live_part_alone_comes_with_an_etag_and_a_304_when_unchanged() -> No
     api.submit(queue="mail")
     cached = browser.get("/ui/queues", headers={**headers, "If-None-Match": etag})
     assert cached.status_code == 304  # the counts are reused for CACHE_S
-    api.clock.advance(CACHE_S)
-    changed = browser.get("/ui/queues", headers={**headers, "If-None-Match": etag})
-    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    api.clock.advance(CACHE_S)  # stale: still served, while a thread recomputes them
+    seen: list[int] = []
+
+    def changed() -> bool:
+        result = browser.get("/ui/queues", headers={**headers, "If-None-Match": etag})
+        seen.append(result.status_code)
+        return result.status_code == 200 and result.headers["etag"] != etag
+
+    eventually(changed, timeout_s=10, what=f"the new count is shown (statuses {seen[-3:]})")
+
+
+class Ticker:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_cached_value_is_fresh_then_stale_while_one_refresh_runs_then_too_old() -> None:
+    clock = Ticker()
+    cache: TtlCache[int] = TtlCache(2.0, clock, stale_s=10.0)
+    calls: list[int] = []
+    release = threading.Event()
+
+    def compute() -> int:
+        calls.append(len(calls))
+        if len(calls) == 2:
+            release.wait(10)  # the background refresh, held until the test lets it go
+        return len(calls)
+
+    assert cache.get(compute) == 1 and cache.get(compute) == 1 and calls == [0]
+    clock.now += 2.0  # stale: served at once, one refresh started however many ask
+    assert [cache.get(compute) for _ in range(5)] == [1] * 5
+    eventually(lambda: len(calls) == 2, timeout_s=5, what="one background refresh")
+    release.set()
+    eventually(lambda: cache.get(compute) == 2, timeout_s=5, what="the refreshed value")
+    assert len(calls) == 2
+    clock.now += 12.5  # too old to serve: computed in the request
+    assert cache.get(compute) == 3
+    clock.now -= 50  # the clock stepped back: not trusted
+    assert cache.get(compute) == 4
+    cache.clear()
+    assert cache.get(compute) == 5
+
+
+def test_a_failed_refresh_keeps_the_old_value_until_it_is_too_old() -> None:
+    clock = Ticker()
+    cache: TtlCache[str] = TtlCache(2.0, clock, stale_s=10.0)
+    assert cache.get(lambda: "old") == "old"
+    clock.now += 3
+    failures: list[int] = []
+
+    def broken() -> str:
+        failures.append(1)
+        raise StoreUnavailable(message="down")
+
+    assert cache.get(broken) == "old"
+    eventually(lambda: failures == [1], timeout_s=5, what="the refresh ran")
+    eventually(lambda: not cache._refreshing, timeout_s=5, what="the refresh ended")
+    assert cache.get(broken) == "old"  # still served; another refresh tries
+    eventually(lambda: not cache._refreshing, timeout_s=5, what="the refresh ended")
+    clock.now += 20
+    with pytest.raises(StoreUnavailable):
+        cache.get(broken)
 
 
 def test_static_files_are_served_from_the_package_by_name_only() -> None:

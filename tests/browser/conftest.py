@@ -45,9 +45,10 @@ TOKEN = "browser-test-token"
 VIEWPORT = {"width": 1100, "height": 760}
 
 
-def _browser_missing() -> str | None:
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+def browser_missing(executable: str = CHROMIUM) -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if not (Path(executable).exists() or shutil.which(executable)):
+        return f"no Chromium at {executable} (apt-get install chromium)"
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -55,14 +56,19 @@ def _browser_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    """A headless Chromium of Debian's, launched once per module (a fresh profile)."""
-    missing = _browser_missing()
+def require_browser(executable: str = CHROMIUM) -> None:
+    """Skip loudly without a browser; fail instead when TASKYARD_REQUIRE_SERVICES=1 (CI)."""
+    missing = browser_missing(executable)
     if missing is not None:
         if os.environ.get("TASKYARD_REQUIRE_SERVICES") == "1":
             pytest.fail(f"the browser tests must run: {missing}")
         pytest.skip(f"BROWSER TESTS SKIPPED: {missing}")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """A headless Chromium of Debian's, launched once per module (a fresh profile)."""
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

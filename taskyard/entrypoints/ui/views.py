@@ -18,6 +18,7 @@ replace it; `docs/operations.md`, "The dashboard"):
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,10 +33,13 @@ from taskyard.domain.ports import JobFilter, JobQuery, JobStore
 from taskyard.domain.timefmt import after
 
 T = TypeVar("T")
+log = logging.getLogger("taskyard.api")
 
 CACHE_S = 2.0
-"""How long the queue counts are reused: every browser polling within it costs nothing."""
-SERIES_CACHE_S = 10.0
+"""How long the queue counts and dead-letter groups are fresh: every browser polling within
+it costs nothing. After it, they are recomputed in the background while still served."""
+SERIES_CACHE_S = 60.0
+"""The outcome chart's buckets are 5 minutes wide: a minute-old chart loses nothing."""
 SERIES_BUCKETS = 12
 SERIES_BUCKET_S = 300
 DEAD_SCAN_MAX = 1000
@@ -46,25 +50,66 @@ _PAGE = 1000
 
 
 class TtlCache(Generic[T]):
-    """One value, recomputed at most once per `ttl_s` however many threads ask (the others
-    wait for the one computing it rather than asking the store too). A clock that steps
-    back ends the value's life rather than stretching it."""
+    """One value computed by the store, shared by every request of this process.
 
-    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    Fresh for `ttl_s`: served as it is. Then, for `stale_s` more, still served at once while
+    one background thread computes the next (only while someone asks: an idle dashboard
+    costs nothing). Older, missing, or cleared by `clear()`: computed in the request, by one
+    thread at a time (the others wait for it rather than ask the store too). A clock that
+    steps back ends the value's life rather than stretching it. A failed background
+    computation keeps the old value (until it is too old) and is logged.
+    """
+
+    def __init__(
+        self,
+        ttl_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        stale_s: float | None = None,
+    ) -> None:
         self.ttl_s = ttl_s
+        self.stale_s = 10 * ttl_s if stale_s is None else stale_s
         self._clock = clock
         self._lock = threading.Lock()
+        self._computing = threading.Lock()
         self._value: tuple[float, T] | None = None
+        self._refreshing = False
 
     def get(self, compute: Callable[[], T]) -> T:
         with self._lock:
+            now = self._clock()
             held = self._value
-            if held is not None and held[0] <= self._clock() < held[0] + self.ttl_s:
+            if held is not None and held[0] <= now < held[0] + self.ttl_s + self.stale_s:
+                if now >= held[0] + self.ttl_s and not self._refreshing:
+                    self._refreshing = True
+                    threading.Thread(
+                        target=self._refresh, args=(compute,), name="taskyard-ui-cache", daemon=True
+                    ).start()
                 return held[1]
-            started = self._clock()
-            value = compute()
+        with self._computing:
+            with self._lock:
+                now = self._clock()
+                held = self._value
+                if held is not None and held[0] <= now < held[0] + self.ttl_s:
+                    return held[1]  # another request computed it meanwhile
+            return self._compute(compute)
+
+    def _compute(self, compute: Callable[[], T]) -> T:
+        started = self._clock()
+        value = compute()
+        with self._lock:
             self._value = (started, value)
-            return value
+        return value
+
+    def _refresh(self, compute: Callable[[], T]) -> None:
+        try:
+            with self._computing:
+                self._compute(compute)
+        except Exception as exc:  # the store is down: keep what we have until it is too old
+            log.warning("dashboard: refreshing a cached value failed: %s", exc)
+        finally:
+            with self._lock:
+                self._refreshing = False
 
     def clear(self) -> None:
         with self._lock:
@@ -128,11 +173,13 @@ class Views:
         self.store = store
         self._queues: TtlCache[list[QueueInfo]] = TtlCache(CACHE_S, clock)
         self._series: TtlCache[list[Bucket]] = TtlCache(SERIES_CACHE_S, clock)
+        self._dead: TtlCache[tuple[list[DeadGroup], bool]] = TtlCache(CACHE_S, clock)
 
     def changed(self) -> None:
         """An action of this process changed jobs: its next page shows it at once."""
         self._queues.clear()
         self._series.clear()
+        self._dead.clear()
 
     def queues(self) -> list[QueueInfo]:
         return self._queues.get(self.store.queues)
@@ -171,6 +218,9 @@ class Views:
 
     def dead_groups(self) -> tuple[list[DeadGroup], bool]:
         """Groups by (task, error type), largest first, and whether every dead job was seen."""
+        return self._dead.get(self._compute_dead_groups)
+
+    def _compute_dead_groups(self) -> tuple[list[DeadGroup], bool]:
         members: dict[tuple[str, str], list[Job]] = {}
         seen = 0
         for job in _scan(self.store, JobFilter(states=frozenset({JobState.DEAD})), DEAD_SCAN_MAX):
@@ -191,7 +241,8 @@ class Views:
         return groups, seen >= total_dead
 
     def dead_group(self, task: str, error_type: str) -> list[UUID]:
-        groups, _ = self.dead_groups()
+        """The ids of one group as the store has them now (not cached: they are acted on)."""
+        groups, _ = self._compute_dead_groups()
         for group in groups:
             if group.task == task and group.error_type == error_type:
                 return list(group.job_ids)
@@ -201,7 +252,7 @@ class Views:
         """How many jobs in `allowed` states match the filter (what a bulk action touches)."""
         states = (job_filter.states or allowed) & allowed
         if not job_filter.tasks:
-            infos = self.store.queues()  # fresh: the number must be the one acted on
+            infos = self.queues()
             total = sum(
                 info.counts.get(state, 0)
                 for info in infos
