@@ -227,6 +227,7 @@ def landing_page(*, protected: bool, base_url: str) -> str:
         else "Requests under <code>/v1/</code> need no token (none is configured)."
     )
     links = [
+        ("/ui", "the web dashboard"),
         ("/v1/jobs", "jobs, newest first"),
         ("/v1/queues", "queues and their counts"),
         ("/v1/workers", "live workers"),
