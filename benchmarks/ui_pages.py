@@ -3,8 +3,9 @@
     python benchmarks/ui_pages.py                     # 1,000,000 jobs, median of 9
     python benchmarks/ui_pages.py --jobs 100000 --requests 5 --explain-over-ms 100
 
-Creates a database of its own on the server of --admin-url (dropped at the end unless
---keep), applies the schema and fills it with `INSERT ... SELECT ... FROM generate_series`:
+Creates a database of its own on the server of --admin-url (dropped at the end, as the
+tests' databases are: `tests/services.py`), applies the schema and fills it with
+`INSERT ... SELECT ... FROM generate_series`:
 90% succeeded (a tenth of those in the last hour, the rest over 30 days), 4% dead (8 tasks
 by 5 error types), 4% queued in 4 queues, and scheduled, retrying and cancelled jobs; one
 attempt record per finished job. Then it serves the dashboard in this process (the Falcon
@@ -23,11 +24,13 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.services import fresh_database
 
 ERROR_TYPES = ("TimeoutError", "ConnectionError", "ValueError", "KeyError", "TaskFailed")
 
@@ -73,11 +76,6 @@ FILL = (
                          ELSE 'cancelled' END AS st
           FROM generate_series(1, %(waiting)s) AS g) AS s""",
 )
-
-
-def _url_for(admin_url: str, name: str) -> str:
-    parts = urlsplit(admin_url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
 def fill(url: str, jobs: int) -> dict[str, int]:
@@ -164,6 +162,49 @@ def explain(store: Any, client: Any, ui: Any, path: str, over_ms: float) -> list
     return plans
 
 
+def measure(url: str, args: argparse.Namespace) -> None:
+    client, ui, store = build(url + "?pool_max_size=1&pool_min_size=1")
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT id FROM taskyard.jobs WHERE state = 'dead' ORDER BY created_at DESC LIMIT 1"
+        ).fetchone()
+        version = conn.info.server_version
+    assert row is not None
+    print(f"PostgreSQL {version // 10000}.{version % 10000}, {os.cpu_count()} CPUs")
+    pages = [
+        "/ui",
+        "/ui/jobs",
+        "/ui/jobs?state=dead",
+        "/ui/jobs?queue=q1&task=task3",
+        "/ui/jobs?q=no-such-key",
+        f"/ui/jobs/{row[0]}",
+        "/ui/queues",
+        "/ui/workers",
+        "/ui/dead",
+        "/ui/jobs/bulk?action=retry&state=dead&queue=q2",
+        "/ui/jobs/bulk?action=retry&task=task5",
+    ]
+    timed(client, ui, "/ui", cold=True)  # connect, warm the catalogue
+    print(f"\n--- server time per page, ms: median of {args.requests} (min..max) ---")
+    print(f"{'page':58} {'cold':>22} {'warm':>8} status")
+    slow = []
+    for path in pages:
+        cold = [timed(client, ui, path, cold=True) for _ in range(args.requests)]
+        warm = [timed(client, ui, path, cold=False) for _ in range(args.requests)]
+        cold_ms = [ms for ms, _ in cold]
+        median = statistics.median(cold_ms)
+        shown = f"{median:8.1f} ({min(cold_ms):.0f}..{max(cold_ms):.0f})"
+        warm_ms = statistics.median(ms for ms, _ in warm)
+        print(f"{path[:58]:58} {shown:>22} {warm_ms:8.1f} {cold[0][1]}", flush=True)
+        if median > args.explain_over_ms:
+            slow.append(path)
+    for path in slow:
+        print(f"\n--- {path}: statements over {args.explain_over_ms / 4:.0f} ms ---")
+        for plan in explain(store, client, ui, path, args.explain_over_ms):
+            print(plan)
+    store.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
@@ -175,71 +216,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=9)
     parser.add_argument("--explain-over-ms", type=float, default=200.0)
-    parser.add_argument("--keep", action="store_true", help="do not drop the database")
     args = parser.parse_args(argv)
     assert args.jobs >= 1000 and args.requests >= 1
 
     from taskyard.adapters.postgres import migrate
 
-    name = f"taskyard_uibench_{os.getpid()}"
-    with psycopg.connect(args.admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = _url_for(args.admin_url, name)
-    try:
+    with fresh_database(args.admin_url, prefix="taskyard_uibench") as url:
         migrate(url)
-        print(f"database {name}: filling {args.jobs:,} jobs", flush=True)
+        print(f"filling {args.jobs:,} jobs", flush=True)
         started = time.monotonic()
         counts = fill(url, args.jobs)
         print(f"filled in {time.monotonic() - started:.1f} s: {counts}", flush=True)
-        client, ui, store = build(url + "?pool_max_size=1&pool_min_size=1")
-        with psycopg.connect(url) as conn:
-            dead_id, key_probe = conn.execute(
-                "SELECT id, 'no-such-key' FROM taskyard.jobs WHERE state = 'dead' "
-                "ORDER BY created_at DESC LIMIT 1"
-            ).fetchone() or (None, None)
-            version = conn.info.server_version
-        print(f"PostgreSQL {version // 10000}.{version % 10000}, {os.cpu_count()} CPUs")
-        pages = [
-            "/ui",
-            "/ui/jobs",
-            "/ui/jobs?state=dead",
-            "/ui/jobs?queue=q1&task=task3",
-            f"/ui/jobs?q={key_probe}",
-            f"/ui/jobs/{dead_id}",
-            "/ui/queues",
-            "/ui/workers",
-            "/ui/dead",
-            "/ui/jobs/bulk?action=retry&state=dead&queue=q2",
-            "/ui/jobs/bulk?action=retry&task=task5",
-        ]
-        timed(client, ui, "/ui", cold=True)  # connect, warm the catalogue
-        print(f"\n--- server time per page, ms: median of {args.requests} (min..max) ---")
-        print(f"{'page':58} {'cold':>22} {'warm':>8} status")
-        slow = []
-        for path in pages:
-            cold = [timed(client, ui, path, cold=True) for _ in range(args.requests)]
-            warm = [timed(client, ui, path, cold=False) for _ in range(args.requests)]
-            cold_ms = [ms for ms, _ in cold]
-            median = statistics.median(cold_ms)
-            shown = f"{median:8.1f} ({min(cold_ms):.0f}..{max(cold_ms):.0f})"
-            print(
-                f"{path[:58]:58} {shown:>22} {statistics.median(ms for ms, _ in warm):8.1f} "
-                f"{cold[0][1]}",
-                flush=True,
-            )
-            if median > args.explain_over_ms:
-                slow.append(path)
-        for path in slow:
-            print(f"\n--- {path}: statements over {args.explain_over_ms / 4:.0f} ms ---")
-            for plan in explain(store, client, ui, path, args.explain_over_ms):
-                print(plan)
-        store.close()
-    finally:
-        if not args.keep:
-            with psycopg.connect(args.admin_url, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-                )
+        measure(url, args)
     return 0
 
 

@@ -242,15 +242,6 @@ def read_form(req: falcon.Request) -> dict[str, list[str]]:
         raise bad_request("the form cannot be read") from None
 
 
-def _form_value(form: Mapping[str, list[str]], name: str) -> str | None:
-    values = form.get(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise bad_request(f"{name} may be given once", field=name)
-    return values[0]
-
-
 def safe_next(value: str | None) -> str:
     """Where to go after the login: a path of this dashboard, else its overview.
 
@@ -444,7 +435,7 @@ class BulkAction(Page):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         query.params_of(req, ())
         form = req.context.ui_form
-        action, allowed = _action_of(_form_value(form, "action"))
+        action, allowed = _action_of(query.single(form, "action"))
         fields = {k: v for k, v in form.items() if k in ("state", "queue", "task")}
         unknown = set(form) - {"state", "queue", "task", "action", CSRF_FIELD}
         if unknown:
@@ -709,11 +700,11 @@ class Login(Page):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         query.params_of(req, ())
         form = read_form(req)
-        target = safe_next(_form_value(form, "next"))
+        target = safe_next(query.single(form, "next"))
         if not self.ui.keys.protected:
             see_other(resp, target)
             return
-        token = _form_value(form, "token") or ""
+        token = query.single(form, "token") or ""
         index = self.ui.keys.token_ok(token) if 0 < len(token) <= 4096 else None
         if index is None:
             self.ui.render(req, resp, "login.html", status=401, next=target, failed=True)
@@ -863,7 +854,7 @@ class UiGuard:
         if req.method == "POST":
             form = read_form(req)
             req.context.ui_form = form
-            if session is None or not session.csrf_ok(_form_value(form, CSRF_FIELD)):
+            if session is None or not session.csrf_ok(query.single(form, CSRF_FIELD)):
                 raise _forbidden("the form's CSRF token is missing or not this session's")
 
     def process_response(
