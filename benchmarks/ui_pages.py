@@ -175,6 +175,7 @@ def measure(url: str, args: argparse.Namespace) -> None:
         "/ui",
         "/ui/jobs",
         "/ui/jobs?state=dead",
+        "/ui/jobs?queue=q3&task=task3",
         "/ui/jobs?queue=q1&task=task3",
         "/ui/jobs?q=no-such-key",
         f"/ui/jobs/{row[0]}",

@@ -15,7 +15,6 @@ import pytest
 
 from taskyard.domain.errors import StoreUnavailable
 from taskyard.domain.model import JobState
-from taskyard.domain.ports import JobFilter
 from taskyard.entrypoints.ui import UI_ROUTES
 from taskyard.entrypoints.ui.session import COOKIE_NAME, SESSION_S, SessionKeys
 from taskyard.entrypoints.ui.views import CACHE_S, TtlCache
@@ -322,6 +321,20 @@ def test_a_cached_value_is_fresh_then_stale_while_one_refresh_runs_then_too_old(
     assert cache.get(compute) == 5
 
 
+def test_peek_never_computes_in_the_request_but_starts_it_in_the_background() -> None:
+    clock = Ticker()
+    cache: TtlCache[int] = TtlCache(2.0, clock, stale_s=10.0)
+    started = threading.Event()
+
+    def compute() -> int:
+        started.set()
+        return 7
+
+    assert cache.peek(compute) is None
+    assert started.wait(5)
+    eventually(lambda: cache.peek(lambda: 8) == 7, timeout_s=5, what="the value computed")
+
+
 def test_a_failed_refresh_keeps_the_old_value_until_it_is_too_old() -> None:
     clock = Ticker()
     cache: TtlCache[str] = TtlCache(2.0, clock, stale_s=10.0)
@@ -566,7 +579,13 @@ def test_retry_and_cancel_from_the_job_page(locked: Api) -> None:
 def test_the_overview_counts_states_and_queues(locked: Api) -> None:
     for queue in ("a", "a", "b"):
         locked.submit(queue=queue)
-    page = _signed_in(locked).get("/ui").text
+    browser = _signed_in(locked)
+    page = browser.get("/ui").text
     assert re.search(r'<span class="n">3</span> <span class="label">queued</span>', page)
-    assert 'href="/ui/jobs?queue=a"' in page and 'role="img"' in page
-    assert locked.store.cancel_many(JobFilter(queues=frozenset({"b"}))) == 1
+    assert 'href="/ui/jobs?queue=a"' in page
+    # The chart is computed in the background (it is the costly part): it comes a refresh
+    # later, and the page is not held up for it.
+    assert 'id="chart-pending"' in page and 'role="img"' not in page
+    eventually(
+        lambda: 'role="img"' in browser.get("/ui").text, timeout_s=10, what="the chart is shown"
+    )

@@ -29,9 +29,10 @@ AXE_RUN = """async () => {
 
 
 @pytest.fixture(scope="module")
-def data(server: Server) -> dict[str, Any]:
+def data(server: Server) -> Iterator[dict[str, Any]]:
     """A small, fixed data set: jobs that succeed, one that failed once first, two dead in
-    `reports`, one scheduled for later in `mail` and one waiting for it."""
+    `reports`, one scheduled for later in `mail` and one waiting for it, and one running
+    (cancelled at the end of the module)."""
     done = [server.submit(task="sleep", args={"seconds": 0}) for _ in range(3)]
     flaky = server.submit(
         task="sleep",
@@ -45,12 +46,16 @@ def data(server: Server) -> dict[str, Any]:
     ]
     later = server.submit(task="sleep", queue="mail", delay_seconds=3600)
     waiting = server.submit(task="sleep", queue="mail", depends_on=[later["id"]])
+    running = server.submit(task="sleep", args={"seconds": 600}, queue="reports")
     for job in done:
         server.wait_state(job["id"], "succeeded")
     server.wait_state(flaky["id"], "succeeded")
     for job in dead:
         server.wait_state(job["id"], "dead")
-    return {"flaky": flaky, "dead": dead, "later": later, "waiting": waiting}
+    server.wait_state(running["id"], "running")
+    yield {"flaky": flaky, "dead": dead, "later": later, "waiting": waiting}
+    server.ok("POST", f"/v1/jobs/{running['id']}/cancel")
+    server.wait_state(running["id"], "cancelled")
 
 
 @pytest.fixture
@@ -108,6 +113,8 @@ def test_every_main_page_loads_with_no_console_error_and_no_serious_axe_violatio
         if name == "overview":
             sign_in(page, server)
             page.wait_for_url(f"{server.url}/ui")
+            # The chart is computed in the background; the page's own refresh brings it.
+            page.locator("svg.chart").wait_for(timeout=20_000)
         else:
             response = page.goto(server.url + path)
             assert response is not None and response.status == 200, (path, response)

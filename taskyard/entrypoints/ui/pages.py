@@ -294,8 +294,8 @@ class Overview(Page):
             active=self.active,
             counts=views.state_counts(),
             queues=views.queues(),
-            chart=outcome_chart(buckets, bucket_s=SERIES_BUCKET_S),
-            buckets=buckets,
+            chart=outcome_chart(buckets, bucket_s=SERIES_BUCKET_S) if buckets else None,
+            buckets=buckets or [],
             states=list(JobState),
         )
 

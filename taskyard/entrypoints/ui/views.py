@@ -76,16 +76,9 @@ class TtlCache(Generic[T]):
         self._refreshing = False
 
     def get(self, compute: Callable[[], T]) -> T:
-        with self._lock:
-            now = self._clock()
-            held = self._value
-            if held is not None and held[0] <= now < held[0] + self.ttl_s + self.stale_s:
-                if now >= held[0] + self.ttl_s and not self._refreshing:
-                    self._refreshing = True
-                    threading.Thread(
-                        target=self._refresh, args=(compute,), name="taskyard-ui-cache", daemon=True
-                    ).start()
-                return held[1]
+        served = self._served(compute)
+        if served is not None:
+            return served[0]
         with self._computing:
             with self._lock:
                 now = self._clock()
@@ -93,6 +86,30 @@ class TtlCache(Generic[T]):
                 if held is not None and held[0] <= now < held[0] + self.ttl_s:
                     return held[1]  # another request computed it meanwhile
             return self._compute(compute)
+
+    def peek(self, compute: Callable[[], T]) -> T | None:
+        """Like `get`, but never computes in the request: with nothing usable cached, a
+        background thread computes it and this answers None (for a part of a page that
+        may come a refresh later rather than hold the whole page up)."""
+        held = self._served(compute, when_missing=True)
+        return held[0] if held is not None else None
+
+    def _served(self, compute: Callable[[], T], *, when_missing: bool = False) -> tuple[T] | None:
+        """The value when it may be served now (starting a refresh when it is stale, or when
+        it is missing and `when_missing`), else None."""
+        with self._lock:
+            now = self._clock()
+            held = self._value
+            usable = held is not None and held[0] <= now < held[0] + self.ttl_s + self.stale_s
+            stale = held is None or not held[0] <= now < held[0] + self.ttl_s
+            if stale and (usable or when_missing) and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(
+                    target=self._refresh, args=(compute,), name="taskyard-ui-cache", daemon=True
+                ).start()
+            if usable and held is not None:
+                return (held[1],)
+            return None
 
     def _compute(self, compute: Callable[[], T]) -> T:
         started = self._clock()
@@ -191,8 +208,10 @@ class Views:
                 totals[state] += count
         return totals
 
-    def outcome_series(self) -> list[Bucket]:
-        return self._series.get(self._compute_series)
+    def outcome_series(self) -> list[Bucket] | None:
+        """The chart's buckets, or None while they are first computed (in the background:
+        from existing calls they take seconds on a large table)."""
+        return self._series.peek(self._compute_series)
 
     def _compute_series(self) -> list[Bucket]:
         now = self.store.now()
