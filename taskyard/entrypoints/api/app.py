@@ -12,7 +12,6 @@ from taskyard.entrypoints.api import jobs, system
 from taskyard.entrypoints.api.middleware import BearerAuth, BodyLimit, RequestContext
 from taskyard.entrypoints.api.problems import register_error_handlers
 from taskyard.entrypoints.api.services import Services
-from taskyard.entrypoints.ui import UI_ROUTES, Ui, UiGuard
 
 Route = tuple[str, Callable[[Services], object]]
 
@@ -42,6 +41,10 @@ ROUTES: tuple[Route, ...] = (
 
 
 def create_app(services: Services) -> falcon.App[falcon.Request, falcon.Response]:
+    # The dashboard builds on this package (its query parsing, problems, services), so it
+    # is imported here rather than at the top, whichever of the two is imported first.
+    from taskyard.entrypoints.ui import UI_ROUTES, Ui, UiGuard
+
     ui = Ui(services)
     middleware: list[Any] = [
         RequestContext(),

@@ -74,6 +74,8 @@ class TtlCache(Generic[T]):
         self._computing = threading.Lock()
         self._value: tuple[float, T] | None = None
         self._refreshing = False
+        self._idle = threading.Event()
+        self._idle.set()
 
     def get(self, compute: Callable[[], T]) -> T:
         served = self._served(compute)
@@ -104,6 +106,7 @@ class TtlCache(Generic[T]):
             stale = held is None or not held[0] <= now < held[0] + self.ttl_s
             if stale and (usable or when_missing) and not self._refreshing:
                 self._refreshing = True
+                self._idle.clear()
                 threading.Thread(
                     target=self._refresh, args=(compute,), name="taskyard-ui-cache", daemon=True
                 ).start()
@@ -127,6 +130,11 @@ class TtlCache(Generic[T]):
         finally:
             with self._lock:
                 self._refreshing = False
+                self._idle.set()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no background computation runs (tests and the page benchmark)."""
+        return self._idle.wait(timeout_s)
 
     def clear(self) -> None:
         with self._lock:
@@ -197,6 +205,10 @@ class Views:
         self._queues.clear()
         self._series.clear()
         self._dead.clear()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until none of the caches computes in the background."""
+        return all(cache.wait_idle(timeout_s) for cache in (self._queues, self._series, self._dead))
 
     def queues(self) -> list[QueueInfo]:
         return self._queues.get(self.store.queues)
