@@ -161,6 +161,7 @@ def explain(store: Any, client: Any, ui: Any, path: str, over_ms: float) -> list
         ):
             conn.execute(statement)
     timed(client, ui, path, cold=True)
+    assert ui.views.wait_idle(300)  # and whatever it started in the background
     with store._pool.connection() as conn:
         conn.execute("RESET ALL")
     return plans

@@ -69,7 +69,7 @@ def outcome_chart(buckets: Sequence[Bucket], *, bucket_s: int) -> Markup:
                 f"<title>{escape(bucket.start.strftime('%H:%M'))} UTC: {value} "
                 f"{escape(field.replace('_', ' '))}</title></rect>"
             )
-        if index % 3 == 0:
+        if len(buckets) <= 8 or index % 3 == 0:
             parts.append(
                 f'<text class="axis" x="{x0:.1f}" y="{HEIGHT - 6}">'
                 f"{escape(bucket.start.strftime('%H:%M'))}</text>"

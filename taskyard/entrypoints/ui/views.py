@@ -39,11 +39,11 @@ CACHE_S = 2.0
 """How long the queue counts and dead-letter groups are fresh: every browser polling within
 it costs nothing. After it, they are recomputed in the background while still served."""
 SERIES_CACHE_S = 60.0
-"""The outcome chart's buckets are 5 minutes wide: a minute-old chart loses nothing."""
-SERIES_BUCKETS = 12
-SERIES_BUCKET_S = 300
+"""The outcome chart's buckets are 10 minutes wide: a minute-old chart loses nothing."""
+SERIES_BUCKETS = 6
+SERIES_BUCKET_S = 600
 DEAD_SCAN_MAX = 1000
-COUNT_SCAN_MAX = 10_000
+COUNT_SCAN_MAX = 2000
 DEPENDENTS_SCAN_MAX = 1000
 KEY_SCAN_MAX = 1000
 _PAGE = 1000
