@@ -211,3 +211,19 @@ def test_workers_get_sockets_of_their_own_only_where_that_is_one_address(
 
     settings = config.Settings(database_url="sqlite:///x.db", bind=bind)
     assert gunicorn_options(settings)["reuse_port"] is reuse_port
+
+
+def test_the_dashboard_is_served_under_gunicorn_behind_its_login(server: Server) -> None:
+    status, headers, raw = server.request("GET", "/ui")
+    assert status == 401 and b'name="token"' in raw
+    assert headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in headers["content-security-policy"]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, headers, _ = server.request("POST", "/ui/login", f"token={TOKEN}".encode(), form)
+    assert status == 303 and headers["location"] == "/ui"
+    cookie = headers["set-cookie"].split(";")[0]
+    assert TOKEN not in cookie
+    status, headers, raw = server.request("GET", "/ui/queues", headers={"Cookie": cookie})
+    assert status == 200 and b"<h1>Queues</h1>" in raw
+    status, _, raw = server.request("GET", "/ui/static/ui.js")
+    assert status == 200 and b"X-Taskyard-Partial" in raw
