@@ -35,7 +35,7 @@ from taskyard.domain.timefmt import after
 T = TypeVar("T")
 log = logging.getLogger("taskyard.api")
 
-CACHE_S = 2.0
+CACHE_S = 5.0
 """How long the queue counts and dead-letter groups are fresh: every browser polling within
 it costs nothing. After it, they are recomputed in the background while still served."""
 SERIES_CACHE_S = 60.0
