@@ -21,7 +21,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -265,13 +265,44 @@ def banner(line: str) -> None:
     print(line, flush=True)
 
 
+WILDCARD_HOSTS: Mapping[str, str] = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+"""A server bound to every address is reached on this machine through the loopback."""
+
+
+def listen_url(host: str, port: int) -> str:
+    """Where a server listens, as a URL (an IPv6 address in brackets)."""
+    bare = host.strip("[]")
+    shown = f"[{bare}]" if ":" in bare else bare
+    return f"http://{shown}:{port}"
+
+
+def client_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses to reach a server listening on `host:port`.
+
+    >>> client_url("0.0.0.0", 9000), client_url("::", 8000), client_url("[::1]", 80)
+    ('http://127.0.0.1:9000', 'http://[::1]:8000', 'http://[::1]:80')
+    """
+    bare = host.strip("[]")
+    return listen_url(WILDCARD_HOSTS.get(bare, bare), port)
+
+
+def url_hint(url: str | None) -> str:
+    """What a server's start-up line adds so that the client commands find it: nothing
+    when they would anyway (`TASKYARD_URL`'s default), else the variable to export."""
+    if url is None or url == attrs.fields(Settings).url.default:
+        return ""
+    return f"; export TASKYARD_URL={url} for the client commands"
+
+
 __all__ = [
     "Stop",
     "banner",
     "builtin_policy",
+    "client_url",
     "close_quietly",
     "describe_coordinator",
     "exit_now",
+    "listen_url",
     "load_app",
     "open_coordinator",
     "open_store",
@@ -282,6 +313,7 @@ __all__ = [
     "stop_on_signals",
     "stop_worker",
     "task_registry",
+    "url_hint",
     "with_app_urls",
     "worker_runtime",
 ]

@@ -128,9 +128,13 @@ class Standalone:
     @property
     def url(self) -> str:
         assert self._server is not None, "not started"
-        host = self.settings.host
-        shown = f"[{host}]" if ":" in host else host
-        return f"http://{shown}:{self._server.server_port}"
+        return process.listen_url(self.settings.host, self._server.server_port)
+
+    @property
+    def client_url(self) -> str:
+        """The URL the client commands on this machine use to reach it."""
+        assert self._server is not None, "not started"
+        return process.client_url(self.settings.host, self._server.server_port)
 
     def start(self) -> Standalone:
         """Start the scheduler and the worker, then serve on the socket bound at

@@ -46,14 +46,19 @@ class Cluster:
         queue: str,
         topology: Topology,
         redis_key_prefix: str = "chaos:",
+        process_database_url: str | None = None,
     ) -> None:
+        """`process_database_url`: the URL the api, schedulers and workers use (PgBouncer's,
+        say); by default `database_url` with a small pool. `migrate` and the nemesis
+        always use `database_url`."""
         self.procs = procs
         self.database_url = database_url
         self.redis = redis
         self.queue = queue
         self.topology = topology
         self.env: Mapping[str, str] = clean_environment(
-            TASKYARD_DATABASE_URL=f"{database_url}?pool_max_size={POOL_MAX_SIZE}",
+            TASKYARD_DATABASE_URL=process_database_url
+            or f"{database_url}?pool_max_size={POOL_MAX_SIZE}",
             TASKYARD_REDIS_URL=redis.url,
             TASKYARD_REDIS_KEY_PREFIX=redis_key_prefix,
             TASKYARD_LOG_FORMAT="json",
@@ -76,7 +81,8 @@ class Cluster:
     # --- starting -------------------------------------------------------------------------
 
     def start(self) -> None:
-        assert "taskyard schema at version" in self.procs.run(["migrate"], env=self.env)
+        migrate_env = {**self.env, "TASKYARD_DATABASE_URL": self.database_url}
+        assert "taskyard schema at version" in self.procs.run(["migrate"], env=migrate_env)
         port = free_port()
         self.api_proc = self._start(
             "api", ["api", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4"]

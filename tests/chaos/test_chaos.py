@@ -28,20 +28,16 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import UUID
 
 import attrs
 import pytest
 
 from taskyard.adapters.postgres import PostgresJobStore
-from taskyard.domain.errors import StoreUnavailable
-from taskyard.domain.model import TERMINAL_STATES, Attempt, Job, JobState
-from taskyard.domain.ports import JobFilter, JobQuery
 from taskyard.domain.scheduler import SchedulerConfig
-from taskyard.simulation.checker import History, check
 from tests.chaos import figures
 from tests.chaos.cluster import Cluster, Topology
-from tests.chaos.mix import Client, Resend, judge, plan_mix
+from tests.chaos.history import read_history, verdict, wait_quiet
+from tests.chaos.mix import Client, Resend, plan_mix
 from tests.chaos.nemesis import FaultKind, Nemesis, plan_faults
 from tests.e2e.harness import Api, Procs
 from tests.eventually import eventually
@@ -94,38 +90,6 @@ FULL_ROUND_DEADLINE_S = 90.0
 def store(chaos_database_url: str) -> Iterator[PostgresJobStore]:
     with PostgresJobStore.from_url(chaos_database_url) as opened:
         yield opened
-
-
-def _wait_quiet(store: PostgresJobStore, queue: str, *, timeout_s: float) -> bool:
-    """Wait until no job of the queue is open; False if some still are at the deadline."""
-    open_states = frozenset(set(JobState) - TERMINAL_STATES)
-    query = JobQuery(filter=JobFilter(states=open_states, queues=frozenset({queue})), limit=1)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if not store.list_jobs(query).jobs:
-                return True
-        except StoreUnavailable:
-            pass
-        time.sleep(0.1)
-    return False
-
-
-def _read_history(
-    store: PostgresJobStore, queue: str
-) -> tuple[dict[UUID, Job], dict[UUID, list[Attempt]]]:
-    jobs: dict[UUID, Job] = {}
-    cursor = None
-    while True:
-        page = store.list_jobs(
-            JobQuery(filter=JobFilter(queues=frozenset({queue})), limit=1000, cursor=cursor)
-        )
-        jobs.update((job.id, job) for job in page.jobs)
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    attempts = {job_id: store.attempts(job_id) for job_id in sorted(jobs)}
-    return jobs, attempts
 
 
 def _counts(counter: Counter[FaultKind]) -> str:
@@ -197,25 +161,18 @@ def test_no_job_is_lost_or_committed_twice_under_a_nemesis(
             api.close()
         calm = time.monotonic()
         exited = cluster.heal()
-        quiet = _wait_quiet(store, queue, timeout_s=SIZE.settle_deadline_s)
+        quiet = wait_quiet(store, queue, timeout_s=SIZE.settle_deadline_s)
         settled = time.monotonic()
         exits = cluster.stop()
-        jobs, attempts = _read_history(store, queue)
+        jobs, attempts = read_history(store, queue)
         worker_lines = cluster.worker_log_lines()
     finally:
         cluster.close()
     read = time.monotonic()
 
     # --- the figures ------------------------------------------------------------------------
-    history = History(
-        jobs=jobs,
-        attempts=attempts,
-        acknowledged=submitted.acknowledged,
-        replays=submitted.replays,
-    )
-    report = check(history, at_rest=True)
-    lost = report.counts.get("no_job_lost", 0)
-    twice = figures.committed_twice(jobs, attempts)
+    judged = verdict(plan, submitted, jobs, attempts)
+    report, lost, twice = judged.report, judged.lost, judged.twice
     waits = figures.waits_after_worker_faults(faults, jobs, attempts)
     longest = waits.longest
     runs = figures.handler_runs(worker_lines)
@@ -252,18 +209,9 @@ def test_no_job_is_lost_or_committed_twice_under_a_nemesis(
         f"{len(set(jobs) - submitted.acknowledged)} jobs stored that no answer named, "
         f"{len(submitted.acknowledged - set(jobs))} acknowledged and missing {context}"
     )
-    assert report.ok, (
-        "\n".join(f"{v.invariant}: {v.message} ({v.job_id})" for v in report.violations)
-        + f"\n{context}"
-    )
+    assert report.ok, f"{judged.violations}\n{context}"
     assert {"one_outcome", "one_live_lease", "fenced_writes", "idempotency"} <= set(report.checked)
-
-    problems = []
-    for item in plan:
-        job_id = submitted.ids[item.index]
-        wrong = judge(item, jobs[job_id], attempts[job_id], submitted)
-        if wrong is not None:
-            problems.append(f"{item.kind.value} #{item.index} {job_id}: {wrong}")
+    problems = judged.problems
     assert not problems, f"{len(problems)} jobs went wrong {context}:\n" + "\n".join(problems[:20])
     for index, resend, status in submitted.replay_answers:
         expected = 200 if resend is Resend.SAME else 409

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from taskyard.entrypoints import cli
+from taskyard.entrypoints.process import redact_url
 from tests import services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +51,7 @@ def test_migrate_twice_exits_zero_and_records_the_version_once(fresh_url: str) -
     out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
     assert out.splitlines() == [
+        f"taskyard migrate {redact_url(fresh_url)}",
         "applied 0001_initial",
         "applied 0002_hot_paths",
         "taskyard schema at version 2",
@@ -57,7 +59,10 @@ def test_migrate_twice_exits_zero_and_records_the_version_once(fresh_url: str) -
     second = _migrate(fresh_url)
     out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
-    assert out.splitlines() == ["taskyard schema at version 2 (up to date)"]
+    assert out.splitlines() == [
+        f"taskyard migrate {redact_url(fresh_url)}",
+        "taskyard schema at version 2 (up to date)",
+    ]
     assert _recorded(fresh_url) == [(1, "initial"), (2, "hot_paths")]
     with psycopg.connect(fresh_url) as conn:
         tables = {
@@ -96,7 +101,7 @@ def test_a_version_1_schema_is_upgraded_by_applying_only_what_it_lacks(fresh_url
     proc = _migrate(fresh_url)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert out.splitlines() == ["applied 0002_hot_paths", "taskyard schema at version 2"]
+    assert out.splitlines()[1:] == ["applied 0002_hot_paths", "taskyard schema at version 2"]
     assert _recorded(fresh_url) == [(1, "initial"), (2, "hot_paths")]
 
 
@@ -135,5 +140,7 @@ def test_migrate_creates_a_sqlite_schema(
 ) -> None:
     path = tmp_path / "jobs.db"
     assert cli.main(["migrate", "--database-url", f"sqlite:///{path}"]) == 0
-    assert capsys.readouterr().out == f"{path}: taskyard schema at version 1\n"
+    assert capsys.readouterr().out == (
+        f"taskyard migrate sqlite:///{path}\n{path}: taskyard schema at version 1\n"
+    )
     assert path.exists()

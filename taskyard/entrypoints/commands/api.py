@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import socket
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from taskyard.entrypoints import config
@@ -80,7 +81,44 @@ def gunicorn_options(settings: config.Settings) -> dict[str, Any]:
         # two workers at 100% CPU, the other at 0%, half the throughput). Not for unix:
         # sockets, nor port 0 (each worker would pick a port of its own).
         "reuse_port": _reuse_port(settings.bind),
+        "when_ready": _announce(settings),
     }
+
+
+def _announce(settings: config.Settings) -> Callable[[Any], None]:
+    """gunicorn's `when_ready` hook: the master's start-up line, once it listens."""
+
+    def when_ready(arbiter: Any) -> None:
+        from taskyard.entrypoints.process import banner
+
+        banner(start_up_line(settings, arbiter.LISTENERS, arbiter.cfg.workers))
+
+    return when_ready
+
+
+def start_up_line(settings: config.Settings, listeners: Sequence[Any], workers: int) -> str:
+    """`taskyard api listening on URL (...)`. The address is the master's socket where it
+    has one (port 0 is resolved there), else the bind (each worker binds its own)."""
+    from taskyard.entrypoints import process
+
+    assert settings.database_url is not None
+    address = tcp_address(settings.bind)
+    if address is None:
+        where, url = settings.bind, None
+    else:
+        host, port = address
+        for listener in listeners:
+            bound = listener.getsockname()
+            if isinstance(bound, tuple):
+                port = bound[1]
+                break
+        where, url = process.listen_url(host, port), process.client_url(host, port)
+    coordinator = f", redis {settings.redis_key_prefix}" if settings.redis_url else ""
+    return (
+        f"taskyard api listening on {where} ({workers} x {settings.api_threads} threads, "
+        f"store {process.redact_url(settings.database_url)}{coordinator})"
+        f"{process.url_hint(url)}"
+    )
 
 
 def tcp_address(bind: str) -> tuple[str, int] | None:

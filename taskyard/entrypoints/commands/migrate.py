@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     if not url:
         raise ConfigError(SETTING, "not set (pass --database-url or set the environment)")
     scheme = store_scheme(url, setting=SETTING)
+    from taskyard.entrypoints.process import banner, redact_url
+
+    banner(f"taskyard migrate {redact_url(url)}")
     try:
         if scheme == "memory":
             print("memory:// keeps no schema: nothing to migrate")

@@ -58,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
                 "coordinator": process.describe_coordinator(settings, coordinator),
             },
         )
-        process.banner(f"taskyard scheduler {scheduler_id}: leader TTL {settings.leader_ttl_s:g} s")
+        process.banner(
+            f"taskyard scheduler {scheduler_id}: leader TTL {settings.leader_ttl_s:g} s, "
+            f"store {process.redact_url(url)}"
+        )
         stop.wait()
         runtime.stop()
         process.close_quietly(coordinator, store)

@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             f"taskyard standalone listening on {system.url} "
             f"(store {store}, worker {system.worker_id}, "
             f"concurrency {settings.concurrency}); Ctrl-C stops it"
+            f"{process.url_hint(system.client_url)}"
         )
         stop.wait()
         stubborn = system.stop()

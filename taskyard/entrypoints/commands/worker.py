@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         )
         process.banner(
             f"taskyard worker {worker_id}: queues {queues}, concurrency {settings.concurrency}, "
-            f"tasks {', '.join(sorted(registry.names()))}"
+            f"store {process.redact_url(url)}, tasks {', '.join(sorted(registry.names()))}"
         )
         stop.wait()
         stubborn = process.stop_worker(runtime, grace_s=settings.grace_period_s)
