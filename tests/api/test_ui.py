@@ -53,7 +53,13 @@ class Browser:
             match = re.match(rf"{COOKIE_NAME}=([^;]*)", header)
             if match:
                 self.cookie = match.group(1).strip('"') or None
-        assert result.status_code < 500, (method, path, result.status_code, result.text[:2000])
+        # Never a 5xx but the store's or coordinator's own 503.
+        assert result.status_code < 500 or result.status_code == 503, (
+            method,
+            path,
+            result.status_code,
+            result.text[:2000],
+        )
         return result
 
     def get(self, path: str, **kwargs: Any) -> falcon.testing.Result:
@@ -589,3 +595,25 @@ def test_the_overview_counts_states_and_queues(locked: Api) -> None:
     eventually(
         lambda: 'role="img"' in browser.get("/ui").text, timeout_s=10, what="the chart is shown"
     )
+
+
+def test_with_the_store_or_the_coordinator_down_a_page_is_a_503_page_never_a_500() -> None:
+    from tests.api.test_system import api_with_unpluggable_coordinator, unpluggable_api
+
+    api, store = unpluggable_api()
+    api.submit(queue="mail")
+    browser = Browser(api)
+    assert browser.get("/ui").status_code == 200
+    store.down = True
+    api.clock.advance(3600)  # every cached value too old to serve
+    job_page = f"/ui/jobs/{api.stored()[0].id}"  # the store under the switch, read directly
+    assert browser.get("/ui/workers").status_code == 200  # reads only the coordinator
+    for path in [p for p in PAGES if p != "/ui/workers"] + [job_page]:
+        result = browser.get(path)
+        assert result.status_code == 503, path
+        assert result.headers["content-type"].startswith("text/html")
+        assert result.headers["retry-after"] == "1"
+    api, coordinator = api_with_unpluggable_coordinator()
+    coordinator.down = True
+    result = Browser(api).get("/ui/workers")
+    assert result.status_code == 503 and "coordinator" in result.text
