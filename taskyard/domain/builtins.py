@@ -6,8 +6,10 @@ ask of them is decided here, so the API, the Python library and the worker agree
 
 from __future__ import annotations
 
+import ipaddress
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,17 +40,78 @@ def _timeout_problems(args: JsonObject, default_s: float) -> list[FieldError]:
     return []
 
 
-def _host_and_port(url: str) -> tuple[str, int] | None:
-    """`(host, port)` of an http(s) URL, or None when it is not one or cannot be read."""
+DEFAULT_PORTS = {"http": 80, "https": 443}
+_UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f\\]")
+"""Control characters, spaces and backslashes: URL readers differ on them (urlsplit drops
+tabs and newlines, urllib keeps them), so a URL with one is refused rather than read."""
+_ENTRY = re.compile(r"(\[[^\[\]]+\]|[^\[\]:]+)(?::(\d{1,5}))?")
+
+
+def _normal_host(text: str) -> str:
+    """A host as compared: lower case, without brackets, an IP address in its short form.
+
+    >>> _normal_host("[0:0::1]"), _normal_host("Example.COM"), _normal_host("127.0.0.1")
+    ('::1', 'example.com', '127.0.0.1')
+    """
+    host = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.lower()
+
+
+def _http_target(url: str) -> tuple[str, int, int] | None:
+    """`(host, port, the scheme's default port)` of a plain http(s) URL; None when it is
+    not one, cannot be read, carries user info (`user@host`) or an unsafe character."""
+    if _UNSAFE_IN_URL.search(url):
+        return None
     try:
         parts = urlsplit(url)
         port = parts.port  # raises ValueError for a port out of range or not a number
     except ValueError:
         return None
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("http", "https") or not host:
+    default = DEFAULT_PORTS.get(parts.scheme)
+    if default is None or not parts.hostname or "@" in parts.netloc:
         return None
-    return host, port or (443 if parts.scheme == "https" else 80)
+    return _normal_host(parts.hostname), port or default, default
+
+
+def allowlist_entry(entry: str) -> tuple[str, int | None] | None:
+    """`(host, port)` of a `TASKYARD_HTTP_ALLOWED_HOSTS` entry (`host`, `host:port`, `[v6]`,
+    `[v6]:port`); port None for a bare host. None for an entry that cannot be read.
+
+    >>> allowlist_entry("[::1]:9000"), allowlist_entry("Hooks.example"), allowlist_entry("a:b")
+    (('::1', 9000), ('hooks.example', None), None)
+    """
+    match = _ENTRY.fullmatch(entry.strip())
+    if match is None:
+        return None
+    return _normal_host(match.group(1)), int(match.group(2)) if match.group(2) else None
+
+
+def http_allowed(url: str, allowlist: Iterable[str]) -> bool:
+    """Whether the `http` task may call `url`. An entry `host:port` allows that port of the
+    host; a bare `host` allows only the scheme's default port (80 for http://, 443 for
+    https://), never the host's other services. Hosts compare case-insensitively, IPv6
+    addresses in brackets and in any spelling of the same address.
+
+    >>> http_allowed("http://[::1]:9000/x", ["[::1]:9000"])
+    True
+    >>> [http_allowed(u, ["h"]) for u in ("http://h/", "https://h/", "http://h:5432/")]
+    [True, True, False]
+    """
+    target = _http_target(url)
+    if target is None:
+        return False
+    host, port, default = target
+    for entry in allowlist:
+        allowed = allowlist_entry(entry)
+        if allowed is None:
+            continue
+        allowed_host, allowed_port = allowed
+        if allowed_host == host and port == (default if allowed_port is None else allowed_port):
+            return True
+    return False
 
 
 @attrs.frozen(kw_only=True)
@@ -59,12 +122,7 @@ class BuiltinPolicy:
     shell_enabled: bool = False
 
     def host_allowed(self, url: str) -> bool:
-        read = _host_and_port(url)
-        if read is None:
-            return False
-        host, port = read
-        allowed = {h.lower() for h in self.http_allowed_hosts}
-        return host in allowed or f"{host}:{port}" in allowed
+        return http_allowed(url, self.http_allowed_hosts)
 
     def check(self, task: str, args: JsonObject) -> Sequence[FieldError]:
         if task == "sleep":
@@ -96,10 +154,18 @@ def _check_sleep(args: JsonObject) -> list[FieldError]:
 def _check_http(args: JsonObject, policy: BuiltinPolicy) -> list[FieldError]:
     errors = _unknown(args, {"url", "method", "headers", "body", "timeout_seconds"})
     url = args.get("url")
-    if not isinstance(url, str) or _host_and_port(url) is None:
-        errors.append(FieldError("args.url", "must be an http:// or https:// URL"))
+    if not isinstance(url, str) or _http_target(url) is None:
+        errors.append(
+            FieldError("args.url", "must be an http:// or https:// URL, without user@ or spaces")
+        )
     elif not policy.host_allowed(url):
-        errors.append(FieldError("args.url", "host is not in TASKYARD_HTTP_ALLOWED_HOSTS"))
+        errors.append(
+            FieldError(
+                "args.url",
+                "host and port are not in TASKYARD_HTTP_ALLOWED_HOSTS (an entry without a "
+                "port allows only 80 for http, 443 for https)",
+            )
+        )
     method = args.get("method", "GET")
     if not isinstance(method, str) or method.upper() not in HTTP_METHODS:
         errors.append(

@@ -277,6 +277,8 @@ class Settings:
     redis_url: str | None = None
     redis_key_prefix: str = "taskyard:"
     api_tokens: tuple[str, ...] = ()
+    api_open: bool = False
+    """Serve without tokens on an address other machines can reach, on purpose."""
     http_allowed_hosts: frozenset[str] = frozenset()
     shell_enabled: bool = False
     lease_ttl_s: float = 10.0
@@ -341,7 +343,16 @@ _SETTINGS = [
         attr="api_tokens",
         env="TASKYARD_API_TOKENS",
         parse=parse_tokens,
-        help="comma separated bearer tokens; when set, every /v1/ request needs one",
+        help="comma separated bearer tokens; when set, every route but the open ones needs one",
+    ),
+    Setting(
+        attr="api_open",
+        env="TASKYARD_API_OPEN",
+        parse=parse_bool,
+        flag="--open",
+        boolean=True,
+        help="serve the API without tokens on a non-loopback address, on purpose (default: "
+        "refuse to start)",
     ),
     Setting(
         attr="http_allowed_hosts",
@@ -524,6 +535,7 @@ API_SETTINGS = (
     "redis_url",
     "redis_key_prefix",
     "api_tokens",
+    "api_open",
     "http_allowed_hosts",
     "shell_enabled",
     "bind",
@@ -553,6 +565,7 @@ STANDALONE_SETTINGS = (
     *_RUNNING_SETTINGS,
     "leader_ttl_s",
     "api_tokens",
+    "api_open",
     "host",
     "port",
     *COMMON_SETTINGS,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 import traceback
 from collections.abc import Iterator, Mapping
@@ -123,21 +124,60 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """`2026-11-22T10:00:00.123Z INFO taskyard.api: message key=value ...`"""
+    """`2026-11-22T10:00:00.123Z INFO taskyard.api: message key=value ...`
+
+    A record is one line that starts with its time; only a traceback adds lines, each
+    indented. Logged values cannot forge a line: control characters (C0, DEL, C1, and the
+    Unicode line and paragraph separators) in the message are escaped (`\\n`, `\\x00`,
+    `\\u2028`), and a field value with any of them, a space or a quote is written as a
+    JSON string."""
 
     def format(self, record: logging.LogRecord) -> str:
         fields = " ".join(f"{k}={_text_value(v)}" for k, v in record_fields(record).items())
-        line = f"{_time(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        message = escape_controls(record.getMessage())
+        line = f"{_time(record)} {record.levelname} {record.name}: {message}"
         if fields:
             line = f"{line} {fields}"
         if record.exc_info:
-            line = f"{line}\n{''.join(traceback.format_exception(*record.exc_info)).rstrip()}"
+            line += "".join(f"\n  {part}" for part in _traceback_lines(record.exc_info))
         return line
+
+
+def _traceback_lines(exc_info: Any) -> list[str]:
+    """A traceback's lines, escaped. Its frames and headers keep their line breaks; an
+    exception's own text (`ValueError: <message>`) stays on one line whatever it holds."""
+    lines: list[str] = []
+    for chunk in traceback.format_exception(*exc_info):
+        text = chunk.rstrip("\n")
+        structural = chunk.startswith(("  File ", "Traceback ", "\n"))
+        lines.extend(escape_controls(part) for part in (text.split("\n") if structural else [text]))
+    return lines
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def escape_controls(text: str) -> str:
+    r"""`text` with its control characters written as escapes, so that it stays on one line
+    and cannot move a terminal's cursor.
+
+    >>> print(escape_controls("a\r\nb\x00c\x85d\u2028e\tf"))
+    a\r\nb\x00c\x85d\u2028e\tf
+    """
+    return _CONTROL.sub(_escaped, text)
 
 
 def _text_value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(_jsonable(value))
-    return json.dumps(text) if (" " in text or not text) else text
+    plain = text and text.isprintable() and " " not in text and '"' not in text
+    return text if plain else json.dumps(text)
 
 
 def make_formatter(log_format: str) -> logging.Formatter:

@@ -1,7 +1,8 @@
 """The whole system in one process: the REST API, a scheduler and a worker pool, sharing
 one store and one coordinator (in-process unless a Redis URL is given).
 
-The API is served by a threaded WSGI server from the standard library, in this process:
+The API is served by a threaded WSGI server from the standard library, in this process
+(`wsgiserver.py`: a deep listen backlog, bodies only with a Content-Length, timeouts):
 gunicorn would fork, and forked processes cannot share an in-process coordinator or one
 SQLite connection pool. It is meant for one machine (a laptop, a small service, tests),
 not for the open internet: put the production topology (`taskyard api` under gunicorn)
@@ -15,11 +16,8 @@ behind a load balancer instead.
 from __future__ import annotations
 
 import logging
-import socket
-import socketserver
 import threading
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import WSGIServer
 
 from taskyard.adapters.clock import SystemClock
 from taskyard.domain.ports import Coordinator, JobStore
@@ -27,30 +25,13 @@ from taskyard.entrypoints import process
 from taskyard.entrypoints.api import Services, create_app
 from taskyard.entrypoints.app import App
 from taskyard.entrypoints.config import Settings
+from taskyard.entrypoints.exposure import check_exposure
 from taskyard.entrypoints.runtime import SchedulerRuntime, WorkerRuntime
+from taskyard.entrypoints.wsgiserver import QuietHandler, ThreadingWSGIServer, ThreadingWSGIServer6
 
 log = logging.getLogger("taskyard.standalone")
 
 DATABASE_URL_DEFAULT = "sqlite:///taskyard.db"
-
-
-class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    """One thread per connection; a connection left open never holds up a stop."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class ThreadingWSGIServer6(ThreadingWSGIServer):
-    address_family = socket.AF_INET6
-
-
-class QuietHandler(WSGIRequestHandler):
-    """The API writes its own line per request (with the request id); wsgiref's access
-    lines to stderr are dropped."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 class Standalone:
@@ -67,11 +48,18 @@ class Standalone:
         """Adapters come from `settings` unless given (tests hand in their own).
 
         The listening socket is bound first, so that a port in use (or a host that cannot
-        be listened on) fails with `OSError` before any store is opened or created."""
+        be listened on) fails with `OSError` before any store is opened or created, and an
+        address other machines can reach without tokens with `ConfigError`
+        (`exposure.py`)."""
         self.settings = settings
         self.app = app
         self._server: WSGIServer | None = self._listen()
         try:
+            check_exposure(
+                settings,
+                host=settings.host,
+                listening=f"{settings.host} ({settings.source('host')})",
+            )
             self._build(settings, app=app, store=store, coordinator=coordinator)
         except BaseException:
             self._server.server_close()

@@ -26,15 +26,15 @@ def test_every_metric_is_documented() -> None:
 
 
 def test_every_route_is_documented() -> None:
-    for template, _ in ROUTES:
-        shown = re.sub(r"{job_id}", "{id}", template)
-        assert f"{shown}`" in DOC or f"{shown} " in DOC or f"{shown}?" in DOC, template
+    for route in ROUTES:
+        shown = re.sub(r"{job_id}", "{id}", route.template)
+        assert f"{shown}`" in DOC or f"{shown} " in DOC or f"{shown}?" in DOC, route.template
 
 
 def test_the_dashboard_routes_of_the_docs_are_ui_routes() -> None:
     """The table of docs/api.md names each dashboard route, and only those."""
     named = set(re.findall(r"`(?:GET|POST) (/ui[^`?]*)`", DOC))
-    assert named == {template for template, _ in UI_ROUTES}
+    assert named == {route.template for route in UI_ROUTES}
 
 
 def test_docs_guarantees_names_real_tests_and_every_invariant() -> None:

@@ -96,31 +96,24 @@ def wait_until_serving(server: Server) -> None:
     pytest.fail(f"taskyard api did not answer within {START_DEADLINE_S} s")
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+@contextlib.contextmanager
+def running_api(tmp_path: Path, *args: str, **environ: str) -> Iterator[Server]:
+    """`taskyard api --db memory:// --threads 2 ARGS` on a free port with JSON logs (`--bind`
+    is added unless given); stopped with SIGTERM (killed if it will not stop) at the end."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKYARD_")}
-    env.update(TASKYARD_API_TOKENS=TOKEN, TASKYARD_LOG_FORMAT="json")
+    env.update(TASKYARD_LOG_FORMAT="json", **environ)
+    bind = [] if "--bind" in args else ["--bind", f"127.0.0.1:{port}"]
     stderr_path = tmp_path / "stderr.log"
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "taskyard.entrypoints.cli",
-                "api",
-                "--db",
-                "memory://",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--threads",
-                "2",
-            ],
+            [sys.executable, "-m", "taskyard.entrypoints.cli", "api", "--db", "memory://",
+             *bind, "--threads", "2", *[a.replace("{port}", str(port)) for a in args]],
             env=env,
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
-        )
+        )  # fmt: skip
     running = Server(process=process, port=port, stderr_path=stderr_path)
     try:
         wait_until_serving(running)
@@ -133,6 +126,12 @@ def server(tmp_path: Path) -> Iterator[Server]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    with running_api(tmp_path, TASKYARD_API_TOKENS=TOKEN) as running:
+        yield running
 
 
 def test_the_api_serves_under_gunicorn_and_stops_on_sigterm(server: Server) -> None:
@@ -211,6 +210,17 @@ def test_workers_get_sockets_of_their_own_only_where_that_is_one_address(
 
     settings = config.Settings(database_url="sqlite:///x.db", bind=bind)
     assert gunicorn_options(settings)["reuse_port"] is reuse_port
+
+
+def test_an_open_api_on_every_address_is_served_when_asked_for_and_says_so(
+    tmp_path: Path,
+) -> None:
+    """Without tokens, 0.0.0.0 is refused (tests/cli/test_exposure.py) unless --open."""
+    with running_api(tmp_path, "--bind", "0.0.0.0:{port}", "--open") as server:
+        assert server.request("GET", "/v1/jobs")[0] == 200
+    [warning] = [line for line in server.log_lines() if line["logger"] == "taskyard.exposure"]
+    assert warning["level"] == "warning" and warning["setting"] == "--open"
+    assert warning["message"].startswith("serving an open API")
 
 
 def test_the_dashboard_is_served_under_gunicorn_behind_its_login(server: Server) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from taskyard.domain.model import Job, JobState
+from taskyard.entrypoints.api import jobs as jobs_module
 from tests import factories as f
-from tests.api.conftest import Api, assert_problem
+from tests.api.conftest import Api, assert_problem, make_api
 
 UNKNOWN_ID = "0190f3c4-1a2b-7c3d-8e4f-0123456789ab"
 
@@ -150,6 +153,85 @@ def test_the_default_limit_is_100(api: Api) -> None:
     api.post("/v1/jobs/batch", {"jobs": [{"task": "t"}] * 101})
     page = api.get("/v1/jobs").json
     assert len(page["jobs"]) == 100 and page["next_cursor"] is not None
+
+
+def test_a_listing_leaves_args_result_and_checkpoint_out_unless_asked(api: Api) -> None:
+    done = succeeded_job(api)
+    api.clock.advance(0.001)
+    api.submit(args={"seconds": 0})
+    plain = api.get("/v1/jobs").json["jobs"]
+    assert [j["id"] for j in plain][1] == str(done.id)
+    for job in plain:
+        assert not {"args", "result", "checkpoint"} & set(job)
+        assert job["state"] and job["task"] and "last_error" in job
+    args_only = api.get("/v1/jobs", params={"include": "args"}).json["jobs"]
+    assert [j["args"] for j in args_only] == [{"seconds": 0}, dict(done.args)]
+    assert not {"result", "checkpoint"} & set(args_only[0])
+    every = api.get("/v1/jobs", params={"include": ["result", "args", "checkpoint"]}).json
+    assert every["jobs"][1] == {**api.get(f"/v1/jobs/{done.id}").json}
+    assert every["jobs"][1]["result"] == {"ok": True}
+
+
+@pytest.mark.parametrize("value", ["args,result", "lease", "", "ARGS"])
+def test_include_takes_one_known_field_a_value(api: Api, value: str) -> None:
+    assert_problem(api.get("/v1/jobs", params={"include": value}), 400, "include")
+
+
+def _pages(api: Api, params: dict[str, Any]) -> list[dict[str, Any]]:
+    pages = []
+    cursor = None
+    while True:
+        page = api.get("/v1/jobs", params={**params, **({"cursor": cursor} if cursor else {})})
+        assert page.status_code == 200
+        pages.append({"size": len(page.content), "jobs": page.json["jobs"]})
+        cursor = page.json["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+def test_a_listing_ends_a_page_early_rather_than_pass_1_mib(api: Api) -> None:
+    """40 jobs of about 300 KB of args: a page of all of them would be 12 MB."""
+    pad = "x" * 300_000
+    made = []
+    for _ in range(40):
+        made.append(api.submit(task="work", args={"pad": pad})["id"])
+        api.clock.advance(0.001)
+    pages = _pages(api, {"include": "args", "limit": "1000"})
+    assert [len(p["jobs"]) for p in pages] == [3] * 13 + [1]
+    assert all(p["size"] <= 1024 * 1024 for p in pages)
+    listed = [j["id"] for p in pages for j in p["jobs"]]
+    assert listed == list(reversed(made))
+    assert [len(p["jobs"]) for p in _pages(api, {"limit": "1000"})] == [40]
+
+
+def test_a_job_bigger_than_a_page_comes_alone(api: Api) -> None:
+    big = api.submit(task="work", args={"pad": "x" * 1_048_000})["id"]
+    api.clock.advance(0.001)
+    small = api.submit()["id"]
+    pages = _pages(api, {"include": "args"})
+    assert [[j["id"] for j in p["jobs"]] for p in pages] == [[small], [big]]
+
+
+@given(sizes=st.lists(st.integers(min_value=0, max_value=3000), max_size=12))
+@settings(max_examples=40, deadline=None)
+def test_pages_hold_every_job_once_in_order_within_the_byte_budget(sizes: list[int]) -> None:
+    api = make_api()
+    made = []
+    for size in sizes:
+        made.append(api.submit(task="work", args={"pad": "x" * size})["id"])
+        api.clock.advance(0.001)
+    budget = 4000
+    original = jobs_module.PAGE_BYTES_MAX
+    jobs_module.PAGE_BYTES_MAX = budget
+    try:
+        pages = _pages(api, {"include": "args", "limit": "5"})
+    finally:
+        jobs_module.PAGE_BYTES_MAX = original
+    assert [j["id"] for p in pages for j in p["jobs"]] == list(reversed(made))
+    for page in pages:
+        assert len(page["jobs"]) <= 5
+        assert page["size"] <= budget + 100 or len(page["jobs"]) == 1
+    assert all(page["jobs"] for page in pages) if made else len(pages) == 1
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import unicodedata
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from taskyard.entrypoints.logs import configure_logging, log_context
 from tests.api.conftest import make_api
@@ -76,3 +79,63 @@ def test_text_format_puts_fields_after_the_message() -> None:
         logging.getLogger("taskyard.x").info("not shown at warning")
     [line] = stream.getvalue().splitlines()
     assert line.endswith('WARNING taskyard.x: hello there job_id="j 1" request_id=r-9')
+
+
+# --- forged lines -------------------------------------------------------------------------
+
+FORGED = "2026-12-05T00:00:00.000Z INFO taskyard.api: request method=GET path=/ status=200"
+
+
+def _control(char: str) -> bool:
+    return unicodedata.category(char) == "Cc" or char in "\u2028\u2029"
+
+
+def _text_lines(*, level: str = "info") -> tuple[io.StringIO, logging.Logger]:
+    stream = io.StringIO()
+    configure_logging(log_format="text", level=level, stream=stream)
+    return stream, logging.getLogger("taskyard.forge")
+
+
+@pytest.mark.usefixtures("restore_logging")
+@given(st.text())
+def test_no_value_in_a_text_line_can_start_a_line_of_its_own(value: str) -> None:
+    stream, log = _text_lines()
+    log.info("got %s", value, extra={"path": value, "job_id": f"x{value}"})
+    [line] = stream.getvalue().splitlines()  # every kind of line break Python knows
+    assert not any(_control(char) for char in line)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_control_characters_are_escaped_in_messages_and_fields() -> None:
+    stream, log = _text_lines()
+    log.warning("a\r\nb", extra={"path": "/v1\n" + FORGED, "nul": "x\x00y", "c1": "\x9b2J"})
+    [line] = stream.getvalue().splitlines()
+    assert line.endswith(
+        f'WARNING taskyard.forge: a\\r\\nb c1="\\u009b2J" nul="x\\u0000y" path="/v1\\n{FORGED}"'
+    )
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_traceback_is_indented_and_its_message_stays_on_one_line() -> None:
+    stream, log = _text_lines()
+    try:
+        raise ValueError(f"boom\n{FORGED}\r\n\x1b[2K")
+    except ValueError:
+        log.exception("handler failed")
+    first, *rest = stream.getvalue().splitlines()
+    assert first.endswith("ERROR taskyard.forge: handler failed") and rest
+    assert all(line.startswith("  ") for line in rest)
+    assert rest[-1] == f"  ValueError: boom\\n{FORGED}\\r\\n\\x1b[2K"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_request_path_cannot_write_a_log_line() -> None:
+    stream, _ = _text_lines()
+    api = make_api()
+    # Tabs, not spaces, between the forged words: no space to make the value quoted.
+    hostile = "/v1/jobs%0D%0A" + FORGED.replace(" ", "%09") + "%0Ax%00%C2%85"
+    assert api.client.simulate_get(hostile).status_code == 404
+    [line] = stream.getvalue().splitlines()
+    assert "INFO taskyard.api: request " in line and not any(_control(c) for c in line)
+    forged = FORGED.replace(" ", "\\t")
+    assert f'path="/v1/jobs\\r\\n{forged}\\nx\\u0000\\u0085"' in line

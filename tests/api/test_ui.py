@@ -15,6 +15,7 @@ import pytest
 
 from taskyard.domain.errors import StoreUnavailable
 from taskyard.domain.model import JobState
+from taskyard.entrypoints.api.access import Access
 from taskyard.entrypoints.ui import UI_ROUTES
 from taskyard.entrypoints.ui.session import COOKIE_NAME, SESSION_S, SessionKeys
 from taskyard.entrypoints.ui.views import CACHE_S, TtlCache
@@ -89,7 +90,7 @@ def _queue_paused(api: Api, name: str) -> bool:
 def _every_page_route() -> list[str]:
     concrete = {"{job_id}": "0190f3c4-1a2b-7c3d-8e4f-0123456789ab", "{name}": "ui.css"}
     out = []
-    for template, _ in UI_ROUTES:
+    for template in (route.template for route in UI_ROUTES):
         path = template
         for key, value in concrete.items():
             path = path.replace(key, value)
@@ -122,12 +123,33 @@ def test_only_the_login_form_and_static_files_are_open(locked: Api) -> None:
     request without a session, whatever its method."""
     browser = Browser(locked)
     opened = set()
-    for template, path in zip((t for t, _ in UI_ROUTES), _every_page_route(), strict=True):
+    for template, path in zip((r.template for r in UI_ROUTES), _every_page_route(), strict=True):
         for method in ("GET", "POST"):
             result = browser.request(method, path, form={})
             if result.status_code not in (401, 405):
                 opened.add(template)
     assert opened == {"/ui/login", "/ui/static/{name}"}
+
+
+def test_the_open_dashboard_routes_are_declared_as_exactly_the_login_and_static_files() -> None:
+    assert {r.template for r in UI_ROUTES if r.access is Access.OPEN} == {
+        "/ui/login",
+        "/ui/static/{name}",
+    }
+
+
+def test_a_bearer_token_reads_the_pages_but_acts_only_with_a_session_and_its_csrf_token(
+    locked: Api,
+) -> None:
+    locked.submit(queue="mail")
+    bearer = {"Authorization": f"Bearer {TOKENS[0]}"}
+    client = Browser(locked)
+    assert client.get("/ui/queues", headers=bearer).status_code == 200
+    assert client.cookie is None  # no session is made for it
+    refused = client.post("/ui/queues/mail/pause", {}, headers=bearer)
+    assert refused.status_code == 403 and not _queue_paused(locked, "mail")
+    wrong = client.get("/ui/queues", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and 'name="token"' in wrong.text
 
 
 def test_the_login_cookie_is_httponly_strict_signed_and_holds_no_token(locked: Api) -> None:

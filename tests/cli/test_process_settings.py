@@ -20,6 +20,12 @@ from taskyard.entrypoints.bootstrap import ConfigError
 from taskyard.entrypoints.process import load_app, task_registry, with_app_urls
 from tests.cli.conftest import RunCli
 
+_OPEN_REFUSAL = (
+    "taskyard: TASKYARD_API_TOKENS: not set, and {shown} is not a loopback address: anyone "
+    "who can reach it could read, submit and cancel jobs; set TASKYARD_API_TOKENS, or "
+    "TASKYARD_API_OPEN=1 (--open) to serve an open API on purpose"
+)
+
 BAD_SETTINGS = [
     (
         ["worker"],
@@ -91,6 +97,27 @@ BAD_SETTINGS = [
         {},
         "taskyard: --redis: unsupported scheme 'http' (use redis://, rediss://, unix://, or "
         "memory:// for one process)",
+    ),
+    # No open API by accident (tests/cli/test_exposure.py): refused before any store opens.
+    (
+        ["standalone", "--host", "0.0.0.0", "--port", "0", "--db", "sqlite:///j.db"],
+        {},
+        _OPEN_REFUSAL.format(shown="0.0.0.0 (--host)"),
+    ),
+    (
+        ["standalone", "--port", "0", "--no-open", "--db", "sqlite:///j.db"],
+        {"TASKYARD_HOST": "::"},
+        _OPEN_REFUSAL.format(shown=":: (TASKYARD_HOST)"),
+    ),
+    (
+        ["api", "--bind", "0.0.0.0:0", "--db", "sqlite:///j.db"],
+        {},
+        _OPEN_REFUSAL.format(shown="0.0.0.0:0 (--bind)"),
+    ),
+    (
+        ["api", "--db", "sqlite:///j.db"],
+        {"TASKYARD_BIND": "[::]:0", "TASKYARD_API_OPEN": "0"},
+        _OPEN_REFUSAL.format(shown="[::]:0 (TASKYARD_BIND)"),
     ),
 ]
 

@@ -98,7 +98,7 @@ def test_standalone_on_sqlite_loses_no_job_across_a_sigkill_and_a_restart(
     submit(api, planned[:half], submitted)
 
     def long_jobs_run() -> bool:
-        page = api.ok("GET", f"/v1/jobs?state=running&queue={queue}&limit=1000")
+        page = api.ok("GET", f"/v1/jobs?state=running&queue={queue}&limit=1000&include=args")
         return any(
             job["task"] == "sleep" and job["args"].get("seconds") == 3.0 for job in page["jobs"]
         )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -12,7 +13,7 @@ from taskyard.domain.errors import FieldError, JobNotFound, UnknownDependency, V
 from taskyard.domain.ids import parse_job_id
 from taskyard.domain.management import parse_changes, parse_job_filter
 from taskyard.domain.model import Enqueued, Job, JobState
-from taskyard.domain.ports import JobFilter, JobQuery
+from taskyard.domain.ports import JobFilter, JobPage, JobQuery
 from taskyard.domain.submission import Submission
 from taskyard.entrypoints.api import query
 from taskyard.entrypoints.api.body import BATCH_BODY_BYTES_MAX, read_object
@@ -78,10 +79,11 @@ class Jobs:
         resp.media = job.to_json()
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        params = query.params_of(req, {"state", "queue", "task", "limit", "cursor"})
+        params = query.params_of(req, {"state", "queue", "task", "limit", "cursor", "include"})
         limit = query.integer(
             params, "limit", default=query.LIMIT_DEFAULT, low=1, high=query.LIMIT_MAX
         )
+        include = query.includes(params, LISTED_ON_REQUEST)
         cursor_text = query.single(params, "cursor")
         cursor = query.decode_cursor(cursor_text) if cursor_text is not None else None
         page = self.services.store.list_jobs(
@@ -95,16 +97,48 @@ class Jobs:
                 cursor=cursor,
             )
         )
-        resp.media = {
-            "jobs": [job.to_json() for job in page.jobs],
-            "next_cursor": (
-                query.encode_cursor(page.next_cursor) if page.next_cursor is not None else None
-            ),
-        }
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = listing(page, include=include, bytes_max=PAGE_BYTES_MAX)
+
+
+LISTED_ON_REQUEST = ("args", "result", "checkpoint")
+"""A job's fields that a listing leaves out unless `include` names them: the ones whose
+size its client decides (args) or its handler does (result, checkpoint)."""
+PAGE_BYTES_MAX = 1024 * 1024
+"""A listing's jobs stop before the one that would take the answer over this (a page
+always holds at least one job)."""
+
+
+def listing(page: JobPage, *, include: Collection[str], bytes_max: int) -> bytes:
+    """`{"jobs": [...], "next_cursor": ...}` of `page` with only the asked-for optional
+    fields, cut short (with a cursor after its last job) where it would pass `bytes_max`."""
+    left_out = set(LISTED_ON_REQUEST) - set(include)
+    parts: list[bytes] = []
+    size = 0
+    next_cursor = page.next_cursor
+    for job in page.jobs:
+        shown = {k: v for k, v in job.to_json().items() if k not in left_out}
+        part = json.dumps(shown, ensure_ascii=False).encode()
+        if parts and size + len(part) > bytes_max:
+            last = page.jobs[len(parts) - 1]
+            next_cursor = (last.created_at, last.id)
+            break
+        parts.append(part)
+        size += len(part) + 2
+    cursor = query.encode_cursor(next_cursor) if next_cursor is not None else None
+    return (
+        b'{"jobs": ['
+        + b", ".join(parts)
+        + b'], "next_cursor": '
+        + json.dumps(cursor).encode()
+        + b"}"
+    )
 
 
 class Batch:
     """`POST /v1/jobs/batch`: 1 to 1,000 submissions, stored all or nothing."""
+
+    body_bytes_max = BATCH_BODY_BYTES_MAX
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -120,7 +154,7 @@ class Batch:
                     )
                 ]
             )
-        data = read_object(req, limit_bytes=BATCH_BODY_BYTES_MAX)
+        data = read_object(req, limit_bytes=self.body_bytes_max)
         submissions = self.services.client.parse_batch(data)
         enqueued = _submit(self.services, req, submissions, data["jobs"], prefix="jobs")
         req.context.job_count = len(enqueued)

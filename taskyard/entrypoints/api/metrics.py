@@ -5,8 +5,9 @@ the coordinator what they know now. Every gunicorn worker answers the same (they
 store), so no multi-process aggregation is needed. What each metric means and where it
 comes from is listed in `METRICS` (and in docs/api.md).
 
-A part that cannot be read (the store or the coordinator is unavailable) is left out of
-that scrape, and `taskyard_up{component=...}` says so; the scrape itself still succeeds.
+A part that cannot be read (the store or the coordinator is unavailable, or does not answer
+within 2 s) is left out of that scrape, and `taskyard_up{component=...}` says so; the
+scrape itself still succeeds.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
-from taskyard.domain.model import JobState, Outcome
+from taskyard.domain.model import AttemptTotals, JobState, Outcome, QueueInfo
+from taskyard.domain.ports import Leadership, SchedulerInfo, WorkerInfo
+from taskyard.entrypoints.api.probes import Deadline, NoAnswer, Probe
 from taskyard.entrypoints.api.services import Services
 
 log = logging.getLogger("taskyard.api")
@@ -54,36 +57,55 @@ METRICS: dict[str, str] = {
 
 
 class PortsCollector(Collector):
+    """Reads the store and the coordinator through bounded probes (`probes.py`): a part
+    that does not answer within `PROBE_TIMEOUT_S` is left out like one that is down."""
+
     def __init__(self, services: Services, *, run_s_buckets: Iterable[float] = RUN_S_BUCKETS):
         self.services = services
         self.run_s_buckets = tuple(run_s_buckets)
+        self._store_probe = Probe("metrics-store", self._read_store)
+        self._coordinator_probe = (
+            Probe("metrics-coordinator", self._read_coordinator)
+            if services.coordinator is not None
+            else None
+        )
+
+    def _read_store(self) -> tuple[list[QueueInfo], AttemptTotals]:
+        store = self.services.store
+        return store.queues(), store.attempt_totals(run_s_buckets=self.run_s_buckets)
+
+    def _read_coordinator(
+        self,
+    ) -> tuple[list[WorkerInfo], list[SchedulerInfo], Leadership | None]:
+        coordinator = self.services.coordinator
+        assert coordinator is not None
+        return coordinator.workers(), coordinator.schedulers(), coordinator.leader()
 
     def collect(self) -> Iterator[Metric]:
+        deadline = Deadline()
+        store = self._store_probe.start()
+        coordinator = self._coordinator_probe.start() if self._coordinator_probe else None
         up = GaugeMetricFamily("taskyard_up", METRICS["taskyard_up"], labels=["component"])
         try:
-            store_metrics = list(self._store_metrics())
+            store_metrics = list(self._store_metrics(*deadline.wait(store)))
             up.add_metric(["store"], 1)
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, NoAnswer) as exc:
             log.warning("metrics: store unavailable: %s", exc)
             store_metrics = []
             up.add_metric(["store"], 0)
         coordinator_metrics: list[Metric] = []
-        if self.services.coordinator is not None:
+        if coordinator is not None:
             try:
-                coordinator_metrics = list(self._coordinator_metrics())
+                coordinator_metrics = list(self._coordinator_metrics(*deadline.wait(coordinator)))
                 up.add_metric(["coordinator"], 1)
-            except CoordinatorUnavailable as exc:
+            except (CoordinatorUnavailable, NoAnswer) as exc:
                 log.warning("metrics: coordinator unavailable: %s", exc)
                 up.add_metric(["coordinator"], 0)
         yield up
         yield from store_metrics
         yield from coordinator_metrics
 
-    def _store_metrics(self) -> Iterator[Metric]:
-        store = self.services.store
-        queues = store.queues()
-        totals = store.attempt_totals(run_s_buckets=self.run_s_buckets)
-
+    def _store_metrics(self, queues: list[QueueInfo], totals: AttemptTotals) -> Iterator[Metric]:
         jobs = GaugeMetricFamily(
             "taskyard_jobs", METRICS["taskyard_jobs"], labels=["queue", "state"]
         )
@@ -126,12 +148,12 @@ class PortsCollector(Collector):
             sum_value=totals.run_s_sum_s,
         )
 
-    def _coordinator_metrics(self) -> Iterator[Metric]:
-        coordinator = self.services.coordinator
-        assert coordinator is not None
-        workers = coordinator.workers()
-        schedulers = coordinator.schedulers()
-        leader = coordinator.leader()
+    def _coordinator_metrics(
+        self,
+        workers: list[WorkerInfo],
+        schedulers: list[SchedulerInfo],
+        leader: Leadership | None,
+    ) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "taskyard_workers_alive", METRICS["taskyard_workers_alive"], value=len(workers)
         )

@@ -1,28 +1,24 @@
-"""Request middleware: the request id and the access line, bearer tokens, the body limit."""
+"""Request middleware: the request id and the access line, the body limit. (Access is
+`access.py`'s `Guard`.)"""
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 import secrets
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import falcon
 
-from taskyard.entrypoints.api.body import BATCH_BODY_BYTES_MAX, BODY_BYTES_MAX
-from taskyard.entrypoints.api.problems import too_large, unauthorized
+from taskyard.entrypoints.api.body import BODY_BYTES_MAX
+from taskyard.entrypoints.api.problems import too_large
 from taskyard.entrypoints.logs import bind_log_context, unbind_log_context
 
 log = logging.getLogger("taskyard.api")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/openapi.json"})
-PROTECTED_PREFIX = "/v1/"
-BATCH_PATH = "/v1/jobs/batch"
 
 
 def new_request_id() -> str:
@@ -70,47 +66,23 @@ class RequestContext:
             req.context.log_token = None
 
 
-class BearerAuth:
-    """When tokens are configured, every `/v1/` request needs `Authorization: Bearer <t>`
-    with one of them. The landing page, health, readiness, metrics and the OpenAPI
-    document stay open."""
-
-    def __init__(self, tokens: Sequence[str]) -> None:
-        self._tokens = [t.encode() for t in tokens]
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if not self._tokens or not _protected(req.path):
-            return
-        header = req.get_header("Authorization") or ""
-        scheme, _, given = header.partition(" ")
-        given = given.strip()
-        if scheme.lower() != "bearer" or not given:
-            raise unauthorized(token_given=False)
-        candidate = given.encode()
-        # Compare with every token, always, so the time taken does not tell which matched.
-        matched = False
-        for token in self._tokens:
-            matched |= hmac.compare_digest(candidate, token)
-        if not matched:
-            raise unauthorized(token_given=True)
-
-
-def _protected(path: str) -> bool:
-    return path.startswith(PROTECTED_PREFIX) or path == PROTECTED_PREFIX.rstrip("/")
-
-
 class BodyLimit:
-    """Refuse a declared `Content-Length` over the limit before anything reads the body
-    (1 MiB; 16 MiB for a batch). Bodies sent without a length are cut while read."""
+    """Refuse a declared `Content-Length` over the route's limit before anything reads the
+    body: `BODY_BYTES_MAX` (1 MiB) unless the resource says otherwise with a
+    `body_bytes_max` attribute (a batch: 16 MiB). Bodies sent without a length are cut
+    while read. Runs after routing and after the access check."""
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, params: Any
+    ) -> None:
         length = req.content_length
         if length is None:
             return
-        limit = body_limit_bytes(req.path)
+        limit = body_limit_bytes(resource)
         if length > limit:
             raise too_large(limit)
 
 
-def body_limit_bytes(path: str) -> int:
-    return BATCH_BODY_BYTES_MAX if path == BATCH_PATH else BODY_BYTES_MAX
+def body_limit_bytes(resource: object) -> int:
+    limit: int = getattr(resource, "body_bytes_max", BODY_BYTES_MAX)
+    return limit

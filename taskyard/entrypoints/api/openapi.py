@@ -28,6 +28,7 @@ from taskyard.domain.submission import (
     TASK_LEN_MAX,
 )
 from taskyard.entrypoints.api import query
+from taskyard.entrypoints.api.jobs import LISTED_ON_REQUEST, PAGE_BYTES_MAX
 
 TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 QUEUE_PATTERN = r"^[A-Za-z0-9._-]{1,100}$"
@@ -214,10 +215,23 @@ def _schemas() -> dict[str, Any]:
             }
         ),
         "JobArray": _obj({"jobs": {"type": "array", "items": _ref("Job")}}),
+        "ListedJob": {
+            **job,
+            "required": [f for f in job["required"] if f not in LISTED_ON_REQUEST],
+            "description": "a job as listed: "
+            + ", ".join(LISTED_ON_REQUEST)
+            + " only when the include parameter names them",
+        },
         "JobPage": _obj(
             {
-                "jobs": {"type": "array", "items": _ref("Job")},
-                "next_cursor": _nullable({"type": "string"}),
+                "jobs": {"type": "array", "items": _ref("ListedJob")},
+                "next_cursor": _nullable(
+                    {
+                        "type": "string",
+                        "description": "the next page: there are more jobs, or this page "
+                        f"was cut at {PAGE_BYTES_MAX // (1024 * 1024)} MiB",
+                    }
+                ),
             }
         ),
         "JobChange": {
@@ -534,6 +548,12 @@ def _paths() -> dict[str, Any]:
                         "jobs per page",
                     ),
                     _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+                    _query(
+                        "include",
+                        {"enum": list(LISTED_ON_REQUEST)},
+                        "fields to list besides the default ones (repeat for several)",
+                        many=True,
+                    ),
                 ],
             ),
         },
@@ -673,7 +693,9 @@ def openapi_document() -> dict[str, Any]:
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "needed under /v1/ when TASKYARD_API_TOKENS is set",
+                    "description": "needed by every operation not marked open (security: []) when "
+                    "TASKYARD_API_TOKENS is set; without it, a path that matches no route is "
+                    "a 401 too",
                 }
             },
             "headers": {

@@ -93,6 +93,19 @@ def tasks(params: Mapping[str, list[str]]) -> frozenset[str]:
     return frozenset(params.get("task", ()))
 
 
+def includes(params: Mapping[str, list[str]], optional: Collection[str]) -> frozenset[str]:
+    """The optional fields named by `include` (repeatable, one field a value)."""
+    out = set()
+    for value in params.get("include", ()):
+        if value not in optional:
+            names = ", ".join(optional)
+            raise bad_request(
+                f"include takes {names} (one a value), not {value!r}", field="include"
+            )
+        out.add(value)
+    return frozenset(out)
+
+
 def encode_cursor(position: tuple[datetime, UUID]) -> str:
     created_at, job_id = position
     micros = (created_at - EPOCH) // _MICROSECOND

@@ -19,6 +19,7 @@ from taskyard.domain.timefmt import format_time
 from taskyard.entrypoints.api import query
 from taskyard.entrypoints.api.metrics import metrics_registry
 from taskyard.entrypoints.api.openapi import openapi_document
+from taskyard.entrypoints.api.probes import Deadline, NoAnswer, Probe
 from taskyard.entrypoints.api.problems import not_found
 from taskyard.entrypoints.api.services import Services
 
@@ -161,24 +162,32 @@ class Health:
 
 
 class Ready:
-    """`GET /readyz`: the store (and the coordinator, when configured) answer."""
+    """`GET /readyz`: the store (and the coordinator, when configured) answer, each within
+    `PROBE_TIMEOUT_S` (`probes.py`)."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.store_probe = Probe("store", services.store.now)
+        coordinator = services.coordinator
+        self.coordinator_probe = (
+            Probe("coordinator", coordinator.leader) if coordinator is not None else None
+        )
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        deadline = Deadline()
+        store = self.store_probe.start()
+        coordinator = self.coordinator_probe.start() if self.coordinator_probe else None
         checks: dict[str, str] = {}
         try:
-            self.services.store.now()
+            deadline.wait(store)
             checks["store"] = "ok"
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, NoAnswer) as exc:
             checks["store"] = f"down: {exc}"
-        coordinator = self.services.coordinator
         if coordinator is not None:
             try:
-                coordinator.leader()
+                deadline.wait(coordinator)
                 checks["coordinator"] = "ok"
-            except CoordinatorUnavailable as exc:
+            except (CoordinatorUnavailable, NoAnswer) as exc:
                 checks["coordinator"] = f"down: {exc}"
         ready = all(value == "ok" for value in checks.values())
         if not ready:

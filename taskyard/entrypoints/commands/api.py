@@ -15,6 +15,7 @@ from typing import Any
 
 from taskyard.entrypoints import config
 from taskyard.entrypoints.bootstrap import ConfigError, store_scheme
+from taskyard.entrypoints.exposure import check_exposure
 
 HELP = "serve the REST API under gunicorn"
 DESCRIPTION = """\
@@ -172,6 +173,12 @@ def run(args: argparse.Namespace) -> int:
     from taskyard.entrypoints.logs import configure_logging
 
     configure_logging(log_format=settings.log_format, level=settings.log_level)
+    address = tcp_address(settings.bind)
+    check_exposure(
+        settings,
+        host=address[0] if address is not None else None,
+        listening=f"{settings.bind} ({settings.source('bind')})",
+    )
     logging.getLogger("taskyard.api").info(
         "starting",
         extra={

@@ -1,10 +1,12 @@
 """The dashboard's pages: Falcon resources that render Jinja2 templates.
 
-Every page is a `Page`; `UiGuard` (middleware) decides access from the resource that
-matched, after routing: a page needs a session unless its class says `open = True` (the
-login form, the static files). An action (any POST) needs the session's CSRF token too.
-Refusals and errors reach the browser as HTML pages with the status `problems.py` gave
-them; every dashboard response carries the Content-Security-Policy.
+Every page is a `Page`. Who may reach it is the API's `Guard`'s decision (`api/access.py`),
+from the access its route declares in `UI_ROUTES`: open (the login form, the static
+files) or protected (a session cookie or a bearer token, when tokens are configured).
+`UiGuard` (middleware, after the `Guard`) adds the dashboard's own rules: an action (any
+POST to a protected page) needs the session's CSRF token; refusals and errors reach the
+browser as HTML pages with the status `problems.py` gave them (a 401 for a page is the
+login form); every dashboard response carries the Content-Security-Policy.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from taskyard.domain.ports import JobFilter, JobQuery
 from taskyard.domain.submission import QUEUE_NAME, TASK_LEN_MAX
 from taskyard.domain.timefmt import seconds_between, to_epoch_s
 from taskyard.entrypoints.api import query
+from taskyard.entrypoints.api.access import Access, Guard
 from taskyard.entrypoints.api.problems import PROBLEM_JSON, Problem, bad_request, not_found
 from taskyard.entrypoints.api.services import Services
 from taskyard.entrypoints.ui.charts import outcome_chart
@@ -269,9 +272,8 @@ def see_other(resp: falcon.Response, location: str) -> None:
 
 
 class Page:
-    """A dashboard resource. `open`: reachable without a session (and without CSRF)."""
+    """A dashboard resource (its access is declared with its route, in `UI_ROUTES`)."""
 
-    open = False
     active = ""
 
     def __init__(self, ui: Ui) -> None:
@@ -687,8 +689,6 @@ class DeadGroupRetry(Page):
 class Login(Page):
     """`GET /ui/login`: the form; `POST /ui/login`: a token for a session cookie."""
 
-    open = True
-
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         params = query.params_of(req, {"next"})
         target = safe_next(query.single(params, "next"))
@@ -779,8 +779,6 @@ class Static(Page):
     """`GET /ui/static/{name}`: one of the files shipped in the package, looked up by name
     in a table read at start (no path is ever built from the request)."""
 
-    open = True
-
     def __init__(self, ui: Ui) -> None:
         super().__init__(ui)
         self.assets = load_assets()
@@ -803,28 +801,27 @@ class Static(Page):
 
 
 class UiGuard:
-    """Access to the dashboard, decided from the resource that matched (after routing).
+    """The dashboard's rules for its pages, after the API's `Guard` let a request in.
 
-    * a `Page` that is not `open` needs a valid session cookie when tokens are configured:
-      without one, a GET answers 401 with the login form, anything else a 401 page;
     * with no tokens configured, a browser without a session gets an (anonymous) one, so
       its forms carry a CSRF token all the same;
-    * every POST to a page that is not `open` needs the session's CSRF token in the form
+    * every POST to a protected page needs the session's CSRF token in the form
       (`csrf_token`), else 403 with nothing done; a request the browser marks as coming
       from another site (`Sec-Fetch-Site: cross-site`) is refused 403 on every POST;
     * every response of a page (and of a path that matched no route) carries the
-      Content-Security-Policy and turns a problem document into an HTML page.
+      Content-Security-Policy; a problem document becomes an HTML page, and a 401 for a
+      GET the login form.
     """
 
-    def __init__(self, ui: Ui) -> None:
+    def __init__(self, ui: Ui, guard: Guard) -> None:
         self.ui = ui
+        self.guard = guard
 
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any
     ) -> None:
         if not isinstance(resource, Page):
             return
-        req.context.ui_page = True
         keys = self.ui.keys
         now_s = self.ui.now_s()
         session = keys.verify(req.cookies.get(COOKIE_NAME), now_s=now_s)
@@ -835,27 +832,12 @@ class UiGuard:
             set_session_cookie(req, resp, cookie)
             session = keys.verify(cookie, now_s=now_s)
         req.context.ui_session = session
-        if resource.open:
+        if self.guard.access_of(resource) is Access.OPEN or req.method != "POST":
             return
-        if session is None and keys.protected:
-            if req.method == "GET":
-                target = safe_next(req.relative_uri)
-                self.ui.render(req, resp, "login.html", status=401, next=target, failed=False)
-                resp.set_header("WWW-Authenticate", 'Cookie realm="taskyard"')
-                resp.complete = True
-                return
-            raise Problem(
-                status=401,
-                kind="unauthorized",
-                title="Sign in first",
-                detail="this action needs a session: sign in at /ui/login",
-                headers={"WWW-Authenticate": 'Cookie realm="taskyard"'},
-            )
-        if req.method == "POST":
-            form = read_form(req)
-            req.context.ui_form = form
-            if session is None or not session.csrf_ok(query.single(form, CSRF_FIELD)):
-                raise _forbidden("the form's CSRF token is missing or not this session's")
+        form = read_form(req)
+        req.context.ui_form = form
+        if session is None or not session.csrf_ok(query.single(form, CSRF_FIELD)):
+            raise _forbidden("the form's CSRF token is missing or not this session's")
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
@@ -870,15 +852,14 @@ class UiGuard:
             return
         if resp.cache_control is None or resp.cache_control == []:
             resp.cache_control = ("no-store",)
-        if resp.content_type == PROBLEM_JSON and isinstance(resp.text, str):
-            doc = json.loads(resp.text)
-            self.ui.render(
-                req,
-                resp,
-                "error.html",
-                status=int(doc["status"]),
-                problem=doc,
-            )
+        if resp.content_type != PROBLEM_JSON or not isinstance(resp.text, str):
+            return
+        doc = json.loads(resp.text)
+        if doc["status"] == 401 and req.method == "GET":
+            target = safe_next(req.relative_uri)
+            self.ui.render(req, resp, "login.html", status=401, next=target, failed=False)
+        else:
+            self.ui.render(req, resp, "error.html", status=int(doc["status"]), problem=doc)
 
 
 def _forbidden(detail: str) -> Problem:

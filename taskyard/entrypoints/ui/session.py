@@ -43,6 +43,11 @@ import secrets
 from collections.abc import Sequence
 
 import attrs
+import falcon
+
+from taskyard.domain.ports import Clock
+from taskyard.domain.timefmt import to_epoch_s
+from taskyard.entrypoints.api.access import Verdict
 
 COOKIE_NAME = "taskyard_ui"
 COOKIE_PATH = "/ui"
@@ -122,3 +127,23 @@ class SessionKeys:
         if found is None or expires <= now_s:
             return None
         return Session(nonce=nonce, expires_s=expires, key=found)
+
+
+class SessionCookie:
+    """The dashboard's session as a credential of the API's `Guard` (`api/access.py`),
+    beside the bearer token: a protected route lets a request through with either."""
+
+    def __init__(self, keys: SessionKeys, clock: Clock) -> None:
+        self.keys = keys
+        self.clock = clock
+
+    @property
+    def configured(self) -> bool:
+        return self.keys.protected
+
+    def verify(self, req: falcon.Request) -> Verdict:
+        cookie = req.cookies.get(COOKIE_NAME)
+        if cookie is None:
+            return Verdict.ABSENT
+        session = self.keys.verify(cookie, now_s=int(to_epoch_s(self.clock.now())))
+        return Verdict.VALID if session is not None else Verdict.INVALID

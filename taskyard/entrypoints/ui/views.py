@@ -299,7 +299,7 @@ class Views:
         found = []
         complete = False
         for count, other in enumerate(_scan(self.store, JobFilter(), DEPENDENTS_SCAN_MAX), 1):
-            if (other.created_at, other.id) <= (job.created_at, job.id):
+            if other.created_at < job.created_at:  # older than the job: no dependent left
                 complete = True
                 break
             if job.id in other.depends_on:
