@@ -4,6 +4,8 @@ drive the same pages in Chromium."""
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import re
 import threading
 from collections.abc import Mapping
@@ -207,7 +209,7 @@ def test_a_forged_or_tampered_cookie_is_no_session(locked: Api) -> None:
     for forged in (
         f"{int(expires) + 10**6}.{nonce}.{mac}",
         f"{expires}.{'0' * 32}.{mac}",
-        SessionKeys(("attacker",)).issue(now_s=int(expires) - SESSION_S),
+        SessionKeys(("attacker",)).issue(now_s=int(expires) - SESSION_S, token="attacker"),
         SessionKeys(()).issue(now_s=int(expires) - SESSION_S),  # the open dashboard's key
         "\x00",
         "a" * 5000,
@@ -639,3 +641,17 @@ def test_with_the_store_or_the_coordinator_down_a_page_is_a_503_page_never_a_500
     coordinator.down = True
     result = Browser(api).get("/ui/workers")
     assert result.status_code == 503 and "coordinator" in result.text
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "taskyard.entrypoints.ui.session",
+        "taskyard.entrypoints.ui.charts",
+        "taskyard.entrypoints.ui.pages",
+    ],
+)
+def test_the_dashboards_doctests_hold(name: str) -> None:
+    module = importlib.import_module(name)
+    failures, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert failures == 0 and tried > 0

@@ -35,7 +35,7 @@ from taskyard.domain.ports import JobFilter, JobQuery
 from taskyard.domain.submission import QUEUE_NAME, TASK_LEN_MAX
 from taskyard.domain.timefmt import seconds_between, to_epoch_s
 from taskyard.entrypoints.api import query
-from taskyard.entrypoints.api.access import Access, Guard
+from taskyard.entrypoints.api.access import Access, BearerToken, Guard
 from taskyard.entrypoints.api.problems import PROBLEM_JSON, Problem, bad_request, not_found
 from taskyard.entrypoints.api.services import Services
 from taskyard.entrypoints.ui.charts import outcome_chart
@@ -92,6 +92,7 @@ class Ui:
         self.store = services.store
         self.clock = services.client.clock
         self.keys = SessionKeys(services.tokens)
+        self.tokens = BearerToken(services.tokens)
         self.views = Views(services.store, lambda: to_epoch_s(self.clock.now()))
         self.env = jinja2.Environment(
             loader=jinja2.PackageLoader("taskyard.entrypoints.ui", "templates"),
@@ -705,12 +706,12 @@ class Login(Page):
             see_other(resp, target)
             return
         token = query.single(form, "token") or ""
-        index = self.ui.keys.token_ok(token) if 0 < len(token) <= 4096 else None
-        if index is None:
+        if not (0 < len(token) <= 4096 and self.ui.tokens.matches(token)):
             self.ui.render(req, resp, "login.html", status=401, next=target, failed=True)
             resp.set_header("WWW-Authenticate", 'Cookie realm="taskyard"')
             return
-        set_session_cookie(req, resp, self.ui.keys.issue(now_s=self.ui.now_s(), key_index=index))
+        cookie = self.ui.keys.issue(now_s=self.ui.now_s(), token=token)
+        set_session_cookie(req, resp, cookie)
         see_other(resp, target)
 
 

@@ -21,7 +21,7 @@ you are, and the CSRF check is the double-submit cookie pattern. The cookie is
 `SameSite=Strict` (a cross-site form never carries it) and `HttpOnly`.
 
 >>> keys = SessionKeys(("s3cret",))
->>> cookie = keys.issue(now_s=1_000, nonce="00" * 16)
+>>> cookie = keys.issue(now_s=1_000, token="s3cret", nonce="00" * 16)
 >>> session = keys.verify(cookie, now_s=1_001)
 >>> session is not None and session.nonce == "00" * 16
 True
@@ -61,6 +61,10 @@ _COOKIE = re.compile(r"^([0-9]{1,12})\.([0-9a-f]{32})\.([A-Za-z0-9_-]{43})$")
 _PURPOSE = b"taskyard ui session v1"
 
 
+def _key_of(token: str) -> bytes:
+    return hmac.new(token.encode(), _PURPOSE, hashlib.sha256).digest()
+
+
 def _mac(key: bytes, text: str) -> str:
     digest = hmac.new(key, text.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
@@ -87,28 +91,17 @@ class SessionKeys:
 
     def __init__(self, tokens: Sequence[str]) -> None:
         self.protected = bool(tokens)
-        self._keys = (
-            [hmac.new(t.encode(), _PURPOSE, hashlib.sha256).digest() for t in tokens]
-            if tokens
-            else [OPEN_KEY]
-        )
-        self._tokens = [t.encode() for t in tokens]
+        self._keys = [_key_of(t) for t in tokens] if tokens else [OPEN_KEY]
 
-    def token_ok(self, given: str) -> int | None:
-        """The index of the configured token `given` is, compared in constant time with
-        every one of them; None when it is none of them."""
-        candidate = given.encode()
-        found: int | None = None
-        for index, token in enumerate(self._tokens):
-            if hmac.compare_digest(candidate, token) and found is None:
-                found = index
-        return found
-
-    def issue(self, *, now_s: int, key_index: int = 0, nonce: str | None = None) -> str:
+    def issue(self, *, now_s: int, token: str | None = None, nonce: str | None = None) -> str:
+        """A session signed under `token`'s key: a token the caller has checked is one of
+        ours (`BearerToken.matches`); None only for the open dashboard."""
+        assert (token is None) != self.protected, "a token exactly when tokens are configured"
+        key = _key_of(token) if token is not None else OPEN_KEY
         nonce = nonce if nonce is not None else secrets.token_hex(16)
         expires = now_s + SESSION_S
         text = f"{expires}.{nonce}"
-        return f"{text}.{_mac(self._keys[key_index], text)}"
+        return f"{text}.{_mac(key, text)}"
 
     def verify(self, cookie: str | None, *, now_s: int) -> Session | None:
         """The session a cookie holds, if one of our keys signed it and it has not expired."""
