@@ -11,10 +11,11 @@ from uuid import UUID
 
 from taskyard.domain.ids import uuid7
 from taskyard.domain.model import Enqueued, ErrorInfo, Job, LeaseRef, NewJob
-from taskyard.domain.ports import ClaimRequest, JobStore
+from taskyard.domain.ports import ClaimRequest, Clock, Executor, JobStore, TaskRegistry
 from taskyard.domain.retry import Jitter, RetryPolicy
 from taskyard.domain.submission import Submission
 from taskyard.domain.transitions import Report, ReportKind
+from taskyard.domain.worker import Worker, WorkerConfig
 
 _rng = random.Random(1234)
 _counter = itertools.count()
@@ -87,3 +88,24 @@ def fail(
 
 def ref(job: Job) -> LeaseRef:
     return job.ref()
+
+
+def worker(
+    store: JobStore,
+    clock: Clock,
+    *,
+    registry: TaskRegistry,
+    executor: Executor,
+    worker_id: str = "w1",
+    **config: Any,
+) -> Worker:
+    """A domain worker with no coordinator and a seeded random source, driven by hand."""
+    return Worker(
+        store=store,
+        coordinator=None,
+        clock=clock,
+        rng=random.Random(0),
+        registry=registry,
+        executor=executor,
+        config=WorkerConfig(worker_id=worker_id, **config),
+    )

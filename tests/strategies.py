@@ -124,6 +124,7 @@ def fault_plans(draw: st.DrawFn, *, with_sites: bool = True) -> FaultPlan:
                         "store.heartbeat.delayed",
                         "doorbell.lost",
                         "doorbell.duplicate",
+                        "store.report.unexpected",
                     )
                 ),
                 unique=True,
@@ -148,3 +149,34 @@ def retry_policies(draw: st.DrawFn) -> RetryPolicy:
 attempt_numbers = st.integers(min_value=1, max_value=5000)
 priorities = st.integers(min_value=-100, max_value=100)
 queue_names = st.sampled_from(["default", "mail", "reports"])
+
+# --- values a client or a handler may hand in ----------------------------------------------
+
+hostile_text = st.text(
+    alphabet=st.one_of(
+        st.characters(codec=None),  # surrogates included
+        st.sampled_from(["\x00", "\ud800", "\udfff", "\n", "\u2028", "\ufeff"]),
+    ),
+    max_size=8,
+)
+"""Text as a hostile client or a careless handler sends it: NUL, lone surrogates, line
+breaks and everything else."""
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(4299, 4301).map(lambda digits: 10**digits - 1),  # around INT_DIGITS_MAX
+    st.floats(allow_subnormal=True),  # NaN and infinities included
+    hostile_text,
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.lists(children, max_size=3).map(tuple),
+        st.dictionaries(hostile_text, children, max_size=4),
+    ),
+    max_leaves=12,
+)
+"""JSON-like values (as Python holds them) a store may or may not be able to keep."""

@@ -30,6 +30,7 @@ from taskyard.domain.context import (
 from taskyard.domain.model import Job
 from taskyard.domain.ports import TaskRegistry
 from taskyard.domain.retry import RetryPolicy
+from taskyard.domain.storable import escape_text
 
 OUTPUT_LEN_MAX = 64 * 1024
 
@@ -142,8 +143,9 @@ class TaskFailed(Exception):
     """A built-in task failed in a way worth retrying."""
 
 
-def _cut(text: str) -> str:
-    return text[:OUTPUT_LEN_MAX]
+def _text(raw: bytes) -> str:
+    """Output bytes as text a store can hold: bad UTF-8 replaced, NUL escaped, cut."""
+    return escape_text(raw.decode("utf-8", "replace"))[:OUTPUT_LEN_MAX]
 
 
 def sleep_task(ctx: JobContext, seconds: float = 0, fail: bool = False, fail_times: int = 0) -> Any:
@@ -192,10 +194,10 @@ def make_http_task(policy: BuiltinPolicy) -> Callable[..., Any]:
         try:
             with opener.open(request, timeout=float(timeout_seconds)) as response:
                 status = response.status
-                text = response.read(OUTPUT_LEN_MAX).decode("utf-8", "replace")
+                text = _text(response.read(OUTPUT_LEN_MAX))
         except urllib.error.HTTPError as exc:
             status = exc.code
-            text = _cut(exc.read(OUTPUT_LEN_MAX).decode("utf-8", "replace"))
+            text = _text(exc.read(OUTPUT_LEN_MAX))
             if status >= 500 or status == 429:
                 raise TaskFailed(f"HTTP {status}: {text[:200]}") from None
             raise PermanentFailure(f"HTTP {status}: {text[:200]}") from None
@@ -232,12 +234,12 @@ def make_shell_task(policy: BuiltinPolicy) -> Callable[..., Any]:
             raise TaskFailed(f"timed out after {timeout_seconds} s") from None
         except OSError as exc:
             raise PermanentFailure(f"cannot run {argv[0]!r}: {exc}") from None
-        stderr = _cut(done.stderr.decode("utf-8", "replace"))
+        stderr = _text(done.stderr)
         if done.returncode != 0:
             raise TaskFailed(f"exit code {done.returncode}: {stderr[-500:]}")
         return {
             "exit_code": done.returncode,
-            "stdout": _cut(done.stdout.decode("utf-8", "replace")),
+            "stdout": _text(done.stdout),
             "stderr": stderr,
         }
 

@@ -7,7 +7,6 @@ ask of them is decided here, so the API, the Python library and the worker agree
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -17,6 +16,7 @@ import attrs
 
 from taskyard.domain.errors import FieldError
 from taskyard.domain.model import JsonObject
+from taskyard.domain.submission import duration_problem
 
 SLEEP_S_MAX = 3600
 TASK_TIMEOUT_S_MAX = 86_400
@@ -25,26 +25,16 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTI
 BUILTIN_TASKS = frozenset({"sleep", "http", "shell"})
 
 
-def _number(value: object) -> bool:
-    """A finite JSON number (not a bool)."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return False
-    return math.isfinite(value)
-
-
 def _timeout_problems(args: JsonObject, default_s: float) -> list[FieldError]:
-    timeout = args.get("timeout_seconds", default_s)
-    if not _number(timeout) or not 0 < timeout <= TASK_TIMEOUT_S_MAX:
-        message = f"must be a number > 0 and <= {TASK_TIMEOUT_S_MAX}"
-        return [FieldError("args.timeout_seconds", message)]
-    return []
+    problem = duration_problem(args.get("timeout_seconds", default_s), high=TASK_TIMEOUT_S_MAX)
+    return [FieldError("args.timeout_seconds", problem)] if problem is not None else []
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f\\]")
 """Control characters, spaces and backslashes: URL readers differ on them (urlsplit drops
 tabs and newlines, urllib keeps them), so a URL with one is refused rather than read."""
-_ENTRY = re.compile(r"(\[[^\[\]]+\]|[^\[\]:]+)(?::(\d{1,5}))?")
+_ENTRY = re.compile(r"(\[[^\[\]]+\]|[^\[\]:]+)(?::([0-9]{1,5}))?")
 
 
 def _normal_host(text: str) -> str:
@@ -140,9 +130,9 @@ def _unknown(args: Mapping[str, Any], known: set[str]) -> list[FieldError]:
 
 def _check_sleep(args: JsonObject) -> list[FieldError]:
     errors = _unknown(args, {"seconds", "fail", "fail_times"})
-    seconds = args.get("seconds", 0)
-    if not _number(seconds) or not 0 <= seconds <= SLEEP_S_MAX:
-        errors.append(FieldError("args.seconds", f"must be a number from 0 to {SLEEP_S_MAX}"))
+    problem = duration_problem(args.get("seconds", 0), high=SLEEP_S_MAX, zero=True)
+    if problem is not None:
+        errors.append(FieldError("args.seconds", problem))
     if "fail" in args and not isinstance(args["fail"], bool):
         errors.append(FieldError("args.fail", "must be true or false"))
     fail_times = args.get("fail_times", 0)

@@ -12,10 +12,9 @@ from collections.abc import Sequence
 from taskyard.domain.builtins import BuiltinPolicy
 from taskyard.domain.errors import CoordinatorUnavailable
 from taskyard.domain.health import Health
-from taskyard.domain.ids import uuid7
 from taskyard.domain.model import Enqueued, JobState, NewJob
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Random
-from taskyard.domain.submission import Submission, parse_batch, parse_submission
+from taskyard.domain.submission import Submission, new_jobs, parse_batch, parse_submission
 
 log = logging.getLogger("taskyard.client")
 
@@ -56,11 +55,9 @@ class Client:
         self, submissions: Sequence[Submission], *, correlation_id: str | None = None
     ) -> list[NewJob]:
         """The jobs `submit` would store: each submission with its id chosen."""
-        now = self.clock.now()
-        return [
-            submission.to_new_job(job_id=uuid7(now, self.rng), correlation_id=correlation_id)
-            for submission in submissions
-        ]
+        return new_jobs(
+            submissions, now=self.clock.now(), rng=self.rng, correlation_id=correlation_id
+        )
 
     def enqueue(self, new_jobs: Sequence[NewJob]) -> list[Enqueued]:
         """The second half of `submit`: store prepared jobs (all or nothing) and ring.

@@ -15,6 +15,13 @@ A handler ends in one of four ways: it returns (the value is the job's `result`,
 must be JSON), it raises `PermanentFailure` (no retry: the job ends dead), it raises
 `Cancelled` after seeing `ctx.cancelled`, or it raises anything else (retried while
 attempts remain).
+
+Whatever a handler hands back is made storable here, before any store sees it
+(`taskyard.domain.storable`): a result that is not JSON fails the attempt as
+`result_not_json`, one that is JSON but holds text no store can keep (NUL, a lone
+surrogate) as `result_not_storable`, neither retried; an error's type, message and
+traceback have such text escaped (`\x00`). Every executor runs handlers through `invoke`,
+so the rule holds for threads, inline runs, the simulator and the built-in tasks alike.
 """
 
 from __future__ import annotations
@@ -28,8 +35,10 @@ from typing import Any, Protocol
 
 import attrs
 
+from taskyard.domain.errors import ValidationError
 from taskyard.domain.model import ErrorInfo, Job, JsonValue, LeaseRef
 from taskyard.domain.retry import RetryPolicy
+from taskyard.domain.storable import escape_text, json_problems
 from taskyard.domain.transitions import ReportKind
 
 TRACEBACK_LEN_MAX = 16_384
@@ -110,7 +119,11 @@ class JobContext:
         return self._last_checkpoint
 
     def checkpoint(self, state: JsonValue) -> None:
-        """Save progress durably. Raises `StaleFence` if this attempt lost its lease."""
+        """Save progress durably. Raises `StaleFence` if this attempt lost its lease, and
+        `ValidationError` (saving nothing) for a state no store can hold."""
+        problems = json_problems(state, "checkpoint")
+        if problems:
+            raise ValidationError(problems)
         self._save(self.ref, state)
         self._last_checkpoint = state
 
@@ -175,12 +188,16 @@ class HandlerResult:
 
 
 def error_info(exc: BaseException, *, type_name: str | None = None) -> ErrorInfo:
+    """How an exception is recorded: text a store cannot hold escaped, lengths bounded."""
     text = "".join(traceback.format_exception(exc))
-    message = str(exc) or type(exc).__name__
+    try:
+        message = str(exc) or type(exc).__name__
+    except Exception:  # a handler's exception whose __str__ itself fails
+        message = f"<{type(exc).__name__} whose str() failed>"
     return ErrorInfo(
-        type=type_name or type(exc).__name__,
-        message=message[:MESSAGE_LEN_MAX],
-        traceback=text[-TRACEBACK_LEN_MAX:],
+        type=escape_text(type_name or type(exc).__name__)[:MESSAGE_LEN_MAX],
+        message=escape_text(message[:MESSAGE_LEN_MAX])[:MESSAGE_LEN_MAX],
+        traceback=escape_text(text[-TRACEBACK_LEN_MAX:])[-TRACEBACK_LEN_MAX:],
     )
 
 
@@ -206,12 +223,24 @@ def invoke(spec: TaskSpec, job: Job, context: JobContext) -> HandlerResult:
     except Exception as exc:
         return HandlerResult(ref=ref, kind=ReportKind.FAILED, error=error_info(exc))
     try:
-        json.dumps(value)
-    except (TypeError, ValueError) as exc:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
         return HandlerResult(
             ref=ref,
             kind=ReportKind.FAILED,
             error=error_info(exc, type_name="result_not_json"),
+            retryable=False,
+        )
+    problems = json_problems(value, "result")
+    if problems:
+        shown = "; ".join(f"{p.field}: {p.message}" for p in problems)
+        return HandlerResult(
+            ref=ref,
+            kind=ReportKind.FAILED,
+            error=ErrorInfo(
+                type="result_not_storable",
+                message=f"no store can hold this result: {shown}"[:MESSAGE_LEN_MAX],
+            ),
             retryable=False,
         )
     return HandlerResult(ref=ref, kind=ReportKind.SUCCEEDED, result=value)

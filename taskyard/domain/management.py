@@ -15,20 +15,22 @@ taskyard.domain.errors.ValidationError: queue: only priority and run_at can be c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from uuid import UUID
 
 import attrs
 
 from taskyard.domain.errors import FieldError, ValidationError
-from taskyard.domain.model import TERMINAL_STATES, JobState
-from taskyard.domain.ports import JobFilter
+from taskyard.domain.model import TERMINAL_STATES, Job, JobState
+from taskyard.domain.ports import JobFilter, JobQuery, WorkerInfo
+from taskyard.domain.storable import escape_text, text_problem
 from taskyard.domain.submission import (
     PRIORITY_MAX,
     PRIORITY_MIN,
-    QUEUE_NAME,
     TASK_LEN_MAX,
     is_int,
+    is_queue_name,
     parse_run_at,
 )
 
@@ -130,13 +132,15 @@ def parse_job_filter(data: object, *, action: str) -> JobFilter:
             errors.append(FieldError("state", f"{action} applies to {names} jobs, not {value}"))
         parsed_states.add(state)
     for queue in sorted(queues or ()):
-        if not QUEUE_NAME.match(queue):
+        if not is_queue_name(queue):
             errors.append(
                 FieldError("queue", f"{queue!r} is not a queue name (letters, digits, . _ -)")
             )
     for task in sorted(tasks or ()):
         if not 1 <= len(task) <= TASK_LEN_MAX:
             errors.append(FieldError("task", f"must be 1 to {TASK_LEN_MAX} characters"))
+        elif (bad := text_problem(task)) is not None:
+            errors.append(FieldError("task", f"{escape_text(task)!r} {bad}"))
     if states is None and queues is None and tasks is None and not errors:
         errors.append(FieldError("", "give at least one of state, queue, task"))
     if errors:
@@ -146,3 +150,32 @@ def parse_job_filter(data: object, *, action: str) -> JobFilter:
         queues=queues or frozenset(),
         tasks=tasks or frozenset(),
     )
+
+
+RUNNING_JOBS_QUERY = JobQuery(filter=JobFilter(states=frozenset({JobState.RUNNING})), limit=1000)
+"""The one bounded read behind `with_running_jobs`: the 1,000 most recently created
+running jobs (more than any deployment's slots, in practice)."""
+
+
+def with_running_jobs(workers: Sequence[WorkerInfo], running: Sequence[Job]) -> list[WorkerInfo]:
+    """Each worker with the jobs the store says it runs (a running job's lease names its
+    worker), in place of the list it registered, which lags behind claims and reports.
+
+    >>> import random
+    >>> from datetime import UTC, datetime
+    >>> from taskyard.domain.ids import uuid7
+    >>> at = datetime(2026, 11, 22, tzinfo=UTC)
+    >>> stale = uuid7(at, random.Random(1))
+    >>> w = WorkerInfo(id="w1", host="h", pid=1, queues=(), concurrency=2, started_at=at,
+    ...                last_heartbeat_at=at, running_job_ids=(stale,))
+    >>> with_running_jobs([w], [])[0].running_job_ids
+    ()
+    """
+    by_worker: dict[str, list[UUID]] = {}
+    for job in running:
+        if job.state is JobState.RUNNING and job.lease is not None:
+            by_worker.setdefault(job.lease.worker, []).append(job.id)
+    return [
+        attrs.evolve(worker, running_job_ids=tuple(sorted(by_worker.get(worker.id, ()))))
+        for worker in workers
+    ]

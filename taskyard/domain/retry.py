@@ -61,10 +61,15 @@ class RetryPolicy:
         if self.factor == 1 or exponent == 0:
             return min(self.max_s, self.base_s)
         # Decide in log space whether the cap is reached, so a large attempt number
-        # (manual retries keep counting) never overflows a float.
-        if exponent * math.log(self.factor) >= math.log(self.max_s / self.base_s):
+        # (manual retries keep counting) never overflows a float; `max_s / base_s` itself
+        # may overflow for a tiny base, so the logs are taken apart.
+        if exponent * math.log(self.factor) >= math.log(self.max_s) - math.log(self.base_s):
             return self.max_s
-        return min(self.max_s, self.base_s * self.factor**exponent)
+        try:
+            grown = self.base_s * self.factor**exponent
+        except OverflowError:  # a tiny base: the power overflows, the product does not
+            grown = math.exp(math.log(self.base_s) + exponent * math.log(self.factor))
+        return min(self.max_s, grown)
 
     def delay_s(self, *, attempt: int, rng: RandomSource) -> float:
         """The delay before the next attempt, after attempt `attempt` failed."""

@@ -19,7 +19,7 @@ from uuid import UUID
 import attrs
 
 from taskyard.domain.errors import FieldError, ValidationError
-from taskyard.domain.ids import parse_job_id
+from taskyard.domain.ids import BitSource, parse_job_id, uuid7
 from taskyard.domain.model import JsonObject, NewJob
 from taskyard.domain.retry import (
     BASE_S_DEFAULT,
@@ -28,6 +28,7 @@ from taskyard.domain.retry import (
     Jitter,
     RetryPolicy,
 )
+from taskyard.domain.storable import json_problems, text_problem
 from taskyard.domain.timefmt import format_time, parse_time
 
 QUEUE_DEFAULT = "default"
@@ -38,13 +39,26 @@ DELAY_S_MAX = 31_536_000
 SECONDS_MAX = DELAY_S_MAX
 """The bound of every duration a job carries (backoff, timeout): a year, so that every
 time computed from one stays a representable datetime."""
+DURATION_S_MIN = 0.001
+"""The shortest duration a job carries (a timeout, a backoff, a delay other than 0): a
+millisecond. Anything shorter could not be honoured: a worker times an attempt out at
+its next tick, datetimes keep microseconds (a 5e-324 s delay would be no delay), and a
+backoff base near the smallest float made the growth of the delay overflow."""
+
 TASK_LEN_MAX = 200
 QUEUE_LEN_MAX = 100
 IDEMPOTENCY_KEY_LEN_MAX = 200
+CORRELATION_ID_LEN_MAX = 200
 DEPENDS_ON_MAX = 1000
 BATCH_MAX = 1000
 
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+QUEUE_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+"""A queue name, matched as a whole (`is_queue_name`): `$` would let `"default\n"` through."""
+
+
+def is_queue_name(text: str) -> bool:
+    return QUEUE_NAME.fullmatch(text) is not None
+
 
 FIELDS = frozenset(
     {
@@ -135,6 +149,21 @@ def _is_number(value: object) -> bool:
     return math.isfinite(value)
 
 
+def duration_problem(value: object, *, high: float, zero: bool = False) -> str | None:
+    """Why `value` is not a duration in seconds (from `DURATION_S_MIN` to `high`, or 0
+    when `zero`), or None.
+
+    >>> duration_problem(5e-324, high=60), duration_problem(0, high=60, zero=True)
+    ('must be a number from 0.001 to 60', None)
+    """
+    if _is_number(value):
+        assert isinstance(value, int | float)
+        if (zero and value == 0) or DURATION_S_MIN <= value <= high:
+            return None
+    low = f"0, or a number from {DURATION_S_MIN:g}" if zero else f"a number from {DURATION_S_MIN:g}"
+    return f"must be {low} to {high:g}"
+
+
 def parse_run_at(raw: object) -> tuple[datetime | None, str | None]:
     """A `run_at` as sent: an RFC 3339 string with an offset (or an aware `datetime` from
     Python). Returns the time, or the problem with it."""
@@ -171,14 +200,17 @@ def _parse_backoff(raw: object, out: _Collector) -> RetryPolicy:
     cap = raw.get("max_seconds", MAX_S_DEFAULT)
     jitter = raw.get("jitter", Jitter.FULL.value)
     ok = True
-    if not _is_number(base) or not 0 < base <= SECONDS_MAX:
-        out.add("backoff.base_seconds", f"must be a number > 0 and <= {SECONDS_MAX}")
+    if (problem := duration_problem(base, high=SECONDS_MAX)) is not None:
+        out.add("backoff.base_seconds", problem)
         ok = False
     if not _is_number(factor) or factor < 1:
         out.add("backoff.factor", "must be a number >= 1")
         ok = False
-    if not _is_number(cap) or (ok and cap < base) or cap > SECONDS_MAX:
-        out.add("backoff.max_seconds", f"must be a number >= base_seconds and <= {SECONDS_MAX}")
+    if duration_problem(cap, high=SECONDS_MAX) is not None or (ok and cap < base):
+        out.add(
+            "backoff.max_seconds",
+            f"must be a number from base_seconds (and {DURATION_S_MIN:g}) to {SECONDS_MAX}",
+        )
         ok = False
     if jitter not in {j.value for j in Jitter}:
         out.add("backoff.jitter", "must be one of none, full, equal")
@@ -213,14 +245,18 @@ def parse_submission(
         out.add("task", "is required")
     elif not isinstance(task, str) or not 1 <= len(task) <= TASK_LEN_MAX:
         out.add("task", f"must be a string of 1 to {TASK_LEN_MAX} characters")
+    elif (bad := text_problem(task)) is not None:
+        out.add("task", bad)
+        task = None
 
     args = data.get("args", {})
     if not isinstance(args, Mapping):
         out.add("args", "must be a JSON object")
         args = {}
+    out.errors.extend(json_problems(args, "args"))
 
     queue = data.get("queue", QUEUE_DEFAULT)
-    if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+    if not isinstance(queue, str) or not is_queue_name(queue):
         out.add("queue", "must be 1 to 100 of letters, digits, '.', '_', '-'")
 
     priority = data.get("priority", 0)
@@ -237,8 +273,8 @@ def parse_submission(
     delay_s: float | None = None
     raw_delay = data.get("delay_seconds")
     if raw_delay is not None:
-        if not _is_number(raw_delay) or not 0 <= raw_delay <= DELAY_S_MAX:
-            out.add("delay_seconds", f"must be a number from 0 to {DELAY_S_MAX}")
+        if (problem := duration_problem(raw_delay, high=DELAY_S_MAX, zero=True)) is not None:
+            out.add("delay_seconds", problem)
         else:
             delay_s = float(raw_delay)
     if raw_run_at is not None and raw_delay is not None:
@@ -253,8 +289,8 @@ def parse_submission(
     timeout_s: float | None = None
     raw_timeout = data.get("timeout_seconds")
     if raw_timeout is not None:
-        if not _is_number(raw_timeout) or not 0 < raw_timeout <= SECONDS_MAX:
-            out.add("timeout_seconds", f"must be a number > 0 and <= {SECONDS_MAX}")
+        if (problem := duration_problem(raw_timeout, high=SECONDS_MAX)) is not None:
+            out.add("timeout_seconds", problem)
         else:
             timeout_s = float(raw_timeout)
 
@@ -263,9 +299,13 @@ def parse_submission(
         not isinstance(key, str) or not 1 <= len(key) <= IDEMPOTENCY_KEY_LEN_MAX
     ):
         out.add("idempotency_key", f"must be a string of 1 to {IDEMPOTENCY_KEY_LEN_MAX} characters")
+    elif isinstance(key, str) and (bad := text_problem(key)) is not None:
+        out.add("idempotency_key", bad)
     if idempotency_key_header is not None:
         if not 1 <= len(idempotency_key_header) <= IDEMPOTENCY_KEY_LEN_MAX:
             out.add("Idempotency-Key", f"must be 1 to {IDEMPOTENCY_KEY_LEN_MAX} characters")
+        elif (bad := text_problem(idempotency_key_header)) is not None:
+            out.add("Idempotency-Key", bad)
         elif key is None:
             key = idempotency_key_header
         elif key != idempotency_key_header:
@@ -290,8 +330,7 @@ def parse_submission(
                 depends_on.append(dep)
 
     if isinstance(task, str) and 1 <= len(task) <= TASK_LEN_MAX:  # every problem at once
-        for problem in check_args(task, args):
-            out.errors.append(problem)
+        out.errors.extend(check_args(task, args))
 
     if out.errors:
         raise ValidationError(out.errors)
@@ -312,6 +351,37 @@ def parse_submission(
         idempotency_key=key if isinstance(key, str) else None,
         depends_on=tuple(depends_on),
     )
+
+
+def check_correlation_id(correlation_id: object) -> None:
+    """A job's `correlation_id` (the API's request id, or any text a Python caller passes):
+    None, or a string of 1 to `CORRELATION_ID_LEN_MAX` characters a store can hold."""
+    if correlation_id is None:
+        return
+    if not isinstance(correlation_id, str) or not (
+        1 <= len(correlation_id) <= CORRELATION_ID_LEN_MAX
+    ):
+        message = f"must be a string of 1 to {CORRELATION_ID_LEN_MAX} characters"
+        raise ValidationError([FieldError("correlation_id", message)])
+    problem = text_problem(correlation_id)
+    if problem is not None:
+        raise ValidationError([FieldError("correlation_id", problem)])
+
+
+def new_jobs(
+    submissions: Sequence[Submission],
+    *,
+    now: datetime,
+    rng: BitSource,
+    correlation_id: str | None = None,
+) -> list[NewJob]:
+    """The jobs to store for validated submissions: each with a new id (UUIDv7 of `now`),
+    all with `correlation_id` (checked here, so every way in refuses the same)."""
+    check_correlation_id(correlation_id)
+    return [
+        submission.to_new_job(job_id=uuid7(now, rng), correlation_id=correlation_id)
+        for submission in submissions
+    ]
 
 
 def parse_batch(

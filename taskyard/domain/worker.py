@@ -15,6 +15,21 @@ whether a doorbell ring should wake it sooner. Handler outcomes come in through
 
 Every decision lives here, so all three exercise the same code. Calls to a driver's
 `Worker` must not overlap (the production driver holds a lock).
+
+A store call on the report path (`report`, `release`) that fails with anything but
+`StoreUnavailable` is not an outage: the store answered, and refused something in the
+batch (a bug, a value it cannot hold). The worker confines it to the outcomes it
+concerns, so its other leases stay alive and it keeps claiming:
+
+1. the batch is sent again one report at a time, so every other report lands;
+2. a report the store refuses on its own is replaced by a failed attempt
+   (`REPORT_REFUSED`, naming the error; retried like any failure while attempts remain);
+3. if the store refuses that too, the worker stops holding the job: it leaves the
+   outbox and is no longer heartbeated, its lease lapses, and the scheduler closes the
+   attempt as `worker_lost` and runs the job again (counted against `max_attempts`, so a
+   job that always does this ends `dead`). Logged as an error, never silent.
+
+A refused `release` at shutdown leaves that lease to lapse the same way.
 """
 
 from __future__ import annotations
@@ -27,7 +42,15 @@ from uuid import UUID
 
 import attrs
 
-from taskyard.domain.context import CancelReason, Flag, HandlerResult, JobContext, Signal
+from taskyard.domain.context import (
+    MESSAGE_LEN_MAX,
+    CancelReason,
+    Flag,
+    HandlerResult,
+    JobContext,
+    Signal,
+    error_info,
+)
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
 from taskyard.domain.health import REGISTER_REST_S_MAX, Health
 from taskyard.domain.model import ErrorInfo, Job, JsonValue, LeaseRef
@@ -38,6 +61,7 @@ from taskyard.domain.ports import (
     Executor,
     JobStore,
     Random,
+    ReportResult,
     ReportStatus,
     TaskRegistry,
     WorkerInfo,
@@ -48,6 +72,8 @@ from taskyard.domain.transitions import Report, ReportKind
 log = logging.getLogger("taskyard.worker")
 
 LEASE_TTL_S_DEFAULT = 10.0
+REPORT_REFUSED = "report_refused"
+"""The error type of an attempt whose own report the store refused (not an outage)."""
 POLL_INTERVAL_S_DEFAULT = 1.0
 REGISTRY_TTL_S_DEFAULT = 15.0
 
@@ -274,13 +300,32 @@ class Worker:
 
     def _flush(self, now: datetime) -> None:
         pending = list(self._outbox.values())[: self.config.report_batch_max]
+        outage: StoreUnavailable | None = None
         try:
             results = self.store.report(pending)
         except StoreUnavailable as exc:
-            self.store_health.down(exc)
+            outage = exc
+            results = []
+        except Exception as exc:
+            if len(pending) > 1:
+                log.warning(
+                    "the store refused a batch of %d reports (%s); sending them one by one",
+                    len(pending),
+                    type(exc).__name__,
+                )
+            results, outage = self._report_apart(pending, exc)
+        self._settle_reports(results)
+        if outage is not None:
+            self.store_health.down(outage)
             self._next_flush = after(now, self.store_health.retry_after_s())
             return
         self.store_health.up()
+        if self._outbox:
+            self._next_flush = now
+        else:
+            self._outbox_since = None
+
+    def _settle_reports(self, results: Sequence[ReportResult]) -> None:
         for result in results:
             self._outbox.pop(result.ref.job_id, None)
             if result.status is ReportStatus.STALE:
@@ -292,10 +337,83 @@ class Worker:
             if held is not None and held.job.attempt == result.ref.attempt:
                 self._forget_if_settled(held)
         self.reported_total += len(results)
-        if self._outbox:
-            self._next_flush = now
-        else:
-            self._outbox_since = None
+
+    def _report_apart(
+        self, pending: Sequence[Report], error: Exception
+    ) -> tuple[list[ReportResult], StoreUnavailable | None]:
+        """Send each report of a batch the store refused with `error` on its own, so that
+        one it refuses cannot hold back the others (a batch of one was refused already).
+        Stops at an outage (what is left stays in the outbox)."""
+        results: list[ReportResult] = []
+        for report in pending:
+            refused = error
+            if len(pending) > 1:
+                try:
+                    results.extend(self.store.report([report]))
+                    continue
+                except StoreUnavailable as exc:
+                    return results, exc
+                except Exception as exc:
+                    refused = exc
+            if report.error is not None and report.error.type == REPORT_REFUSED:
+                self._abandon(report, refused)  # already the replacement: give up on it
+                continue
+            replacement = self._refused_report(report, refused)
+            self._outbox[report.ref.job_id] = replacement
+            try:
+                results.extend(self.store.report([replacement]))
+            except StoreUnavailable as exc:
+                return results, exc  # the replacement waits in the outbox
+            except Exception as again:
+                self._abandon(replacement, again)
+        return results, None
+
+    def _refused_report(self, report: Report, exc: Exception) -> Report:
+        """A failed attempt in place of a report the store refused: it names the error
+        and is retried (or not) as the handler's outcome would have been."""
+        cause = error_info(exc)
+        delay_s = report.retry_delay_s
+        held = self._held.get(report.ref.job_id)
+        if report.kind in (ReportKind.SUCCEEDED, ReportKind.CANCELLED) and held is not None:
+            delay_s = held.job.backoff.delay_s(attempt=report.ref.attempt, rng=self.rng)
+        log.error(
+            "the store refused a report; recording the attempt as failed instead",
+            extra={
+                "job_id": str(report.ref.job_id),
+                "attempt": report.ref.attempt,
+                "error_type": cause.type,
+            },
+        )
+        message = f"the store refused this attempt's {report.kind.value} report: "
+        return Report(
+            ref=report.ref,
+            kind=ReportKind.FAILED,
+            error=ErrorInfo(
+                type=REPORT_REFUSED,
+                message=(message + f"{cause.type}: {cause.message}")[:MESSAGE_LEN_MAX],
+                traceback=cause.traceback,
+            ),
+            retryable=report.retryable,
+            retry_delay_s=delay_s,
+        )
+
+    def _abandon(self, report: Report, exc: Exception) -> None:
+        """The last resort for a report the store will not take: stop holding the job, so
+        that its lease lapses and the scheduler runs it again (`worker_lost`)."""
+        self._outbox.pop(report.ref.job_id, None)
+        held = self._held.get(report.ref.job_id)
+        if held is not None and held.job.attempt == report.ref.attempt:
+            held.reported = True
+            self._forget_if_settled(held)
+        log.error(
+            "the store refused this attempt's report twice: its lease is left to lapse, and "
+            "the scheduler will run the job again",
+            extra={
+                "job_id": str(report.ref.job_id),
+                "attempt": report.ref.attempt,
+                "error_type": type(exc).__name__,
+            },
+        )
 
     def _forget_if_settled(self, held: _Held) -> None:
         """Drop a job once its handler returned and its outcome left the outbox."""
@@ -477,6 +595,8 @@ class Worker:
         except StoreUnavailable as exc:
             self.store_health.down(exc)
             return 0
+        except Exception:
+            results = self._release_apart(refs)
         released = 0
         for result in results:
             held = self._held.get(result.ref.job_id)
@@ -487,6 +607,26 @@ class Worker:
             if result.status is ReportStatus.APPLIED:
                 released += 1
         return released
+
+    def _release_apart(self, refs: Sequence[LeaseRef]) -> list[ReportResult]:
+        """Hand back each lease on its own; one the store refuses is left to lapse."""
+        results: list[ReportResult] = []
+        for ref in refs:
+            try:
+                results.extend(self.store.release([ref]))
+            except StoreUnavailable as exc:
+                self.store_health.down(exc)
+                break
+            except Exception as exc:
+                log.error(
+                    "the store refused to take back a lease: it is left to lapse",
+                    extra={
+                        "job_id": str(ref.job_id),
+                        "attempt": ref.attempt,
+                        "error_type": type(exc).__name__,
+                    },
+                )
+        return results
 
     def unregister(self) -> None:
         if self.coordinator is None:

@@ -30,11 +30,11 @@ from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
 from taskyard.domain.client import Client
 from taskyard.domain.context import TaskSpec, takes_context
 from taskyard.domain.errors import JobNotFound
-from taskyard.domain.ids import parse_job_id, uuid7
+from taskyard.domain.ids import parse_job_id
 from taskyard.domain.model import Attempt, Enqueued, Job, JobState
 from taskyard.domain.ports import Clock, Coordinator, JobFilter, JobPage, JobQuery, JobStore, Random
 from taskyard.domain.retry import Jitter, RetryPolicy
-from taskyard.domain.submission import Submission, parse_submission
+from taskyard.domain.submission import Submission, new_jobs, parse_submission
 from taskyard.entrypoints.bootstrap import make_coordinator, make_store
 
 P = ParamSpec("P")
@@ -340,12 +340,10 @@ class App:
         correlation_id: str | None,
         connection: Any,
     ) -> list[Enqueued]:
-        now = self.clock.now()
-        new_jobs = [
-            s.to_new_job(job_id=uuid7(now, self.rng), correlation_id=correlation_id)
-            for s in submissions
-        ]
-        return enqueue_in(connection, new_jobs)
+        prepared = new_jobs(
+            submissions, now=self.clock.now(), rng=self.rng, correlation_id=correlation_id
+        )
+        return enqueue_in(connection, prepared)
 
     # --- reading and managing -----------------------------------------------------------
 

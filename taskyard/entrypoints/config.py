@@ -33,7 +33,9 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from taskyard.domain.submission import is_queue_name
 from taskyard.entrypoints.bootstrap import ConfigError, store_scheme
+from taskyard.entrypoints.numbers import ascii_float, ascii_int
 
 CONFIG_FILE_NAME = "taskyard.toml"
 CONFIG_ENV = "TASKYARD_CONFIG"
@@ -80,10 +82,10 @@ def number_in(low: float, high: float, *, low_open: bool = False) -> Callable[[o
         if isinstance(raw, int | float):
             value = float(raw)
         else:
-            try:
-                value = float(_text(raw))
-            except ValueError:
-                raise ValueError(f"{raw!r} is not a number") from None
+            parsed = ascii_float(_text(raw))
+            if parsed is None:
+                raise ValueError(f"{raw!r} is not a number")
+            value = parsed
         below = value <= low if low_open else value < low
         if not math.isfinite(value) or below or value > high:
             bound = f"> {low:g}" if low_open else f">= {low:g}"
@@ -102,10 +104,10 @@ def integer_in(low: int, high: int) -> Callable[[object], int]:
         elif isinstance(raw, float):
             raise ValueError(f"must be an integer, not {raw!r}")
         else:
-            text = _text(raw)
-            if not re.fullmatch(r"[+-]?\d+", text):
+            parsed = ascii_int(_text(raw))
+            if parsed is None:
                 raise ValueError(f"{raw!r} is not an integer")
-            value = int(text)
+            value = parsed
         if not low <= value <= high:
             raise ValueError(f"{value} is out of range ({low} to {high})")
         return value
@@ -151,14 +153,14 @@ def parse_redis_url(raw: object) -> str | None:
     return url
 
 
-_TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]+$")
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]+")
 """RFC 6750's b64token: what may follow `Bearer `."""
 
 
 def parse_tokens(raw: object) -> tuple[str, ...]:
     tokens = _items(raw)
     for index, token in enumerate(tokens, start=1):
-        if not _TOKEN.match(token):
+        if not _TOKEN.fullmatch(token):
             raise ValueError(
                 f"token {index} has a character a bearer token cannot carry "
                 "(use letters, digits and . _ ~ + / = -)"
@@ -166,13 +168,13 @@ def parse_tokens(raw: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(tokens))
 
 
-_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:(\d{1,5}))?$")
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:([0-9]{1,5}))?")
 
 
 def parse_hosts(raw: object) -> frozenset[str]:
     hosts: set[str] = set()
     for item in _items(raw):
-        match = _HOST.match(item)
+        match = _HOST.fullmatch(item)
         if match is None or (match.group(3) is not None and not 1 <= int(match.group(3)) <= 65535):
             raise ValueError(f"{item!r} is not a host or host:port")
         hosts.add(item.lower())
@@ -185,20 +187,17 @@ def parse_bind(raw: object) -> str:
         if len(text) == len("unix:"):
             raise ValueError("unix: needs a socket path")
         return text
-    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})", text)
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})", text)
     if match is None or int(match.group(2)) > 65535:
         raise ValueError(f"{text!r} is not HOST:PORT (or unix:PATH)")
     return text
-
-
-_QUEUE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
 
 def parse_queues(raw: object) -> frozenset[str] | None:
     """Comma separated queue names (or a TOML list); none given means every queue."""
     names = _items(raw)
     for name in names:
-        if not _QUEUE.match(name):
+        if not is_queue_name(name):
             raise ValueError(f"{name!r} is not a queue name (1 to 100 of letters, digits, . _ -)")
     return frozenset(names) or None
 
@@ -228,7 +227,7 @@ def parse_token(raw: object) -> str | None:
     text = _text(raw)
     if not text:
         return None
-    if not _TOKEN.match(text):
+    if not _TOKEN.fullmatch(text):
         raise ValueError(
             "has a character a bearer token cannot carry (use letters, digits and . _ ~ + / = -)"
         )

@@ -1,6 +1,8 @@
 """Fault injection at the adapter boundary: each node talks to the shared in-memory store
 and coordinator through its own wrapper, which can cut it off (a partition), lose a
-request before it lands, or lose the reply after it landed (an ambiguous commit).
+request before it lands, lose the reply after it landed (an ambiguous commit), or refuse
+a report or release that concerns one chosen job with an unexpected error (as PostgreSQL
+refuses a value it cannot hold: `UnexpectedStoreError`, nothing written).
 
 The wrappers implement the ports exactly; the domain code behind them is the production
 code and cannot tell it is simulated.
@@ -48,6 +50,11 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+class UnexpectedStoreError(RuntimeError):
+    """What a store raises when it refuses a call for a reason that is not an outage (a
+    bug, a value it cannot hold, like psycopg's `DataError`). Not `StoreUnavailable`."""
+
+
 class FaultyJobStore:
     """One node's view of the store."""
 
@@ -56,13 +63,22 @@ class FaultyJobStore:
         self._node = node
         self._inner = inner
 
-    def _call(self, op: str, fn: Callable[[], T], *, write: bool = True) -> T:
+    def _call(
+        self,
+        op: str,
+        fn: Callable[[], T],
+        *,
+        write: bool = True,
+        about: Sequence[LeaseRef | Report] = (),
+    ) -> T:
         world = self._world
         node = self._node
         if world.cut_off(node.name, Target.STORE):
             raise StoreUnavailable(message=f"{node.name} cannot reach the store")
         if world.fire(f"store.{op}.unavailable", node.label):
             raise StoreUnavailable(message=f"store.{op}: the request was lost")
+        if about:
+            world.refuse(node, op, about)  # raises UnexpectedStoreError for a refused job
         if write and world.fire(f"store.{op}.delayed", node.label):
             world.deliver_late(node.label, op, fn)
             raise StoreUnavailable(
@@ -120,10 +136,14 @@ class FaultyJobStore:
         self._call("checkpoint", lambda: self._inner.checkpoint(ref, state))
 
     def report(self, reports: Sequence[Report]) -> list[ReportResult]:
-        return self._observe("report", self._call("report", lambda: self._inner.report(reports)))
+        return self._observe(
+            "report", self._call("report", lambda: self._inner.report(reports), about=reports)
+        )
 
     def release(self, refs: Sequence[LeaseRef]) -> list[ReportResult]:
-        return self._observe("release", self._call("release", lambda: self._inner.release(refs)))
+        return self._observe(
+            "release", self._call("release", lambda: self._inner.release(refs), about=refs)
+        )
 
     def promote_due(self, *, limit: int) -> Promoted:
         return self._call("promote_due", lambda: self._inner.promote_due(limit=limit))

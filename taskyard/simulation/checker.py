@@ -9,7 +9,8 @@ the others as skipped:
 * `JOBS` — the final jobs and their attempts (any store can give these);
 * `LOG` — the transition log as well (the in-memory store's history).
 
-What clients were told (`acknowledged`, `replays`) sharpens some checks when given.
+What clients were told (`acknowledged`, `replays`) and what the simulator injected
+(`bystanders`) sharpen some checks when given.
 Invariants marked `at_rest` (liveness) hold only once the world is quiet: pass
 `at_rest=False` to check a world that is still running.
 
@@ -41,7 +42,7 @@ from taskyard.domain.model import (
     Outcome,
 )
 from taskyard.domain.timefmt import seconds_between
-from taskyard.domain.transitions import ENQUEUE_TARGETS, TRANSITIONS, Event
+from taskyard.domain.transitions import ENQUEUE_TARGETS, SHUTDOWN_ERROR, TRANSITIONS, Event
 
 S = JobState
 
@@ -75,6 +76,22 @@ class Replay:
 
 
 @attrs.frozen(kw_only=True)
+class Bystander:
+    """An attempt whose worker held its lease when the store refused that worker's call
+    about another job (`culprit`) with an unexpected error."""
+
+    job_id: UUID
+    attempt: int
+    worker: str
+    culprit: UUID
+    struck_at: datetime
+    excused: bool
+    """Something else struck the same worker (a crash, a pause, a partition, a clock jump,
+    an injected store failure) between a lease TTL before the refusal and the moment this
+    attempt's lease lapsed: a lost lease proves nothing then."""
+
+
+@attrs.frozen(kw_only=True)
 class History:
     """Everything the checker reads. Only `jobs` and `attempts` are required."""
 
@@ -86,6 +103,8 @@ class History:
     acknowledged: frozenset[UUID] | None = None
     """Jobs whose enqueue returned to a client (accepted), when known."""
     replays: Sequence[Replay] | None = None
+    bystanders: Sequence[Bystander] | None = None
+    """Attempts that shared a worker with a job the store refused (the simulator's)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -372,6 +391,26 @@ def _check_idempotency(h: History, out: Findings) -> None:
                 f"{_short(replay.replay_job_id)}",
                 job_id=replay.first_job_id,
             )
+
+
+def _check_refusal_confined(h: History, out: Findings) -> None:
+    """An unexpected store error about one job stays with that job: every other attempt
+    its worker held a live lease for keeps that lease (ends neither `worker_lost` nor
+    `stale`; a hand-back at shutdown is fine), unless something else struck the worker."""
+    for b in sorted(h.bystanders or (), key=lambda b: (b.struck_at, b.job_id, b.attempt)):
+        if b.excused:
+            continue
+        record = next((a for a in _attempts(h, b.job_id) if a.attempt == b.attempt), None)
+        if record is None or record.outcome not in (Outcome.WORKER_LOST, Outcome.STALE):
+            continue
+        if record.error is not None and record.error.type == SHUTDOWN_ERROR:
+            continue
+        out.add(
+            f"attempt {b.attempt} ended {record.outcome.value} on {b.worker} after the store "
+            f"refused a call about {_short(b.culprit)}: the refusal was not confined",
+            job_id=b.job_id,
+            at=b.struck_at,
+        )
 
 
 def _check_run_at_jobs(h: History, out: Findings) -> None:
@@ -689,6 +728,9 @@ INVARIANTS: tuple[Invariant, ...] = (
         at_rest=True,
     ),
     Invariant(name="idempotency", guarantee="-", needs=Needs.JOBS, check=_check_idempotency),
+    Invariant(
+        name="refusal_confined", guarantee="-", needs=Needs.JOBS, check=_check_refusal_confined
+    ),
     Invariant(
         name="run_at_respected_jobs", guarantee="8", needs=Needs.JOBS, check=_check_run_at_jobs
     ),

@@ -48,6 +48,10 @@ class FaultKind(enum.StrEnum):
     HANDLER_SLOW = "handler_slow"
     HANDLER_TIMEOUT = "handler_timeout"
     """A handler runs past the job's timeout and ignores the request to stop."""
+    STORE_REFUSAL = "store_refusal"
+    """A store call raises an unexpected error (not `StoreUnavailable`) for one job: a
+    value the store cannot hold, or a bug. Nothing is written. Either only that outcome
+    is refused (its replacement lands), or every report of that attempt is."""
 
 
 STORE_WRITES: tuple[str, ...] = (
@@ -65,6 +69,8 @@ STORE_WRITES: tuple[str, ...] = (
     "reschedule",
 )
 STORE_READS: tuple[str, ...] = ("get", "list_jobs", "attempts")
+REFUSABLE: tuple[str, ...] = ("report", "release")
+"""The worker's calls about a given job's outcome, where a store may refuse one job."""
 
 SITES: tuple[str, ...] = (
     *(f"store.{op}.unavailable" for op in STORE_WRITES + STORE_READS),
@@ -75,6 +81,7 @@ SITES: tuple[str, ...] = (
     "handler.fail",
     "handler.slow",
     "handler.hang",
+    *(f"store.{op}.unexpected" for op in REFUSABLE),
 )
 """Every named site where a fault may fire by chance during a call."""
 
@@ -94,6 +101,8 @@ def site_kind(site: str) -> FaultKind:
         return FaultKind.AMBIGUOUS_COMMIT
     if site.endswith(".delayed"):
         return FaultKind.DELAYED_COMMIT
+    if site.endswith(".unexpected"):
+        return FaultKind.STORE_REFUSAL
     return _SITE_KINDS[site]
 
 

@@ -262,6 +262,13 @@ def draw_plan(rng: random.Random, scenario: Scenario, profile: Profile) -> Fault
         lingering.append(FaultAction(at_s=end, kind=FaultKind.PARTITION_COORDINATOR, node=EVERYONE))
     if rng.random() < 0.12 and victim_worker is not None and on(FaultKind.CRASH):
         lingering.append(FaultAction(at_s=end, kind=FaultKind.CRASH, node=victim_worker))
+    # Drawn last, so that adding this kind left every earlier draw as it was. A release
+    # happens only at a graceful stop, so its site fires more often when it does.
+    switched = on(FaultKind.STORE_REFUSAL)
+    for op, low, high in (("report", 0.01, 0.08), ("release", 0.2, 0.6)):
+        p = site_p(low, high)
+        if switched:
+            sites[f"store.{op}.unexpected"] = p
     return FaultPlan(actions=tuple(actions), sites=sites, lingering=tuple(lingering))
 
 

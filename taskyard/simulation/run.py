@@ -37,6 +37,11 @@ EXERCISED: tuple[str, ...] = (
     "split_brain_lead",
     "late_request",
     "lingering",
+    "report_batch_apart",
+    "report_replaced",
+    "report_abandoned",
+    "release_refused",
+    "tick_failed",
 )
 """Paths a run can take that matter to the guarantees, counted so a green sweep shows
 it went there: leases reaped and handed back, stale reports refused, retried reports

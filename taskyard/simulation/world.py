@@ -38,14 +38,21 @@ from taskyard.domain.context import (
     invoke,
 )
 from taskyard.domain.errors import IdempotencyConflict, Refusal, StoreUnavailable
-from taskyard.domain.model import Job, JobState
+from taskyard.domain.model import Job, JobState, LeaseRef
 from taskyard.domain.ports import Clock, JobFilter, JobQuery, JobStore
 from taskyard.domain.scheduler import Scheduler, SchedulerConfig
 from taskyard.domain.timefmt import after
-from taskyard.domain.transitions import Event
-from taskyard.domain.worker import Wait, Worker, WorkerConfig
-from taskyard.simulation.adapters import FaultyCoordinator, FaultyJobStore
-from taskyard.simulation.checker import CheckReport, History, Replay, Violation, check
+from taskyard.domain.transitions import Event, Report
+from taskyard.domain.worker import REPORT_REFUSED, Wait, Worker, WorkerConfig
+from taskyard.simulation.adapters import FaultyCoordinator, FaultyJobStore, UnexpectedStoreError
+from taskyard.simulation.checker import (
+    Bystander,
+    CheckReport,
+    History,
+    Replay,
+    Violation,
+    check,
+)
 from taskyard.simulation.clocks import EPOCH, NodeClock, TrueClock, at_s
 from taskyard.simulation.faults import (
     EVERYONE,
@@ -64,6 +71,9 @@ S = JobState
 
 MIN_STEP_S = 0.001
 """The least true time between two steps of one node (a step takes some time)."""
+ERROR_PAUSE_S = 1.0
+"""After a worker's tick raised, the next tick comes this much later (as the production
+runtime's control loop waits before it tries again)."""
 SUBMIT_TRIES_MAX = 6
 TASKS: tuple[str, ...] = ("work", "report")
 OPEN_STATES = (S.SCHEDULED, S.QUEUED, S.RUNNING, S.RETRYING)
@@ -265,12 +275,24 @@ class _TraceLog(logging.Handler):
         text = record.getMessage()
         if record.msg == "attempt timed out":
             self._world.exercised["timed_out"] += 1
+        for start, path in _LOGGED_PATHS:
+            if text.startswith(start):
+                self._world.exercised[path] += 1
         job_id = getattr(record, "job_id", None)
         if job_id is not None:
             text += f" ({self._world.job_label(UUID(str(job_id)))}"
             attempt = getattr(record, "attempt", None)
             text += f" #{attempt})" if attempt is not None else ")"
         self._world.note(self._world.current, f"log {record.levelname.lower()}: {text}")
+
+
+_LOGGED_PATHS: tuple[tuple[str, str], ...] = (
+    ("the store refused a batch", "report_batch_apart"),
+    ("the store refused a report;", "report_replaced"),
+    ("the store refused this attempt's report twice", "report_abandoned"),
+    ("the store refused to take back a lease", "release_refused"),
+)
+"""The worker's log lines that mark a path the refusal fault must reach."""
 
 
 # --- the world ------------------------------------------------------------------------------
@@ -326,6 +348,14 @@ class World:
         self._bodies: dict[int, dict[str, Any]] = {}
         self._client_pending = 0
         self.submit_failures = 0
+        # what the store refused (the refusal fault), and who was near it
+        self._refused: dict[tuple[UUID, int], bool] = {}
+        """(job, attempt) -> True when every report of the attempt is refused, False when
+        only the outcome first sent is (its replacement lands)."""
+        self._bystanders: list[tuple[Bystander, str]] = []
+        self._disturbed: dict[str, list[tuple[float, float]]] = {}
+        """Per node, the spans of true time in which a fault struck it (or its aftermath
+        could still cost it a lease)."""
 
         self.nodes: dict[str, Node] = {}
         for spec in scenario.workers:
@@ -498,6 +528,8 @@ class World:
                     Target.STORE if action.kind is FaultKind.PARTITION_STORE else Target.COORDINATOR
                 )
                 self._cuts[(name, target)] += 1
+                if target is Target.STORE:
+                    self._disturb(name, math.inf)
 
     def busy_nodes(self) -> str:
         """What keeps the world from being quiet (for a report)."""
@@ -602,7 +634,15 @@ class World:
         node.next_tick_at = math.inf
         if isinstance(node, WorkerNode):
             assert node.worker is not None
-            wait = node.worker.tick()
+            try:
+                wait = node.worker.tick()
+            except UnexpectedStoreError as exc:
+                # What the production runtime does with a tick that raised: log it, and
+                # try again a moment later (the worker holds no lock meanwhile).
+                self.exercised["tick_failed"] += 1
+                self.note(node.label, f"log error: worker tick failed; trying again ({exc})")
+                self._schedule_tick(node, self.clock.t + ERROR_PAUSE_S)
+                return
             node.wait = wait
             until = wait.until
         else:
@@ -613,6 +653,7 @@ class World:
 
     def _crash(self, node: Node) -> None:
         self.note(node.label, "CRASH: memory lost, leases abandoned")
+        self._disturb(node.name, 0.0)
         node.incarnation += 1
         node.up = False
         node.paused = False
@@ -638,6 +679,7 @@ class World:
         node.paused = True
         node.pause_token += 1
         token = node.pause_token
+        self._disturb(node.name, duration_s)
         self.note(node.label, f"PAUSE for {duration_s:.3f} s")
         self.at(self.clock.t + duration_s, partial(self._resume, node, token))
         return True
@@ -654,6 +696,7 @@ class World:
     def _graceful_stop(self, node: WorkerNode, grace_s: float, down_s: float) -> None:
         assert node.worker is not None
         node.stopping = True
+        self._disturb(node.name, grace_s)
         node.worker.stop_claiming()
         self.note(node.label, f"STOP: no new claims, {grace_s:.3f} s of grace")
         self._wake(node)
@@ -663,7 +706,11 @@ class World:
         worker = node.worker
         assert worker is not None
         worker.abort_running()
-        released = worker.release_unfinished()
+        try:
+            released = worker.release_unfinished()
+        except UnexpectedStoreError as exc:
+            released = 0
+            self.note(node.label, f"log error: hand-back failed ({exc})")
         worker.unregister()
         self.note(node.label, f"STOPPED: handed back {released} lease(s)")
         self._crash_quietly(node)
@@ -671,6 +718,7 @@ class World:
         self.at(self.clock.t + delay, partial(self._restart, node, node.incarnation))
 
     def _crash_quietly(self, node: WorkerNode) -> None:
+        self._disturb(node.name, 0.0)
         node.incarnation += 1
         node.up = False
         node.worker = None
@@ -688,7 +736,63 @@ class World:
         self.fault_counts[site_kind(site)] += 1
         self.site_counts[site] += 1
         self.note(who, f"FAULT {site}")
+        if site.startswith("store.") and not site.endswith(".unexpected"):
+            self._disturb(who.split(".", maxsplit=1)[0], 2 * self.scenario.lease_ttl_s)
         return True
+
+    def _disturb(self, name: str, lasting_s: float) -> None:
+        """Something struck node `name` now, for `lasting_s` (see `Bystander.excused`)."""
+        self._disturbed.setdefault(name, []).append((self.clock.t, self.clock.t + lasting_s))
+
+    def refuse(self, node: Node, op: str, about: Sequence[LeaseRef | Report]) -> None:
+        """The refusal fault: raise `UnexpectedStoreError` (nothing written) when the call
+        carries a job the store refuses, or when the site fires (then one job of the call
+        is chosen, and stays refused)."""
+        for item in about:
+            ref = item.ref if isinstance(item, Report) else item
+            every_report = self._refused.get((ref.job_id, ref.attempt))
+            if every_report is None:
+                continue
+            replaced = (
+                isinstance(item, Report)
+                and item.error is not None
+                and item.error.type == REPORT_REFUSED
+            )
+            if every_report or not replaced:
+                label = f"{self.job_label(ref.job_id)} #{ref.attempt}"
+                self.note(node.label, f"store refuses {op} of {label} again")
+                raise UnexpectedStoreError(f"store.{op}: cannot take what {label} sent")
+        if not self.fire(f"store.{op}.unexpected", node.label):
+            return
+        rng = self.streams.get("refusals")
+        chosen = about[rng.randrange(len(about))]
+        ref = chosen.ref if isinstance(chosen, Report) else chosen
+        every_report = op != "report" or rng.random() < 0.5
+        self._refused[(ref.job_id, ref.attempt)] = every_report
+        label = f"{self.job_label(ref.job_id)} #{ref.attempt}"
+        what = "every report of the attempt" if every_report else "this outcome only"
+        self.note(node.label, f"store refuses {op} of {label} ({what})")
+        now = self.clock.now()
+        for job_id in sorted(self.state.jobs):
+            job = self.state.jobs[job_id]
+            lease = job.lease
+            if (
+                (job_id, job.attempt) not in self._refused  # its own refusal, not a bystander
+                and job.state is S.RUNNING
+                and lease is not None
+                and lease.worker == node.node_id
+                and lease.expires_at > now
+            ):
+                bystander = Bystander(
+                    job_id=job_id,
+                    attempt=job.attempt,
+                    worker=node.node_id,
+                    culprit=ref.job_id,
+                    struck_at=now,
+                    excused=False,
+                )
+                self._bystanders.append((bystander, node.name))
+        raise UnexpectedStoreError(f"store.{op}: cannot take what {label} sent")
 
     def cut_off(self, node: str, target: Target) -> bool:
         return bool(self._cuts) and self._cuts[(node, target)] > 0
@@ -729,6 +833,8 @@ class World:
             target = Target.STORE if kind is FaultKind.PARTITION_STORE else Target.COORDINATOR
             self._count(kind)
             self._cuts[(node.name, target)] += 1
+            if target is Target.STORE:
+                self._disturb(node.name, action.duration_s)
             self.note(
                 node.label, f"PARTITION from the {target.value} for {action.duration_s:.3f} s"
             )
@@ -741,6 +847,7 @@ class World:
             assert node is not None
             if action.amount:
                 self._count(kind)
+                self._disturb(node.name, abs(action.amount) + self.scenario.lease_ttl_s)
                 node.clock.jump(action.amount)
                 self.note(
                     node.label,
@@ -971,7 +1078,24 @@ class World:
             log=log,
             acknowledged=frozenset(self.acknowledged),
             replays=tuple(self.replays),
+            bystanders=tuple(self._judged_bystanders()),
         )
+
+    def _judged_bystanders(self) -> Iterator[Bystander]:
+        """Each bystander (but those the store later refused themselves), excused when its
+        worker's node was struck by anything else from a lease TTL before the refusal until
+        the bystander's lease lapsed (or now)."""
+        for bystander, name in self._bystanders:
+            if (bystander.job_id, bystander.attempt) in self._refused:
+                continue  # refused itself later: no longer a bystander
+            records = self.state.attempts.get(bystander.job_id, [])
+            record = next((a for a in records if a.attempt == bystander.attempt), None)
+            start = at_s(bystander.struck_at) - self.scenario.lease_ttl_s
+            end = at_s(record.lease_expires_at) if record is not None else self.clock.t
+            excused = any(
+                begin <= end and start <= until for begin, until in self._disturbed.get(name, ())
+            )
+            yield attrs.evolve(bystander, excused=excused)
 
     # --- clients --------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -98,7 +99,8 @@ def test_a_malformed_queue_name_is_not_found(api: Api) -> None:
 
 
 def test_workers_are_listed_until_their_heartbeat_lapses(api: Api) -> None:
-    job = f.enqueue(api.store)
+    f.enqueue(api.store)
+    job = f.claim_one(api.store, worker="host-a:123:w1")
     api.coordinator.register_worker(
         WorkerInfo(
             id="host-a:123:w1",
@@ -125,6 +127,37 @@ def test_workers_are_listed_until_their_heartbeat_lapses(api: Api) -> None:
     }
     api.clock.advance(16)
     assert api.get("/v1/workers").json == {"workers": []}
+
+
+def register(
+    api: Api, worker_id: str, *, concurrency: int = 4, running: tuple[UUID, ...] = ()
+) -> None:
+    """A live worker in the coordinator, as a worker registers itself."""
+    api.coordinator.register_worker(
+        WorkerInfo(
+            id=worker_id,
+            host="h",
+            pid=1,
+            queues=(),
+            concurrency=concurrency,
+            started_at=START,
+            last_heartbeat_at=START,
+            running_job_ids=running,
+        ),
+        ttl_s=15,
+    )
+
+
+def test_a_workers_running_jobs_are_the_store_s_not_its_registration(api: Api) -> None:
+    for _ in range(3):
+        f.enqueue(api.store)
+    finished, running = api.store.claim(ClaimRequest(worker="w1", limit=2, lease_ttl_s=30))
+    [elsewhere] = api.store.claim(ClaimRequest(worker="w2", limit=1, lease_ttl_s=30))
+    api.store.report([f.succeed(finished)])
+    register(api, "w1", running=(finished.id,))  # registered before the claim and report
+    [worker] = api.get("/v1/workers").json["workers"]
+    assert worker["running_job_ids"] == [str(running.id)]
+    assert str(elsewhere.id) not in worker["running_job_ids"]
 
 
 def test_schedulers_show_which_one_leads(api: Api) -> None:
@@ -252,18 +285,7 @@ def test_metrics_show_jobs_attempts_run_times_workers_and_the_leader(api: Api) -
     api.store.report([f.succeed(quick), f.fail(bad)])
     api.clock.advance(3)
     api.store.report([f.succeed(slow)])
-    api.coordinator.register_worker(
-        WorkerInfo(
-            id="w",
-            host="h",
-            pid=1,
-            queues=(),
-            concurrency=8,
-            started_at=START,
-            last_heartbeat_at=START,
-        ),
-        ttl_s=15,
-    )
+    register(api, "w", concurrency=8)
     leadership = api.coordinator.campaign(candidate="s1", ttl_s=10)
     assert leadership is not None
 

@@ -92,7 +92,7 @@ def test_a_refused_submission_prints_the_problem_and_exits_1(
     ran = run_cli("submit", "sleep", "--args", '{"seconds": -1}', "--url", system.url)
     assert ran.code == 1 and ran.out == ""
     assert ran.err_lines == [
-        "taskyard: 422 Validation failed: args.seconds: must be a number from 0 to 3600"
+        "taskyard: 422 Validation failed: args.seconds: must be 0, or a number from 0.001 to 3600"
     ], "a lone field error is the detail already: printed once"
 
     missing = "0190a000-0000-7000-8000-000000000000"

@@ -4,14 +4,13 @@ worker died is simply run again (at-least-once); nothing is committed twice."""
 
 from __future__ import annotations
 
-import random
-
 from taskyard.adapters.clock import ManualClock
 from taskyard.adapters.executors import InlineExecutor
 from taskyard.adapters.memory import InMemoryJobStore
 from taskyard.domain.context import HandlerResult, TaskSpec
 from taskyard.domain.model import JobState, Outcome
-from taskyard.domain.worker import Worker, WorkerConfig
+from taskyard.domain.worker import Worker
+from tests import factories as f
 from tests.factories import enqueue
 
 LEASE_TTL_S = 10.0
@@ -46,14 +45,14 @@ def _worker(
         holder[0].handler_finished(result)  # the worker is made after its executor
 
     executor = InlineExecutor(tasks, finished)
-    worker = Worker(
-        store=store,
-        coordinator=None,
-        clock=clock,
-        rng=random.Random(0),
+    worker = f.worker(
+        store,
+        clock,
         registry=tasks,
         executor=executor,
-        config=WorkerConfig(worker_id=f"w{len(config)}", lease_ttl_s=LEASE_TTL_S, **config),  # type: ignore[arg-type]
+        worker_id=f"w{len(config)}",
+        lease_ttl_s=LEASE_TTL_S,
+        **config,
     )
     holder.append(worker)
     return worker

@@ -1,8 +1,9 @@
-"""The checker bites: each deliberately broken variant of the store is caught within a
-bounded number of seeds, by the invariant that names what broke.
+"""The checker bites: each deliberately broken variant of the store (or the worker) is
+caught within a bounded number of seeds, by the invariant that names what broke.
 
 The variants live here, never in the product: they patch the pure transition functions
-the in-memory store calls, or hand the simulator a different store view.
+the in-memory store calls, hand the simulator a different store view, or patch the
+worker back to what it did before it confined the store's refusals.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from taskyard.domain import transitions
 from taskyard.domain.errors import Refusal
 from taskyard.domain.model import Job, JobState, LeaseRef
 from taskyard.domain.ports import Clock, JobStore
+from taskyard.domain.transitions import Report
+from taskyard.domain.worker import Worker
 from taskyard.simulation.run import RunResult, simulate, summary
 from taskyard.simulation.world import StoreFactory, memory_store_view
 
@@ -70,6 +73,11 @@ def node_clock_store(store_clock: Clock, node_clock: Clock, state: MemoryState) 
     return InMemoryJobStore(node_clock, state=state)
 
 
+def _stops_on_refusal(self: Worker, pending: list[Report], error: Exception) -> None:
+    """The worker as it was: a report the store refuses escapes the tick, every tick."""
+    raise error
+
+
 # --- the tests ------------------------------------------------------------------------------
 
 
@@ -105,6 +113,17 @@ def test_judging_leases_by_the_callers_skewed_clock_is_caught() -> None:
         store_factory=node_clock_store,
     )
     assert caught is not None, "lease expiry by a skewed node clock went unnoticed for 20 seeds"
+
+
+def test_a_worker_that_stops_on_a_refused_report_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(Worker, "_report_apart", _stops_on_refusal)
+    caught = first_caught(range(1, 21), {"refusal_confined"})
+    assert caught is not None, "a worker stopped by one refused report went unnoticed"
+    assert caught.exercised.get("tick_failed", 0) > 0, _explain(caught)
+    lost = [v for v in caught.report.violations if v.invariant == "refusal_confined"]
+    assert all("was not confined" in v.message for v in lost)
 
 
 def test_a_failing_seed_prints_the_broken_invariant_the_trace_tail_and_the_replay() -> None:

@@ -17,7 +17,7 @@ from taskyard.adapters.memory import InMemoryJobStore, MemoryState
 from taskyard.domain.model import JobState
 from taskyard.domain.timefmt import after
 from taskyard.domain.transitions import Event
-from taskyard.simulation.checker import INVARIANTS, History, Needs, Replay, check
+from taskyard.simulation.checker import INVARIANTS, Bystander, History, Needs, Replay, check
 from tests.factories import claim_one, enqueue, succeed
 
 LOG_ONLY = {i.name for i in INVARIANTS if i.needs & Needs.LOG}
@@ -288,3 +288,31 @@ def test_a_flagged_job_that_ends_otherwise_breaks_cancellation_without_a_log() -
     report = check(attrs.evolve(history, jobs={**history.jobs, first: flagged}))
     assert report.broken == ("cancel_honoured_jobs",)
     assert "yet the job is succeeded" in report.violations[0].message
+
+
+def test_a_bystander_that_lost_its_lease_breaks_refusal_confinement() -> None:
+    store, clock = _store()
+    culprit, bystander, excused = enqueue(store), enqueue(store), enqueue(store)
+    for _ in range(3):
+        claim_one(store)
+    struck = clock.now()
+    clock.advance(31)
+    store.reap_expired(limit=10)  # every lease lapsed: the worker stopped heartbeating
+    history = attrs.evolve(
+        _history(store),
+        bystanders=tuple(
+            Bystander(
+                job_id=job.id,
+                attempt=1,
+                worker="w1",
+                culprit=culprit.id,
+                struck_at=struck,
+                excused=job is excused,
+            )
+            for job in (bystander, excused)
+        ),
+    )
+    report = check(history, at_rest=False)
+    assert report.broken == ("refusal_confined",)
+    [violation] = report.violations
+    assert violation.job_id == bystander.id and "worker_lost" in violation.message

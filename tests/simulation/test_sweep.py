@@ -43,6 +43,10 @@ def test_500_seeds_of_the_default_profile_keep_every_guarantee() -> None:
         "split_brain_lead",
         "late_request",  # a request its caller gave up on landed later
         "lingering",  # a fault outlived the heal (liveness must hold regardless)
+        "report_batch_apart",  # a refused batch was sent again report by report
+        "report_replaced",  # a refused report became a failed attempt
+        "report_abandoned",  # ... and when that was refused too, the lease was let lapse
+        "release_refused",  # a refused hand-back left that lease to lapse
     ):
         assert exercised.total.get(path, 0) > 0, f"no seed reached {path}"
     assert len({o.digest for o in outcomes}) == 500, "every seed makes a different world"

@@ -27,7 +27,7 @@ def new_request_id() -> str:
 
 def request_id_of(header: str | None) -> str:
     """The client's request id when it is valid, else a new one."""
-    if header is not None and REQUEST_ID.match(header):
+    if header is not None and REQUEST_ID.fullmatch(header):
         return header
     return new_request_id()
 

@@ -18,6 +18,7 @@ from taskyard.domain.submission import (
     BATCH_MAX,
     DELAY_S_MAX,
     DEPENDS_ON_MAX,
+    DURATION_S_MIN,
     IDEMPOTENCY_KEY_LEN_MAX,
     MAX_ATTEMPTS_DEFAULT,
     MAX_ATTEMPTS_MAX,
@@ -80,7 +81,7 @@ def _schemas() -> dict[str, Any]:
         {
             "base_seconds": {
                 "type": "number",
-                "exclusiveMinimum": 0,
+                "minimum": DURATION_S_MIN,
                 "maximum": SECONDS_MAX,
                 "default": BASE_S_DEFAULT,
             },
@@ -89,6 +90,7 @@ def _schemas() -> dict[str, Any]:
                 "type": "number",
                 "maximum": SECONDS_MAX,
                 "default": MAX_S_DEFAULT,
+                "minimum": DURATION_S_MIN,
                 "description": "at least base_seconds",
             },
             "jitter": {"enum": [j.value for j in Jitter], "default": Jitter.FULL.value},
@@ -116,7 +118,10 @@ def _schemas() -> dict[str, Any]:
                 "type": "number",
                 "minimum": 0,
                 "maximum": DELAY_S_MAX,
-                "description": "instead of run_at: due this long after the store's now",
+                "description": (
+                    "instead of run_at: due this long after the store's now; 0, or at least "
+                    f"{DURATION_S_MIN:g}"
+                ),
             },
             "max_attempts": {
                 "type": "integer",
@@ -125,7 +130,11 @@ def _schemas() -> dict[str, Any]:
                 "default": MAX_ATTEMPTS_DEFAULT,
             },
             "backoff": _ref("BackoffInput"),
-            "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": SECONDS_MAX},
+            "timeout_seconds": {
+                "type": "number",
+                "minimum": DURATION_S_MIN,
+                "maximum": SECONDS_MAX,
+            },
             "idempotency_key": {
                 "type": "string",
                 "minLength": 1,

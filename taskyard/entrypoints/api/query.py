@@ -24,9 +24,11 @@ from uuid import UUID
 import falcon
 
 from taskyard.domain.model import JobState
-from taskyard.domain.submission import QUEUE_NAME, TASK_LEN_MAX
+from taskyard.domain.storable import text_problem
+from taskyard.domain.submission import TASK_LEN_MAX, is_queue_name
 from taskyard.domain.timefmt import EPOCH
 from taskyard.entrypoints.api.problems import bad_request
+from taskyard.entrypoints.numbers import ascii_int
 
 LIMIT_DEFAULT = 100
 LIMIT_MAX = 1000
@@ -34,7 +36,7 @@ WINDOW_S_DEFAULT = 3600
 WINDOW_S_MIN = 60
 WINDOW_S_MAX = 604_800
 _MICROSECOND = timedelta(microseconds=1)
-_CURSOR = re.compile(r"^(\d{1,20})\.([0-9a-f]{32})$")
+_CURSOR = re.compile(r"([0-9]{1,20})\.([0-9a-f]{32})")
 
 
 def params_of(req: falcon.Request, allowed: Collection[str]) -> Mapping[str, list[str]]:
@@ -63,9 +65,10 @@ def integer(
     text = single(params, name)
     if text is None:
         return default
-    if not re.fullmatch(r"\d{1,10}", text) or not low <= int(text) <= high:
+    value = ascii_int(text, signed=False)
+    if value is None or not low <= value <= high:
         raise bad_request(f"{name} must be an integer from {low} to {high}", field=name)
-    return int(text)
+    return value
 
 
 def states(params: Mapping[str, list[str]]) -> frozenset[JobState]:
@@ -81,7 +84,7 @@ def states(params: Mapping[str, list[str]]) -> frozenset[JobState]:
 
 def queues(params: Mapping[str, list[str]]) -> frozenset[str]:
     for value in params.get("queue", ()):
-        if not QUEUE_NAME.match(value):
+        if not is_queue_name(value):
             raise bad_request(f"{value!r} is not a queue name", field="queue")
     return frozenset(params.get("queue", ()))
 
@@ -90,6 +93,9 @@ def tasks(params: Mapping[str, list[str]]) -> frozenset[str]:
     for value in params.get("task", ()):
         if not 1 <= len(value) <= TASK_LEN_MAX:
             raise bad_request(f"a task name is 1 to {TASK_LEN_MAX} characters", field="task")
+        problem = text_problem(value)
+        if problem is not None:
+            raise bad_request(f"a task name {problem}", field="task")
     return frozenset(params.get("task", ()))
 
 
@@ -123,7 +129,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise problem from None
-    match = _CURSOR.match(text)
+    match = _CURSOR.fullmatch(text)
     if match is None:
         raise problem
     try:

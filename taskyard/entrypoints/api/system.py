@@ -12,9 +12,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from taskyard import __version__
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
+from taskyard.domain.management import RUNNING_JOBS_QUERY, with_running_jobs
 from taskyard.domain.model import JobState, QueueInfo
 from taskyard.domain.ports import SchedulerInfo, WorkerInfo
-from taskyard.domain.submission import QUEUE_NAME
+from taskyard.domain.submission import is_queue_name
 from taskyard.domain.timefmt import format_time
 from taskyard.entrypoints.api import query
 from taskyard.entrypoints.api.metrics import metrics_registry
@@ -71,7 +72,7 @@ class Queues:
 
 
 def _queue_name(name: str) -> str:
-    if not QUEUE_NAME.match(name):
+    if not is_queue_name(name):
         raise not_found(f"{name!r} is not a queue name (letters, digits, '.', '_', '-')")
     return name
 
@@ -102,7 +103,8 @@ class ResumeQueue:
 
 
 class Workers:
-    """`GET /v1/workers`: live workers, as the coordinator knows them (none without one)."""
+    """`GET /v1/workers`: live workers, as the coordinator knows them (none without one),
+    each with the jobs the store says it runs."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -111,6 +113,9 @@ class Workers:
         query.params_of(req, ())
         coordinator = self.services.coordinator
         found = coordinator.workers() if coordinator is not None else []
+        if found:
+            running = self.services.store.list_jobs(RUNNING_JOBS_QUERY).jobs
+            found = with_running_jobs(found, running)
         resp.media = {"workers": [worker_json(w) for w in found]}
 
 

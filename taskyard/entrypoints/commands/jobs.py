@@ -25,6 +25,14 @@ from taskyard.entrypoints.apiclient import (
     jobs_table,
     run_client,
 )
+from taskyard.entrypoints.numbers import ascii_int
+
+
+def _count(text: str) -> int:
+    value = ascii_int(text, signed=False)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return value
 
 
 def register(sub: Any) -> None:
@@ -42,7 +50,7 @@ def register(sub: Any) -> None:
     )
     listing.add_argument("--queue", action="append", default=[], help="repeatable: any of")
     listing.add_argument("--task", action="append", default=[], help="repeatable: any of")
-    listing.add_argument("--limit", type=int, default=None, help="1 to 1000 (default 100)")
+    listing.add_argument("--limit", type=_count, default=None, help="1 to 1000 (default 100)")
     listing.add_argument("--cursor", help="continue after the page that printed it")
     add_client_arguments(listing)
     listing.set_defaults(run=run_list)

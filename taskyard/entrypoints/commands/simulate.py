@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from taskyard.entrypoints.bootstrap import ConfigError
+from taskyard.entrypoints.numbers import ascii_int
 
 
 def register(sub: Any) -> None:
@@ -65,10 +66,9 @@ def commit_id() -> str:
 
 def parse_range(text: str) -> range:
     first, sep, last = text.partition("..")
-    try:
-        low, high = int(first), int(last)
-    except ValueError:
-        raise ConfigError("--seeds", f"expected A..B with integers, got {text!r}") from None
+    low, high = ascii_int(first), ascii_int(last)
+    if low is None or high is None:
+        raise ConfigError("--seeds", f"expected A..B with integers, got {text!r}")
     if not sep or high < low:
         raise ConfigError("--seeds", f"expected A..B with A <= B, got {text!r}")
     return range(low, high + 1)

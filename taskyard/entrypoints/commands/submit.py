@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from typing import Any
 
 from taskyard.entrypoints.apiclient import (
@@ -25,6 +24,7 @@ from taskyard.entrypoints.apiclient import (
     run_client,
 )
 from taskyard.entrypoints.bootstrap import ConfigError
+from taskyard.entrypoints.numbers import ascii_float
 
 
 def register(sub: Any) -> None:
@@ -55,12 +55,9 @@ def register(sub: Any) -> None:
 
 
 def _seconds(text: str) -> float:
-    """A finite number of seconds (JSON has no NaN or infinity to send)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
+    """A finite number of seconds in ASCII (JSON has no NaN or infinity to send)."""
+    value = ascii_float(text)
+    if value is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
 
