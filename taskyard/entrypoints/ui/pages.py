@@ -32,12 +32,14 @@ from taskyard.domain.ids import parse_job_id
 from taskyard.domain.management import CANCELLABLE_STATES, RETRYABLE_STATES
 from taskyard.domain.model import TERMINAL_STATES, Job, JobState
 from taskyard.domain.ports import JobFilter, JobQuery
-from taskyard.domain.submission import QUEUE_NAME, TASK_LEN_MAX
+from taskyard.domain.storable import text_problem
+from taskyard.domain.submission import TASK_LEN_MAX
 from taskyard.domain.timefmt import seconds_between, to_epoch_s
 from taskyard.entrypoints.api import query
 from taskyard.entrypoints.api.access import Access, BearerToken, Guard
 from taskyard.entrypoints.api.problems import PROBLEM_JSON, Problem, bad_request, not_found
 from taskyard.entrypoints.api.services import Services
+from taskyard.entrypoints.api.system import queue_name_of_path
 from taskyard.entrypoints.ui.charts import outcome_chart
 from taskyard.entrypoints.ui.session import (
     COOKIE_NAME,
@@ -63,7 +65,6 @@ FORM_FIELDS_MAX = 100
 SHOWN_CHARS_MAX = 100_000
 """A JSON value (args, result, checkpoint) or a traceback is cut to this on a page."""
 DEPENDENCIES_SHOWN_MAX = 100
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @attrs.frozen(kw_only=True)
@@ -187,24 +188,23 @@ def _shown(value: object) -> str:
 
 
 def _text(params: Mapping[str, list[str]], name: str, *, max_len: int) -> str | None:
-    """A free-text query parameter: 1 to `max_len` characters, no control characters."""
+    """A free-text query parameter: 1 to `max_len` characters a store can hold (what a task
+    name, an idempotency key or an error type may be)."""
     value = query.single(params, name)
     if value is None or value == "":
         return None
-    if len(value) > max_len or _CONTROL.search(value):
-        raise bad_request(
-            f"{name} must be 1 to {max_len} characters without control characters", field=name
-        )
+    if len(value) > max_len:
+        raise bad_request(f"{name} must be 1 to {max_len} characters", field=name)
+    problem = text_problem(value)
+    if problem is not None:
+        raise bad_request(f"{name} {problem}", field=name)
     return value
 
 
 def _filter_of(params: Mapping[str, list[str]]) -> JobFilter:
-    """The state/queue/task filter of a query string (as the API reads it); an empty value
-    (a blank form field) is no condition."""
+    """The state/queue/task filter of a query string, read as the API reads it; an empty
+    value (a blank form field) is no condition."""
     cleaned = {k: [v for v in values if v != ""] for k, values in params.items()}
-    for value in cleaned.get("task", ()):
-        if _CONTROL.search(value):
-            raise bad_request("a task name has no control characters", field="task")
     return JobFilter(
         states=query.states(cleaned), queues=query.queues(cleaned), tasks=query.tasks(cleaned)
     )
@@ -587,9 +587,7 @@ class QueueAction(Page):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         query.params_of(req, ())
-        if not QUEUE_NAME.match(name) or "\n" in name:
-            raise not_found(f"{name[:100]!r} is not a queue name (letters, digits, '.', '_', '-')")
-        self.ui.store.set_paused(name, paused=self.paused)
+        self.ui.store.set_paused(queue_name_of_path(name), paused=self.paused)
         if not self.paused:
             self.ui.services.client.ring([name])
         self.ui.views.changed()
