@@ -17,6 +17,7 @@ import pytest
 
 from taskyard.domain.errors import StoreUnavailable
 from taskyard.domain.model import JobState
+from taskyard.domain.ports import WorkerInfo
 from taskyard.entrypoints.api.access import Access
 from taskyard.entrypoints.ui import UI_ROUTES
 from taskyard.entrypoints.ui.session import COOKIE_NAME, SESSION_S, SessionKeys
@@ -655,3 +656,27 @@ def test_the_dashboards_doctests_hold(name: str) -> None:
     module = importlib.import_module(name)
     failures, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert failures == 0 and tried > 0
+
+
+def test_the_workers_page_shows_the_leader_and_links_each_workers_running_jobs(
+    locked: Api,
+) -> None:
+    job = enqueue(locked.store, task="t")
+    claim_one(locked.store, worker="host:7:w")
+    now = locked.clock.now()
+    locked.coordinator.register_worker(
+        WorkerInfo(
+            id="host:7:w",
+            host="host",
+            pid=7,
+            queues=(),
+            concurrency=4,
+            started_at=now,
+            last_heartbeat_at=now,
+        ),
+        ttl_s=60,
+    )
+    assert locked.coordinator.campaign(candidate="host:8:s", ttl_s=60) is not None
+    page = _signed_in(locked).get("/ui/workers").text
+    assert f'href="/ui/jobs/{job.id}"' in page  # from the store's leases
+    assert 'id="leader">host:8:s<' in page

@@ -29,7 +29,12 @@ from markupsafe import Markup
 from taskyard import __version__
 from taskyard.domain.errors import IllegalTransition, JobNotFound, StaleFence
 from taskyard.domain.ids import parse_job_id
-from taskyard.domain.management import CANCELLABLE_STATES, RETRYABLE_STATES
+from taskyard.domain.management import (
+    CANCELLABLE_STATES,
+    RETRYABLE_STATES,
+    RUNNING_JOBS_QUERY,
+    with_running_jobs,
+)
 from taskyard.domain.model import TERMINAL_STATES, Job, JobState
 from taskyard.domain.ports import JobFilter, JobQuery
 from taskyard.domain.storable import text_problem
@@ -603,6 +608,9 @@ class Workers(Page):
         query.params_of(req, ())
         coordinator = self.ui.services.coordinator
         now = self.ui.clock.now()
+        workers = coordinator.workers() if coordinator is not None else []
+        if workers:  # each with the jobs the store says it runs, as `GET /v1/workers`
+            workers = with_running_jobs(workers, self.ui.store.list_jobs(RUNNING_JOBS_QUERY).jobs)
         self.ui.render(
             req,
             resp,
@@ -611,9 +619,7 @@ class Workers(Page):
             has_coordinator=coordinator is not None,
             leader=coordinator.leader() if coordinator is not None else None,
             schedulers=coordinator.schedulers() if coordinator is not None else [],
-            workers=sorted(
-                coordinator.workers() if coordinator is not None else [], key=lambda w: w.id
-            ),
+            workers=sorted(workers, key=lambda w: w.id),
             ago=lambda moment: max(0.0, seconds_between(moment, now)),
         )
 
