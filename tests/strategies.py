@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from taskyard.domain.management import CANCELLABLE_STATES, RETRYABLE_STATES
+from taskyard.domain.ports import JobFilter
 from taskyard.domain.retry import Jitter, RetryPolicy
 from taskyard.simulation.faults import FaultAction, FaultKind, FaultPlan
 from taskyard.simulation.workload import ClientOp, JobPlan, OpKind, Script, Workload
@@ -180,3 +182,30 @@ json_values = st.recursive(
     max_leaves=12,
 )
 """JSON-like values (as Python holds them) a store may or may not be able to keep."""
+
+
+# --- jobs in any state, and bulk filters over them ------------------------------------------
+
+FATES = ("queued", "scheduled", "running", "asked", "retrying", "dead", "succeeded", "cancelled")
+"""Where a job ends up: a state, or `asked` (running, asked to stop)."""
+BULK_QUEUES = ("a", "b")
+BULK_TASKS = ("t1", "t2")
+
+job_fates = st.lists(
+    st.tuples(st.sampled_from(BULK_QUEUES), st.sampled_from(BULK_TASKS), st.sampled_from(FATES)),
+    max_size=25,
+)
+
+
+@st.composite
+def bulk_requests(draw: st.DrawFn) -> tuple[str, JobFilter]:
+    """A bulk action and a filter it accepts: at least one of states, queues, tasks."""
+    action = draw(st.sampled_from(("retry", "cancel")))
+    allowed = sorted(RETRYABLE_STATES if action == "retry" else CANCELLABLE_STATES)
+    subsets = {
+        "states": st.frozensets(st.sampled_from(allowed)),
+        "queues": st.frozensets(st.sampled_from(BULK_QUEUES)),
+        "tasks": st.frozensets(st.sampled_from(BULK_TASKS)),
+    }
+    job_filter = draw(st.builds(JobFilter, **subsets).filter(lambda f: not f.empty))
+    return action, job_filter

@@ -11,19 +11,25 @@ Traceback (most recent call last):
 taskyard.domain.errors.ValidationError: queue: only priority and run_at can be changed
 >>> sorted(parse_job_filter({"state": ["dead", "cancelled"]}, action="retry").states)
 [<JobState.CANCELLED: 'cancelled'>, <JobState.DEAD: 'dead'>]
+
+A bulk action can be counted before it is taken (`count_bulk`, the API's `dry_run`): the
+jobs the filter matches are listed, a bounded number of them, and each is counted when the
+action's own transition would change it, so the count and the action share one rule.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
 import attrs
 
+from taskyard.domain import transitions
 from taskyard.domain.errors import FieldError, ValidationError
 from taskyard.domain.model import TERMINAL_STATES, Job, JobState
-from taskyard.domain.ports import JobFilter, JobQuery, WorkerInfo
+from taskyard.domain.ports import JobFilter, JobQuery, JobStore, WorkerInfo
 from taskyard.domain.storable import escape_text, text_problem
 from taskyard.domain.submission import (
     PRIORITY_MAX,
@@ -43,6 +49,16 @@ RETRYABLE_STATES = frozenset({JobState.DEAD, JobState.CANCELLED})
 CANCELLABLE_STATES = frozenset(JobState) - TERMINAL_STATES
 """What a cancel may touch (cancelling a cancelled job is harmless, but a bulk cancel has
 nothing to do there)."""
+
+BulkAction = Literal["retry", "cancel"]
+BULK_STATES: Mapping[BulkAction, frozenset[JobState]] = {
+    "retry": RETRYABLE_STATES,
+    "cancel": CANCELLABLE_STATES,
+}
+"""The states a bulk action looks at when its filter names none."""
+BULK_COUNT_SCAN_MAX = 10_000
+"""How many matching jobs a count looks at before it answers with a lower bound."""
+_COUNT_PAGE = 1_000
 
 
 @attrs.frozen(kw_only=True)
@@ -101,15 +117,15 @@ def _strings(
     return frozenset(str(v) for v in values)
 
 
-def parse_job_filter(data: object, *, action: str) -> JobFilter:
+def parse_job_filter(data: object, *, action: BulkAction) -> JobFilter:
     """Validate a bulk filter (`POST /v1/jobs/retry`, `/v1/jobs/cancel`): `state`, `queue`,
     `task`, each a string or a list of strings (any of), at least one of them given.
 
     `action` (`retry` or `cancel`) decides which states may be named: a filter that could
     only ever match jobs the action leaves alone is refused rather than answered with 0.
     """
-    assert action in ("retry", "cancel"), action
-    allowed = RETRYABLE_STATES if action == "retry" else CANCELLABLE_STATES
+    assert action in BULK_STATES, action
+    allowed = BULK_STATES[action]
     if not isinstance(data, Mapping):
         raise ValidationError([FieldError("", "a filter must be a JSON object")])
     errors: list[FieldError] = [
@@ -179,3 +195,55 @@ def with_running_jobs(workers: Sequence[WorkerInfo], running: Sequence[Job]) -> 
         attrs.evolve(worker, running_job_ids=tuple(sorted(by_worker.get(worker.id, ()))))
         for worker in workers
     ]
+
+
+def changed_by(job: Job, action: BulkAction, *, now: datetime) -> bool:
+    """Whether a bulk `action` changes `job`: the action's own transition decides (a
+    running job already asked to stop is left alone by a cancel, so it does not count).
+
+    A retry's dependencies only decide between `queued` and `scheduled`, never whether the
+    job changes, so none are looked up."""
+    if action == "retry":
+        step = transitions.retry(job, now=now, dependency_states={})
+    else:
+        step = transitions.cancel(job, now=now)
+    return isinstance(step, transitions.Step) and step.job != job
+
+
+@attrs.frozen(kw_only=True)
+class BulkCount:
+    count: int
+    exact: bool
+    """False when more jobs matched than were looked at: `count` is then a lower bound."""
+
+
+def count_bulk(
+    store: JobStore,
+    job_filter: JobFilter,
+    *,
+    action: BulkAction,
+    scan_max: int | None = None,
+) -> BulkCount:
+    """How many jobs `action` would change now, looking at `scan_max` matching jobs at
+    most (`BULK_COUNT_SCAN_MAX` unless told; a page of the listing at a time). Nothing is
+    written. The answer is a moment's: jobs that start or stop matching before the action
+    runs change the action's count."""
+    scan_max = BULK_COUNT_SCAN_MAX if scan_max is None else scan_max
+    assert scan_max >= 1, scan_max
+    states = job_filter.states or BULK_STATES[action]
+    query = JobQuery(
+        filter=attrs.evolve(job_filter, states=states), limit=min(_COUNT_PAGE, scan_max)
+    )
+    now = store.now()
+    count = scanned = 0
+    while True:
+        page = store.list_jobs(query)
+        scanned += len(page.jobs)
+        count += sum(1 for job in page.jobs if changed_by(job, action, now=now))
+        if page.next_cursor is None:
+            return BulkCount(count=count, exact=True)
+        if scanned >= scan_max:
+            return BulkCount(count=count, exact=False)
+        query = attrs.evolve(
+            query, cursor=page.next_cursor, limit=min(_COUNT_PAGE, scan_max - scanned)
+        )

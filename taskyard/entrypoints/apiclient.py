@@ -6,6 +6,14 @@
 
 A refusal or failure of the API raises `ApiError` with the problem document; a network
 failure raises `ApiUnreachable`. The CLI turns both into exit code 1.
+
+What a person types is checked here before anything is sent (`queue_name`, `task_name`):
+a name the API would refuse is a usage error of one line, shown escaped and shortened, so
+control characters, NUL or a megabyte of text never reach the terminal or the URL.
+
+Commands that change many jobs ask first (`confirm`), showing how many they will touch;
+`--yes` skips the question, and without a terminal to ask on they refuse (exit 2) rather
+than wait for an answer that cannot come.
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ from urllib.parse import quote, urlencode
 import attrs
 
 from taskyard import __version__
+from taskyard.domain.submission import QUEUE_NAME, TASK_LEN_MAX
 from taskyard.entrypoints import config
+from taskyard.entrypoints.bootstrap import ConfigError
 
 TIMEOUT_S = 30.0
 
@@ -60,6 +70,16 @@ class ApiUnreachable(Exception):
 
     def __str__(self) -> str:
         return f"cannot reach the API at {self.url}: {self.reason}"
+
+
+@attrs.define
+class Declined(Exception):
+    """The person asked said no: nothing was changed."""
+
+    what: str
+
+    def __str__(self) -> str:
+        return f"not confirmed: {self.what}"
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -102,7 +122,8 @@ class ApiClient:
             raise ApiError(status=exc.code, problem=_problem(exc.code, raw)) from None
         except OSError as exc:  # URLError and timeouts are OSErrors
             reason = getattr(exc, "reason", exc)
-            raise ApiUnreachable(url=self.url, reason=str(reason)) from None
+            text = getattr(reason, "strerror", None) or str(reason)
+            raise ApiUnreachable(url=self.url, reason=text) from None
         try:
             return json.loads(raw)
         except ValueError:
@@ -286,6 +307,53 @@ def schedulers_table(schedulers: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+# --- what a person types ------------------------------------------------------------------
+
+SHOWN_LEN_MAX = 40
+
+
+def shown(text: str) -> str:
+    """`text` fit for one line of a terminal: quoted and escaped (control characters, NUL),
+    and cut with its length named when it is long."""
+    if len(text) > SHOWN_LEN_MAX:
+        return f"{text[:SHOWN_LEN_MAX]!r}... ({len(text):,} characters)"
+    return repr(text)
+
+
+def queue_name(text: str, *, source: str) -> str:
+    """A queue name the API accepts, else a usage error naming `source` (the flag)."""
+    if not QUEUE_NAME.match(text):
+        raise ConfigError(
+            source, f"{shown(text)} is not a queue name (1 to 100 of letters, digits, . _ -)"
+        )
+    return text
+
+
+def task_name(text: str, *, source: str) -> str:
+    if not 1 <= len(text) <= TASK_LEN_MAX:
+        raise ConfigError(source, f"{shown(text)}: a task name is 1 to {TASK_LEN_MAX} characters")
+    return text
+
+
+def confirm(question: str, *, yes: bool, declined: str) -> None:
+    """Ask `question` on the terminal (on stderr, so stdout stays the command's output) and
+    go on only on yes. `yes` (the `--yes` flag) skips it; without a terminal to ask on it is
+    a usage error. Raises `Declined` with `declined` on any other answer or end of input."""
+    if yes:
+        return
+    stdin = sys.stdin
+    if stdin is None or stdin.closed or not stdin.isatty():
+        raise ConfigError(
+            "--yes", f"stdin is not a terminal to ask on: {question} Add --yes to go ahead."
+        )
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    answer = stdin.readline()
+    if answer.strip().lower() not in ("y", "yes"):
+        if not answer:
+            print(file=sys.stderr)  # end of input: end the prompt's line
+        raise Declined(declined)
+
+
 # --- the commands' shared shell -----------------------------------------------------------
 
 
@@ -299,7 +367,8 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_client(args: argparse.Namespace, work: Callable[[ApiClient], str | None]) -> int:
     """Resolve `--url`/`--token`, run `work`, print what it returns. Exit code 0, or 1
-    (printing the problem) when the API refused, failed or could not be reached."""
+    (printing the problem) when the API refused, failed or could not be reached, or the
+    person asked declined."""
     settings = config.resolve(args, config.CLIENT_SETTINGS)
     client = ApiClient(settings.url, token=settings.token)
     try:
@@ -309,11 +378,24 @@ def run_client(args: argparse.Namespace, work: Callable[[ApiClient], str | None]
             print(f"taskyard: {line}" if not line.startswith(" ") else line, file=sys.stderr)
         return 1
     except ApiUnreachable as exc:
+        print(f"taskyard: {_unreachable_line(exc, settings)}", file=sys.stderr)
+        return 1
+    except Declined as exc:
         print(f"taskyard: {exc}", file=sys.stderr)
         return 1
     if out:
         print(out)
     return 0
+
+
+def _unreachable_line(exc: ApiUnreachable, settings: config.Settings) -> str:
+    """One line: which URL failed and how, where that URL came from unless it is the
+    default, and the two ways to give another."""
+    where = f" (from {settings.sources['url']})" if "url" in settings.sources else ""
+    return (
+        f"cannot reach the API at {exc.url}{where}: {exc.reason}; is taskyard running there? "
+        "Give its address with --url or TASKYARD_URL"
+    )
 
 
 def as_json(value: Any) -> str:

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from taskyard.domain.submission import is_queue_name
-from taskyard.entrypoints.bootstrap import ConfigError, store_scheme
+from taskyard.entrypoints.bootstrap import STORE_SCHEMES, ConfigError, store_scheme
 from taskyard.entrypoints.numbers import ascii_float, ascii_int
 
 CONFIG_FILE_NAME = "taskyard.toml"
@@ -570,15 +570,36 @@ STANDALONE_SETTINGS = (
     *COMMON_SETTINGS,
 )
 CLIENT_SETTINGS = ("url", "token")
+MIGRATE_SETTINGS = ("database_url",)
 
 
-def _dest(setting: Setting) -> str:
-    return f"setting_{setting.attr}"
+def required_database_url(settings: Settings) -> str:
+    """The store URL of a command that cannot do without one."""
+    if settings.database_url is None:
+        raise ConfigError(
+            SETTINGS["database_url"].env,
+            f"not set (use --db or TASKYARD_DATABASE_URL: {STORE_SCHEMES})",
+        )
+    return settings.database_url
 
 
-def add_arguments(parser: argparse.ArgumentParser, attrs_used: Iterable[str]) -> None:
+def _dest(setting: Setting, flag: str | None = None) -> str:
+    """Where argparse keeps a setting's flag (or, with `flag`, one of its aliases)."""
+    if flag is None or flag == setting.flag:
+        return f"setting_{setting.attr}"
+    return f"setting_{setting.attr}__{flag.lstrip('-').replace('-', '_')}"
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    attrs_used: Iterable[str],
+    *,
+    aliases: Mapping[str, Iterable[str]] | None = None,
+) -> None:
     """Add `--config` and the flag of every named setting that has one. A flag left out of
-    the command line is None, so the environment and the file get their say."""
+    the command line is None, so the environment and the file get their say. `aliases`
+    gives a command's older spellings of a flag (`{"database_url": ["--database-url"]}`);
+    the setting's own flag wins over an alias, and an error names the one that was used."""
     parser.add_argument(
         "--config",
         metavar="PATH",
@@ -605,6 +626,14 @@ def add_arguments(parser: argparse.ArgumentParser, attrs_used: Iterable[str]) ->
                 metavar=setting.metavar,
                 default=None,
                 help=text,
+            )
+        for alias in (aliases or {}).get(attr, ()):
+            parser.add_argument(
+                alias,
+                dest=_dest(setting, alias),
+                metavar=setting.metavar,
+                default=None,
+                help=f"the same as {setting.flag}",
             )
 
 
@@ -640,6 +669,26 @@ def read_config_file(path: Path, *, named_by: str) -> dict[str, object]:
     return dict(data)
 
 
+def _flag_value(args: argparse.Namespace | None, setting: Setting) -> tuple[str, Any]:
+    """The flag (or alias) that gave `setting` a value on the command line, and the value;
+    `(flag, None)` when none did. The flag and an alias of it both given is an error."""
+    flag = setting.flag or setting.env
+    if args is None:
+        return flag, None
+    prefix = _dest(setting) + "__"
+    given = [
+        ("--" + dest.removeprefix(prefix).replace("_", "-"), value)
+        for dest, value in sorted(vars(args).items())
+        if dest.startswith(prefix) and value is not None
+    ]
+    value = getattr(args, _dest(setting), None)
+    if value is not None:
+        given.insert(0, (flag, value))
+    if len(given) > 1:
+        raise ConfigError(given[1][0], f"the same setting as {given[0][0]}: give only one")
+    return given[0] if given else (flag, None)
+
+
 def resolve(
     args: argparse.Namespace | None,
     attrs_used: Iterable[str],
@@ -661,9 +710,9 @@ def resolve(
         setting = SETTINGS[attr]
         raw: object = None
         source = ""
-        flag_value = getattr(args, _dest(setting), None) if args is not None else None
+        flag, flag_value = _flag_value(args, setting)
         if flag_value is not None:
-            raw, source = flag_value, setting.flag or setting.env
+            raw, source = flag_value, flag
         elif environ.get(setting.env, "").strip():
             raw, source = environ[setting.env], setting.env
         elif setting.key in from_file:
@@ -682,6 +731,7 @@ __all__ = [
     "API_SETTINGS",
     "CLIENT_SETTINGS",
     "COMMON_SETTINGS",
+    "MIGRATE_SETTINGS",
     "SCHEDULER_SETTINGS",
     "SETTINGS",
     "STANDALONE_SETTINGS",
@@ -690,5 +740,6 @@ __all__ = [
     "Setting",
     "Settings",
     "add_arguments",
+    "required_database_url",
     "resolve",
 ]

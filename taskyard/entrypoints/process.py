@@ -4,9 +4,9 @@ settings, and the two-stage stop on SIGTERM/SIGINT.
 
 Stopping: the first SIGTERM or SIGINT asks for a graceful stop (`Stop.requested` is set,
 and the command's main thread does the rest); a second one ends the process at once with
-`os._exit`, because handler threads are not daemon threads and a plain exit would wait
-for them. Nothing is lost either way: a lease that is not handed back expires, and the
-job runs again elsewhere.
+`os._exit`, whatever the main thread and the handlers are in the middle of. Nothing is
+lost either way: a lease that is not handed back expires, and the job runs again
+elsewhere.
 """
 
 from __future__ import annotations
@@ -35,13 +35,12 @@ from taskyard.domain.scheduler import SchedulerConfig
 from taskyard.domain.worker import WorkerConfig
 from taskyard.entrypoints.app import App, Registry
 from taskyard.entrypoints.bootstrap import (
-    STORE_SCHEMES,
     ConfigError,
     make_coordinator,
     make_store,
     store_scheme,
 )
-from taskyard.entrypoints.config import Settings
+from taskyard.entrypoints.config import Settings, required_database_url
 from taskyard.entrypoints.runtime import SchedulerRuntime, WorkerRuntime
 
 log = logging.getLogger("taskyard.process")
@@ -130,12 +129,7 @@ def task_registry(app: App | None, policy: BuiltinPolicy) -> Registry:
 def required_store_url(settings: Settings, *, command: str) -> str:
     """The store URL of a process that shares its store with others: set, and not
     `memory://` (whose jobs live in one process)."""
-    url = settings.database_url
-    if url is None:
-        raise ConfigError(
-            "TASKYARD_DATABASE_URL",
-            f"not set (use --db or TASKYARD_DATABASE_URL: {STORE_SCHEMES})",
-        )
+    url = required_database_url(settings)
     if store_scheme(url, setting=settings.source("database_url")) == "memory":
         raise ConfigError(
             settings.source("database_url"),

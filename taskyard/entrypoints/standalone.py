@@ -134,10 +134,7 @@ class Standalone:
         self.scheduler.start()
         self.worker.start()
         self._serving = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="taskyard-http",
-            daemon=True,
+            target=server.serve_forever, name="taskyard-http", daemon=True
         )
         self._serving.start()
         return self
@@ -157,7 +154,7 @@ class Standalone:
         if self._server is None:
             return
         if self._serving is not None:
-            self._server.shutdown()  # waits for serve_forever, which only start() runs
+            self._server.shutdown()  # wakes serve_forever and waits for it to return
         self._server.server_close()
         self._server = None
 

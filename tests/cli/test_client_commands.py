@@ -216,10 +216,45 @@ def test_a_token_is_sent_from_the_flag_or_the_environment(
         guarded.stop(grace_s=0)
 
 
-def test_an_api_that_does_not_answer_is_exit_1(run_cli: RunCli) -> None:
+CLIENT_COMMANDS = [
+    ["submit", "sleep"],
+    ["jobs", "list"],
+    ["jobs", "get", "0190a000-0000-7000-8000-000000000000"],
+    ["jobs", "cancel", "0190a000-0000-7000-8000-000000000000"],
+    ["jobs", "retry", "0190a000-0000-7000-8000-000000000000"],
+    ["queues"],
+    ["workers"],
+    ["workers", "--schedulers"],
+    ["queues", "pause", "reports"],
+    ["queues", "resume", "reports"],
+    ["jobs", "retry", "--state", "dead", "--yes"],
+    ["jobs", "cancel", "--queue", "reports", "--yes"],
+]
+
+
+def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    ran = run_cli("queues", "--url", f"http://127.0.0.1:{port}")
-    assert ran.code == 1
-    assert ran.err_lines[0].startswith(f"taskyard: cannot reach the API at http://127.0.0.1:{port}")
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("argv", CLIENT_COMMANDS, ids=" ".join)
+def test_an_api_that_does_not_answer_is_one_line_naming_url_and_taskyard_url_and_exit_1(
+    argv: list[str], run_cli: RunCli
+) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    ran = run_cli(*argv, "--url", url)
+    assert (ran.code, ran.out, len(ran.err_lines)) == (1, "", 1), ran.err
+    line = ran.err_lines[0]
+    assert line.startswith(f"taskyard: cannot reach the API at {url} (from --url): ")
+    assert "--url" in line.split("(from --url)")[1] and "TASKYARD_URL" in line
+
+
+def test_the_unreachable_line_says_where_the_url_came_from(
+    run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKYARD_URL", f"http://127.0.0.1:{_closed_port()}")
+    ran = run_cli("queues")
+    assert ran.code == 1 and len(ran.err_lines) == 1
+    assert " (from TASKYARD_URL): Connection refused; " in ran.err_lines[0]

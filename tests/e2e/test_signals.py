@@ -5,11 +5,15 @@
 * A second signal exits at once, even with a handler that ignores every request to stop;
   its job is not lost: the lease expires and it runs again.
 * A scheduler that stops gives up the leadership, so the standby leads at once.
+* Ctrl-C on `taskyard standalone`: the running job finishes, nothing new is claimed, the
+  port is released and it exits 0 (the way an ordinary exit would: threads that are not
+  daemons are waited for, atexit handlers run); a second Ctrl-C exits at once with 130.
 """
 
 from __future__ import annotations
 
 import signal
+import socket
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +24,7 @@ from taskyard.adapters.clock import SystemClock
 from taskyard.domain.model import Job, JobState, Outcome
 from taskyard.entrypoints.app import App
 from taskyard.entrypoints.bootstrap import make_coordinator
-from tests.e2e.harness import Procs, clean_environment
+from tests.e2e.harness import Proc, Procs, clean_environment
 from tests.eventually import eventually
 
 WAIT_S = 20.0
@@ -60,6 +64,18 @@ def _running(app: App, jobs: list[Job]) -> bool:
 def _saw(proc_lines: object, message: str) -> bool:
     assert isinstance(proc_lines, list)
     return any(line.get("message") == message for line in proc_lines)
+
+
+def _begin_graceful_stop(proc: Proc, signum: int) -> None:
+    """Send the first signal and wait until the process logged that it stops gracefully."""
+    proc.send(signum)
+    eventually(
+        lambda: _saw(
+            proc.log_lines(), "stopping gracefully (send the signal again to exit at once)"
+        ),
+        timeout_s=WAIT_S,
+        what="the graceful stop began",
+    )
 
 
 def test_sigterm_hands_unfinished_jobs_back_at_once_and_exits_0(
@@ -120,14 +136,7 @@ def test_a_second_signal_exits_at_once_and_the_job_runs_again_after_its_lease(
     job = app.enqueue("stubborn")
     eventually(lambda: _running(app, [job]), timeout_s=WAIT_S, what="the job running")
 
-    worker.send(signal.SIGTERM)
-    eventually(
-        lambda: _saw(
-            worker.log_lines(), "stopping gracefully (send the signal again to exit at once)"
-        ),
-        timeout_s=WAIT_S,
-        what="the graceful stop began",
-    )
+    _begin_graceful_stop(worker, signal.SIGTERM)
     assert worker.process.poll() is None  # waiting for the handler, up to 600 s
     worker.send(signal.SIGTERM)
     assert worker.wait(WAIT_S) == 128 + signal.SIGTERM
@@ -205,3 +214,91 @@ def test_a_scheduler_that_stops_resigns_so_a_standby_leads_at_once(
         close = getattr(coordinator, "close", None)
         if close is not None:
             close()
+
+
+# --- taskyard standalone ------------------------------------------------------------------
+
+EXIT_HOOKS_APP = """
+    import atexit
+    import pathlib
+    import threading
+
+    import taskyard
+
+    app = taskyard.App()
+    here = pathlib.Path.cwd()
+
+    atexit.register(lambda: (here / "atexit-ran").write_text("yes"))
+
+
+    def outlive_main() -> None:
+        threading.main_thread().join()  # returns once the main thread is done
+        (here / "thread-finished").write_text("yes")
+
+
+    threading.Thread(target=outlive_main, daemon=False).start()
+"""
+
+
+def _port_closed(url: str) -> bool:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.socket() as probe:
+        return probe.connect_ex((host, int(port))) != 0
+
+
+def test_ctrl_c_on_standalone_lets_the_running_job_finish_then_exits_0(
+    procs: Procs, db: str, app: App
+) -> None:
+    system = procs.start(
+        "standalone",
+        ["standalone", "--db", db, "--port", "0", "--grace-period", "60"],
+        env=clean_environment(TASKYARD_LOG_FORMAT="json"),
+    )
+    url = system.url()
+    job = app.enqueue("sleep", args={"seconds": 1.0})
+    eventually(lambda: _running(app, [job]), timeout_s=WAIT_S, what="the job running")
+    _begin_graceful_stop(system, signal.SIGINT)
+    waiting = app.enqueue("sleep", args={"seconds": 0})
+    assert system.wait(WAIT_S) == 0
+    assert app.get(job).state is JobState.SUCCEEDED  # finished, not handed back
+    assert [a.outcome for a in app.attempts(job)] == [Outcome.SUCCEEDED]
+    assert app.get(waiting).state is JobState.QUEUED  # nothing new was claimed
+    assert system.log_lines()[-1]["message"] == "standalone exited"
+    assert _port_closed(url)
+
+
+def test_ctrl_c_on_an_idle_standalone_exits_0_as_an_ordinary_exit_would(
+    procs: Procs, db: str, tmp_path: Path
+) -> None:
+    """The process ends without the interpreter's module teardown, but still waits for a
+    thread that is not a daemon and runs the atexit handlers (an app's, the logs')."""
+    (tmp_path / "exit_hooks_app.py").write_text(textwrap.dedent(EXIT_HOOKS_APP))
+    system = procs.start(
+        "standalone",
+        ["standalone", "--db", db, "--port", "0", "--app", "exit_hooks_app:app"],
+        env=clean_environment(TASKYARD_LOG_FORMAT="json"),
+    )
+    url = system.url()
+    system.send(signal.SIGINT)
+    assert system.wait(WAIT_S) == 0
+    assert (tmp_path / "thread-finished").read_text() == "yes"
+    assert (tmp_path / "atexit-ran").read_text() == "yes"
+    assert system.log_lines()[-1]["message"] == "standalone exited"
+    assert system.stdout().startswith("taskyard standalone listening on ")
+    assert _port_closed(url)
+
+
+def test_a_second_ctrl_c_ends_standalone_at_once_with_130(procs: Procs, db: str, app: App) -> None:
+    system = procs.start(
+        "standalone",
+        ["standalone", "--db", db, "--port", "0", "--grace-period", "600"],
+        env=clean_environment(TASKYARD_LOG_FORMAT="json"),
+    )
+    system.banner()
+    job = app.enqueue("sleep", args={"seconds": 600})
+    eventually(lambda: _running(app, [job]), timeout_s=WAIT_S, what="the job running")
+    _begin_graceful_stop(system, signal.SIGINT)
+    assert system.process.poll() is None  # waiting for the job, up to 600 s
+    system.send(signal.SIGINT)
+    assert system.wait(WAIT_S) == 128 + signal.SIGINT
+    assert "SIGINT again: exiting now" in system.stderr()

@@ -11,7 +11,12 @@ import falcon
 
 from taskyard.domain.errors import FieldError, JobNotFound, UnknownDependency, ValidationError
 from taskyard.domain.ids import parse_job_id
-from taskyard.domain.management import parse_changes, parse_job_filter
+from taskyard.domain.management import (
+    BulkAction,
+    count_bulk,
+    parse_changes,
+    parse_job_filter,
+)
 from taskyard.domain.model import Enqueued, Job, JobState
 from taskyard.domain.ports import JobFilter, JobPage, JobQuery
 from taskyard.domain.submission import Submission
@@ -226,15 +231,35 @@ class Attempts:
         resp.media = {"attempts": [record.to_json() for record in records]}
 
 
+def _bulk_request(req: falcon.Request, action: BulkAction) -> tuple[JobFilter, bool]:
+    """The filter of a bulk request, and whether `?dry_run=true` asks only for the count."""
+    params = query.params_of(req, {"dry_run"})
+    dry_run = query.boolean(params, "dry_run", default=False)
+    return parse_job_filter(read_object(req), action=action), dry_run
+
+
+def _counted(
+    services: Services, req: falcon.Request, job_filter: JobFilter, action: BulkAction
+) -> dict[str, Any]:
+    """The answer of a dry run: how many jobs the action would change now (nothing is
+    written; `exact` is false when more matched than a count looks at)."""
+    counted = count_bulk(services.store, job_filter, action=action)
+    req.context.job_count = counted.count
+    return {"count": counted.count, "exact": counted.exact, "dry_run": True}
+
+
 class BulkRetry:
-    """`POST /v1/jobs/retry`: every dead or cancelled job the filter matches runs again."""
+    """`POST /v1/jobs/retry`: every dead or cancelled job the filter matches runs again
+    (`?dry_run=true`: only count them)."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        query.params_of(req, ())
-        job_filter = parse_job_filter(read_object(req), action="retry")
+        job_filter, dry_run = _bulk_request(req, "retry")
+        if dry_run:
+            resp.media = _counted(self.services, req, job_filter, "retry")
+            return
         count = self.services.store.retry_many(job_filter)
         if count:
             names = job_filter.queues or {q.name for q in self.services.store.queues()}
@@ -244,14 +269,17 @@ class BulkRetry:
 
 
 class BulkCancel:
-    """`POST /v1/jobs/cancel`: every unfinished job the filter matches is cancelled."""
+    """`POST /v1/jobs/cancel`: every unfinished job the filter matches is cancelled
+    (`?dry_run=true`: only count them)."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        query.params_of(req, ())
-        job_filter = parse_job_filter(read_object(req), action="cancel")
+        job_filter, dry_run = _bulk_request(req, "cancel")
+        if dry_run:
+            resp.media = _counted(self.services, req, job_filter, "cancel")
+            return
         count = self.services.store.cancel_many(job_filter)
         req.context.job_count = count
         resp.media = {"count": count}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskyard import __version__
-from taskyard.domain.management import FILTER_VALUES_MAX
+from taskyard.domain.management import BULK_COUNT_SCAN_MAX, FILTER_VALUES_MAX
 from taskyard.domain.model import JobState, Outcome
 from taskyard.domain.retry import BASE_S_DEFAULT, FACTOR_DEFAULT, MAX_S_DEFAULT, Jitter
 from taskyard.domain.submission import (
@@ -263,6 +263,17 @@ def _schemas() -> dict[str, Any]:
             "minProperties": 1,
         },
         "Count": _obj({"count": {"type": "integer", "minimum": 0}}),
+        "DryRunCount": _obj(
+            {
+                "count": {"type": "integer", "minimum": 0},
+                "exact": {
+                    "type": "boolean",
+                    "description": "false: more jobs matched than a count looks at "
+                    f"({BULK_COUNT_SCAN_MAX:,}); count is then a lower bound",
+                },
+                "dry_run": {"const": True},
+            }
+        ),
         "Queue": _obj(
             {
                 "name": QUEUE,
@@ -457,7 +468,19 @@ def _query(name: str, schema: dict[str, Any], description: str, *, many: bool = 
     return param
 
 
+def _counted(description: str) -> dict[str, Any]:
+    """The answer of a bulk action: its count, or a dry run's."""
+    response = _ok("Count", description)
+    response["content"][JSON]["schema"] = {"oneOf": [_ref("Count"), _ref("DryRunCount")]}
+    return response
+
+
 def _paths() -> dict[str, Any]:
+    dry_run = _query(
+        "dry_run",
+        {"type": "string", "enum": ["true", "false", "1", "0"], "default": "false"},
+        "true: change nothing, answer how many jobs the action would change now",
+    )
     job_id = [_param("JobId")]
     by_id = _problems(400, 404)  # 400: an unknown query parameter
     job_ok = _ok("Job", "the job")
@@ -576,15 +599,21 @@ def _paths() -> dict[str, Any]:
         "/v1/jobs/retry": {
             "post": _op(
                 "Run every dead or cancelled job the filter matches again",
-                {"200": _ok("Count", "how many jobs were retried")},
+                {"200": _counted("how many jobs were retried (or, dry, would be)")},
                 body=_body("JobFilter", "state, queue, task: each a string or a list"),
+                parameters=[dry_run],
             )
         },
         "/v1/jobs/cancel": {
             "post": _op(
                 "Cancel every unfinished job the filter matches",
-                {"200": _ok("Count", "how many jobs were cancelled or asked to stop")},
+                {
+                    "200": _counted(
+                        "how many jobs were cancelled or asked to stop (or, dry, would be)"
+                    )
+                },
                 body=_body("JobFilter", "state, queue, task: each a string or a list"),
+                parameters=[dry_run],
             )
         },
         "/v1/jobs/{job_id}": {

@@ -71,6 +71,18 @@ def integer(
     return value
 
 
+def boolean(params: Mapping[str, list[str]], name: str, *, default: bool) -> bool:
+    """`true` or `false` (as JSON spells them), `1` or `0`."""
+    text = single(params, name)
+    if text is None:
+        return default
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise bad_request(f"{name} must be true or false", field=name)
+
+
 def states(params: Mapping[str, list[str]]) -> frozenset[JobState]:
     out: set[JobState] = set()
     for value in params.get("state", ()):
