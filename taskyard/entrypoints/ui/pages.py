@@ -30,11 +30,14 @@ from taskyard import __version__
 from taskyard.domain.errors import IllegalTransition, JobNotFound, StaleFence
 from taskyard.domain.ids import parse_job_id
 from taskyard.domain.management import (
-    CANCELLABLE_STATES,
+    BULK_STATES,
     RETRYABLE_STATES,
     RUNNING_JOBS_QUERY,
+    count_bulk,
+    parse_job_filter,
     with_running_jobs,
 )
+from taskyard.domain.management import BulkAction as BulkActionName
 from taskyard.domain.model import TERMINAL_STATES, Job, JobState
 from taskyard.domain.ports import JobFilter, JobQuery
 from taskyard.domain.storable import text_problem
@@ -42,6 +45,7 @@ from taskyard.domain.submission import TASK_LEN_MAX
 from taskyard.domain.timefmt import seconds_between, to_epoch_s
 from taskyard.entrypoints.api import query
 from taskyard.entrypoints.api.access import Access, BearerToken, Guard
+from taskyard.entrypoints.api.jobs import bulk_act, retry_job
 from taskyard.entrypoints.api.problems import PROBLEM_JSON, Problem, bad_request, not_found
 from taskyard.entrypoints.api.services import Services
 from taskyard.entrypoints.api.system import queue_name_of_path
@@ -54,7 +58,7 @@ from taskyard.entrypoints.ui.session import (
     Session,
     SessionKeys,
 )
-from taskyard.entrypoints.ui.views import SERIES_BUCKET_S, Views
+from taskyard.entrypoints.ui.views import COUNT_SCAN_MAX, SERIES_BUCKET_S, Views
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -344,8 +348,7 @@ class Jobs(Page):
             next_url=next_url,
             first_page=cursor is None,
             done=_done_notice(params),
-            can_retry=not job_filter.states or bool(job_filter.states & RETRYABLE_STATES),
-            can_cancel=not job_filter.states or bool(job_filter.states & CANCELLABLE_STATES),
+            bulk_links=_bulk_links(job_filter),
             searched=None,
             search_complete=True,
         )
@@ -378,11 +381,24 @@ class Jobs(Page):
             next_url=None,
             first_page=True,
             done=None,
-            can_retry=False,
-            can_cancel=False,
+            bulk_links={},
             searched=text,
             search_complete=found.complete,
         )
+
+
+def _bulk_links(job_filter: JobFilter) -> dict[str, str]:
+    """The filter of each bulk action a job list offers, its states narrowed to those the
+    action changes; none for an empty filter (a bulk action names a condition)."""
+    if job_filter.empty:
+        return {}
+    links: dict[str, str] = {}
+    for action, states in BULK_STATES.items():
+        narrowed = job_filter.states & states
+        if job_filter.states and not narrowed:
+            continue
+        links[action] = _filter_query(attrs.evolve(job_filter, states=narrowed))
+    return links
 
 
 def _done_notice(params: Mapping[str, list[str]]) -> str | None:
@@ -397,36 +413,35 @@ def _done_notice(params: Mapping[str, list[str]]) -> str | None:
     return f"{count:,} job{'s' if count != 1 else ''} {verb}."
 
 
-def _action_of(value: str | None) -> tuple[str, frozenset[JobState]]:
-    if value == "retry":
-        return value, RETRYABLE_STATES
-    if value == "cancel":
-        return value, CANCELLABLE_STATES
+def _action_of(value: str | None) -> BulkActionName:
+    for action in BULK_STATES:
+        if value == action:
+            return action
     raise bad_request("action must be retry or cancel", field="action")
 
 
+def _bulk_filter(fields: Mapping[str, list[str]], action: BulkActionName) -> JobFilter:
+    """A bulk action's filter from a query string or a form, validated as the API validates
+    a bulk body (`parse_job_filter`: 422 naming each problem); blank fields are left out."""
+    data = {
+        name: [v for v in fields[name] if v != ""]
+        for name in ("state", "queue", "task")
+        if any(v != "" for v in fields.get(name, ()))
+    }
+    return parse_job_filter(data, action=action)
+
+
 class BulkAction(Page):
-    """`GET /ui/jobs/bulk?action=...&<filter>`: how many jobs the action touches, and a
+    """`GET /ui/jobs/bulk?action=...&<filter>`: how many jobs the action changes now, and a
     button; `POST /ui/jobs/bulk` does it."""
 
     active = "Jobs"
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         params = query.params_of(req, {"action", "state", "queue", "task"})
-        action, allowed = _action_of(query.single(params, "action"))
-        job_filter = _filter_of(params)
-        self._confirm(req, resp, action, allowed, job_filter)
-
-    def _confirm(
-        self,
-        req: falcon.Request,
-        resp: falcon.Response,
-        action: str,
-        allowed: frozenset[JobState],
-        job_filter: JobFilter,
-    ) -> None:
-        refused = bool(job_filter.states) and not job_filter.states & allowed
-        count = self.ui.views.count_jobs(job_filter, allowed)
+        action = _action_of(query.single(params, "action"))
+        job_filter = _bulk_filter(params, action)
+        count = count_bulk(self.ui.store, job_filter, action=action, scan_max=COUNT_SCAN_MAX)
         self.ui.render(
             req,
             resp,
@@ -436,37 +451,21 @@ class BulkAction(Page):
             job_filter=job_filter,
             filter_text=_filter_query(job_filter),
             count=count,
-            refused=refused,
-            allowed=sorted(allowed),
+            allowed=sorted(BULK_STATES[action]),
         )
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         query.params_of(req, ())
         form = req.context.ui_form
-        action, allowed = _action_of(query.single(form, "action"))
-        fields = {k: v for k, v in form.items() if k in ("state", "queue", "task")}
-        unknown = set(form) - {"state", "queue", "task", "action", CSRF_FIELD}
+        unknown = sorted(set(form) - {"state", "queue", "task", "action", CSRF_FIELD})
         if unknown:
-            raise bad_request(f"unknown field {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
-        job_filter = _filter_of(fields)
-        if job_filter.empty:
-            # As the API: a bulk action names at least one condition (no "everything").
-            raise bad_request("give at least one of state, queue, task")
-        if job_filter.states and not job_filter.states & allowed:
-            raise bad_request(f"{action} applies to {', '.join(sorted(allowed))} jobs")
-        narrowed = attrs.evolve(job_filter, states=job_filter.states & allowed)
-        store = self.ui.store
-        if action == "retry":
-            count = store.retry_many(narrowed)
-            if count:
-                names = narrowed.queues or {q.name for q in store.queues()}
-                self.ui.services.client.ring(sorted(names))
-        else:
-            count = store.cancel_many(narrowed)
+            raise bad_request(f"unknown field {unknown[0]!r}", field=unknown[0])
+        action = _action_of(query.single(form, "action"))
+        job_filter = _bulk_filter(form, action)
+        count = bulk_act(self.ui.services, job_filter, action)
         self.ui.views.changed()
         req.context.job_count = count
-        filter_text = _filter_query(job_filter)
-        see_other(resp, f"/ui/jobs?{filter_text}&done={action}-{count}")
+        see_other(resp, f"/ui/jobs?{_filter_query(job_filter)}&done={action}-{count}")
 
 
 def _job_of(text: str) -> UUID:
@@ -556,9 +555,7 @@ class JobAction(Page):
         the_id = _job_of(job_id)
         store = self.ui.store
         if self.action == "retry":
-            job = store.retry(the_id)
-            if job.state is JobState.QUEUED:
-                self.ui.services.client.ring([job.queue])
+            retry_job(self.ui.services, the_id)
         else:
             store.cancel(the_id)
         self.ui.views.changed()

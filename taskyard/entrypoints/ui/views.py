@@ -9,8 +9,6 @@ replace it; `docs/operations.md`, "The dashboard"):
   windows (`SERIES_BUCKETS` calls, each a window `SERIES_BUCKET_S` longer).
 * `dead_groups`: dead jobs grouped by task and error type, from the newest
   `DEAD_SCAN_MAX` dead jobs.
-* `count_jobs`: how many jobs a bulk action touches: exact from `queues()` when the
-  filter names no task, else by listing at most `COUNT_SCAN_MAX` jobs.
 * `dependents`: the jobs that depend on a job, from the newest `DEPENDENTS_SCAN_MAX`
   jobs created after it (a dependent is always created after what it depends on).
 * `find_by_key`: a job by its idempotency key, among the newest `KEY_SCAN_MAX` jobs.
@@ -44,6 +42,7 @@ SERIES_BUCKETS = 6
 SERIES_BUCKET_S = 600
 DEAD_SCAN_MAX = 1000
 COUNT_SCAN_MAX = 2000
+"""A bulk action's confirmation counts (`management.count_bulk`) at most this many jobs."""
 DEPENDENTS_SCAN_MAX = 1000
 KEY_SCAN_MAX = 1000
 _PAGE = 1000
@@ -159,13 +158,6 @@ class DeadGroup:
 
 
 @attrs.frozen(kw_only=True)
-class Count:
-    value: int
-    exact: bool
-    """False when the count stopped at its bound (`value` is then a lower bound)."""
-
-
-@attrs.frozen(kw_only=True)
 class Found:
     jobs: tuple[Job, ...]
     complete: bool
@@ -278,22 +270,6 @@ class Views:
             if group.task == task and group.error_type == error_type:
                 return list(group.job_ids)
         return []
-
-    def count_jobs(self, job_filter: JobFilter, allowed: frozenset[JobState]) -> Count:
-        """How many jobs in `allowed` states match the filter (what a bulk action touches)."""
-        states = (job_filter.states or allowed) & allowed
-        if not job_filter.tasks:
-            infos = self.queues()
-            total = sum(
-                info.counts.get(state, 0)
-                for info in infos
-                if not job_filter.queues or info.name in job_filter.queues
-                for state in states
-            )
-            return Count(value=total, exact=True)
-        bounded = attrs.evolve(job_filter, states=frozenset(states))
-        total = sum(1 for _ in _scan(self.store, bounded, COUNT_SCAN_MAX))
-        return Count(value=total, exact=total < COUNT_SCAN_MAX)
 
     def dependents(self, job: Job) -> Found:
         found = []
