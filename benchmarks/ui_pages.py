@@ -95,17 +95,15 @@ def fill(url: str, jobs: int) -> dict[str, int]:
 
 
 def build(url: str) -> tuple[Any, Any, Any]:
-    """The dashboard's pages on a PostgresJobStore, in this process; (client, ui, store)."""
-    import falcon
+    """The app (`create_app`, no token) on a PostgresJobStore, in this process; (client, the
+    dashboard's shared `Ui`, store)."""
     import falcon.testing
 
     from taskyard.adapters.clock import SystemClock
     from taskyard.adapters.memory import InMemoryCoordinator
     from taskyard.adapters.postgres import PostgresJobStore
     from taskyard.domain.ports import WorkerInfo
-    from taskyard.entrypoints.api import Services
-    from taskyard.entrypoints.api.problems import register_error_handlers
-    from taskyard.entrypoints.ui import UI_ROUTES, Ui, UiGuard
+    from taskyard.entrypoints.api import Services, create_app
 
     clock = SystemClock()
     store = PostgresJobStore.from_url(url)
@@ -124,12 +122,10 @@ def build(url: str) -> tuple[Any, Any, Any]:
             ttl_s=3600,
         )
     services = Services.build(store=store, coordinator=coordinator, clock=clock)
-    ui = Ui(services)
-    app = falcon.App(middleware=[UiGuard(ui)])
-    register_error_handlers(app)
-    for template, make in UI_ROUTES:
-        app.add_route(template, make(ui))
-    return falcon.testing.TestClient(app), ui, store
+    app = create_app(services)
+    found = app._router.find("/ui")  # the overview page holds the `Ui` every page shares
+    assert found is not None
+    return falcon.testing.TestClient(app), found[0].ui, store
 
 
 def timed(client: Any, ui: Any, path: str, *, cold: bool) -> tuple[float, int]:
