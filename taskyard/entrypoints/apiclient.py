@@ -30,7 +30,7 @@ from urllib.parse import quote, urlencode
 import attrs
 
 from taskyard import __version__
-from taskyard.domain.submission import QUEUE_NAME, TASK_LEN_MAX
+from taskyard.domain.submission import TASK_LEN_MAX, is_queue_name
 from taskyard.entrypoints import config
 from taskyard.entrypoints.bootstrap import ConfigError
 
@@ -322,7 +322,7 @@ def shown(text: str) -> str:
 
 def queue_name(text: str, *, source: str) -> str:
     """A queue name the API accepts, else a usage error naming `source` (the flag)."""
-    if not QUEUE_NAME.match(text):
+    if not is_queue_name(text):
         raise ConfigError(
             source, f"{shown(text)} is not a queue name (1 to 100 of letters, digits, . _ -)"
         )

@@ -270,8 +270,8 @@ def test_ctrl_c_on_standalone_lets_the_running_job_finish_then_exits_0(
 def test_ctrl_c_on_an_idle_standalone_exits_0_as_an_ordinary_exit_would(
     procs: Procs, db: str, tmp_path: Path
 ) -> None:
-    """The process ends without the interpreter's module teardown, but still waits for a
-    thread that is not a daemon and runs the atexit handlers (an app's, the logs')."""
+    """The process ends as an ordinary exit does: it waits for a thread that is not a
+    daemon and runs the atexit handlers (an app's, the logs')."""
     (tmp_path / "exit_hooks_app.py").write_text(textwrap.dedent(EXIT_HOOKS_APP))
     system = procs.start(
         "standalone",
