@@ -33,15 +33,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from taskyard.adapters.clock import SystemClock
-from taskyard.adapters.redis_coordinator import RedisCoordinator, RedisSettings
-from taskyard.domain.client import Client
-from taskyard.domain.context import TaskSpec
+from taskyard.domain.context import Registry, TaskSpec
 from taskyard.domain.submission import Submission
-from taskyard.domain.worker import POLL_INTERVAL_S_DEFAULT, WorkerConfig
-from taskyard.entrypoints.app import Registry
-from taskyard.entrypoints.bootstrap import make_store
-from taskyard.entrypoints.runtime import WorkerRuntime
+from taskyard.domain.worker import POLL_INTERVAL_S_DEFAULT
+from taskyard.entrypoints.bootstrap import bootstrap
+from taskyard.entrypoints.config import Settings
 
 DRAIN_TIMEOUT_S = 60.0
 
@@ -97,10 +93,14 @@ def run_mode(
     gap_s: float,
     concurrency: int,
 ) -> dict[str, Any]:
-    store = make_store(store_url, clock=SystemClock())
-    settings = RedisSettings(key_prefix=prefix, socket_timeout_s=0.5, connect_timeout_s=0.5)
-    worker_coordinator = RedisCoordinator(redis_url, settings=settings)
-    client_coordinator = RedisCoordinator(redis_url, settings=settings)
+    # The worker and the client each have Redis connections of their own, as two processes
+    # would; both built by the composition root, on one store.
+    quick = "socket_timeout=0.5&socket_connect_timeout=0.5"
+    settings = Settings(
+        database_url=store_url, redis_url=f"{redis_url}?{quick}", redis_key_prefix=prefix
+    )
+    worker_side = bootstrap(settings)
+    client_side = bootstrap(settings, store=worker_side.store)
     started: dict[int, float] = {}
     all_started = threading.Event()
     lock = threading.Lock()
@@ -114,17 +114,13 @@ def run_mode(
 
     registry = Registry()
     registry.add(TaskSpec(name="probe", handler=probe))
-    runtime = WorkerRuntime(
-        store=store,
-        coordinator=worker_coordinator,
-        registry=registry,
-        config=WorkerConfig(
-            worker_id=f"bench-{name}", concurrency=concurrency, poll_interval_s=poll_interval_s
-        ),
+    runtime = worker_side.worker_runtime(
+        registry,
+        worker_id=f"bench-{name}",
+        concurrency=concurrency,
+        poll_interval_s=poll_interval_s,
     ).start()
-    client = Client(
-        store=store, coordinator=client_coordinator, clock=SystemClock(), rng=secrets.SystemRandom()
-    )
+    client = client_side.client
     deadline = time.monotonic() + 10
     while runtime.doorbell_ok is None and time.monotonic() < deadline:
         time.sleep(0.01)  # let the worker make its first claim and reach its doorbell
@@ -141,8 +137,8 @@ def run_mode(
     doorbell_ok = runtime.doorbell_ok
     rings = runtime.rings_received
     runtime.stop(grace_s=5)
-    worker_coordinator.close()
-    client_coordinator.close()
+    client_side.close()
+    worker_side.close()
     if not finished:
         sys.exit(f"{name}: only {len(started)} of {jobs} handlers started within the bound")
     latencies_ms = sorted((started[i] - submitted[i]) * 1000 for i in range(jobs))

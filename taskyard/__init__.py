@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "App": ("taskyard.entrypoints.app", "App"),
-    "Task": ("taskyard.entrypoints.app", "Task"),
+    "App": ("taskyard.entrypoints.library", "App"),
+    "Task": ("taskyard.entrypoints.library", "Task"),
     "RetryPolicy": ("taskyard.domain.retry", "RetryPolicy"),
     "Jitter": ("taskyard.domain.retry", "Jitter"),
     "JobContext": ("taskyard.domain.context", "JobContext"),
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     )
     from taskyard.domain.model import Attempt, Job, JobState, Outcome
     from taskyard.domain.retry import Jitter, RetryPolicy
-    from taskyard.entrypoints.app import App, Task
+    from taskyard.entrypoints.library import App, Task
 
 
 def __getattr__(name: str) -> Any:

@@ -24,13 +24,17 @@ from uuid import UUID
 
 from taskyard.adapters.clock import ManualClock
 from taskyard.adapters.executors import InlineExecutor
-from taskyard.adapters.memory import InMemoryCoordinator, InMemoryJobStore
 from taskyard.domain.model import Attempt, Job, JobState
+from taskyard.domain.ports import JobFilter, JobQuery
 from taskyard.domain.scheduler import Scheduler, SchedulerConfig
 from taskyard.domain.worker import Worker, WorkerConfig
-from taskyard.entrypoints.app import App
+from taskyard.entrypoints.bootstrap import bootstrap
+from taskyard.entrypoints.config import Settings
+from taskyard.entrypoints.library import App
 
 STEPS_MAX = 100_000
+IN_MEMORY = Settings(database_url="memory://", redis_url="memory://")
+"""A fresh store and coordinator inside this process."""
 
 
 class NotIdle(AssertionError):
@@ -51,14 +55,19 @@ class TestRunner:
     ) -> None:
         self.app = app
         self.clock = ManualClock(start)
-        self.rng = random.Random(seed)
-        self.store = InMemoryJobStore(self.clock)
-        self.coordinator = InMemoryCoordinator(self.clock)
-        self._saved: dict[str, Any] | None = None
+        self.system = bootstrap(
+            IN_MEMORY, clock=self.clock, rng=random.Random(seed), builtins=app.builtins
+        )
+        """The in-memory store and coordinator, the manual clock (the store's and the
+        nodes'), the seeded random source: wired by the composition root."""
+        self.rng = self.system.rng
+        self.store = self.system.store
+        self.coordinator = self.system.coordinator
+        self._saved: tuple[Any, ...] | None = None
         self.worker = Worker(
             store=self.store,
             coordinator=self.coordinator,
-            clock=self.clock,
+            clock=self.system.node_clock,
             rng=self.rng,
             registry=app.tasks,
             executor=InlineExecutor(app.tasks, self._finished),
@@ -69,7 +78,7 @@ class TestRunner:
         self.scheduler = Scheduler(
             store=self.store,
             coordinator=self.coordinator,
-            clock=self.clock,
+            clock=self.system.node_clock,
             config=SchedulerConfig(scheduler_id="test-scheduler"),
         )
 
@@ -79,12 +88,7 @@ class TestRunner:
     # --- context manager ----------------------------------------------------------------
 
     def __enter__(self) -> TestRunner:
-        self._saved = {
-            "store": self.app._store,
-            "coordinator": self.app._coordinator,
-            "clock": self.app.clock,
-            "rng": self.app.rng,
-        }
+        self._saved = self.app._snapshot()
         self.app.use(store=self.store, coordinator=self.coordinator, clock=self.clock, rng=self.rng)
         return self
 
@@ -95,7 +99,7 @@ class TestRunner:
         tb: TracebackType | None,
     ) -> None:
         assert self._saved is not None
-        self.app.use(**self._saved)
+        self.app._restore(self._saved)
         self._saved = None
 
     # --- running ------------------------------------------------------------------------
@@ -153,6 +157,13 @@ class TestRunner:
         return self.app.attempts(job)
 
     def jobs(self, state: JobState | str | None = None) -> list[Job]:
-        with self.store.state.lock:
-            jobs = sorted(self.store.state.jobs.values(), key=lambda j: (j.created_at, j.id))
-        return [j for j in jobs if state is None or j.state == JobState(state)]
+        """Every job (or those in `state`), oldest first."""
+        states = frozenset() if state is None else frozenset({JobState(state)})
+        query = JobQuery(filter=JobFilter(states=states), limit=1000)
+        newest_first: list[Job] = []
+        while True:
+            page = self.store.list_jobs(query)
+            newest_first.extend(page.jobs)
+            if page.next_cursor is None:
+                return newest_first[::-1]
+            query = JobQuery(filter=query.filter, limit=query.limit, cursor=page.next_cursor)

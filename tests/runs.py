@@ -9,14 +9,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
-from taskyard.adapters.clock import SystemClock
 from taskyard.domain.client import Client
-from taskyard.domain.context import TaskSpec
+from taskyard.domain.context import Registry, TaskSpec
 from taskyard.domain.model import COMMITTED_OUTCOMES, Job, JobState, Outcome
 from taskyard.domain.ports import Coordinator, JobStore
 from taskyard.domain.retry import Jitter, RetryPolicy
 from taskyard.domain.submission import Submission
-from taskyard.entrypoints.app import Registry
+from taskyard.entrypoints.bootstrap import bootstrap
+from taskyard.entrypoints.config import Settings
 from tests.eventually import eventually
 
 QUICK_RETRY = RetryPolicy(base_s=0.05, factor=1.0, max_s=0.05, jitter=Jitter.NONE)
@@ -64,9 +64,10 @@ def counting_task(runs: Runs, name: str = "count") -> TaskSpec:
 
 
 def client_for(store: JobStore, coordinator: Coordinator | None, seed: int = 7) -> Client:
-    return Client(
-        store=store, coordinator=coordinator, clock=SystemClock(), rng=random.Random(seed)
-    )
+    """A client on these adapters, wired by the composition root, with a seeded source."""
+    return bootstrap(
+        Settings(), store=store, coordinator=coordinator, rng=random.Random(seed)
+    ).client
 
 
 def submit(

@@ -13,9 +13,9 @@ lock up front (a deferred transaction that later tries to write can fail with
 first read to the commit, every read-decide-write is serial, across threads and across
 processes on the same file.
 
-Time: the injected `Clock` (the system clock by default) is read after the write lock is
-taken, so store time never runs backwards from one committed write to the next as long as
-that clock does not.
+Time: the injected `Clock` (the system clock, from the composition root) is read after the
+write lock is taken, so store time never runs backwards from one committed write to the
+next as long as that clock does not.
 
 Connections: one per concurrent caller, taken from a small pool of idle connections
 (a `sqlite3.Connection` is not shared between threads at once).
@@ -36,7 +36,6 @@ from uuid import UUID
 
 import attrs
 
-from taskyard.adapters.clock import SystemClock
 from taskyard.adapters.sqlshared import (
     Batch,
     attempt_keys,
@@ -311,13 +310,13 @@ class SqliteJobStore:
         self,
         path: str | os.PathLike[str],
         *,
-        clock: Clock | None = None,
+        clock: Clock,
         busy_timeout_s: float = BUSY_TIMEOUT_S_DEFAULT,
     ) -> None:
         assert busy_timeout_s > 0, busy_timeout_s
         self.path = os.fspath(path)
         assert self.path and self.path != ":memory:", "SQLite store needs a file"
-        self._clock: Clock = clock or SystemClock()
+        self._clock = clock
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []

@@ -176,6 +176,22 @@ class TaskSpec:
     )
 
 
+class Registry:
+    """Task name to `TaskSpec`: the `TaskRegistry` a worker claims for, and an app's tasks."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskSpec] = {}
+
+    def add(self, spec: TaskSpec) -> None:
+        self._tasks[spec.name] = spec
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self._tasks)
+
+    def get(self, name: str) -> TaskSpec | None:
+        return self._tasks.get(name)
+
+
 @attrs.frozen(kw_only=True)
 class HandlerResult:
     """How one run of a handler ended, as the worker reports it."""

@@ -32,7 +32,7 @@ import attrs
 from taskyard import __version__
 from taskyard.domain.submission import TASK_LEN_MAX, is_queue_name
 from taskyard.entrypoints import config
-from taskyard.entrypoints.bootstrap import ConfigError
+from taskyard.entrypoints.config import ConfigError
 
 TIMEOUT_S = 30.0
 

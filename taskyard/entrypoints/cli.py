@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from taskyard import __version__
-from taskyard.entrypoints.bootstrap import ConfigError
+from taskyard.entrypoints.config import ConfigError
 
 COMMANDS: tuple[str, ...] = (
     # Each module adds one subcommand (see taskyard/entrypoints/commands/__init__.py).

@@ -34,12 +34,60 @@ from urllib.parse import urlsplit
 import attrs
 
 from taskyard.domain.submission import is_queue_name
-from taskyard.entrypoints.bootstrap import STORE_SCHEMES, ConfigError, store_scheme
 from taskyard.entrypoints.numbers import ascii_float, ascii_int
 
 CONFIG_FILE_NAME = "taskyard.toml"
 CONFIG_ENV = "TASKYARD_CONFIG"
 ENV_PREFIX = "TASKYARD_"
+
+
+class ConfigError(Exception):
+    """A setting is wrong: the process stops at start with one line naming it, as the user
+    wrote it (a flag, a variable, a key of `taskyard.toml`, an argument of `App`)."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+# --- URL schemes: which stores and coordinators there are ---------------------------------
+
+STORE_SCHEMES = "postgresql://, sqlite:///, memory://"
+COORDINATOR_SCHEMES = ("redis", "rediss", "unix", "memory")
+
+
+def store_scheme(url: str, *, setting: str) -> str:
+    """`postgresql`, `sqlite` or `memory`; anything else is a `ConfigError` naming `setting`."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql"
+    if scheme in ("sqlite", "memory"):
+        return scheme
+    raise ConfigError(setting, f"unsupported scheme {scheme or url!r} (use {STORE_SCHEMES})")
+
+
+def sqlite_path(url: str, *, setting: str) -> str:
+    """The file of a `sqlite:///path` URL: `sqlite:///jobs.db` is `jobs.db` in the working
+    directory, `sqlite:////var/lib/taskyard.db` is absolute."""
+    parts = urlsplit(url)
+    if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
+        raise ConfigError(setting, "a SQLite URL names a file: sqlite:///path/to/file.db")
+    if parts.query or parts.fragment:
+        raise ConfigError(setting, "a SQLite URL takes no query or fragment")
+    return parts.path[1:]
+
+
+def coordinator_scheme(url: str, *, setting: str) -> str:
+    """`redis`, `rediss`, `unix` (Redis on a socket) or `memory` (one process)."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in COORDINATOR_SCHEMES:
+        raise ConfigError(
+            setting,
+            f"unsupported scheme {scheme or url!r} (use redis://, rediss://, unix://, or "
+            "memory:// for one process)",
+        )
+    return scheme
 
 
 # --- value checks: each takes what was written and returns the value or raises ValueError --
@@ -128,7 +176,7 @@ def one_of(*choices: str) -> Callable[[object], str]:
 def parse_database_url(raw: object) -> str:
     url = _text(raw)
     try:
-        scheme = store_scheme(url)
+        scheme = store_scheme(url, setting="")
     except ConfigError as exc:
         raise ValueError(exc.problem) from None
     if scheme == "sqlite" and not url.lower().startswith("sqlite:///"):
@@ -136,20 +184,14 @@ def parse_database_url(raw: object) -> str:
     return url
 
 
-REDIS_SCHEMES = ("redis", "rediss", "unix", "memory")
-
-
 def parse_redis_url(raw: object) -> str | None:
     url = _text(raw)
     if not url:
         return None
-    scheme = urlsplit(url).scheme.lower()
-    if scheme not in REDIS_SCHEMES:
-        shown = scheme or url
-        raise ValueError(
-            f"unsupported scheme {shown!r} (use redis://, rediss://, unix://, or memory:// "
-            "for one process)"
-        )
+    try:
+        coordinator_scheme(url, setting="")
+    except ConfigError as exc:
+        raise ValueError(exc.problem) from None
     return url
 
 
@@ -570,15 +612,18 @@ STANDALONE_SETTINGS = (
     *COMMON_SETTINGS,
 )
 CLIENT_SETTINGS = ("url", "token")
+APP_SETTINGS = (*_STORE_SETTINGS, "http_allowed_hosts", "shell_enabled")
+"""What the Python `App` reads: where its jobs go, whom it rings, and what the built-in
+tasks' arguments may name (an enqueue checks them, as the API does)."""
 MIGRATE_SETTINGS = ("database_url",)
 
 
 def required_database_url(settings: Settings) -> str:
     """The store URL of a command that cannot do without one."""
     if settings.database_url is None:
+        setting = SETTINGS["database_url"]
         raise ConfigError(
-            SETTINGS["database_url"].env,
-            f"not set (use --db or TASKYARD_DATABASE_URL: {STORE_SCHEMES})",
+            setting.env, f"not set (use {setting.flag} or {setting.env}: {STORE_SCHEMES})"
         )
     return settings.database_url
 
@@ -696,10 +741,13 @@ def resolve(
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     defaults: Mapping[str, Any] | None = None,
+    given: Mapping[str, tuple[object, str]] | None = None,
 ) -> Settings:
-    """Resolve the named settings: flag, else environment, else the file, else `defaults`
-    (per command), else the `Settings` default. Raises `ConfigError` naming the first bad
-    value by where it was written."""
+    """Resolve the named settings: `given` (values passed in code, each with the name to
+    blame, `{"database_url": (url, "App(url=...)")}`), else the flag, else the environment,
+    else the file, else `defaults` (per command), else the `Settings` default. A value
+    given as None counts as not given. Raises `ConfigError` naming the first bad value by
+    where it was written."""
     environ = os.environ if environ is None else environ
     cwd = Path.cwd() if cwd is None else cwd
     path, named_by = _config_file(getattr(args, "config", None), environ, cwd)
@@ -711,7 +759,10 @@ def resolve(
         raw: object = None
         source = ""
         flag, flag_value = _flag_value(args, setting)
-        if flag_value is not None:
+        value_given, named = (given or {}).get(attr, (None, ""))
+        if value_given is not None:
+            raw, source = value_given, named
+        elif flag_value is not None:
             raw, source = flag_value, flag
         elif environ.get(setting.env, "").strip():
             raw, source = environ[setting.env], setting.env
@@ -729,17 +780,23 @@ def resolve(
 
 __all__ = [
     "API_SETTINGS",
+    "APP_SETTINGS",
     "CLIENT_SETTINGS",
     "COMMON_SETTINGS",
+    "COORDINATOR_SCHEMES",
     "MIGRATE_SETTINGS",
     "SCHEDULER_SETTINGS",
     "SETTINGS",
     "STANDALONE_SETTINGS",
+    "STORE_SCHEMES",
     "WORKER_SETTINGS",
     "ConfigError",
     "Setting",
     "Settings",
     "add_arguments",
+    "coordinator_scheme",
     "required_database_url",
     "resolve",
+    "sqlite_path",
+    "store_scheme",
 ]

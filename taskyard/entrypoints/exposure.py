@@ -13,8 +13,7 @@ import ipaddress
 import logging
 import socket
 
-from taskyard.entrypoints.bootstrap import ConfigError
-from taskyard.entrypoints.config import SETTINGS, Settings
+from taskyard.entrypoints.config import SETTINGS, ConfigError, Settings
 
 log = logging.getLogger("taskyard.exposure")
 

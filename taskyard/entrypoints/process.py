@@ -1,6 +1,7 @@
 """What the long-running commands (`worker`, `scheduler`, `standalone`) share: process ids,
-loading a user's `App`, the task registry a worker offers, the store and coordinator from
-settings, and the two-stage stop on SIGTERM/SIGINT.
+loading a user's `App` and the settings it lends, the store URL they need, and the
+two-stage stop on SIGTERM/SIGINT. Their adapters and runtimes come from the composition
+root (`bootstrap`).
 
 Stopping: the first SIGTERM or SIGINT asks for a graceful stop (`Stop.requested` is set,
 and the command's main thread does the rest); a second one ends the process at once with
@@ -28,20 +29,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
-from taskyard.adapters.executors import builtin_tasks
-from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
-from taskyard.domain.ports import Clock, Coordinator, JobStore
-from taskyard.domain.scheduler import SchedulerConfig
-from taskyard.domain.worker import WorkerConfig
-from taskyard.entrypoints.app import App, Registry
-from taskyard.entrypoints.bootstrap import (
+from taskyard.domain.ports import Coordinator
+from taskyard.entrypoints.config import (
     ConfigError,
-    make_coordinator,
-    make_store,
+    Settings,
+    required_database_url,
     store_scheme,
 )
-from taskyard.entrypoints.config import Settings, required_database_url
-from taskyard.entrypoints.runtime import SchedulerRuntime, WorkerRuntime
+from taskyard.entrypoints.library import App
+from taskyard.entrypoints.runtime import WorkerRuntime
 
 log = logging.getLogger("taskyard.process")
 
@@ -83,47 +79,31 @@ def load_app(spec: str, *, source: str = "--app") -> App:
     return target
 
 
-def with_app_urls(settings: Settings, app: App | None) -> Settings:
-    """Without `--db` (or `--redis`), a worker uses the URLs its `App` was made with, so
+LENT_BY_THE_APP = ("database_url", "redis_url", "redis_key_prefix")
+
+
+def with_app_settings(settings: Settings, app: App | None) -> Settings:
+    """Where the command was not told the store, Redis or the key prefix (no flag, variable
+    or key of `taskyard.toml`), it uses what its `App` was given, so that
     `App("postgresql://...")` in the project's code is enough."""
     if app is None:
         return settings
+    defaults = {field.name: field.default for field in attrs.fields(Settings)}
     sources = dict(settings.sources)
     changes: dict[str, Any] = {}
-    if settings.database_url is None and app.url != "memory://":
-        changes["database_url"] = app.url
-        sources["database_url"] = f"the URL of {settings.app}"
-    if settings.redis_url is None and app.coordinator_url is not None:
-        changes["redis_url"] = app.coordinator_url
-        sources["redis_url"] = f"the coordinator URL of {settings.app}"
+    for attr in LENT_BY_THE_APP:
+        told = attr in settings.sources or getattr(settings, attr) != defaults[attr]
+        lent = app.settings.sources.get(attr)
+        if told or lent is None:
+            continue
+        changes[attr] = getattr(app.settings, attr)
+        sources[attr] = f"{lent} in {settings.app}"
     if not changes:
         return settings
     return attrs.evolve(settings, sources=sources, **changes)
 
 
-def builtin_policy(settings: Settings) -> BuiltinPolicy:
-    return BuiltinPolicy(
-        http_allowed_hosts=settings.http_allowed_hosts, shell_enabled=settings.shell_enabled
-    )
-
-
-def task_registry(app: App | None, policy: BuiltinPolicy) -> Registry:
-    """The tasks a worker offers: the app's own, plus the built-ins under the operator's
-    policy. `shell` is offered only when enabled, so a worker without it never claims a
-    shell job another worker could run."""
-    registry = Registry()
-    if app is not None:
-        for name in sorted(app.tasks.names() - BUILTIN_TASKS):
-            spec = app.tasks.get(name)
-            assert spec is not None
-            registry.add(spec)
-    for name, spec in builtin_tasks(policy).items():
-        if name != "shell" or policy.shell_enabled:
-            registry.add(spec)
-    return registry
-
-
-# --- adapters -----------------------------------------------------------------------------
+# --- settings -----------------------------------------------------------------------------
 
 
 def required_store_url(settings: Settings, *, command: str) -> str:
@@ -137,25 +117,6 @@ def required_store_url(settings: Settings, *, command: str) -> str:
             "postgresql:// or sqlite:/// (or `taskyard standalone`, which runs it all in one)",
         )
     return url
-
-
-def open_store(url: str, settings: Settings, clock: Clock) -> JobStore:
-    return make_store(url, clock=clock, setting=settings.source("database_url"))
-
-
-def open_coordinator(
-    settings: Settings, clock: Clock, *, default_memory: bool
-) -> Coordinator | None:
-    """The coordinator of `settings.redis_url`; without one, an in-process coordinator
-    when `default_memory` (standalone), else none (workers then only poll)."""
-    if settings.redis_url is None:
-        return make_coordinator(None, clock=clock) if default_memory else None
-    return make_coordinator(
-        settings.redis_url,
-        clock=clock,
-        key_prefix=settings.redis_key_prefix,
-        setting=settings.source("redis_url"),
-    )
 
 
 def redact_url(url: str) -> str:
@@ -291,61 +252,20 @@ def url_hint(url: str | None) -> str:
 __all__ = [
     "Stop",
     "banner",
-    "builtin_policy",
     "client_url",
     "close_quietly",
     "describe_coordinator",
     "exit_now",
     "listen_url",
     "load_app",
-    "open_coordinator",
-    "open_store",
     "process_id",
     "redact_url",
     "required_store_url",
-    "scheduler_runtime",
     "stop_on_signals",
     "stop_worker",
-    "task_registry",
     "url_hint",
-    "with_app_urls",
-    "worker_runtime",
+    "with_app_settings",
 ]
-
-
-# --- runtimes from settings ---------------------------------------------------------------
-
-
-def worker_runtime(
-    settings: Settings,
-    *,
-    store: JobStore,
-    coordinator: Coordinator | None,
-    registry: Registry,
-    worker_id: str,
-) -> WorkerRuntime:
-    config = WorkerConfig(
-        worker_id=worker_id,
-        queues=settings.queues,
-        concurrency=settings.concurrency,
-        lease_ttl_s=settings.lease_ttl_s,
-        poll_interval_s=settings.poll_interval_s,
-        host=socket.gethostname(),
-        pid=os.getpid(),
-    )
-    return WorkerRuntime(store=store, coordinator=coordinator, registry=registry, config=config)
-
-
-def scheduler_runtime(
-    settings: Settings, *, store: JobStore, coordinator: Coordinator | None, scheduler_id: str
-) -> SchedulerRuntime:
-    config = SchedulerConfig(
-        scheduler_id=scheduler_id,
-        leader_ttl_s=settings.leader_ttl_s,
-        host=socket.gethostname(),
-        pid=os.getpid(),
-    )
-    return SchedulerRuntime(store=store, coordinator=coordinator, config=config)
 
 
 HANDLERS_EXIT_WAIT_S = 2.0

@@ -23,10 +23,9 @@ store, what a timeout means) is the domain's; the simulator exercises the same c
 Neither loop ever dies of an error: store and coordinator errors are handled by the domain,
 and anything else is logged with its traceback and retried after a pause.
 
-Usage (what the CLI's worker process does)::
+Usage (what the CLI's worker process does; the composition root builds it)::
 
-    runtime = WorkerRuntime(store=store, coordinator=coordinator, registry=app.tasks,
-                            config=WorkerConfig(worker_id="w1", concurrency=8))
+    runtime = bootstrap(settings).worker_runtime(registry, worker_id="w1")
     runtime.start()
     ...                          # until SIGTERM
     runtime.stop(grace_s=30)     # finish what runs, hand back the rest
@@ -38,14 +37,12 @@ import collections
 import contextlib
 import contextvars
 import logging
-import random
 import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from types import TracebackType
 
-from taskyard.adapters.clock import MonotonicClock
 from taskyard.adapters.executors import ThreadExecutor
 from taskyard.domain.context import HandlerResult
 from taskyard.domain.errors import CoordinatorUnavailable
@@ -127,13 +124,13 @@ class WorkerRuntime:
         coordinator: Coordinator | None,
         registry: TaskRegistry,
         config: WorkerConfig,
-        clock: Clock | None = None,
-        rng: Random | None = None,
+        clock: Clock,
+        rng: Random,
         doorbell_block_s: float = DOORBELL_BLOCK_S,
     ) -> None:
         assert doorbell_block_s > 0, doorbell_block_s
         self.config = config
-        self.clock: Clock = clock or MonotonicClock()
+        self.clock = clock
         self.coordinator = coordinator
         self._doorbell_block_s = doorbell_block_s
         self._lock = threading.Lock()
@@ -154,7 +151,7 @@ class WorkerRuntime:
             store=store,
             coordinator=coordinator,
             clock=self.clock,
-            rng=rng or random.SystemRandom(),
+            rng=rng,
             registry=registry,
             executor=self.executor,
             config=config,
@@ -386,10 +383,10 @@ class SchedulerRuntime:
         store: JobStore,
         coordinator: Coordinator | None,
         config: SchedulerConfig,
-        clock: Clock | None = None,
+        clock: Clock,
     ) -> None:
         self.config = config
-        self.clock: Clock = clock or MonotonicClock()
+        self.clock = clock
         self.scheduler = Scheduler(
             store=store, coordinator=coordinator, clock=self.clock, config=config
         )

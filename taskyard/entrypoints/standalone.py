@@ -17,21 +17,25 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from taskyard.adapters.clock import SystemClock
+import attrs
+
 from taskyard.domain.ports import Coordinator, JobStore
 from taskyard.entrypoints import process
-from taskyard.entrypoints.api import Services, create_app
-from taskyard.entrypoints.app import App
+from taskyard.entrypoints.api import create_app
+from taskyard.entrypoints.bootstrap import bootstrap
 from taskyard.entrypoints.config import Settings
 from taskyard.entrypoints.exposure import check_exposure
+from taskyard.entrypoints.library import App
 from taskyard.entrypoints.runtime import SchedulerRuntime, WorkerRuntime
 from taskyard.entrypoints.wsgiserver import QuietHandler, ThreadingWSGIServer, ThreadingWSGIServer6
 
 log = logging.getLogger("taskyard.standalone")
 
 DATABASE_URL_DEFAULT = "sqlite:///taskyard.db"
+REDIS_URL_DEFAULT = "memory://"
 
 
 class Standalone:
@@ -80,37 +84,30 @@ class Standalone:
         store: JobStore | None,
         coordinator: Coordinator | None,
     ) -> None:
-        clock = SystemClock()
-        url = settings.database_url or DATABASE_URL_DEFAULT
-        self.database_url = url
-        self._owned: list[object] = []
-        if store is None:
-            store = process.open_store(url, settings, clock)
-            self._owned.append(store)
-        if coordinator is None:
-            coordinator = process.open_coordinator(settings, clock, default_memory=True)
-            self._owned.append(coordinator)
-        self.store = store
-        self.coordinator = coordinator
-        policy = process.builtin_policy(settings)
-        self.registry = process.task_registry(app, policy)
-        self.services = Services.build(
-            store=store,
-            coordinator=coordinator,
-            clock=clock,
-            builtins=policy,
-            tokens=settings.api_tokens,
-        )
-        self.worker_id = process.process_id()
-        self.worker: WorkerRuntime = process.worker_runtime(
+        # One process: the store defaults to a SQLite file, the coordinator to one inside
+        # this process.
+        self.database_url = settings.database_url or DATABASE_URL_DEFAULT
+        settings = attrs.evolve(
             settings,
-            store=store,
-            coordinator=coordinator,
-            registry=self.registry,
-            worker_id=self.worker_id,
+            database_url=self.database_url,
+            redis_url=settings.redis_url or REDIS_URL_DEFAULT,
         )
-        self.scheduler: SchedulerRuntime = process.scheduler_runtime(
-            settings, store=store, coordinator=coordinator, scheduler_id=self.worker_id
+        given: dict[str, Any] = {}
+        if store is not None:
+            given["store"] = store
+        if coordinator is not None:
+            given["coordinator"] = coordinator
+        self.system = bootstrap(settings, **given)
+        self.store = self.system.store
+        self.coordinator = self.system.coordinator
+        self.registry = self.system.task_registry(app.tasks if app is not None else None)
+        self.services = self.system.services()
+        self.worker_id = process.process_id()
+        self.worker: WorkerRuntime = self.system.worker_runtime(
+            self.registry, worker_id=self.worker_id
+        )
+        self.scheduler: SchedulerRuntime = self.system.scheduler_runtime(
+            scheduler_id=self.worker_id
         )
 
     @property
@@ -147,7 +144,7 @@ class Standalone:
         grace = self.settings.grace_period_s if grace_s is None else grace_s
         stubborn = process.stop_worker(self.worker, grace_s=grace)
         self.scheduler.stop()
-        process.close_quietly(*self._owned)
+        process.close_quietly(self.system)
         return stubborn
 
     def _close_server(self) -> None:
@@ -163,7 +160,7 @@ class Standalone:
         self._close_server()
         self.worker.kill()
         self.scheduler.kill()
-        process.close_quietly(*self._owned)
+        process.close_quietly(self.system)
 
 
-__all__ = ["DATABASE_URL_DEFAULT", "Standalone", "ThreadingWSGIServer"]
+__all__ = ["DATABASE_URL_DEFAULT", "REDIS_URL_DEFAULT", "Standalone", "ThreadingWSGIServer"]

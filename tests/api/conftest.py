@@ -28,6 +28,8 @@ from taskyard.domain.model import Job
 from taskyard.domain.ports import Coordinator, JobQuery, JobStore
 from taskyard.entrypoints.api import Services, create_app
 from taskyard.entrypoints.api.openapi import openapi_document
+from taskyard.entrypoints.bootstrap import bootstrap
+from taskyard.entrypoints.config import Settings
 
 START = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
 TOKENS = ("s3cret-token", "second.token")
@@ -150,13 +152,16 @@ def make_api(
     wrap_coordinator: Callable[[InMemoryCoordinator], Coordinator] | None = None,
     with_coordinator: bool = True,
 ) -> Api:
-    """The API on a fresh in-memory store and coordinator; `wrap_store` and
-    `wrap_coordinator` put a wrapper (one that can be disconnected) between the API and
-    them."""
+    """The API on a fresh in-memory store and coordinator with a manual clock, wired by
+    the composition root; `wrap_store` and `wrap_coordinator` put a wrapper (one that can
+    be disconnected) between the API and them."""
     clock = ManualClock(START)
-    memory = InMemoryJobStore(clock)
-    coordinator = InMemoryCoordinator(clock)
-    services = Services.build(
+    adapters = bootstrap(Settings(database_url="memory://", redis_url="memory://"), clock=clock)
+    memory, coordinator = adapters.store, adapters.coordinator
+    assert isinstance(memory, InMemoryJobStore)
+    assert isinstance(coordinator, InMemoryCoordinator)
+    system = bootstrap(
+        Settings(api_tokens=tokens),
         store=wrap_store(memory) if wrap_store is not None else memory,
         coordinator=(
             (wrap_coordinator(coordinator) if wrap_coordinator else coordinator)
@@ -166,8 +171,8 @@ def make_api(
         clock=clock,
         rng=random.Random(7),
         builtins=builtins or BuiltinPolicy(http_allowed_hosts=frozenset({"127.0.0.1:9000"})),
-        tokens=tokens,
     )
+    services = system.services()
     app = create_app(services)
     return Api(
         app=app,

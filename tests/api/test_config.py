@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from taskyard.entrypoints import cli, config
-from taskyard.entrypoints.bootstrap import ConfigError
 from taskyard.entrypoints.commands.api import gunicorn_options
+from taskyard.entrypoints.config import ConfigError
 
 USED = ("database_url", "api_workers", "api_threads", "bind", "api_tokens", "shell_enabled")
 

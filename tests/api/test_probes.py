@@ -15,7 +15,9 @@ import pytest
 
 from taskyard.adapters.memory import InMemoryJobStore
 from taskyard.adapters.postgres import PostgresJobStore
-from taskyard.entrypoints.api import Services, create_app
+from taskyard.entrypoints.api import create_app
+from taskyard.entrypoints.bootstrap import bootstrap
+from taskyard.entrypoints.config import Settings
 from tests.api.conftest import make_api
 
 ANSWER_BOUND_S = 6.0
@@ -48,7 +50,8 @@ def unreachable_postgres() -> Iterator[PostgresJobStore]:
 def test_readiness_and_metrics_answer_in_time_when_postgresql_is_unreachable(
     unreachable_postgres: PostgresJobStore,
 ) -> None:
-    client = falcon.testing.TestClient(create_app(Services.build(store=unreachable_postgres)))
+    services = bootstrap(Settings(), store=unreachable_postgres, coordinator=None).services()
+    client = falcon.testing.TestClient(create_app(services))
     ready = _answer_within(ANSWER_BOUND_S, lambda: client.simulate_get("/readyz"))
     assert ready.status_code == 503
     assert ready.json["checks"] == {"store": "down: no answer within 2 s"}

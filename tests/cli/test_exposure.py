@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from taskyard.entrypoints import config
-from taskyard.entrypoints.bootstrap import ConfigError
+from taskyard.entrypoints.config import ConfigError
 from taskyard.entrypoints.exposure import is_loopback
 from taskyard.entrypoints.standalone import Standalone
 

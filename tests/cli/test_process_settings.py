@@ -15,9 +15,10 @@ import pytest
 from taskyard.domain.builtins import BuiltinPolicy
 from taskyard.domain.context import PermanentFailure
 from taskyard.entrypoints import config
-from taskyard.entrypoints.app import App
-from taskyard.entrypoints.bootstrap import ConfigError
-from taskyard.entrypoints.process import load_app, task_registry, with_app_urls
+from taskyard.entrypoints.bootstrap import bootstrap
+from taskyard.entrypoints.config import ConfigError
+from taskyard.entrypoints.library import App
+from taskyard.entrypoints.process import load_app, with_app_settings
 from tests.cli.conftest import RunCli
 
 _OPEN_REFUSAL = (
@@ -186,7 +187,11 @@ def test_settings_come_from_taskyard_toml_too(tmp_path: Path) -> None:
 APP_MODULE = """
     import taskyard
 
-    app = taskyard.App("sqlite:///from-the-app.db", coordinator_url="redis://127.0.0.1:1/0")
+    app = taskyard.App(
+        "sqlite:///from-the-app.db",
+        coordinator_url="redis://127.0.0.1:1/0",
+        redis_key_prefix="app-prefix:",
+    )
 
 
     @app.task(name="greet")
@@ -208,12 +213,15 @@ def app_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
 def test_app_loads_from_the_working_directory_and_lends_its_urls(app_module: str) -> None:
     app = load_app(f"{app_module}:app")
     assert isinstance(app, App) and "greet" in app.tasks.names()
-    settings = with_app_urls(config.Settings(app=f"{app_module}:app"), app)
+    settings = with_app_settings(config.Settings(app=f"{app_module}:app"), app)
     assert settings.database_url == "sqlite:///from-the-app.db"
     assert settings.redis_url == "redis://127.0.0.1:1/0"
-    assert settings.source("database_url") == f"the URL of {app_module}:app"
+    assert settings.redis_key_prefix == "app-prefix:"
+    assert settings.source("database_url") == f"App(url=...) in {app_module}:app"
     explicit = config.Settings(app="x:y", database_url="sqlite:///mine.db")
-    assert with_app_urls(explicit, app).database_url == "sqlite:///mine.db"
+    assert with_app_settings(explicit, app).database_url == "sqlite:///mine.db"
+    told = config.Settings(app="x:y", redis_key_prefix="mine:", sources={"redis_key_prefix": "-"})
+    assert with_app_settings(told, app).redis_key_prefix == "mine:"
     with pytest.raises(ConfigError, match="has no attribute 'nope'"):
         load_app(f"{app_module}:nope")
 
@@ -222,13 +230,14 @@ def test_a_worker_offers_the_apps_tasks_and_the_builtins_with_shell_only_when_en
     app_module: str,
 ) -> None:
     app = load_app(f"{app_module}:app")
-    off = task_registry(app, BuiltinPolicy())
+    off = bootstrap(config.Settings(database_url="memory://")).task_registry(app.tasks)
     assert off.names() == {"greet", "sleep", "http"}
-    on = task_registry(None, BuiltinPolicy(shell_enabled=True))
+    on = bootstrap(config.Settings(database_url="memory://", shell_enabled=True)).task_registry()
     assert on.names() == {"sleep", "http", "shell"}
     # The built-ins follow the worker's policy, not the one the app was made with.
     lenient = App(builtins=BuiltinPolicy(http_allowed_hosts=frozenset({"hooks.test"})))
-    spec = task_registry(lenient, BuiltinPolicy()).get("http")
+    strict = bootstrap(config.Settings(database_url="memory://"))
+    spec = strict.task_registry(lenient.tasks).get("http")
     assert spec is not None
     with pytest.raises(PermanentFailure, match="not in TASKYARD_HTTP_ALLOWED_HOSTS"):
         spec.handler(None, url="http://hooks.test/ping")

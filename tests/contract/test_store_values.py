@@ -13,7 +13,7 @@ import pytest
 from taskyard.domain.errors import ValidationError
 from taskyard.domain.ports import JobQuery, JobStore
 from taskyard.domain.submission import DURATION_S_MIN
-from taskyard.entrypoints.app import App
+from taskyard.entrypoints.library import App
 from tests.api.conftest import Api, assert_problem, make_api
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from taskyard.adapters.postgres import PostgresJobStore
 from taskyard.domain.model import JobState
-from taskyard.entrypoints.app import App
+from taskyard.entrypoints.library import App
 from tests import services
 from tests.e2e.harness import Gate, Proc, Procs, clean_environment
 from tests.eventually import eventually

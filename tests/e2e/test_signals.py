@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from taskyard.adapters.clock import SystemClock
 from taskyard.domain.model import Job, JobState, Outcome
-from taskyard.entrypoints.app import App
-from taskyard.entrypoints.bootstrap import make_coordinator
+from taskyard.entrypoints.bootstrap import bootstrap
+from taskyard.entrypoints.config import Settings
+from taskyard.entrypoints.library import App
 from tests.e2e.harness import Proc, Procs, clean_environment
 from tests.eventually import eventually
 
@@ -186,7 +186,11 @@ def test_a_scheduler_that_stops_resigns_so_a_standby_leads_at_once(
     )
     started = [procs.start(f"scheduler{i}", ["scheduler", "--db", db], env=env) for i in range(3)]
     by_id = {proc.process_id(): proc for proc in started}
-    coordinator = make_coordinator(redis_url, clock=SystemClock(), key_prefix=redis_prefix)
+    observer = bootstrap(
+        Settings(database_url="memory://", redis_url=redis_url, redis_key_prefix=redis_prefix)
+    )
+    coordinator = observer.coordinator
+    assert coordinator is not None
 
     def leader() -> str | None:
         lead = coordinator.leader()
@@ -211,9 +215,7 @@ def test_a_scheduler_that_stops_resigns_so_a_standby_leads_at_once(
         assert by_id[standby].stop() == 0
         assert listed() == [] and leader() is None
     finally:
-        close = getattr(coordinator, "close", None)
-        if close is not None:
-            close()
+        observer.close()
 
 
 # --- taskyard standalone ------------------------------------------------------------------

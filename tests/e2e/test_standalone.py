@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from taskyard.adapters.clock import SystemClock
 from taskyard.adapters.sqlite import SqliteJobStore
 from taskyard.domain.model import JobState
 from tests.e2e.harness import Api, Procs, clean_environment, free_port
@@ -64,7 +65,7 @@ def test_the_readme_run_command_serves_and_runs_a_sleep_job(procs: Procs, tmp_pa
 
 @pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[SqliteJobStore]:
-    with SqliteJobStore(tmp_path / "e2e.db") as store:
+    with SqliteJobStore(tmp_path / "e2e.db", clock=SystemClock()) as store:
         yield store
 
 

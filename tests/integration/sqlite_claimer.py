@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
+from taskyard.adapters.clock import SystemClock
 from taskyard.adapters.sqlite import SqliteJobStore
 from taskyard.domain.ports import ClaimRequest
 from taskyard.domain.transitions import Report, ReportKind
@@ -15,7 +16,7 @@ from taskyard.domain.transitions import Report, ReportKind
 
 def main(path: str) -> int:
     worker = f"proc-{os.getpid()}"
-    with SqliteJobStore(path) as store:
+    with SqliteJobStore(path, clock=SystemClock()) as store:
         print("ready", flush=True)
         sys.stdin.readline()
         while True:

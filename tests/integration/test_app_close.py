@@ -10,7 +10,7 @@ import psycopg
 from taskyard.adapters.postgres import PostgresJobStore
 from taskyard.adapters.redis_coordinator import RedisCoordinator
 from taskyard.adapters.sqlite import SqliteJobStore
-from taskyard.entrypoints.app import App
+from taskyard.entrypoints.library import App
 from tests.eventually import eventually
 
 

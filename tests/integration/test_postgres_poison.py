@@ -15,11 +15,11 @@ from taskyard.adapters.clock import SystemClock
 from taskyard.adapters.postgres import PostgresJobStore
 from taskyard.domain.context import HandlerResult, JobContext, TaskSpec
 from taskyard.domain.model import Job, JobState, Outcome
-from taskyard.domain.scheduler import SchedulerConfig
 from taskyard.domain.timefmt import after
 from taskyard.domain.transitions import ReportKind
 from taskyard.domain.worker import REPORT_REFUSED, Worker, WorkerConfig
-from taskyard.entrypoints.runtime import SchedulerRuntime, WorkerRuntime
+from taskyard.entrypoints.bootstrap import bootstrap
+from taskyard.entrypoints.config import Settings
 from tests import services
 from tests.eventually import eventually
 from tests.runs import client_for, registry_with, submit, wait_terminal
@@ -47,21 +47,17 @@ def test_a_handler_returning_a_nul_fails_its_job_and_the_workers_other_leases_li
         finish.wait(WAIT_S)  # runs until the test has seen what it needs
         return "done"
 
-    worker = WorkerRuntime(
-        store=store,
-        coordinator=None,
-        registry=registry_with(
+    system = bootstrap(Settings(), store=store, coordinator=None)
+    worker = system.worker_runtime(
+        registry_with(
             TaskSpec(name="http_like", handler=http_like), TaskSpec(name="long", handler=long)
         ),
-        config=WorkerConfig(
-            worker_id="w-poison", concurrency=4, lease_ttl_s=LEASE_TTL_S, poll_interval_s=0.05
-        ),
+        worker_id="w-poison",
+        concurrency=4,
+        lease_ttl_s=LEASE_TTL_S,
+        poll_interval_s=0.05,
     )
-    scheduler = SchedulerRuntime(
-        store=store,
-        coordinator=None,
-        config=SchedulerConfig(scheduler_id="s-poison", tick_interval_s=0.05),
-    )
+    scheduler = system.scheduler_runtime(scheduler_id="s-poison", tick_interval_s=0.05)
     client = client_for(store, None)
     try:
         scheduler.start()

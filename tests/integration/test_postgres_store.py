@@ -17,13 +17,13 @@ import psycopg
 import pytest
 
 import taskyard
-from taskyard.adapters.clock import SystemClock
 from taskyard.adapters.postgres import AmbiguousCommit, PoolSettings, PostgresJobStore
 from taskyard.adapters.postgres.store import COPY_MIN_JOBS, split_url
 from taskyard.domain.errors import JobNotFound, StoreUnavailable
 from taskyard.domain.model import Enqueued, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobQuery, ReportStatus
-from taskyard.entrypoints.bootstrap import ConfigError, make_store
+from taskyard.entrypoints.bootstrap import bootstrap
+from taskyard.entrypoints.config import ConfigError, Settings
 from tests import factories as f
 from tests import services
 from tests.integration.helpers import CommitDroppingProxy, new_jobs, via, wait_for
@@ -375,4 +375,4 @@ def test_url_settings_are_taskyards_own_and_the_rest_goes_to_libpq() -> None:
     assert settings == PoolSettings(max_size=3, timeout_s=2.5, prepare_threshold=None)
     for bad in ("pool_max_size=x", "pool_max_size=0", "pool_min_size=4&pool_max_size=2"):
         with pytest.raises(ConfigError, match="TASKYARD_DATABASE_URL: bad connection setting"):
-            make_store(f"postgresql://db.example/jobs?{bad}", clock=SystemClock())
+            bootstrap(Settings(database_url=f"postgresql://db.example/jobs?{bad}"))

@@ -11,14 +11,11 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from taskyard.adapters.clock import SystemClock
-from taskyard.adapters.memory import InMemoryJobStore
 from taskyard.adapters.redis_coordinator import RedisCoordinator, RedisSettings
 from taskyard.domain.errors import CoordinatorUnavailable
 from taskyard.domain.ports import Leadership
-from taskyard.domain.scheduler import SchedulerConfig
-from taskyard.entrypoints.bootstrap import ConfigError, make_coordinator
-from taskyard.entrypoints.runtime import SchedulerRuntime
+from taskyard.entrypoints.bootstrap import bootstrap
+from taskyard.entrypoints.config import ConfigError, Settings
 from tests.eventually import eventually
 from tests.services import free_port, throwaway_redis
 
@@ -71,13 +68,11 @@ def test_one_leader_among_five_contenders_in_every_round(make: Make) -> None:
 
 
 def test_the_lease_passes_on_when_the_holder_stops_renewing(make: Make) -> None:
-    store = InMemoryJobStore(SystemClock())
+    store = bootstrap(Settings(database_url="memory://")).store
     schedulers = [
-        SchedulerRuntime(
-            store=store,
-            coordinator=make(),
-            config=SchedulerConfig(scheduler_id=f"s{i}", leader_ttl_s=1.0, tick_interval_s=0.1),
-        ).start()
+        bootstrap(Settings(), store=store, coordinator=make())
+        .scheduler_runtime(scheduler_id=f"s{i}", leader_ttl_s=1.0, tick_interval_s=0.1)
+        .start()
         for i in range(2)
     ]
     observer = make()
@@ -170,13 +165,17 @@ def test_every_redis_error_is_coordinator_unavailable() -> None:
     nowhere.close()
 
 
-def test_make_coordinator_builds_redis_from_a_url_with_a_key_prefix(
+def _coordinator(url: str, prefix: str = "taskyard:") -> RedisCoordinator:
+    settings = Settings(database_url="memory://", redis_url=url, redis_key_prefix=prefix)
+    coordinator = bootstrap(settings).coordinator
+    assert isinstance(coordinator, RedisCoordinator)
+    return coordinator
+
+
+def test_the_composition_root_builds_redis_from_a_url_with_a_key_prefix(
     redis_url: str, redis_prefix: str
 ) -> None:
-    coordinator = make_coordinator(
-        f"{redis_url}?socket_timeout=2", clock=SystemClock(), key_prefix=f"{redis_prefix}app:"
-    )
-    assert isinstance(coordinator, RedisCoordinator)
+    coordinator = _coordinator(f"{redis_url}?socket_timeout=2", f"{redis_prefix}app:")
     coordinator.ring(["mail"])
     peek = redis.Redis.from_url(redis_url)
     try:
@@ -185,17 +184,16 @@ def test_make_coordinator_builds_redis_from_a_url_with_a_key_prefix(
         peek.close()
         coordinator.close()
     with pytest.raises(ConfigError, match="TASKYARD_REDIS_URL"):
-        make_coordinator(f"{redis_url}?no_such_option=1", clock=SystemClock())
+        _coordinator(f"{redis_url}?no_such_option=1")
     with pytest.raises(ConfigError, match="unsupported scheme"):
-        make_coordinator("amqp://127.0.0.1", clock=SystemClock())
+        _coordinator("amqp://127.0.0.1")
 
 
-def test_a_unix_socket_url_reaches_redis_through_make_coordinator() -> None:
+def test_a_unix_socket_url_reaches_redis_through_the_composition_root() -> None:
     folder = tempfile.mkdtemp(prefix="ty-sock-", dir="/tmp")  # socket paths are short
     try:
         with throwaway_redis(unix_socket=os.path.join(folder, "redis.sock")) as server:
-            coordinator = make_coordinator(server.url, clock=SystemClock(), key_prefix="unix-test:")
-            assert isinstance(coordinator, RedisCoordinator)
+            coordinator = _coordinator(server.url, "unix-test:")
             try:
                 lead = coordinator.campaign(candidate="s1", ttl_s=30)
                 assert lead is not None and lead.holder == "s1"

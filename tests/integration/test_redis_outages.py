@@ -3,25 +3,24 @@ throwaway `redis-server` of the test's own (never the shared one)."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from taskyard.adapters.clock import SystemClock
 from taskyard.adapters.redis_coordinator import RedisCoordinator, RedisSettings
 from taskyard.domain.client import Client
 from taskyard.domain.model import Job
 from taskyard.domain.ports import JobStore
-from taskyard.domain.scheduler import SchedulerConfig
-from taskyard.domain.worker import WorkerConfig
-from taskyard.entrypoints.bootstrap import ConfigError, make_store
-from taskyard.entrypoints.runtime import SchedulerRuntime, WorkerRuntime
+from taskyard.entrypoints.bootstrap import System, bootstrap
+from taskyard.entrypoints.config import Settings
+from taskyard.entrypoints.runtime import WorkerRuntime
 from tests import services
 from tests.eventually import eventually
 from tests.runs import (
     Runs,
     assert_each_succeeded_once,
-    client_for,
     counting_task,
     registry_with,
     submit,
@@ -29,44 +28,41 @@ from tests.runs import (
 )
 
 WAIT_S = 30.0
+QUICK_REDIS = "socket_timeout=0.5&socket_connect_timeout=0.5"
+"""Redis connection options on the URL: a restarted server is noticed in half a second."""
 SETTINGS = RedisSettings(key_prefix="ty:", socket_timeout_s=0.5, connect_timeout_s=0.5)
+"""The same, for the tests of the adapter itself."""
 
 
 class Stack:
-    """A scheduler, workers and a client, each with its own `RedisCoordinator` (as separate
-    processes would have), on one store."""
+    """A scheduler, workers and a client, each a system of its own from the composition
+    root, with its own Redis connections (as separate processes would have), on one store."""
 
     def __init__(self, store: JobStore, redis_url: str) -> None:
         self.store = store
-        self.redis_url = redis_url
+        self.settings = Settings(redis_url=f"{redis_url}?{QUICK_REDIS}", redis_key_prefix="ty:")
         self.runs = Runs()
         self.registry = registry_with(counting_task(self.runs))
-        self.coordinators: list[RedisCoordinator] = []
+        self.systems: list[System] = []
         self.workers: list[WorkerRuntime] = []
-        self.scheduler = SchedulerRuntime(
-            store=store,
-            coordinator=self.coordinator(),
-            config=SchedulerConfig(scheduler_id="s1", leader_ttl_s=2.0, tick_interval_s=0.1),
+        self.scheduler = self.system().scheduler_runtime(
+            scheduler_id="s1", leader_ttl_s=2.0, tick_interval_s=0.1
         )
-        self.client: Client = client_for(store, self.coordinator())
-        self.observer = self.coordinator()
+        self.client: Client = self.system().client
+        observer = self.system().coordinator
+        assert observer is not None
+        self.observer = observer
 
-    def coordinator(self) -> RedisCoordinator:
-        coordinator = RedisCoordinator(self.redis_url, settings=SETTINGS)
-        self.coordinators.append(coordinator)
-        return coordinator
+    def system(self) -> System:
+        system = bootstrap(self.settings, store=self.store, rng=random.Random(7))
+        self.systems.append(system)
+        return system
 
-    def add_worker(self, **config: object) -> WorkerRuntime:
+    def add_worker(self, **config: Any) -> WorkerRuntime:
         config.setdefault("worker_id", f"w{len(self.workers) + 1}")
         config.setdefault("concurrency", 4)
         config.setdefault("poll_interval_s", 0.2)
-        runtime = WorkerRuntime(
-            store=self.store,
-            coordinator=self.coordinator(),
-            registry=self.registry,
-            config=WorkerConfig(**config),  # type: ignore[arg-type]
-            doorbell_block_s=0.5,
-        )
+        runtime = self.system().worker_runtime(self.registry, doorbell_block_s=0.5, **config)
         self.workers.append(runtime)
         return runtime
 
@@ -99,8 +95,8 @@ class Stack:
         for worker in self.workers:
             worker.stop(grace_s=1.0)
         self.scheduler.stop()
-        for coordinator in self.coordinators:
-            coordinator.close()
+        for system in self.systems:
+            system.close()
 
 
 def _failed_first(job: Job) -> bool:
@@ -109,7 +105,7 @@ def _failed_first(job: Job) -> bool:
 
 @pytest.fixture
 def memory_store() -> JobStore:
-    return make_store("memory://", clock=SystemClock())
+    return bootstrap(Settings(database_url="memory://")).store
 
 
 @pytest.fixture
@@ -192,13 +188,8 @@ def test_a_redis_restart_in_the_middle_of_1000_jobs_loses_none_and_commits_each_
     url = (
         "memory://" if store_kind == "memory" else request.getfixturevalue("migrated_postgres_url")
     )
-    try:
-        store = make_store(url, clock=SystemClock())
-    except ConfigError as exc:
-        if "not available in this build" in str(exc):
-            pytest.skip(f"the {store_kind} store is not available in this build yet: {exc}")
-        raise
-    stack = Stack(store, throwaway_redis.url).start()
+    owner = bootstrap(Settings(database_url=url), coordinator=None)
+    stack = Stack(owner.store, throwaway_redis.url).start()
     try:
         eventually(lambda: stack.leader_term() is not None, timeout_s=WAIT_S, what="a leader")
         term_before = stack.leader_term()
@@ -246,6 +237,7 @@ def test_a_redis_restart_in_the_middle_of_1000_jobs_loses_none_and_commits_each_
         )
     finally:
         stack.close()
+        owner.close()
 
 
 def test_with_redis_down_at_start_jobs_still_run_by_polling(memory_store: JobStore) -> None:

@@ -13,13 +13,20 @@ from typing import Any
 import pytest
 
 from taskyard.adapters.clock import SystemClock
-from taskyard.adapters.memory import InMemoryCoordinator, InMemoryJobStore
+from taskyard.adapters.memory import InMemoryJobStore
 from taskyard.domain.context import Cancelled, TaskSpec
 from taskyard.domain.errors import CoordinatorUnavailable
 from taskyard.domain.model import Job, JobState, Outcome
-from taskyard.domain.ports import ClaimRequest, Leadership, SchedulerInfo, WorkerInfo
-from taskyard.domain.scheduler import SchedulerConfig
-from taskyard.domain.worker import WorkerConfig
+from taskyard.domain.ports import (
+    ClaimRequest,
+    Coordinator,
+    JobStore,
+    Leadership,
+    SchedulerInfo,
+    WorkerInfo,
+)
+from taskyard.entrypoints.bootstrap import System, bootstrap
+from taskyard.entrypoints.config import Settings
 from taskyard.entrypoints.logs import make_handler
 from taskyard.entrypoints.runtime import SchedulerRuntime, WorkerRuntime
 from tests.eventually import eventually
@@ -38,13 +45,22 @@ WAIT_S = 20.0
 
 
 @pytest.fixture
-def store() -> InMemoryJobStore:
-    return InMemoryJobStore(SystemClock())
+def system() -> Iterator[System]:
+    """An in-memory store and coordinator on the system clock, from the composition root."""
+    built = bootstrap(Settings(database_url="memory://", redis_url="memory://"))
+    yield built
+    built.close()
 
 
 @pytest.fixture
-def coordinator() -> InMemoryCoordinator:
-    return InMemoryCoordinator(SystemClock())
+def store(system: System) -> JobStore:
+    return system.store
+
+
+@pytest.fixture
+def coordinator(system: System) -> Coordinator:
+    assert system.coordinator is not None
+    return system.coordinator
 
 
 @pytest.fixture
@@ -58,32 +74,26 @@ def runtimes() -> Iterator[list[WorkerRuntime | SchedulerRuntime]]:
 
 def _worker(
     runtimes: list[WorkerRuntime | SchedulerRuntime],
-    store: InMemoryJobStore,
-    coordinator: Any,
+    store: JobStore,
+    coordinator: Coordinator,
     specs: Sequence[TaskSpec],
     doorbell_block_s: float = 0.5,
     **config: Any,
 ) -> WorkerRuntime:
     config.setdefault("worker_id", f"w{len(runtimes)}")
-    runtime = WorkerRuntime(
-        store=store,
-        coordinator=coordinator,
-        registry=registry_with(*specs),
-        config=WorkerConfig(**config),
-        doorbell_block_s=doorbell_block_s,
+    system = bootstrap(Settings(), store=store, coordinator=coordinator)
+    runtime = system.worker_runtime(
+        registry_with(*specs), doorbell_block_s=doorbell_block_s, **config
     )
     runtimes.append(runtime)
     return runtime.start()
 
 
 def _scheduler(
-    runtimes: list[WorkerRuntime | SchedulerRuntime], store: InMemoryJobStore, coordinator: Any
+    runtimes: list[WorkerRuntime | SchedulerRuntime], store: JobStore, coordinator: Coordinator
 ) -> SchedulerRuntime:
-    runtime = SchedulerRuntime(
-        store=store,
-        coordinator=coordinator,
-        config=SchedulerConfig(scheduler_id=f"s{len(runtimes)}", tick_interval_s=0.05),
-    )
+    system = bootstrap(Settings(), store=store, coordinator=coordinator)
+    runtime = system.scheduler_runtime(scheduler_id=f"s{len(runtimes)}", tick_interval_s=0.05)
     runtimes.append(runtime)
     return runtime.start()
 
@@ -103,7 +113,7 @@ def _blocking_task(name: str, started: threading.Event, woke: list[bool]) -> Tas
 
 
 def test_the_worker_runtime_drains_every_job(
-    store: InMemoryJobStore, coordinator: InMemoryCoordinator, runtimes: list[Any]
+    store: JobStore, coordinator: Coordinator, runtimes: list[Any]
 ) -> None:
     runs = Runs()
     client = client_for(store, coordinator)
@@ -116,7 +126,7 @@ def test_the_worker_runtime_drains_every_job(
 
 
 def test_cancelling_a_running_job_wakes_its_handler_from_ctx_wait(
-    store: InMemoryJobStore, coordinator: InMemoryCoordinator, runtimes: list[Any]
+    store: JobStore, coordinator: Coordinator, runtimes: list[Any]
 ) -> None:
     started, woke = threading.Event(), []
     _worker(runtimes, store, coordinator, [_blocking_task("block", started, woke)], lease_ttl_s=1.0)
@@ -129,7 +139,7 @@ def test_cancelling_a_running_job_wakes_its_handler_from_ctx_wait(
 
 
 def test_a_handler_past_its_timeout_is_woken_and_the_attempt_fails_as_timeout(
-    store: InMemoryJobStore, coordinator: InMemoryCoordinator, runtimes: list[Any]
+    store: JobStore, coordinator: Coordinator, runtimes: list[Any]
 ) -> None:
     started, woke = threading.Event(), []
     _worker(runtimes, store, coordinator, [_blocking_task("block", started, woke)])
@@ -142,7 +152,7 @@ def test_a_handler_past_its_timeout_is_woken_and_the_attempt_fails_as_timeout(
 
 
 def test_a_graceful_stop_lets_a_running_handler_finish_and_claims_nothing_new(
-    store: InMemoryJobStore, coordinator: InMemoryCoordinator, runtimes: list[Any]
+    store: JobStore, coordinator: Coordinator, runtimes: list[Any]
 ) -> None:
     started, release = threading.Event(), threading.Event()
 
@@ -171,7 +181,7 @@ def test_a_graceful_stop_lets_a_running_handler_finish_and_claims_nothing_new(
 
 
 def test_a_graceful_stop_hands_unfinished_jobs_back_to_run_elsewhere_at_once(
-    store: InMemoryJobStore, coordinator: InMemoryCoordinator, runtimes: list[Any]
+    store: JobStore, coordinator: Coordinator, runtimes: list[Any]
 ) -> None:
     started, woke = threading.Event(), []
     first = _worker(
@@ -198,7 +208,7 @@ def test_a_graceful_stop_hands_unfinished_jobs_back_to_run_elsewhere_at_once(
 
 
 def test_the_scheduler_runtime_promotes_delayed_jobs_and_resigns_on_stop(
-    store: InMemoryJobStore, coordinator: InMemoryCoordinator, runtimes: list[Any]
+    store: JobStore, coordinator: Coordinator, runtimes: list[Any]
 ) -> None:
     runs = Runs()
     scheduler = _scheduler(runtimes, store, coordinator)
@@ -217,7 +227,7 @@ class SwitchableCoordinator:
     """A test double: the in-memory coordinator, which can be cut off (every call then
     raises `CoordinatorUnavailable`, as an unreachable Redis would)."""
 
-    def __init__(self, inner: InMemoryCoordinator) -> None:
+    def __init__(self, inner: Coordinator) -> None:
         self.inner = inner
         self.down = False
 
@@ -273,8 +283,8 @@ class SwitchableCoordinator:
 
 
 def test_an_outage_of_the_coordinator_falls_back_to_polling_warns_once_and_recovers(
-    store: InMemoryJobStore,
-    coordinator: InMemoryCoordinator,
+    store: JobStore,
+    coordinator: Coordinator,
     runtimes: list[Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -334,7 +344,7 @@ class FlakyStore(InMemoryJobStore):
 
 
 def test_an_unexpected_error_does_not_kill_the_worker_loop(
-    coordinator: InMemoryCoordinator, runtimes: list[Any], caplog: pytest.LogCaptureFixture
+    coordinator: Coordinator, runtimes: list[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, logger="taskyard.runtime")
     store = FlakyStore()
@@ -347,7 +357,7 @@ def test_an_unexpected_error_does_not_kill_the_worker_loop(
 
 
 def test_a_killed_worker_hands_nothing_back_and_its_job_runs_again_after_the_lease(
-    store: InMemoryJobStore, coordinator: InMemoryCoordinator, runtimes: list[Any]
+    store: JobStore, coordinator: Coordinator, runtimes: list[Any]
 ) -> None:
     started, woke = threading.Event(), []
     _scheduler(runtimes, store, coordinator)  # reaps the lapsed lease
@@ -367,7 +377,7 @@ def test_a_killed_worker_hands_nothing_back_and_its_job_runs_again_after_the_lea
 
 
 def test_lines_a_handler_logs_carry_its_job_attempt_and_worker(
-    store: InMemoryJobStore, coordinator: InMemoryCoordinator, runtimes: list[Any]
+    store: JobStore, coordinator: Coordinator, runtimes: list[Any]
 ) -> None:
     stream = io.StringIO()
     handler = make_handler("json", stream)

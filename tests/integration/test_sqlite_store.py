@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 
 import taskyard
+from taskyard.adapters.clock import SystemClock
 from taskyard.adapters.sqlite import SqliteJobStore
 from taskyard.domain.errors import JobNotFound, StoreUnavailable
 from taskyard.domain.model import JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobQuery
 from taskyard.domain.transitions import Report, ReportKind
-from taskyard.entrypoints.bootstrap import ConfigError, make_store
+from taskyard.entrypoints.bootstrap import bootstrap
+from taskyard.entrypoints.config import ConfigError, Settings
 from tests.integration.helpers import new_jobs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +53,7 @@ def _all_succeeded_once(store: SqliteJobStore, expected: set[str], seen: list[st
 
 
 def test_many_threads_share_one_store_without_a_double_claim(tmp_path: Path) -> None:
-    with SqliteJobStore(tmp_path / "threads.db") as store:
+    with SqliteJobStore(tmp_path / "threads.db", clock=SystemClock()) as store:
         expected = {str(e.job.id) for e in store.enqueue(new_jobs(400))}
         start = threading.Barrier(THREADS)
         with ThreadPoolExecutor(THREADS) as pool:
@@ -63,7 +65,7 @@ def test_many_threads_share_one_store_without_a_double_claim(tmp_path: Path) -> 
 
 def test_a_second_process_on_the_same_file_shares_the_work(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
-    with SqliteJobStore(path) as store:
+    with SqliteJobStore(path, clock=SystemClock()) as store:
         expected = {str(e.job.id) for e in store.enqueue(new_jobs(600))}
         with subprocess.Popen(
             [sys.executable, "-m", "tests.integration.sqlite_claimer", str(path)],
@@ -101,7 +103,7 @@ def test_a_writer_that_cannot_get_the_lock_is_unavailable_and_writes_nothing(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "locked.db"
-    with SqliteJobStore(path, busy_timeout_s=0.2) as store:
+    with SqliteJobStore(path, clock=SystemClock(), busy_timeout_s=0.2) as store:
         holder = sqlite3.connect(path, isolation_level=None)
         try:
             holder.execute("BEGIN IMMEDIATE")
@@ -117,10 +119,10 @@ def test_a_writer_that_cannot_get_the_lock_is_unavailable_and_writes_nothing(
 
 def test_the_schema_is_versioned_and_opening_again_is_harmless(tmp_path: Path) -> None:
     path = tmp_path / "versioned.db"
-    with SqliteJobStore(path) as store:
+    with SqliteJobStore(path, clock=SystemClock()) as store:
         job = store.enqueue(new_jobs(1))[0].job
         assert store.schema_version == 1
-    with SqliteJobStore(path) as again:
+    with SqliteJobStore(path, clock=SystemClock()) as again:
         assert again.get(job.id) == job
     conn = sqlite3.connect(path)
     try:
@@ -131,7 +133,7 @@ def test_the_schema_is_versioned_and_opening_again_is_harmless(tmp_path: Path) -
     finally:
         conn.close()
     with pytest.raises(StoreUnavailable, match="schema version 99"):
-        SqliteJobStore(path)
+        SqliteJobStore(path, clock=SystemClock())
 
 
 def test_an_app_runs_on_a_sqlite_url(tmp_path: Path) -> None:
@@ -151,4 +153,4 @@ def test_an_app_runs_on_a_sqlite_url(tmp_path: Path) -> None:
 )
 def test_a_sqlite_url_without_a_plain_path_is_a_config_error(url: str) -> None:
     with pytest.raises(ConfigError, match="TASKYARD_DATABASE_URL"):
-        make_store(url, clock=taskyard.App().clock)
+        bootstrap(Settings(database_url=url))

@@ -23,7 +23,7 @@ from taskyard.domain.errors import ValidationError
 from taskyard.domain.model import JobState
 from taskyard.domain.storable import text_problem
 from taskyard.domain.transitions import ReportKind
-from taskyard.entrypoints.app import App
+from taskyard.entrypoints.library import App
 from taskyard.testing import TestRunner
 from tests import factories as f
 

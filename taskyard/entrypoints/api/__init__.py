@@ -1,6 +1,7 @@
 """The REST API (`api.md`): a Falcon WSGI app served by gunicorn.
 
-    create_app(services)   the app on adapters built by the caller (tests, standalone)
+    create_app(services)   the app on services the composition root built
+                           (`bootstrap(settings).services()`: tests, standalone)
     get_app()              the app on adapters built from settings (for any WSGI server:
                            gunicorn 'taskyard.entrypoints.api:get_app()')
 
@@ -13,7 +14,8 @@ import falcon
 
 from taskyard.entrypoints import config
 from taskyard.entrypoints.api.app import ROUTES, create_app
-from taskyard.entrypoints.api.services import Services, build_services
+from taskyard.entrypoints.api.services import Services
+from taskyard.entrypoints.bootstrap import bootstrap
 from taskyard.entrypoints.logs import configure_logging
 
 
@@ -25,7 +27,7 @@ def get_app(
     if settings is None:
         settings = config.resolve(None, config.API_SETTINGS)
         configure_logging(log_format=settings.log_format, level=settings.log_level)
-    return create_app(build_services(settings))
+    return create_app(bootstrap(settings).services())
 
 
-__all__ = ["ROUTES", "Services", "build_services", "create_app", "get_app"]
+__all__ = ["ROUTES", "Services", "create_app", "get_app"]

@@ -1,5 +1,5 @@
 """`create_app(services)`: the Falcon WSGI app. Nothing is connected here; the services
-come built (see `taskyard.entrypoints.api.services.build_services`)."""
+come built (see `taskyard.entrypoints.bootstrap.System.services`)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -35,7 +34,6 @@ from typing import Any
 
 import attrs
 
-from taskyard.adapters.clock import SystemClock
 from taskyard.domain.client import Client
 from taskyard.domain.model import JobState, Outcome
 from taskyard.domain.ports import JobStore
@@ -51,7 +49,7 @@ from taskyard.entrypoints.bench.processes import (
     worker_main,
 )
 from taskyard.entrypoints.bench.target import Target
-from taskyard.entrypoints.bootstrap import make_coordinator, make_store
+from taskyard.entrypoints.bootstrap import System, bootstrap
 
 PHASES = ("enqueue-one", "enqueue-bulk", "drain", "latency", "kill", "api")
 QUEUE = "bench"
@@ -116,26 +114,9 @@ def percentile(ordered: Sequence[float], fraction: float) -> float:
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _open_store(target: Target) -> JobStore:
-    return make_store(target.store_url, clock=SystemClock())
-
-
-def _close(store: object) -> None:
-    close = getattr(store, "close", None)
-    if close is not None:
-        close()
-
-
-def _client(target: Target, store: JobStore) -> tuple[Client, Any]:
-    coordinator = (
-        make_coordinator(target.redis_url, clock=SystemClock(), key_prefix=target.redis_prefix)
-        if target.redis_url
-        else None
-    )
-    client = Client(
-        store=store, coordinator=coordinator, clock=SystemClock(), rng=secrets.SystemRandom()
-    )
-    return client, coordinator
+def _system(target: Target, **given: Any) -> System:
+    """The bench's store and coordinator, from the composition root."""
+    return bootstrap(target.settings(), **given)
 
 
 def _queued_total(store: JobStore, queue: str) -> dict[JobState, int]:
@@ -164,9 +145,7 @@ class _Processes:
 
     def _spec(self, name: str, **fields: Any) -> ProcessSpec:
         return ProcessSpec(
-            store_url=self._target.store_url,
-            redis_url=self._target.redis_url,
-            redis_prefix=self._target.redis_prefix,
+            settings=self._target.settings(),
             name=name,
             lifetime_s=self._lifetime_s,
             **fields,
@@ -248,8 +227,8 @@ def _processes(target: Target, lifetime_s: float) -> Iterator[_Processes]:
 
 def enqueue_one(target: Target, options: BenchOptions) -> Figures:
     target.empty()
-    store = _open_store(target)
-    client, coordinator = _client(target, store)
+    system = _system(target)
+    store, client = system.store, system.client
     try:
         submission = Submission(task=NOOP_TASK, queue=QUEUE)
         store.now()
@@ -264,8 +243,7 @@ def enqueue_one(target: Target, options: BenchOptions) -> Figures:
         if stored != options.jobs:
             raise BenchFailed(f"enqueue-one: {stored} jobs stored, {options.jobs} submitted")
     finally:
-        _close(coordinator)
-        _close(store)
+        system.close()
     return {"jobs": options.jobs, "seconds": elapsed_s, "jobs_per_s": options.jobs / elapsed_s}
 
 
@@ -281,8 +259,8 @@ def _bulk(client: Client, jobs: int, batch_size: int, deadline: float) -> None:
 
 def enqueue_bulk(target: Target, options: BenchOptions) -> Figures:
     target.empty()
-    store = _open_store(target)
-    client, coordinator = _client(target, store)
+    system = _system(target)
+    store, client = system.store, system.client
     try:
         store.now()
         began = time.perf_counter()
@@ -292,8 +270,7 @@ def enqueue_bulk(target: Target, options: BenchOptions) -> Figures:
         if stored != options.jobs:
             raise BenchFailed(f"enqueue-bulk: {stored} jobs stored, {options.jobs} submitted")
     finally:
-        _close(coordinator)
-        _close(store)
+        system.close()
     return {
         "jobs": options.jobs,
         "batch_size": options.batch_size,
@@ -304,8 +281,8 @@ def enqueue_bulk(target: Target, options: BenchOptions) -> Figures:
 
 def drain(target: Target, options: BenchOptions) -> Figures:
     target.empty()
-    store = _open_store(target)
-    client, coordinator = _client(target, store)
+    system = _system(target)
+    store, client = system.store, system.client
     try:
         _bulk(client, options.jobs, options.batch_size, time.monotonic() + options.phase_timeout_s)
         with _processes(target, options.phase_timeout_s + READY_TIMEOUT_S) as procs:
@@ -331,8 +308,7 @@ def drain(target: Target, options: BenchOptions) -> Figures:
         counts = _queued_total(store, QUEUE)
         outcomes = _attempt_outcomes(store)
     finally:
-        _close(coordinator)
-        _close(store)
+        system.close()
     succeeded = counts.get(JobState.SUCCEEDED, 0)
     attempts = sum(outcomes.values())
     if succeeded != options.jobs or attempts != options.jobs:
@@ -352,8 +328,8 @@ def drain(target: Target, options: BenchOptions) -> Figures:
 
 def latency(target: Target, options: BenchOptions) -> Figures:
     target.empty()
-    store = _open_store(target)
-    client, coordinator = _client(target, store)
+    system = _system(target)
+    client = system.client
     gap_s = options.latency_gap_ms / 1000
     submitted: dict[int, float] = {}
     started: dict[int, float] = {}
@@ -381,8 +357,7 @@ def latency(target: Target, options: BenchOptions) -> Figures:
             if len(started) < total:
                 raise BenchFailed(f"latency: {len(started)} of {total} probes started in time")
     finally:
-        _close(coordinator)
-        _close(store)
+        system.close()
     measured = sorted((started[i] - submitted[i]) * 1000 for i in range(LATENCY_WARMUP_JOBS, total))
     return {
         "jobs": options.latency_jobs,
@@ -413,8 +388,8 @@ def _no_wait(procs: _Processes) -> Started | None:
 
 def kill(target: Target, options: BenchOptions) -> Figures:
     target.empty()
-    store = _open_store(target)
-    client, coordinator = _client(target, store)
+    system = _system(target)
+    store, client = system.store, system.client
     overrides: tuple[tuple[str, Any], ...] = (("lease_ttl_s", options.kill_lease_ttl_s),)
     bound_s = options.kill_lease_ttl_s + options.kill_job_s + 60
     try:
@@ -446,8 +421,7 @@ def kill(target: Target, options: BenchOptions) -> Figures:
                 job = store.get(enqueued.job.id)
         attempts = store.attempts(enqueued.job.id)
     finally:
-        _close(coordinator)
-        _close(store)
+        system.close()
     committed = [a for a in attempts if a.outcome in (Outcome.SUCCEEDED, Outcome.FAILED)]
     outcomes = [a.outcome.value for a in attempts]
     committed_once = (
@@ -613,11 +587,11 @@ def api(target: Target, options: BenchOptions) -> Figures:
     if done.returncode != 0:
         raise BenchFailed(f"api: wrk failed: {done.stderr.strip() or done.stdout.strip()}")
     figures = parse_wrk(done.stdout)
-    store = _open_store(target)
+    system = _system(target, coordinator=None)
     try:
-        stored = sum(_queued_total(store, QUEUE).values())
+        stored = sum(_queued_total(system.store, QUEUE).values())
     finally:
-        _close(store)
+        system.close()
     figures.update(
         {
             "api_workers": options.api_workers,

@@ -21,13 +21,9 @@ from typing import Any
 
 import attrs
 
-from taskyard.adapters.clock import SystemClock
-from taskyard.domain.context import JobContext, TaskSpec
-from taskyard.domain.scheduler import SchedulerConfig
-from taskyard.domain.worker import WorkerConfig
-from taskyard.entrypoints.app import Registry
-from taskyard.entrypoints.bootstrap import make_coordinator, make_store
-from taskyard.entrypoints.runtime import SchedulerRuntime, WorkerRuntime
+from taskyard.domain.context import JobContext, Registry, TaskSpec
+from taskyard.entrypoints.bootstrap import bootstrap
+from taskyard.entrypoints.config import Settings
 
 NOOP_TASK = "bench.noop"
 PROBE_TASK = "bench.probe"
@@ -40,9 +36,8 @@ STOP_GRACE_S = 5.0
 
 @attrs.frozen(kw_only=True)
 class ProcessSpec:
-    store_url: str
-    redis_url: str | None
-    redis_prefix: str | None
+    settings: Settings
+    """The bench's store and Redis keys."""
     name: str
     lifetime_s: float
     """The process ends by itself this long after it starts, whatever happens."""
@@ -114,24 +109,15 @@ def worker_main(spec: ProcessSpec, ready: Any, go: Any, events: Any, progress: A
     of outcomes it has had answered by the store, `progress[1]` when that last changed."""
     logging.basicConfig(level=logging.ERROR)
     life = _Life(spec.lifetime_s)
-    clock = SystemClock()
-    store = make_store(spec.store_url, clock=clock)
-    coordinator = (
-        make_coordinator(spec.redis_url, clock=clock, key_prefix=spec.redis_prefix)
-        if spec.redis_url
-        else None
-    )
-    config = WorkerConfig(
+    system = bootstrap(spec.settings)
+    runtime = system.worker_runtime(
+        _registry(events),
         worker_id=f"{spec.name}-{os.getpid()}",
         queues=frozenset(spec.queues) if spec.queues is not None else None,
         concurrency=spec.concurrency,
-        pid=os.getpid(),
         **dict(spec.worker_overrides),
     )
-    runtime = WorkerRuntime(
-        store=store, coordinator=coordinator, registry=_registry(events), config=config
-    )
-    store.now()  # open the pool's first connection before anything is timed
+    system.store.now()  # open the pool's first connection before anything is timed
     ready.put(os.getpid())
     if not life.wait(go):
         return
@@ -146,28 +132,16 @@ def worker_main(spec: ProcessSpec, ready: Any, go: Any, events: Any, progress: A
             seen = count
         life.stop.wait(PROGRESS_SAMPLE_S)
     runtime.stop(grace_s=STOP_GRACE_S)
-    close = getattr(store, "close", None)
-    if close is not None:
-        close()
+    system.close()
 
 
 def scheduler_main(spec: ProcessSpec, ready: Any, go: Any) -> None:
     """A scheduler process with the default settings."""
     logging.basicConfig(level=logging.ERROR)
     life = _Life(spec.lifetime_s)
-    clock = SystemClock()
-    store = make_store(spec.store_url, clock=clock)
-    coordinator = (
-        make_coordinator(spec.redis_url, clock=clock, key_prefix=spec.redis_prefix)
-        if spec.redis_url
-        else None
-    )
-    runtime = SchedulerRuntime(
-        store=store,
-        coordinator=coordinator,
-        config=SchedulerConfig(scheduler_id=f"{spec.name}-{os.getpid()}", pid=os.getpid()),
-    )
-    store.now()
+    system = bootstrap(spec.settings)
+    runtime = system.scheduler_runtime(scheduler_id=f"{spec.name}-{os.getpid()}")
+    system.store.now()
     ready.put(os.getpid())
     if not life.wait(go):
         return
@@ -175,6 +149,4 @@ def scheduler_main(spec: ProcessSpec, ready: Any, go: Any) -> None:
     while not life.over():
         life.stop.wait(0.1)
     runtime.stop()
-    close = getattr(store, "close", None)
-    if close is not None:
-        close()
+    system.close()

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import attrs
 
-from taskyard.entrypoints.bootstrap import ConfigError, sqlite_path, store_scheme
+from taskyard.entrypoints.config import ConfigError, Settings, sqlite_path, store_scheme
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
@@ -81,6 +81,13 @@ class Target:
     label: str
     """What the report names: the server and the database, never a password."""
 
+    def settings(self) -> Settings:
+        """The bench's store and Redis keys, as the settings the composition root takes."""
+        settings = Settings(database_url=self.store_url, redis_url=self.redis_url)
+        if self.redis_prefix is None:
+            return settings
+        return attrs.evolve(settings, redis_key_prefix=self.redis_prefix)
+
     def empty(self) -> None:
         """Remove every job, attempt and pause flag (the bench's own store only)."""
         if self.scheme == "postgresql":
@@ -97,7 +104,9 @@ class Target:
         else:
             import sqlite3
 
-            with contextlib.closing(sqlite3.connect(sqlite_path(self.store_url))) as conn:
+            with contextlib.closing(
+                sqlite3.connect(sqlite_path(self.store_url, setting="--store"))
+            ) as conn:
                 conn.executescript(
                     "DELETE FROM jobs; DELETE FROM attempts; DELETE FROM dependencies;"
                     " DELETE FROM paused_queues;"
@@ -144,13 +153,12 @@ def own_postgres(url: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def own_sqlite() -> Iterator[str]:
-    from taskyard.adapters.sqlite import SqliteJobStore
+    from taskyard.entrypoints.bootstrap import sqlite_schema_version
 
     folder = Path(tempfile.mkdtemp(prefix="taskyard-bench-"))
     try:
         path = folder / "bench.db"
-        with SqliteJobStore(str(path)):
-            pass  # creates the schema
+        sqlite_schema_version(str(path))  # creates the schema
         yield f"sqlite:///{path}"
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from taskyard.entrypoints import config
-from taskyard.entrypoints.bootstrap import ConfigError, store_scheme
+from taskyard.entrypoints.config import ConfigError, store_scheme
 from taskyard.entrypoints.exposure import check_exposure
 
 HELP = "serve the REST API under gunicorn"
@@ -46,7 +46,9 @@ def register(sub: Any) -> None:
 def worker_count(settings: config.Settings) -> int:
     """`--workers`, or the default for the store; memory:// allows only one."""
     assert settings.database_url is not None
-    memory = store_scheme(settings.database_url) == "memory"
+    memory = (
+        store_scheme(settings.database_url, setting=settings.source("database_url")) == "memory"
+    )
     if settings.api_workers is None:
         return 1 if memory else WORKERS_DEFAULT
     if memory and settings.api_workers > 1:
@@ -185,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
             "bind": settings.bind,
             "workers": options["workers"],
             "threads": options["threads"],
-            "store": store_scheme(settings.database_url),
+            "store": store_scheme(settings.database_url, setting=settings.source("database_url")),
             "auth": bool(settings.api_tokens),
         },
     )

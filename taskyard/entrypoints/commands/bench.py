@@ -84,7 +84,7 @@ def register(sub: Any) -> None:
 
 
 def _check(ok: bool, flag: str, problem: str) -> None:
-    from taskyard.entrypoints.bootstrap import ConfigError
+    from taskyard.entrypoints.config import ConfigError
 
     if not ok:
         raise ConfigError(flag, problem)
@@ -92,7 +92,7 @@ def _check(ok: bool, flag: str, problem: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from taskyard.entrypoints.bench import PHASES, BenchFailed, BenchOptions, run_bench
-    from taskyard.entrypoints.bootstrap import ConfigError
+    from taskyard.entrypoints.config import ConfigError
 
     store_url = args.store or os.environ.get("TASKYARD_DATABASE_URL")
     if not store_url:

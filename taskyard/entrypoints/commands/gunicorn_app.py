@@ -9,8 +9,7 @@ import falcon
 from gunicorn.app.base import BaseApplication
 from gunicorn.errors import AppImportError
 
-from taskyard.entrypoints.bootstrap import ConfigError
-from taskyard.entrypoints.config import Settings
+from taskyard.entrypoints.config import ConfigError, Settings
 
 
 class ApiServer(BaseApplication):  # type: ignore[misc]

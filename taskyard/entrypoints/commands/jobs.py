@@ -35,7 +35,7 @@ from taskyard.entrypoints.apiclient import (
     shown,
     task_name,
 )
-from taskyard.entrypoints.bootstrap import ConfigError
+from taskyard.entrypoints.config import ConfigError
 from taskyard.entrypoints.numbers import ascii_int
 
 

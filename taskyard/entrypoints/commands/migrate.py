@@ -37,7 +37,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from taskyard.domain.errors import StoreUnavailable
-    from taskyard.entrypoints.bootstrap import sqlite_path, store_scheme
+    from taskyard.entrypoints.config import sqlite_path, store_scheme
 
     settings = config.resolve(args, config.MIGRATE_SETTINGS)
     url = config.required_database_url(settings)
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 def _postgres(url: str, *, source: str) -> int:
     from taskyard.adapters.postgres.schema import MigrationError, migrate
     from taskyard.adapters.postgres.store import split_url
-    from taskyard.entrypoints.bootstrap import ConfigError
+    from taskyard.entrypoints.config import ConfigError
 
     try:
         conninfo, _settings = split_url(url)
@@ -80,8 +80,7 @@ def _postgres(url: str, *, source: str) -> int:
 
 
 def _sqlite(path: str) -> int:
-    from taskyard.adapters.sqlite import SqliteJobStore
+    from taskyard.entrypoints.bootstrap import sqlite_schema_version
 
-    with SqliteJobStore(path) as store:
-        print(f"{path}: taskyard schema at version {store.schema_version}")
+    print(f"{path}: taskyard schema at version {sqlite_schema_version(path)}")
     return 0

@@ -23,7 +23,7 @@ from taskyard.entrypoints.apiclient import (
     queues_table,
     run_client,
 )
-from taskyard.entrypoints.bootstrap import ConfigError
+from taskyard.entrypoints.config import ConfigError
 
 ACTIONS = ("pause", "resume")
 

@@ -34,20 +34,17 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from taskyard.adapters.clock import SystemClock
     from taskyard.entrypoints import process
+    from taskyard.entrypoints.bootstrap import bootstrap
     from taskyard.entrypoints.logs import configure_logging, log_context
 
     settings = config.resolve(args, config.SCHEDULER_SETTINGS)
     url = process.required_store_url(settings, command="scheduler")
     configure_logging(log_format=settings.log_format, level=settings.log_level)
-    clock = SystemClock()
-    store = process.open_store(url, settings, clock)
-    coordinator = process.open_coordinator(settings, clock, default_memory=False)
+    system = bootstrap(settings)
+    coordinator = system.coordinator
     scheduler_id = process.process_id()
-    runtime = process.scheduler_runtime(
-        settings, store=store, coordinator=coordinator, scheduler_id=scheduler_id
-    )
+    runtime = system.scheduler_runtime(scheduler_id=scheduler_id)
     log = logging.getLogger("taskyard.scheduler")
     with log_context(scheduler_id=scheduler_id), process.stop_on_signals("scheduler") as stop:
         runtime.start()
@@ -64,6 +61,6 @@ def run(args: argparse.Namespace) -> int:
         )
         stop.wait()
         runtime.stop()
-        process.close_quietly(coordinator, store)
+        process.close_quietly(system)
         log.info("scheduler exited")
     return 0

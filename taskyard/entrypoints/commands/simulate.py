@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from taskyard.entrypoints.bootstrap import ConfigError
+from taskyard.entrypoints.config import ConfigError
 from taskyard.entrypoints.numbers import ascii_int
 
 

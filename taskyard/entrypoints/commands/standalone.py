@@ -37,7 +37,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from taskyard.domain.errors import StoreUnavailable
     from taskyard.entrypoints import process
-    from taskyard.entrypoints.bootstrap import ConfigError
+    from taskyard.entrypoints.config import ConfigError
     from taskyard.entrypoints.logs import configure_logging, log_context
     from taskyard.entrypoints.standalone import DATABASE_URL_DEFAULT, Standalone
 

@@ -23,7 +23,7 @@ from taskyard.entrypoints.apiclient import (
     job_view,
     run_client,
 )
-from taskyard.entrypoints.bootstrap import ConfigError
+from taskyard.entrypoints.config import ConfigError
 from taskyard.entrypoints.numbers import ascii_float
 
 

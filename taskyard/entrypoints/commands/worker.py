@@ -33,23 +33,20 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from taskyard.adapters.clock import SystemClock
     from taskyard.entrypoints import process
+    from taskyard.entrypoints.bootstrap import bootstrap
     from taskyard.entrypoints.logs import configure_logging, log_context
 
     settings = config.resolve(args, config.WORKER_SETTINGS)
     configure_logging(log_format=settings.log_format, level=settings.log_level)
     app = process.load_app(settings.app, source=settings.source("app")) if settings.app else None
-    settings = process.with_app_urls(settings, app)
+    settings = process.with_app_settings(settings, app)
     url = process.required_store_url(settings, command="worker")
-    registry = process.task_registry(app, process.builtin_policy(settings))
-    clock = SystemClock()
-    store = process.open_store(url, settings, clock)
-    coordinator = process.open_coordinator(settings, clock, default_memory=False)
+    system = bootstrap(settings)
+    registry = system.task_registry(app.tasks if app is not None else None)
+    coordinator = system.coordinator
     worker_id = process.process_id()
-    runtime = process.worker_runtime(
-        settings, store=store, coordinator=coordinator, registry=registry, worker_id=worker_id
-    )
+    runtime = system.worker_runtime(registry, worker_id=worker_id)
     log = logging.getLogger("taskyard.worker")
     queues = ",".join(sorted(settings.queues)) if settings.queues else "*"
     with log_context(worker_id=worker_id), process.stop_on_signals("worker") as stop:
@@ -69,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         )
         stop.wait()
         stubborn = process.stop_worker(runtime, grace_s=settings.grace_period_s)
-        process.close_quietly(coordinator, store, app)
+        process.close_quietly(system, app)
         if stubborn:
             log.warning(
                 "handlers ignored the request to stop; exiting without them",

@@ -1,8 +1,9 @@
-"""The Python API: an app object, task registration, enqueue and job management.
+"""The Python library: an app object, task registration, enqueue and job management.
 
     import taskyard
 
-    app = taskyard.App("postgresql://localhost/jobs")   # or sqlite:///jobs.db, memory://
+    app = taskyard.App()        # settings from TASKYARD_* and taskyard.toml, as a process
+    app = taskyard.App("postgresql://localhost/jobs", coordinator_url="redis://localhost")
 
     @app.task(queue="billing", max_attempts=5, timeout=60)
     def send_invoice(invoice_id: int) -> None: ...
@@ -10,13 +11,18 @@
     job = send_invoice.enqueue(invoice_id=42)
     job = app.enqueue("send_invoice", args={"invoice_id": 42}, delay_seconds=30)
 
-The store is built on first use, never at import time. `taskyard.testing.TestRunner`
-swaps in an in-memory store and a manual clock for a test.
+An app reads the settings an enqueue depends on as the processes do (`config.APP_SETTINGS`):
+the store, the Redis URL and key prefix, and what the built-in tasks may name. Each comes
+from the constructor's argument, else the environment (`TASKYARD_DATABASE_URL`,
+`TASKYARD_REDIS_URL`, `TASKYARD_REDIS_KEY_PREFIX`, ...), else `taskyard.toml`; without any,
+the store is `memory://` and doorbells ring only inside this process. They are read when
+the app is made; the store and coordinator are built by the composition root
+(`bootstrap`) on first use, never at import time. `taskyard.testing.TestRunner` swaps in
+an in-memory store and a manual clock for a test.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
@@ -24,18 +30,17 @@ from uuid import UUID
 
 import attrs
 
-from taskyard.adapters.clock import SystemClock
 from taskyard.adapters.executors import builtin_tasks
 from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
 from taskyard.domain.client import Client
-from taskyard.domain.context import TaskSpec, takes_context
+from taskyard.domain.context import Registry, TaskSpec, takes_context
 from taskyard.domain.errors import JobNotFound
 from taskyard.domain.ids import parse_job_id
 from taskyard.domain.model import Attempt, Enqueued, Job, JobState
 from taskyard.domain.ports import Clock, Coordinator, JobFilter, JobPage, JobQuery, JobStore, Random
 from taskyard.domain.retry import Jitter, RetryPolicy
-from taskyard.domain.submission import Submission, new_jobs, parse_submission
-from taskyard.entrypoints.bootstrap import make_coordinator, make_store
+from taskyard.domain.submission import Submission, parse_submission
+from taskyard.entrypoints import bootstrap, config
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -104,20 +109,9 @@ def _job_id(value: UUID | str | Job) -> UUID:
     return parsed
 
 
-class Registry:
-    """Task name to `TaskSpec`: the `TaskRegistry` a worker claims for."""
-
-    def __init__(self) -> None:
-        self._tasks: dict[str, TaskSpec] = {}
-
-    def add(self, spec: TaskSpec) -> None:
-        self._tasks[spec.name] = spec
-
-    def names(self) -> frozenset[str]:
-        return frozenset(self._tasks)
-
-    def get(self, name: str) -> TaskSpec | None:
-        return self._tasks.get(name)
+DATABASE_URL_DEFAULT = "memory://"
+REDIS_URL_DEFAULT = "memory://"
+"""Without a Redis URL, an app rings doorbells only inside its own process."""
 
 
 class App:
@@ -125,70 +119,90 @@ class App:
 
     def __init__(
         self,
-        url: str = "memory://",
+        url: str | None = None,
         *,
         coordinator_url: str | None = None,
+        redis_key_prefix: str | None = None,
         clock: Clock | None = None,
         rng: Random | None = None,
         builtins: BuiltinPolicy | None = None,
         include_builtins: bool = True,
     ) -> None:
-        self.url = url
-        self.coordinator_url = coordinator_url
-        self.clock: Clock = clock or SystemClock()
-        self.rng: Random = rng or random.SystemRandom()
-        self.builtins = builtins or BuiltinPolicy()
+        """`url` is the store, `coordinator_url` Redis (or `memory://`), `redis_key_prefix`
+        the prefix of its keys; each not given (None) comes from the environment, else
+        `taskyard.toml`, as for the processes. A bad value raises `ConfigError` naming
+        where it was written: the argument, the variable or the key of the file."""
+        self.settings: config.Settings = config.resolve(
+            None,
+            config.APP_SETTINGS,
+            defaults={"database_url": DATABASE_URL_DEFAULT, "redis_url": REDIS_URL_DEFAULT},
+            given={
+                "database_url": (url, "App(url=...)"),
+                "redis_url": (coordinator_url, "App(coordinator_url=...)"),
+                "redis_key_prefix": (redis_key_prefix, "App(redis_key_prefix=...)"),
+            },
+        )
+        """The settings this app resolved (`settings.sources` says where each came from)."""
+        self.clock: Clock = clock if clock is not None else bootstrap.wall_clock()
+        self.rng: Random = rng if rng is not None else bootstrap.system_random()
+        self.builtins = builtins or bootstrap.builtin_policy(self.settings)
         self.tasks = Registry()
         if include_builtins:
             for spec in builtin_tasks(self.builtins).values():
                 self.tasks.add(spec)
-        self._store: JobStore | None = None
-        self._coordinator: Coordinator | None = None
-        self._client: Client | None = None
-        self._built: list[object] = []
-        """Adapters this app built itself (and so closes); not those handed to `use`."""
+        self._given: dict[str, Any] = {}
+        """Adapters handed to `use`: the app runs on them instead of building its own."""
+        self._system: bootstrap.System | None = None
+        self._retired: list[bootstrap.System] = []
+        """Systems `use` replaced: what they built is closed by `close`."""
+
+    @property
+    def url(self) -> str:
+        """The store's URL."""
+        url = self.settings.database_url
+        assert url is not None
+        return url
+
+    @property
+    def coordinator_url(self) -> str | None:
+        """Redis's URL (`memory://`: doorbells ring inside this process only)."""
+        return self.settings.redis_url
 
     # --- wiring -------------------------------------------------------------------------
 
-    @property
-    def store(self) -> JobStore:
-        if self._store is None:
-            self._store = make_store(self.url, clock=self.clock)
-            self._built.append(self._store)
-        return self._store
-
-    @property
-    def coordinator(self) -> Coordinator:
-        if self._coordinator is None:
-            self._coordinator = make_coordinator(self.coordinator_url, clock=self.clock)
-            self._built.append(self._coordinator)
-        return self._coordinator
-
-    @property
-    def client(self) -> Client:
-        if self._client is None:
-            self._client = Client(
-                store=self.store,
-                coordinator=self.coordinator,
+    def _wired(self) -> bootstrap.System:
+        if self._system is None:
+            self._system = bootstrap.bootstrap(
+                self.settings,
                 clock=self.clock,
                 rng=self.rng,
                 builtins=self.builtins,
+                **self._given,
             )
-        return self._client
+        return self._system
+
+    @property
+    def store(self) -> JobStore:
+        return self._wired().store
+
+    @property
+    def coordinator(self) -> Coordinator | None:
+        return self._wired().coordinator
+
+    @property
+    def client(self) -> Client:
+        return self._wired().client
 
     def close(self) -> None:
         """Close the store and coordinator this app built (a PostgreSQL pool, Redis
-        connections). Using the app again builds them afresh."""
-        built, self._built = self._built, []
-        for adapter in built:
-            if adapter is self._store:
-                self._store = None
-            if adapter is self._coordinator:
-                self._coordinator = None
-            close = getattr(adapter, "close", None)
-            if close is not None:
-                close()
-        self._client = None
+        connections), never those handed to `use`. Using the app again builds them
+        afresh."""
+        systems, self._retired = self._retired, []
+        if self._system is not None:
+            systems.append(self._system)
+            self._system = None
+        for system in systems:
+            system.close()
 
     def __enter__(self) -> App:
         return self
@@ -204,14 +218,32 @@ class App:
         clock: Clock | None = None,
         rng: Random | None = None,
     ) -> None:
-        """Run this app on the given adapters (tests, the simulator, the composition root)."""
-        self._store = store
-        self._coordinator = coordinator
+        """Run this app on the given adapters (tests, the simulator): they are wired
+        through the composition root as the app's own would be. Without `coordinator`,
+        the app's settings name one."""
+        self._given = {"store": store}
+        if coordinator is not None:
+            self._given["coordinator"] = coordinator
         if clock is not None:
             self.clock = clock
         if rng is not None:
             self.rng = rng
-        self._client = None
+        self._retire()
+
+    def _retire(self) -> None:
+        """Set the current system aside; what it built is closed by `close`."""
+        if self._system is not None and self._system.owned:
+            self._retired.append(self._system)
+        self._system = None
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        """What `use` changes, for `TestRunner` to put back."""
+        return (self._given, self._system, self.clock, self.rng)
+
+    def _restore(self, snapshot: tuple[Any, ...]) -> None:
+        if self._system is not snapshot[1]:
+            self._retire()
+        self._given, self._system, self.clock, self.rng = snapshot
 
     # --- the registry -------------------------------------------------------------------
 
@@ -330,20 +362,10 @@ class App:
             enqueue_in = getattr(self.store, "enqueue_in", None)
             if enqueue_in is None:
                 raise TypeError(f"transactional enqueue needs a PostgreSQL store, not {self.url}")
-            return self._enqueue_in(enqueue_in, submissions, correlation_id, connection)
+            new_jobs = self.client.prepare(submissions, correlation_id=correlation_id)
+            jobs: list[Enqueued] = enqueue_in(connection, new_jobs)
+            return jobs
         return self.client.submit(submissions, correlation_id=correlation_id)
-
-    def _enqueue_in(
-        self,
-        enqueue_in: Callable[..., list[Enqueued]],
-        submissions: Sequence[Submission],
-        correlation_id: str | None,
-        connection: Any,
-    ) -> list[Enqueued]:
-        prepared = new_jobs(
-            submissions, now=self.clock.now(), rng=self.rng, correlation_id=correlation_id
-        )
-        return enqueue_in(connection, prepared)
 
     # --- reading and managing -----------------------------------------------------------
 
