@@ -101,12 +101,12 @@ def build(url: str) -> tuple[Any, Any, Any]:
 
     from taskyard.adapters.clock import SystemClock
     from taskyard.adapters.memory import InMemoryCoordinator
-    from taskyard.adapters.postgres import PostgresJobStore
     from taskyard.domain.ports import WorkerInfo
-    from taskyard.entrypoints.api import Services, create_app
+    from taskyard.entrypoints.api import create_app
+    from taskyard.entrypoints.bootstrap import bootstrap
+    from taskyard.entrypoints.config import Settings
 
     clock = SystemClock()
-    store = PostgresJobStore.from_url(url)
     coordinator = InMemoryCoordinator(clock)
     for n in range(2):
         coordinator.register_worker(
@@ -121,7 +121,9 @@ def build(url: str) -> tuple[Any, Any, Any]:
             ),
             ttl_s=3600,
         )
-    services = Services.build(store=store, coordinator=coordinator, clock=clock)
+    system = bootstrap(Settings(database_url=url), coordinator=coordinator, clock=clock)
+    services = system.services()
+    store = system.store
     app = create_app(services)
     found = app._router.find("/ui")  # the overview page holds the `Ui` every page shares
     assert found is not None
