@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.services import fresh_database
+from tests.services import LOCAL_POSTGRES, fresh_database
 
 ERROR_TYPES = ("TimeoutError", "ConnectionError", "ValueError", "KeyError", "TaskFailed")
 
@@ -224,10 +224,7 @@ def measure(url: str, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
-        "--admin-url",
-        default=os.environ.get(
-            "TASKYARD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
+        "--admin-url", default=os.environ.get("TASKYARD_TEST_DATABASE_URL", LOCAL_POSTGRES)
     )
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=9)
