@@ -71,7 +71,8 @@ class Queues:
         resp.media = {"queues": [queue_json(q) for q in self.services.store.queues()]}
 
 
-def _queue_name(name: str) -> str:
+def queue_name_of_path(name: str) -> str:
+    """The queue a path names; anything else is simply not found (the dashboard's too)."""
     if not is_queue_name(name):
         raise not_found(f"{name!r} is not a queue name (letters, digits, '.', '_', '-')")
     return name
@@ -85,7 +86,7 @@ class PauseQueue:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         query.params_of(req, ())
-        self.services.store.set_paused(_queue_name(name), paused=True)
+        self.services.store.set_paused(queue_name_of_path(name), paused=True)
         resp.media = {"name": name, "paused": True}
 
 
@@ -97,7 +98,7 @@ class ResumeQueue:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         query.params_of(req, ())
-        self.services.store.set_paused(_queue_name(name), paused=False)
+        self.services.store.set_paused(queue_name_of_path(name), paused=False)
         self.services.client.ring([name])
         resp.media = {"name": name, "paused": False}
 
@@ -241,6 +242,7 @@ def landing_page(*, protected: bool, base_url: str) -> str:
         else "Requests under <code>/v1/</code> need no token (none is configured)."
     )
     links = [
+        ("/ui", "the web dashboard"),
         ("/v1/jobs", "jobs, newest first"),
         ("/v1/queues", "queues and their counts"),
         ("/v1/workers", "live workers"),
