@@ -10,7 +10,18 @@ import pytest
 
 from tests import services
 
-TIERS = {"unit", "service", "contract", "integration", "api", "cli", "e2e", "simulation", "chaos"}
+TIERS = {
+    "unit",
+    "service",
+    "contract",
+    "integration",
+    "api",
+    "cli",
+    "e2e",
+    "browser",
+    "simulation",
+    "chaos",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

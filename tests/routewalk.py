@@ -1,6 +1,6 @@
-"""The route walk: every protected route of `ROUTES`, every method it has, every spelling of
-its path a hostile client might try, without a token. Each must be a 401, and nothing may
-change in the store.
+"""The route walk: every protected route of `ROUTES` and of the dashboard's `UI_ROUTES`,
+every method it has, every spelling of its path a hostile client might try, without a
+token. Each must be a 401, and nothing may change in the store.
 
 Used against the Falcon test client (tests/api), the standalone's threaded WSGI server and
 gunicorn (tests/e2e), through a `Send` that puts the raw path on the wire as given
@@ -21,6 +21,7 @@ from falcon.inspect import inspect_routes
 
 from taskyard.entrypoints.api.access import Access
 from taskyard.entrypoints.api.app import ROUTES
+from taskyard.entrypoints.ui import UI_ROUTES
 
 Send = Callable[[str, str, bytes | None, Mapping[str, str]], tuple[int, bytes]]
 """(method, raw path, body, headers) -> (status, body)."""
@@ -109,7 +110,7 @@ def probes(values: Mapping[str, Sequence[str]]) -> Iterator[Probe]:
     """Every protected route, with each of its methods (and OPTIONS, which Falcon answers by
     default), each filled path and every spelling of it."""
     methods = routed_methods()
-    for route in ROUTES:
+    for route in (*ROUTES, *UI_ROUTES):
         if route.access is not Access.PROTECTED:
             continue
         for method in [*methods[route.template], "OPTIONS"]:

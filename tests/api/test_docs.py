@@ -12,6 +12,7 @@ from taskyard.domain import contract, schema
 from taskyard.entrypoints.api.app import ROUTES
 from taskyard.entrypoints.api.metrics import METRICS
 from taskyard.entrypoints.config import SETTINGS
+from taskyard.entrypoints.ui import UI_ROUTES
 
 DOC = (Path(__file__).parents[2] / "docs" / "api.md").read_text()
 
@@ -32,6 +33,12 @@ def test_every_route_is_documented() -> None:
     for route in ROUTES:
         shown = re.sub(r"{job_id}", "{id}", route.template)
         assert f"{shown}`" in DOC or f"{shown} " in DOC or f"{shown}?" in DOC, route.template
+
+
+def test_the_dashboard_routes_of_the_docs_are_ui_routes() -> None:
+    """The table of docs/api.md names each dashboard route, and only those."""
+    named = set(re.findall(r"`(?:GET|POST) (/ui[^`?]*)`", DOC))
+    assert named == {route.template for route in UI_ROUTES}
 
 
 def test_docs_guarantees_names_real_tests_and_every_invariant() -> None:

@@ -221,3 +221,19 @@ def test_an_open_api_on_every_address_is_served_when_asked_for_and_says_so(
     [warning] = [line for line in server.log_lines() if line["logger"] == "taskyard.exposure"]
     assert warning["level"] == "warning" and warning["setting"] == "--open"
     assert warning["message"].startswith("serving an open API")
+
+
+def test_the_dashboard_is_served_under_gunicorn_behind_its_login(server: Server) -> None:
+    status, headers, raw = server.request("GET", "/ui")
+    assert status == 401 and b'name="token"' in raw
+    assert headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in headers["content-security-policy"]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, headers, _ = server.request("POST", "/ui/login", f"token={TOKEN}".encode(), form)
+    assert status == 303 and headers["location"] == "/ui"
+    cookie = headers["set-cookie"].split(";")[0]
+    assert TOKEN not in cookie
+    status, headers, raw = server.request("GET", "/ui/queues", headers={"Cookie": cookie})
+    assert status == 200 and b"<h1>Queues</h1>" in raw
+    status, _, raw = server.request("GET", "/ui/static/ui.js")
+    assert status == 200 and b"X-Taskyard-Partial" in raw

@@ -14,15 +14,23 @@ from openapi_spec_validator import validate
 from taskyard.entrypoints.api.access import Access
 from taskyard.entrypoints.api.app import ROUTES
 from taskyard.entrypoints.api.openapi import openapi_document
+from taskyard.entrypoints.ui import UI_ROUTES
 from tests.api.conftest import Api
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
 
-def routed(api: Api) -> set[tuple[str, str]]:
-    """(path template, method) of every responder Falcon routes, not its defaults."""
+UI_TEMPLATES = {route.template for route in UI_ROUTES}
+
+
+def routed(api: Api, *, ui: bool = False) -> set[tuple[str, str]]:
+    """(path template, method) of every responder Falcon routes, not its defaults: those of
+    the JSON API, or (`ui`) those of the dashboard's HTML pages, which the OpenAPI document
+    leaves out."""
     out = set()
     for route in inspect_routes(api.app):
+        if (route.path in UI_TEMPLATES) != ui:
+            continue
         for method in route.methods:
             if not method.internal:
                 out.add((route.path, method.method.lower()))
@@ -43,6 +51,15 @@ def test_every_route_is_documented_and_every_documented_route_exists(api: Api) -
     assert real - doc == set(), "routes the OpenAPI document does not describe"
     assert doc - real == set(), "operations in the OpenAPI document that no route serves"
     assert real == API_MD_TABLE
+
+
+def test_the_dashboard_routes_are_exactly_ui_routes_and_none_is_in_the_document(api: Api) -> None:
+    """A route is either the JSON API's (documented above) or one of `UI_ROUTES`: the
+    dashboard cannot hide an API route, and no page slips into the OpenAPI document."""
+    pages = routed(api, ui=True)
+    assert {path for path, _ in pages} == UI_TEMPLATES
+    assert all(path.startswith("/ui") for path in UI_TEMPLATES)
+    assert not UI_TEMPLATES & set(openapi_document()["paths"])
 
 
 API_MD_TABLE = {

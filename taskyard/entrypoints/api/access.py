@@ -80,11 +80,16 @@ class BearerToken:
         given = given.strip()
         if scheme.lower() != "bearer" or not given:
             return Verdict.ABSENT
+        return Verdict.VALID if self.matches(given) else Verdict.INVALID
+
+    def matches(self, given: str) -> bool:
+        """Whether `given` is one of the tokens (also what the dashboard's sign-in form
+        checks)."""
         candidate = given.encode()
         matched = False
         for token in self._tokens:
             matched |= hmac.compare_digest(candidate, token)
-        return Verdict.VALID if matched else Verdict.INVALID
+        return matched
 
 
 class Guard:

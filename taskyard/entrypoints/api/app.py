@@ -14,6 +14,7 @@ from taskyard.entrypoints.api.access import Access, BearerToken, Credential, Gua
 from taskyard.entrypoints.api.middleware import BodyLimit, RequestContext
 from taskyard.entrypoints.api.problems import register_error_handlers
 from taskyard.entrypoints.api.services import Services
+from taskyard.entrypoints.ui.session import SessionCookie, SessionKeys
 
 
 @attrs.frozen
@@ -49,19 +50,31 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/schedulers", system.Schedulers, PROTECTED),
     Route("/v1/stats", system.StatsResource, PROTECTED),
 )
-"""Every route, with its access: the open ones are exactly the five above. The OpenAPI
-document (`openapi.py`) describes each; tests hold them equal."""
+"""Every route of the JSON API, with its access: the open ones are exactly the five above.
+The OpenAPI document (`openapi.py`) describes each; tests hold them equal. The dashboard's
+routes are `UI_ROUTES` (`taskyard/entrypoints/ui/__init__.py`), declared the same way."""
 
 
 def credentials(services: Services) -> list[Credential]:
-    """The ways a request may prove itself on a protected route."""
-    return [BearerToken(services.tokens)]
+    """The ways a request may prove itself on a protected route: a bearer token (API
+    clients), or the dashboard's session cookie (a browser signed in at `/ui/login`; the
+    cookie's path is `/ui`, so browsers send it nowhere else)."""
+    return [
+        BearerToken(services.tokens),
+        SessionCookie(SessionKeys(services.tokens), services.client.clock),
+    ]
 
 
 def create_app(services: Services) -> falcon.App[falcon.Request, falcon.Response]:
+    # The dashboard builds on this package (its query parsing, problems, services), so it
+    # is imported here rather than at the top, whichever of the two is imported first.
+    from taskyard.entrypoints.ui import UI_ROUTES, Ui, UiGuard
+
     guard = Guard(credentials(services))
-    # Access first, then the body limit: both after routing, from the route that matched.
-    middleware: list[Any] = [RequestContext(), guard, BodyLimit()]
+    ui = Ui(services)
+    # Access first, then the body limit: both after routing, from the route that matched;
+    # then the dashboard's own rules for its pages (CSRF, headers, HTML errors).
+    middleware: list[Any] = [RequestContext(), guard, BodyLimit(), UiGuard(ui, guard)]
     app = falcon.App(middleware=middleware, cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = False
     app.resp_options.secure_cookies_by_default = True
@@ -71,4 +84,8 @@ def create_app(services: Services) -> falcon.App[falcon.Request, falcon.Response
         resource = route.make(services)
         guard.declare(resource, route.access)
         app.add_route(route.template, resource)
+    for page in UI_ROUTES:
+        resource = page.make(ui)
+        guard.declare(resource, page.access)
+        app.add_route(page.template, resource)
     return app

@@ -204,10 +204,16 @@ class Retry:
         self.services = services
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        job: Job = self.services.store.retry(_seen(req, job_id))
-        if job.state is JobState.QUEUED:
-            self.services.client.ring([job.queue])
-        resp.media = job.to_json()
+        resp.media = retry_job(self.services, _seen(req, job_id)).to_json()
+
+
+def retry_job(services: Services, job_id: UUID) -> Job:
+    """Retry one job (for the API and the dashboard), waking its queue's workers when it is
+    queued at once."""
+    job = services.store.retry(job_id)
+    if job.state is JobState.QUEUED:
+        services.client.ring([job.queue])
+    return job
 
 
 class Attempts:
@@ -238,6 +244,18 @@ def _counted(
     return {"count": counted.count, "exact": counted.exact, "dry_run": True}
 
 
+def bulk_act(services: Services, job_filter: JobFilter, action: BulkAction) -> int:
+    """Do a bulk action (for the API and the dashboard): how many jobs it changed. A retry
+    wakes the workers of the queues it touched (every queue when the filter names none)."""
+    if action == "cancel":
+        return services.store.cancel_many(job_filter)
+    count = services.store.retry_many(job_filter)
+    if count:
+        names = job_filter.queues or {q.name for q in services.store.queues()}
+        services.client.ring(sorted(names))
+    return count
+
+
 class BulkRetry:
     """`POST /v1/jobs/retry`: every dead or cancelled job the filter matches runs again
     (`?dry_run=true`: only count them)."""
@@ -250,10 +268,7 @@ class BulkRetry:
         if dry_run:
             resp.media = _counted(self.services, req, job_filter, "retry")
             return
-        count = self.services.store.retry_many(job_filter)
-        if count:
-            names = job_filter.queues or {q.name for q in self.services.store.queues()}
-            self.services.client.ring(sorted(names))
+        count = bulk_act(self.services, job_filter, "retry")
         req.context.job_count = count
         resp.media = {"count": count}
 
@@ -270,6 +285,6 @@ class BulkCancel:
         if dry_run:
             resp.media = _counted(self.services, req, job_filter, "cancel")
             return
-        count = self.services.store.cancel_many(job_filter)
+        count = bulk_act(self.services, job_filter, "cancel")
         req.context.job_count = count
         resp.media = {"count": count}

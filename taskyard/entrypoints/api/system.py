@@ -73,7 +73,8 @@ class Queues:
         resp.media = {"queues": [queue_json(q) for q in self.services.store.queues()]}
 
 
-def _queue_name(name: str) -> str:
+def queue_name_of_path(name: str) -> str:
+    """The queue a path names; anything else is simply not found (the dashboard's too)."""
     if not is_queue_name(name):
         raise not_found(f"{quoted(name)} is not a queue name ({contract.QUEUE_NAME.says()})")
     return name
@@ -87,7 +88,7 @@ class PauseQueue:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         query.params_of(req, ())
-        self.services.store.set_paused(_queue_name(name), paused=True)
+        self.services.store.set_paused(queue_name_of_path(name), paused=True)
         resp.media = {"name": name, "paused": True}
 
 
@@ -99,7 +100,7 @@ class ResumeQueue:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         query.params_of(req, ())
-        self.services.store.set_paused(_queue_name(name), paused=False)
+        self.services.store.set_paused(queue_name_of_path(name), paused=False)
         self.services.client.ring([name])
         resp.media = {"name": name, "paused": False}
 
@@ -237,6 +238,7 @@ def landing_page(*, protected: bool, base_url: str) -> str:
         else "Requests under <code>/v1/</code> need no token (none is configured)."
     )
     links = [
+        ("/ui", "the web dashboard"),
         ("/v1/jobs", "jobs, newest first"),
         ("/v1/queues", "queues and their counts"),
         ("/v1/workers", "live workers"),
