@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -113,10 +114,12 @@ class Text(Scalar):
     pattern: str | None = None
     words: str | None = None
     _match: Any = attrs.field(init=False, eq=False, repr=False)
+    _max_len: float = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         pattern = re.compile(self.pattern) if self.pattern is not None else None
         object.__setattr__(self, "_match", pattern.fullmatch if pattern else None)
+        object.__setattr__(self, "_max_len", math.inf if self.max_len is None else self.max_len)
 
     def says(self) -> str:
         if self.words is not None:
@@ -126,19 +129,17 @@ class Text(Scalar):
         return f"a string of {self.min_len} to {self.max_len} characters"
 
     def read(self, raw: Any) -> Any:
-        if not isinstance(raw, str) or not self._fits(raw):
+        if not isinstance(raw, str) or not self.min_len <= len(raw) <= self._max_len:
             return INVALID
         if self._match is not None:
             return raw if self._match(raw) is not None else INVALID
         return raw if text_problem(raw) is None else INVALID
 
     def message(self, raw: Any) -> str:
-        if self._match is None and isinstance(raw, str) and self._fits(raw):
+        fits = isinstance(raw, str) and self.min_len <= len(raw) <= self._max_len
+        if self._match is None and fits:
             return text_problem(raw) or ""
         return "must be " + self.says()
-
-    def _fits(self, raw: str) -> bool:
-        return self.min_len <= len(raw) <= (len(raw) if self.max_len is None else self.max_len)
 
 
 @attrs.frozen(kw_only=True)
@@ -169,6 +170,13 @@ class Number(Scalar):
     zero: bool = False
     low_exclusive: bool = False
     words: str | None = None
+    _bounds: tuple[float, float] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        """(low, high) as compared, finite: NaN and the infinities fall outside both."""
+        low = -sys.float_info.max if self.low is None else self.low
+        high = sys.float_info.max if self.high is None else self.high
+        object.__setattr__(self, "_bounds", (low, high))
 
     def says(self) -> str:
         if self.words is not None:
@@ -181,23 +189,16 @@ class Number(Scalar):
         return f"{low} to {self.high:g}"
 
     def read(self, raw: Any) -> Any:
-        if type(raw) not in (int, float) and (
-            isinstance(raw, bool) or not isinstance(raw, int | float)
-        ):
+        if type(raw) is not float and (isinstance(raw, bool) or not isinstance(raw, int | float)):
             return INVALID
         try:
             value = float(raw)
         except OverflowError:  # an integer beyond any float
             return INVALID
-        if (self.zero and value == 0) or (
-            math.isfinite(value)
-            and (
-                self.low is None or (value > self.low if self.low_exclusive else value >= self.low)
-            )
-            and (self.high is None or value <= self.high)
-        ):
+        low, high = self._bounds
+        if (low < value if self.low_exclusive else low <= value) and value <= high:
             return value
-        return INVALID
+        return value if self.zero and value == 0 else INVALID
 
     def problem(self, raw: object) -> str | None:
         """Why `raw` is not such a number, or None."""
@@ -466,9 +467,10 @@ class Shape:
 
     def compile(self) -> Check:
         """Its values (INVALID where a field was refused), or INVALID when not an object."""
-        fields = [(f.name, f.nullable or f.required, f.required, f.default) for f in self.fields]
-        checks = [f.kind.compile() for f in self.fields]
-        compiled = [(*named, check) for named, check in zip(fields, checks, strict=True)]
+        compiled = [
+            (f.name, f.nullable or f.required, f.required, f.default, *_reader(f.kind))
+            for f in self.fields
+        ]
         names = frozenset(f.name for f in self.fields)
         unknown, not_object, at_least_one = self.unknown, self.not_object, self.at_least_one
         python_type = self.python_type
@@ -485,19 +487,31 @@ class Shape:
                     errors.append(FieldError(where(path, str(name)), unknown))
             values: dict[str, Any] = {}
             get = raw.get
-            for name, null_absent, required, default, field_check in compiled:
+            for name, null_absent, required, default, read, message, field_check in compiled:
                 value = get(name, ABSENT)
                 if value is ABSENT or (value is None and null_absent):
                     if required:
                         errors.append(FieldError(where(path, name), "is required"))
                     values[name] = None if default is ABSENT else default
-                else:
+                elif read is None:
                     values[name] = field_check(value, path, name, errors)
+                else:  # a scalar, read in place
+                    values[name] = got = read(value)
+                    if got is INVALID:
+                        errors.append(FieldError(where(path, name), message(value)))
             if at_least_one is not None and not errors and raw.keys().isdisjoint(names):
                 errors.append(FieldError(path, at_least_one))
             return values
 
         return check
+
+
+def _reader(kind: Kind) -> tuple[Any, Any, Check]:
+    """(read, message, check) of a scalar, which a shape reads in place; (None, None,
+    check) of any other kind."""
+    if isinstance(kind, Scalar):
+        return kind.read, kind.message, kind.compile()
+    return None, None, kind.compile()
 
 
 Kind = (
