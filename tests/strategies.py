@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, timedelta, timezone
+from typing import Any
+
 from hypothesis import strategies as st
 
+from taskyard.domain import schema
 from taskyard.domain.management import CANCELLABLE_STATES, RETRYABLE_STATES
 from taskyard.domain.ports import JobFilter
 from taskyard.domain.retry import Jitter, RetryPolicy
@@ -209,3 +213,110 @@ def bulk_requests(draw: st.DrawFn) -> tuple[str, JobFilter]:
     }
     job_filter = draw(st.builds(JobFilter, **subsets).filter(lambda f: not f.empty))
     return action, job_filter
+
+
+# --- bodies drawn from the API's declaration (`taskyard.domain.contract`) ---------------------
+
+edge_text = st.one_of(
+    hostile_text,
+    st.sampled_from(["", " ", "default\n", "a b", "\x00", "\u00e9", "\u0661\u0660", "0" * 201]),
+)
+junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.floats(allow_nan=False, allow_infinity=False, allow_subnormal=True),
+    edge_text,
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.sampled_from(["a", "\x00"]), st.integers(), max_size=2),
+)
+"""Values of the wrong kind anywhere: what a hostile client puts in any field."""
+args_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(10**400), max_value=10**400),
+        st.floats(allow_nan=False, allow_infinity=False),
+        edge_text,
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(edge_text, children, max_size=3)
+    ),
+    max_leaves=8,
+)
+"""JSON values (no NaN: a JSON body cannot hold one) for `args`, NUL and all."""
+
+
+def _around(low: float | None, high: float | None) -> list[float]:
+    edges: list[float] = [0, 1, -1, 5e-324]
+    for bound in (low, high):
+        if bound is not None:
+            edges += [bound, bound - 1, bound + 1, bound * 0.999, bound * 1.001]
+    return edges
+
+
+def values_for(kind: schema.Kind) -> st.SearchStrategy[Any]:
+    """Values for a field of this kind: mostly within its bounds, often just outside them,
+    sometimes of another kind altogether."""
+    good: st.SearchStrategy[Any]
+    if isinstance(kind, schema.Text):
+        if kind.pattern is not None:
+            good = st.from_regex(kind.pattern, fullmatch=True)
+        else:
+            good = st.text(min_size=kind.min_len, max_size=min(kind.max_len or 20, 20))
+        good = st.one_of(good, st.just("x" * (kind.max_len or 1)), edge_text)
+    elif isinstance(kind, schema.Integer):
+        good = st.one_of(
+            st.integers(min_value=kind.low, max_value=kind.high),
+            st.sampled_from([int(v) for v in _around(kind.low, kind.high)]),
+        )
+    elif isinstance(kind, schema.Number):
+        good = st.one_of(
+            st.floats(min_value=kind.low, max_value=kind.high, allow_nan=False),
+            st.integers(min_value=0, max_value=int(kind.high or 10**6)),
+            st.sampled_from(_around(kind.low, kind.high)),
+        )
+    elif isinstance(kind, schema.Choice):
+        good = st.one_of(st.sampled_from(kind.values), st.sampled_from(kind.values).map(str.upper))
+    elif isinstance(kind, schema.Time):
+        good = st.one_of(
+            st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-9))])).map(
+                lambda moment: moment.isoformat()
+            ),
+            st.sampled_from(
+                ["2026-11-22T10:00:00", "2026-11-22T10:00:00Z\n", "0001-01-01T00:00:00+01:00"]
+            ),
+        )
+    elif isinstance(kind, schema.JobId):
+        good = st.one_of(st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()))
+    elif isinstance(kind, schema.JsonObject):
+        good = st.dictionaries(edge_text, args_values, max_size=4)
+    elif isinstance(kind, schema.ListOf):
+        items = (
+            values_for(kind.item) if not isinstance(kind.item, schema.Shape) else bodies(kind.item)
+        )
+        good = st.lists(items, min_size=kind.min_items, max_size=3)
+        if kind.max_items is not None:
+            good = st.one_of(good, items.map(lambda item: [item] * (kind.max_items + 1)))  # type: ignore[operator]
+    elif isinstance(kind, schema.OneOrMany):
+        item = values_for(kind.item)
+        good = st.one_of(
+            item, st.lists(item, max_size=3), item.map(lambda v: [v] * (kind.max_items + 1))
+        )
+    elif isinstance(kind, schema.Shape):
+        good = bodies(kind)
+    else:
+        good = junk
+    return st.one_of(good, good, good, junk)
+
+
+def bodies(shape: schema.Shape) -> st.SearchStrategy[dict[str, Any]]:
+    """Objects for `shape`: each field present or not (a value from `values_for`), now and
+    then a field the shape does not have."""
+    fields = {f.name: values_for(f.kind) for f in shape.fields}
+    extra = st.dictionaries(st.sampled_from(["colour", "Task", "\x00"]), junk, max_size=1)
+    return st.builds(
+        lambda chosen, more: {**more, **chosen},
+        st.fixed_dictionaries({}, optional=fields),
+        st.one_of(st.just({}), st.just({}), extra),
+    )

@@ -26,23 +26,12 @@ from uuid import UUID
 
 import attrs
 
-from taskyard.domain import transitions
+from taskyard.domain import contract, transitions
+from taskyard.domain.contract import BULK_COUNT_SCAN_MAX
 from taskyard.domain.errors import FieldError, ValidationError
 from taskyard.domain.model import TERMINAL_STATES, Job, JobState
 from taskyard.domain.ports import JobFilter, JobQuery, JobStore, WorkerInfo
-from taskyard.domain.storable import escape_text, text_problem
-from taskyard.domain.submission import (
-    PRIORITY_MAX,
-    PRIORITY_MIN,
-    TASK_LEN_MAX,
-    is_int,
-    is_queue_name,
-    parse_run_at,
-)
-
-CHANGE_FIELDS = frozenset({"priority", "run_at"})
-FILTER_FIELDS = frozenset({"state", "queue", "task"})
-FILTER_VALUES_MAX = 100
+from taskyard.domain.schema import INVALID
 
 RETRYABLE_STATES = frozenset({JobState.DEAD, JobState.CANCELLED})
 """What a manual retry may touch."""
@@ -56,8 +45,6 @@ BULK_STATES: Mapping[BulkAction, frozenset[JobState]] = {
     "cancel": CANCELLABLE_STATES,
 }
 """The states a bulk action looks at when its filter names none."""
-BULK_COUNT_SCAN_MAX = 10_000
-"""How many matching jobs a count looks at before it answers with a lower bound."""
 _COUNT_PAGE = 1_000
 
 
@@ -69,102 +56,43 @@ class Changes:
     run_at: datetime | None = None
 
 
+_CHANGE = contract.CHANGE.validator()
+_FILTER = contract.FILTER.validator()
+
+
 def parse_changes(data: object) -> Changes:
-    """Validate a change (`PATCH /v1/jobs/{id}`): `priority` and/or `run_at`, nothing else."""
-    if not isinstance(data, Mapping):
-        raise ValidationError([FieldError("", "a change must be a JSON object")])
-    errors: list[FieldError] = [
-        FieldError(str(key), "only priority and run_at can be changed")
-        for key in sorted(set(data) - CHANGE_FIELDS, key=str)
-    ]
-    if not set(data) & CHANGE_FIELDS and not errors:
-        errors.append(FieldError("", "give priority and/or run_at"))
-    priority: int | None = None
-    if "priority" in data:
-        raw = data["priority"]
-        if is_int(raw) and PRIORITY_MIN <= raw <= PRIORITY_MAX:
-            priority = int(raw)
-        else:
-            errors.append(
-                FieldError("priority", f"must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}")
-            )
-    run_at: datetime | None = None
-    if "run_at" in data:
-        run_at, problem = parse_run_at(data["run_at"])
-        if problem is not None:
-            errors.append(FieldError("run_at", problem))
-    if errors:
+    """Validate a change (`PATCH /v1/jobs/{id}`, `contract.CHANGE`): `priority` and/or
+    `run_at`, nothing else."""
+    values, errors = _CHANGE(data)
+    if errors or values is None:
         raise ValidationError(errors)
-    return Changes(priority=priority, run_at=run_at)
-
-
-def _strings(
-    data: Mapping[str, object], key: str, errors: list[FieldError]
-) -> frozenset[str] | None:
-    if key not in data:
-        return None
-    raw = data[key]
-    values = [raw] if isinstance(raw, str) else raw
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        errors.append(FieldError(key, "must be a string or a list of strings"))
-        return None
-    if not values:
-        errors.append(FieldError(key, "must name at least one value"))
-        return None
-    if len(values) > FILTER_VALUES_MAX:
-        errors.append(FieldError(key, f"at most {FILTER_VALUES_MAX} values"))
-        return None
-    return frozenset(str(v) for v in values)
+    return Changes(priority=values["priority"], run_at=values["run_at"])
 
 
 def parse_job_filter(data: object, *, action: BulkAction) -> JobFilter:
-    """Validate a bulk filter (`POST /v1/jobs/retry`, `/v1/jobs/cancel`): `state`, `queue`,
-    `task`, each a string or a list of strings (any of), at least one of them given.
+    """Validate a bulk filter (`POST /v1/jobs/retry`, `/v1/jobs/cancel`, `contract.FILTER`):
+    `state`, `queue`, `task`, each a string or a list of strings (any of), at least one
+    of them given.
 
     `action` (`retry` or `cancel`) decides which states may be named: a filter that could
     only ever match jobs the action leaves alone is refused rather than answered with 0.
     """
     assert action in BULK_STATES, action
     allowed = BULK_STATES[action]
-    if not isinstance(data, Mapping):
-        raise ValidationError([FieldError("", "a filter must be a JSON object")])
-    errors: list[FieldError] = [
-        FieldError(str(key), "unknown field") for key in sorted(set(data) - FILTER_FIELDS, key=str)
-    ]
-    states = _strings(data, "state", errors)
-    queues = _strings(data, "queue", errors)
-    tasks = _strings(data, "task", errors)
-    parsed_states: set[JobState] = set()
-    for value in sorted(states or ()):
-        try:
-            state = JobState(value)
-        except ValueError:
-            errors.append(
-                FieldError("state", f"unknown state {value!r} (one of {', '.join(JobState)})")
-            )
-            continue
-        if state not in allowed:
-            names = ", ".join(sorted(allowed))
+    values, errors = _FILTER(data)
+    if values is None:
+        raise ValidationError(errors)
+    named = values["state"] if values["state"] not in (None, INVALID) else frozenset()
+    names = ", ".join(sorted(allowed))
+    for value in sorted(named):
+        if JobState(value) not in allowed:
             errors.append(FieldError("state", f"{action} applies to {names} jobs, not {value}"))
-        parsed_states.add(state)
-    for queue in sorted(queues or ()):
-        if not is_queue_name(queue):
-            errors.append(
-                FieldError("queue", f"{queue!r} is not a queue name (letters, digits, . _ -)")
-            )
-    for task in sorted(tasks or ()):
-        if not 1 <= len(task) <= TASK_LEN_MAX:
-            errors.append(FieldError("task", f"must be 1 to {TASK_LEN_MAX} characters"))
-        elif (bad := text_problem(task)) is not None:
-            errors.append(FieldError("task", f"{escape_text(task)!r} {bad}"))
-    if states is None and queues is None and tasks is None and not errors:
-        errors.append(FieldError("", "give at least one of state, queue, task"))
     if errors:
         raise ValidationError(errors)
     return JobFilter(
-        states=frozenset(parsed_states),
-        queues=queues or frozenset(),
-        tasks=tasks or frozenset(),
+        states=frozenset(JobState(value) for value in named),
+        queues=values["queue"] or frozenset(),
+        tasks=values["task"] or frozenset(),
     )
 
 

@@ -1,16 +1,16 @@
 """Submission validation: turn what a client sent into a `Submission`, or name every bad field.
 
-The rules are those of `api.md` ("A job submission"). Validation is strict: an unknown
-field, a wrong type (a bool is not a number here) or a value out of range is refused
-with the dotted path of the field, and all problems are reported at once.
+The fields, their bounds and defaults are declared once in `contract.py` (`SUBMISSION`,
+`BATCH`), and their checks compiled from there; the rules across fields are here.
+Validation is strict: an unknown field, a wrong type (a bool is not a number here) or a
+value out of range is refused with the dotted path of the field, and all problems are
+reported at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -18,64 +18,14 @@ from uuid import UUID
 
 import attrs
 
+from taskyard.domain import contract
+from taskyard.domain.contract import DURATION_S_MIN, MAX_ATTEMPTS_DEFAULT, QUEUE_DEFAULT
 from taskyard.domain.errors import FieldError, ValidationError
-from taskyard.domain.ids import BitSource, parse_job_id, uuid7
+from taskyard.domain.ids import BitSource, uuid7
 from taskyard.domain.model import JsonObject, NewJob
-from taskyard.domain.retry import (
-    BASE_S_DEFAULT,
-    FACTOR_DEFAULT,
-    MAX_S_DEFAULT,
-    Jitter,
-    RetryPolicy,
-)
-from taskyard.domain.storable import json_problems, text_problem
-from taskyard.domain.timefmt import format_time, parse_time
-
-QUEUE_DEFAULT = "default"
-PRIORITY_MIN, PRIORITY_MAX = -100, 100
-MAX_ATTEMPTS_DEFAULT = 3
-MAX_ATTEMPTS_MAX = 1000
-DELAY_S_MAX = 31_536_000
-SECONDS_MAX = DELAY_S_MAX
-"""The bound of every duration a job carries (backoff, timeout): a year, so that every
-time computed from one stays a representable datetime."""
-DURATION_S_MIN = 0.001
-"""The shortest duration a job carries (a timeout, a backoff, a delay other than 0): a
-millisecond. Anything shorter could not be honoured: a worker times an attempt out at
-its next tick, datetimes keep microseconds (a 5e-324 s delay would be no delay), and a
-backoff base near the smallest float made the growth of the delay overflow."""
-
-TASK_LEN_MAX = 200
-QUEUE_LEN_MAX = 100
-IDEMPOTENCY_KEY_LEN_MAX = 200
-CORRELATION_ID_LEN_MAX = 200
-DEPENDS_ON_MAX = 1000
-BATCH_MAX = 1000
-
-QUEUE_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
-"""A queue name, matched as a whole (`is_queue_name`): `$` would let `"default\n"` through."""
-
-
-def is_queue_name(text: str) -> bool:
-    return QUEUE_NAME.fullmatch(text) is not None
-
-
-FIELDS = frozenset(
-    {
-        "task",
-        "args",
-        "queue",
-        "priority",
-        "run_at",
-        "delay_seconds",
-        "max_attempts",
-        "backoff",
-        "timeout_seconds",
-        "idempotency_key",
-        "depends_on",
-    }
-)
-BACKOFF_FIELDS = frozenset({"base_seconds", "factor", "max_seconds", "jitter"})
+from taskyard.domain.retry import Jitter, RetryPolicy
+from taskyard.domain.schema import INVALID, Number
+from taskyard.domain.timefmt import format_time
 
 ArgsChecker = Callable[[str, JsonObject], Sequence[FieldError]]
 """Checks a task's args at submit time (built-in tasks): problems with paths under `args`."""
@@ -139,16 +89,6 @@ class Submission:
         )
 
 
-def is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    return math.isfinite(value)
-
-
 def duration_problem(value: object, *, high: float, zero: bool = False) -> str | None:
     """Why `value` is not a duration in seconds (from `DURATION_S_MIN` to `high`, or 0
     when `zero`), or None.
@@ -156,70 +96,32 @@ def duration_problem(value: object, *, high: float, zero: bool = False) -> str |
     >>> duration_problem(5e-324, high=60), duration_problem(0, high=60, zero=True)
     ('must be a number from 0.001 to 60', None)
     """
-    if _is_number(value):
-        assert isinstance(value, int | float)
-        if (zero and value == 0) or DURATION_S_MIN <= value <= high:
-            return None
-    low = f"0, or a number from {DURATION_S_MIN:g}" if zero else f"a number from {DURATION_S_MIN:g}"
-    return f"must be {low} to {high:g}"
+    return Number(low=DURATION_S_MIN, high=high, zero=zero).problem(value)
 
 
-def parse_run_at(raw: object) -> tuple[datetime | None, str | None]:
-    """A `run_at` as sent: an RFC 3339 string with an offset (or an aware `datetime` from
-    Python). Returns the time, or the problem with it."""
-    if isinstance(raw, datetime):
-        if raw.tzinfo is None:
-            return None, "a time needs an offset (Z or +hh:mm)"
-        return raw, None
-    if isinstance(raw, str):
-        try:
-            return parse_time(raw), None
-        except ValueError as exc:
-            return None, str(exc)
-    return None, "must be an RFC 3339 time with an offset"
+DEFAULT_POLICY = RetryPolicy()
+_SUBMISSION = contract.SUBMISSION.validator()
+_BATCH = contract.BATCH.validator()
+_HEADER = contract.IDEMPOTENCY_KEY_HEADER.kind.compile()
+_BACKOFF_CAP = contract.BACKOFF_INPUT["max_seconds"].kind.says()
 
 
-class _Collector:
-    def __init__(self) -> None:
-        self.errors: list[FieldError] = []
-
-    def add(self, field: str, message: str) -> None:
-        self.errors.append(FieldError(field, message))
-
-
-def _parse_backoff(raw: object, out: _Collector) -> RetryPolicy:
-    if isinstance(raw, RetryPolicy):
-        return raw
-    if not isinstance(raw, Mapping):
-        out.add("backoff", "must be an object")
-        return RetryPolicy()
-    for key in sorted(set(raw) - BACKOFF_FIELDS):
-        out.add(f"backoff.{key}", "unknown field")
-    base = raw.get("base_seconds", BASE_S_DEFAULT)
-    factor = raw.get("factor", FACTOR_DEFAULT)
-    cap = raw.get("max_seconds", MAX_S_DEFAULT)
-    jitter = raw.get("jitter", Jitter.FULL.value)
-    ok = True
-    if (problem := duration_problem(base, high=SECONDS_MAX)) is not None:
-        out.add("backoff.base_seconds", problem)
-        ok = False
-    if not _is_number(factor) or factor < 1:
-        out.add("backoff.factor", "must be a number >= 1")
-        ok = False
-    if duration_problem(cap, high=SECONDS_MAX) is not None or (ok and cap < base):
-        out.add(
-            "backoff.max_seconds",
-            f"must be a number from base_seconds (and {DURATION_S_MIN:g}) to {SECONDS_MAX}",
-        )
-        ok = False
-    if jitter not in {j.value for j in Jitter}:
-        out.add("backoff.jitter", "must be one of none, full, equal")
-        ok = False
-    if not ok:
-        return RetryPolicy()
-    return RetryPolicy(
-        base_s=float(base), factor=float(factor), max_s=float(cap), jitter=Jitter(jitter)
-    )
+def _backoff(values: Any, errors: list[FieldError]) -> RetryPolicy:
+    """The policy of a `backoff` as read (a `RetryPolicy` from Python is taken as it is),
+    once its cap is known to be at least its base."""
+    if values is None or isinstance(values, RetryPolicy):
+        return values or DEFAULT_POLICY
+    if values is INVALID:
+        return DEFAULT_POLICY
+    base, factor, cap = values["base_seconds"], values["factor"], values["max_seconds"]
+    if INVALID in (base, factor, cap) or INVALID is values["jitter"]:
+        if INVALID not in (base, factor, cap) and cap < base:
+            errors.append(FieldError("backoff.max_seconds", "must be " + _BACKOFF_CAP))
+        return DEFAULT_POLICY
+    if cap < base:
+        errors.append(FieldError("backoff.max_seconds", "must be " + _BACKOFF_CAP))
+        return DEFAULT_POLICY
+    return RetryPolicy(base_s=base, factor=factor, max_s=cap, jitter=Jitter(values["jitter"]))
 
 
 def parse_submission(
@@ -228,144 +130,60 @@ def parse_submission(
     check_args: ArgsChecker = no_arg_checks,
     idempotency_key_header: str | None = None,
 ) -> Submission:
-    """Validate a submission (a parsed JSON object, or the same built in Python).
+    """Validate a submission (a parsed JSON object, or the same built in Python) against
+    `contract.SUBMISSION`, then the rules across fields: `run_at` or `delay_seconds`, a
+    backoff's cap at least its base, the key of the header, the task's args.
 
     Python values are accepted where JSON has none: a `datetime` for `run_at`, a
     `RetryPolicy` for `backoff`, UUIDs in `depends_on`. Raises `ValidationError` naming
     every bad field.
     """
-    out = _Collector()
-    if not isinstance(data, Mapping):
-        raise ValidationError([FieldError("", "a job submission must be a JSON object")])
-    for key in sorted(set(data) - FIELDS, key=str):
-        out.add(str(key), "unknown field")
-
-    task = data.get("task")
-    if task is None:
-        out.add("task", "is required")
-    elif not isinstance(task, str) or not 1 <= len(task) <= TASK_LEN_MAX:
-        out.add("task", f"must be a string of 1 to {TASK_LEN_MAX} characters")
-    elif (bad := text_problem(task)) is not None:
-        out.add("task", bad)
-        task = None
-
-    args = data.get("args", {})
-    if not isinstance(args, Mapping):
-        out.add("args", "must be a JSON object")
-        args = {}
-    out.errors.extend(json_problems(args, "args"))
-
-    queue = data.get("queue", QUEUE_DEFAULT)
-    if not isinstance(queue, str) or not is_queue_name(queue):
-        out.add("queue", "must be 1 to 100 of letters, digits, '.', '_', '-'")
-
-    priority = data.get("priority", 0)
-    if not is_int(priority) or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-        out.add("priority", f"must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}")
-
-    run_at: datetime | None = None
-    raw_run_at = data.get("run_at")
-    if raw_run_at is not None:
-        run_at, run_at_problem = parse_run_at(raw_run_at)
-        if run_at_problem is not None:
-            out.add("run_at", run_at_problem)
-
-    delay_s: float | None = None
-    raw_delay = data.get("delay_seconds")
-    if raw_delay is not None:
-        if (problem := duration_problem(raw_delay, high=DELAY_S_MAX, zero=True)) is not None:
-            out.add("delay_seconds", problem)
-        else:
-            delay_s = float(raw_delay)
-    if raw_run_at is not None and raw_delay is not None:
-        out.add("delay_seconds", "give run_at or delay_seconds, not both")
-
-    max_attempts = data.get("max_attempts", MAX_ATTEMPTS_DEFAULT)
-    if not is_int(max_attempts) or not 1 <= max_attempts <= MAX_ATTEMPTS_MAX:
-        out.add("max_attempts", f"must be an integer from 1 to {MAX_ATTEMPTS_MAX}")
-
-    backoff = _parse_backoff(data.get("backoff", {}), out)
-
-    timeout_s: float | None = None
-    raw_timeout = data.get("timeout_seconds")
-    if raw_timeout is not None:
-        if (problem := duration_problem(raw_timeout, high=SECONDS_MAX)) is not None:
-            out.add("timeout_seconds", problem)
-        else:
-            timeout_s = float(raw_timeout)
-
-    key = data.get("idempotency_key")
-    if key is not None and (
-        not isinstance(key, str) or not 1 <= len(key) <= IDEMPOTENCY_KEY_LEN_MAX
-    ):
-        out.add("idempotency_key", f"must be a string of 1 to {IDEMPOTENCY_KEY_LEN_MAX} characters")
-    elif isinstance(key, str) and (bad := text_problem(key)) is not None:
-        out.add("idempotency_key", bad)
+    values, errors = _SUBMISSION(data)
+    if values is None:
+        raise ValidationError(errors)
+    assert isinstance(data, Mapping)
+    if data.get("run_at") is not None and data.get("delay_seconds") is not None:
+        errors.append(FieldError("delay_seconds", "give run_at or delay_seconds, not both"))
+    backoff = _backoff(values["backoff"], errors)
+    key = values["idempotency_key"]
     if idempotency_key_header is not None:
-        if not 1 <= len(idempotency_key_header) <= IDEMPOTENCY_KEY_LEN_MAX:
-            out.add("Idempotency-Key", f"must be 1 to {IDEMPOTENCY_KEY_LEN_MAX} characters")
-        elif (bad := text_problem(idempotency_key_header)) is not None:
-            out.add("Idempotency-Key", bad)
-        elif key is None:
-            key = idempotency_key_header
-        elif key != idempotency_key_header:
-            out.add("idempotency_key", "differs from the Idempotency-Key header")
-
-    depends_on: list[UUID] = []
-    raw_deps = data.get("depends_on", [])
-    if isinstance(raw_deps, str) or not isinstance(raw_deps, Sequence):
-        out.add("depends_on", "must be a list of job ids")
-    elif len(raw_deps) > DEPENDS_ON_MAX:
-        out.add("depends_on", f"at most {DEPENDS_ON_MAX} dependencies")
-    else:
-        for index, item in enumerate(raw_deps):
-            dep = (
-                item
-                if isinstance(item, UUID)
-                else (parse_job_id(item) if isinstance(item, str) else None)
-            )
-            if dep is None:
-                out.add(f"depends_on[{index}]", "must be a job id (a UUID)")
-            elif dep not in depends_on:
-                depends_on.append(dep)
-
-    if isinstance(task, str) and 1 <= len(task) <= TASK_LEN_MAX:  # every problem at once
-        out.errors.extend(check_args(task, args))
-
-    if out.errors:
-        raise ValidationError(out.errors)
-    assert isinstance(task, str)
-    assert isinstance(queue, str)
-    assert is_int(priority)
-    assert is_int(max_attempts)
+        header = _HEADER(idempotency_key_header, "", "Idempotency-Key", errors)
+        if header is not INVALID and key is None:
+            key = header
+        elif header is not INVALID and key != header:
+            errors.append(FieldError("idempotency_key", "differs from the Idempotency-Key header"))
+    task, args = values["task"], values["args"]
+    if task is not None and task is not INVALID:  # every problem at once
+        errors.extend(check_args(task, args if args is not INVALID else {}))
+    if errors:
+        raise ValidationError(errors)
     return Submission(
         task=task,
         args=dict(args),
-        queue=queue,
-        priority=int(priority),
-        run_at=run_at,
-        delay_s=delay_s,
-        max_attempts=int(max_attempts),
+        queue=values["queue"],
+        priority=values["priority"],
+        run_at=values["run_at"],
+        delay_s=values["delay_seconds"],
+        max_attempts=values["max_attempts"],
         backoff=backoff,
-        timeout_s=timeout_s,
-        idempotency_key=key if isinstance(key, str) else None,
-        depends_on=tuple(depends_on),
+        timeout_s=values["timeout_seconds"],
+        idempotency_key=key,
+        depends_on=tuple(values["depends_on"]),
     )
+
+
+_CORRELATION_ID = contract.CORRELATION_ID.compile()
 
 
 def check_correlation_id(correlation_id: object) -> None:
     """A job's `correlation_id` (the API's request id, or any text a Python caller passes):
     None, or a string of 1 to `CORRELATION_ID_LEN_MAX` characters a store can hold."""
-    if correlation_id is None:
-        return
-    if not isinstance(correlation_id, str) or not (
-        1 <= len(correlation_id) <= CORRELATION_ID_LEN_MAX
+    errors: list[FieldError] = []
+    if (
+        correlation_id is not None
+        and _CORRELATION_ID(correlation_id, "", "correlation_id", errors) is INVALID
     ):
-        message = f"must be a string of 1 to {CORRELATION_ID_LEN_MAX} characters"
-        raise ValidationError([FieldError("correlation_id", message)])
-    problem = text_problem(correlation_id)
-    if problem is not None:
-        raise ValidationError([FieldError("correlation_id", problem)])
+        raise ValidationError(errors)
 
 
 def new_jobs(
@@ -391,23 +209,11 @@ def parse_batch(
 ) -> list[Submission]:
     """Validate `{"jobs": [...]}` (1 to `BATCH_MAX` submissions). Problems of the items are
     named under their index (`jobs[1].priority`), every item's at once."""
-    if not isinstance(data, Mapping):
-        raise ValidationError([FieldError("", "a batch must be a JSON object")])
-    errors = [
-        FieldError(str(key), "unknown field") for key in sorted(set(data) - {"jobs"}, key=str)
-    ]
-    items = data.get("jobs")
-    if items is None:
-        errors.append(FieldError("jobs", "is required"))
-    elif not isinstance(items, list):
-        errors.append(FieldError("jobs", "must be a list of job submissions"))
-    elif not 1 <= len(items) <= BATCH_MAX:
-        errors.append(FieldError("jobs", f"must hold 1 to {BATCH_MAX} submissions"))
-    if errors:
+    values, errors = _BATCH(data)
+    if errors or values is None:
         raise ValidationError(errors)
-    assert isinstance(items, list)
     submissions: list[Submission] = []
-    for index, item in enumerate(items):
+    for index, item in enumerate(values["jobs"]):
         try:
             submissions.append(parse_submission(item, check_args=check_args))
         except ValidationError as exc:

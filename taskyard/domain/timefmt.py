@@ -3,6 +3,8 @@
 >>> from datetime import datetime, timezone
 >>> format_time(datetime(2026, 11, 22, 10, 0, 0, 123456, tzinfo=timezone.utc))
 '2026-11-22T10:00:00.123Z'
+>>> format_time(datetime(999, 1, 2, tzinfo=timezone.utc))
+'0999-01-02T00:00:00.000Z'
 >>> parse_time("2026-11-22T11:00:00+01:00") == datetime(2026, 11, 22, 10, tzinfo=timezone.utc)
 True
 >>> parse_time("2026-11-22T10:00:00")
@@ -35,7 +37,11 @@ def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with milliseconds: ``2026-11-22T10:00:00.123Z``."""
     assert moment.tzinfo is not None, "naive datetimes never reach the wire"
     utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # Not strftime: its %Y writes the year 999 as "999", which is not RFC 3339.
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+        f"{utc.second:02d}.{utc.microsecond // 1000:03d}Z"
+    )
 
 
 def parse_time(text: str) -> datetime:

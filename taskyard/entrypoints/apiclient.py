@@ -30,7 +30,7 @@ from urllib.parse import quote, urlencode
 import attrs
 
 from taskyard import __version__
-from taskyard.domain.submission import TASK_LEN_MAX, is_queue_name
+from taskyard.domain.contract import TASK_LEN_MAX, is_queue_name
 from taskyard.entrypoints import config
 from taskyard.entrypoints.config import ConfigError
 

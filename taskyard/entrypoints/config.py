@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from taskyard.domain.submission import is_queue_name
+from taskyard.domain.contract import is_queue_name
 from taskyard.entrypoints.numbers import ascii_float, ascii_int
 
 CONFIG_FILE_NAME = "taskyard.toml"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import pytest
+
+from taskyard.domain import contract, schema
 from taskyard.entrypoints.api.app import ROUTES
 from taskyard.entrypoints.api.metrics import METRICS
 from taskyard.entrypoints.config import SETTINGS
@@ -56,3 +60,84 @@ def test_docs_guarantees_names_real_tests_and_every_invariant() -> None:
         assert (root / path).exists(), path
     for invariant in INVARIANTS:
         assert f"`{invariant.name}`" in text, invariant.name
+
+
+# --- docs/api.md's tables of fields and parameters, against the declaration ------------------
+
+
+def _number(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+
+def kind_text(kind: schema.Kind) -> tuple[str, str]:
+    """(the kind in a word or two, its bounds) as docs/api.md's tables write them."""
+    if isinstance(kind, schema.Text):
+        if kind.pattern is not None:
+            return "string", f"`{kind.pattern}`"
+        return "string", f"{kind.min_len} to {_number(kind.max_len or 0)} characters"
+    if isinstance(kind, schema.Integer):
+        return "integer", f"{_number(kind.low or 0)} to {_number(kind.high or 0)}"
+    if isinstance(kind, schema.Number):
+        if kind.high is None:
+            return "number", f"≥ {_number(kind.low or 0)}"
+        low = f"0, or {_number(kind.low or 0)}" if kind.zero else _number(kind.low or 0)
+        return "number", f"{low} to {_number(kind.high)}"
+    if isinstance(kind, schema.Choice):
+        return "string", ", ".join(f"`{value}`" for value in kind.values)
+    if isinstance(kind, schema.ListOf):
+        return f"list of {kind.noun}", f"at most {kind.max_items:,}"
+    if isinstance(kind, schema.OneOrMany):
+        return "string or list", f"1 to {kind.max_items} of {kind_text(kind.item)[1]}"
+    if isinstance(kind, schema.Shape):
+        return "object", f"`{kind.name}`"
+    if isinstance(kind, schema.Time):
+        return "time", "RFC 3339 with an offset"
+    return "object", "JSON"
+
+
+def expected_rows(fields: tuple[schema.Field | schema.Param, ...]) -> dict[str, list[str]]:
+    rows = {}
+    for item in fields:
+        default = item.default
+        shown = "required" if getattr(item, "required", False) else "none"
+        if default is not schema.ABSENT:
+            shown = f"`{json.dumps(default)}`"
+        kind, bounds = kind_text(item.kind)
+        rows[f"`{item.name}`"] = [
+            kind + (", repeats" if getattr(item, "many", False) else ""),
+            bounds,
+            shown,
+        ]
+    return rows
+
+
+TABLES: dict[str, tuple[schema.Field | schema.Param, ...]] = {
+    "JobSubmission": contract.SUBMISSION.fields,
+    "BackoffInput": contract.BACKOFF_INPUT.fields,
+    "JobChange": contract.CHANGE.fields,
+    "JobFilter": contract.FILTER.fields,
+    "listing parameters": contract.LISTING_PARAMS,
+    "other parameters": (contract.DRY_RUN, contract.WINDOW),
+}
+
+
+def documented_rows(name: str) -> dict[str, list[str]]:
+    """The rows of the table after `<!-- contract: name -->`: field, kind, bounds, default
+    (the fifth column, what it means, is prose)."""
+    after = DOC.split(f"<!-- contract: {name} -->\n", 1)[1]
+    rows = {}
+    for line in after.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0]] = [cells[1], cells[2], cells[3]]
+    return rows
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_a_table_of_fields_says_what_the_declaration_says(name: str) -> None:
+    expected = expected_rows(TABLES[name])
+    documented = documented_rows(name)
+    assert list(documented) == list(expected), "the fields, in the declared order"
+    for field_name, cells in expected.items():
+        assert documented[field_name] == cells, (field_name, "| " + " | ".join(cells) + " |")

@@ -14,13 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from taskyard.domain.builtins import SLEEP_S_MAX, TASK_TIMEOUT_S_MAX, BuiltinPolicy
+from taskyard.domain.contract import DELAY_S_MAX, DURATION_S_MIN, SECONDS_MAX
 from taskyard.domain.errors import ValidationError
-from taskyard.domain.submission import (
-    DELAY_S_MAX,
-    DURATION_S_MIN,
-    SECONDS_MAX,
-    parse_submission,
-)
+from taskyard.domain.submission import parse_submission
 from tests.api.conftest import START, assert_problem, make_api
 
 numbers = st.one_of(

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from taskyard.domain.contract import DURATION_S_MIN
 from taskyard.domain.errors import ValidationError
 from taskyard.domain.ports import JobQuery, JobStore
-from taskyard.domain.submission import DURATION_S_MIN
 from taskyard.entrypoints.library import App
 from tests.api.conftest import Api, assert_problem, make_api
 

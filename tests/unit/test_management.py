@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from taskyard.domain import management
+from taskyard.domain.contract import BATCH_MAX
 from taskyard.domain.errors import ValidationError
 from taskyard.domain.management import Changes, parse_changes, parse_job_filter
 from taskyard.domain.model import JobState
-from taskyard.domain.submission import BATCH_MAX, parse_batch
+from taskyard.domain.submission import parse_batch
 
 
 def fields(exc: pytest.ExceptionInfo[ValidationError]) -> list[str]:

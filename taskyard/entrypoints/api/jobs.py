@@ -9,6 +9,8 @@ from uuid import UUID
 
 import falcon
 
+from taskyard.domain import contract
+from taskyard.domain.contract import LISTED_ON_REQUEST, PAGE_BYTES_MAX
 from taskyard.domain.errors import FieldError, JobNotFound, UnknownDependency, ValidationError
 from taskyard.domain.ids import parse_job_id
 from taskyard.domain.management import (
@@ -24,7 +26,7 @@ from taskyard.entrypoints.api import query
 from taskyard.entrypoints.api.body import BATCH_BODY_BYTES_MAX, read_object
 from taskyard.entrypoints.api.services import Services
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_HEADER = contract.IDEMPOTENCY_KEY_HEADER.name
 
 
 def job_path(job_id: UUID) -> str:
@@ -84,34 +86,22 @@ class Jobs:
         resp.media = job.to_json()
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        params = query.params_of(req, {"state", "queue", "task", "limit", "cursor", "include"})
-        limit = query.integer(
-            params, "limit", default=query.LIMIT_DEFAULT, low=1, high=query.LIMIT_MAX
-        )
-        include = query.includes(params, LISTED_ON_REQUEST)
-        cursor_text = query.single(params, "cursor")
-        cursor = query.decode_cursor(cursor_text) if cursor_text is not None else None
+        state, queue, task, limit, cursor, include = contract.LISTING_PARAMS
+        params = query.params_of(req, {p.name for p in contract.LISTING_PARAMS})
+        cursor_text = query.value(params, cursor)
         page = self.services.store.list_jobs(
             JobQuery(
                 filter=JobFilter(
-                    states=query.states(params),
-                    queues=query.queues(params),
-                    tasks=query.tasks(params),
+                    states=query.states(params, state),
+                    queues=query.values(params, queue),
+                    tasks=query.values(params, task),
                 ),
-                limit=limit,
-                cursor=cursor,
+                limit=query.value(params, limit),
+                cursor=query.decode_cursor(cursor_text) if cursor_text is not None else None,
             )
         )
         resp.content_type = falcon.MEDIA_JSON
-        resp.data = listing(page, include=include, bytes_max=PAGE_BYTES_MAX)
-
-
-LISTED_ON_REQUEST = ("args", "result", "checkpoint")
-"""A job's fields that a listing leaves out unless `include` names them: the ones whose
-size its client decides (args) or its handler does (result, checkpoint)."""
-PAGE_BYTES_MAX = 1024 * 1024
-"""A listing's jobs stop before the one that would take the answer over this (a page
-always holds at least one job)."""
+        resp.data = listing(page, include=query.values(params, include), bytes_max=PAGE_BYTES_MAX)
 
 
 def listing(page: JobPage, *, include: Collection[str], bytes_max: int) -> bytes:
@@ -239,8 +229,8 @@ class Attempts:
 
 def _bulk_request(req: falcon.Request, action: BulkAction) -> tuple[JobFilter, bool]:
     """The filter of a bulk request, and whether `?dry_run=true` asks only for the count."""
-    params = query.params_of(req, {"dry_run"})
-    dry_run = query.boolean(params, "dry_run", default=False)
+    params = query.params_of(req, {contract.DRY_RUN.name})
+    dry_run = query.flag(params, contract.DRY_RUN)
     return parse_job_filter(read_object(req), action=action), dry_run
 
 

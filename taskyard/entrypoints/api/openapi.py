@@ -1,6 +1,9 @@
 """The OpenAPI 3.1 document of the API, served at `/openapi.json`.
 
-Written by hand next to the code it describes, and held to it by tests: one walks the
+The schemas and parameters are rendered from the declaration in
+`taskyard.domain.contract`, the one the validation is compiled from; which operations
+need a token comes from `ROUTES`. What is written here is only what HTTP adds: the
+operations, their summaries and statuses. Tests hold it to the code: one walks the
 Falcon router and fails when a route or method is missing here (or here but not routed);
 another checks every response the API tests receive against the schema documented for
 its route, method and status.
@@ -8,33 +11,18 @@ its route, method and status.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from taskyard import __version__
-from taskyard.domain.management import BULK_COUNT_SCAN_MAX, FILTER_VALUES_MAX
-from taskyard.domain.model import JobState, Outcome
-from taskyard.domain.retry import BASE_S_DEFAULT, FACTOR_DEFAULT, MAX_S_DEFAULT, Jitter
-from taskyard.domain.submission import (
-    BATCH_MAX,
-    DELAY_S_MAX,
-    DEPENDS_ON_MAX,
-    DURATION_S_MIN,
-    IDEMPOTENCY_KEY_LEN_MAX,
-    MAX_ATTEMPTS_DEFAULT,
-    MAX_ATTEMPTS_MAX,
-    PRIORITY_MAX,
-    PRIORITY_MIN,
-    QUEUE_LEN_MAX,
-    SECONDS_MAX,
-    TASK_LEN_MAX,
-)
-from taskyard.entrypoints.api import query
-from taskyard.entrypoints.api.jobs import LISTED_ON_REQUEST, PAGE_BYTES_MAX
+from taskyard.domain import contract as c
+from taskyard.domain import schema as k
+from taskyard.entrypoints.api.body import BATCH_BODY_BYTES_MAX, BODY_BYTES_MAX
+from taskyard.entrypoints.api.middleware import REQUEST_ID as REQUEST_ID_PATTERN
 
-TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
-QUEUE_PATTERN = r"^[A-Za-z0-9._-]{1,100}$"
-UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-
+TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"
+"""Answers write ids in lower case; `depends_on` takes either."""
 JSON = "application/json"
 PROBLEM = "application/problem+json"
 
@@ -43,327 +31,100 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"oneOf": [schema, {"type": "null"}]}
+def _bounded(
+    out: dict[str, Any], low_key: str, low: Any, high_key: str, high: Any
+) -> dict[str, Any]:
+    if low is not None:
+        out[low_key] = low
+    if high is not None:
+        out[high_key] = high
+    return out
 
 
-def _obj(properties: dict[str, Any], *, required: list[str] | None = None) -> dict[str, Any]:
-    """An object with exactly these properties (all of them required unless told)."""
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties) if required is None else required,
-        "additionalProperties": False,
-    }
+class Renderer:
+    """Kinds to JSON Schema; every shape met on the way becomes a component."""
 
+    def __init__(self) -> None:
+        self.shapes: dict[str, dict[str, Any]] = {}
 
-TIME_OUT = {"type": "string", "format": "date-time", "pattern": TIME_PATTERN}
-TIME_IN = {
-    "type": "string",
-    "format": "date-time",
-    "description": "RFC 3339 with an offset (a time without one is refused)",
-}
-JOB_ID = {"type": "string", "format": "uuid", "pattern": UUID_PATTERN}
-QUEUE = {"type": "string", "pattern": QUEUE_PATTERN}
-STATES = [state.value for state in JobState]
+    def kind(self, kind: k.Kind) -> dict[str, Any]:
+        if isinstance(kind, k.Text):
+            out: dict[str, Any] = {"type": "string"}
+            if kind.pattern is not None:
+                out["pattern"] = f"^{kind.pattern}$"
+            return _bounded(out, "minLength", kind.min_len or None, "maxLength", kind.max_len)
+        if isinstance(kind, k.Integer):
+            return _bounded({"type": "integer"}, "minimum", kind.low, "maximum", kind.high)
+        if isinstance(kind, k.Number):
+            low_key = "exclusiveMinimum" if kind.low_exclusive else "minimum"
+            number = _bounded({"type": "number"}, low_key, kind.low, "maximum", kind.high)
+            return {"oneOf": [{"const": 0}, number]} if kind.zero else number
+        if isinstance(kind, k.Boolean):
+            return {"type": "boolean"}
+        if isinstance(kind, k.Choice):
+            return {"type": "string", "enum": list(kind.values)}
+        if isinstance(kind, k.Const):
+            return {"const": kind.value}
+        if isinstance(kind, k.Time):
+            if kind.output:
+                return {"type": "string", "format": "date-time", "pattern": TIME_PATTERN}
+            return {"type": "string", "format": "date-time", "description": k.TIME_WORDS}
+        if isinstance(kind, k.JobId):
+            return {"type": "string", "format": "uuid", "pattern": UUID_PATTERN}
+        if isinstance(kind, k.JsonObject):
+            return {"type": "object"}
+        if isinstance(kind, k.AnyJson):
+            return {}
+        if isinstance(kind, k.ListOf):
+            listed = {"type": "array", "items": self.kind(kind.item)}
+            return _bounded(listed, "minItems", kind.min_items or None, "maxItems", kind.max_items)
+        if isinstance(kind, k.OneOrMany):
+            item = self.kind(kind.item)
+            many = {"type": "array", "items": item, "minItems": 1, "maxItems": kind.max_items}
+            return {"oneOf": [item, many]}
+        return self.shape(kind)
 
+    def shape(self, shape: k.Shape) -> dict[str, str]:
+        if shape.name not in self.shapes:
+            self.shapes[shape.name] = {}  # a shape met again while rendered: its $ref
+            out: dict[str, Any] = {
+                "type": "object",
+                "properties": {f.name: self.field(f) for f in shape.fields},
+                "required": [f.name for f in shape.fields if f.required],
+                "additionalProperties": False,
+            }
+            if shape.at_least_one is not None:
+                out["minProperties"] = 1
+            if shape.description:
+                out["description"] = shape.description
+            self.shapes[shape.name] = out
+        return _ref(shape.name)
 
-def _schemas() -> dict[str, Any]:
-    backoff_out = _obj(
-        {
-            "base_seconds": {"type": "number", "exclusiveMinimum": 0},
-            "factor": {"type": "number", "minimum": 1},
-            "max_seconds": {"type": "number"},
-            "jitter": {"enum": [j.value for j in Jitter]},
+    def field(self, field: k.Field | k.Param) -> dict[str, Any]:
+        out = self.kind(field.kind)
+        if getattr(field, "nullable", False):
+            out = {"oneOf": [out, {"type": "null"}]}
+        if field.description:
+            out = {**out, "description": field.description}
+        if field.default is not k.ABSENT:
+            out = {**out, "default": field.default}
+        return out
+
+    def param(self, param: k.Param) -> dict[str, Any]:
+        schema = self.field(param)
+        description = schema.pop("description", "")
+        out: dict[str, Any] = {
+            "name": param.name,
+            "in": param.where,
+            "required": param.where == "path",
+            "schema": {"type": "array", "items": schema} if param.many else schema,
         }
-    )
-    backoff_in = _obj(
-        {
-            "base_seconds": {
-                "type": "number",
-                "minimum": DURATION_S_MIN,
-                "maximum": SECONDS_MAX,
-                "default": BASE_S_DEFAULT,
-            },
-            "factor": {"type": "number", "minimum": 1, "default": FACTOR_DEFAULT},
-            "max_seconds": {
-                "type": "number",
-                "maximum": SECONDS_MAX,
-                "default": MAX_S_DEFAULT,
-                "minimum": DURATION_S_MIN,
-                "description": "at least base_seconds",
-            },
-            "jitter": {"enum": [j.value for j in Jitter], "default": Jitter.FULL.value},
-        },
-        required=[],
-    )
-    submission = _obj(
-        {
-            "task": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": TASK_LEN_MAX,
-                "description": "sleep, http, shell (checked at submit), or a Python handler",
-            },
-            "args": {"type": "object", "default": {}},
-            "queue": {**QUEUE, "maxLength": QUEUE_LEN_MAX, "default": "default"},
-            "priority": {
-                "type": "integer",
-                "minimum": PRIORITY_MIN,
-                "maximum": PRIORITY_MAX,
-                "default": 0,
-            },
-            "run_at": TIME_IN,
-            "delay_seconds": {
-                "type": "number",
-                "minimum": 0,
-                "maximum": DELAY_S_MAX,
-                "description": (
-                    "instead of run_at: due this long after the store's now; 0, or at least "
-                    f"{DURATION_S_MIN:g}"
-                ),
-            },
-            "max_attempts": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": MAX_ATTEMPTS_MAX,
-                "default": MAX_ATTEMPTS_DEFAULT,
-            },
-            "backoff": _ref("BackoffInput"),
-            "timeout_seconds": {
-                "type": "number",
-                "minimum": DURATION_S_MIN,
-                "maximum": SECONDS_MAX,
-            },
-            "idempotency_key": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": IDEMPOTENCY_KEY_LEN_MAX,
-            },
-            "depends_on": {
-                "type": "array",
-                "items": JOB_ID,
-                "maxItems": DEPENDS_ON_MAX,
-                "default": [],
-            },
-        },
-        required=["task"],
-    )
-    error_info = _obj({"type": {"type": "string"}, "message": {"type": "string"}})
-    job = _obj(
-        {
-            "id": JOB_ID,
-            "task": {"type": "string"},
-            "args": {"type": "object"},
-            "queue": QUEUE,
-            "priority": {"type": "integer"},
-            "run_at": TIME_OUT,
-            "max_attempts": {"type": "integer"},
-            "backoff": _ref("Backoff"),
-            "timeout_seconds": _nullable({"type": "number"}),
-            "idempotency_key": _nullable({"type": "string"}),
-            "depends_on": {"type": "array", "items": JOB_ID},
-            "state": {"enum": STATES},
-            "attempt": {"type": "integer", "minimum": 0},
-            "created_at": TIME_OUT,
-            "updated_at": TIME_OUT,
-            "finished_at": _nullable(TIME_OUT),
-            "lease": _nullable(_obj({"worker": {"type": "string"}, "expires_at": TIME_OUT})),
-            "cancel_requested": {"type": "boolean"},
-            "checkpoint": {"description": "any JSON value the handler saved, or null"},
-            "result": {"description": "any JSON value the handler returned, or null"},
-            "last_error": _nullable(_ref("ErrorInfo")),
-            "correlation_id": _nullable({"type": "string"}),
-        }
-    )
-    attempt = _obj(
-        {
-            "attempt": {"type": "integer", "minimum": 1},
-            "worker": {"type": "string"},
-            "started_at": TIME_OUT,
-            "finished_at": _nullable(TIME_OUT),
-            "outcome": {"enum": [o.value for o in Outcome]},
-            "error": _nullable(
-                _obj(
-                    {
-                        "type": {"type": "string"},
-                        "message": {"type": "string"},
-                        "traceback": _nullable({"type": "string"}),
-                    }
-                )
-            ),
-            "duration_seconds": _nullable({"type": "number", "minimum": 0}),
-        }
-    )
-    strings = {
-        "oneOf": [
-            {"type": "string"},
-            {
-                "type": "array",
-                "items": {"type": "string"},
-                "minItems": 1,
-                "maxItems": FILTER_VALUES_MAX,
-            },
-        ]
-    }
-    return {
-        "JobSubmission": submission,
-        "BackoffInput": backoff_in,
-        "Backoff": backoff_out,
-        "Job": job,
-        "ErrorInfo": error_info,
-        "Attempt": attempt,
-        "Batch": _obj(
-            {
-                "jobs": {
-                    "type": "array",
-                    "items": _ref("JobSubmission"),
-                    "minItems": 1,
-                    "maxItems": BATCH_MAX,
-                }
-            }
-        ),
-        "JobArray": _obj({"jobs": {"type": "array", "items": _ref("Job")}}),
-        "ListedJob": {
-            **job,
-            "required": [f for f in job["required"] if f not in LISTED_ON_REQUEST],
-            "description": "a job as listed: "
-            + ", ".join(LISTED_ON_REQUEST)
-            + " only when the include parameter names them",
-        },
-        "JobPage": _obj(
-            {
-                "jobs": {"type": "array", "items": _ref("ListedJob")},
-                "next_cursor": _nullable(
-                    {
-                        "type": "string",
-                        "description": "the next page: there are more jobs, or this page "
-                        f"was cut at {PAGE_BYTES_MAX // (1024 * 1024)} MiB",
-                    }
-                ),
-            }
-        ),
-        "JobChange": {
-            **_obj(
-                {
-                    "priority": {
-                        "type": "integer",
-                        "minimum": PRIORITY_MIN,
-                        "maximum": PRIORITY_MAX,
-                    },
-                    "run_at": TIME_IN,
-                },
-                required=[],
-            ),
-            "minProperties": 1,
-        },
-        "AttemptList": _obj({"attempts": {"type": "array", "items": _ref("Attempt")}}),
-        "JobFilter": {
-            **_obj({"state": strings, "queue": strings, "task": strings}, required=[]),
-            "minProperties": 1,
-        },
-        "Count": _obj({"count": {"type": "integer", "minimum": 0}}),
-        "DryRunCount": _obj(
-            {
-                "count": {"type": "integer", "minimum": 0},
-                "exact": {
-                    "type": "boolean",
-                    "description": "false: more jobs matched than a count looks at "
-                    f"({BULK_COUNT_SCAN_MAX:,}); count is then a lower bound",
-                },
-                "dry_run": {"const": True},
-            }
-        ),
-        "Queue": _obj(
-            {
-                "name": QUEUE,
-                "paused": {"type": "boolean"},
-                "counts": _obj({state: {"type": "integer", "minimum": 0} for state in STATES}),
-                "oldest_queued_age_seconds": _nullable({"type": "number", "minimum": 0}),
-            }
-        ),
-        "QueueList": _obj({"queues": {"type": "array", "items": _ref("Queue")}}),
-        "QueuePause": _obj({"name": QUEUE, "paused": {"type": "boolean"}}),
-        "Worker": _obj(
-            {
-                "id": {"type": "string"},
-                "host": {"type": "string"},
-                "pid": {"type": "integer"},
-                "queues": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "description": "empty: every queue",
-                },
-                "concurrency": {"type": "integer", "minimum": 1},
-                "started_at": TIME_OUT,
-                "last_heartbeat_at": TIME_OUT,
-                "running_job_ids": {"type": "array", "items": JOB_ID},
-            }
-        ),
-        "WorkerList": _obj({"workers": {"type": "array", "items": _ref("Worker")}}),
-        "Scheduler": _obj(
-            {
-                "id": {"type": "string"},
-                "host": {"type": "string"},
-                "pid": {"type": "integer"},
-                "leader": {"type": "boolean"},
-                "term": _nullable({"type": "integer"}),
-                "last_heartbeat_at": TIME_OUT,
-            }
-        ),
-        "SchedulerList": _obj({"schedulers": {"type": "array", "items": _ref("Scheduler")}}),
-        "Stats": _obj(
-            {
-                "window_seconds": {"type": "integer"},
-                "succeeded": {"type": "integer", "minimum": 0},
-                "dead": {"type": "integer", "minimum": 0},
-                "failed_attempts": {"type": "integer", "minimum": 0},
-                "throughput_per_second": {"type": "number", "minimum": 0},
-                "run_seconds_p50": _nullable({"type": "number"}),
-                "run_seconds_p95": _nullable({"type": "number"}),
-            }
-        ),
-        "Health": _obj({"status": {"const": "ok"}}),
-        "Readiness": _obj(
-            {
-                "status": {"enum": ["ok", "unavailable"]},
-                "checks": {
-                    "type": "object",
-                    "properties": {
-                        "store": {"type": "string"},
-                        "coordinator": {"type": "string"},
-                    },
-                    "required": ["store"],
-                    "additionalProperties": False,
-                    "description": "ok, or down: <why>",
-                },
-            }
-        ),
-        "Problem": _obj(
-            {
-                "type": {"type": "string"},
-                "title": {"type": "string"},
-                "status": {"type": "integer"},
-                "detail": {"type": "string"},
-                "errors": {
-                    "type": "array",
-                    "items": _obj(
-                        {
-                            "field": {
-                                "type": "string",
-                                "description": "a dotted path (jobs[1].priority), a query "
-                                "parameter or header name, or empty for the whole body",
-                            },
-                            "message": {"type": "string"},
-                        }
-                    ),
-                },
-            },
-            required=["type", "title", "status", "detail"],
-        ),
-    }
+        if param.many:
+            out |= {"style": "form", "explode": True}
+        return out | ({"description": description} if description else {})
 
 
+MiB = 1024 * 1024
 PROBLEMS = {
     "400": "the request cannot be read: malformed JSON, a body that is not an object, "
     "a bad query parameter or cursor",
@@ -372,345 +133,201 @@ PROBLEMS = {
     "405": "the method is not allowed on this path",
     "409": "the job's state does not allow the action, or an idempotency key was reused "
     "with a different body",
-    "413": "body over 1 MiB (16 MiB for /v1/jobs/batch)",
+    "413": f"body over {BODY_BYTES_MAX // MiB} MiB "
+    f"({BATCH_BODY_BYTES_MAX // MiB} MiB for /v1/jobs/batch)",
     "415": "a content type other than application/json",
     "422": "well-formed JSON that fails validation; `errors` names each field",
     "500": "the server failed; the X-Request-ID names it in the logs",
     "503": "the store (or the coordinator) is unavailable; see Retry-After",
 }
+RETRY_AFTER = ("Retry-After", "integer", "seconds to wait before trying again")
+HEADERS = {"401": [("WWW-Authenticate", "string", 'Bearer realm="taskyard"')], "503": [RETRY_AFTER]}
+REQUEST_ID = {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}}
+
+
+def _headers(*names: tuple[str, str, str]) -> dict[str, Any]:
+    return {
+        **REQUEST_ID,
+        **{name: {"schema": {"type": kind}, "description": text} for name, kind, text in names},
+    }
 
 
 def _problem_responses() -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for status, text in PROBLEMS.items():
-        response: dict[str, Any] = {
+    return {
+        f"Problem{status}": {
             "description": text,
             "content": {PROBLEM: {"schema": _ref("Problem")}},
-            "headers": {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}},
+            "headers": _headers(*HEADERS.get(status, [])),
         }
-        if status == "401":
-            response["headers"]["WWW-Authenticate"] = {
-                "schema": {"type": "string"},
-                "description": 'Bearer realm="taskyard"',
-            }
-        if status == "503":
-            response["headers"]["Retry-After"] = {
-                "schema": {"type": "integer"},
-                "description": "seconds to wait before trying again",
-            }
-        out[status] = response
-    return out
+        for status, text in PROBLEMS.items()
+    }
 
 
-def _ok(schema: str, description: str, *, location: bool = False) -> dict[str, Any]:
-    headers: dict[str, Any] = {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}}
-    if location:
-        headers["Location"] = {
-            "schema": {"type": "string"},
-            "description": "/v1/jobs/{id} of the job",
-        }
+def _ok(answer: k.Shape | tuple[k.Shape, ...], text: str, *, media: str = JSON) -> Any:
+    shapes = answer if isinstance(answer, tuple) else (answer,)
+    schema = [_ref(s.name) for s in shapes]
     return {
-        "description": description,
-        "headers": headers,
-        "content": {JSON: {"schema": _ref(schema)}},
+        "description": text,
+        "headers": _headers(),
+        "content": {media: {"schema": schema[0] if len(schema) == 1 else {"oneOf": schema}}},
     }
 
 
-def _problems(*statuses: int) -> dict[str, Any]:
-    return {str(s): {"$ref": f"#/components/responses/Problem{s}"} for s in statuses}
+def _plain(media: str, text: str, kind: str = "string") -> dict[str, Any]:
+    return {"description": text, "content": {media: {"schema": {"type": kind}}}}
 
 
-def _body(schema: str, description: str) -> dict[str, Any]:
-    return {
-        "required": True,
-        "description": description,
-        "content": {JSON: {"schema": _ref(schema)}},
+PATH_PARAMS = {"job_id": c.JOB_ID_PARAM, "name": c.QUEUE_PARAM}
+
+
+def _paths() -> dict[str, dict[str, dict[str, Any]]]:
+    """Every operation. Its tag, path parameters and most of its statuses follow from its
+    path: under /v1/, a 400 for a bad query parameter; with a path parameter, a 404; with
+    a body, 400, 413, 415 and 422; `conflict`, a 409."""
+    paths: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def op(
+        method_path: str,
+        summary: str,
+        ok: k.Shape | tuple[k.Shape, ...] | dict[str, Any],
+        *,
+        conflict: bool = False,
+        body: k.Shape | None = None,
+        params: tuple[k.Param, ...] = (),
+    ) -> None:
+        method, path = method_path.split(" ")
+        tag = next((t for t in ("jobs", "queues") if path.startswith(f"/v1/{t}")), "system")
+        named = [PATH_PARAMS[name] for name in re.findall(r"{(\w+)}", path)]
+        problems = {400} if path.startswith("/v1/") else set()
+        problems |= {404} if named else set()
+        problems |= {409} if conflict else set()
+        responses = ok if isinstance(ok, dict) else {"200": _ok(ok, summary)}
+        operation: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
+        if body is not None:
+            content = {JSON: {"schema": _ref(body.name)}}
+            operation["requestBody"] = {
+                "required": True,
+                "description": body.description,
+                "content": content,
+            }
+            problems |= {400, 413, 415, 422}
+        for status in sorted(problems):
+            operation["responses"][str(status)] = {
+                "$ref": f"#/components/responses/Problem{status}"
+            }
+        if named or params:
+            operation["parameters"] = [*named, *params]
+        paths.setdefault(path, {})[method.lower()] = operation
+
+    located = _headers(("Location", "string", "/v1/jobs/{id} of the job"))
+    submitted = {
+        "201": {**_ok(c.JOB, "created"), "headers": located},
+        "200": {**_ok(c.JOB, "the job this idempotency key made"), "headers": located},
     }
-
-
-def _op(
-    summary: str,
-    responses: dict[str, Any],
-    *,
-    body: dict[str, Any] | None = None,
-    parameters: list[dict[str, Any]] | None = None,
-    open_: bool = False,
-    tag: str = "jobs",
-) -> dict[str, Any]:
-    operation: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
-    common = [] if open_ else [401, 500, 503]
-    operation["responses"].update(_problems(*common))
-    if body is not None:
-        operation["requestBody"] = body
-        operation["responses"].update(_problems(400, 413, 415, 422))
-    if parameters:
-        operation["parameters"] = parameters
-    if open_:
-        operation["security"] = []
-    return operation
-
-
-def _param(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/parameters/{name}"}
-
-
-def _query(name: str, schema: dict[str, Any], description: str, *, many: bool = False) -> Any:
-    param: dict[str, Any] = {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": {"type": "array", "items": schema} if many else schema,
+    ready = {
+        "200": _ok(c.READINESS, "ready"),
+        "503": {**_ok(c.READINESS, "down"), "headers": _headers(RETRY_AFTER)},
     }
-    if many:
-        param["style"] = "form"
-        param["explode"] = True
-    return param
-
-
-def _counted(description: str) -> dict[str, Any]:
-    """The answer of a bulk action: its count, or a dry run's."""
-    response = _ok("Count", description)
-    response["content"][JSON]["schema"] = {"oneOf": [_ref("Count"), _ref("DryRunCount")]}
-    return response
-
-
-def _paths() -> dict[str, Any]:
-    dry_run = _query(
-        "dry_run",
-        {"type": "string", "enum": ["true", "false", "1", "0"], "default": "false"},
-        "true: change nothing, answer how many jobs the action would change now",
+    counted, dry = (c.BULK_COUNT, c.DRY_RUN_COUNT), (c.DRY_RUN,)
+    op("GET /", "A small HTML landing page", {"200": _plain("text/html", "the page")})
+    op("GET /healthz", "The process answers", c.HEALTH)
+    op("GET /readyz", "The store (and the coordinator, when configured) answer", ready)
+    op("GET /metrics", "Prometheus exposition", {"200": _plain("text/plain", "metrics")})
+    op("GET /openapi.json", "This document", {"200": _plain(JSON, "OpenAPI 3.1", "object")})
+    op(
+        "POST /v1/jobs",
+        "Submit one job",
+        submitted,
+        conflict=True,
+        body=c.SUBMISSION,
+        params=(c.IDEMPOTENCY_KEY_HEADER,),
     )
-    job_id = [_param("JobId")]
-    by_id = _problems(400, 404)  # 400: an unknown query parameter
-    job_ok = _ok("Job", "the job")
-    return {
-        "/": {
-            "get": _op(
-                "A small HTML landing page",
-                {
-                    "200": {
-                        "description": "the page",
-                        "content": {"text/html": {"schema": {"type": "string"}}},
-                    }
-                },
-                open_=True,
-                tag="system",
-            )
-        },
-        "/healthz": {
-            "get": _op(
-                "The process answers",
-                {"200": _ok("Health", "alive")},
-                open_=True,
-                tag="system",
-            )
-        },
-        "/readyz": {
-            "get": _op(
-                "The store (and the coordinator, when configured) answer",
-                {
-                    "200": _ok("Readiness", "ready"),
-                    "503": {
-                        "description": "something is down; checks names it",
-                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-                        "content": {JSON: {"schema": _ref("Readiness")}},
-                    },
-                },
-                open_=True,
-                tag="system",
-            )
-        },
-        "/metrics": {
-            "get": _op(
-                "Prometheus exposition, gathered through the store and coordinator",
-                {
-                    "200": {
-                        "description": "metrics in the Prometheus text format",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-                open_=True,
-                tag="system",
-            )
-        },
-        "/openapi.json": {
-            "get": _op(
-                "This document",
-                {
-                    "200": {
-                        "description": "OpenAPI 3.1",
-                        "content": {JSON: {"schema": {"type": "object"}}},
-                    }
-                },
-                open_=True,
-                tag="system",
-            )
-        },
-        "/v1/jobs": {
-            "post": _op(
-                "Submit one job",
-                {
-                    "201": _ok("Job", "created", location=True),
-                    "200": _ok(
-                        "Job",
-                        "the existing job: the same idempotency key came with the same body",
-                        location=True,
-                    ),
-                    **_problems(409),
-                },
-                body=_body("JobSubmission", "the submission"),
-                parameters=[_param("IdempotencyKey")],
-            ),
-            "get": _op(
-                "List jobs, newest first by (created_at, id)",
-                {"200": _ok("JobPage", "a page of jobs"), **_problems(400)},
-                parameters=[
-                    _query("state", {"enum": STATES}, "any of these states", many=True),
-                    _query("queue", QUEUE, "any of these queues", many=True),
-                    _query("task", {"type": "string"}, "any of these tasks", many=True),
-                    _query(
-                        "limit",
-                        {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": query.LIMIT_MAX,
-                            "default": query.LIMIT_DEFAULT,
-                        },
-                        "jobs per page",
-                    ),
-                    _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
-                    _query(
-                        "include",
-                        {"enum": list(LISTED_ON_REQUEST)},
-                        "fields to list besides the default ones (repeat for several)",
-                        many=True,
-                    ),
-                ],
-            ),
-        },
-        "/v1/jobs/batch": {
-            "post": _op(
-                "Submit 1 to 1,000 jobs, all or nothing",
-                {"201": _ok("JobArray", "the jobs, in the order given"), **_problems(409)},
-                body=_body("Batch", "the submissions (errors name jobs[i].field)"),
-            )
-        },
-        "/v1/jobs/retry": {
-            "post": _op(
-                "Run every dead or cancelled job the filter matches again",
-                {"200": _counted("how many jobs were retried (or, dry, would be)")},
-                body=_body("JobFilter", "state, queue, task: each a string or a list"),
-                parameters=[dry_run],
-            )
-        },
-        "/v1/jobs/cancel": {
-            "post": _op(
-                "Cancel every unfinished job the filter matches",
-                {
-                    "200": _counted(
-                        "how many jobs were cancelled or asked to stop (or, dry, would be)"
-                    )
-                },
-                body=_body("JobFilter", "state, queue, task: each a string or a list"),
-                parameters=[dry_run],
-            )
-        },
-        "/v1/jobs/{job_id}": {
-            "get": _op("One job", {"200": job_ok, **by_id}, parameters=job_id),
-            "patch": _op(
-                "Change priority and/or run_at of a scheduled, queued or retrying job",
-                {"200": job_ok, **by_id, **_problems(409)},
-                body=_body("JobChange", "priority and/or run_at; any other field is a 422"),
-                parameters=job_id,
-            ),
-            "delete": _op(
-                "Cancel (as POST .../cancel)",
-                {"200": job_ok, **by_id, **_problems(409)},
-                parameters=job_id,
-            ),
-        },
-        "/v1/jobs/{job_id}/cancel": {
-            "post": _op(
-                "Cancel: a running job gets cancel_requested; again is harmless",
-                {"200": job_ok, **by_id, **_problems(409)},
-                parameters=job_id,
-            )
-        },
-        "/v1/jobs/{job_id}/retry": {
-            "post": _op(
-                "Run a dead or cancelled job again, with a fresh attempt budget",
-                {"200": job_ok, **by_id, **_problems(409)},
-                parameters=job_id,
-            )
-        },
-        "/v1/jobs/{job_id}/attempts": {
-            "get": _op(
-                "The attempt history, oldest first",
-                {"200": _ok("AttemptList", "the attempts"), **by_id},
-                parameters=job_id,
-            )
-        },
-        "/v1/queues": {
-            "get": _op(
-                "Every queue that has jobs or a pause flag",
-                {"200": _ok("QueueList", "the queues"), **_problems(400)},
-                tag="queues",
-            )
-        },
-        "/v1/queues/{name}/pause": {
-            "post": _op(
-                "Stop claims from a queue (kept in the store)",
-                {"200": _ok("QueuePause", "paused"), **_problems(400, 404)},
-                parameters=[_param("QueueName")],
-                tag="queues",
-            )
-        },
-        "/v1/queues/{name}/resume": {
-            "post": _op(
-                "Let claims from a queue go on",
-                {"200": _ok("QueuePause", "resumed"), **_problems(400, 404)},
-                parameters=[_param("QueueName")],
-                tag="queues",
-            )
-        },
-        "/v1/workers": {
-            "get": _op(
-                "Live workers (gone within 15 s of their last heartbeat)",
-                {"200": _ok("WorkerList", "the workers"), **_problems(400)},
-                tag="system",
-            )
-        },
-        "/v1/schedulers": {
-            "get": _op(
-                "Live schedulers and which one leads",
-                {"200": _ok("SchedulerList", "the schedulers"), **_problems(400)},
-                tag="system",
-            )
-        },
-        "/v1/stats": {
-            "get": _op(
-                "Outcomes over a window",
-                {"200": _ok("Stats", "the numbers"), **_problems(400)},
-                parameters=[
-                    _query(
-                        "window",
-                        {
-                            "type": "integer",
-                            "minimum": query.WINDOW_S_MIN,
-                            "maximum": query.WINDOW_S_MAX,
-                            "default": query.WINDOW_S_DEFAULT,
-                        },
-                        "seconds",
-                    )
-                ],
-                tag="system",
-            )
-        },
-    }
+    op(
+        "GET /v1/jobs",
+        "List jobs, newest first by (created_at, id)",
+        c.JOB_PAGE,
+        params=c.LISTING_PARAMS,
+    )
+    op(
+        "POST /v1/jobs/batch",
+        "Submit 1 to 1,000 jobs, all or nothing",
+        {"201": _ok(c.JOB_ARRAY, "created")},
+        conflict=True,
+        body=c.BATCH,
+    )
+    op(
+        "POST /v1/jobs/retry",
+        "Run every dead or cancelled job the filter matches again",
+        counted,
+        body=c.FILTER,
+        params=dry,
+    )
+    op(
+        "POST /v1/jobs/cancel",
+        "Cancel every unfinished job the filter matches",
+        counted,
+        body=c.FILTER,
+        params=dry,
+    )
+    op("GET /v1/jobs/{job_id}", "One job", c.JOB)
+    op(
+        "PATCH /v1/jobs/{job_id}",
+        "Change priority and/or run_at of a waiting job",
+        c.JOB,
+        conflict=True,
+        body=c.CHANGE,
+    )
+    op("DELETE /v1/jobs/{job_id}", "Cancel (as POST .../cancel)", c.JOB, conflict=True)
+    op(
+        "POST /v1/jobs/{job_id}/cancel",
+        "Cancel: a running job is asked to stop",
+        c.JOB,
+        conflict=True,
+    )
+    op("POST /v1/jobs/{job_id}/retry", "Run a dead or cancelled job again", c.JOB, conflict=True)
+    op("GET /v1/jobs/{job_id}/attempts", "The attempt history, oldest first", c.ATTEMPT_LIST)
+    op("GET /v1/queues", "Every queue that has jobs or a pause flag", c.QUEUE_LIST)
+    op(
+        "POST /v1/queues/{name}/pause",
+        "Stop claims from a queue (kept in the store)",
+        c.QUEUE_PAUSE,
+    )
+    op("POST /v1/queues/{name}/resume", "Let claims from a queue go on", c.QUEUE_PAUSE)
+    op("GET /v1/workers", "Live workers (gone 15 s after their last heartbeat)", c.WORKER_LIST)
+    op("GET /v1/schedulers", "Live schedulers and which one leads", c.SCHEDULER_LIST)
+    op("GET /v1/stats", "Outcomes over a window", c.STATS, params=(c.WINDOW,))
+    return paths
+
+
+def _operations(renderer: Renderer) -> dict[str, Any]:
+    """The paths, each operation marked open (`security: []`) or answering 401, 500 and
+    503 as its route's access says, its parameters rendered."""
+    from taskyard.entrypoints.api.access import Access
+    from taskyard.entrypoints.api.app import ROUTES
+
+    access = {route.template: route.access for route in ROUTES}
+    paths = _paths()
+    for path, item in paths.items():
+        for operation in item.values():
+            params = operation.get("parameters", [])
+            operation["parameters"] = [renderer.param(p) for p in params]
+            if not params:
+                del operation["parameters"]
+            if access.get(path) is Access.OPEN:
+                operation["security"] = []
+            else:
+                for status in (401, 500, 503):
+                    ref = {"$ref": f"#/components/responses/Problem{status}"}
+                    operation["responses"].setdefault(str(status), ref)
+    return paths
 
 
 def openapi_document() -> dict[str, Any]:
+    renderer = Renderer()
+    paths = _operations(renderer)
+    for declared in vars(c).values():
+        if isinstance(declared, k.Shape):
+            renderer.shape(declared)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -719,13 +336,9 @@ def openapi_document() -> dict[str, Any]:
             "description": "A fault-tolerant distributed job scheduler. Times are RFC 3339; "
             "output is UTC with milliseconds and Z. Errors are application/problem+json.",
         },
-        "tags": [
-            {"name": "jobs"},
-            {"name": "queues"},
-            {"name": "system"},
-        ],
+        "tags": [{"name": "jobs"}, {"name": "queues"}, {"name": "system"}],
         "security": [{"bearer": []}],
-        "paths": _paths(),
+        "paths": paths,
         "components": {
             "securitySchemes": {
                 "bearer": {
@@ -738,41 +351,12 @@ def openapi_document() -> dict[str, Any]:
             },
             "headers": {
                 "RequestId": {
-                    "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,128}$"},
+                    "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN.pattern},
                     "description": "the request's id: the client's X-Request-ID when valid, "
                     "else a new one",
                 }
             },
-            "parameters": {
-                "JobId": {
-                    "name": "job_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                    "description": "a job id (UUID); a malformed one is not found",
-                },
-                "QueueName": {
-                    "name": "name",
-                    "in": "path",
-                    "required": True,
-                    "schema": QUEUE,
-                },
-                "IdempotencyKey": {
-                    "name": "Idempotency-Key",
-                    "in": "header",
-                    "required": False,
-                    "schema": {
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": IDEMPOTENCY_KEY_LEN_MAX,
-                    },
-                    "description": "the same as the idempotency_key field (both and "
-                    "different: 422)",
-                },
-            },
-            "responses": {
-                f"Problem{status}": response for status, response in _problem_responses().items()
-            },
-            "schemas": _schemas(),
+            "responses": _problem_responses(),
+            "schemas": dict(sorted(renderer.shapes.items())),
         },
     }

@@ -16,27 +16,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import falcon
 
+from taskyard.domain import contract
 from taskyard.domain.model import JobState
-from taskyard.domain.storable import text_problem
-from taskyard.domain.submission import TASK_LEN_MAX, is_queue_name
+from taskyard.domain.schema import ABSENT, INVALID, Check, Integer, Param, quoted
 from taskyard.domain.timefmt import EPOCH
 from taskyard.entrypoints.api.problems import bad_request
 from taskyard.entrypoints.numbers import ascii_int
 
-LIMIT_DEFAULT = 100
-LIMIT_MAX = 1000
-WINDOW_S_DEFAULT = 3600
-WINDOW_S_MIN = 60
-WINDOW_S_MAX = 604_800
 _MICROSECOND = timedelta(microseconds=1)
 _CURSOR = re.compile(r"([0-9]{1,20})\.([0-9a-f]{32})")
+_CURSOR_TEXT = re.compile(contract.CURSOR.pattern or "")
 
 
 def params_of(req: falcon.Request, allowed: Collection[str]) -> Mapping[str, list[str]]:
@@ -59,69 +57,47 @@ def single(params: Mapping[str, list[str]], name: str) -> str | None:
     return values[0]
 
 
-def integer(
-    params: Mapping[str, list[str]], name: str, *, default: int, low: int, high: int
-) -> int:
-    text = single(params, name)
-    if text is None:
-        return default
-    value = ascii_int(text, signed=False)
-    if value is None or not low <= value <= high:
-        raise bad_request(f"{name} must be an integer from {low} to {high}", field=name)
+@functools.cache
+def _check(param: Param) -> Check:
+    return param.kind.compile()
+
+
+def _read(param: Param, text: str, *, shown: str = "") -> Any:
+    """`text` as the parameter's kind reads it (integers in ASCII digits only); a 400
+    naming the parameter, with the declared rule, when it does not fit."""
+    raw: Any = text
+    if isinstance(param.kind, Integer):
+        number = ascii_int(text, signed=False)
+        raw = text if number is None else number
+    errors: list[Any] = []
+    value = _check(param)(raw, "", param.name, errors)
+    if value is INVALID:
+        raise bad_request(f"{param.name} {shown}{errors[0].message}", field=param.name)
     return value
 
 
-def boolean(params: Mapping[str, list[str]], name: str, *, default: bool) -> bool:
-    """`true` or `false` (as JSON spells them), `1` or `0`."""
-    text = single(params, name)
+def value(params: Mapping[str, list[str]], param: Param) -> Any:
+    """A parameter given at most once: its value, or its declared default (or None)."""
+    text = single(params, param.name)
     if text is None:
-        return default
-    if text in ("true", "1"):
-        return True
-    if text in ("false", "0"):
-        return False
-    raise bad_request(f"{name} must be true or false", field=name)
+        return None if param.default is ABSENT else param.default
+    return _read(param, text)
 
 
-def states(params: Mapping[str, list[str]]) -> frozenset[JobState]:
-    out: set[JobState] = set()
-    for value in params.get("state", ()):
-        try:
-            out.add(JobState(value))
-        except ValueError:
-            names = ", ".join(JobState)
-            raise bad_request(f"unknown state {value!r} (one of {names})", field="state") from None
-    return frozenset(out)
+def values(params: Mapping[str, list[str]], param: Param) -> frozenset[Any]:
+    """A parameter that may repeat (any of its values): each value checked."""
+    return frozenset(
+        _read(param, text, shown=quoted(text) + " ") for text in params.get(param.name, ())
+    )
 
 
-def queues(params: Mapping[str, list[str]]) -> frozenset[str]:
-    for value in params.get("queue", ()):
-        if not is_queue_name(value):
-            raise bad_request(f"{value!r} is not a queue name", field="queue")
-    return frozenset(params.get("queue", ()))
+def flag(params: Mapping[str, list[str]], param: Param) -> bool:
+    """`true` or `false` (as JSON spells them), `1` or `0`."""
+    return value(params, param) in ("true", "1")
 
 
-def tasks(params: Mapping[str, list[str]]) -> frozenset[str]:
-    for value in params.get("task", ()):
-        if not 1 <= len(value) <= TASK_LEN_MAX:
-            raise bad_request(f"a task name is 1 to {TASK_LEN_MAX} characters", field="task")
-        problem = text_problem(value)
-        if problem is not None:
-            raise bad_request(f"a task name {problem}", field="task")
-    return frozenset(params.get("task", ()))
-
-
-def includes(params: Mapping[str, list[str]], optional: Collection[str]) -> frozenset[str]:
-    """The optional fields named by `include` (repeatable, one field a value)."""
-    out = set()
-    for value in params.get("include", ()):
-        if value not in optional:
-            names = ", ".join(optional)
-            raise bad_request(
-                f"include takes {names} (one a value), not {value!r}", field="include"
-            )
-        out.add(value)
-    return frozenset(out)
+def states(params: Mapping[str, list[str]], param: Param) -> frozenset[JobState]:
+    return frozenset(JobState(state) for state in values(params, param))
 
 
 def encode_cursor(position: tuple[datetime, UUID]) -> str:
@@ -134,8 +110,8 @@ def encode_cursor(position: tuple[datetime, UUID]) -> str:
 
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
     """The position a cursor names; a 400 for anything this API did not make."""
-    problem = bad_request("not a cursor this API gave out", field="cursor")
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", cursor):
+    problem = bad_request("not " + contract.CURSOR.says(), field="cursor")
+    if not _CURSOR_TEXT.fullmatch(cursor):
         raise problem
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")

@@ -11,11 +11,13 @@ import falcon
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from taskyard import __version__
+from taskyard.domain import contract
+from taskyard.domain.contract import is_queue_name
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
 from taskyard.domain.management import RUNNING_JOBS_QUERY, with_running_jobs
 from taskyard.domain.model import JobState, QueueInfo
 from taskyard.domain.ports import SchedulerInfo, WorkerInfo
-from taskyard.domain.submission import is_queue_name
+from taskyard.domain.schema import quoted
 from taskyard.domain.timefmt import format_time
 from taskyard.entrypoints.api import query
 from taskyard.entrypoints.api.metrics import metrics_registry
@@ -74,7 +76,7 @@ class Queues:
 def queue_name_of_path(name: str) -> str:
     """The queue a path names; anything else is simply not found (the dashboard's too)."""
     if not is_queue_name(name):
-        raise not_found(f"{name!r} is not a queue name (letters, digits, '.', '_', '-')")
+        raise not_found(f"{quoted(name)} is not a queue name ({contract.QUEUE_NAME.says()})")
     return name
 
 
@@ -140,14 +142,8 @@ class StatsResource:
         self.services = services
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        params = query.params_of(req, {"window"})
-        window_s = query.integer(
-            params,
-            "window",
-            default=query.WINDOW_S_DEFAULT,
-            low=query.WINDOW_S_MIN,
-            high=query.WINDOW_S_MAX,
-        )
+        params = query.params_of(req, {contract.WINDOW.name})
+        window_s = query.value(params, contract.WINDOW)
         stats = self.services.store.stats(window_s=float(window_s))
         resp.media = {
             "window_seconds": window_s,

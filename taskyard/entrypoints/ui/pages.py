@@ -27,6 +27,7 @@ import jinja2
 from markupsafe import Markup
 
 from taskyard import __version__
+from taskyard.domain.contract import LISTING_PARAMS, TASK_LEN_MAX
 from taskyard.domain.errors import IllegalTransition, JobNotFound, StaleFence
 from taskyard.domain.ids import parse_job_id
 from taskyard.domain.management import (
@@ -40,8 +41,8 @@ from taskyard.domain.management import (
 from taskyard.domain.management import BulkAction as BulkActionName
 from taskyard.domain.model import TERMINAL_STATES, Job, JobState
 from taskyard.domain.ports import JobFilter, JobQuery
+from taskyard.domain.schema import Integer, Param
 from taskyard.domain.storable import text_problem
-from taskyard.domain.submission import TASK_LEN_MAX
 from taskyard.domain.timefmt import seconds_between, to_epoch_s
 from taskyard.entrypoints.api import query
 from taskyard.entrypoints.api.access import Access, BearerToken, Guard
@@ -69,6 +70,9 @@ REFRESH_S = 5
 """How often an open page refreshes its live part (only while the tab is visible)."""
 PAGE_LIMIT_DEFAULT = 50
 PAGE_LIMIT_MAX = 200
+PAGE_LIMIT = Param(
+    name="limit", kind=Integer(low=1, high=PAGE_LIMIT_MAX), default=PAGE_LIMIT_DEFAULT
+)
 FORM_BYTES_MAX = 64 * 1024
 FORM_FIELDS_MAX = 100
 SHOWN_CHARS_MAX = 100_000
@@ -214,8 +218,11 @@ def _filter_of(params: Mapping[str, list[str]]) -> JobFilter:
     """The state/queue/task filter of a query string, read as the API reads it; an empty
     value (a blank form field) is no condition."""
     cleaned = {k: [v for v in values if v != ""] for k, values in params.items()}
+    state, queue, task = LISTING_PARAMS[:3]
     return JobFilter(
-        states=query.states(cleaned), queues=query.queues(cleaned), tasks=query.tasks(cleaned)
+        states=query.states(cleaned, state),
+        queues=query.values(cleaned, queue),
+        tasks=query.values(cleaned, task),
     )
 
 
@@ -324,9 +331,7 @@ class Jobs(Page):
             self._find(req, resp, found)
             return
         job_filter = _filter_of(params)
-        limit = query.integer(
-            params, "limit", default=PAGE_LIMIT_DEFAULT, low=1, high=PAGE_LIMIT_MAX
-        )
+        limit = query.value(params, PAGE_LIMIT)
         cursor_text = query.single(params, "cursor")
         cursor = query.decode_cursor(cursor_text) if cursor_text else None
         page = self.ui.store.list_jobs(JobQuery(filter=job_filter, limit=limit, cursor=cursor))

@@ -1,0 +1,389 @@
+"""The API's contract, stated once: every body a client sends and every answer it gets,
+with their fields, kinds, bounds, patterns, defaults and descriptions (in the words of
+`schema.py`), and the parameters of the query string, the path and the headers.
+
+Everything else is derived from here: the validation of submissions, batches, changes
+and bulk filters (`submission.py`, `management.py`), the query parameters' checks
+(`entrypoints/api/query.py`), the OpenAPI document (`entrypoints/api/openapi.py`); the
+answers (`Job.to_json`, ...) and `docs/api.md`'s tables are held to it by tests.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import attrs
+
+from taskyard.domain.model import JobState, Outcome
+from taskyard.domain.retry import BASE_S_DEFAULT, FACTOR_DEFAULT, MAX_S_DEFAULT, Jitter, RetryPolicy
+from taskyard.domain.schema import (
+    AnyJson,
+    Boolean,
+    Choice,
+    Const,
+    Field,
+    Integer,
+    JobId,
+    JsonObject,
+    Kind,
+    ListOf,
+    Number,
+    OneOrMany,
+    Param,
+    Shape,
+    Text,
+    Time,
+    field,
+)
+
+QUEUE_DEFAULT = "default"
+PRIORITY_MIN, PRIORITY_MAX = -100, 100
+MAX_ATTEMPTS_DEFAULT = 3
+MAX_ATTEMPTS_MAX = 1000
+DELAY_S_MAX = 31_536_000
+SECONDS_MAX = DELAY_S_MAX
+"""The bound of every duration a job carries (backoff, timeout): a year, so that every
+time computed from one stays a representable datetime."""
+DURATION_S_MIN = 0.001
+"""The shortest duration a job carries (a timeout, a backoff, a delay other than 0): a
+millisecond. Anything shorter could not be honoured: a worker times an attempt out at
+its next tick, datetimes keep microseconds (a 5e-324 s delay would be no delay), and a
+backoff base near the smallest float made the growth of the delay overflow."""
+TASK_LEN_MAX = 200
+QUEUE_LEN_MAX = 100
+IDEMPOTENCY_KEY_LEN_MAX = 200
+CORRELATION_ID_LEN_MAX = 200
+DEPENDS_ON_MAX = 1000
+BATCH_MAX = 1000
+FILTER_VALUES_MAX = 100
+LIMIT_DEFAULT, LIMIT_MAX = 100, 1000
+WINDOW_S_DEFAULT, WINDOW_S_MIN, WINDOW_S_MAX = 3600, 60, 604_800
+LISTED_ON_REQUEST = ("args", "result", "checkpoint")
+"""A job's fields that a listing leaves out unless `include` names them: the ones whose
+size its client decides (args) or its handler does (result, checkpoint)."""
+BULK_COUNT_SCAN_MAX = 10_000
+"""How many matching jobs a bulk count looks at before it answers with a lower bound."""
+PAGE_BYTES_MAX = 1024 * 1024
+"""A listing's jobs stop before the one that would take the answer over this (a page
+always holds at least one job)."""
+
+STATES = tuple(state.value for state in JobState)
+TASK_NAME = Text(max_len=TASK_LEN_MAX)
+QUEUE_NAME = Text(
+    max_len=QUEUE_LEN_MAX,
+    pattern=f"[A-Za-z0-9._-]{{1,{QUEUE_LEN_MAX}}}",
+    words=f"1 to {QUEUE_LEN_MAX} of letters, digits, '.', '_', '-'",
+)
+"""A queue name, matched as a whole: `$` would let `"default\\n"` through."""
+_QUEUE_NAME = re.compile(QUEUE_NAME.pattern or "")
+
+
+def is_queue_name(text: str) -> bool:
+    return _QUEUE_NAME.fullmatch(text) is not None
+
+
+IDEMPOTENCY_KEY = Text(max_len=IDEMPOTENCY_KEY_LEN_MAX)
+CORRELATION_ID = Text(max_len=CORRELATION_ID_LEN_MAX)
+PRIORITY = Integer(low=PRIORITY_MIN, high=PRIORITY_MAX)
+DURATION = Number(low=DURATION_S_MIN, high=SECONDS_MAX)
+DELAY = Number(low=DURATION_S_MIN, high=DELAY_S_MAX, zero=True)
+BACKOFF_CAP = Number(
+    low=DURATION_S_MIN,
+    high=SECONDS_MAX,
+    words=f"a number from base_seconds (and {DURATION_S_MIN:g}) to {SECONDS_MAX}",
+)
+JITTERS = tuple(j.value for j in Jitter)
+DEPENDENCIES = ListOf(
+    item=JobId(), noun="job ids", count_noun="dependencies", max_items=DEPENDS_ON_MAX, unique=True
+)
+BATCH_ITEMS: dict[str, Any] = {
+    "noun": "job submissions",
+    "count_noun": "submissions",
+    "min_items": 1,
+    "max_items": BATCH_MAX,
+}
+FLAG = Choice(values=("true", "false", "1", "0"))
+CURSOR = Text(max_len=100, pattern="[A-Za-z0-9_-]{1,100}", words="a cursor this API gave out")
+STRING = Text(min_len=0)
+"""Any string (in answers)."""
+INCLUDE = "fields to list besides the others (repeat for several)"
+DRY_RUN_SAYS = "true: change nothing, answer how many jobs the action would change now"
+NOT_FOUND = "a malformed one is not found (404)"
+SAME_KEY = "the same as the idempotency_key field (both and different: 422)"
+TIME = Time(output=True)
+COUNT = Integer(low=0)
+
+# --- what a client sends ------------------------------------------------------------------
+
+
+def shape(name: str, description: str, *fields: Field, **options: Any) -> Shape:
+    return Shape(name, fields, description, **options)
+
+
+BACKOFF_INPUT = shape(
+    "BackoffInput",
+    "the retry delay: min(max_seconds, base_seconds * factor ** (attempt - 1)), then jitter",
+    field(
+        "base_seconds",
+        DURATION,
+        "the delay's ceiling after a first failure",
+        default=BASE_S_DEFAULT,
+    ),
+    field(
+        "factor", Number(low=1), "how much the ceiling grows per attempt", default=FACTOR_DEFAULT
+    ),
+    field(
+        "max_seconds",
+        BACKOFF_CAP,
+        "the ceiling's cap, at least base_seconds",
+        default=MAX_S_DEFAULT,
+    ),
+    field(
+        "jitter",
+        Choice(values=JITTERS),
+        "how the delay is drawn under it",
+        default=Jitter.FULL.value,
+    ),
+    python_type=RetryPolicy,
+)
+SUBMISSION = shape(
+    "JobSubmission",
+    "a job to run",
+    field(
+        "task", TASK_NAME, "sleep, http, shell (args checked at submit), or yours", required=True
+    ),
+    field("args", JsonObject(), "the handler's arguments", default={}),
+    field("queue", QUEUE_NAME, default=QUEUE_DEFAULT),
+    field("priority", PRIORITY, "higher runs first", default=0),
+    field("run_at", Time(), "when it is due (else now, or after delay_seconds)", nullable=True),
+    field("delay_seconds", DELAY, "instead of run_at: after the store's now", nullable=True),
+    field("max_attempts", Integer(low=1, high=MAX_ATTEMPTS_MAX), default=MAX_ATTEMPTS_DEFAULT),
+    field("backoff", BACKOFF_INPUT),
+    field("timeout_seconds", DURATION, "a longer attempt fails (timeout)", nullable=True),
+    field("idempotency_key", IDEMPOTENCY_KEY, "or the Idempotency-Key header", nullable=True),
+    field("depends_on", DEPENDENCIES, "jobs that must succeed first", default=[]),
+    not_object="a job submission must be a JSON object",
+)
+BATCH = shape(
+    "Batch",
+    "submissions stored all or nothing",
+    field("jobs", ListOf(item=SUBMISSION, **BATCH_ITEMS), "errors name jobs[i]", required=True),
+    not_object="a batch must be a JSON object",
+)
+CHANGE = shape(
+    "JobChange",
+    "a waiting job's new priority and/or run_at",
+    field("priority", PRIORITY),
+    field("run_at", Time()),
+    unknown="only priority and run_at can be changed",
+    not_object="a change must be a JSON object",
+    at_least_one="give priority and/or run_at",
+)
+FILTER = shape(
+    "JobFilter",
+    "what a bulk action applies to: each field a string or a list (any of), all fields at once",
+    field("state", OneOrMany(item=Choice(values=STATES), max_items=FILTER_VALUES_MAX)),
+    field("queue", OneOrMany(item=QUEUE_NAME, max_items=FILTER_VALUES_MAX)),
+    field("task", OneOrMany(item=TASK_NAME, max_items=FILTER_VALUES_MAX)),
+    not_object="a filter must be a JSON object",
+    at_least_one="give at least one of state, queue, task",
+)
+
+# --- parameters ----------------------------------------------------------------------------
+
+LISTING_PARAMS = (
+    Param(name="state", kind=Choice(values=STATES), many=True, description="any of these"),
+    Param(name="queue", kind=QUEUE_NAME, many=True, description="any of these"),
+    Param(name="task", kind=TASK_NAME, many=True, description="any of these"),
+    Param(
+        name="limit",
+        kind=Integer(low=1, high=LIMIT_MAX),
+        default=LIMIT_DEFAULT,
+        description="at most",
+    ),
+    Param(name="cursor", kind=CURSOR, description="next_cursor of the previous page"),
+    Param(name="include", kind=Choice(values=LISTED_ON_REQUEST), many=True, description=INCLUDE),
+)
+DRY_RUN = Param(name="dry_run", kind=FLAG, default="false", description=DRY_RUN_SAYS)
+WINDOW = Param(
+    name="window",
+    kind=Integer(low=WINDOW_S_MIN, high=WINDOW_S_MAX),
+    default=WINDOW_S_DEFAULT,
+    description="seconds",
+)
+JOB_ID_PARAM = Param(name="job_id", kind=STRING, where="path", description=NOT_FOUND)
+QUEUE_PARAM = Param(name="name", kind=QUEUE_NAME, where="path", description=NOT_FOUND)
+IDEMPOTENCY_KEY_HEADER = Param(
+    name="Idempotency-Key", kind=IDEMPOTENCY_KEY, where="header", description=SAME_KEY
+)
+
+# --- what a client gets ----------------------------------------------------------------------
+
+
+ABOUT: dict[str, str] = {
+    "ListedJob": "a job as listed: args, result and checkpoint only when include names them",
+    "Job.attempt": "0 before the first run",
+    "Job.checkpoint": "any JSON value the handler saved, or null",
+    "Job.result": "any JSON value the handler returned, or null",
+    "Job.correlation_id": "the X-Request-ID of the request that created it",
+    "Attempt.started_at": "the store's time of the claim",
+    "Queue.oldest_queued_age_seconds": "how long the oldest due job has waited",
+    "Worker.running_job_ids": "from the store's leases",
+    "Worker.queues": "empty: every queue",
+    "FieldProblem.field": "a path (jobs[1].priority), a parameter or header; empty: the body",
+    "JobPage.next_cursor": "more jobs, or this page was cut at "
+    f"{PAGE_BYTES_MAX // (1024 * 1024)} MiB: pass it as cursor",
+    "DryRunCount.exact": "false: more jobs matched than a count looks at "
+    f"({BULK_COUNT_SCAN_MAX:,}); count is then a lower bound",
+    "Readiness.checks": "ok, or down: <why>",
+}
+"""What an answer's fields (or shapes, by name) mean, where their name does not say it."""
+
+
+def answer(name: str, nullable: str = "", optional: str = "", /, **fields: Kind) -> Shape:
+    """The shape of an answer: every field there, null only where `nullable` (names, space
+    separated), left out only where `optional` (the same); described by `ABOUT`."""
+    return Shape(
+        name,
+        tuple(
+            Field(
+                name=n,
+                kind=k,
+                required=n not in optional.split(),
+                nullable=n in nullable.split(),
+                description=ABOUT.get(f"{name}.{n}", ""),
+            )
+            for n, k in fields.items()
+        ),
+        ABOUT.get(name, ""),
+    )
+
+
+def listing(name: str, /, **fields: Shape) -> Shape:
+    """`{key: [item, ...]}`."""
+    [(key, item)] = fields.items()
+    return answer(name, **{key: ListOf(item=item, noun=key)})
+
+
+JOB_ID = JobId()
+ERROR_INFO = answer("ErrorInfo", type=STRING, message=STRING)
+ATTEMPT_ERROR = answer("AttemptError", "traceback", type=STRING, message=STRING, traceback=STRING)
+LEASE = answer("Lease", worker=STRING, expires_at=TIME)
+BACKOFF = answer(
+    "Backoff",
+    base_seconds=Number(low=0, low_exclusive=True),
+    factor=Number(low=1),
+    max_seconds=Number(),
+    jitter=Choice(values=JITTERS),
+)
+JOB_NULLABLE = "timeout_seconds idempotency_key finished_at lease last_error correlation_id"
+JOB_FIELDS: dict[str, Kind] = {
+    "id": JOB_ID,
+    "task": STRING,
+    "args": JsonObject(),
+    "queue": QUEUE_NAME,
+    "priority": Integer(),
+    "run_at": TIME,
+    "max_attempts": Integer(),
+    "backoff": BACKOFF,
+    "timeout_seconds": Number(),
+    "idempotency_key": STRING,
+    "depends_on": ListOf(item=JOB_ID, noun="job ids"),
+    "state": Choice(values=STATES),
+    "attempt": COUNT,
+    "created_at": TIME,
+    "updated_at": TIME,
+    "finished_at": TIME,
+    "lease": LEASE,
+    "cancel_requested": Boolean(),
+    "checkpoint": AnyJson(),
+    "result": AnyJson(),
+    "last_error": ERROR_INFO,
+    "correlation_id": STRING,
+}
+JOB = answer("Job", JOB_NULLABLE, **JOB_FIELDS)
+LISTED_JOB = Shape(
+    "ListedJob",
+    tuple(attrs.evolve(f, required=f.name not in LISTED_ON_REQUEST) for f in JOB.fields),
+    ABOUT["ListedJob"],
+)
+ATTEMPT = answer(
+    "Attempt",
+    "finished_at error duration_seconds",
+    attempt=Integer(low=1),
+    worker=STRING,
+    started_at=TIME,
+    finished_at=TIME,
+    outcome=Choice(values=tuple(o.value for o in Outcome)),
+    error=ATTEMPT_ERROR,
+    duration_seconds=Number(low=0),
+)
+QUEUE = answer(
+    "Queue",
+    "oldest_queued_age_seconds",
+    name=QUEUE_NAME,
+    paused=Boolean(),
+    counts=answer("QueueCounts", **dict.fromkeys(STATES, COUNT)),
+    oldest_queued_age_seconds=Number(low=0),
+)
+WORKER = answer(
+    "Worker",
+    id=STRING,
+    host=STRING,
+    pid=Integer(),
+    queues=ListOf(item=STRING, noun="queue names"),
+    concurrency=Integer(low=1),
+    started_at=TIME,
+    last_heartbeat_at=TIME,
+    running_job_ids=ListOf(item=JOB_ID, noun="job ids"),
+)
+SCHEDULER = answer(
+    "Scheduler",
+    "term",
+    id=STRING,
+    host=STRING,
+    pid=Integer(),
+    leader=Boolean(),
+    term=Integer(),
+    last_heartbeat_at=TIME,
+)
+STATS = answer(
+    "Stats",
+    "run_seconds_p50 run_seconds_p95",
+    window_seconds=Integer(),
+    succeeded=COUNT,
+    dead=COUNT,
+    failed_attempts=COUNT,
+    throughput_per_second=Number(low=0),
+    run_seconds_p50=Number(),
+    run_seconds_p95=Number(),
+)
+FIELD_PROBLEM = answer("FieldProblem", field=STRING, message=STRING)
+PROBLEM = answer(
+    "Problem",
+    "",
+    "errors",
+    type=STRING,
+    title=STRING,
+    status=Integer(),
+    detail=STRING,
+    errors=ListOf(item=FIELD_PROBLEM, noun="problems"),
+)
+JOB_ARRAY = listing("JobArray", jobs=JOB)
+JOB_PAGE = answer(
+    "JobPage", "next_cursor", jobs=ListOf(item=LISTED_JOB, noun="jobs"), next_cursor=STRING
+)
+ATTEMPT_LIST = listing("AttemptList", attempts=ATTEMPT)
+QUEUE_LIST = listing("QueueList", queues=QUEUE)
+WORKER_LIST = listing("WorkerList", workers=WORKER)
+SCHEDULER_LIST = listing("SchedulerList", schedulers=SCHEDULER)
+QUEUE_PAUSE = answer("QueuePause", name=QUEUE_NAME, paused=Boolean())
+BULK_COUNT = answer("Count", count=COUNT)
+DRY_RUN_COUNT = answer("DryRunCount", count=COUNT, exact=Boolean(), dry_run=Const(value=True))
+HEALTH = answer("Health", status=Const(value="ok"))
+READINESS = answer(
+    "Readiness",
+    status=Choice(values=("ok", "unavailable")),
+    checks=answer("ReadinessChecks", "", "coordinator", store=STRING, coordinator=STRING),
+)
