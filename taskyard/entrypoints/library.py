@@ -25,18 +25,30 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
+from typing import (
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    cast,
+    overload,
+)
 from uuid import UUID
 
 import attrs
 
 from taskyard.adapters.executors import builtin_tasks
+from taskyard.domain.arguments import args_problems
 from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
 from taskyard.domain.client import Client
-from taskyard.domain.context import Registry, TaskSpec, takes_context
-from taskyard.domain.errors import JobNotFound
+from taskyard.domain.context import JobContext, Registry, TaskSpec, takes_context
+from taskyard.domain.errors import FieldError, JobNotFound
 from taskyard.domain.ids import parse_job_id
-from taskyard.domain.model import Attempt, Enqueued, Job, JobState
+from taskyard.domain.model import Attempt, Enqueued, Job, JobState, JsonObject
 from taskyard.domain.ports import Clock, Coordinator, JobFilter, JobPage, JobQuery, JobStore, Random
 from taskyard.domain.retry import Jitter, RetryPolicy
 from taskyard.domain.submission import Submission, parse_submission
@@ -64,9 +76,13 @@ class Options(TypedDict, total=False):
 
 
 class Task(Generic[P, R]):
-    """A registered handler. Calling it runs the function directly; `enqueue` submits a job."""
+    """A registered handler. Calling it runs the function directly; `enqueue` submits a job.
 
-    def __init__(self, app: App, spec: TaskSpec, func: Callable[P, R]) -> None:
+    `P` is what a job of it takes (the handler's parameters but its context), so a type
+    checker checks `send_welcome.enqueue(user_id=1)` as it checks a call of the function;
+    `R` is what the function returns."""
+
+    def __init__(self, app: App, spec: TaskSpec, func: Callable[..., R]) -> None:
         self.app = app
         self.spec = spec
         self.func = func
@@ -74,28 +90,54 @@ class Task(Generic[P, R]):
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def __call__(self, *args: Any, **kwargs: Any) -> R:
         return self.func(*args, **kwargs)
 
-    def enqueue(self, **args: Any) -> Job:
-        """Submit a job of this task with `args` as its JSON arguments and the task's defaults."""
-        return self.app.enqueue(self.name, args=args)
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Submit a job of this task with these arguments (by name, or by position as the
+        function takes them) and the task's defaults. Raises `ValidationError` naming each
+        argument the function does not take or lacks."""
+        return _Bound(self, {}).enqueue(*args, **kwargs)
 
-    def options(self, **options: Unpack[Options]) -> _Bound:
-        """`send_invoice.options(delay_seconds=60, priority=5).enqueue(invoice_id=42)`"""
-        return _Bound(self, options)
+    def options(self, *, connection: Any = None, **options: Unpack[Options]) -> _Bound[P, R]:
+        """`send_invoice.options(delay_seconds=60, priority=5).enqueue(invoice_id=42)`;
+        `connection=conn` enqueues inside the caller's transaction (see `App.enqueue`)."""
+        return _Bound(self, options, connection)
 
     def __repr__(self) -> str:
         return f"<taskyard task {self.name}>"
 
 
 @attrs.frozen
-class _Bound:
-    task: Task[Any, Any]
+class _Bound(Generic[P, R]):
+    task: Task[P, R]
     options: Options
+    connection: Any = None
 
-    def enqueue(self, **args: Any) -> Job:
-        return self.task.app.enqueue(self.task.name, args=args, **self.options)
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        connection = self.connection
+        if "connection" in kwargs and "connection" not in self.task.spec.params.names:
+            # `options(...).enqueue(..., connection=conn)`: the handler takes no argument of
+            # that name, so it is the transaction's connection (typed: `options(connection=)`).
+            connection = kwargs.pop("connection")
+        try:
+            args_by_name = self.task.spec.params.bind(args, kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.task.name}.enqueue() {exc}") from None
+        return self.task.app.enqueue(
+            self.task.name, args=args_by_name, connection=connection, **self.options
+        )
+
+
+class _Register(Protocol):
+    """What `@app.task(...)` does to a function: a handler that takes the context first
+    (`ctx: JobContext`) makes a task whose jobs take the rest of its parameters."""
+
+    @overload
+    def __call__(self, func: Callable[Concatenate[JobContext, P], R], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> Task[P, R]: ...
 
 
 def _job_id(value: UUID | str | Job) -> UUID:
@@ -256,10 +298,11 @@ class App:
         backoff: RetryPolicy | Mapping[str, Any] | None = None,
         timeout: float | None = None,
         priority: int = 0,
-    ) -> Callable[[Callable[P, R]], Task[P, R]]:
-        """Register a handler. Its defaults apply to every enqueue that does not override them."""
+    ) -> _Register:
+        """Register a handler. Its defaults apply to every enqueue that does not override
+        them, and a job's args are checked against its parameters at enqueue."""
 
-        def register(func: Callable[P, R]) -> Task[P, R]:
+        def register(func: Callable[..., Any]) -> Task[Any, Any]:
             task_name = name or f"{func.__module__}.{func.__qualname__}"
             if task_name in BUILTIN_TASKS:
                 raise ValueError(f"{task_name!r} is the name of a built-in task")
@@ -287,7 +330,7 @@ class App:
             self.tasks.add(spec)
             return Task(self, spec, func)
 
-        return register
+        return cast(_Register, register)
 
     def _parse_policy(self, value: RetryPolicy | Mapping[str, Any]) -> RetryPolicy:
         if isinstance(value, RetryPolicy):
@@ -296,7 +339,13 @@ class App:
 
     def _validated(self, data: Mapping[str, Any]) -> Submission:
         clean = {k: v for k, v in data.items() if v is not None}
-        return parse_submission(clean, check_args=self.builtins.check)
+        return parse_submission(clean, check_args=self._check_args)
+
+    def _check_args(self, task: str, args: JsonObject) -> Sequence[FieldError]:
+        spec = self.tasks.get(task)
+        return args_problems(
+            task, args, spec.params if spec is not None else None, builtins=self.builtins
+        )
 
     # --- submission ---------------------------------------------------------------------
 
