@@ -9,8 +9,8 @@ its indexes, and keeps an optional history of every step for the simulator's che
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -40,6 +40,7 @@ from taskyard.domain.model import (
 from taskyard.domain.ports import (
     ClaimRequest,
     Clock,
+    Heard,
     JobFilter,
     JobPage,
     JobQuery,
@@ -54,6 +55,8 @@ from taskyard.domain.ports import (
 from taskyard.domain.timefmt import after, seconds_between
 
 S = JobState
+FINISHED_KEPT = 1000
+"""How many announcements of finished jobs the in-memory coordinator keeps."""
 
 
 @attrs.frozen(kw_only=True)
@@ -578,6 +581,8 @@ class InMemoryCoordinator:
         self._pending: set[str] = set()
         self._generation: dict[str, int] = defaultdict(int)
         self._any_generation = 0
+        self._finished: deque[tuple[int, frozenset[UUID]]] = deque(maxlen=FINISHED_KEPT)
+        self._finished_seq = 0
 
     def forget_everything(self) -> None:
         """Lose everything at once, as a Redis FLUSHALL or a restart without persistence
@@ -588,6 +593,7 @@ class InMemoryCoordinator:
             self._workers.clear()
             self._schedulers.clear()
             self._pending.clear()
+            self._finished.clear()
 
     def _live_leader(self, now: datetime) -> tuple[str, int, datetime] | None:
         if self._leader is not None and self._leader[2] <= now:
@@ -698,3 +704,34 @@ class InMemoryCoordinator:
             if woke:
                 self._take_pending(queues)
             return woke
+
+    def announce_finished(self, job_ids: Sequence[UUID]) -> None:
+        if not job_ids:
+            return
+        with self._lock:
+            self._finished_seq += 1
+            self._finished.append((self._finished_seq, frozenset(job_ids)))
+            self._lock.notify_all()
+
+    def finished_mark(self) -> str:
+        with self._lock:
+            return str(self._finished_seq)
+
+    def wait_finished(self, job_ids: Collection[UUID], *, after: str, timeout_s: float) -> Heard:
+        """The last `FINISHED_KEPT` announcements are kept: a waiter further behind has
+        missed some (and looks at the store, as after any lost announcement)."""
+        wanted = frozenset(job_ids)
+        seen = int(after) if after.isdigit() else 0
+        heard: set[UUID] = set()
+
+        def news() -> bool:
+            nonlocal seen
+            for seq, ids in self._finished:
+                if seq > seen:
+                    heard.update(ids & wanted)
+            seen = self._finished_seq
+            return bool(heard)
+
+        with self._lock:
+            self._lock.wait_for(news, timeout=max(0.0, timeout_s))
+            return Heard(finished=frozenset(heard), mark=str(seen))

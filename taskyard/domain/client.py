@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from uuid import UUID
 
 from taskyard.domain.builtins import BuiltinPolicy
-from taskyard.domain.errors import CoordinatorUnavailable
-from taskyard.domain.health import Health
-from taskyard.domain.model import Enqueued, JobState, NewJob
+from taskyard.domain.health import Health, call_optional
+from taskyard.domain.model import Enqueued, Job, JobState, NewJob
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Random
 from taskyard.domain.submission import Submission, new_jobs, parse_batch, parse_submission
 
@@ -72,15 +72,21 @@ class Client:
         """Best effort: workers poll the store anyway. After a failed ring, rings rest a
         while (`Health.rest`), so that submissions do not each wait on a coordinator that
         is gone."""
-        if not queues or self.coordinator is None:
-            return
-        now = self.clock.now()
-        if self.coordinator_health.resting(now):
-            return
-        try:
-            self.coordinator.ring(queues)
-        except CoordinatorUnavailable as exc:
-            self.coordinator_health.down(exc)
-            self.coordinator_health.rest(now)
-            return
-        self.coordinator_health.up()
+        coordinator = self.coordinator
+        if queues and coordinator is not None:
+            call_optional(
+                self.coordinator_health, self.clock.now(), lambda: coordinator.ring(queues)
+            )
+
+    def cancel(self, job_id: UUID) -> Job:
+        """Cancel one job (a person's: the API, the dashboard, the library). One that ends
+        at once, not running, is announced on the finished bell for whoever waits on it."""
+        job = self.store.cancel(job_id)
+        coordinator = self.coordinator
+        if job.state.is_terminal and coordinator is not None:
+            call_optional(
+                self.coordinator_health,
+                self.clock.now(),
+                lambda: coordinator.announce_finished([job.id]),
+            )
+        return job

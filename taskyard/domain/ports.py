@@ -16,7 +16,7 @@ Every adapter of a port passes that port's contract suite in `tests/contract/`.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -274,6 +274,15 @@ class SchedulerInfo:
     term: int | None = None
 
 
+@attrs.frozen(kw_only=True)
+class Heard:
+    """What a wait on the finished bell heard: which of its jobs were announced (empty at
+    the timeout), and the mark to wait after next."""
+
+    finished: frozenset[UUID]
+    mark: str
+
+
 class Coordinator(Protocol):
     def campaign(self, *, candidate: str, ttl_s: float) -> Leadership | None:
         """Take the leader lease if it is free, or renew it if `candidate` holds it.
@@ -308,6 +317,22 @@ class Coordinator(Protocol):
     def wait(self, queues: Sequence[str] | None, *, timeout_s: float) -> bool:
         """Block until a doorbell of one of `queues` (None: any) rings, or the timeout.
         True when rung. Spurious and lost rings are harmless: the store is the truth."""
+        ...
+
+    def announce_finished(self, job_ids: Sequence[UUID]) -> None:
+        """Ring the finished bell for jobs that reached a final state, for whoever waits on
+        them (`wait_finished`). Best effort, like `ring`."""
+        ...
+
+    def finished_mark(self) -> str:
+        """Where the finished bell stands: a `wait_finished(after=mark)` hears every
+        announcement made after this call. Take it before looking at the store."""
+        ...
+
+    def wait_finished(self, job_ids: Collection[UUID], *, after: str, timeout_s: float) -> Heard:
+        """Block until an announcement made after `after` names one of `job_ids`, or the
+        timeout. Only a fast path: a lost announcement (Redis flushed, a waiter too far
+        behind) is never made up for, so a waiter looks at the store now and then anyway."""
         ...
 
 

@@ -52,7 +52,7 @@ from taskyard.domain.context import (
     error_info,
 )
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
-from taskyard.domain.health import REGISTER_REST_S_MAX, Health
+from taskyard.domain.health import REGISTER_REST_S_MAX, Health, call_optional
 from taskyard.domain.model import ErrorInfo, Job, JsonValue, LeaseRef
 from taskyard.domain.ports import (
     ClaimRequest,
@@ -315,6 +315,7 @@ class Worker:
                 )
             results, outage = self._report_apart(pending, exc)
         self._settle_reports(results)
+        self._announce(now, results)
         if outage is not None:
             self.store_health.down(outage)
             self._next_flush = after(now, self.store_health.retry_after_s())
@@ -337,6 +338,22 @@ class Worker:
             if held is not None and held.job.attempt == result.ref.attempt:
                 self._forget_if_settled(held)
         self.reported_total += len(results)
+
+    def _announce(self, now: datetime, results: Sequence[ReportResult]) -> None:
+        """Ring the finished bell for the jobs these reports ended (a report answered
+        `already_applied` may have ended its job before its answer was lost)."""
+        coordinator = self.coordinator
+        finished = [
+            result.ref.job_id
+            for result in results
+            if result.status in (ReportStatus.APPLIED, ReportStatus.ALREADY_APPLIED)
+            and result.state is not None
+            and result.state.is_terminal
+        ]
+        if finished and coordinator is not None:
+            call_optional(
+                self.coordinator_health, now, lambda: coordinator.announce_finished(finished)
+            )
 
     def _report_apart(
         self, pending: Sequence[Report], error: Exception

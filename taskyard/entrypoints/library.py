@@ -23,6 +23,8 @@ an in-memory store and a manual clock for a test.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import (
@@ -46,7 +48,12 @@ from taskyard.domain.arguments import args_problems
 from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
 from taskyard.domain.client import Client
 from taskyard.domain.context import JobContext, Registry, TaskSpec, takes_context
-from taskyard.domain.errors import FieldError, JobNotFound
+from taskyard.domain.errors import (
+    CoordinatorUnavailable,
+    FieldError,
+    JobNotFound,
+    TaskyardError,
+)
 from taskyard.domain.ids import parse_job_id
 from taskyard.domain.model import Attempt, Enqueued, Job, JobState, JsonObject
 from taskyard.domain.ports import Clock, Coordinator, JobFilter, JobPage, JobQuery, JobStore, Random
@@ -149,6 +156,29 @@ def _job_id(value: UUID | str | Job) -> UUID:
     if parsed is None:
         raise JobNotFound(value)
     return parsed
+
+
+WAIT_POLL_S_MIN = 0.01
+WAIT_POLL_S_MAX = 1.0
+"""A wait looks at the store at least this often (as an idle worker does by default)."""
+
+
+class WaitTimeout(TaskyardError, TimeoutError):
+    """`App.wait` ran out of time: `job` is the job as last seen, not finished."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"job {job.id} has not finished: it is {job.state.value}")
+        self.job = job
+
+
+def _finished_mark(coordinator: Coordinator | None) -> str | None:
+    """Where the finished bell stands, or None without a coordinator to hear it from."""
+    if coordinator is None:
+        return None
+    try:
+        return coordinator.finished_mark()
+    except CoordinatorUnavailable:
+        return None
 
 
 DATABASE_URL_DEFAULT = "memory://"
@@ -425,10 +455,41 @@ class App:
         return self.store.attempts(_job_id(job_id))
 
     def cancel(self, job_id: UUID | str | Job) -> Job:
-        return self.store.cancel(_job_id(job_id))
+        return self.client.cancel(_job_id(job_id))
 
     def retry(self, job_id: UUID | str | Job) -> Job:
         return self.store.retry(_job_id(job_id))
+
+    def wait(self, job: UUID | str | Job, *, timeout: float | None = None) -> Job:
+        """Block until the job has finished (succeeded, dead or cancelled) and return it as
+        the store has it; `timeout` seconds at most (None: no limit), else `WaitTimeout`.
+
+        A wait is woken by the finished bell: workers, the scheduler and a cancel announce
+        each job they finish through the coordinator (Redis, or this process's own bell).
+        It also looks at the store after 10 ms, then at doubling intervals of up to
+        `WAIT_POLL_S_MAX`: without Redis, or when an announcement was lost, it finds out
+        at worst that much later."""
+        job_id = _job_id(job)
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        coordinator = self.coordinator
+        mark = _finished_mark(coordinator)  # before the first look: no announcement slips by
+        pause_s = WAIT_POLL_S_MIN
+        while True:
+            found = self.store.get(job_id)
+            if found.state.is_terminal:
+                return found
+            left_s = math.inf if deadline is None else deadline - time.monotonic()
+            if left_s <= 0:
+                raise WaitTimeout(found)
+            step_s = min(pause_s, left_s)
+            pause_s = min(2 * pause_s, WAIT_POLL_S_MAX)
+            if coordinator is not None and mark is not None:
+                try:
+                    mark = coordinator.wait_finished([job_id], after=mark, timeout_s=step_s).mark
+                    continue
+                except CoordinatorUnavailable:
+                    mark = None  # polling only, from now on
+            time.sleep(step_s)
 
     def list_jobs(
         self,
@@ -450,4 +511,4 @@ class App:
         )
 
 
-__all__ = ["App", "Jitter", "Options", "Registry", "RetryPolicy", "Task"]
+__all__ = ["App", "Jitter", "Options", "Registry", "RetryPolicy", "Task", "WaitTimeout"]

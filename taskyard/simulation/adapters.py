@@ -10,7 +10,7 @@ code and cannot tell it is simulated.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 from uuid import UUID
@@ -29,6 +29,7 @@ from taskyard.domain.model import (
 from taskyard.domain.ports import (
     ClaimRequest,
     Coordinator,
+    Heard,
     JobFilter,
     JobPage,
     JobQuery,
@@ -257,3 +258,14 @@ class FaultyCoordinator:
 
     def wait(self, queues: Sequence[str] | None, *, timeout_s: float) -> bool:
         raise AssertionError("nothing blocks in the simulator: doorbells arrive as events")
+
+    def announce_finished(self, job_ids: Sequence[UUID]) -> None:
+        self._check()
+        self._inner.announce_finished(job_ids)
+
+    def finished_mark(self) -> str:
+        self._check()
+        return self._inner.finished_mark()
+
+    def wait_finished(self, job_ids: Collection[UUID], *, after: str, timeout_s: float) -> Heard:
+        raise AssertionError("nothing blocks in the simulator")

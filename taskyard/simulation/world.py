@@ -1160,7 +1160,8 @@ class World:
         label = self.job_label(job_id)
         try:
             if action == "cancel":
-                job = node.store.cancel(job_id)
+                assert node.client is not None
+                job = node.client.cancel(job_id)
             elif action == "retry":
                 job = node.store.retry(job_id)
             else:

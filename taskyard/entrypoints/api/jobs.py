@@ -176,7 +176,7 @@ class OneJob:
         resp.media = job.to_json()
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        resp.media = self.services.store.cancel(_seen(req, job_id)).to_json()
+        resp.media = self.services.client.cancel(_seen(req, job_id)).to_json()
 
 
 def _seen(req: falcon.Request, text: str) -> UUID:
@@ -194,7 +194,7 @@ class Cancel:
         self.services = services
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        resp.media = self.services.store.cancel(_seen(req, job_id)).to_json()
+        resp.media = self.services.client.cancel(_seen(req, job_id)).to_json()
 
 
 class Retry:
