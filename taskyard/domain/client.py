@@ -19,6 +19,11 @@ from taskyard.domain.submission import Submission, new_jobs, parse_batch, parse_
 log = logging.getLogger("taskyard.client")
 
 
+def due_queues(enqueued: Sequence[Enqueued]) -> list[str]:
+    """The queues whose doorbells an enqueue rings: those that got a job due at once."""
+    return sorted({e.job.queue for e in enqueued if e.created and e.job.state is JobState.QUEUED})
+
+
 class Client:
     def __init__(
         self,
@@ -63,9 +68,7 @@ class Client:
         """The second half of `submit`: store prepared jobs (all or nothing) and ring.
         Several callers' jobs may share one call (the API groups concurrent requests)."""
         enqueued = self.store.enqueue(new_jobs)
-        self.ring(
-            sorted({e.job.queue for e in enqueued if e.created and e.job.state is JobState.QUEUED})
-        )
+        self.ring(due_queues(enqueued))
         return enqueued
 
     def ring(self, queues: Sequence[str]) -> None:

@@ -23,9 +23,11 @@ an in-memory store and a manual clock for a test.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import (
     Any,
@@ -46,7 +48,7 @@ import attrs
 from taskyard.adapters.executors import builtin_tasks
 from taskyard.domain.arguments import args_problems
 from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
-from taskyard.domain.client import Client
+from taskyard.domain.client import Client, due_queues
 from taskyard.domain.context import JobContext, Registry, TaskSpec, takes_context
 from taskyard.domain.errors import (
     CoordinatorUnavailable,
@@ -104,19 +106,21 @@ class Task(Generic[P, R]):
         """Submit a job of this task with these arguments (by name, or by position as the
         function takes them) and the task's defaults. Raises `ValidationError` naming each
         argument the function does not take or lacks."""
-        return _Bound(self, {}).enqueue(*args, **kwargs)
+        return Bound(self, {}).enqueue(*args, **kwargs)
 
-    def options(self, *, connection: Any = None, **options: Unpack[Options]) -> _Bound[P, R]:
+    def options(self, *, connection: Any = None, **options: Unpack[Options]) -> Bound[P, R]:
         """`send_invoice.options(delay_seconds=60, priority=5).enqueue(invoice_id=42)`;
         `connection=conn` enqueues inside the caller's transaction (see `App.enqueue`)."""
-        return _Bound(self, options, connection)
+        return Bound(self, options, connection)
 
     def __repr__(self) -> str:
         return f"<taskyard task {self.name}>"
 
 
 @attrs.frozen
-class _Bound(Generic[P, R]):
+class Bound(Generic[P, R]):
+    """A task with options for one enqueue (`task.options(...)`)."""
+
     task: Task[P, R]
     options: Options
     connection: Any = None
@@ -169,6 +173,13 @@ class WaitTimeout(TaskyardError, TimeoutError):
     def __init__(self, job: Job) -> None:
         super().__init__(f"job {job.id} has not finished: it is {job.state.value}")
         self.job = job
+
+
+def _in_transaction(connection: Any) -> bool:
+    """Whether a psycopg connection is inside a transaction (not yet committed)."""
+    from psycopg.pq import TransactionStatus
+
+    return bool(connection.info.transaction_status is not TransactionStatus.IDLE)
 
 
 def _finished_mark(coordinator: Coordinator | None) -> str | None:
@@ -227,6 +238,9 @@ class App:
         self._system: bootstrap.System | None = None
         self._retired: list[bootstrap.System] = []
         """Systems `use` replaced: what they built is closed by `close`."""
+        self._unrung: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+        """Queues that got due jobs in a caller's transaction not yet committed, by its
+        connection: their doorbells ring when it commits (`committed`)."""
 
     @property
     def url(self) -> str:
@@ -443,8 +457,36 @@ class App:
                 raise TypeError(f"transactional enqueue needs a PostgreSQL store, not {self.url}")
             new_jobs = self.client.prepare(submissions, correlation_id=correlation_id)
             jobs: list[Enqueued] = enqueue_in(connection, new_jobs)
+            self._unrung.setdefault(connection, set()).update(due_queues(jobs))
+            if not _in_transaction(connection):
+                self.committed(connection)  # an autocommit connection: committed already
             return jobs
         return self.client.submit(submissions, correlation_id=correlation_id)
+
+    # --- transactions -------------------------------------------------------------------
+
+    def committed(self, connection: Any) -> None:
+        """The caller's transaction on `connection` committed: wake the workers of the
+        queues its enqueues made jobs due in. `transaction()` and the Django helper call it
+        for you; call it after your own `commit()` (without it, workers find the jobs at
+        their next poll)."""
+        queues = self._unrung.pop(connection, set())
+        self.client.ring(sorted(queues))
+
+    @contextlib.contextmanager
+    def transaction(self, connection: Any) -> Iterator[Any]:
+        """`with app.transaction(conn): ...` is psycopg's `with conn.transaction(): ...`
+        that, once the outermost block has committed, wakes the workers of the jobs
+        enqueued in it (`enqueue(..., connection=conn)`). A block rolled back wakes none."""
+        try:
+            with connection.transaction() as tx:
+                yield tx
+        except BaseException:
+            if not _in_transaction(connection):
+                self._unrung.pop(connection, None)  # rolled back, all of it
+            raise
+        if not _in_transaction(connection):
+            self.committed(connection)
 
     # --- reading and managing -----------------------------------------------------------
 
@@ -511,4 +553,4 @@ class App:
         )
 
 
-__all__ = ["App", "Jitter", "Options", "Registry", "RetryPolicy", "Task", "WaitTimeout"]
+__all__ = ["App", "Bound", "Jitter", "Options", "Registry", "RetryPolicy", "Task", "WaitTimeout"]
