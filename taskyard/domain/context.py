@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import attrs
 
 from taskyard.domain.arguments import Parameters, parameters_of
+from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import ValidationError
 from taskyard.domain.model import ErrorInfo, Job, JsonValue, LeaseRef
 from taskyard.domain.retry import RetryPolicy
@@ -188,6 +189,18 @@ class TaskSpec:
         )
     )
     """What its handler takes: a job's args are checked against it at enqueue."""
+
+    def info(self) -> TaskInfo:
+        """Its defaults and parameters, as the task catalog holds them."""
+        return TaskInfo(
+            name=self.name,
+            queue=self.queue,
+            priority=self.priority,
+            max_attempts=self.max_attempts,
+            backoff=self.backoff,
+            timeout_s=self.timeout_s,
+            params=self.params,
+        )
 
 
 class Registry:

@@ -48,6 +48,7 @@ import attrs
 from taskyard.adapters.executors import builtin_tasks
 from taskyard.domain.arguments import args_problems
 from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
+from taskyard.domain.catalog import TaskInfo, publishable, with_defaults
 from taskyard.domain.client import Client, due_queues
 from taskyard.domain.context import JobContext, Registry, TaskSpec, takes_context
 from taskyard.domain.errors import (
@@ -386,9 +387,9 @@ class App:
         return parse_submission(clean, check_args=self._check_args)
 
     def _check_args(self, task: str, args: JsonObject) -> Sequence[FieldError]:
-        spec = self.tasks.get(task)
+        info = self._task_info(task)
         return args_problems(
-            task, args, spec.params if spec is not None else None, builtins=self.builtins
+            task, args, info.params if info is not None else None, builtins=self.builtins
         )
 
     # --- submission ---------------------------------------------------------------------
@@ -402,25 +403,22 @@ class App:
     ) -> Submission:
         """Validate one submission, filling the task's defaults; raises `ValidationError`."""
         name = task.name if isinstance(task, Task) else task
-        spec = self.tasks.get(name)
         data: dict[str, Any] = {"task": name, "args": dict(args or {})}
-        if spec is not None and name not in BUILTIN_TASKS:
-            data.update(
-                queue=spec.queue,
-                priority=spec.priority,
-                max_attempts=spec.max_attempts,
-                backoff=spec.backoff,
-                timeout_seconds=spec.timeout_s,
-            )
         explicit: dict[str, Any] = dict(options)
         depends_on = explicit.pop("depends_on", ())
         data.update({k: v for k, v in explicit.items() if v is not None})
         deps = [d.id if isinstance(d, Job) else d for d in depends_on]
         if deps:
             data["depends_on"] = deps
-        if isinstance(data.get("backoff"), Mapping) and spec is not None:
-            data["backoff"] = {**spec.backoff.to_json(), **data["backoff"]}
-        return self._validated(data)
+        return self._validated(with_defaults(data, self._task_info(name)))
+
+    def _task_info(self, name: str) -> TaskInfo | None:
+        """A task's defaults and parameters: its function's, when registered here."""
+        spec = self.tasks.get(name)
+        if spec is None:
+            return None
+        info = spec.info()
+        return info if publishable(info) else None
 
     def enqueue(
         self,
