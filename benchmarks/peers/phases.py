@@ -35,6 +35,7 @@ from systems import Config, System
 DRIVERS = Path(__file__).resolve().parent / "drivers"
 STOP_GRACE_S = 20.0
 START_BOUND_S = 60.0
+PROFILE_RATE_HZ = 250
 """How long a fresh worker may take to run its first job."""
 
 
@@ -54,6 +55,8 @@ class Options:
     kill_job_s: float = 10.0
     recovery_wait_s: float = 60.0
     phases: frozenset[str] = frozenset({"enqueue", "drain", "pickup", "kill"})
+    profile: frozenset[str] = frozenset()
+    """Systems whose first worker py-spy samples during the drain (`--profile`)."""
 
     @property
     def drain_bound_s(self) -> float:
@@ -316,10 +319,13 @@ def run_measured(ctx: Context) -> tuple[dict[str, Any], dict[str, str]]:
     if {"drain", "pickup"} & o.phases:
         with deployment(ctx) as workers:
             if "drain" in o.phases and backlog:
-                got = attempt(
-                    "drain",
-                    lambda: wait_starts(ctx, workers, backlog, since=0, bound_s=o.drain_bound_s),
-                )
+                with _profiled(ctx, workers[0], errors):
+                    got = attempt(
+                        "drain",
+                        lambda: wait_starts(
+                            ctx, workers, backlog, since=0, bound_s=o.drain_bound_s
+                        ),
+                    )
                 if got is not None:
                     figures["drain_per_s"] = drain_rate(got)
                     figures["drain_jobs"] = len({s.index for s in got})
@@ -335,6 +341,45 @@ def run_measured(ctx: Context) -> tuple[dict[str, Any], dict[str, str]]:
             "enqueue_one", lambda: timed_enqueue(ctx, start=first, count=o.jobs, per_call=1)
         )
     return figures, errors
+
+
+@contextlib.contextmanager
+def _profiled(ctx: Context, worker: Proc, errors: dict[str, str]) -> Iterator[None]:
+    """With `--profile` naming this system: two `py-spy record`s on `worker` meanwhile,
+    written as collapsed stacks: `worker1.pyspy.txt` samples every thread that is not idle
+    (where the wall time goes, waits on the database included), `worker1.pyspy-gil.txt`
+    only the thread holding the GIL (where the CPU goes)."""
+    if ctx.system.key not in ctx.options.profile:
+        yield
+        return
+    outputs = {
+        ctx.logs / f"{worker.name}.pyspy.txt": [],
+        ctx.logs / f"{worker.name}.pyspy-gil.txt": ["--gil"],
+    }
+    spies = []
+    with (ctx.logs / "py-spy.log").open("ab") as log:
+        for output, extra in outputs.items():
+            command = [
+                "py-spy", "record", "--pid", str(worker.pid), "--rate", str(PROFILE_RATE_HZ),
+                "--format", "raw", "--output", str(output), "--nonblocking", *extra,
+            ]  # fmt: skip
+            try:
+                spies.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log))
+            except OSError as exc:
+                errors["profile"] = f"py-spy did not start: {exc} (pip install py-spy)"
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        for spy in spies:
+            try:
+                spy.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait(timeout=10)
+        if spies and not all(output.exists() for output in outputs):
+            errors["profile"] = f"py-spy wrote nothing (see {ctx.logs}/py-spy.log)"
 
 
 def _pickup(ctx: Context, workers: Sequence[Proc], figures: dict[str, Any], *, first: int) -> None:

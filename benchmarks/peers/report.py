@@ -210,3 +210,43 @@ def header(meta: Mapping[str, Any]) -> str:
     )
     lines.append("ratios: taskyard / PgQueuer in the same config")
     return "\n".join(lines)
+
+
+def profile_summary(collapsed: str, top: int = 15) -> str:
+    """The busiest frames of py-spy's collapsed stacks (`frame;frame;... count` lines): by
+    samples on top of the stack (self) and anywhere in it (total), as shares of all
+    samples.
+
+    >>> print(profile_summary("a (m.py:1);b (m.py:2) 3\\na (m.py:1) 1\\n", top=2))
+    samples: 4
+    by self:
+      self  total  frame
+     75.0%  75.0%  b (m.py:2)
+     25.0% 100.0%  a (m.py:1)
+    by total:
+      self  total  frame
+     25.0% 100.0%  a (m.py:1)
+     75.0%  75.0%  b (m.py:2)
+    """
+    own: dict[str, int] = {}
+    anywhere: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            anywhere[frame] = anywhere.get(frame, 0) + count
+    if not total:
+        return "samples: 0"
+    lines = [f"samples: {total}"]
+    for title, counts in (("self", own), ("total", anywhere)):
+        lines += [f"by {title}:", "  self  total  frame"]
+        for frame in sorted(counts, key=lambda f: (-counts[f], f))[:top]:
+            mine = own.get(frame, 0) / total
+            lines.append(f"{mine:6.1%} {anywhere[frame] / total:6.1%}  {frame}")
+    return "\n".join(lines)

@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
         help="how long to wait for the killed worker's job to start again",
     )
     parser.add_argument(
+        "--profile",
+        default="",
+        help="comma separated systems whose first worker py-spy records during the drain "
+        "(py-spy must be on PATH); the busiest frames are printed after the table",
+    )
+    parser.add_argument(
         "--database-url",
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         help="a PostgreSQL server where databases may be created and dropped",
@@ -112,6 +118,7 @@ def _options(args: argparse.Namespace) -> phases.Options:
         kill_job_s=args.kill_job_s,
         recovery_wait_s=args.recovery_wait_s,
         phases=chosen,
+        profile=frozenset(s.key for s in _systems(args.profile)),
     )
 
 
@@ -229,6 +236,7 @@ def _one(
     """One run (or the kill scenario) in fresh namespaces, with a receiver of its own."""
     logs.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
+    where: dict[str, str] = {}
     try:
         with receiver() as recv, _namespace(system, args) as (database, redis_url):
             ctx = phases.Context(
@@ -240,12 +248,18 @@ def _one(
                 receiver=recv,
                 options=options,
             )
+            where = {"database": database, "redis": redis_url}
             figures, errors = phases.run_kill(ctx) if kill else phases.run_measured(ctx)
     except (phases.PhaseError, services.ServiceError, OSError) as exc:
         figures, errors = {}, {"run": f"{type(exc).__name__}: {exc}"}
     except Exception as exc:  # a broken peer or server must not stop the other systems
         figures, errors = {}, {"run": f"{type(exc).__name__}: {exc}"}
-    return {"figures": figures, "errors": errors, "seconds": time.monotonic() - began}
+    return {
+        "figures": figures,
+        "errors": errors,
+        "seconds": time.monotonic() - began,
+        "where": where,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -324,6 +338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     print()
     print(document)
+    for spied in sorted(logs.glob("*-1/worker1.pyspy*.txt")):
+        what = "the thread holding the GIL" if "gil" in spied.name else "threads not idle"
+        print(f"\npy-spy, {spied.parent.name}, worker 1 during the drain, {what} ({spied}):")
+        print(report.profile_summary(spied.read_text()))
     print(f"raw results: {out / 'results.json'}; logs: {logs}")
     return 0
 
