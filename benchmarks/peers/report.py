@@ -146,6 +146,8 @@ def _kill_cell(column: Column, reference: Column | None, kill_at_s: float) -> st
     committed = figures.get("committed")
     if committed is None:
         text += "; outcome not recorded by the system"
+    elif committed == 0:
+        text += "; not committed"
     elif committed == 1:
         text += "; committed once"
     else:

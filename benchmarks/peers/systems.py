@@ -48,9 +48,9 @@ class System:
     """Processes a deployment runs besides its workers (taskyard's scheduler): started
     with the workers, never killed by the kill scenario, not measured."""
     postgres: bool = False
+    """Its jobs live in PostgreSQL: each run gets a database of its own."""
     redis: bool = False
-    durable: bool = True
-    """False: a job lives in Redis only (Huey, Celery), said in the table."""
+    """It uses Redis: each run gets a Redis database of its own."""
 
     @property
     def venv_name(self) -> str:
@@ -70,7 +70,7 @@ TASKYARD = System(
         Config(name="defaults", label="defaults: 4 threads per worker"),
         Config(
             name="tuned",
-            label="2 × 200 threads",  # noqa: RUF001
+            label="tuned: 2 × 200 threads",  # noqa: RUF001
             worker_args=("--concurrency", "200"),
         ),
     ),
@@ -86,7 +86,7 @@ PGQUEUER = System(
     postgres=True,
     configs=(
         Config(name="defaults", label="defaults: batch 10, unlimited asyncio tasks"),
-        Config(name="tuned", label="batch_size=100", worker_args=("--batch-size", "100")),
+        Config(name="tuned", label="tuned: batch_size=100", worker_args=("--batch-size", "100")),
     ),
 )
 
@@ -98,7 +98,7 @@ PROCRASTINATE = System(
     postgres=True,
     configs=(
         Config(name="defaults", label="defaults: concurrency 1"),
-        Config(name="tuned", label="concurrency 50", worker_args=("--concurrency", "50")),
+        Config(name="tuned", label="tuned: concurrency 50", worker_args=("--concurrency", "50")),
     ),
 )
 
@@ -108,10 +108,11 @@ HUEY = System(
     requirements=("huey==3.5.4", "redis==8.2.0"),
     worker=("{bin}/huey_consumer", "peers_huey.huey"),
     redis=True,
-    durable=False,
     configs=(
         Config(name="defaults", label="Redis, defaults: 1 worker thread"),
-        Config(name="tuned", label="16 worker threads", worker_args=("-k", "thread", "-w", "16")),
+        Config(
+            name="tuned", label="tuned: 16 worker threads", worker_args=("-k", "thread", "-w", "16")
+        ),
     ),
 )
 
@@ -121,12 +122,11 @@ CELERY = System(
     requirements=("celery[redis]==5.7.0", "kombu==5.7.0", "redis==8.2.0"),
     worker=("{bin}/celery", "-A", "peers_celery", "worker", "-n", "peers{n}@%h"),
     redis=True,
-    durable=False,
     configs=(
         Config(name="defaults", label="Redis broker, defaults: prefork, 1 child per core"),
         Config(
             name="tuned",
-            label="threads pool, 32 threads",
+            label="tuned: threads pool, 32 threads",
             worker_args=("--pool", "threads", "--concurrency", "32"),
         ),
     ),
