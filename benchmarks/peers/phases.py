@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -76,16 +77,19 @@ class Context:
     options: Options
 
 
-def _percentile(ordered: Sequence[float], fraction: float) -> float:
-    """Nearest rank on sorted values.
+def percentiles_ms(starts: Sequence[Start]) -> tuple[float, float]:
+    """p50 and p99 of the pickup latencies: from just before each enqueue call to its
+    handler's start (`statistics.quantiles`, inclusive: interpolated between ranks).
 
-    >>> _percentile([1.0, 2.0, 3.0, 4.0], 0.5)
-    3.0
-    >>> _percentile([5.0], 0.99)
-    5.0
+    >>> starts = [Start(index=i, enqueued_at=1.0, at=1.0 + i / 1000, pid=1) for i in range(101)]
+    >>> [round(ms, 6) for ms in percentiles_ms(starts)]
+    [50.0, 99.0]
     """
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
+    latencies = [(s.at - s.enqueued_at) * 1000 for s in starts]
+    if len(latencies) == 1:
+        return latencies[0], latencies[0]
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    return cuts[49], cuts[98]
 
 
 def drain_rate(starts: Sequence[Start]) -> float | None:
@@ -98,11 +102,6 @@ def drain_rate(starts: Sequence[Start]) -> float | None:
         return None
     span = max(s.at for s in starts) - min(s.at for s in starts)
     return (len(starts) - 1) / span if span > 0 else None
-
-
-def pickup_latencies_ms(starts: Sequence[Start]) -> list[float]:
-    """From just before each enqueue call to its handler's start, sorted."""
-    return sorted((s.at - s.enqueued_at) * 1000 for s in starts)
 
 
 # --- driver calls --------------------------------------------------------------------
@@ -319,8 +318,12 @@ def run_measured(ctx: Context) -> tuple[dict[str, Any], dict[str, str]]:
     if {"drain", "pickup"} & o.phases:
         with deployment(ctx) as workers:
             if "drain" in o.phases and backlog:
+                # the profile starts with the first handler: a worker's start-up is not in it
+                up = attempt(
+                    "drain", lambda: wait_starts(ctx, workers, 1, since=0, bound_s=START_BOUND_S)
+                )
                 with _profiled(ctx, workers[0], errors):
-                    got = attempt(
+                    got = up and attempt(
                         "drain",
                         lambda: wait_starts(
                             ctx, workers, backlog, since=0, bound_s=o.drain_bound_s
@@ -395,9 +398,7 @@ def _pickup(ctx: Context, workers: Sequence[Proc], figures: dict[str, Any], *, f
         timeout_s=bound_s,
     )
     got = wait_starts(ctx, workers, o.pickup_jobs, since=mark, bound_s=30.0)
-    ordered = pickup_latencies_ms([s for s in got if s.enqueued_at > 0])
-    figures["pickup_p50_ms"] = _percentile(ordered, 0.50)
-    figures["pickup_p99_ms"] = _percentile(ordered, 0.99)
+    figures["pickup_p50_ms"], figures["pickup_p99_ms"] = percentiles_ms(got)
 
 
 def run_kill(ctx: Context) -> tuple[dict[str, Any], dict[str, str]]:
