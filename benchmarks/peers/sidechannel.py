@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import socket
 import tempfile
 import threading
@@ -18,6 +19,8 @@ from collections.abc import Iterator
 import attrs
 
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+READ_BATCH_MAX = 1024
+POLL_MS = 200
 
 
 @attrs.frozen(kw_only=True)
@@ -79,27 +82,38 @@ class Receiver:
         with contextlib.suppress(OSError):
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
         self._sock.bind(path)
-        self._sock.settimeout(0.2)
+        self._sock.setblocking(False)
         self._closed = False
         self._thread = threading.Thread(target=self._read, name="sidechannel", daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
+        """Block for one datagram, then take every one already queued without blocking,
+        and record them together: the socket's queue is short (`net.unix.max_dgram_qlen`,
+        often 10), and a sender waits while it is full, so the reader keeps its work per
+        datagram small."""
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
         while not self._closed:
-            try:
-                data = self._sock.recv(512)
-            except TimeoutError:
+            if not poller.poll(POLL_MS):
                 continue
+            batch: list[bytes] = []
+            try:
+                while len(batch) < READ_BATCH_MAX:
+                    batch.append(self._sock.recv(512))
+            except (BlockingIOError, InterruptedError):
+                pass
             except OSError:
-                return
-            event = parse(data)
+                return  # closed
+            events = [parse(data) for data in batch]
             with self._changed:
-                if isinstance(event, Start):
-                    self.starts.append(event)
-                elif isinstance(event, Done):
-                    self.dones.append(event)
-                else:
-                    self.rejected += 1
+                for event in events:
+                    if isinstance(event, Start):
+                        self.starts.append(event)
+                    elif isinstance(event, Done):
+                        self.dones.append(event)
+                    else:
+                        self.rejected += 1
                 self._changed.notify_all()
 
     def mark(self) -> int:

@@ -8,7 +8,6 @@ cannot be asked of Celery: its outcome is reported as unknown.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,9 +24,7 @@ def probe(i: int, t: float) -> None:
 
 @app.task(name="long")
 def long(i: int, seconds: float) -> None:
-    peers_common.started(i, 0.0)
-    time.sleep(seconds)
-    peers_common.finished(i)
+    peers_common.long_job(i, seconds)
 
 
 class Driver:

@@ -64,6 +64,23 @@ def finished(index: int) -> None:
     _send(f"D {index} {time.monotonic()!r} {os.getpid()}")
 
 
+def long_job(index: int, seconds: float) -> None:
+    """The kill scenario's job, in a handler that may block its thread: report the start,
+    work for `seconds`, report the end."""
+    started(index, 0.0)
+    time.sleep(seconds)
+    finished(index)
+
+
+async def long_job_async(index: int, seconds: float) -> None:
+    """The same in an `async def` handler."""
+    import asyncio
+
+    started(index, 0.0)
+    await asyncio.sleep(seconds)
+    finished(index)
+
+
 def database_url() -> str:
     return os.environ[DATABASE_ENV]
 

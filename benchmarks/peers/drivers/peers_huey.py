@@ -7,7 +7,6 @@ Huey keeps jobs in Redis only: nothing here is durable in the PostgreSQL sense.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,9 +23,7 @@ def probe(i: int, t: float) -> None:
 
 @huey.task()
 def long(i: int, seconds: float) -> bool:
-    peers_common.started(i, 0.0)
-    time.sleep(seconds)
-    peers_common.finished(i)
+    peers_common.long_job(i, seconds)
     return True
 
 

@@ -9,7 +9,6 @@ The connection comes from `PGDSN` (what `pgq` itself reads). Payloads are ASCII:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Sequence
@@ -37,9 +36,7 @@ async def main() -> AsyncIterator[PgQueuer]:
     @pgq.entrypoint(LONG)
     async def long(job: Job) -> None:
         index, seconds = (job.payload or b"").split()
-        peers_common.started(int(index), 0.0)
-        await asyncio.sleep(float(seconds))
-        peers_common.finished(int(index))
+        await peers_common.long_job_async(int(index), float(seconds))
 
     try:
         yield pgq

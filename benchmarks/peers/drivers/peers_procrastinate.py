@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,9 +24,7 @@ async def probe(i: int, t: float) -> None:
 
 @app.task(name="long")
 async def long(i: int, seconds: float) -> None:
-    peers_common.started(i, 0.0)
-    await asyncio.sleep(seconds)
-    peers_common.finished(i)
+    await peers_common.long_job_async(i, seconds)
 
 
 class Driver:

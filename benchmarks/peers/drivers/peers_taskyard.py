@@ -9,7 +9,6 @@ an "async handlers" row once taskyard runs coroutine tasks (see the README).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +22,6 @@ LONG = "peers.long"
 app = taskyard.App(peers_common.database_url(), coordinator_url=peers_common.redis_url())
 
 if os.environ.get("PEERS_HANDLERS", "sync") == "async":
-    import asyncio
 
     @app.task(PROBE)
     async def probe_async(i: int, t: float) -> None:
@@ -31,9 +29,7 @@ if os.environ.get("PEERS_HANDLERS", "sync") == "async":
 
     @app.task(LONG)
     async def long_async(i: int, seconds: float) -> None:
-        peers_common.started(i, 0.0)
-        await asyncio.sleep(seconds)
-        peers_common.finished(i)
+        await peers_common.long_job_async(i, seconds)
 
 else:
 
@@ -43,9 +39,7 @@ else:
 
     @app.task(LONG)
     def long(i: int, seconds: float) -> None:
-        peers_common.started(i, 0.0)
-        time.sleep(seconds)
-        peers_common.finished(i)
+        peers_common.long_job(i, seconds)
 
 
 class Driver:
