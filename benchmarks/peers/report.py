@@ -208,7 +208,8 @@ def header(meta: Mapping[str, Any]) -> str:
     lines.append(
         f"method: {o['workers']} worker processes started fresh per run; {o['jobs']:,} jobs per "
         f"run; median of {o['repeat']} run(s); pickup over {o['pickup_jobs']} jobs; "
-        "completions and latency from a Unix datagram each handler sends"
+        "completions and latency from a Unix datagram each handler sends "
+        f"(net.unix.max_dgram_qlen={m.get('unix_dgram_qlen')})"
     )
     lines.append("ratios: taskyard / PgQueuer in the same config")
     return "\n".join(lines)

@@ -148,4 +148,11 @@ def machine() -> dict[str, Any]:
         "kernel": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        "unix_dgram_qlen": _read_int("/proc/sys/net/unix/max_dgram_qlen"),
     }
+
+
+def _read_int(path: str) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        return int(Path(path).read_text().strip())
+    return None
