@@ -47,9 +47,12 @@ def test_what_a_handler_sends_arrives_parsed_and_garbage_is_counted_apart(
     common = peers("peers_common")
     with sidechannel.receiver() as recv:
         monkeypatch.setenv(common.SOCKET_ENV, recv.path)
-        common.started(3, 12.5)
-        common.started(4, 0.0)
-        common.finished(3)
+        try:
+            common.started(3, 12.5)
+            common.started(4, 0.0)
+            common.finished(3)
+        finally:
+            common._local.__dict__.pop("sock").close()  # the thread's socket, made by started()
         import socket
 
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as raw:
