@@ -31,7 +31,7 @@ import phases  # noqa: E402
 import report  # noqa: E402
 import services  # noqa: E402
 import venvs  # noqa: E402
-from sidechannel import receiver  # noqa: E402
+from sidechannel import LANES, receiver  # noqa: E402
 from systems import SYSTEMS, System  # noqa: E402
 
 CHECKOUT = HERE.parents[1]
@@ -194,6 +194,7 @@ def _env(system: System, config: Any, database: str, redis_url: str, sock: str) 
         PYTHONPATH=str(phases.DRIVERS),
         PYTHONUNBUFFERED="1",
         PEERS_SOCKET=sock,
+        PEERS_LANES=str(LANES),
         PEERS_DATABASE_URL=database,
         PEERS_REDIS_URL=redis_url,
     )

@@ -1,5 +1,5 @@
-"""The benchmark's end of the side channel (drivers/peers_common.py sends): a Unix
-datagram socket read by a thread, every event kept in arrival order.
+"""The benchmark's end of the side channel (drivers/peers_common.py sends): Unix
+datagram sockets read by a thread, every event kept in arrival order.
 
 Completions and latencies come from here, never from polling a system's store. A Unix
 datagram socket does not drop: when its queue is full, a sender waits.
@@ -20,6 +20,7 @@ import attrs
 
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 READ_BATCH_MAX = 1024
+LANES = 16
 POLL_MS = 200
 
 
@@ -70,41 +71,56 @@ def parse(data: bytes) -> Start | Done | None:
 
 
 class Receiver:
-    """Binds a socket at `path` and records every event until `close()`."""
+    """Binds `lanes` sockets, `<path>.0` to `<path>.<lanes - 1>`, and records every event
+    until `close()`. Each sending thread keeps to one lane: a lane's queue holds only
+    `net.unix.max_dgram_qlen` datagrams (10 on most systems) and a sender waits while its
+    lane is full, so more lanes make more room without changing a system setting."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, lanes: int = LANES) -> None:
+        assert 1 <= lanes <= 256
         self.path = path
+        self.lanes = lanes
+        self.paths = [f"{path}.{lane}" for lane in range(lanes)]
         self.starts: list[Start] = []
         self.dones: list[Done] = []
         self.rejected = 0
         self._changed = threading.Condition()
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        with contextlib.suppress(OSError):
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
-        self._sock.bind(path)
-        self._sock.setblocking(False)
+        self._socks = []
+        for lane_path in self.paths:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+            sock.bind(lane_path)
+            sock.setblocking(False)
+            self._socks.append(sock)
         self._closed = False
         self._thread = threading.Thread(target=self._read, name="sidechannel", daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
-        """Block for one datagram, then take every one already queued without blocking,
-        and record them together: the socket's queue is short (`net.unix.max_dgram_qlen`,
-        often 10), and a sender waits while it is full, so the reader keeps its work per
-        datagram small."""
+        """Wait until a lane has datagrams, then take every one already queued on every
+        ready lane without blocking, and record them together: the reader keeps its work
+        per datagram small, so that senders seldom wait for it."""
         poller = select.poll()
-        poller.register(self._sock, select.POLLIN)
+        by_fd = {sock.fileno(): sock for sock in self._socks}
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
         while not self._closed:
-            if not poller.poll(POLL_MS):
-                continue
+            ready = poller.poll(POLL_MS)
             batch: list[bytes] = []
-            try:
-                while len(batch) < READ_BATCH_MAX:
-                    batch.append(self._sock.recv(512))
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError:
-                return  # closed
+            for fd, _ in ready:
+                sock = by_fd.get(fd)
+                if sock is None:
+                    continue
+                try:
+                    while len(batch) < READ_BATCH_MAX:
+                        batch.append(sock.recv(512))
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError:
+                    return  # closed
+            if not batch:
+                continue
             events = [parse(data) for data in batch]
             with self._changed:
                 for event in events:
@@ -160,10 +176,11 @@ class Receiver:
 
     def close(self) -> None:
         self._closed = True
-        self._sock.close()
         self._thread.join(timeout=5)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        for sock, lane_path in zip(self._socks, self.paths, strict=True):
+            sock.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lane_path)
 
 
 @contextlib.contextmanager

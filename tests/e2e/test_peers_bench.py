@@ -47,17 +47,19 @@ def test_what_a_handler_sends_arrives_parsed_and_garbage_is_counted_apart(
     common = peers("peers_common")
     with sidechannel.receiver() as recv:
         monkeypatch.setenv(common.SOCKET_ENV, recv.path)
+        monkeypatch.setenv(common.LANES_ENV, str(recv.lanes))
         try:
             common.started(3, 12.5)
             common.started(4, 0.0)
             common.finished(3)
         finally:
             common._local.__dict__.pop("sock").close()  # the thread's socket, made by started()
+        assert common._local.path in recv.paths  # the thread kept to one of the lanes
         import socket
 
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as raw:
-            raw.sendto(b"S 1 not-a-number 2 3", recv.path)
-            raw.sendto(b"\x00\xff", recv.path)
+            raw.sendto(b"S 1 not-a-number 2 3", recv.paths[0])
+            raw.sendto(b"\x00\xff", recv.paths[-1])
         starts = recv.wait_starts(2, timeout_s=10)
         done = recv.wait_done(3, timeout_s=10)
         assert recv.wait_for(4, nth=1, timeout_s=10) is not None

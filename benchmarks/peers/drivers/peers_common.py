@@ -3,8 +3,8 @@ command line the benchmark calls each driver with.
 
 This file runs inside each system's own virtualenv, so it uses the standard library only.
 
-The side channel is one Unix datagram per event, sent to the socket named by
-`PEERS_SOCKET`, in ASCII:
+The side channel is one Unix datagram per event, sent to one of the benchmark's sockets
+(`$PEERS_SOCKET.<lane>`, each thread keeping to one of `PEERS_LANES` lanes), in ASCII:
 
     S <index> <enqueued_at> <started_at> <pid>    a handler started
     D <index> <finished_at> <pid>                  a long handler ran to its end
@@ -23,6 +23,7 @@ output.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import socket
@@ -33,24 +34,30 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 SOCKET_ENV = "PEERS_SOCKET"
+LANES_ENV = "PEERS_LANES"
 DATABASE_ENV = "PEERS_DATABASE_URL"
 REDIS_ENV = "PEERS_REDIS_URL"
 
 _local = threading.local()
+_threads = itertools.count()
 
 
-def _socket() -> socket.socket:
-    """One datagram socket per thread and process (a forked child makes its own)."""
+def _socket() -> tuple[socket.socket, str]:
+    """One datagram socket per thread and process (a forked child makes its own), and the
+    lane it sends to: threads take the benchmark's `PEERS_LANES` lanes in turn."""
     sock: socket.socket | None = getattr(_local, "sock", None)
     if sock is None or getattr(_local, "pid", None) != os.getpid():
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        lane = (os.getpid() + next(_threads)) % int(os.environ.get(LANES_ENV, "1"))
         _local.sock = sock
         _local.pid = os.getpid()
-    return sock
+        _local.path = f"{os.environ[SOCKET_ENV]}.{lane}"
+    return sock, _local.path
 
 
 def _send(text: str) -> None:
-    _socket().sendto(text.encode("ascii"), os.environ[SOCKET_ENV])
+    sock, path = _socket()
+    sock.sendto(text.encode("ascii"), path)
 
 
 def started(index: int, enqueued_at: float) -> None:
