@@ -1,41 +1,29 @@
 """What the SQL stores (PostgreSQL and SQLite) share.
 
+* `Column` and `Table`: a table's columns declared once per dialect (name, type, how a
+  value is stored and read back, whether a transition may change it); the statements'
+  column lists and the row readers and writers are made from that declaration.
 * The stored shapes of values that live in JSON columns (errors, retry policies).
-* `Batch`: jobs and attempt records loaded (and locked) for one transaction, with the
-  pure transitions of `taskyard.domain.transitions` applied to them one after another,
-  exactly as the in-memory store applies them. What it collected is then written with
-  one conditional write per job on the `(id, state, attempt)` it was loaded with.
-* `plan_reports` / `plan_releases`: a worker's batch of reports or hand-backs, judged
-  each on its own fence by the domain's functions.
+* Migrations: the versioned SQL files shipped in the package.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import keyword
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
-from typing import Any
-from uuid import UUID
+from typing import Any, Generic, TypeVar
 
 import attrs
 
-from taskyard.domain import transitions as t
-from taskyard.domain.model import (
-    REPORTED_OUTCOMES,
-    Attempt,
-    AttemptTotals,
-    ErrorInfo,
-    Job,
-    JobState,
-    JsonValue,
-    LeaseRef,
-    Outcome,
-)
-from taskyard.domain.ports import ReportResult, ReportStatus
+from taskyard.domain.model import Attempt, ErrorInfo, Job, JsonValue, Lease
 from taskyard.domain.retry import Jitter, RetryPolicy
+
+R = TypeVar("R", Job, Attempt)
+Codec = Callable[[Any], Any]
 
 RETRY_BUDGET_DEFAULT = 3
 """How many times a transaction refused for a deadlock or serialization failure (nothing
@@ -60,15 +48,11 @@ def normalized(value: JsonValue) -> JsonValue:
     return json.loads(json.dumps(value, allow_nan=False))
 
 
-def error_to_json(error: ErrorInfo | None) -> dict[str, Any] | None:
-    if error is None:
-        return None
+def error_to_json(error: ErrorInfo) -> dict[str, Any]:
     return {"type": error.type, "message": error.message, "traceback": error.traceback}
 
 
-def error_from_json(data: Any) -> ErrorInfo | None:
-    if data is None:
-        return None
+def error_from_json(data: Any) -> ErrorInfo:
     if isinstance(data, str):
         data = json.loads(data)
     return ErrorInfo(type=data["type"], message=data["message"], traceback=data.get("traceback"))
@@ -83,6 +67,174 @@ def policy_from_json(data: Any) -> RetryPolicy:
         max_s=float(data["max_seconds"]),
         jitter=Jitter(data["jitter"]),
     )
+
+
+# --- tables -------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Column:
+    """One column of a table in one dialect. The column holds the attribute of the same
+    name (a job's `lease` is held by `lease_worker` and `lease_expires_at`); `None` is
+    SQL NULL both ways and never goes through a codec."""
+
+    name: str
+    type: str = "text"
+    load: Codec | None = None
+    """The stored value (as the driver returns it) to the attribute."""
+    dump: Codec | None = None
+    """The attribute to the stored value (as the driver takes it)."""
+    select: str | None = None
+    """The expression that reads the column, where not the column itself."""
+    null: bool = False
+    changes: bool = False
+    """A transition may change it: an update writes it."""
+
+    def __attrs_post_init__(self) -> None:
+        assert self.name.isidentifier() and not keyword.iskeyword(self.name), self.name
+
+
+_LEASE = {"lease_worker": "worker", "lease_expires_at": "expires_at"}
+
+
+def _generated(source: str, names: Mapping[str, Any], function: str) -> Any:
+    """A function compiled from `source` (built below from a declaration, as attrs builds
+    `__init__`): a row reader or writer as fast as one written out by hand."""
+    scope = dict(names)
+    exec(compile(source, f"<taskyard row code {function}>", "exec"), scope)
+    return scope[function]
+
+
+def _coded(codec: Codec | None, value: str, name: str, scope: dict[str, Any]) -> str:
+    if codec is None:
+        return value
+    scope[name] = codec
+    return f"{name}({value})"
+
+
+class Table(Generic[R]):
+    """A table of jobs or attempt records in one dialect, from its columns' declaration."""
+
+    def __init__(self, kind: type[R], columns: Sequence[Column]) -> None:
+        self.kind: type[R] = kind
+        self.columns = tuple(columns)
+        self.names = tuple(c.name for c in self.columns)
+        self.changing = tuple(c for c in self.columns if c.changes)
+        self.read: Callable[[Sequence[Any]], R] = self._reader()
+        self.values: Callable[[R], tuple[Any, ...]] = self.writer(self.columns)
+        """A value as the row that stores it (every column, dumped)."""
+
+    def select(self, prefix: str = "") -> str:
+        """The select list that `read` takes a row of (`prefix`: a table alias and a dot)."""
+        return ", ".join(
+            f"{c.select.format(c=prefix + c.name)} AS {c.name}" if c.select else prefix + c.name
+            for c in self.columns
+        )
+
+    def _reader(self) -> Callable[[Sequence[Any]], R]:
+        scope: dict[str, Any] = {"Kind": self.kind, "Lease": Lease}
+        fields: dict[str, str] = {}
+        lease: dict[str, str] = {}
+        for index, column in enumerate(self.columns):
+            raw = f"v{index}"
+            value = _coded(column.load, raw, f"load{index}", scope)
+            if self.kind is Job and column.name in _LEASE:
+                lease[_LEASE[column.name]] = value  # both set or both NULL (a schema check)
+            elif column.null and value != raw:
+                fields[column.name] = f"None if {raw} is None else {value}"
+            else:
+                fields[column.name] = value
+        if lease:
+            parts = ", ".join(f"{k}={v}" for k, v in lease.items())
+            worker = f"v{self.names.index('lease_worker')}"
+            fields["lease"] = f"None if {worker} is None else Lease({parts})"
+        source = (
+            f"def read(row):\n    {', '.join(f'v{i}' for i in range(len(self.columns)))}, = row\n"
+            f"    return Kind({', '.join(f'{k}=({v})' for k, v in fields.items())})\n"
+        )
+        reader: Callable[[Sequence[Any]], R] = _generated(source, scope, "read")
+        return reader
+
+    def writer(
+        self, columns: Sequence[Column], *, wire: Mapping[str, Codec] | None = None
+    ) -> Callable[[R], tuple[Any, ...]]:
+        """A value as the stored values of `columns`, each dumped and then put on `wire`
+        (by column type: a JSON document, for instance, wants text for a timestamp)."""
+        scope: dict[str, Any] = {}
+        values: list[str] = []
+        for index, column in enumerate(columns):
+            null = column.null
+            got = f"obj.{column.name}"
+            if self.kind is Job and column.name in _LEASE:
+                got, null = f"obj.lease.{_LEASE[column.name]}", True
+            value = _coded(column.dump, got, f"dump{index}", scope)
+            value = _coded((wire or {}).get(column.type), value, f"wire{index}", scope)
+            if got.startswith("obj.lease."):
+                value = f"None if obj.lease is None else {value}"
+            elif null and value != got:
+                value = f"None if {got} is None else {value}"
+            values.append(f"({value})")
+        source = f"def write(obj):\n    return ({', '.join(values)},)\n"
+        writer: Callable[[R], tuple[Any, ...]] = _generated(source, scope, "write")
+        return writer
+
+
+# --- migrations ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def load_migrations(dialect: str) -> list[Migration]:
+    """The versioned SQL files shipped in `taskyard/adapters/migrations/<dialect>/`, named
+    `NNNN_name.sql`, in version order."""
+    folder = resources.files("taskyard.adapters").joinpath("migrations", dialect)
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match is None:
+            continue
+        found.append(
+            Migration(
+                version=int(match.group(1)),
+                name=match.group(2),
+                sql=entry.read_text(encoding="utf-8"),
+            )
+        )
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    assert versions == list(range(1, len(found) + 1)), f"migrations must be 1..n: {versions}"
+    return found
+
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+# --- until PostgreSQL runs on the engine (removed with it) --------------------------------
+
+from collections.abc import Iterable  # noqa: E402
+from datetime import datetime  # noqa: E402
+from uuid import UUID  # noqa: E402
+
+from taskyard.domain import transitions as t  # noqa: E402
+from taskyard.domain.model import REPORTED_OUTCOMES, AttemptTotals, JobState, LeaseRef, Outcome  # noqa: E402
+from taskyard.domain.ports import ReportResult, ReportStatus  # noqa: E402
+
+
+def pg_error_to_json(error: ErrorInfo | None) -> dict[str, Any] | None:
+    return None if error is None else error_to_json(error)
+
+
+def pg_error_from_json(data: Any) -> ErrorInfo | None:
+    return None if data is None else error_from_json(data)
 
 
 def percentile_index(count: int, fraction: float) -> int:
@@ -230,45 +382,6 @@ def dependency_ids(jobs: Iterable[Job]) -> list[UUID]:
 def states_of(deps: Iterable[UUID], states: Mapping[UUID, JobState]) -> dict[UUID, JobState]:
     """The states of `deps`, each of which must be in `states`."""
     return {dep: states[dep] for dep in deps}
-
-
-# --- migrations ---------------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-    @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
-
-
-def load_migrations(dialect: str) -> list[Migration]:
-    """The versioned SQL files shipped in `taskyard/adapters/migrations/<dialect>/`, named
-    `NNNN_name.sql`, in version order."""
-    folder = resources.files("taskyard.adapters").joinpath("migrations", dialect)
-    found: list[Migration] = []
-    for entry in folder.iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match is None:
-            continue
-        found.append(
-            Migration(
-                version=int(match.group(1)),
-                name=match.group(2),
-                sql=entry.read_text(encoding="utf-8"),
-            )
-        )
-    found.sort(key=lambda m: m.version)
-    versions = [m.version for m in found]
-    assert versions == list(range(1, len(found) + 1)), f"migrations must be 1..n: {versions}"
-    return found
-
-
-_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
 def attempt_totals_from_rows(

@@ -55,12 +55,12 @@ from taskyard.adapters.sqlshared import (
     Batch,
     attempt_keys,
     attempt_totals_from_rows,
-    error_from_json,
-    error_to_json,
     fast_success_indexes,
     json_text,
     normalized,
     percentile_index,
+    pg_error_from_json,
+    pg_error_to_json,
     plan_releases,
     plan_reports,
     policy_from_json,
@@ -325,7 +325,7 @@ def _job(row: Sequence[Any]) -> Job:
         cancel_requested=cancel_requested,
         checkpoint=checkpoint,
         result=result,
-        last_error=error_from_json(last_error),
+        last_error=pg_error_from_json(last_error),
         correlation_id=correlation_id,
         fingerprint=fingerprint,
     )
@@ -341,7 +341,7 @@ def _attempt(row: Sequence[Any]) -> Attempt:
         lease_expires_at=_utc(lease_expires_at),
         finished_at=_maybe_utc(finished_at),
         outcome=Outcome(outcome),
-        error=error_from_json(error),
+        error=pg_error_from_json(error),
     )
 
 
@@ -369,7 +369,7 @@ def _new_row(job: Job) -> dict[str, Any]:
         "created_at": _iso(job.created_at),
         "updated_at": _iso(job.updated_at),
         "finished_at": _iso(job.finished_at),
-        "last_error": error_to_json(job.last_error),
+        "last_error": pg_error_to_json(job.last_error),
         "correlation_id": job.correlation_id,
         "fingerprint": job.fingerprint,
     }
@@ -394,7 +394,7 @@ def _change_row(before: Job, job: Job) -> dict[str, Any]:
         "cancel_requested": job.cancel_requested,
         "checkpoint": job.checkpoint,
         "result": job.result,
-        "last_error": error_to_json(job.last_error),
+        "last_error": pg_error_to_json(job.last_error),
     }
 
 
@@ -407,7 +407,7 @@ def _attempt_row(record: Attempt) -> dict[str, Any]:
         "lease_expires_at": _iso(record.lease_expires_at),
         "finished_at": _iso(record.finished_at),
         "outcome": record.outcome.value,
-        "error": error_to_json(record.error),
+        "error": pg_error_to_json(record.error),
     }
 
 
