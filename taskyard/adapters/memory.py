@@ -35,7 +35,7 @@ from taskyard.domain.ports import (
     WorkerInfo,
 )
 from taskyard.domain.store import Changes, Rows, StoreEngine
-from taskyard.domain.store.rows import OutcomeCount, QueueCount, RunTimes
+from taskyard.domain.store.rows import OutcomeCount, Promotable, QueueCount, RunTimes
 from taskyard.domain.timefmt import after
 
 T = TypeVar("T")
@@ -127,17 +127,9 @@ class MemoryRows:
         ]
         return sorted(found, key=claim_order_key)[: request.limit]
 
-    def promotable(
-        self,
-        *,
-        states: Collection[JobState],
-        gated: JobState,
-        gate_open: JobState,
-        now: datetime,
-        limit: int,
-    ) -> list[Job]:
+    def promotable(self, rule: Promotable, *, now: datetime, limit: int) -> list[Job]:
         """Here the rule itself picks (a variant of it under test picks what it would)."""
-        due = sorted((j for j in self._in(states) if j.run_at <= now), key=lambda j: j.run_at)
+        due = sorted((j for j in self._in(rule.states) if j.run_at <= now), key=lambda j: j.run_at)
         found = (
             job
             for job in due

@@ -38,9 +38,11 @@ from taskyard.adapters.clock import SystemClock
 from taskyard.adapters.sqlshared import (
     Column,
     Table,
-    error_from_json,
-    error_to_json,
+    enum_value,
+    error_column,
+    filter_terms,
     json_text,
+    literals,
     load_migrations,
     normalized,
     policy_from_json,
@@ -49,7 +51,7 @@ from taskyard.domain.errors import StoreUnavailable
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, Clock, JobFilter, JobQuery
 from taskyard.domain.store import Changes, Rows, StoreEngine
-from taskyard.domain.store.rows import OutcomeCount, QueueCount, RunTimes
+from taskyard.domain.store.rows import OutcomeCount, Promotable, QueueCount, RunTimes
 from taskyard.domain.timefmt import EPOCH
 
 T = TypeVar("T")
@@ -80,62 +82,47 @@ def _uuids_text(ids: tuple[UUID, ...]) -> str:
     return json.dumps([str(d) for d in ids])
 
 
-def _error_text(error: Any) -> str | None:
-    return json_text(error_to_json(error))
-
-
-def _value(state: JobState | Outcome) -> str:
-    return state.value
-
-
-def _in(states: Collection[JobState]) -> str:
-    """States as SQL literals: the values come from the domain, and the planner sees them
-    (a partial index is only used for a literal it can match)."""
-    assert all(s.value.isidentifier() for s in states), states
-    return ", ".join(f"'{s.value}'" for s in sorted(states))
-
-
 JOBS = Table(
     Job,
     [
-        Column(name="id", load=UUID, dump=str),
-        Column(name="task"),
-        Column(name="args", load=json.loads, dump=json_text),
-        Column(name="queue"),
-        Column(name="priority", changes=True),
-        Column(name="run_at", load=_time, dump=_us, changes=True),
-        Column(name="max_attempts"),
-        Column(name="backoff", load=policy_from_json, dump=lambda p: json_text(p.to_json())),
-        Column(name="timeout_s", null=True),
-        Column(name="idempotency_key", null=True),
-        Column(name="depends_on", load=_uuids, dump=_uuids_text),
-        Column(name="state", load=JobState, dump=_value, changes=True),
-        Column(name="attempt", changes=True),
-        Column(name="attempt_limit", changes=True),
-        Column(name="created_at", load=_time, dump=_us),
-        Column(name="updated_at", load=_time, dump=_us, changes=True),
-        Column(name="finished_at", load=_time, dump=_us, null=True, changes=True),
-        Column(name="lease_worker", null=True, changes=True),
-        Column(name="lease_expires_at", load=_time, dump=_us, null=True, changes=True),
-        Column(name="cancel_requested", load=bool, dump=int, changes=True),
-        Column(name="checkpoint", load=json.loads, dump=json_text, null=True, changes=True),
-        Column(name="result", load=json.loads, dump=json_text, null=True, changes=True),
-        Column(name="last_error", load=error_from_json, dump=_error_text, null=True, changes=True),
-        Column(name="correlation_id", null=True),
-        Column(name="fingerprint", null=True),
+        Column("id", load=UUID, dump=str),
+        Column("task"),
+        Column("args", load=json.loads, dump=json_text),
+        Column("queue"),
+        Column("priority", changes=True),
+        Column("run_at", load=_time, dump=_us, changes=True),
+        Column("max_attempts"),
+        Column("backoff", load=policy_from_json, dump=lambda p: json_text(p.to_json())),
+        Column("timeout_s", null=True),
+        Column("idempotency_key", null=True),
+        Column("depends_on", load=_uuids, dump=_uuids_text),
+        Column("state", load=JobState, dump=enum_value, changes=True),
+        Column("attempt", changes=True),
+        Column("attempt_limit", changes=True),
+        Column("created_at", load=_time, dump=_us),
+        Column("updated_at", load=_time, dump=_us, changes=True),
+        Column("finished_at", load=_time, dump=_us, null=True, changes=True),
+        Column("lease_worker", null=True, changes=True),
+        Column("lease_expires_at", load=_time, dump=_us, null=True, changes=True),
+        Column("cancel_requested", load=bool, dump=int, changes=True),
+        Column("checkpoint", load=json.loads, dump=json_text, null=True, changes=True),
+        Column("result", load=json.loads, dump=json_text, null=True, changes=True),
+        error_column("last_error"),
+        Column("correlation_id", null=True),
+        Column("fingerprint", null=True),
     ],
 )
 ATTEMPTS = Table(
     Attempt,
     [
-        Column(name="job_id", load=UUID, dump=str),
-        Column(name="attempt"),
-        Column(name="worker"),
-        Column(name="started_at", load=_time, dump=_us),
-        Column(name="lease_expires_at", load=_time, dump=_us, changes=True),
-        Column(name="finished_at", load=_time, dump=_us, null=True, changes=True),
-        Column(name="outcome", load=Outcome, dump=_value, changes=True),
-        Column(name="error", load=error_from_json, dump=_error_text, null=True, changes=True),
+        Column("job_id", load=UUID, dump=str),
+        Column("attempt"),
+        Column("worker"),
+        Column("started_at", load=_time, dump=_us),
+        Column("lease_expires_at", load=_time, dump=_us, changes=True),
+        Column("finished_at", load=_time, dump=_us, null=True, changes=True),
+        Column("outcome", load=Outcome, dump=enum_value, changes=True),
+        error_column("error"),
     ],
 )
 _J = JOBS.select()
@@ -159,17 +146,9 @@ _UPSERT_ATTEMPT = (
 
 def _filter_sql(job_filter: JobFilter) -> tuple[str, list[Any]]:
     """`AND ...` conditions for a filter, and their parameters."""
-    sql = ""
-    params: list[Any] = []
-    for column, values in (
-        ("state", sorted(s.value for s in job_filter.states)),
-        ("queue", sorted(job_filter.queues)),
-        ("task", sorted(job_filter.tasks)),
-    ):
-        if values:
-            sql += f" AND {column} IN (SELECT value FROM json_each(?))"
-            params.append(json.dumps(values))
-    return sql, params
+    terms = filter_terms(job_filter)
+    sql = "".join(f" AND {column} IN (SELECT value FROM json_each(?))" for column, _ in terms)
+    return sql, [json.dumps(values) for _, values in terms]
 
 
 def _unavailable(exc: sqlite3.Error) -> StoreUnavailable:
@@ -230,7 +209,7 @@ class SqliteRows:
 
     def claimable(self, request: ClaimRequest, *, state: JobState, now: datetime) -> list[Job]:
         where = (
-            f"state = {_in([state])} AND run_at <= ?"
+            f"state = {literals(state)} AND run_at <= ?"
             " AND queue NOT IN (SELECT queue FROM paused_queues)"
         )
         params: list[Any] = [_us(now)]
@@ -242,20 +221,12 @@ class SqliteRows:
             f"{where} ORDER BY priority DESC, run_at, id LIMIT ?", *params, request.limit
         )
 
-    def promotable(
-        self,
-        *,
-        states: Collection[JobState],
-        gated: JobState,
-        gate_open: JobState,
-        now: datetime,
-        limit: int,
-    ) -> list[Job]:
+    def promotable(self, rule: Promotable, *, now: datetime, limit: int) -> list[Job]:
         return self._jobs(
-            f"""state IN ({_in(states)}) AND run_at <= ?
-                AND (state <> {_in([gated])} OR NOT EXISTS (
+            f"""state IN ({literals(*rule.states)}) AND run_at <= ?
+                AND (state <> {literals(rule.gated)} OR NOT EXISTS (
                     SELECT 1 FROM dependencies AS d JOIN jobs AS p ON p.id = d.depends_on
-                    WHERE d.job_id = j.id AND p.state <> {_in([gate_open])}))
+                    WHERE d.job_id = j.id AND p.state <> {literals(rule.gate_open)}))
                 ORDER BY run_at, id LIMIT ?""",
             _us(now),
             limit,
@@ -263,21 +234,23 @@ class SqliteRows:
 
     def expired(self, *, state: JobState, now: datetime, limit: int) -> list[Job]:
         return self._jobs(
-            f"state = {_in([state])} AND lease_expires_at < ? ORDER BY id LIMIT ?", _us(now), limit
+            f"state = {literals(state)} AND lease_expires_at < ? ORDER BY id LIMIT ?",
+            _us(now),
+            limit,
         )
 
     def blocked(self, *, state: JobState, failed: Collection[JobState], limit: int) -> list[Job]:
         return self._jobs(
-            f"""state = {_in([state])} AND depends_on <> '[]' AND EXISTS (
+            f"""state = {literals(state)} AND depends_on <> '[]' AND EXISTS (
                     SELECT 1 FROM dependencies AS d JOIN jobs AS p ON p.id = d.depends_on
-                    WHERE d.job_id = j.id AND p.state IN ({_in(failed)}))
+                    WHERE d.job_id = j.id AND p.state IN ({literals(*failed)}))
                 ORDER BY id LIMIT ?""",
             limit,
         )
 
     def matching(self, job_filter: JobFilter, *, states: Collection[JobState]) -> list[Job]:
         where, params = _filter_sql(job_filter)
-        return self._jobs(f"state IN ({_in(states)}){where} ORDER BY id", *params)
+        return self._jobs(f"state IN ({literals(*states)}){where} ORDER BY id", *params)
 
     # --- writing --------------------------------------------------------------------------
 
@@ -331,14 +304,14 @@ class SqliteRows:
 
     def earliest_run_at(self, *, states: Collection[JobState], after: datetime) -> datetime | None:
         found = self._one(
-            f"SELECT min(run_at) FROM jobs WHERE state IN ({_in(states)}) AND run_at > ?",
+            f"SELECT min(run_at) FROM jobs WHERE state IN ({literals(*states)}) AND run_at > ?",
             _us(after),
         )
         return None if found is None else _time(found)
 
     def earliest_expiry(self, *, state: JobState, after: datetime) -> datetime | None:
         found = self._one(
-            f"SELECT min(lease_expires_at) FROM jobs WHERE state = {_in([state])}"
+            f"SELECT min(lease_expires_at) FROM jobs WHERE state = {literals(state)}"
             " AND lease_expires_at > ?",
             _us(after),
         )

@@ -19,7 +19,8 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from taskyard.domain.model import Attempt, ErrorInfo, Job, JsonValue, Lease
+from taskyard.domain.model import Attempt, ErrorInfo, Job, JobState, JsonValue, Lease, Outcome
+from taskyard.domain.ports import JobFilter
 from taskyard.domain.retry import Jitter, RetryPolicy
 
 R = TypeVar("R", Job, Attempt)
@@ -72,7 +73,7 @@ def policy_from_json(data: Any) -> RetryPolicy:
 # --- tables -------------------------------------------------------------------------------
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class Column:
     """One column of a table in one dialect. The column holds the attribute of the same
     name (a job's `lease` is held by `lease_worker` and `lease_expires_at`); `None` is
@@ -80,18 +81,50 @@ class Column:
 
     name: str
     type: str = "text"
-    load: Codec | None = None
+    load: Codec | None = attrs.field(default=None, kw_only=True)
     """The stored value (as the driver returns it) to the attribute."""
-    dump: Codec | None = None
+    dump: Codec | None = attrs.field(default=None, kw_only=True)
     """The attribute to the stored value (as the driver takes it)."""
-    select: str | None = None
-    """The expression that reads the column, where not the column itself."""
-    null: bool = False
-    changes: bool = False
+    select: str | None = attrs.field(default=None, kw_only=True)
+    """The expression that reads the column (`{c}` is the column), where not the column."""
+    null: bool = attrs.field(default=False, kw_only=True)
+    changes: bool = attrs.field(default=False, kw_only=True)
     """A transition may change it: an update writes it."""
 
     def __attrs_post_init__(self) -> None:
         assert self.name.isidentifier() and not keyword.iskeyword(self.name), self.name
+
+
+def filter_terms(job_filter: JobFilter) -> list[tuple[str, list[str]]]:
+    """A filter's conditions: each column it names, with the values that column may hold."""
+    terms = (
+        ("state", sorted(s.value for s in job_filter.states)),
+        ("queue", sorted(job_filter.queues)),
+        ("task", sorted(job_filter.tasks)),
+    )
+    return [(column, values) for column, values in terms if values]
+
+
+def error_column(name: str, type: str = "text") -> Column:
+    """A column of an `ErrorInfo`, as JSON, that a transition may change."""
+    return Column(name, type, load=error_from_json, dump=error_text, null=True, changes=True)
+
+
+def error_text(error: ErrorInfo) -> str:
+    text = json_text(error_to_json(error))
+    assert text is not None
+    return text
+
+
+def enum_value(value: JobState | Outcome) -> str:
+    return value.value
+
+
+def literals(*states: JobState) -> str:
+    """States as SQL literals: the values come from the domain, and the planner sees them (a
+    partial index is used only for a predicate it can match)."""
+    assert all(s.value.isidentifier() for s in states), states
+    return ", ".join(f"'{s.value}'" for s in sorted(states))
 
 
 _LEASE = {"lease_worker": "worker", "lease_expires_at": "expires_at"}
@@ -216,195 +249,3 @@ def load_migrations(dialect: str) -> list[Migration]:
 
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-
-
-# --- until PostgreSQL runs on the engine (removed with it) --------------------------------
-
-from collections.abc import Iterable  # noqa: E402
-from datetime import datetime  # noqa: E402
-from uuid import UUID  # noqa: E402
-
-from taskyard.domain import transitions as t  # noqa: E402
-from taskyard.domain.model import REPORTED_OUTCOMES, AttemptTotals, JobState, LeaseRef, Outcome  # noqa: E402
-from taskyard.domain.ports import ReportResult, ReportStatus  # noqa: E402
-
-
-def pg_error_to_json(error: ErrorInfo | None) -> dict[str, Any] | None:
-    return None if error is None else error_to_json(error)
-
-
-def pg_error_from_json(data: Any) -> ErrorInfo | None:
-    return None if data is None else error_from_json(data)
-
-
-def percentile_index(count: int, fraction: float) -> int:
-    """The index into `count` sorted values that the in-memory store reports for `fraction`.
-
-    >>> [percentile_index(n, 0.5) for n in (1, 2, 3, 4, 10)]
-    [0, 0, 1, 2, 4]
-    >>> percentile_index(10, 0.95)
-    9
-    """
-    assert count >= 1, count
-    return min(count - 1, max(0, round(fraction * (count - 1))))
-
-
-# --- batches of transitions ---------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class JobWrite:
-    """Write `after` where the row still has `before`'s (id, state, attempt)."""
-
-    before: Job
-    after: Job
-
-
-class Batch:
-    """Jobs loaded for one transaction and the changes the domain made to them."""
-
-    def __init__(self, jobs: Iterable[Job], attempts: Iterable[Attempt]) -> None:
-        self._loaded: dict[UUID, Job] = {job.id: job for job in jobs}
-        self._current: dict[UUID, Job] = dict(self._loaded)
-        self._attempts: dict[tuple[UUID, int], Attempt] = {
-            (a.job_id, a.attempt): a for a in attempts
-        }
-        self._touched: dict[tuple[UUID, int], Attempt] = {}
-
-    def job(self, job_id: UUID) -> Job | None:
-        return self._current.get(job_id)
-
-    def attempt(self, job_id: UUID, number: int) -> Attempt | None:
-        return self._attempts.get((job_id, number))
-
-    def put_attempt(self, record: Attempt) -> None:
-        key = (record.job_id, record.attempt)
-        self._attempts[key] = record
-        self._touched[key] = record
-
-    def apply(self, step: t.Step) -> Job:
-        current = self._current[step.job.id]
-        assert (current.state, current.attempt) == (step.before.state, step.before.attempt)
-        self._current[step.job.id] = step.job
-        if step.attempt is not None:
-            self.put_attempt(step.attempt)
-        return step.job
-
-    def job_writes(self) -> list[JobWrite]:
-        """One write per changed job, in id order (the order rows are locked in)."""
-        return [
-            JobWrite(before=self._loaded[job_id], after=self._current[job_id])
-            for job_id in sorted(self._current)
-            if self._current[job_id] != self._loaded[job_id]
-        ]
-
-    def attempt_writes(self) -> list[Attempt]:
-        return [self._touched[key] for key in sorted(self._touched)]
-
-
-def plan_reports(batch: Batch, reports: Sequence[t.Report], *, now: datetime) -> list[ReportResult]:
-    """Judge each report on its own fence, in order, as the in-memory store does."""
-    out: list[ReportResult] = []
-    for report in reports:
-        job = batch.job(report.ref.job_id)
-        if job is None:
-            out.append(ReportResult(ref=report.ref, status=ReportStatus.NOT_FOUND))
-            continue
-        kept = attrs.evolve(report, result=normalized(report.result))
-        verdict = t.apply_report(job, batch.attempt(job.id, report.ref.attempt), kept, now=now)
-        if isinstance(verdict, t.Step):
-            done = batch.apply(verdict)
-            out.append(ReportResult(ref=report.ref, status=ReportStatus.APPLIED, state=done.state))
-        elif isinstance(verdict, t.AlreadyApplied):
-            out.append(
-                ReportResult(ref=report.ref, status=ReportStatus.ALREADY_APPLIED, state=job.state)
-            )
-        else:
-            if verdict.attempt is not None:
-                batch.put_attempt(verdict.attempt)
-            out.append(ReportResult(ref=report.ref, status=ReportStatus.STALE, state=job.state))
-    return out
-
-
-def fast_success_indexes(reports: Sequence[t.Report]) -> list[int]:
-    """The reports a store may commit with a set-based statement for successes: each is a
-    success and the first report in the batch for its job. A later report for the same job
-    must be judged after the first one landed (it is `ALREADY_APPLIED` or stale), so it goes
-    to the pure path, in order, with everything else.
-
-    >>> from uuid import UUID
-    >>> from taskyard.domain.model import LeaseRef
-    >>> def r(n, kind=t.ReportKind.SUCCEEDED):
-    ...     error = None if kind is t.ReportKind.SUCCEEDED else ErrorInfo(type="x", message="x")
-    ...     ref = LeaseRef(job_id=UUID(int=n), attempt=1, worker="w")
-    ...     return t.Report(ref=ref, kind=kind, error=error)
-    >>> fast_success_indexes([r(1), r(2, t.ReportKind.FAILED), r(1), r(3)])
-    [0, 3]
-    >>> fast_success_indexes([r(2, t.ReportKind.FAILED), r(2)])
-    []
-    """
-    seen: set[UUID] = set()
-    fast: list[int] = []
-    for index, report in enumerate(reports):
-        job_id = report.ref.job_id
-        if job_id in seen:
-            continue
-        seen.add(job_id)
-        if report.kind is t.ReportKind.SUCCEEDED:
-            fast.append(index)
-    return fast
-
-
-def plan_releases(batch: Batch, refs: Sequence[LeaseRef], *, now: datetime) -> list[ReportResult]:
-    out: list[ReportResult] = []
-    for ref in refs:
-        job = batch.job(ref.job_id)
-        if job is None:
-            out.append(ReportResult(ref=ref, status=ReportStatus.NOT_FOUND))
-            continue
-        step = t.release(job, batch.attempt(job.id, ref.attempt), ref, now=now)
-        if isinstance(step, t.Step):
-            done = batch.apply(step)
-            out.append(ReportResult(ref=ref, status=ReportStatus.APPLIED, state=done.state))
-        else:
-            out.append(ReportResult(ref=ref, status=ReportStatus.STALE, state=job.state))
-    return out
-
-
-def attempt_keys(refs: Iterable[LeaseRef]) -> list[tuple[UUID, int]]:
-    return sorted({(ref.job_id, ref.attempt) for ref in refs})
-
-
-def dependency_ids(jobs: Iterable[Job]) -> list[UUID]:
-    return sorted({dep for job in jobs for dep in job.depends_on})
-
-
-def states_of(deps: Iterable[UUID], states: Mapping[UUID, JobState]) -> dict[UUID, JobState]:
-    """The states of `deps`, each of which must be in `states`."""
-    return {dep: states[dep] for dep in deps}
-
-
-def attempt_totals_from_rows(
-    rows: Iterable[Sequence[Any]], bounds: Sequence[float]
-) -> AttemptTotals:
-    """Fold `(outcome, count, sum of run seconds, count <= bound for each bound)` rows,
-    one per outcome, into `AttemptTotals`; run times count only for reported outcomes."""
-    by_outcome = dict.fromkeys(Outcome, 0)
-    counts = [0] * len(bounds)
-    run_count = 0
-    run_sum_s = 0.0
-    for row in rows:
-        outcome = Outcome(row[0])
-        by_outcome[outcome] = int(row[1])
-        if outcome in REPORTED_OUTCOMES:
-            run_count += int(row[1])
-            run_sum_s += float(row[2] or 0.0)
-            for index in range(len(bounds)):
-                counts[index] += int(row[3 + index] or 0)
-    return AttemptTotals(
-        by_outcome=by_outcome,
-        run_s_buckets=tuple(bounds),
-        run_s_counts=tuple(counts),
-        run_s_count=run_count,
-        run_s_sum_s=run_sum_s,
-    )

@@ -34,6 +34,7 @@ from taskyard.domain.model import (
     JsonValue,
     LeaseRef,
     NewJob,
+    Outcome,
 )
 from taskyard.domain.ports import (
     ClaimRequest,
@@ -43,7 +44,7 @@ from taskyard.domain.ports import (
     ReportResult,
     ReportStatus,
 )
-from taskyard.domain.store.rows import Applied, Changes, JobWrite, Rows
+from taskyard.domain.store.rows import Applied, Changes, JobWrite, Promotable, Rows
 
 S = JobState
 
@@ -55,12 +56,23 @@ def as_is(value: JsonValue) -> JsonValue:
     return value
 
 
-# The states each candidate query selects, named once from the state machine.
+# The states and outcomes that store statements select and write, named once here (a
+# unit test holds them to the state machine's table).
 CLAIMABLE = S.QUEUED
+"""The state a claim takes jobs from."""
 LEASED = S.RUNNING
+"""A job holding a lease."""
+CREATED_DUE = S.QUEUED
+"""A new job with nothing to wait for (`transitions.create`)."""
+CREATED_WAITING = S.SCHEDULED
+"""A new job whose run_at is ahead (`transitions.create`)."""
+OPEN = Outcome.RUNNING
+"""An attempt record until something closes it: a write closes only an open record."""
 ACTIVE = frozenset(JobState) - TERMINAL_STATES
 """What a bulk cancel may touch."""
 RETRYABLE = frozenset(s for s in JobState if t.allowed(s, t.Event.RETRY))
+PROMOTABLE = Promotable(states=WAITING_STATES, gated=S.SCHEDULED, gate_open=S.SUCCEEDED)
+"""A retrying job is due at its run_at; a scheduled one also waits for its dependencies."""
 FAILED_DEPENDENCY = frozenset({S.DEAD, S.CANCELLED})
 """A dependency in one of these states never succeeds (`transitions.judge_dependencies`)."""
 
@@ -310,9 +322,7 @@ def first_successes(reports: Sequence[t.Report]) -> list[int]:
 def promote_due(rows: Rows, *, limit: int) -> Promoted:
     assert limit >= 1, limit
     now = rows.now()
-    candidates = rows.promotable(
-        states=WAITING_STATES, gated=S.SCHEDULED, gate_open=S.SUCCEEDED, now=now, limit=limit
-    )
+    candidates = rows.promotable(PROMOTABLE, now=now, limit=limit)
     states = _dependency_states(rows, candidates)
     batch = Batch(candidates)
     by_queue: dict[str, int] = defaultdict(int)

@@ -96,6 +96,16 @@ class RunTimes:
     at_most: tuple[int, ...]
 
 
+@attrs.frozen(kw_only=True)
+class Promotable:
+    """Which waiting jobs a promotion may take: those in `states` whose `run_at` has come,
+    but a job in `gated` only once every job it depends on is in `gate_open`."""
+
+    states: frozenset[JobState]
+    gated: JobState
+    gate_open: JobState
+
+
 class Rows(Protocol):
     """One transaction. In a write transaction, what `jobs`, `keyed` and the candidate
     queries return is locked until the end (in id order where several rows are), so the
@@ -131,17 +141,8 @@ class Rows(Protocol):
         `id`), at most `request.limit`; rows another claimer holds are skipped."""
         ...
 
-    def promotable(
-        self,
-        *,
-        states: Collection[JobState],
-        gated: JobState,
-        gate_open: JobState,
-        now: datetime,
-        limit: int,
-    ) -> list[Job]:
-        """Jobs in `states` with `run_at <= now`, leaving out jobs in `gated` that depend on
-        a job not in `gate_open`, in `(run_at, id)` order, at most `limit`."""
+    def promotable(self, rule: Promotable, *, now: datetime, limit: int) -> list[Job]:
+        """Jobs `rule` allows with `run_at <= now`, in `(run_at, id)` order, at most `limit`."""
         ...
 
     def expired(self, *, state: JobState, now: datetime, limit: int) -> list[Job]:
