@@ -46,6 +46,8 @@ def normalized(value: JsonValue) -> JsonValue:
     job a store returns equals the job it later reads."""
     if value is None or isinstance(value, str | bool | int | float):
         return value
+    if value == {}:
+        return {}
     return json.loads(json.dumps(value, allow_nan=False))
 
 
@@ -117,7 +119,7 @@ def error_text(error: ErrorInfo) -> str:
 
 
 def enum_value(value: JobState | Outcome) -> str:
-    return value.value
+    return str(value)  # a StrEnum's str is its value, and cheaper to reach than `.value`
 
 
 def literals(*states: JobState) -> str:

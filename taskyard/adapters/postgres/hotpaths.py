@@ -142,38 +142,35 @@ _US = timedelta(microseconds=1)
 
 
 def _insert_plain(one: bool) -> str:
+    """The statement for one job (its values as scalars: far cheaper to send than a dozen
+    one-element arrays) or for several (one array per column)."""
     types = ["text" if c.type == "jsonb" else c.type for c in _SENT]
     names = [c.name for c in _SENT]
     if one:
-        given = ", ".join(
-            f"%(v{i})s::{ty} AS {n}" for i, (ty, n) in enumerate(zip(types, names, strict=True))
-        )
-        rows = (
-            f"SELECT {given}, %(run_at)s::timestamptz AS run_at, %(delay_us)s::bigint AS delay_us"
-        )
+        given = ", ".join(f"%s::{ty} AS {n}" for ty, n in zip(types, names, strict=True))
+        rows = f"SELECT {given}, %s::timestamptz AS run_at, %s::bigint AS delay_us"
     else:
-        arrays = ", ".join(f"%(v{i})s::{ty}[]" for i, ty in enumerate(types))
+        arrays = ", ".join(f"%s::{ty}[]" for ty in types)
         rows = (
-            f"SELECT * FROM unnest({arrays}, %(run_at)s::timestamptz[], %(delay_us)s::bigint[])"
+            f"SELECT * FROM unnest({arrays}, %s::timestamptz[], %s::bigint[])"
             f" AS r({', '.join(names)}, run_at, delay_us)"
         )
     return f"""
 WITH r AS ({rows}), ins AS (
     INSERT INTO taskyard.jobs ({", ".join(names)}, {", ".join(_COMPUTED)})
     SELECT {", ".join(record_value(c, "r") for c in _SENT)}, w.run_at,
-        CASE WHEN w.run_at <= now() THEN %(due)s ELSE %(waiting)s END, now(), now()
+        CASE WHEN w.run_at <= now() THEN %s ELSE %s END, now(), now()
     FROM r CROSS JOIN LATERAL (
         SELECT coalesce(r.run_at, now() + r.delay_us * interval '1 microsecond') AS run_at
     ) AS w
     RETURNING state
 )
-SELECT now(), count(*) FILTER (WHERE state = %(due)s), count(*) FROM ins
+SELECT now(), count(*) FILTER (WHERE state = %s), count(*) FROM ins
 """
 
 
 _INSERT_PLAIN_ONE = _insert_plain(one=True)
 _INSERT_PLAIN = _insert_plain(one=False)
-_CREATED = {"due": plans.CREATED_DUE.value, "waiting": plans.CREATED_WAITING.value}
 
 
 def plain(jobs: Sequence[NewJob]) -> bool:
@@ -191,15 +188,13 @@ def insert_plain(conn: Conn, jobs: Sequence[NewJob]) -> list[Enqueued]:
     sent = [_SENT_VALUES(t.create(new, now=EPOCH, dependency_states={}, args=a)) for new, a in made]
     run_ats = [new.run_at for new in jobs]
     delays = [None if new.run_at else timedelta(seconds=new.delay_s or 0.0) // _US for new in jobs]
-    params: dict[str, Any] = dict(_CREATED)
+    due, waiting = plans.CREATED_DUE.value, plans.CREATED_WAITING.value
     if len(jobs) == 1:
         statement, cursor = _INSERT_PLAIN_ONE, _binary(conn)
-        params.update({f"v{i}": value for i, value in enumerate(sent[0])})
-        params.update(run_at=run_ats[0], delay_us=delays[0])
+        params: Sequence[Any] = (*sent[0], run_ats[0], delays[0], due, waiting, due)
     else:
         statement, cursor = _INSERT_PLAIN, conn.cursor(row_factory=tuple_row)
-        params.update({f"v{i}": list(column) for i, column in enumerate(zip(*sent, strict=True))})
-        params.update(run_at=run_ats, delay_us=delays)
+        params = (*map(list, zip(*sent, strict=True)), run_ats, delays, due, waiting, due)
     row = cursor.execute(statement, params).fetchone()
     assert row is not None
     now = utc(row[0])
