@@ -34,7 +34,7 @@ from taskyard.domain.ports import (
     SchedulerInfo,
     WorkerInfo,
 )
-from taskyard.domain.store import Changes, Rows, StoreEngine
+from taskyard.domain.store import Changes, Rows, StoreEngine, plans
 from taskyard.domain.store.rows import OutcomeCount, Promotable, QueueCount, RunTimes
 from taskyard.domain.timefmt import after
 
@@ -180,7 +180,7 @@ class MemoryRows:
             index = next((i for i, r in enumerate(records) if r.attempt == record.attempt), None)
             if index is None:
                 records.append(record)
-            elif records[index].outcome is Outcome.RUNNING:
+            elif records[index].outcome is plans.OPEN:
                 records[index] = record
         for applied in changes.steps:
             step = applied.step

@@ -50,7 +50,7 @@ from taskyard.adapters.sqlshared import (
 from taskyard.domain.errors import StoreUnavailable
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, Clock, JobFilter, JobQuery
-from taskyard.domain.store import Changes, Rows, StoreEngine
+from taskyard.domain.store import Changes, Rows, StoreEngine, plans
 from taskyard.domain.store.rows import OutcomeCount, Promotable, QueueCount, RunTimes
 from taskyard.domain.timefmt import EPOCH
 
@@ -268,9 +268,9 @@ class SqliteRows:
             )
             assert cursor.rowcount == len(changes.updated), "rows changed under the write lock"
         if changes.attempts:
-            running = Outcome.RUNNING.value
+            open_ = plans.OPEN.value
             conn.executemany(
-                _UPSERT_ATTEMPT, [(*ATTEMPTS.values(a), running) for a in changes.attempts]
+                _UPSERT_ATTEMPT, [(*ATTEMPTS.values(a), open_) for a in changes.attempts]
             )
 
     def set_paused(self, queue: str, *, paused: bool) -> None:

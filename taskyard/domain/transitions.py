@@ -174,12 +174,14 @@ class DependencyFailed:
 DependencyVerdict = DependenciesWait | DependenciesMet | DependencyFailed
 
 
+FAILED_DEPENDENCY: frozenset[JobState] = frozenset({S.DEAD, S.CANCELLED})
+"""A dependency in one of these states will never succeed."""
+
+
 def judge_dependencies(states: Mapping[UUID, JobState]) -> DependencyVerdict:
     """All succeeded: met; any dead or cancelled: failed (the lowest such id, for
     determinism); otherwise wait."""
-    failed = sorted(
-        (dep_id for dep_id, state in states.items() if state in (S.DEAD, S.CANCELLED)),
-    )
+    failed = sorted(dep_id for dep_id, state in states.items() if state in FAILED_DEPENDENCY)
     if failed:
         return DependencyFailed(failed[0], states[failed[0]])
     if all(state is S.SUCCEEDED for state in states.values()):

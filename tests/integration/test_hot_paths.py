@@ -292,8 +292,10 @@ def test_the_claim_statement_takes_what_the_pure_claim_takes(
     history.store.promote_due(limit=100)
     both = twins(conn, history, align)
     for request in requests:  # one after another, at the same instant
+        with conn.transaction(force_rollback=True):  # the engine over these rows, undone
+            engine = plans.claim(PostgresRows(conn, locking=True), request)
         claimed = hotpaths.claim(conn, request)
-        assert claimed == both.memory.claim(request), request
+        assert claimed == both.memory.claim(request) == engine, request
         event(f"claimed {min(len(claimed), 2)}+")
     both.assert_same_rows()
 

@@ -40,7 +40,7 @@ from taskyard.adapters.sqlshared import (
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobFilter, JobQuery
 from taskyard.domain.retry import RetryPolicy
-from taskyard.domain.store import Changes
+from taskyard.domain.store import Changes, plans
 from taskyard.domain.store.rows import OutcomeCount, Promotable, QueueCount, RunTimes
 
 Conn = psycopg.Connection[Any]
@@ -307,7 +307,7 @@ class PostgresRows:
         return [ATTEMPTS.read(row) for row in rows]
 
     def keyed(self, keys: Collection[str]) -> list[Job]:
-        return self._jobs(f"idempotency_key = ANY(%s) ORDER BY id{self._lock}", (list(keys),))
+        return self._jobs("idempotency_key = ANY(%s)", (list(keys),))
 
     def states(self, ids: Collection[UUID]) -> dict[UUID, JobState]:
         rows = self._all("SELECT id, state FROM taskyard.jobs WHERE id = ANY(%s)", (list(ids),))
@@ -316,8 +316,8 @@ class PostgresRows:
     # --- candidates -----------------------------------------------------------------------
 
     def claimable(self, request: ClaimRequest, *, state: JobState, now: datetime) -> list[Job]:
-        """Only for the engine's claim on a caller's connection; the store claims with
-        `hotpaths.claim`."""
+        """The engine's claim on these rows (the store itself claims with `hotpaths.claim`,
+        which the differential test holds to this)."""
         return self._jobs(
             f"""state = {literals(state)} AND run_at <= %(now)s
                 AND queue NOT IN (SELECT queue FROM taskyard.paused_queues)
@@ -387,7 +387,7 @@ class PostgresRows:
         params = {
             "w": Jsonb(jobs),
             "a": Jsonb([_ATTEMPT_DOCUMENT(a) for a in changes.attempts]),
-            "open": Outcome.RUNNING.value,
+            "open": plans.OPEN.value,
         }
         row = self._cursor().execute(_WRITE_BATCH, params).fetchone()
         # The rows are locked by this transaction: every guarded write must land.

@@ -7,7 +7,8 @@
 * `engine`: `StoreEngine`, the `JobStore` over an adapter's rows.
 """
 
+from taskyard.domain.store import plans, reads
 from taskyard.domain.store.engine import StoreEngine
 from taskyard.domain.store.rows import Changes, JobWrite, Rows, RowStore
 
-__all__ = ["Changes", "JobWrite", "RowStore", "Rows", "StoreEngine"]
+__all__ = ["Changes", "JobWrite", "RowStore", "Rows", "StoreEngine", "plans", "reads"]

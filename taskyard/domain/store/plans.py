@@ -73,8 +73,6 @@ ACTIVE = frozenset(JobState) - TERMINAL_STATES
 RETRYABLE = frozenset(s for s in JobState if t.allowed(s, t.Event.RETRY))
 PROMOTABLE = Promotable(states=WAITING_STATES, gated=S.SCHEDULED, gate_open=S.SUCCEEDED)
 """A retrying job is due at its run_at; a scheduled one also waits for its dependencies."""
-FAILED_DEPENDENCY = frozenset({S.DEAD, S.CANCELLED})
-"""A dependency in one of these states never succeeds (`transitions.judge_dependencies`)."""
 
 
 class Batch:
@@ -354,7 +352,7 @@ def resolve_dependencies(rows: Rows, *, limit: int) -> list[Job]:
     statement sees one snapshot: a chain resolves one level per call."""
     assert limit >= 1, limit
     now = rows.now()
-    candidates = rows.blocked(state=S.SCHEDULED, failed=FAILED_DEPENDENCY, limit=limit)
+    candidates = rows.blocked(state=PROMOTABLE.gated, failed=t.FAILED_DEPENDENCY, limit=limit)
     states = _dependency_states(rows, candidates)
     batch = Batch(candidates)
     cancelled: list[Job] = []
