@@ -134,22 +134,6 @@ def fault_plans(draw: st.DrawFn, *, with_sites: bool = True) -> FaultPlan:
     return FaultPlan(actions=tuple(actions), sites=sites)
 
 
-jitters = st.sampled_from(list(Jitter))
-
-
-@st.composite
-def retry_policies(draw: st.DrawFn) -> RetryPolicy:
-    base_s = draw(st.floats(min_value=0.001, max_value=3600, allow_nan=False))
-    factor = draw(st.floats(min_value=1.0, max_value=10.0, allow_nan=False))
-    max_s = draw(st.floats(min_value=base_s, max_value=base_s * 1e6, allow_nan=False))
-    return RetryPolicy(base_s=base_s, factor=factor, max_s=max_s, jitter=draw(jitters))
-
-
-attempt_numbers = st.integers(min_value=1, max_value=5000)
-priorities = st.integers(min_value=-100, max_value=100)
-queue_names = st.sampled_from(["default", "mail", "reports"])
-
-
 # --- store histories ----------------------------------------------------------------------
 
 STORE_QUEUES = ("a", "b", "c")
@@ -207,3 +191,19 @@ store_histories = st.tuples(
     st.lists(store_ops(), min_size=4, max_size=30),
 ).map(lambda parts: [*parts[0], *parts[1]])
 """A few enqueues, then anything: enough jobs and leases for a hot path to meet."""
+
+
+jitters = st.sampled_from(list(Jitter))
+
+
+@st.composite
+def retry_policies(draw: st.DrawFn) -> RetryPolicy:
+    base_s = draw(st.floats(min_value=0.001, max_value=3600, allow_nan=False))
+    factor = draw(st.floats(min_value=1.0, max_value=10.0, allow_nan=False))
+    max_s = draw(st.floats(min_value=base_s, max_value=base_s * 1e6, allow_nan=False))
+    return RetryPolicy(base_s=base_s, factor=factor, max_s=max_s, jitter=draw(jitters))
+
+
+attempt_numbers = st.integers(min_value=1, max_value=5000)
+priorities = st.integers(min_value=-100, max_value=100)
+queue_names = st.sampled_from(["default", "mail", "reports"])

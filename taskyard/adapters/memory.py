@@ -129,7 +129,9 @@ class MemoryRows:
 
     def promotable(self, rule: Promotable, *, now: datetime, limit: int) -> list[Job]:
         """Here the rule itself picks (a variant of it under test picks what it would)."""
-        due = sorted((j for j in self._in(rule.states) if j.run_at <= now), key=lambda j: j.run_at)
+        due = sorted(
+            (j for j in self._in(rule.states) if j.run_at <= now), key=lambda j: (j.run_at, j.id)
+        )
         found = (
             job
             for job in due
