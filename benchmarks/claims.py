@@ -100,19 +100,11 @@ def _explain(url: str, *, by_queue: bool, limit: int) -> str:
         from taskyard.domain.store import plans as p
 
         conn.execute(
-            "SELECT count(*) FROM taskyard.claim(%s, %s, %s, %s::text[], NULL, %s, %s, %s)",
-            (
-                "explain",
-                limit,
-                30.0,
-                ["q1"] if by_queue else None,
-                p.CLAIMABLE.value,
-                p.LEASED.value,
-                p.OPEN.value,
-            ),
+            "SELECT count(*) FROM taskyard.claim(%s, %s, %s, %s::text[], NULL, %s, %s)",
+            ("explain", limit, 30.0, ["q1"] if by_queue else None, p.LEASED.value, p.OPEN.value),
         )
         conn.rollback()
-    nested = [p for p in plans if "taskyard.jobs" in p and "claimed" in p]
+    nested = [p for p in plans if "taskyard.jobs" in p and ("LockRows" in p or "claimed" in p)]
     return "\n".join(nested or plans)
 
 

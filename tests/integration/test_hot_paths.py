@@ -35,7 +35,7 @@ from taskyard.adapters.postgres.rows import ATTEMPTS, COPY_MIN_JOBS, JOBS, J, Po
 from taskyard.adapters.sqlshared import normalized
 from taskyard.domain.errors import TaskyardError
 from taskyard.domain.ids import uuid7
-from taskyard.domain.model import Attempt, ErrorInfo, Job, JobState, LeaseRef, NewJob
+from taskyard.domain.model import Attempt, ErrorInfo, Job, JobState, LeaseRef, NewJob, Outcome
 from taskyard.domain.ports import ClaimRequest, ReportResult, ReportStatus
 from taskyard.domain.retry import Jitter, RetryPolicy
 from taskyard.domain.store import Changes, plans
@@ -120,6 +120,15 @@ class History:
                 self._play_on(kind, ref, rest)
         except TaskyardError:
             pass  # a refusal is part of a history too
+
+    def lease_fresh(self) -> None:
+        """Three more running jobs with long leases, the first asked to cancel: whatever came
+        before, a heartbeat or a report has live leases of both kinds to meet."""
+        self.store.enqueue([self.new_job(task="t1", queue="z") for _ in range(3)])
+        request = ClaimRequest(worker="w1", limit=3, lease_ttl_s=600, queues=frozenset({"z"}))
+        claimed = self.store.claim(request)
+        self.refs.extend(job.ref() for job in claimed)
+        self.store.cancel(claimed[0].id)
 
     def _play_on(self, kind: str, ref: LeaseRef, rest: list[Any]) -> None:
         if kind == "heartbeat":
@@ -343,6 +352,7 @@ def test_the_heartbeat_statement_extends_what_the_pure_heartbeat_extends(
     ttl_ms: int,
 ) -> None:
     history = played(ops)
+    history.lease_fresh()
     refs = _refs(history, picked, strangers)
     both = twins(conn, history, align, near=refs)
     ttl_s = ttl_ms / 1000
@@ -369,6 +379,7 @@ def test_the_success_statement_commits_exactly_the_successes_the_pure_rule_commi
     strangers: int,
 ) -> None:
     history = played(ops)
+    history.lease_fresh()
     refs = _refs(history, picked, strangers)
     reports = [
         report(ref, kinds[n % len(kinds)] if kinds else "succeeded") for n, ref in enumerate(refs)
@@ -453,3 +464,38 @@ def test_the_plain_insert_makes_the_jobs_the_pure_create_makes(
     assert made == expected
     event(f"created {sorted({e.job.state.value for e in made})}")
     both.assert_same_rows()
+
+
+def test_the_states_the_statements_select_by_are_the_domains(conn: psycopg.Connection[Any]) -> None:
+    """Where a partial index is declared on a state, a statement selects by it as a literal
+    (a cached plan can use the index only for a literal), and the states it writes come in
+    as parameters: every state or outcome a hot statement names is the domain's."""
+
+    def named(text: str) -> set[str]:
+        names = {s.value for s in JobState} | {o.value for o in Outcome}
+        return {name for name in names if f"'{name}'" in text}
+
+    def definition(signature: str) -> str:
+        row = conn.execute("SELECT pg_get_functiondef(%s::regprocedure)", (signature,)).fetchone()
+        assert row is not None
+        return str(row[0])
+
+    claim = definition("taskyard.claim(text, integer, float8, text[], text[], text, text)")
+    heartbeat = definition("taskyard.heartbeat(uuid[], integer[], text[], float8)")
+    report = definition(
+        "taskyard.report_succeeded(uuid[], integer[], text[], text[], text, text, text)"
+    )
+    assert (named(claim), named(heartbeat), named(report)) == (
+        {plans.CLAIMABLE.value},
+        {plans.LEASED.value},
+        {plans.LEASED.value},
+    )
+    indexes = dict(
+        conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'taskyard'")
+    )
+    for index, state in (
+        ("jobs_claim", plans.CLAIMABLE),
+        ("jobs_claim_queue", plans.CLAIMABLE),
+        ("jobs_running", plans.LEASED),
+    ):
+        assert f"WHERE (state = '{state.value}'::text)" in indexes[index], indexes[index]

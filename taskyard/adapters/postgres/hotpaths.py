@@ -2,7 +2,7 @@
 the engine's load, decide and write.
 
 * `claim`: `taskyard.claim` (migration 0003), instead of `plans.claim`;
-* `heartbeat`: `taskyard.heartbeat` (0003), instead of `plans.heartbeat`;
+* `heartbeat`: `taskyard.heartbeat` (0002), instead of `plans.heartbeat`;
 * `report_succeeded`: `taskyard.report_succeeded` (0003), for the first success of each
   job in a batch, instead of `plans.report` (every other report still goes there);
 * `insert_plain`: one `INSERT ... SELECT` that reads `now()` itself, for fewer than
@@ -10,11 +10,13 @@ the engine's load, decide and write.
   `plans.enqueue` (a larger batch of them goes to `plans.enqueue`, which writes it with
   one `COPY`).
 
-Each restates one rule of the domain in SQL, so each takes the states and outcomes it
-tests and writes as parameters (named by `taskyard.domain.store.plans`), and each has a
-differential test (`tests/integration/test_hot_paths.py`) that runs generated histories
-through it and through the pure rule at the same `now()` and finds the same jobs, attempt
-records and answers. Each is one round trip.
+Each restates one rule of the domain in SQL. The states and outcomes a statement writes
+come in as parameters, named by `taskyard.domain.store.plans`; the state a statement selects
+rows by is a literal where a partial index is declared on it (a cached plan can use the
+index only for a literal; migration 0003 says what a parameter there cost), and
+`test_hot_paths.py` holds those literals to the domain. Each hot path has a differential
+test there that runs generated histories through it and through the pure rule at the same
+`now()` and finds the same jobs, attempt records and answers. Each is one round trip.
 """
 
 from __future__ import annotations
@@ -45,13 +47,9 @@ def _binary(conn: Conn) -> psycopg.Cursor[TupleRow]:
 
 _CLAIM = f"""
 SELECT {J} FROM taskyard.claim(%(worker)s, %(limit)s, %(ttl_s)s, %(queues)s::text[],
-    %(tasks)s::text[], %(claimable)s, %(leased)s, %(open)s) AS j
+    %(tasks)s::text[], %(leased)s, %(open)s) AS j
 """
-_CLAIM_STATES = {
-    "claimable": plans.CLAIMABLE.value,
-    "leased": plans.LEASED.value,
-    "open": plans.OPEN.value,
-}
+_CLAIM_STATES = {"leased": plans.LEASED.value, "open": plans.OPEN.value}
 
 
 def claim(conn: Conn, request: ClaimRequest) -> list[Job]:
@@ -73,7 +71,7 @@ def claim(conn: Conn, request: ClaimRequest) -> list[Job]:
 _HEARTBEAT = """
 SELECT id, attempt, lease_worker, lease_expires_at, cancel_requested
 FROM taskyard.heartbeat(%(ids)s::uuid[], %(attempts)s::integer[], %(workers)s::text[],
-    %(ttl_s)s, %(leased)s)
+    %(ttl_s)s)
 """
 
 
@@ -85,7 +83,6 @@ def heartbeat(conn: Conn, refs: Sequence[LeaseRef], *, lease_ttl_s: float) -> li
         "ids": [r.job_id for r in ordered],
         "attempts": [r.attempt for r in ordered],
         "workers": [r.worker for r in ordered],
-        "leased": plans.LEASED.value,
     }
     held = {
         LeaseRef(job_id=job_id, attempt=attempt, worker=worker): (utc(expires), cancel)
@@ -109,8 +106,7 @@ def heartbeat(conn: Conn, refs: Sequence[LeaseRef], *, lease_ttl_s: float) -> li
 
 _REPORT_SUCCEEDED = """
 SELECT job_id FROM taskyard.report_succeeded(%(ids)s::uuid[], %(attempts)s::integer[],
-    %(workers)s::text[], %(results)s::text[], %(leased)s, %(succeeded)s, %(open)s,
-    %(closed)s) AS r(job_id)
+    %(workers)s::text[], %(results)s::text[], %(succeeded)s, %(open)s, %(closed)s) AS r(job_id)
 """
 
 
@@ -123,7 +119,6 @@ def report_succeeded(conn: Conn, reports: Sequence[t.Report]) -> set[UUID]:
         "attempts": [r.ref.attempt for r in reports],
         "workers": [r.ref.worker for r in reports],
         "results": [json_text(r.result) for r in reports],
-        "leased": plans.LEASED.value,
         "succeeded": JobState.SUCCEEDED.value,
         "open": plans.OPEN.value,
         "closed": Outcome.SUCCEEDED.value,
