@@ -27,16 +27,7 @@ from psycopg.pq import Format
 from psycopg.rows import TupleRow, tuple_row
 from psycopg.types.json import Jsonb
 
-from taskyard.adapters.sqlshared import (
-    Column,
-    Table,
-    enum_value,
-    error_column,
-    filter_terms,
-    json_text,
-    literals,
-    policy_from_json,
-)
+from taskyard.adapters import sqlshared as sql
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobFilter, JobQuery
 from taskyard.domain.retry import RetryPolicy
@@ -66,7 +57,7 @@ def _policy(text: str) -> RetryPolicy:
     if policy is None:
         if len(_POLICIES) >= _CACHED_MAX:
             _POLICIES.clear()
-        policy = _POLICIES[text] = policy_from_json(text)
+        policy = _POLICIES[text] = sql.policy_from_json(text)
     return policy
 
 
@@ -88,50 +79,50 @@ def _args(text: str) -> dict[str, Any]:
 
 
 def _args_text(args: Any) -> str:
-    return json_text(args) if args else "{}"  # type: ignore[return-value]
+    return sql.json_text(args) if args else "{}"  # type: ignore[return-value]
 
 
-JOBS = Table(
+JOBS = sql.Table(
     Job,
     [
-        Column("id", "uuid"),
-        Column("task"),
-        Column("args", "jsonb", load=_args, dump=_args_text, select="{c}::text"),
-        Column("queue"),
-        Column("priority", "integer", changes=True),
-        Column("run_at", "timestamptz", load=utc, changes=True),
-        Column("max_attempts", "integer"),
-        Column("backoff", "jsonb", load=_policy, dump=_policy_text, select="{c}::text"),
-        Column("timeout_s", "double precision", null=True),
-        Column("idempotency_key", null=True),
-        Column("depends_on", "uuid[]", load=tuple, dump=list),
-        Column("state", load=_STATES.__getitem__, dump=enum_value, changes=True),
-        Column("attempt", "integer", changes=True),
-        Column("attempt_limit", "integer", changes=True),
-        Column("created_at", "timestamptz", load=utc),
-        Column("updated_at", "timestamptz", load=utc, changes=True),
-        Column("finished_at", "timestamptz", load=utc, null=True, changes=True),
-        Column("lease_worker", null=True, changes=True),
-        Column("lease_expires_at", "timestamptz", load=utc, null=True, changes=True),
-        Column("cancel_requested", "boolean", changes=True),
-        Column("checkpoint", "jsonb", dump=json_text, null=True, changes=True),
-        Column("result", "jsonb", dump=json_text, null=True, changes=True),
-        error_column("last_error", "jsonb"),
-        Column("correlation_id", null=True),
-        Column("fingerprint", null=True),
+        sql.Column("id", "uuid"),
+        sql.Column("task"),
+        sql.Column("args", "jsonb", load=_args, dump=_args_text, select="{c}::text"),
+        sql.Column("queue"),
+        sql.Column("priority", "integer", changes=True),
+        sql.Column("run_at", "timestamptz", load=utc, changes=True),
+        sql.Column("max_attempts", "integer"),
+        sql.Column("backoff", "jsonb", load=_policy, dump=_policy_text, select="{c}::text"),
+        sql.Column("timeout_s", "double precision", null=True),
+        sql.Column("idempotency_key", null=True),
+        sql.Column("depends_on", "uuid[]", load=tuple, dump=list),
+        sql.Column("state", load=_STATES.__getitem__, dump=sql.enum_value, changes=True),
+        sql.Column("attempt", "integer", changes=True),
+        sql.Column("attempt_limit", "integer", changes=True),
+        sql.Column("created_at", "timestamptz", load=utc),
+        sql.Column("updated_at", "timestamptz", load=utc, changes=True),
+        sql.Column("finished_at", "timestamptz", load=utc, null=True, changes=True),
+        sql.Column("lease_worker", null=True, changes=True),
+        sql.Column("lease_expires_at", "timestamptz", load=utc, null=True, changes=True),
+        sql.Column("cancel_requested", "boolean", changes=True),
+        sql.Column("checkpoint", "jsonb", dump=sql.json_text, null=True, changes=True),
+        sql.Column("result", "jsonb", dump=sql.json_text, null=True, changes=True),
+        sql.error_column("last_error", "jsonb"),
+        sql.Column("correlation_id", null=True),
+        sql.Column("fingerprint", null=True),
     ],
 )
-ATTEMPTS = Table(
+ATTEMPTS = sql.Table(
     Attempt,
     [
-        Column("job_id", "uuid"),
-        Column("attempt", "integer"),
-        Column("worker"),
-        Column("started_at", "timestamptz", load=utc),
-        Column("lease_expires_at", "timestamptz", load=utc, changes=True),
-        Column("finished_at", "timestamptz", load=utc, null=True, changes=True),
-        Column("outcome", load=Outcome, dump=enum_value, changes=True),
-        error_column("error", "jsonb"),
+        sql.Column("job_id", "uuid"),
+        sql.Column("attempt", "integer"),
+        sql.Column("worker"),
+        sql.Column("started_at", "timestamptz", load=utc),
+        sql.Column("lease_expires_at", "timestamptz", load=utc, changes=True),
+        sql.Column("finished_at", "timestamptz", load=utc, null=True, changes=True),
+        sql.Column("outcome", load=Outcome, dump=sql.enum_value, changes=True),
+        sql.error_column("error", "jsonb"),
     ],
 )
 J = JOBS.select()
@@ -146,21 +137,23 @@ _JSON_WIRE: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _record_type(column: Column) -> str:
+def _record_type(column: sql.Column) -> str:
     """JSON columns arrive as JSON text (a string in the document) and are cast back."""
     return "text" if column.type == "jsonb" else column.type
 
 
-def record_value(column: Column, source: str) -> str:
+def record_value(column: sql.Column, source: str) -> str:
     return f"{source}.{column.name}::jsonb" if column.type == "jsonb" else f"{source}.{column.name}"
 
 
-def _recordset(alias: str, columns: Sequence[Column], *, extra: str = "") -> str:
+def _recordset(alias: str, columns: Sequence[sql.Column], *, extra: str = "") -> str:
     types = ", ".join(f"{c.name} {_record_type(c)}" for c in columns)
     return f"jsonb_to_recordset(%({alias})s::jsonb) AS {alias}({extra}{types})"
 
 
-def _documents(table: Table[Any], columns: Sequence[Column]) -> Callable[[Any], dict[str, Any]]:
+def _documents(
+    table: sql.Table[Any], columns: Sequence[sql.Column]
+) -> Callable[[Any], dict[str, Any]]:
     """An object as a JSON document of `columns` (one record of a recordset)."""
     values = table.writer(columns, wire=_JSON_WIRE)
     names = [c.name for c in columns]
@@ -254,11 +247,11 @@ def copy_jobs(conn: Conn, jobs: Sequence[Job]) -> None:
 
 def filter_sql(job_filter: JobFilter, params: dict[str, Any]) -> str:
     """`AND ...` conditions for a filter; their parameters go into `params`."""
-    sql = ""
-    for column, values in filter_terms(job_filter):
-        sql += f" AND {column} = ANY(%(f_{column})s::text[])"
+    where = ""
+    for column, values in sql.filter_terms(job_filter):
+        where += f" AND {column} = ANY(%(f_{column})s::text[])"
         params[f"f_{column}"] = values
-    return sql
+    return where
 
 
 class PostgresRows:
@@ -319,7 +312,7 @@ class PostgresRows:
         """The engine's claim on these rows (the store itself claims with `hotpaths.claim`,
         which the differential test holds to this)."""
         return self._jobs(
-            f"""state = {literals(state)} AND run_at <= %(now)s
+            f"""state = {sql.literals(state)} AND run_at <= %(now)s
                 AND queue NOT IN (SELECT queue FROM taskyard.paused_queues)
                 AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
                 AND (%(tasks)s::text[] IS NULL OR task = ANY(%(tasks)s::text[]))
@@ -334,27 +327,28 @@ class PostgresRows:
 
     def promotable(self, rule: Promotable, *, now: datetime, limit: int) -> list[Job]:
         return self._jobs(
-            f"""state IN ({literals(*rule.states)}) AND run_at <= %s
-                AND (state <> {literals(rule.gated)} OR NOT EXISTS (
+            f"""state IN ({sql.literals(*rule.states)}) AND run_at <= %s
+                AND (state <> {sql.literals(rule.gated)} OR NOT EXISTS (
                     SELECT 1 FROM taskyard.dependencies AS d
                     JOIN taskyard.jobs AS p ON p.id = d.depends_on
-                    WHERE d.job_id = j.id AND p.state <> {literals(rule.gate_open)}))
+                    WHERE d.job_id = j.id AND p.state <> {sql.literals(rule.gate_open)}))
                 ORDER BY run_at, id LIMIT %s{self._skip}""",
             (now, limit),
         )
 
     def expired(self, *, state: JobState, now: datetime, limit: int) -> list[Job]:
         return self._jobs(
-            f"state = {literals(state)} AND lease_expires_at < %s ORDER BY id LIMIT %s{self._skip}",
+            f"state = {sql.literals(state)} AND lease_expires_at < %s"
+            f" ORDER BY id LIMIT %s{self._skip}",
             (now, limit),
         )
 
     def blocked(self, *, state: JobState, failed: Collection[JobState], limit: int) -> list[Job]:
         return self._jobs(
-            f"""state = {literals(state)} AND cardinality(depends_on) > 0 AND EXISTS (
+            f"""state = {sql.literals(state)} AND cardinality(depends_on) > 0 AND EXISTS (
                     SELECT 1 FROM taskyard.dependencies AS d
                     JOIN taskyard.jobs AS p ON p.id = d.depends_on
-                    WHERE d.job_id = j.id AND p.state IN ({literals(*failed)}))
+                    WHERE d.job_id = j.id AND p.state IN ({sql.literals(*failed)}))
                 ORDER BY id LIMIT %s{self._skip}""",
             (limit,),
         )
@@ -362,7 +356,9 @@ class PostgresRows:
     def matching(self, job_filter: JobFilter, *, states: Collection[JobState]) -> list[Job]:
         params: dict[str, Any] = {}
         where = filter_sql(job_filter, params)
-        return self._jobs(f"state IN ({literals(*states)}){where} ORDER BY id{self._lock}", params)
+        return self._jobs(
+            f"state IN ({sql.literals(*states)}){where} ORDER BY id{self._lock}", params
+        )
 
     # --- writing --------------------------------------------------------------------------
 
@@ -426,14 +422,14 @@ class PostgresRows:
     def earliest_run_at(self, *, states: Collection[JobState], after: datetime) -> datetime | None:
         found = self._one(
             f"SELECT min(run_at) FROM taskyard.jobs"
-            f" WHERE state IN ({literals(*states)}) AND run_at > %s",
+            f" WHERE state IN ({sql.literals(*states)}) AND run_at > %s",
             (after,),
         )
         return None if found is None else utc(found)
 
     def earliest_expiry(self, *, state: JobState, after: datetime) -> datetime | None:
         found = self._one(
-            f"SELECT min(lease_expires_at) FROM taskyard.jobs WHERE state = {literals(state)}"
+            f"SELECT min(lease_expires_at) FROM taskyard.jobs WHERE state = {sql.literals(state)}"
             " AND lease_expires_at > %s",
             (after,),
         )
