@@ -54,12 +54,15 @@ BEGIN
             ORDER BY c.priority DESC, c.run_at, c.id
             LIMIT p_limit);
     END IF;
+    -- The picks are locked by this call since the pick (FOR UPDATE), so they are still
+    -- queued: no guard can fail here, and a state predicate would let the planner reach
+    -- for a partial index it believes empty (an unanalysed table) and scan all of it.
     RETURN QUERY
     WITH claimed AS (
         UPDATE taskyard.jobs AS u
         SET state = p_leased, attempt = u.attempt + 1, lease_worker = p_worker,
             lease_expires_at = now() + make_interval(secs => p_ttl_s), updated_at = now()
-        WHERE u.id = ANY(v_picked) AND u.state = 'queued'
+        WHERE u.id = ANY(v_picked)
         RETURNING u.*
     ), opened AS (
         INSERT INTO taskyard.attempts (job_id, attempt, worker, started_at,
