@@ -82,7 +82,7 @@ def _url_for(admin_url: str, name: str) -> str:
 
 
 def _explain(url: str, *, by_queue: bool, limit: int) -> str:
-    """The plan of the claim statement inside `taskyard.claim` (migration 0002), with its
+    """The plan of the claim statement inside `taskyard.claim` (migration 0003), with its
     own planner settings, as `auto_explain` logs it to this session (a superuser's: `LOAD`),
     in a transaction that is rolled back."""
     plans: list[str] = []
@@ -97,12 +97,14 @@ def _explain(url: str, *, by_queue: bool, limit: int) -> str:
             "SET LOCAL client_min_messages = log",
         ):
             conn.execute(statement)
+        from taskyard.domain.store import plans as p
+
         conn.execute(
-            "SELECT count(*) FROM taskyard.claim(%s, %s, %s, %s::text[], NULL)",
-            ("explain", limit, 30.0, ["q1"] if by_queue else None),
+            "SELECT count(*) FROM taskyard.claim(%s, %s, %s, %s::text[], NULL, %s, %s)",
+            ("explain", limit, 30.0, ["q1"] if by_queue else None, p.LEASED.value, p.OPEN.value),
         )
         conn.rollback()
-    nested = [p for p in plans if "taskyard.jobs" in p and "picked" in p]
+    nested = [p for p in plans if "taskyard.jobs" in p and ("LockRows" in p or "claimed" in p)]
     return "\n".join(nested or plans)
 
 

@@ -142,6 +142,65 @@ def fault_plans(draw: st.DrawFn, *, with_sites: bool = True) -> FaultPlan:
     return FaultPlan(actions=tuple(actions), sites=sites)
 
 
+# --- store histories ----------------------------------------------------------------------
+
+STORE_QUEUES = ("a", "b", "c")
+STORE_TASKS = ("t1", "t2")
+STORE_WORKERS = ("w1", "w2")
+milliseconds = st.integers(min_value=1, max_value=5_000)
+"""Lease TTLs, delays and clock steps in whole milliseconds (every store keeps microseconds,
+so no rounding can tell two stores apart)."""
+
+
+@st.composite
+def store_ops(draw: st.DrawFn, *, kinds: tuple[str, ...] | None = None) -> tuple[object, ...]:
+    """One step of a store history (`tests.integration.test_hot_paths.History` plays it)."""
+    kind = draw(
+        st.sampled_from(
+            kinds
+            or ["enqueue"] * 2
+            + ["claim"] * 3
+            + ["advance"] * 2
+            + ["heartbeat", "report", "report", "release", "cancel", "pause", "scheduler"]
+        )
+    )
+    pick = draw(st.integers(min_value=0, max_value=50))
+    if kind == "enqueue":
+        return (
+            kind,
+            draw(st.integers(min_value=1, max_value=4)),
+            draw(st.sampled_from(STORE_QUEUES)),
+            draw(st.sampled_from(STORE_TASKS)),
+            draw(st.sampled_from([0, 0, 0, 1, -1])),  # ties, so run_at and id decide
+            draw(st.none() | st.just(0) | milliseconds),
+            draw(st.integers(min_value=1, max_value=3)),
+            draw(st.booleans()),  # depends on an earlier job
+            draw(st.none() | st.sampled_from(["k1", "k2"])),
+        )
+    if kind == "claim":
+        return (
+            kind,
+            draw(st.sampled_from(STORE_WORKERS)),
+            draw(st.integers(min_value=1, max_value=4)),
+            draw(milliseconds | st.just(600_000)),  # a lease that lapses, or one that lasts
+        )
+    if kind == "report":
+        outcome = draw(st.sampled_from(["succeeded", "failed", "timeout"]))
+        return (kind, pick, outcome, draw(st.booleans()))
+    if kind == "pause":
+        return (kind, draw(st.sampled_from(STORE_QUEUES)), draw(st.booleans()))
+    if kind == "advance":
+        return (kind, draw(milliseconds))
+    return (kind, pick, draw(milliseconds))
+
+
+store_histories = st.tuples(
+    st.lists(store_ops(kinds=("enqueue",)), min_size=2, max_size=5),
+    st.lists(store_ops(), min_size=4, max_size=30),
+).map(lambda parts: [*parts[0], *parts[1]])
+"""A few enqueues, then anything: enough jobs and leases for a hot path to meet."""
+
+
 jitters = st.sampled_from(list(Jitter))
 
 

@@ -174,12 +174,14 @@ class DependencyFailed:
 DependencyVerdict = DependenciesWait | DependenciesMet | DependencyFailed
 
 
+FAILED_DEPENDENCY: frozenset[JobState] = frozenset({S.DEAD, S.CANCELLED})
+"""A dependency in one of these states will never succeed."""
+
+
 def judge_dependencies(states: Mapping[UUID, JobState]) -> DependencyVerdict:
     """All succeeded: met; any dead or cancelled: failed (the lowest such id, for
     determinism); otherwise wait."""
-    failed = sorted(
-        (dep_id for dep_id, state in states.items() if state in (S.DEAD, S.CANCELLED)),
-    )
+    failed = sorted(dep_id for dep_id, state in states.items() if state in FAILED_DEPENDENCY)
     if failed:
         return DependencyFailed(failed[0], states[failed[0]])
     if all(state is S.SUCCEEDED for state in states.values()):
@@ -283,15 +285,18 @@ def fail_dependency(
     )
 
 
-def charged_failure(attempt: Attempt) -> bool:
+def charged(outcome: Outcome, error_type: str | None) -> bool:
     """An attempt that ended without success and used up one of the job's attempts: failed,
     timed out, lost with its worker, or closed stale (its lease lapsed before its report
     came). A graceful hand-back (`worker_lost` of type `shutdown`) is not charged."""
-    if attempt.outcome in (Outcome.FAILED, Outcome.TIMEOUT, Outcome.STALE):
+    if outcome in (Outcome.FAILED, Outcome.TIMEOUT, Outcome.STALE):
         return True
-    return attempt.outcome is Outcome.WORKER_LOST and (
-        attempt.error is None or attempt.error.type != SHUTDOWN_ERROR
-    )
+    return outcome is Outcome.WORKER_LOST and error_type != SHUTDOWN_ERROR
+
+
+def charged_failure(attempt: Attempt) -> bool:
+    """`charged` for one attempt record."""
+    return charged(attempt.outcome, attempt.error.type if attempt.error else None)
 
 
 REAPABLE_AFTER = timedelta(microseconds=1)

@@ -209,6 +209,18 @@ def test_a_dependent_names_the_lowest_failed_dependency(store: JobStore) -> None
     assert store.resolve_dependencies(limit=10) == []
 
 
+def test_a_chain_of_dependents_resolves_one_level_per_call(store: JobStore) -> None:
+    """The port's promise: every job is judged on the states at the start of the call."""
+    parent = f.enqueue(store, delay_s=600)
+    child = f.enqueue(store, depends_on=[parent.id])
+    grandchild = f.enqueue(store, depends_on=[child.id])
+    store.cancel(parent.id)
+    assert [j.id for j in store.resolve_dependencies(limit=10)] == [child.id]
+    assert store.get(grandchild.id).state is S.SCHEDULED
+    assert [j.id for j in store.resolve_dependencies(limit=10)] == [grandchild.id]
+    assert store.resolve_dependencies(limit=10) == []
+
+
 def test_reaping_honours_its_limit(store_harness: Harness[JobStore]) -> None:
     store = store_harness.adapter
     f.enqueue_many(store, 3)

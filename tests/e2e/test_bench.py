@@ -20,7 +20,7 @@ import psycopg
 import pytest
 import redis
 
-import taskyard.adapters.sqlshared
+import taskyard.domain.store.plans
 import taskyard.entrypoints.bench.phases
 import taskyard.entrypoints.bench.target
 
@@ -140,7 +140,7 @@ def test_a_bad_setting_stops_the_bench_with_one_line_and_exit_2(
     [
         taskyard.entrypoints.bench.phases,
         taskyard.entrypoints.bench.target,
-        taskyard.adapters.sqlshared,
+        taskyard.domain.store.plans,
     ],
 )
 def test_the_doctests_of_the_bench_and_the_batch_planning_hold(module: Any) -> None:

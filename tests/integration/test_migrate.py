@@ -36,6 +36,9 @@ def _migrate(url: str) -> subprocess.Popen[str]:
     )
 
 
+ALL_VERSIONS = [(1, "initial"), (2, "hot_paths"), (3, "hot_path_arguments")]
+
+
 def _recorded(url: str) -> list[tuple[int, str]]:
     with psycopg.connect(url) as conn:
         return [
@@ -54,16 +57,17 @@ def test_migrate_twice_exits_zero_and_records_the_version_once(fresh_url: str) -
         f"taskyard migrate {redact_url(fresh_url)}",
         "applied 0001_initial",
         "applied 0002_hot_paths",
-        "taskyard schema at version 2",
+        "applied 0003_hot_path_arguments",
+        "taskyard schema at version 3",
     ]
     second = _migrate(fresh_url)
     out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
     assert out.splitlines() == [
         f"taskyard migrate {redact_url(fresh_url)}",
-        "taskyard schema at version 2 (up to date)",
+        "taskyard schema at version 3 (up to date)",
     ]
-    assert _recorded(fresh_url) == [(1, "initial"), (2, "hot_paths")]
+    assert _recorded(fresh_url) == ALL_VERSIONS
     with psycopg.connect(fresh_url) as conn:
         tables = {
             name
@@ -71,15 +75,22 @@ def test_migrate_twice_exits_zero_and_records_the_version_once(fresh_url: str) -
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = 'taskyard'"
             )
         }
-        functions = {
-            name
-            for (name,) in conn.execute(
-                "SELECT routine_name FROM information_schema.routines"
-                " WHERE routine_schema = 'taskyard'"
-            )
-        }
+        functions = sorted(
+            conn.execute(
+                "SELECT proname, pronargs FROM pg_proc"
+                " WHERE pronamespace = 'taskyard'::regnamespace"
+            ).fetchall()
+        )
     assert tables == {"jobs", "attempts", "dependencies", "paused_queues", "schema_migrations"}
-    assert functions == {"claim", "heartbeat", "report_succeeded"}
+    # Version 3's claim and success report take the states they write as arguments;
+    # version 2's stay beside them for the taskyard before this one in a rolling upgrade.
+    assert functions == [
+        ("claim", 5),
+        ("claim", 7),
+        ("heartbeat", 4),
+        ("report_succeeded", 4),
+        ("report_succeeded", 7),
+    ]
 
 
 def test_a_version_1_schema_is_upgraded_by_applying_only_what_it_lacks(fresh_url: str) -> None:
@@ -101,8 +112,12 @@ def test_a_version_1_schema_is_upgraded_by_applying_only_what_it_lacks(fresh_url
     proc = _migrate(fresh_url)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert out.splitlines()[1:] == ["applied 0002_hot_paths", "taskyard schema at version 2"]
-    assert _recorded(fresh_url) == [(1, "initial"), (2, "hot_paths")]
+    assert out.splitlines()[1:] == [
+        "applied 0002_hot_paths",
+        "applied 0003_hot_path_arguments",
+        "taskyard schema at version 3",
+    ]
+    assert _recorded(fresh_url) == ALL_VERSIONS
 
 
 def test_concurrent_migrations_apply_each_version_once(fresh_url: str) -> None:
@@ -111,7 +126,7 @@ def test_concurrent_migrations_apply_each_version_once(fresh_url: str) -> None:
     assert [proc.returncode for proc in procs] == [0] * 4, [err for _, err in results]
     applied = [out for out, _ in results if "applied 0001_initial" in out]
     assert len(applied) == 1
-    assert _recorded(fresh_url) == [(1, "initial"), (2, "hot_paths")]
+    assert _recorded(fresh_url) == ALL_VERSIONS
 
 
 def test_migrate_refuses_a_bad_url_with_one_line(

@@ -1,0 +1,147 @@
+"""`StoreEngine`: the whole `JobStore`, over an adapter's row access.
+
+Each method is one transaction of the adapter's `RowStore` running one function of
+`plans` or `reads`. An adapter is an engine given its rows; an adapter with a faster way
+for a hot path overrides that method and hands what it cannot do itself back to the
+engine (PostgreSQL does so for claim, heartbeat, successful reports and plain enqueues).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from taskyard.domain.model import (
+    Attempt,
+    AttemptTotals,
+    Enqueued,
+    Job,
+    LeaseRef,
+    NewJob,
+    QueueInfo,
+    Stats,
+)
+from taskyard.domain.ports import (
+    ClaimRequest,
+    JobFilter,
+    JobPage,
+    JobQuery,
+    LeaseStatus,
+    Promoted,
+    ReportResult,
+)
+from taskyard.domain.store import plans, reads
+from taskyard.domain.store.rows import Rows, RowStore
+from taskyard.domain.transitions import Report
+
+
+class StoreEngine:
+    """A `JobStore`. `normal` turns a JSON value into what the store reads back (identity
+    for a store that keeps Python values, a JSON round trip for a SQL one), so that a job
+    the store returns equals the job it later reads."""
+
+    def __init__(self, rows: RowStore, *, normal: plans.Normal = plans.as_is) -> None:
+        self._rows = rows
+        self._normal = normal
+
+    def now(self) -> datetime:
+        return self._rows.reading(lambda rows: rows.now())
+
+    # submission and reading
+
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        if not jobs:
+            return []
+        return self._rows.writing(lambda rows: plans.enqueue(rows, jobs, normal=self._normal))
+
+    def get(self, job_id: UUID) -> Job:
+        return self._rows.reading(lambda rows: reads.get(rows, job_id))
+
+    def list_jobs(self, query: JobQuery) -> JobPage:
+        return self._rows.reading(lambda rows: reads.list_jobs(rows, query))
+
+    def attempts(self, job_id: UUID) -> list[Attempt]:
+        return self._rows.reading(lambda rows: reads.attempts(rows, job_id))
+
+    # the worker's path
+
+    def claim(self, request: ClaimRequest) -> list[Job]:
+        return self._rows.writing(lambda rows: plans.claim(rows, request))
+
+    def heartbeat(self, refs: Sequence[LeaseRef], *, lease_ttl_s: float) -> list[LeaseStatus]:
+        assert lease_ttl_s > 0, lease_ttl_s
+        if not refs:
+            return []
+        return self._rows.writing(lambda rows: plans.heartbeat(rows, refs, lease_ttl_s=lease_ttl_s))
+
+    def checkpoint(self, ref: LeaseRef, state: object) -> None:
+        saved = self._normal(state)
+        self._rows.writing(lambda rows: plans.checkpoint(rows, ref, saved))
+
+    def report(self, reports: Sequence[Report]) -> list[ReportResult]:
+        if not reports:
+            return []
+        return self._rows.writing(lambda rows: plans.report(rows, reports, normal=self._normal))
+
+    def release(self, refs: Sequence[LeaseRef]) -> list[ReportResult]:
+        if not refs:
+            return []
+        return self._rows.writing(lambda rows: plans.release(rows, refs))
+
+    # the scheduler's path
+
+    def promote_due(self, *, limit: int) -> Promoted:
+        return self._rows.writing(lambda rows: plans.promote_due(rows, limit=limit))
+
+    def reap_expired(self, *, limit: int) -> list[Job]:
+        return self._rows.writing(lambda rows: plans.reap_expired(rows, limit=limit))
+
+    def resolve_dependencies(self, *, limit: int) -> list[Job]:
+        return self._rows.writing(lambda rows: plans.resolve_dependencies(rows, limit=limit))
+
+    def next_wakeup(self) -> datetime | None:
+        return self._rows.reading(reads.next_wakeup)
+
+    # a person's path
+
+    def cancel(self, job_id: UUID) -> Job:
+        return self._rows.writing(lambda rows: plans.change(rows, job_id, plans.cancel))
+
+    def retry(self, job_id: UUID) -> Job:
+        return self._rows.writing(lambda rows: plans.change(rows, job_id, plans.retry))
+
+    def reschedule(
+        self, job_id: UUID, *, priority: int | None = None, run_at: datetime | None = None
+    ) -> Job:
+        decide = plans.reschedule(priority=priority, run_at=run_at)
+        return self._rows.writing(lambda rows: plans.change(rows, job_id, decide))
+
+    def cancel_many(self, job_filter: JobFilter) -> int:
+        return self._rows.writing(
+            lambda rows: plans.change_many(rows, job_filter, plans.cancel, states=plans.ACTIVE)
+        )
+
+    def retry_many(self, job_filter: JobFilter) -> int:
+        return self._rows.writing(
+            lambda rows: plans.change_many(rows, job_filter, plans.retry, states=plans.RETRYABLE)
+        )
+
+    def set_paused(self, queue: str, *, paused: bool) -> None:
+        def work(rows: Rows) -> None:
+            rows.set_paused(queue, paused=paused)
+
+        self._rows.writing(work)
+
+    def queues(self) -> list[QueueInfo]:
+        return self._rows.reading(reads.queues)
+
+    def stats(self, *, window_s: float) -> Stats:
+        return self._rows.reading(lambda rows: reads.stats(rows, window_s=window_s))
+
+    # what an operator watches
+
+    def attempt_totals(self, *, run_s_buckets: Sequence[float]) -> AttemptTotals:
+        return self._rows.reading(
+            lambda rows: reads.attempt_totals(rows, run_s_buckets=run_s_buckets)
+        )

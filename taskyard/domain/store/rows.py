@@ -1,0 +1,224 @@
+"""The row-access port: what a store adapter supplies so that the engine can be the store.
+
+An adapter gives transactions (`RowStore`); a transaction gives `Rows`: the store's clock,
+loads by key, a few candidate queries named by intent, grouped counts, and one
+conditional batch write. Nothing here decides anything: a candidate query only proposes
+rows (the engine judges each with the pure transitions), and a grouped count is folded
+into an answer by the domain.
+
+Candidate queries take the states they select as arguments, so an adapter states no rule
+of its own. A candidate query may propose too little (work then waits for the next call),
+never something the domain would refuse: the engine asserts that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
+from typing import Protocol, TypeVar
+from uuid import UUID
+
+import attrs
+
+from taskyard.domain.model import Attempt, Job, JobState, Outcome
+from taskyard.domain.ports import ClaimRequest, JobFilter, JobQuery
+from taskyard.domain.transitions import Step
+
+T = TypeVar("T")
+
+
+@attrs.frozen(kw_only=True)
+class JobWrite:
+    """Write `after` where the row still has `before`'s (id, state, attempt)."""
+
+    before: Job
+    after: Job
+
+
+@attrs.frozen(kw_only=True)
+class Applied:
+    """A step as the engine applied it, with the worker that asked for it (for a history)."""
+
+    step: Step
+    worker: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Changes:
+    """Everything one transaction writes, in one call.
+
+    * `created`: new jobs (with their dependency edges), in the order they were made;
+    * `updated`: one write per changed job, in id order, each conditional on its `before`;
+    * `attempts`: attempt records to insert, or to close where the stored one is still
+      `running` (an outcome never changes once set), in `(job_id, attempt)` order;
+    * `steps`: every transition applied, in order (a store that keeps a history records
+      them; the others may ignore them).
+    """
+
+    at: datetime
+    created: Sequence[Job] = ()
+    updated: Sequence[JobWrite] = ()
+    attempts: Sequence[Attempt] = ()
+    steps: Sequence[Applied] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.created or self.updated or self.attempts or self.steps)
+
+
+@attrs.frozen(kw_only=True)
+class QueueCount:
+    """Jobs of one queue in one state: how many, and the earliest `run_at` among them."""
+
+    queue: str
+    state: JobState
+    count: int
+    earliest_run_at: datetime | None
+
+
+@attrs.frozen(kw_only=True)
+class OutcomeCount:
+    """Attempts that ended with one outcome and one error type (None: no error)."""
+
+    outcome: Outcome
+    error_type: str | None
+    count: int
+
+
+@attrs.frozen(kw_only=True)
+class RunTimes:
+    """The attempts of one outcome: how many, the sum of their run times (finished ones),
+    and how many ran at most each bound (ascending), in seconds."""
+
+    outcome: Outcome
+    count: int
+    sum_s: float
+    at_most: tuple[int, ...]
+
+
+@attrs.frozen(kw_only=True)
+class Promotable:
+    """Which waiting jobs a promotion may take: those in `states` whose `run_at` has come,
+    but a job in `gated` only once every job it depends on is in `gate_open`."""
+
+    states: frozenset[JobState]
+    gated: JobState
+    gate_open: JobState
+
+
+class Rows(Protocol):
+    """One transaction. In a write transaction, what `jobs`, `keyed` and the candidate
+    queries return is locked until the end (in id order where several rows are), so the
+    write that follows lands; in a read, it is one consistent look (or close to it)."""
+
+    def now(self) -> datetime:
+        """The store's clock, the same for the whole transaction."""
+        ...
+
+    # --- loading by key -------------------------------------------------------------------
+
+    def jobs(self, ids: Collection[UUID]) -> list[Job]:
+        """The jobs of `ids` that exist, in id order."""
+        ...
+
+    def attempt_records(self, keys: Collection[tuple[UUID, int]]) -> list[Attempt]:
+        """The attempt records of `(job_id, attempt)` keys that exist."""
+        ...
+
+    def keyed(self, keys: Collection[str]) -> list[Job]:
+        """The jobs that hold these idempotency keys."""
+        ...
+
+    def states(self, ids: Collection[UUID]) -> dict[UUID, JobState]:
+        """The state of each job of `ids` that exists."""
+        ...
+
+    # --- candidates -----------------------------------------------------------------------
+
+    def claimable(self, request: ClaimRequest, *, state: JobState, now: datetime) -> list[Job]:
+        """Jobs in `state` with `run_at <= now` in queues not paused, of `request.queues`
+        and `request.tasks` (None: any), in claim order (`priority` descending, `run_at`,
+        `id`), at most `request.limit`; rows another claimer holds are skipped."""
+        ...
+
+    def promotable(self, rule: Promotable, *, now: datetime, limit: int) -> list[Job]:
+        """Jobs `rule` allows with `run_at <= now`, in `(run_at, id)` order, at most `limit`."""
+        ...
+
+    def expired(self, *, state: JobState, now: datetime, limit: int) -> list[Job]:
+        """Jobs in `state` whose lease expired before `now`, in id order, at most `limit`."""
+        ...
+
+    def blocked(self, *, state: JobState, failed: Collection[JobState], limit: int) -> list[Job]:
+        """Jobs in `state` that depend on a job in `failed`, in id order, at most `limit`."""
+        ...
+
+    def matching(self, job_filter: JobFilter, *, states: Collection[JobState]) -> list[Job]:
+        """Jobs in `states` that `job_filter` matches, in id order."""
+        ...
+
+    # --- writing --------------------------------------------------------------------------
+
+    def write(self, changes: Changes) -> None:
+        """Insert, update (conditionally) and upsert, as `Changes` says. In a write
+        transaction every conditional write must land: the rows are held."""
+        ...
+
+    def set_paused(self, queue: str, *, paused: bool) -> None: ...
+
+    # --- reading --------------------------------------------------------------------------
+
+    def page(self, query: JobQuery) -> list[Job]:
+        """Up to `query.limit + 1` jobs `query.filter` matches, newest first by
+        `(created_at, id)`, after `query.cursor`."""
+        ...
+
+    def job_attempts(self, job_id: UUID) -> list[Attempt] | None:
+        """The attempt records of a job, oldest first; None when there is no such job."""
+        ...
+
+    def earliest_run_at(self, *, states: Collection[JobState], after: datetime) -> datetime | None:
+        """The earliest `run_at` later than `after` among jobs in `states`."""
+        ...
+
+    def earliest_expiry(self, *, state: JobState, after: datetime) -> datetime | None:
+        """The earliest lease expiry later than `after` among jobs in `state`."""
+        ...
+
+    def queue_counts(self) -> list[QueueCount]:
+        """Jobs grouped by `(queue, state)`."""
+        ...
+
+    def paused(self) -> set[str]: ...
+
+    def finished_counts(self, *, since: datetime) -> dict[JobState, int]:
+        """Jobs finished at or after `since`, by state."""
+        ...
+
+    def outcome_counts(self, *, since: datetime) -> list[OutcomeCount]:
+        """Attempts finished at or after `since`, grouped by outcome and error type."""
+        ...
+
+    def run_seconds_at(
+        self, *, since: datetime, outcome: Outcome, ranks: Sequence[int]
+    ) -> list[float]:
+        """Among attempts with `outcome` finished at or after `since`, ordered by run time,
+        the run time (seconds) at each 0-based rank."""
+        ...
+
+    def run_times(self, *, bounds: Sequence[float]) -> list[RunTimes]:
+        """Every attempt recorded, grouped by outcome."""
+        ...
+
+
+class RowStore(Protocol):
+    """Transactions over an adapter's rows. `work` may run more than once (a transaction the
+    server rolled back whole is run again), so it must not act outside `Rows`."""
+
+    def writing(self, work: Callable[[Rows], T]) -> T:
+        """Run `work` in one write transaction: all of it commits, or none of it."""
+        ...
+
+    def reading(self, work: Callable[[Rows], T]) -> T:
+        """Run `work` to read; it writes nothing."""
+        ...
