@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.datetime import TimestamptzLoader
+from psycopg.types.string import TextLoader
 
 import taskyard
 
@@ -113,3 +117,32 @@ def test_an_autocommit_connection_commits_and_rings_at_once(
         job = charge.options(connection=auto).enqueue(order=1)
         assert app.get(job).state == "queued"
         assert _rung(app)
+
+
+class _NaiveTimestamps(TimestamptzLoader):
+    """What a framework may load timestamps as (Django without USE_TZ): no zone."""
+
+    def load(self, data: Any) -> datetime:
+        return super().load(data).replace(tzinfo=None)
+
+
+def test_a_connection_set_up_otherwise_is_written_through_as_the_stores_own(
+    app: taskyard.App, migrated_postgres_url: str
+) -> None:
+    """A framework's connection (Django's: client-side cursors, jsonb loaded as text,
+    timestamps perhaps without their zone) takes the enqueue as the pool's would, and
+    keeps its own set-up for the caller's statements."""
+    charge = _task(app)
+    with psycopg.connect(migrated_postgres_url, cursor_factory=psycopg.ClientCursor) as theirs:
+        theirs.adapters.register_loader("jsonb", TextLoader)
+        theirs.adapters.register_loader("timestamptz", _NaiveTimestamps)
+        with app.transaction(theirs):
+            first = charge.options(connection=theirs).enqueue(order=1)
+            keyed = charge.options(connection=theirs, idempotency_key="k1").enqueue(order=2)
+            again = charge.options(connection=theirs, idempotency_key="k1").enqueue(order=2)
+        assert again.id == keyed.id and again.args == {"order": 2}
+        assert first.created_at.tzinfo is not None and again.created_at.tzinfo is not None
+        assert type(theirs.cursor()) is psycopg.ClientCursor
+        row = theirs.execute("SELECT '{\"a\": 1}'::jsonb, now()").fetchone()
+        assert row is not None and row[0] == '{"a": 1}' and row[1].tzinfo is None
+    assert app.get(first).state == "queued"
