@@ -18,6 +18,7 @@ from uuid import UUID
 import attrs
 
 from taskyard.domain import transitions as t
+from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.model import (
     Attempt,
     Job,
@@ -68,6 +69,7 @@ class MemoryState:
         self.by_state: dict[JobState, set[UUID]] = {state: set() for state in JobState}
         self.idempotency: dict[str, UUID] = {}
         self.paused: set[str] = set()
+        self.tasks: dict[str, TaskInfo] = {}
         self.history: list[Recorded] | None = [] if keep_history else None
 
 
@@ -210,6 +212,9 @@ class MemoryRows:
         else:
             self._s.paused.discard(queue)
 
+    def put_tasks(self, tasks: Sequence[TaskInfo]) -> None:
+        self._s.tasks.update((task.name, task) for task in tasks)
+
     # --- reading --------------------------------------------------------------------------
 
     def page(self, query: JobQuery) -> list[Job]:
@@ -242,6 +247,9 @@ class MemoryRows:
 
     def paused(self) -> set[str]:
         return set(self._s.paused)
+
+    def task_entries(self) -> list[TaskInfo]:
+        return list(self._s.tasks.values())
 
     def finished_counts(self, *, since: datetime) -> dict[JobState, int]:
         counts: dict[JobState, int] = defaultdict(int)

@@ -23,6 +23,7 @@ from uuid import UUID
 
 import attrs
 
+from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.context import JobContext, TaskSpec
 from taskyard.domain.model import (
     Attempt,
@@ -230,6 +231,17 @@ class JobStore(Protocol):
     def queues(self) -> list[QueueInfo]: ...
 
     def stats(self, *, window_s: float) -> Stats: ...
+
+    # the task catalog
+    def publish_tasks(self, tasks: Sequence[TaskInfo], *, worker: str) -> None:
+        """Put these tasks' entries into the catalog, each as published by `worker` at the
+        store's now, in one write: an entry replaces the task's earlier one whole (the last
+        publication wins)."""
+        ...
+
+    def tasks(self) -> list[TaskInfo]:
+        """The catalog: every task's last published entry, by name."""
+        ...
 
     # what an operator watches
     def attempt_totals(self, *, run_s_buckets: Sequence[float]) -> AttemptTotals:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 from uuid import UUID
 
+from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
 from taskyard.domain.model import (
     Attempt,
@@ -191,6 +192,12 @@ class FaultyJobStore:
 
     def attempt_totals(self, *, run_s_buckets: Sequence[float]) -> AttemptTotals:
         return self._inner.attempt_totals(run_s_buckets=run_s_buckets)
+
+    def publish_tasks(self, tasks: Sequence[TaskInfo], *, worker: str) -> None:
+        self._call("publish_tasks", lambda: self._inner.publish_tasks(tasks, worker=worker))
+
+    def tasks(self) -> list[TaskInfo]:
+        return self._call("tasks", self._inner.tasks, write=False)
 
 
 class FaultyCoordinator:
