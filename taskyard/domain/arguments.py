@@ -26,7 +26,6 @@ from typing import Any
 
 import attrs
 
-from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
 from taskyard.domain.errors import FieldError
 
 NAMES_SHOWN_MAX = 10
@@ -53,8 +52,9 @@ class Parameters:
     named: tuple[Parameter, ...] = ()
     any_other: bool = False
     """True for a handler with `**kwargs`: an arg of another name is not refused."""
-    positional: tuple[str, ...] = ()
-    """The names a Python call may also give by position (`enqueue(42)`), in order."""
+    positional: tuple[str, ...] = attrs.field(default=(), eq=False)
+    """The names a Python call may also give by position (`enqueue(42)`), in order: a
+    Python call's business, not the catalog's (no part of equality)."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -156,20 +156,3 @@ def parameters_of(handler: Callable[..., Any], *, context: str | None = None) ->
         if param.kind is param.POSITIONAL_OR_KEYWORD:
             positional.append(param.name)
     return Parameters(named=tuple(named), any_other=any_other, positional=tuple(positional))
-
-
-def args_problems(
-    task: str,
-    args: Mapping[str, Any],
-    params: Parameters | None,
-    *,
-    builtins: BuiltinPolicy,
-) -> Sequence[FieldError]:
-    """The check of a job's args wherever it is submitted: a built-in task's by the
-    operator's policy, another by its handler's parameters when they are known (the
-    function in this process, else the task catalog); none for a task not known here."""
-    if task in BUILTIN_TASKS:
-        return builtins.check(task, args)
-    if params is None:
-        return ()
-    return params.problems(args)

@@ -19,19 +19,21 @@ contract's.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import attrs
 
 from taskyard.domain.arguments import Parameters
-from taskyard.domain.builtins import BUILTIN_TASKS
+from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
+from taskyard.domain.errors import FieldError, StoreUnavailable
 from taskyard.domain.retry import RetryPolicy
-from taskyard.domain.timefmt import format_time
+from taskyard.domain.timefmt import after, format_time
 
-TASKS_PUBLISHED_MAX = 10_000
-"""The most tasks one worker publishes (a registry larger than this is a bug)."""
+CATALOG_READ_EVERY_S = 1.0
+"""How long a process goes on with the catalog it read before it reads it again: a task a
+worker publishes is known to the API within about this long."""
 
 
 class UnknownTask(enum.StrEnum):
@@ -45,8 +47,24 @@ class UnknownTask(enum.StrEnum):
 
 UNKNOWN_TASK_DEFAULT = UnknownTask.WARN
 UNKNOWN_TASK_WARNING = (
-    "no worker has published this task: the job waits until a worker that has it starts"
+    "unknown task: no worker has published it, so the job waits until a worker that has it "
+    "starts (TASKYARD_UNKNOWN_TASK=refuse refuses such jobs)"
 )
+UNKNOWN_TASK_REFUSAL = (
+    "unknown task: no worker has published it (TASKYARD_UNKNOWN_TASK=warn accepts it with a "
+    "warning)"
+)
+
+
+def is_unknown(name: str, task: TaskInfo | None) -> bool:
+    """A task neither built in nor in the catalog (nor registered in this process)."""
+    return task is None and name not in BUILTIN_TASKS
+
+
+def unknown_problem(mode: UnknownTask) -> FieldError:
+    """What a submission for an unknown task is told, refused or warned (field `task`)."""
+    message = UNKNOWN_TASK_REFUSAL if mode is UnknownTask.REFUSE else UNKNOWN_TASK_WARNING
+    return FieldError("task", message)
 
 
 @attrs.frozen(kw_only=True)
@@ -117,3 +135,56 @@ def with_defaults(data: Mapping[str, Any], task: TaskInfo | None) -> dict[str, A
 def publishable(task: TaskInfo) -> bool:
     """Whether a worker publishes this task (built-in tasks are known everywhere)."""
     return task.name not in BUILTIN_TASKS
+
+
+class TaskCatalog:
+    """The catalog as one process sees it: read from the store (`read`), and read again
+    when it is older than `CATALOG_READ_EVERY_S` by the process's clock (`now`), so that a
+    submission costs no store read of its own. A failed read keeps what was read before."""
+
+    def __init__(
+        self,
+        read: Callable[[], Sequence[TaskInfo]],
+        now: Callable[[], datetime],
+        *,
+        read_every_s: float = CATALOG_READ_EVERY_S,
+    ) -> None:
+        self._read = read
+        self._now = now
+        self._read_every_s = read_every_s
+        self._tasks: dict[str, TaskInfo] | None = None
+        self._fresh_until: datetime | None = None
+
+    def get(self, name: str) -> TaskInfo | None:
+        """The task's entry; None when no worker published it (or it is built in)."""
+        return self.all().get(name)
+
+    def all(self) -> Mapping[str, TaskInfo]:
+        now = self._now()
+        if self._tasks is None or self._fresh_until is None or now >= self._fresh_until:
+            try:
+                tasks = self._read()
+            except StoreUnavailable:
+                if self._tasks is None:
+                    raise
+                return self._tasks  # the store will be asked again next time
+            self._tasks = {task.name: task for task in tasks}
+            self._fresh_until = after(now, self._read_every_s)
+        return self._tasks
+
+
+def args_problems(
+    task: str,
+    args: Mapping[str, Any],
+    params: Parameters | None,
+    *,
+    builtins: BuiltinPolicy,
+) -> Sequence[FieldError]:
+    """The check of a job's args wherever it is submitted: a built-in task's by the
+    operator's policy, another by its handler's parameters when they are known (the
+    function in this process, else the task catalog); none for a task not known here."""
+    if task in BUILTIN_TASKS:
+        return builtins.check(task, args)
+    if params is None:
+        return ()
+    return params.problems(args)

@@ -42,6 +42,7 @@ from uuid import UUID
 
 import attrs
 
+from taskyard.domain.catalog import publishable
 from taskyard.domain.context import (
     MESSAGE_LEN_MAX,
     CancelReason,
@@ -172,6 +173,8 @@ class Worker:
         self._next_claim = now
         self._next_flush = now
         self._next_register = now
+        self._next_publish: datetime | None = now
+        """When to publish the task catalog (None: published, or given up on)."""
         self._register_failed = False
         self._claim_wanted = True
         self._draining = False
@@ -233,6 +236,8 @@ class Worker:
             self._heartbeat(now)
         if now >= self._next_register or (self._register_failed and self.coordinator_health.ok):
             self._register(now)
+        if self._next_publish is not None and now >= self._next_publish:
+            self._publish(now)
         if (
             not self._draining
             and self.free_slots > 0
@@ -511,6 +516,29 @@ class Worker:
         self._register_failed = False
         self.coordinator_health.up()
 
+    def _publish(self, now: datetime) -> None:
+        """Publish this worker's tasks into the catalog, once (again after an outage): their
+        defaults and parameters become those the API and the CLI fill in and check."""
+        tasks = []
+        for name in sorted(self.registry.names()):
+            spec = self.registry.get(name)
+            if spec is not None and publishable(info := spec.info()):
+                tasks.append(info)
+        try:
+            if tasks:
+                self.store.publish_tasks(tasks, worker=self.config.worker_id)
+        except StoreUnavailable as exc:
+            self.store_health.down(exc)
+            self._next_publish = after(now, self.store_health.retry_after_s())
+            return
+        except Exception as exc:
+            log.error(
+                "the store refused this worker's task catalog: submissions through the API "
+                "get the defaults of an earlier publication, or none",
+                extra={"error_type": type(exc).__name__},
+            )
+        self._next_publish = None
+
     def _claim(self, now: datetime) -> None:
         limit = min(self.free_slots, self.config.claim_batch_max)
         request = ClaimRequest(
@@ -574,6 +602,8 @@ class Worker:
 
     def _wait(self, now: datetime) -> Wait:
         candidates = [self._next_register]
+        if self._next_publish is not None:
+            candidates.append(self._next_publish)
         can_claim = not self._draining and self.free_slots > 0
         if can_claim:
             candidates.append(now if self._claim_wanted else self._next_claim)

@@ -24,6 +24,7 @@ an in-memory store and a manual clock for a test.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 import weakref
@@ -46,23 +47,23 @@ from uuid import UUID
 import attrs
 
 from taskyard.adapters.executors import builtin_tasks
-from taskyard.domain.arguments import args_problems
 from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
-from taskyard.domain.catalog import TaskInfo, publishable, with_defaults
+from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.client import Client, due_queues
 from taskyard.domain.context import JobContext, Registry, TaskSpec, takes_context
 from taskyard.domain.errors import (
     CoordinatorUnavailable,
-    FieldError,
     JobNotFound,
     TaskyardError,
 )
 from taskyard.domain.ids import parse_job_id
-from taskyard.domain.model import Attempt, Enqueued, Job, JobState, JsonObject
+from taskyard.domain.model import Attempt, Enqueued, Job, JobState
 from taskyard.domain.ports import Clock, Coordinator, JobFilter, JobPage, JobQuery, JobStore, Random
 from taskyard.domain.retry import Jitter, RetryPolicy
 from taskyard.domain.submission import Submission, parse_submission
 from taskyard.entrypoints import bootstrap, config
+
+log = logging.getLogger("taskyard.app")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -239,6 +240,8 @@ class App:
         self._system: bootstrap.System | None = None
         self._retired: list[bootstrap.System] = []
         """Systems `use` replaced: what they built is closed by `close`."""
+        self._warned: set[str] = set()
+        """Tasks this app has warned of enqueuing while nobody published them."""
         self._unrung: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
         """Queues that got due jobs in a caller's transaction not yet committed, by its
         connection: their doorbells ring when it commits (`committed`)."""
@@ -383,14 +386,9 @@ class App:
         return self._validated({"task": "x", "backoff": dict(value)}).backoff
 
     def _validated(self, data: Mapping[str, Any]) -> Submission:
+        """A task's declared defaults, checked as a submission's fields are."""
         clean = {k: v for k, v in data.items() if v is not None}
-        return parse_submission(clean, check_args=self._check_args)
-
-    def _check_args(self, task: str, args: JsonObject) -> Sequence[FieldError]:
-        info = self._task_info(task)
-        return args_problems(
-            task, args, info.params if info is not None else None, builtins=self.builtins
-        )
+        return parse_submission(clean, check_args=self.builtins.check)
 
     # --- submission ---------------------------------------------------------------------
 
@@ -410,15 +408,20 @@ class App:
         deps = [d.id if isinstance(d, Job) else d for d in depends_on]
         if deps:
             data["depends_on"] = deps
-        return self._validated(with_defaults(data, self._task_info(name)))
+        submission = self.client.parse(data, local=self._task_info)
+        if name not in self._warned and self.client.unknown([submission], self._task_info):
+            self._warned.add(name)
+            log.warning(
+                "%r is no task of this app, and no worker has published it: its jobs wait "
+                "until a worker that has it starts",
+                name,
+            )
+        return submission
 
     def _task_info(self, name: str) -> TaskInfo | None:
-        """A task's defaults and parameters: its function's, when registered here."""
+        """A task's defaults and parameters, when registered here (before the catalog's)."""
         spec = self.tasks.get(name)
-        if spec is None:
-            return None
-        info = spec.info()
-        return info if publishable(info) else None
+        return spec.info() if spec is not None else None
 
     def enqueue(
         self,

@@ -1187,8 +1187,9 @@ class World:
     ) -> None:
         assert node.client is not None
         names = ",".join(f"p{index}" for index, _ in bodies)
-        submissions = [node.client.parse(body) for _, body in bodies]
         try:
+            # The task's defaults come from the catalog: a parse may read the store too.
+            submissions = [node.client.parse(body) for _, body in bodies]
             enqueued = node.client.submit(submissions)
         except StoreUnavailable as exc:
             self.submit_failures += 1

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from hypothesis import given
 
-from taskyard.domain.arguments import ANY, Parameters, args_problems, parameters_of
+from taskyard.domain.arguments import ANY, Parameters, parameters_of
 from taskyard.domain.builtins import BuiltinPolicy
+from taskyard.domain.catalog import args_problems
 from taskyard.domain.context import JobContext, TaskSpec
 from tests.strategies import handler_signatures, task_args
 
