@@ -29,15 +29,16 @@ import attrs
 from taskyard.domain import contract, transitions
 from taskyard.domain.contract import BULK_COUNT_SCAN_MAX
 from taskyard.domain.errors import FieldError, ValidationError
-from taskyard.domain.model import TERMINAL_STATES, Job, JobState
+from taskyard.domain.model import Job, JobState
 from taskyard.domain.ports import JobFilter, JobQuery, JobStore, WorkerInfo
 from taskyard.domain.schema import INVALID
+from taskyard.domain.store import plans
 
-RETRYABLE_STATES = frozenset({JobState.DEAD, JobState.CANCELLED})
-"""What a manual retry may touch."""
-CANCELLABLE_STATES = frozenset(JobState) - TERMINAL_STATES
-"""What a cancel may touch (cancelling a cancelled job is harmless, but a bulk cancel has
-nothing to do there)."""
+RETRYABLE_STATES = plans.RETRYABLE
+"""What a manual retry may touch (the store's own rule)."""
+CANCELLABLE_STATES = plans.ACTIVE
+"""What a bulk cancel may touch (the store's own rule: cancelling a cancelled job is
+harmless, but a bulk cancel has nothing to do there)."""
 
 BulkAction = Literal["retry", "cancel"]
 BULK_STATES: Mapping[BulkAction, frozenset[JobState]] = {
