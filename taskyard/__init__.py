@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "App": ("taskyard.entrypoints.library", "App"),
     "Task": ("taskyard.entrypoints.library", "Task"),
+    "WaitTimeout": ("taskyard.entrypoints.library", "WaitTimeout"),
     "RetryPolicy": ("taskyard.domain.retry", "RetryPolicy"),
     "Jitter": ("taskyard.domain.retry", "Jitter"),
     "JobContext": ("taskyard.domain.context", "JobContext"),
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     )
     from taskyard.domain.model import Attempt, Job, JobState, Outcome
     from taskyard.domain.retry import Jitter, RetryPolicy
-    from taskyard.entrypoints.library import App, Task
+    from taskyard.entrypoints.library import App, Task, WaitTimeout
 
 
 def __getattr__(name: str) -> Any:
@@ -82,4 +83,5 @@ __all__ = [
     "Task",
     "TaskyardError",
     "ValidationError",
+    "WaitTimeout",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import UTC, timedelta, timezone
 from typing import Any
 
@@ -379,3 +380,40 @@ def bodies(shape: schema.Shape) -> st.SearchStrategy[dict[str, Any]]:
         st.fixed_dictionaries({}, optional=fields),
         st.one_of(st.just({}), st.just({}), extra),
     )
+
+
+PARAM_NAMES = ("a", "b", "user_id", "lang", "ctx_like", "connection")
+
+
+@st.composite
+def handler_signatures(draw: st.DrawFn) -> inspect.Signature:
+    """Signatures a task's handler may have: named parameters of every kind Python has
+    (required positional-only ones aside: no job could give them), with or without
+    `*args` and `**kwargs`."""
+    names = draw(st.lists(st.sampled_from(PARAM_NAMES), unique=True, max_size=5))
+    kinds = [inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY]
+    chosen = sorted(
+        ((name, draw(st.sampled_from(kinds)), draw(st.booleans())) for name in names),
+        key=lambda item: item[1],
+    )
+    params: list[inspect.Parameter] = []
+    seen_default = False
+    for name, kind, wants_default in chosen:
+        has_default = wants_default
+        if kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            # Python: a positional parameter without a default never follows one with.
+            has_default = wants_default or seen_default
+            seen_default = has_default
+        default = 0 if has_default else inspect.Parameter.empty
+        params.append(inspect.Parameter(name, kind, default=default))
+    if draw(st.booleans()):
+        split = sum(1 for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        params.insert(split, inspect.Parameter("rest", inspect.Parameter.VAR_POSITIONAL))
+    if draw(st.booleans()):
+        params.append(inspect.Parameter("extra", inspect.Parameter.VAR_KEYWORD))
+    return inspect.Signature(params)
+
+
+task_args = st.dictionaries(
+    st.sampled_from((*PARAM_NAMES, "rest", "extra", "other")), st.integers(), max_size=6
+)

@@ -9,7 +9,7 @@ in a history of every step for the simulator's checker.
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import TypeVar
@@ -18,6 +18,7 @@ from uuid import UUID
 import attrs
 
 from taskyard.domain import transitions as t
+from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.model import (
     Attempt,
     Job,
@@ -28,6 +29,7 @@ from taskyard.domain.model import (
 from taskyard.domain.ports import (
     ClaimRequest,
     Clock,
+    Heard,
     JobFilter,
     JobQuery,
     Leadership,
@@ -39,6 +41,8 @@ from taskyard.domain.store.rows import OutcomeCount, Promotable, QueueCount, Run
 from taskyard.domain.timefmt import after
 
 T = TypeVar("T")
+FINISHED_KEPT = 1000
+"""How many announcements of finished jobs the in-memory coordinator keeps."""
 
 
 @attrs.frozen(kw_only=True)
@@ -65,6 +69,7 @@ class MemoryState:
         self.by_state: dict[JobState, set[UUID]] = {state: set() for state in JobState}
         self.idempotency: dict[str, UUID] = {}
         self.paused: set[str] = set()
+        self.tasks: dict[str, TaskInfo] = {}
         self.history: list[Recorded] | None = [] if keep_history else None
 
 
@@ -207,6 +212,9 @@ class MemoryRows:
         else:
             self._s.paused.discard(queue)
 
+    def put_tasks(self, tasks: Sequence[TaskInfo]) -> None:
+        self._s.tasks.update((task.name, task) for task in tasks)
+
     # --- reading --------------------------------------------------------------------------
 
     def page(self, query: JobQuery) -> list[Job]:
@@ -239,6 +247,9 @@ class MemoryRows:
 
     def paused(self) -> set[str]:
         return set(self._s.paused)
+
+    def task_entries(self) -> list[TaskInfo]:
+        return list(self._s.tasks.values())
 
     def finished_counts(self, *, since: datetime) -> dict[JobState, int]:
         counts: dict[JobState, int] = defaultdict(int)
@@ -327,6 +338,8 @@ class InMemoryCoordinator:
         self._pending: set[str] = set()
         self._generation: dict[str, int] = defaultdict(int)
         self._any_generation = 0
+        self._finished: deque[tuple[int, frozenset[UUID]]] = deque(maxlen=FINISHED_KEPT)
+        self._finished_seq = 0
 
     def forget_everything(self) -> None:
         """Lose everything at once, as a Redis FLUSHALL or a restart without persistence
@@ -337,6 +350,7 @@ class InMemoryCoordinator:
             self._workers.clear()
             self._schedulers.clear()
             self._pending.clear()
+            self._finished.clear()
 
     def _live_leader(self, now: datetime) -> tuple[str, int, datetime] | None:
         if self._leader is not None and self._leader[2] <= now:
@@ -447,3 +461,34 @@ class InMemoryCoordinator:
             if woke:
                 self._take_pending(queues)
             return woke
+
+    def announce_finished(self, job_ids: Sequence[UUID]) -> None:
+        if not job_ids:
+            return
+        with self._lock:
+            self._finished_seq += 1
+            self._finished.append((self._finished_seq, frozenset(job_ids)))
+            self._lock.notify_all()
+
+    def finished_mark(self) -> str:
+        with self._lock:
+            return str(self._finished_seq)
+
+    def wait_finished(self, job_ids: Collection[UUID], *, after: str, timeout_s: float) -> Heard:
+        """The last `FINISHED_KEPT` announcements are kept: a waiter further behind has
+        missed some (and looks at the store, as after any lost announcement)."""
+        wanted = frozenset(job_ids)
+        seen = int(after) if after.isdigit() else 0
+        heard: set[UUID] = set()
+
+        def news() -> bool:
+            nonlocal seen
+            for seq, ids in self._finished:
+                if seq > seen:
+                    heard.update(ids & wanted)
+            seen = self._finished_seq
+            return bool(heard)
+
+        with self._lock:
+            self._lock.wait_for(news, timeout=max(0.0, timeout_s))
+            return Heard(finished=frozenset(heard), mark=str(seen))

@@ -25,6 +25,13 @@ Redis holds nothing that cannot be rebuilt. Every key lives under one prefix
   blocks with BLPOP on its own list. Every idle waiter is woken, not just one; a woken
   waiter clears the pending flags of its queues, since it is about to look at the store.
 
+* **The finished bell.** `P:finished` is a stream: an announcement appends the ids of
+  jobs that reached a final state (`FINISHED_IDS_PER_ENTRY` to an entry), trimmed to about
+  `FINISHED_ENTRIES_MAX` entries and expiring `bell_ttl_s` after the last one. A mark is
+  a stream id; a waiter reads on (XREAD BLOCK) from its mark, so an announcement made
+  between its look at the store and its wait is heard. No key per job: a waiter keeps its
+  job ids to itself and skips the entries that do not name them.
+
 Every Redis error (refused, reset, timed out, LOADING, READONLY, ...) comes out as
 `CoordinatorUnavailable`; callers degrade to polling the store.
 """
@@ -35,7 +42,7 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
@@ -47,10 +54,15 @@ from redis.connection import ConnectionPool, UnixDomainSocketConnection, parse_u
 from redis.retry import Retry
 
 from taskyard.domain.errors import CoordinatorUnavailable
-from taskyard.domain.ports import Leadership, SchedulerInfo, WorkerInfo
+from taskyard.domain.ports import Heard, Leadership, SchedulerInfo, WorkerInfo
 from taskyard.domain.timefmt import from_epoch_s
 
 KEY_PREFIX_DEFAULT = "taskyard:"
+FINISHED_IDS_PER_ENTRY = 100
+FINISHED_ENTRIES_MAX = 1000
+"""About this many entries of the finished bell are kept (a waiter further behind has
+missed some): at most about 3.7 MB of ids."""
+FINISHED_MARK_FIRST = "0-0"
 ANY_QUEUE = "*"
 """The doorbell channel of waiters on every queue (no queue name contains `*`)."""
 
@@ -288,6 +300,7 @@ class RedisCoordinator:
         p = s.key_prefix
         self._prefix = p
         self._leader_key = f"{p}leader"
+        self._finished_key = f"{p}finished"
         self._term_key = f"{p}term"
         self._campaign = self._client.register_script(_CAMPAIGN)
         self._resign = self._client.register_script(_RESIGN)
@@ -481,3 +494,50 @@ class RedisCoordinator:
                 rung = popped is not None
             self._leave(args=[self._prefix, waiter, "1" if rung else "0", *channels])
         return rung
+
+    # --- the finished bell --------------------------------------------------------------
+
+    def announce_finished(self, job_ids: Sequence[UUID]) -> None:
+        if not job_ids:
+            return
+        ids = [str(job_id) for job_id in job_ids]
+        with self._talking("announce finished"):
+            pipe = self._client.pipeline(transaction=False)
+            for start in range(0, len(ids), FINISHED_IDS_PER_ENTRY):
+                chunk = ",".join(ids[start : start + FINISHED_IDS_PER_ENTRY])
+                pipe.xadd(
+                    self._finished_key,
+                    {"ids": chunk},
+                    maxlen=FINISHED_ENTRIES_MAX,
+                    approximate=True,
+                )
+            pipe.pexpire(self._finished_key, _ms(self.settings.bell_ttl_s))
+            pipe.execute()
+
+    def finished_mark(self) -> str:
+        with self._talking("finished mark"):
+            last = self._client.xrevrange(self._finished_key, count=1)
+        return str(last[0][0]) if last else FINISHED_MARK_FIRST
+
+    def wait_finished(self, job_ids: Collection[UUID], *, after: str, timeout_s: float) -> Heard:
+        wanted = {str(job_id) for job_id in job_ids}
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        mark = after
+        while True:
+            # Redis reads a BLOCK of 0 as "forever": at least 1 ms.
+            block_s = min(max(deadline - time.monotonic(), 0.001), self.settings.block_max_s)
+            with self._talking("wait finished"):
+                reply = cast(
+                    list[tuple[str, list[tuple[str, dict[str, str]]]]],
+                    self._blocking.xread(
+                        {self._finished_key: mark}, count=FINISHED_ENTRIES_MAX, block=_ms(block_s)
+                    ),
+                )
+            heard: set[UUID] = set()
+            for _key, entries in reply or ():
+                for entry_id, fields in entries:
+                    mark = entry_id
+                    named = fields.get("ids", "").split(",")
+                    heard.update(UUID(job_id) for job_id in named if job_id in wanted)
+            if heard or time.monotonic() >= deadline:
+                return Heard(finished=frozenset(heard), mark=mark)

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from taskyard.adapters.sqlshared import (
+    TASK_COLUMNS,
     Column,
     Table,
     enum_value,
@@ -45,7 +46,10 @@ from taskyard.adapters.sqlshared import (
     load_migrations,
     normalized,
     policy_from_json,
+    task_from_row,
+    task_row,
 )
+from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import StoreUnavailable
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, Clock, JobFilter, JobQuery
@@ -281,6 +285,12 @@ class SqliteRows:
         else:
             self._conn.execute("DELETE FROM paused_queues WHERE queue = ?", (queue,))
 
+    def put_tasks(self, tasks: Sequence[TaskInfo]) -> None:
+        self._conn.executemany(
+            f"INSERT OR REPLACE INTO tasks ({TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [task_row(task, _us(task.published_at or self._now)) for task in tasks],
+        )
+
     # --- reading --------------------------------------------------------------------------
 
     def page(self, query: JobQuery) -> list[Job]:
@@ -329,6 +339,10 @@ class SqliteRows:
 
     def paused(self) -> set[str]:
         return {queue for (queue,) in self._conn.execute("SELECT queue FROM paused_queues")}
+
+    def task_entries(self) -> list[TaskInfo]:
+        rows = self._conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks")
+        return [task_from_row(row, _time(row[-1])) for row in rows]
 
     def finished_counts(self, *, since: datetime) -> dict[JobState, int]:
         rows = self._conn.execute(

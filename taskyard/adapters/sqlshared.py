@@ -3,7 +3,8 @@
 * `Column` and `Table`: a table's columns declared once per dialect (name, type, how a
   value is stored and read back, whether a transition may change it); the statements'
   column lists and the row readers and writers are made from that declaration.
-* The stored shapes of values that live in JSON columns (errors, retry policies).
+* The stored shapes of values that live in JSON columns (errors, retry policies), and
+  the task catalog's rows.
 * Migrations: the versioned SQL files shipped in the package.
 """
 
@@ -14,11 +15,14 @@ import json
 import keyword
 import re
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from importlib import resources
 from typing import Any, Generic, TypeVar
 
 import attrs
 
+from taskyard.domain.arguments import Parameters
+from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.model import Attempt, ErrorInfo, Job, JobState, JsonValue, Lease, Outcome
 from taskyard.domain.ports import JobFilter
 from taskyard.domain.retry import Jitter, RetryPolicy
@@ -251,3 +255,41 @@ def load_migrations(dialect: str) -> list[Migration]:
 
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+TASK_COLUMNS = (
+    "name, queue, priority, max_attempts, backoff, timeout_s, params, published_by, published_at"
+)
+"""The task catalog's columns, in the order of `task_row` and `task_from_row`."""
+
+
+def task_row(task: TaskInfo, published_at: Any) -> tuple[Any, ...]:
+    """A catalog entry as a row (`TASK_COLUMNS`), JSON as text, its time as the store
+    keeps times."""
+    assert task.published_by is not None, "only a published task is stored"
+    return (
+        task.name,
+        task.queue,
+        task.priority,
+        task.max_attempts,
+        json_text(task.backoff.to_json()),
+        task.timeout_s,
+        json_text(task.params.to_json()),
+        task.published_by,
+        published_at,
+    )
+
+
+def task_from_row(row: Sequence[Any], published_at: datetime) -> TaskInfo:
+    name, queue, priority, max_attempts, backoff, timeout_s, params, published_by, _ = row
+    return TaskInfo(
+        name=name,
+        queue=queue,
+        priority=int(priority),
+        max_attempts=int(max_attempts),
+        backoff=policy_from_json(backoff),
+        timeout_s=None if timeout_s is None else float(timeout_s),
+        params=Parameters.from_json(json.loads(params) if isinstance(params, str) else params),
+        published_by=published_by,
+        published_at=published_at,
+    )

@@ -35,6 +35,8 @@ from typing import Any, Protocol
 
 import attrs
 
+from taskyard.domain.arguments import Parameters, parameters_of
+from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import ValidationError
 from taskyard.domain.model import ErrorInfo, Job, JsonValue, LeaseRef
 from taskyard.domain.retry import RetryPolicy
@@ -151,13 +153,19 @@ class JobContext:
 Handler = Callable[..., Any]
 
 
-def takes_context(handler: Handler) -> bool:
-    """A handler gets the context when its first parameter is named `ctx`."""
+def context_parameter(handler: Handler) -> str | None:
+    """The name of the parameter a handler gets the context by: its first, when named
+    `ctx`. None when it takes no context."""
     try:
         params = list(inspect.signature(handler).parameters)
     except (TypeError, ValueError):
-        return False
-    return bool(params) and params[0] == "ctx"
+        return None
+    return "ctx" if params and params[0] == "ctx" else None
+
+
+def takes_context(handler: Handler) -> bool:
+    """A handler gets the context when its first parameter is named `ctx`."""
+    return context_parameter(handler) is not None
 
 
 @attrs.frozen(kw_only=True)
@@ -174,6 +182,25 @@ class TaskSpec:
     with_context: bool = attrs.field(
         default=attrs.Factory(lambda self: takes_context(self.handler), takes_self=True)
     )
+    params: Parameters = attrs.field(
+        default=attrs.Factory(
+            lambda self: parameters_of(self.handler, context=context_parameter(self.handler)),
+            takes_self=True,
+        )
+    )
+    """What its handler takes: a job's args are checked against it at enqueue."""
+
+    def info(self) -> TaskInfo:
+        """Its defaults and parameters, as the task catalog holds them."""
+        return TaskInfo(
+            name=self.name,
+            queue=self.queue,
+            priority=self.priority,
+            max_attempts=self.max_attempts,
+            backoff=self.backoff,
+            timeout_s=self.timeout_s,
+            params=self.params,
+        )
 
 
 class Registry:

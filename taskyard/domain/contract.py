@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from taskyard.domain.arguments import Kind as ParameterKind
 from taskyard.domain.model import JobState, Outcome
 from taskyard.domain.retry import BASE_S_DEFAULT, FACTOR_DEFAULT, MAX_S_DEFAULT, Jitter, RetryPolicy
 from taskyard.domain.schema import (
@@ -69,6 +70,7 @@ PAGE_BYTES_MAX = 1024 * 1024
 always holds at least one job)."""
 
 STATES = tuple(state.value for state in JobState)
+PARAMETER_KINDS = tuple(kind.value for kind in ParameterKind)
 TASK_NAME = Text(max_len=TASK_LEN_MAX)
 QUEUE_NAME = Text(
     max_len=QUEUE_LEN_MAX,
@@ -237,6 +239,15 @@ ABOUT: dict[str, str] = {
     "DryRunCount.exact": "false: more jobs matched than a count looks at "
     f"({BULK_COUNT_SCAN_MAX:,}); count is then a lower bound",
     "Readiness.checks": "ok, or down: <why>",
+    "SubmittedJob.warnings": "only when there is one: the task is unknown, no worker has "
+    "published it (the unknown_task setting)",
+    "SubmittedJobs.warnings": "as for one job, named jobs[i].task",
+    "Task": "a task as a worker published it: the defaults a submission that leaves a field "
+    "out gets, and the arguments it is checked against",
+    "Task.params": "the handler's named parameters, in order",
+    "Task.any_other": "true: the handler takes any other argument too (**kwargs)",
+    "Task.published_by": "the worker that published it last (the last publication wins)",
+    "Task.published_at": "when, by the store's clock",
 }
 """What an answer's fields (or shapes, by name) mean, where their name does not say it."""
 
@@ -370,7 +381,30 @@ PROBLEM = answer(
     detail=STRING,
     errors=ListOf(item=FIELD_PROBLEM, noun="problems"),
 )
+WARNINGS = ListOf(item=FIELD_PROBLEM, noun="warnings")
+SUBMITTED_JOB = answer("SubmittedJob", JOB_NULLABLE, "warnings", **JOB_FIELDS, warnings=WARNINGS)
 JOB_ARRAY = listing("JobArray", jobs=JOB)
+SUBMITTED_JOBS = answer(
+    "SubmittedJobs", "", "warnings", jobs=ListOf(item=JOB, noun="jobs"), warnings=WARNINGS
+)
+TASK = answer(
+    "Task",
+    "timeout_seconds published_by published_at",
+    name=STRING,
+    queue=QUEUE_NAME,
+    priority=Integer(),
+    max_attempts=Integer(),
+    backoff=BACKOFF,
+    timeout_seconds=Number(),
+    params=ListOf(
+        item=answer("TaskParam", name=STRING, kind=Choice(values=PARAMETER_KINDS)),
+        noun="parameters",
+    ),
+    any_other=Boolean(),
+    published_by=STRING,
+    published_at=TIME,
+)
+TASK_LIST = listing("TaskList", tasks=TASK)
 JOB_PAGE = answer(
     "JobPage", "next_cursor", jobs=ListOf(item=LISTED_JOB, noun="jobs"), next_cursor=STRING
 )

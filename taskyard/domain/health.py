@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 import attrs
 
+from taskyard.domain.errors import CoordinatorUnavailable
 from taskyard.domain.timefmt import after
 
 log = logging.getLogger("taskyard")
@@ -56,3 +58,18 @@ class Health:
         """True while down and resting. Any success on the same `Health` (another thread's
         call, say) ends the rest at once."""
         return not self.ok and self.resting_until is not None and now < self.resting_until
+
+
+def call_optional(health: Health, now: datetime, call: Callable[[], object]) -> bool:
+    """Make a coordinator call that only speeds things up (a ring, an announcement): none
+    while `health` rests, and one that fails makes it rest. True when it was answered."""
+    if health.resting(now):
+        return False
+    try:
+        call()
+    except CoordinatorUnavailable as exc:
+        health.down(exc)
+        health.rest(now)
+        return False
+    health.up()
+    return True

@@ -16,13 +16,14 @@ Every adapter of a port passes that port's contract suite in `tests/contract/`.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
 import attrs
 
+from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.context import JobContext, TaskSpec
 from taskyard.domain.model import (
     Attempt,
@@ -231,6 +232,17 @@ class JobStore(Protocol):
 
     def stats(self, *, window_s: float) -> Stats: ...
 
+    # the task catalog
+    def publish_tasks(self, tasks: Sequence[TaskInfo], *, worker: str) -> None:
+        """Put these tasks' entries into the catalog, each as published by `worker` at the
+        store's now, in one write: an entry replaces the task's earlier one whole (the last
+        publication wins)."""
+        ...
+
+    def tasks(self) -> list[TaskInfo]:
+        """The catalog: every task's last published entry, by name."""
+        ...
+
     # what an operator watches
     def attempt_totals(self, *, run_s_buckets: Sequence[float]) -> AttemptTotals:
         """Every attempt recorded so far, counted by outcome (every `Outcome` present, 0 when
@@ -274,6 +286,15 @@ class SchedulerInfo:
     term: int | None = None
 
 
+@attrs.frozen(kw_only=True)
+class Heard:
+    """What a wait on the finished bell heard: which of its jobs were announced (empty at
+    the timeout), and the mark to wait after next."""
+
+    finished: frozenset[UUID]
+    mark: str
+
+
 class Coordinator(Protocol):
     def campaign(self, *, candidate: str, ttl_s: float) -> Leadership | None:
         """Take the leader lease if it is free, or renew it if `candidate` holds it.
@@ -308,6 +329,22 @@ class Coordinator(Protocol):
     def wait(self, queues: Sequence[str] | None, *, timeout_s: float) -> bool:
         """Block until a doorbell of one of `queues` (None: any) rings, or the timeout.
         True when rung. Spurious and lost rings are harmless: the store is the truth."""
+        ...
+
+    def announce_finished(self, job_ids: Sequence[UUID]) -> None:
+        """Ring the finished bell for jobs that reached a final state, for whoever waits on
+        them (`wait_finished`). Best effort, like `ring`."""
+        ...
+
+    def finished_mark(self) -> str:
+        """Where the finished bell stands: a `wait_finished(after=mark)` hears every
+        announcement made after this call. Take it before looking at the store."""
+        ...
+
+    def wait_finished(self, job_ids: Collection[UUID], *, after: str, timeout_s: float) -> Heard:
+        """Block until an announcement made after `after` names one of `job_ids`, or the
+        timeout. Only a fast path: a lost announcement (Redis flushed, a waiter too far
+        behind) is never made up for, so a waiter looks at the store now and then anyway."""
         ...
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 import attrs
 
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
-from taskyard.domain.health import Health
+from taskyard.domain.health import Health, call_optional
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Leadership, SchedulerInfo
 from taskyard.domain.timefmt import after
 from taskyard.domain.worker import REGISTRY_TTL_S_DEFAULT
@@ -184,13 +184,14 @@ class Scheduler:
         self.store_health.up()
         queues = set(promoted.by_queue)
         queues.update(job.queue for job in reaped if not job.state.is_terminal)
-        now = self.clock.now()
-        if queues and self.coordinator is not None and not self.coordinator_health.resting(now):
-            try:
-                self.coordinator.ring(sorted(queues))
-            except CoordinatorUnavailable as exc:
-                self.coordinator_health.down(exc)
-                self.coordinator_health.rest(now)
+        finished = [job.id for job in [*cancelled, *reaped] if job.state.is_terminal]
+        coordinator, now = self.coordinator, self.clock.now()
+        if queues and coordinator is not None:
+            call_optional(self.coordinator_health, now, lambda: coordinator.ring(sorted(queues)))
+        if finished and coordinator is not None:
+            call_optional(
+                self.coordinator_health, now, lambda: coordinator.announce_finished(finished)
+            )
         return Pass(
             promoted=promoted.count,
             reaped=len(reaped),

@@ -206,16 +206,19 @@ def parse_batch(
     data: object,
     *,
     check_args: ArgsChecker = no_arg_checks,
+    fill: Callable[[object], object] = lambda item: item,
 ) -> list[Submission]:
-    """Validate `{"jobs": [...]}` (1 to `BATCH_MAX` submissions). Problems of the items are
-    named under their index (`jobs[1].priority`), every item's at once."""
+    """Validate `{"jobs": [...]}` (1 to `BATCH_MAX` submissions), each item as `fill` makes
+    it (its task's defaults). Problems of the items are named under their index
+    (`jobs[1].priority`), every item's at once."""
     values, errors = _BATCH(data)
     if errors or values is None:
         raise ValidationError(errors)
+    assert isinstance(data, Mapping)
     submissions: list[Submission] = []
-    for index, item in enumerate(values["jobs"]):
+    for index, item in enumerate(data["jobs"]):
         try:
-            submissions.append(parse_submission(item, check_args=check_args))
+            submissions.append(parse_submission(fill(item), check_args=check_args))
         except ValidationError as exc:
             errors.extend(exc.prefixed(f"jobs[{index}]").errors)
     if errors:

@@ -42,6 +42,7 @@ from uuid import UUID
 
 import attrs
 
+from taskyard.domain.catalog import publishable
 from taskyard.domain.context import (
     MESSAGE_LEN_MAX,
     CancelReason,
@@ -52,7 +53,7 @@ from taskyard.domain.context import (
     error_info,
 )
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
-from taskyard.domain.health import REGISTER_REST_S_MAX, Health
+from taskyard.domain.health import REGISTER_REST_S_MAX, Health, call_optional
 from taskyard.domain.model import ErrorInfo, Job, JsonValue, LeaseRef
 from taskyard.domain.ports import (
     ClaimRequest,
@@ -172,6 +173,8 @@ class Worker:
         self._next_claim = now
         self._next_flush = now
         self._next_register = now
+        self._next_publish: datetime | None = now
+        """When to publish the task catalog (None: published, or given up on)."""
         self._register_failed = False
         self._claim_wanted = True
         self._draining = False
@@ -233,6 +236,8 @@ class Worker:
             self._heartbeat(now)
         if now >= self._next_register or (self._register_failed and self.coordinator_health.ok):
             self._register(now)
+        if self._next_publish is not None and now >= self._next_publish:
+            self._publish(now)
         if (
             not self._draining
             and self.free_slots > 0
@@ -315,6 +320,7 @@ class Worker:
                 )
             results, outage = self._report_apart(pending, exc)
         self._settle_reports(results)
+        self._announce(now, results)
         if outage is not None:
             self.store_health.down(outage)
             self._next_flush = after(now, self.store_health.retry_after_s())
@@ -337,6 +343,22 @@ class Worker:
             if held is not None and held.job.attempt == result.ref.attempt:
                 self._forget_if_settled(held)
         self.reported_total += len(results)
+
+    def _announce(self, now: datetime, results: Sequence[ReportResult]) -> None:
+        """Ring the finished bell for the jobs these reports ended (a report answered
+        `already_applied` may have ended its job before its answer was lost)."""
+        coordinator = self.coordinator
+        finished = [
+            result.ref.job_id
+            for result in results
+            if result.status in (ReportStatus.APPLIED, ReportStatus.ALREADY_APPLIED)
+            and result.state is not None
+            and result.state.is_terminal
+        ]
+        if finished and coordinator is not None:
+            call_optional(
+                self.coordinator_health, now, lambda: coordinator.announce_finished(finished)
+            )
 
     def _report_apart(
         self, pending: Sequence[Report], error: Exception
@@ -494,6 +516,29 @@ class Worker:
         self._register_failed = False
         self.coordinator_health.up()
 
+    def _publish(self, now: datetime) -> None:
+        """Publish this worker's tasks into the catalog, once (again after an outage): their
+        defaults and parameters become those the API and the CLI fill in and check."""
+        tasks = []
+        for name in sorted(self.registry.names()):
+            spec = self.registry.get(name)
+            if spec is not None and publishable(info := spec.info()):
+                tasks.append(info)
+        try:
+            if tasks:
+                self.store.publish_tasks(tasks, worker=self.config.worker_id)
+        except StoreUnavailable as exc:
+            self.store_health.down(exc)
+            self._next_publish = after(now, self.store_health.retry_after_s())
+            return
+        except Exception as exc:
+            log.error(
+                "the store refused this worker's task catalog: submissions through the API "
+                "get the defaults of an earlier publication, or none",
+                extra={"error_type": type(exc).__name__},
+            )
+        self._next_publish = None
+
     def _claim(self, now: datetime) -> None:
         limit = min(self.free_slots, self.config.claim_batch_max)
         request = ClaimRequest(
@@ -557,6 +602,8 @@ class Worker:
 
     def _wait(self, now: datetime) -> Wait:
         candidates = [self._next_register]
+        if self._next_publish is not None:
+            candidates.append(self._next_publish)
         can_claim = not self._draining and self.free_slots > 0
         if can_claim:
             candidates.append(now if self._claim_wanted else self._next_claim)

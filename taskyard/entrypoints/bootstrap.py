@@ -37,6 +37,7 @@ from taskyard.adapters.clock import MonotonicClock, SystemClock
 from taskyard.adapters.executors import builtin_tasks
 from taskyard.adapters.memory import InMemoryCoordinator, InMemoryJobStore
 from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
+from taskyard.domain.catalog import UnknownTask
 from taskyard.domain.client import Client
 from taskyard.domain.context import Registry
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Random, TaskRegistry
@@ -158,6 +159,7 @@ class System:
                 clock=self.clock,
                 rng=self.rng,
                 builtins=self.builtins,
+                unknown_task=UnknownTask(self.settings.unknown_task),
             )
         return self._client
 

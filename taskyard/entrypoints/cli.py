@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "jobs",
     "queues",
     "workers",
+    "tasks",
     "simulate",
 )
 

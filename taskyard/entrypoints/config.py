@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from taskyard.domain.catalog import UNKNOWN_TASK_DEFAULT, UnknownTask
 from taskyard.domain.contract import is_queue_name
 from taskyard.entrypoints.numbers import ascii_float, ascii_int
 
@@ -331,6 +332,8 @@ class Settings:
     api_timeout_s: int = 30
     api_graceful_timeout_s: int = 30
     api_keepalive_s: int = 5
+    unknown_task: str = UNKNOWN_TASK_DEFAULT.value
+    """What a submission for a task the catalog does not know gets (`catalog.UnknownTask`)."""
     log_format: str = "text"
     log_level: str = "info"
     app: str | None = None
@@ -550,6 +553,15 @@ _SETTINGS = [
         help="bearer token for the API (prefer the environment: a flag shows in ps)",
     ),
     Setting(
+        attr="unknown_task",
+        env="TASKYARD_UNKNOWN_TASK",
+        parse=one_of(*(answer.value for answer in UnknownTask)),
+        flag="--unknown-task",
+        metavar="warn|refuse",
+        help="a submission for a task no worker has published: warn (accepted, with a "
+        "warning: the default) or refuse (422)",
+    ),
+    Setting(
         attr="log_format",
         env="TASKYARD_LOG_FORMAT",
         parse=one_of("text", "json"),
@@ -579,6 +591,7 @@ API_SETTINGS = (
     "api_open",
     "http_allowed_hosts",
     "shell_enabled",
+    "unknown_task",
     "bind",
     "api_workers",
     "api_threads",
@@ -607,14 +620,16 @@ STANDALONE_SETTINGS = (
     "leader_ttl_s",
     "api_tokens",
     "api_open",
+    "unknown_task",
     "host",
     "port",
     *COMMON_SETTINGS,
 )
 CLIENT_SETTINGS = ("url", "token")
-APP_SETTINGS = (*_STORE_SETTINGS, "http_allowed_hosts", "shell_enabled")
-"""What the Python `App` reads: where its jobs go, whom it rings, and what the built-in
-tasks' arguments may name (an enqueue checks them, as the API does)."""
+APP_SETTINGS = (*_STORE_SETTINGS, "http_allowed_hosts", "shell_enabled", "unknown_task")
+"""What the Python `App` reads: where its jobs go, whom it rings, what the built-in tasks'
+arguments may name and what an enqueue of a task nobody published gets (an enqueue checks
+them, as the API does)."""
 MIGRATE_SETTINGS = ("database_url",)
 
 

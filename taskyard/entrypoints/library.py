@@ -23,24 +23,47 @@ an in-memory store and a manual clock for a test.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import contextlib
+import logging
+import math
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
+from typing import (
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    cast,
+    overload,
+)
 from uuid import UUID
 
 import attrs
 
 from taskyard.adapters.executors import builtin_tasks
 from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
-from taskyard.domain.client import Client
-from taskyard.domain.context import Registry, TaskSpec, takes_context
-from taskyard.domain.errors import JobNotFound
+from taskyard.domain.catalog import TaskInfo
+from taskyard.domain.client import Client, due_queues
+from taskyard.domain.context import JobContext, Registry, TaskSpec, takes_context
+from taskyard.domain.errors import (
+    CoordinatorUnavailable,
+    JobNotFound,
+    TaskyardError,
+)
 from taskyard.domain.ids import parse_job_id
 from taskyard.domain.model import Attempt, Enqueued, Job, JobState
 from taskyard.domain.ports import Clock, Coordinator, JobFilter, JobPage, JobQuery, JobStore, Random
 from taskyard.domain.retry import Jitter, RetryPolicy
 from taskyard.domain.submission import Submission, parse_submission
 from taskyard.entrypoints import bootstrap, config
+
+log = logging.getLogger("taskyard.app")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -64,9 +87,13 @@ class Options(TypedDict, total=False):
 
 
 class Task(Generic[P, R]):
-    """A registered handler. Calling it runs the function directly; `enqueue` submits a job."""
+    """A registered handler. Calling it runs the function directly; `enqueue` submits a job.
 
-    def __init__(self, app: App, spec: TaskSpec, func: Callable[P, R]) -> None:
+    `P` is what a job of it takes (the handler's parameters but its context), so a type
+    checker checks `send_welcome.enqueue(user_id=1)` as it checks a call of the function;
+    `R` is what the function returns."""
+
+    def __init__(self, app: App, spec: TaskSpec, func: Callable[..., R]) -> None:
         self.app = app
         self.spec = spec
         self.func = func
@@ -74,28 +101,56 @@ class Task(Generic[P, R]):
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def __call__(self, *args: Any, **kwargs: Any) -> R:
         return self.func(*args, **kwargs)
 
-    def enqueue(self, **args: Any) -> Job:
-        """Submit a job of this task with `args` as its JSON arguments and the task's defaults."""
-        return self.app.enqueue(self.name, args=args)
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Submit a job of this task with these arguments (by name, or by position as the
+        function takes them) and the task's defaults. Raises `ValidationError` naming each
+        argument the function does not take or lacks."""
+        return Bound(self, {}).enqueue(*args, **kwargs)
 
-    def options(self, **options: Unpack[Options]) -> _Bound:
-        """`send_invoice.options(delay_seconds=60, priority=5).enqueue(invoice_id=42)`"""
-        return _Bound(self, options)
+    def options(self, *, connection: Any = None, **options: Unpack[Options]) -> Bound[P, R]:
+        """`send_invoice.options(delay_seconds=60, priority=5).enqueue(invoice_id=42)`;
+        `connection=conn` enqueues inside the caller's transaction (see `App.enqueue`)."""
+        return Bound(self, options, connection)
 
     def __repr__(self) -> str:
         return f"<taskyard task {self.name}>"
 
 
 @attrs.frozen
-class _Bound:
-    task: Task[Any, Any]
-    options: Options
+class Bound(Generic[P, R]):
+    """A task with options for one enqueue (`task.options(...)`)."""
 
-    def enqueue(self, **args: Any) -> Job:
-        return self.task.app.enqueue(self.task.name, args=args, **self.options)
+    task: Task[P, R]
+    options: Options
+    connection: Any = None
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        connection = self.connection
+        if "connection" in kwargs and "connection" not in self.task.spec.params.names:
+            # `options(...).enqueue(..., connection=conn)`: the handler takes no argument of
+            # that name, so it is the transaction's connection (typed: `options(connection=)`).
+            connection = kwargs.pop("connection")
+        try:
+            args_by_name = self.task.spec.params.bind(args, kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.task.name}.enqueue() {exc}") from None
+        return self.task.app.enqueue(
+            self.task.name, args=args_by_name, connection=connection, **self.options
+        )
+
+
+class _Register(Protocol):
+    """What `@app.task(...)` does to a function: a handler that takes the context first
+    (`ctx: JobContext`) makes a task whose jobs take the rest of its parameters."""
+
+    @overload
+    def __call__(self, func: Callable[Concatenate[JobContext, P], R], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> Task[P, R]: ...
 
 
 def _job_id(value: UUID | str | Job) -> UUID:
@@ -107,6 +162,36 @@ def _job_id(value: UUID | str | Job) -> UUID:
     if parsed is None:
         raise JobNotFound(value)
     return parsed
+
+
+WAIT_POLL_S_MIN = 0.01
+WAIT_POLL_S_MAX = 1.0
+"""A wait looks at the store at least this often (as an idle worker does by default)."""
+
+
+class WaitTimeout(TaskyardError, TimeoutError):
+    """`App.wait` ran out of time: `job` is the job as last seen, not finished."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"job {job.id} has not finished: it is {job.state.value}")
+        self.job = job
+
+
+def _in_transaction(connection: Any) -> bool:
+    """Whether a psycopg connection is inside a transaction (not yet committed)."""
+    from psycopg.pq import TransactionStatus
+
+    return bool(connection.info.transaction_status is not TransactionStatus.IDLE)
+
+
+def _finished_mark(coordinator: Coordinator | None) -> str | None:
+    """Where the finished bell stands, or None without a coordinator to hear it from."""
+    if coordinator is None:
+        return None
+    try:
+        return coordinator.finished_mark()
+    except CoordinatorUnavailable:
+        return None
 
 
 DATABASE_URL_DEFAULT = "memory://"
@@ -155,6 +240,11 @@ class App:
         self._system: bootstrap.System | None = None
         self._retired: list[bootstrap.System] = []
         """Systems `use` replaced: what they built is closed by `close`."""
+        self._warned: set[str] = set()
+        """Tasks this app has warned of enqueuing while nobody published them."""
+        self._unrung: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+        """Queues that got due jobs in a caller's transaction not yet committed, by its
+        connection: their doorbells ring when it commits (`committed`)."""
 
     @property
     def url(self) -> str:
@@ -256,10 +346,11 @@ class App:
         backoff: RetryPolicy | Mapping[str, Any] | None = None,
         timeout: float | None = None,
         priority: int = 0,
-    ) -> Callable[[Callable[P, R]], Task[P, R]]:
-        """Register a handler. Its defaults apply to every enqueue that does not override them."""
+    ) -> _Register:
+        """Register a handler. Its defaults apply to every enqueue that does not override
+        them, and a job's args are checked against its parameters at enqueue."""
 
-        def register(func: Callable[P, R]) -> Task[P, R]:
+        def register(func: Callable[..., Any]) -> Task[Any, Any]:
             task_name = name or f"{func.__module__}.{func.__qualname__}"
             if task_name in BUILTIN_TASKS:
                 raise ValueError(f"{task_name!r} is the name of a built-in task")
@@ -287,7 +378,7 @@ class App:
             self.tasks.add(spec)
             return Task(self, spec, func)
 
-        return register
+        return cast(_Register, register)
 
     def _parse_policy(self, value: RetryPolicy | Mapping[str, Any]) -> RetryPolicy:
         if isinstance(value, RetryPolicy):
@@ -295,6 +386,7 @@ class App:
         return self._validated({"task": "x", "backoff": dict(value)}).backoff
 
     def _validated(self, data: Mapping[str, Any]) -> Submission:
+        """A task's declared defaults, checked as a submission's fields are."""
         clean = {k: v for k, v in data.items() if v is not None}
         return parse_submission(clean, check_args=self.builtins.check)
 
@@ -309,25 +401,27 @@ class App:
     ) -> Submission:
         """Validate one submission, filling the task's defaults; raises `ValidationError`."""
         name = task.name if isinstance(task, Task) else task
-        spec = self.tasks.get(name)
         data: dict[str, Any] = {"task": name, "args": dict(args or {})}
-        if spec is not None and name not in BUILTIN_TASKS:
-            data.update(
-                queue=spec.queue,
-                priority=spec.priority,
-                max_attempts=spec.max_attempts,
-                backoff=spec.backoff,
-                timeout_seconds=spec.timeout_s,
-            )
         explicit: dict[str, Any] = dict(options)
         depends_on = explicit.pop("depends_on", ())
         data.update({k: v for k, v in explicit.items() if v is not None})
         deps = [d.id if isinstance(d, Job) else d for d in depends_on]
         if deps:
             data["depends_on"] = deps
-        if isinstance(data.get("backoff"), Mapping) and spec is not None:
-            data["backoff"] = {**spec.backoff.to_json(), **data["backoff"]}
-        return self._validated(data)
+        submission = self.client.parse(data, local=self._task_info)
+        if name not in self._warned and self.client.unknown([submission], self._task_info):
+            self._warned.add(name)
+            log.warning(
+                "%r is no task of this app, and no worker has published it: its jobs wait "
+                "until a worker that has it starts",
+                name,
+            )
+        return submission
+
+    def _task_info(self, name: str) -> TaskInfo | None:
+        """A task's defaults and parameters, when registered here (before the catalog's)."""
+        spec = self.tasks.get(name)
+        return spec.info() if spec is not None else None
 
     def enqueue(
         self,
@@ -364,8 +458,36 @@ class App:
                 raise TypeError(f"transactional enqueue needs a PostgreSQL store, not {self.url}")
             new_jobs = self.client.prepare(submissions, correlation_id=correlation_id)
             jobs: list[Enqueued] = enqueue_in(connection, new_jobs)
+            self._unrung.setdefault(connection, set()).update(due_queues(jobs))
+            if not _in_transaction(connection):
+                self.committed(connection)  # an autocommit connection: committed already
             return jobs
         return self.client.submit(submissions, correlation_id=correlation_id)
+
+    # --- transactions -------------------------------------------------------------------
+
+    def committed(self, connection: Any) -> None:
+        """The caller's transaction on `connection` committed: wake the workers of the
+        queues its enqueues made jobs due in. `transaction()` and the Django helper call it
+        for you; call it after your own `commit()` (without it, workers find the jobs at
+        their next poll)."""
+        queues = self._unrung.pop(connection, set())
+        self.client.ring(sorted(queues))
+
+    @contextlib.contextmanager
+    def transaction(self, connection: Any) -> Iterator[Any]:
+        """`with app.transaction(conn): ...` is psycopg's `with conn.transaction(): ...`
+        that, once the outermost block has committed, wakes the workers of the jobs
+        enqueued in it (`enqueue(..., connection=conn)`). A block rolled back wakes none."""
+        try:
+            with connection.transaction() as tx:
+                yield tx
+        except BaseException:
+            if not _in_transaction(connection):
+                self._unrung.pop(connection, None)  # rolled back, all of it
+            raise
+        if not _in_transaction(connection):
+            self.committed(connection)
 
     # --- reading and managing -----------------------------------------------------------
 
@@ -376,10 +498,41 @@ class App:
         return self.store.attempts(_job_id(job_id))
 
     def cancel(self, job_id: UUID | str | Job) -> Job:
-        return self.store.cancel(_job_id(job_id))
+        return self.client.cancel(_job_id(job_id))
 
     def retry(self, job_id: UUID | str | Job) -> Job:
         return self.store.retry(_job_id(job_id))
+
+    def wait(self, job: UUID | str | Job, *, timeout: float | None = None) -> Job:
+        """Block until the job has finished (succeeded, dead or cancelled) and return it as
+        the store has it; `timeout` seconds at most (None: no limit), else `WaitTimeout`.
+
+        A wait is woken by the finished bell: workers, the scheduler and a cancel announce
+        each job they finish through the coordinator (Redis, or this process's own bell).
+        It also looks at the store after 10 ms, then at doubling intervals of up to
+        `WAIT_POLL_S_MAX`: without Redis, or when an announcement was lost, it finds out
+        at worst that much later."""
+        job_id = _job_id(job)
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        coordinator = self.coordinator
+        mark = _finished_mark(coordinator)  # before the first look: no announcement slips by
+        pause_s = WAIT_POLL_S_MIN
+        while True:
+            found = self.store.get(job_id)
+            if found.state.is_terminal:
+                return found
+            left_s = math.inf if deadline is None else deadline - time.monotonic()
+            if left_s <= 0:
+                raise WaitTimeout(found)
+            step_s = min(pause_s, left_s)
+            pause_s = min(2 * pause_s, WAIT_POLL_S_MAX)
+            if coordinator is not None and mark is not None:
+                try:
+                    mark = coordinator.wait_finished([job_id], after=mark, timeout_s=step_s).mark
+                    continue
+                except CoordinatorUnavailable:
+                    mark = None  # polling only, from now on
+            time.sleep(step_s)
 
     def list_jobs(
         self,
@@ -401,4 +554,4 @@ class App:
         )
 
 
-__all__ = ["App", "Jitter", "Options", "Registry", "RetryPolicy", "Task"]
+__all__ = ["App", "Bound", "Jitter", "Options", "Registry", "RetryPolicy", "Task", "WaitTimeout"]

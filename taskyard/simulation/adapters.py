@@ -10,11 +10,12 @@ code and cannot tell it is simulated.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 from uuid import UUID
 
+from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
 from taskyard.domain.model import (
     Attempt,
@@ -29,6 +30,7 @@ from taskyard.domain.model import (
 from taskyard.domain.ports import (
     ClaimRequest,
     Coordinator,
+    Heard,
     JobFilter,
     JobPage,
     JobQuery,
@@ -191,6 +193,12 @@ class FaultyJobStore:
     def attempt_totals(self, *, run_s_buckets: Sequence[float]) -> AttemptTotals:
         return self._inner.attempt_totals(run_s_buckets=run_s_buckets)
 
+    def publish_tasks(self, tasks: Sequence[TaskInfo], *, worker: str) -> None:
+        self._call("publish_tasks", lambda: self._inner.publish_tasks(tasks, worker=worker))
+
+    def tasks(self) -> list[TaskInfo]:
+        return self._call("tasks", self._inner.tasks, write=False)
+
 
 class FaultyCoordinator:
     """One node's view of the coordinator. Doorbells are delivered by the world as events
@@ -257,3 +265,14 @@ class FaultyCoordinator:
 
     def wait(self, queues: Sequence[str] | None, *, timeout_s: float) -> bool:
         raise AssertionError("nothing blocks in the simulator: doorbells arrive as events")
+
+    def announce_finished(self, job_ids: Sequence[UUID]) -> None:
+        self._check()
+        self._inner.announce_finished(job_ids)
+
+    def finished_mark(self) -> str:
+        self._check()
+        return self._inner.finished_mark()
+
+    def wait_finished(self, job_ids: Collection[UUID], *, after: str, timeout_s: float) -> Heard:
+        raise AssertionError("nothing blocks in the simulator")

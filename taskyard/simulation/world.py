@@ -1160,7 +1160,8 @@ class World:
         label = self.job_label(job_id)
         try:
             if action == "cancel":
-                job = node.store.cancel(job_id)
+                assert node.client is not None
+                job = node.client.cancel(job_id)
             elif action == "retry":
                 job = node.store.retry(job_id)
             else:
@@ -1186,8 +1187,9 @@ class World:
     ) -> None:
         assert node.client is not None
         names = ",".join(f"p{index}" for index, _ in bodies)
-        submissions = [node.client.parse(body) for _, body in bodies]
         try:
+            # The task's defaults come from the catalog: a parse may read the store too.
+            submissions = [node.client.parse(body) for _, body in bodies]
             enqueued = node.client.submit(submissions)
         except StoreUnavailable as exc:
             self.submit_failures += 1

@@ -151,6 +151,7 @@ def make_api(
     wrap_store: Callable[[InMemoryJobStore], JobStore] | None = None,
     wrap_coordinator: Callable[[InMemoryCoordinator], Coordinator] | None = None,
     with_coordinator: bool = True,
+    unknown_task: str = "warn",
 ) -> Api:
     """The API on a fresh in-memory store and coordinator with a manual clock, wired by
     the composition root; `wrap_store` and `wrap_coordinator` put a wrapper (one that can
@@ -161,7 +162,7 @@ def make_api(
     assert isinstance(memory, InMemoryJobStore)
     assert isinstance(coordinator, InMemoryCoordinator)
     system = bootstrap(
-        Settings(api_tokens=tokens),
+        Settings(api_tokens=tokens, unknown_task=unknown_task),
         store=wrap_store(memory) if wrap_store is not None else memory,
         coordinator=(
             (wrap_coordinator(coordinator) if wrap_coordinator else coordinator)

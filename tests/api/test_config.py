@@ -137,6 +137,8 @@ def test_a_bad_value_names_where_it_was_written(
         ("TASKYARD_REDIS_URL", "http://h", "unsupported scheme 'http'"),
         ("TASKYARD_HTTP_ALLOWED_HOSTS", "h:99999", "not a host"),
         ("TASKYARD_LOG_FORMAT", "xml", "not one of text, json"),
+        ("TASKYARD_UNKNOWN_TASK", "ignore", "not one of warn, refuse"),
+        ("TASKYARD_UNKNOWN_TASK", "warn\x00", "not one of warn, refuse"),
         ("TASKYARD_REDIS_KEY_PREFIX", "has space", "use 1 to 64"),
         # numbers are ASCII digits, names match as a whole (int() and float() take more)
         ("TASKYARD_CONCURRENCY", "\u0664", "not an integer"),

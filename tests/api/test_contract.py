@@ -84,7 +84,8 @@ def test_a_submission_is_refused_with_a_4xx_or_stored_as_sent(body: Any, header:
             {"idempotency_key": header} if headers and body.get("idempotency_key") is None else {}
         )
         shown_as_sent(result.json, body | keyed)
-        assert api.get(f"/v1/jobs/{result.json['id']}").json == result.json
+        job = {k: v for k, v in result.json.items() if k != "warnings"}  # the answer's own
+        assert api.get(f"/v1/jobs/{result.json['id']}").json == job
     batch = sent(api, "POST", "/v1/jobs/batch", {"jobs": [body, body]})
     if not headers:
         assert (batch.status_code == 201) == (result.status_code == 201), batch.text

@@ -77,6 +77,7 @@ API_MD_TABLE = {
     ("/v1/queues", "get"),
     ("/v1/queues/{name}/pause", "post"),
     ("/v1/queues/{name}/resume", "post"),
+    ("/v1/tasks", "get"),
     ("/v1/workers", "get"),
     ("/v1/schedulers", "get"),
     ("/v1/stats", "get"),

@@ -14,7 +14,7 @@ SOURCES = ("flag", "alias", "environment", "file")
 
 def _migrated(name: str) -> str:
     """What `taskyard migrate` prints for `sqlite:///<name>.db`: the store, then its schema."""
-    return f"taskyard migrate sqlite:///{name}.db\n{name}.db: taskyard schema at version 1\n"
+    return f"taskyard migrate sqlite:///{name}.db\n{name}.db: taskyard schema at version 2\n"
 
 
 def _give(source: str, name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:

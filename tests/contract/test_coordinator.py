@@ -188,3 +188,57 @@ def test_terms_keep_growing_over_many_handovers(coordinator: Coordinator) -> Non
         terms.append(lead.term)
         assert coordinator.resign(candidate=candidate) is True
     assert terms == sorted(set(terms))
+
+
+A, B, C = (UUID(int=n) for n in (1, 2, 3))
+
+
+def test_an_announcement_after_the_mark_is_heard(coordinator: Coordinator) -> None:
+    mark = coordinator.finished_mark()
+    coordinator.announce_finished([B])
+    coordinator.announce_finished([A, C])
+    heard = coordinator.wait_finished([A], after=mark, timeout_s=5)
+    assert heard.finished == {A}
+    # Waiting on from the new mark: the announcements already heard are not heard again.
+    assert coordinator.wait_finished([A], after=heard.mark, timeout_s=0.1).finished == set()
+
+
+def test_an_announcement_before_the_mark_is_not_heard(coordinator: Coordinator) -> None:
+    coordinator.announce_finished([A])
+    mark = coordinator.finished_mark()
+    quiet = coordinator.wait_finished([A, B], after=mark, timeout_s=0.2)
+    assert quiet.finished == set()
+    coordinator.announce_finished([B])
+    assert coordinator.wait_finished([A, B], after=quiet.mark, timeout_s=5).finished == {B}
+
+
+def test_announcements_of_other_jobs_only_move_the_mark(coordinator: Coordinator) -> None:
+    mark = coordinator.finished_mark()
+    coordinator.announce_finished([B, C])
+    heard = coordinator.wait_finished([A], after=mark, timeout_s=0.2)
+    assert heard.finished == set() and heard.mark != mark
+    coordinator.announce_finished([])  # nothing to announce: nothing happens
+    assert coordinator.finished_mark() == heard.mark
+
+
+def test_every_waiter_hears_an_announcement(coordinator: Coordinator) -> None:
+    mark = coordinator.finished_mark()
+    heard: list[frozenset[UUID]] = []
+
+    def waiter() -> None:
+        heard.append(coordinator.wait_finished([A], after=mark, timeout_s=10).finished)
+
+    threads = [threading.Thread(target=waiter) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    coordinator.announce_finished([A])
+    for thread in threads:
+        thread.join(15)
+    assert heard == [frozenset({A})] * 3
+
+
+def test_a_large_announcement_is_heard_whole(coordinator: Coordinator) -> None:
+    many = [UUID(int=n) for n in range(10, 1010)]
+    mark = coordinator.finished_mark()
+    coordinator.announce_finished(many)
+    assert coordinator.wait_finished(many, after=mark, timeout_s=5).finished == set(many)

@@ -36,7 +36,12 @@ def _migrate(url: str) -> subprocess.Popen[str]:
     )
 
 
-ALL_VERSIONS = [(1, "initial"), (2, "hot_paths"), (3, "hot_path_arguments")]
+ALL_VERSIONS = [
+    (1, "initial"),
+    (2, "hot_paths"),
+    (3, "hot_path_arguments"),
+    (4, "task_catalog"),
+]
 
 
 def _recorded(url: str) -> list[tuple[int, str]]:
@@ -58,14 +63,15 @@ def test_migrate_twice_exits_zero_and_records_the_version_once(fresh_url: str) -
         "applied 0001_initial",
         "applied 0002_hot_paths",
         "applied 0003_hot_path_arguments",
-        "taskyard schema at version 3",
+        "applied 0004_task_catalog",
+        "taskyard schema at version 4",
     ]
     second = _migrate(fresh_url)
     out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
     assert out.splitlines() == [
         f"taskyard migrate {redact_url(fresh_url)}",
-        "taskyard schema at version 3 (up to date)",
+        "taskyard schema at version 4 (up to date)",
     ]
     assert _recorded(fresh_url) == ALL_VERSIONS
     with psycopg.connect(fresh_url) as conn:
@@ -81,7 +87,14 @@ def test_migrate_twice_exits_zero_and_records_the_version_once(fresh_url: str) -
                 " WHERE pronamespace = 'taskyard'::regnamespace"
             ).fetchall()
         )
-    assert tables == {"jobs", "attempts", "dependencies", "paused_queues", "schema_migrations"}
+    assert tables == {
+        "jobs",
+        "attempts",
+        "dependencies",
+        "paused_queues",
+        "tasks",
+        "schema_migrations",
+    }
     # Version 3's claim and success report take the states they write as arguments;
     # version 2's stay beside them for the taskyard before this one in a rolling upgrade.
     assert functions == [
@@ -115,7 +128,8 @@ def test_a_version_1_schema_is_upgraded_by_applying_only_what_it_lacks(fresh_url
     assert out.splitlines()[1:] == [
         "applied 0002_hot_paths",
         "applied 0003_hot_path_arguments",
-        "taskyard schema at version 3",
+        "applied 0004_task_catalog",
+        "taskyard schema at version 4",
     ]
     assert _recorded(fresh_url) == ALL_VERSIONS
 
@@ -156,6 +170,6 @@ def test_migrate_creates_a_sqlite_schema(
     path = tmp_path / "jobs.db"
     assert cli.main(["migrate", "--database-url", f"sqlite:///{path}"]) == 0
     assert capsys.readouterr().out == (
-        f"taskyard migrate sqlite:///{path}\n{path}: taskyard schema at version 1\n"
+        f"taskyard migrate sqlite:///{path}\n{path}: taskyard schema at version 2\n"
     )
     assert path.exists()

@@ -14,6 +14,7 @@ import pytest
 import taskyard
 from taskyard.adapters.clock import SystemClock
 from taskyard.adapters.sqlite import SqliteJobStore
+from taskyard.adapters.sqlshared import load_migrations
 from taskyard.domain.errors import JobNotFound, StoreUnavailable
 from taskyard.domain.model import JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobQuery
@@ -121,12 +122,12 @@ def test_the_schema_is_versioned_and_opening_again_is_harmless(tmp_path: Path) -
     path = tmp_path / "versioned.db"
     with SqliteJobStore(path, clock=SystemClock()) as store:
         job = store.enqueue(new_jobs(1))[0].job
-        assert store.schema_version == 1
+        assert store.schema_version == 2
     with SqliteJobStore(path, clock=SystemClock()) as again:
         assert again.get(job.id) == job
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         conn.execute("PRAGMA user_version = 99")
         conn.commit()
@@ -134,6 +135,24 @@ def test_the_schema_is_versioned_and_opening_again_is_harmless(tmp_path: Path) -
         conn.close()
     with pytest.raises(StoreUnavailable, match="schema version 99"):
         SqliteJobStore(path, clock=SystemClock())
+
+
+def test_a_version_1_file_is_upgraded_keeping_its_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    [first] = [m for m in load_migrations("sqlite") if m.version == 1]
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript(first.sql)
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+    finally:
+        conn.close()
+    with SqliteJobStore(path, clock=SystemClock()) as store:
+        assert store.schema_version == 2
+        job = store.enqueue(new_jobs(1))[0].job
+        assert store.tasks() == []
+    with SqliteJobStore(path, clock=SystemClock()) as again:
+        assert again.get(job.id) == job
 
 
 def test_an_app_runs_on_a_sqlite_url(tmp_path: Path) -> None:

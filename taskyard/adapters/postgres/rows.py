@@ -28,6 +28,7 @@ from psycopg.rows import TupleRow, tuple_row
 from psycopg.types.json import Jsonb
 
 from taskyard.adapters import sqlshared as sql
+from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobFilter, JobQuery
 from taskyard.domain.retry import RetryPolicy
@@ -398,6 +399,19 @@ class PostgresRows:
         else:
             self._conn.execute("DELETE FROM taskyard.paused_queues WHERE queue = %s", (queue,))
 
+    def put_tasks(self, tasks: Sequence[TaskInfo]) -> None:
+        self._cursor().executemany(
+            f"""INSERT INTO taskyard.tasks ({sql.TASK_COLUMNS})
+                VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s::jsonb, %s, %s)
+                ON CONFLICT (name) DO UPDATE SET
+                    (queue, priority, max_attempts, backoff, timeout_s, params, published_by,
+                     published_at)
+                  = (EXCLUDED.queue, EXCLUDED.priority, EXCLUDED.max_attempts,
+                     EXCLUDED.backoff, EXCLUDED.timeout_s, EXCLUDED.params,
+                     EXCLUDED.published_by, EXCLUDED.published_at)""",
+            [sql.task_row(task, task.published_at) for task in tasks],
+        )
+
     # --- reading --------------------------------------------------------------------------
 
     def page(self, query: JobQuery) -> list[Job]:
@@ -448,6 +462,10 @@ class PostgresRows:
 
     def paused(self) -> set[str]:
         return {queue for (queue,) in self._all("SELECT queue FROM taskyard.paused_queues")}
+
+    def task_entries(self) -> list[TaskInfo]:
+        rows = self._all(f"SELECT {sql.TASK_COLUMNS} FROM taskyard.tasks")
+        return [sql.task_from_row(row, utc(row[-1])) for row in rows]
 
     def finished_counts(self, *, since: datetime) -> dict[JobState, int]:
         rows = self._all(

@@ -39,6 +39,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from taskyard.adapters.postgres import hotpaths
+from taskyard.adapters.postgres.callers import with_server_cursors
 from taskyard.adapters.postgres.rows import COPY_MIN_JOBS, JOBS, Conn, J, PostgresRows
 from taskyard.adapters.sqlshared import RETRY_BUDGET_DEFAULT, normalized
 from taskyard.domain.errors import StoreUnavailable
@@ -345,7 +346,7 @@ class PostgresJobStore(StoreEngine):
         trial = 0
         while True:
             try:
-                with connection.transaction():
+                with with_server_cursors(connection), connection.transaction():
                     if hotpaths.plain(jobs) and len(jobs) < COPY_MIN_JOBS:
                         return hotpaths.insert_plain(connection, jobs)
                     rows = PostgresRows(connection, locking=True)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
+from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.model import (
     Attempt,
     AttemptTotals,
@@ -132,6 +133,14 @@ class StoreEngine:
             rows.set_paused(queue, paused=paused)
 
         self._rows.writing(work)
+
+    # the task catalog
+
+    def publish_tasks(self, tasks: Sequence[TaskInfo], *, worker: str) -> None:
+        self._rows.writing(lambda rows: plans.publish_tasks(rows, tasks, worker=worker))
+
+    def tasks(self) -> list[TaskInfo]:
+        return self._rows.reading(reads.tasks)
 
     def queues(self) -> list[QueueInfo]:
         return self._rows.reading(reads.queues)

@@ -18,6 +18,7 @@ from uuid import UUID
 import attrs
 
 from taskyard.domain import transitions as t
+from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import (
     IdempotencyConflict,
     JobNotFound,
@@ -424,3 +425,11 @@ def change_many(
             count += 1
     _write(rows, batch, now)
     return count
+
+
+def publish_tasks(rows: Rows, tasks: Sequence[TaskInfo], *, worker: str) -> None:
+    """A worker's tasks into the catalog, stamped with the worker and the store's now: each
+    replaces its task's earlier entry whole, so the last publication wins."""
+    if tasks:
+        at = rows.now()
+        rows.put_tasks([task.published(by=worker, at=at) for task in tasks])

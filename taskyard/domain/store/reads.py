@@ -12,6 +12,7 @@ from datetime import datetime
 from uuid import UUID
 
 from taskyard.domain import transitions as t
+from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import JobNotFound
 from taskyard.domain.model import (
     REPORTED_OUTCOMES,
@@ -151,3 +152,8 @@ def attempt_totals(rows: Rows, *, run_s_buckets: Sequence[float]) -> AttemptTota
         run_s_count=run_count,
         run_s_sum_s=run_sum_s,
     )
+
+
+def tasks(rows: Rows) -> list[TaskInfo]:
+    """The task catalog, by name."""
+    return sorted(rows.task_entries(), key=lambda task: task.name)

@@ -20,6 +20,7 @@ from uuid import UUID
 
 import attrs
 
+from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobFilter, JobQuery
 from taskyard.domain.transitions import Step
@@ -166,6 +167,10 @@ class Rows(Protocol):
 
     def set_paused(self, queue: str, *, paused: bool) -> None: ...
 
+    def put_tasks(self, tasks: Sequence[TaskInfo]) -> None:
+        """Insert each task's catalog entry, or replace the entry of the same name whole."""
+        ...
+
     # --- reading --------------------------------------------------------------------------
 
     def page(self, query: JobQuery) -> list[Job]:
@@ -190,6 +195,10 @@ class Rows(Protocol):
         ...
 
     def paused(self) -> set[str]: ...
+
+    def task_entries(self) -> list[TaskInfo]:
+        """The task catalog's entries, in any order."""
+        ...
 
     def finished_counts(self, *, since: datetime) -> dict[JobState, int]:
         """Jobs finished at or after `since`, by state."""

@@ -46,6 +46,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/queues", system.Queues, PROTECTED),
     Route("/v1/queues/{name}/pause", system.PauseQueue, PROTECTED),
     Route("/v1/queues/{name}/resume", system.ResumeQueue, PROTECTED),
+    Route("/v1/tasks", system.Tasks, PROTECTED),
     Route("/v1/workers", system.Workers, PROTECTED),
     Route("/v1/schedulers", system.Schedulers, PROTECTED),
     Route("/v1/stats", system.StatsResource, PROTECTED),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -10,6 +11,7 @@ from uuid import UUID
 import falcon
 
 from taskyard.domain import contract
+from taskyard.domain.catalog import unknown_problem
 from taskyard.domain.contract import LISTED_ON_REQUEST, PAGE_BYTES_MAX
 from taskyard.domain.errors import FieldError, JobNotFound, UnknownDependency, ValidationError
 from taskyard.domain.ids import parse_job_id
@@ -27,6 +29,7 @@ from taskyard.entrypoints.api.body import BATCH_BODY_BYTES_MAX, read_object
 from taskyard.entrypoints.api.services import Services
 
 IDEMPOTENCY_HEADER = contract.IDEMPOTENCY_KEY_HEADER.name
+log = logging.getLogger("taskyard.api")
 
 
 def job_path(job_id: UUID) -> str:
@@ -66,6 +69,24 @@ def _dependency_field(job_id: UUID, raw: Sequence[Mapping[str, Any]], prefix: st
     return f"{prefix}.depends_on" if prefix else "depends_on"
 
 
+def _warned(
+    services: Services,
+    answer: dict[str, Any],
+    submissions: Sequence[Submission],
+    *,
+    prefix: str,
+) -> dict[str, Any]:
+    """The answer to an accepted submission, with a warning for each job of a task no
+    worker has published (`unknown_task` is `warn`: one set to `refuse` was refused)."""
+    unknown = services.client.unknown(submissions)
+    if unknown:
+        problem = unknown_problem(services.client.unknown_task)
+        where = [f"{prefix}[{i}].{problem.field}" if prefix else problem.field for i in unknown]
+        answer["warnings"] = [{"field": field, "message": problem.message} for field in where]
+        log.warning("accepted %d job(s) of a task no worker has published", len(unknown))
+    return answer
+
+
 class Jobs:
     """`POST /v1/jobs` submits one job; `GET /v1/jobs` lists them."""
 
@@ -83,7 +104,7 @@ class Jobs:
         req.context.job_id = str(job.id)
         resp.status = falcon.HTTP_201 if enqueued.created else falcon.HTTP_200
         resp.location = job_path(job.id)
-        resp.media = job.to_json()
+        resp.media = _warned(self.services, {**job.to_json()}, [submission], prefix="")
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         state, queue, task, limit, cursor, include = contract.LISTING_PARAMS
@@ -154,7 +175,8 @@ class Batch:
         enqueued = _submit(self.services, req, submissions, data["jobs"], prefix="jobs")
         req.context.job_count = len(enqueued)
         resp.status = falcon.HTTP_201
-        resp.media = {"jobs": [e.job.to_json() for e in enqueued]}
+        answer = {"jobs": [e.job.to_json() for e in enqueued]}
+        resp.media = _warned(self.services, answer, submissions, prefix="jobs")
 
 
 class OneJob:
@@ -176,7 +198,7 @@ class OneJob:
         resp.media = job.to_json()
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        resp.media = self.services.store.cancel(_seen(req, job_id)).to_json()
+        resp.media = self.services.client.cancel(_seen(req, job_id)).to_json()
 
 
 def _seen(req: falcon.Request, text: str) -> UUID:
@@ -194,7 +216,7 @@ class Cancel:
         self.services = services
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        resp.media = self.services.store.cancel(_seen(req, job_id)).to_json()
+        resp.media = self.services.client.cancel(_seen(req, job_id)).to_json()
 
 
 class Retry:

@@ -221,8 +221,8 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
 
     located = _headers(("Location", "string", "/v1/jobs/{id} of the job"))
     submitted = {
-        "201": {**_ok(c.JOB, "created"), "headers": located},
-        "200": {**_ok(c.JOB, "the job this idempotency key made"), "headers": located},
+        "201": {**_ok(c.SUBMITTED_JOB, "created"), "headers": located},
+        "200": {**_ok(c.SUBMITTED_JOB, "the job this idempotency key made"), "headers": located},
     }
     ready = {
         "200": _ok(c.READINESS, "ready"),
@@ -251,7 +251,7 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
     op(
         "POST /v1/jobs/batch",
         "Submit 1 to 1,000 jobs, all or nothing",
-        {"201": _ok(c.JOB_ARRAY, "created")},
+        {"201": _ok(c.SUBMITTED_JOBS, "created")},
         conflict=True,
         body=c.BATCH,
     )
@@ -293,6 +293,7 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
         c.QUEUE_PAUSE,
     )
     op("POST /v1/queues/{name}/resume", "Let claims from a queue go on", c.QUEUE_PAUSE)
+    op("GET /v1/tasks", "The task catalog: what the workers published", c.TASK_LIST)
     op("GET /v1/workers", "Live workers (gone 15 s after their last heartbeat)", c.WORKER_LIST)
     op("GET /v1/schedulers", "Live schedulers and which one leads", c.SCHEDULER_LIST)
     op("GET /v1/stats", "Outcomes over a window", c.STATS, params=(c.WINDOW,))

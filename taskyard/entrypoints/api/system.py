@@ -122,6 +122,18 @@ class Workers:
         resp.media = {"workers": [worker_json(w) for w in found]}
 
 
+class Tasks:
+    """`GET /v1/tasks`: the task catalog, as the workers last published it (built-in tasks
+    are known everywhere and not listed)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        query.params_of(req, ())
+        resp.media = {"tasks": [task.to_json() for task in self.services.store.tasks()]}
+
+
 class Schedulers:
     """`GET /v1/schedulers`: live schedulers and which one leads."""
 

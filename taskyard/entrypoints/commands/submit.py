@@ -5,15 +5,18 @@
         --priority 5 --delay 60 --max-attempts 5 --idempotency-key invoice-42
     taskyard submit report --depends-on 0192... --depends-on 0192...
 
-Prints the job (or the API's JSON with --json). Exit code 0 when the API accepted it
-(201, or 200 for an idempotent replay), 1 when it refused (the problem is printed), 2 for
-a usage or configuration error.
+A field left out gets the task's default as its workers published it (`taskyard tasks`),
+and the args are checked against the task's arguments. Prints the job (or the API's JSON
+with --json), and on standard error any warning (a task no worker has published). Exit
+code 0 when the API accepted it (201, or 200 for an idempotent replay), 1 when it refused
+(the problem is printed), 2 for a usage or configuration error.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from taskyard.entrypoints.apiclient import (
@@ -36,12 +39,14 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("task", metavar="TASK", help="the task name (sleep, http, shell or yours)")
     parser.add_argument("--args", metavar="JSON", help="the job's arguments, a JSON object")
-    parser.add_argument("--queue", metavar="NAME", help="queue (default: default)")
+    parser.add_argument("--queue", metavar="NAME", help="queue (default: the task's)")
     parser.add_argument("--priority", type=int, metavar="N", help="-100 to 100, higher first")
     when = parser.add_mutually_exclusive_group()
     when.add_argument("--delay", type=_seconds, metavar="SECONDS", help="run no sooner than this")
     when.add_argument("--run-at", metavar="RFC3339", help="run no sooner than this time")
-    parser.add_argument("--max-attempts", type=int, metavar="N", help="1 to 1000 (default 3)")
+    parser.add_argument(
+        "--max-attempts", type=int, metavar="N", help="1 to 1000 (default: the task's)"
+    )
     parser.add_argument("--idempotency-key", metavar="KEY", help="submit at most once per key")
     parser.add_argument(
         "--depends-on",
@@ -92,6 +97,11 @@ def run(args: argparse.Namespace) -> int:
 
     def work(client: ApiClient) -> str:
         job = client.call("POST", "/v1/jobs", body=body)
+        for warning in job.get("warnings") or ():
+            print(
+                f"taskyard: warning: {warning.get('field')}: {warning.get('message')}",
+                file=sys.stderr,
+            )
         return as_json(job) if args.json else job_view(job)
 
     return run_client(args, work)

@@ -558,11 +558,10 @@ class JobAction(Page):
     def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         query.params_of(req, ())
         the_id = _job_of(job_id)
-        store = self.ui.store
         if self.action == "retry":
             retry_job(self.ui.services, the_id)
         else:
-            store.cancel(the_id)
+            self.ui.services.client.cancel(the_id)
         self.ui.views.changed()
         req.context.job_id = str(the_id)
         see_other(resp, f"/ui/jobs/{the_id}?done={self.action}")
