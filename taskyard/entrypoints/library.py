@@ -50,7 +50,7 @@ from taskyard.adapters.executors import builtin_tasks
 from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
 from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.client import Client, due_queues
-from taskyard.domain.context import JobContext, Registry, TaskSpec, takes_context
+from taskyard.domain.context import JobContext, Registry, TaskSpec
 from taskyard.domain.errors import (
     CoordinatorUnavailable,
     JobNotFound,
@@ -373,7 +373,6 @@ class App:
                 backoff=defaults.backoff,
                 timeout_s=defaults.timeout_s,
                 priority=defaults.priority,
-                with_context=takes_context(func),
             )
             self.tasks.add(spec)
             return Task(self, spec, func)
