@@ -36,6 +36,7 @@ def new_job(
     idempotency_key: str | None = None,
     depends_on: Sequence[UUID] = (),
     correlation_id: str | None = None,
+    trace_context: dict[str, str] | None = None,
 ) -> NewJob:
     submission = Submission(
         task=task,
@@ -50,7 +51,9 @@ def new_job(
         idempotency_key=idempotency_key,
         depends_on=tuple(depends_on),
     )
-    return submission.to_new_job(job_id=uuid7(store.now(), _rng), correlation_id=correlation_id)
+    return submission.to_new_job(
+        job_id=uuid7(store.now(), _rng), correlation_id=correlation_id, trace_context=trace_context
+    )
 
 
 def enqueue(store: JobStore, **kwargs: Any) -> Job:

@@ -249,6 +249,8 @@ class HandlerResult:
     result: JsonValue = None
     error: ErrorInfo | None = None
     retryable: bool = True
+    exception: BaseException | None = attrs.field(default=None, eq=False, repr=False)
+    """The handler's exception, for the hooks (`domain/hooks.py`); never stored."""
 
 
 def error_info(exc: BaseException, *, type_name: str | None = None) -> ErrorInfo:
@@ -276,18 +278,24 @@ def invoke(spec: TaskSpec, job: Job, context: JobContext) -> HandlerResult:
         value = spec.handler(**kwargs)
     except Cancelled as exc:
         return HandlerResult(
-            ref=ref, kind=ReportKind.CANCELLED, error=error_info(exc, type_name="cancelled")
+            ref=ref,
+            kind=ReportKind.CANCELLED,
+            error=error_info(exc, type_name="cancelled"),
+            exception=exc,
         )
     except HandlerTimeout as exc:
         return HandlerResult(
-            ref=ref, kind=ReportKind.TIMEOUT, error=error_info(exc, type_name="timeout")
+            ref=ref,
+            kind=ReportKind.TIMEOUT,
+            error=error_info(exc, type_name="timeout"),
+            exception=exc,
         )
     except PermanentFailure as exc:
         return HandlerResult(
-            ref=ref, kind=ReportKind.FAILED, error=error_info(exc), retryable=False
+            ref=ref, kind=ReportKind.FAILED, error=error_info(exc), retryable=False, exception=exc
         )
     except Exception as exc:
-        return HandlerResult(ref=ref, kind=ReportKind.FAILED, error=error_info(exc))
+        return HandlerResult(ref=ref, kind=ReportKind.FAILED, error=error_info(exc), exception=exc)
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:

@@ -56,6 +56,7 @@ from taskyard.domain.errors import (
     JobNotFound,
     TaskyardError,
 )
+from taskyard.domain.hooks import Hook, Hooks
 from taskyard.domain.ids import parse_job_id
 from taskyard.domain.model import Attempt, Enqueued, Job, JobState
 from taskyard.domain.ports import Clock, Coordinator, JobFilter, JobPage, JobQuery, JobStore, Random
@@ -232,6 +233,9 @@ class App:
         self.rng: Random = rng if rng is not None else bootstrap.system_random()
         self.builtins = builtins or bootstrap.builtin_policy(self.settings)
         self.tasks = Registry()
+        self.hooks = Hooks()
+        """Lifecycle hooks (`add_hook`): around each enqueue here, and each attempt of a
+        worker that loads this app."""
         if include_builtins:
             for spec in builtin_tasks(self.builtins).values():
                 self.tasks.add(spec)
@@ -336,6 +340,13 @@ class App:
         self._given, self._system, self.clock, self.rng = snapshot
 
     # --- the registry -------------------------------------------------------------------
+
+    def add_hook(self, hook: Hook) -> Hook:
+        """Add a lifecycle hook (a `taskyard.Hook`; see `taskyard/domain/hooks.py`): called
+        around each enqueue through this app, and around each attempt in every worker that
+        loads it, after those added before. What a hook raises is logged and ignored."""
+        self.hooks.add(hook)
+        return hook
 
     def task(
         self,
@@ -450,18 +461,24 @@ class App:
         correlation_id: str | None = None,
         connection: Any = None,
     ) -> list[Enqueued]:
-        """Submit several validated submissions (see `submission`), all or nothing."""
-        if connection is not None:
+        """Submit several validated submissions (see `submission`), all or nothing, inside
+        the hooks' `enqueue` (the jobs keep the trace context it gives)."""
+        with self.hooks.enqueue([s.task for s in submissions]) as trace_context:
+            if connection is None:
+                return self.client.submit(
+                    submissions, correlation_id=correlation_id, trace_context=trace_context
+                )
             enqueue_in = getattr(self.store, "enqueue_in", None)
             if enqueue_in is None:
                 raise TypeError(f"transactional enqueue needs a PostgreSQL store, not {self.url}")
-            new_jobs = self.client.prepare(submissions, correlation_id=correlation_id)
+            new_jobs = self.client.prepare(
+                submissions, correlation_id=correlation_id, trace_context=trace_context
+            )
             jobs: list[Enqueued] = enqueue_in(connection, new_jobs)
             self._unrung.setdefault(connection, set()).update(due_queues(jobs))
             if not _in_transaction(connection):
                 self.committed(connection)  # an autocommit connection: committed already
             return jobs
-        return self.client.submit(submissions, correlation_id=correlation_id)
 
     # --- transactions -------------------------------------------------------------------
 
