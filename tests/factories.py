@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from taskyard.domain.hooks import Hooks
 from taskyard.domain.ids import uuid7
 from taskyard.domain.model import Enqueued, ErrorInfo, Job, LeaseRef, NewJob
 from taskyard.domain.ports import ClaimRequest, Clock, Executor, JobStore, TaskRegistry
@@ -100,6 +101,7 @@ def worker(
     registry: TaskRegistry,
     executor: Executor,
     worker_id: str = "w1",
+    hooks: Hooks | None = None,
     **config: Any,
 ) -> Worker:
     """A domain worker with no coordinator and a seeded random source, driven by hand."""
@@ -111,4 +113,5 @@ def worker(
         registry=registry,
         executor=executor,
         config=WorkerConfig(worker_id=worker_id, **config),
+        hooks=hooks,
     )

@@ -6,7 +6,6 @@ job once more, grouped by task."""
 from __future__ import annotations
 
 import importlib.util
-import random
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -17,11 +16,9 @@ import pytest
 import taskyard
 from taskyard.adapters.clock import ManualClock
 from taskyard.adapters.memory import InMemoryJobStore
-from taskyard.domain.context import JobContext, TaskSpec
-from taskyard.domain.model import Job
-from taskyard.domain.worker import Worker, WorkerConfig
 from taskyard.testing import TestRunner
 from tests.factories import enqueue
+from tests.service.stuck import stuck_worker
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "error_reporting.py"
 
@@ -79,35 +76,13 @@ def test_failed_attempts_and_dead_jobs_are_reported(example: ModuleType) -> None
     assert dead["fingerprint"] == ["taskyard-dead", "invoices.send"]
 
 
-class Stuck:
-    def start(self, job: Job, context: JobContext) -> None:
-        pass
-
-
-class OneTask:
-    def names(self) -> frozenset[str]:
-        return frozenset({"work"})
-
-    def get(self, name: str) -> TaskSpec | None:
-        return TaskSpec(name=name, handler=lambda: None) if name == "work" else None
-
-
 def test_a_timeout_is_reported_as_a_message(example: ModuleType) -> None:
     sentry = FakeSentry()
     hooks = taskyard.App("memory://").hooks
     hooks.add(example.ErrorReporting(sentry))
     clock = ManualClock()
     store = InMemoryJobStore(clock=clock)
-    worker = Worker(
-        store=store,
-        coordinator=None,
-        clock=clock,
-        rng=random.Random(0),
-        registry=OneTask(),
-        executor=Stuck(),
-        config=WorkerConfig(worker_id="w1"),
-        hooks=hooks,
-    )
+    worker = stuck_worker(store, clock, hooks)
     enqueue(store, timeout_s=2.0)
     worker.tick()
     clock.advance(3)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -13,12 +12,12 @@ import pytest
 import taskyard
 from taskyard.adapters.clock import ManualClock
 from taskyard.adapters.memory import InMemoryJobStore
-from taskyard.domain.context import JobContext, TaskSpec
+from taskyard.domain.context import JobContext
 from taskyard.domain.hooks import AttemptEnd, Ending, Hook, Hooks, TraceContext
 from taskyard.domain.model import ErrorInfo, Job, JobState
-from taskyard.domain.worker import Worker, WorkerConfig
 from taskyard.testing import TestRunner
 from tests.factories import enqueue
+from tests.service.stuck import stuck_worker
 
 
 class Recorder(Hook):
@@ -217,35 +216,11 @@ def test_a_bad_trace_context_from_a_hook_is_refused_naming_it() -> None:
         assert runner.jobs() == []
 
 
-class Stuck:
-    """Starts handlers that never return."""
-
-    def start(self, job: Job, context: JobContext) -> None:
-        pass
-
-
-class OneTask:
-    def names(self) -> frozenset[str]:
-        return frozenset({"work"})
-
-    def get(self, name: str) -> TaskSpec | None:
-        return TaskSpec(name=name, handler=lambda: None) if name == "work" else None
-
-
 def test_an_attempt_that_times_out_or_is_handed_back_ends_once_for_the_hooks() -> None:
     clock = ManualClock()
     store = InMemoryJobStore(clock=clock)
     recorder = Recorder()
-    worker = Worker(
-        store=store,
-        coordinator=None,
-        clock=clock,
-        rng=random.Random(0),
-        registry=OneTask(),
-        executor=Stuck(),
-        config=WorkerConfig(worker_id="w1", concurrency=2),
-        hooks=Hooks([recorder]),
-    )
+    worker = stuck_worker(store, clock, Hooks([recorder]))
     timed = enqueue(store, timeout_s=1.0)
     kept = enqueue(store)
     worker.tick()
