@@ -28,14 +28,14 @@ from taskyard.domain.builtins import BuiltinPolicy
 from taskyard.domain.model import Job
 from taskyard.domain.ports import Coordinator, JobQuery, JobStore
 from taskyard.entrypoints.api import Services, create_app
-from taskyard.entrypoints.api.openapi import openapi_document
+from taskyard.entrypoints.api.app import api_document
 from taskyard.entrypoints.bootstrap import bootstrap
 from taskyard.entrypoints.config import Settings
 
 START = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
 TOKENS = ("s3cret-token", "second.token")
 
-_DOCUMENT = openapi_document()
+_DOCUMENT = api_document()
 _VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
 
 
