@@ -145,7 +145,8 @@ class Bound(Generic[P, R]):
 
 class _Register(Protocol):
     """What `@app.task(...)` does to a function: a handler that takes the context first
-    (`ctx: JobContext`) makes a task whose jobs take the rest of its parameters."""
+    (`ctx: JobContext`) makes a task whose jobs take the rest of its parameters. (A context
+    elsewhere is handed in all the same, but typing cannot take it out of `P`.)"""
 
     @overload
     def __call__(self, func: Callable[Concatenate[JobContext, P], R], /) -> Task[P, R]: ...
