@@ -74,7 +74,7 @@ def test_a_bad_tracestate_is_dropped_and_the_traceparent_kept(api: Api) -> None:
     assert job.trace_context == {"traceparent": PARENT}
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.text(), st.one_of(st.none(), st.text()))
 def test_any_header_text_gives_a_valid_context_or_a_warning(parent: str, state: str | None) -> None:
     context, problem = trace_context_of_headers(parent, state)
