@@ -172,8 +172,8 @@ def _names_context(annotation: object) -> bool:
 def context_parameter(handler: Handler) -> str | None:
     """The name of the parameter a handler gets the context by: the first one annotated
     `JobContext` (whatever its name), else a first parameter named `ctx` (as before
-    annotations counted). None when it takes no context. A positional-only parameter is never the
-    context (the context is handed in by name)."""
+    annotations counted). None when it takes no context. A positional-only parameter is
+    never the context (the context is handed in by name)."""
     try:
         params = list(inspect.signature(handler).parameters.values())
     except (TypeError, ValueError):
