@@ -132,9 +132,6 @@ class Hooks:
     def __bool__(self) -> bool:
         return bool(self._hooks)
 
-    def __iter__(self) -> Iterator[Hook]:
-        return iter(list(self._hooks))
-
     def _each(self, method: str, *args: Any) -> None:
         for hook in self._hooks:
             call = getattr(hook, method, None)
