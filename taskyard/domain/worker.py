@@ -633,6 +633,8 @@ class Worker:
                     kind=ReportKind.FAILED,
                     error=ErrorInfo(type="unknown_task", message=f"no handler for {job.task!r}"),
                     retryable=True,
+                    # Retried after the job's backoff, as any failure is (guarantee 6).
+                    retry_delay_s=job.backoff.delay_s(attempt=job.attempt, rng=self.rng),
                 ),
             )
             return

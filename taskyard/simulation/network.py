@@ -58,6 +58,8 @@ class Network:
         self._site_counts = site_counts
         self._exercised = exercised
         self._cuts: Counter[tuple[str, Target]] = Counter()
+        self._forced: Counter[tuple[str, str]] = Counter()
+        """(node, site) -> how many faults make that site fire on every call of the node."""
         self._split_brain_until = -math.inf
         self._refused: dict[tuple[UUID, int], bool] = {}
         """(job, attempt) -> True when every report of the attempt is refused, False when
@@ -81,8 +83,9 @@ class Network:
         return bool(self._cuts) and self._cuts[(node, target)] > 0
 
     def fire(self, site: str, who: str) -> bool:
+        forced = bool(self._forced) and self._forced[(who.split(".", maxsplit=1)[0], site)] > 0
         p = self._sites.get(site)
-        if not p or self._streams.get(f"site/{site}").random() >= p:
+        if not forced and (not p or self._streams.get(f"site/{site}").random() >= p):
             return False
         self._fault_counts[site_kind(site)] += 1
         self._site_counts[site] += 1
@@ -205,6 +208,18 @@ class Network:
             if not self._cuts[key]:
                 self._loop.note(node.label, f"partition from the {target.value} healed")
 
+    def force(self, node: Node, site: str, duration_s: float) -> None:
+        """Make `site` fire on every call of `node` for `duration_s`."""
+        self._forced[(node.name, site)] += 1
+        self._loop.at(self._loop.clock.t + duration_s, partial(self._unforce, node, site))
+
+    def _unforce(self, node: Node, site: str) -> None:
+        key = (node.name, site)
+        if self._forced[key] > 0:
+            self._forced[key] -= 1
+            if not self._forced[key]:
+                self._loop.note(node.label, f"{site} over")
+
     def split_brain_for(self, duration_s: float) -> None:
         self._split_brain_until = max(self._split_brain_until, self._loop.clock.t + duration_s)
 
@@ -215,6 +230,7 @@ class Network:
         """Every site off, every partition healed, the split brain over."""
         self._sites = {}
         self._cuts.clear()
+        self._forced.clear()
         self._split_brain_until = -math.inf
 
     # --- for the checker ----------------------------------------------------------------

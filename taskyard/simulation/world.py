@@ -108,7 +108,12 @@ class World:
             exercised=self.exercised,
         )
         self.clients = Clients(
-            loop=self.loop, ledger=self.ledger, streams=self.streams, workload=workload
+            loop=self.loop,
+            ledger=self.ledger,
+            streams=self.streams,
+            workload=workload,
+            exercised=self.exercised,
+            redeploy=self._redeploy,
         )
 
         def wake(node: Node) -> None:  # the lifecycle is built next, around the executor
@@ -131,15 +136,16 @@ class World:
             scenario=scenario,
             exercised=self.exercised,
         )
+        self.nodes: dict[str, Node] = {}
         self.stage = Stage(
             loop=self.loop,
             network=self.network,
             lifecycle=self.lifecycle,
             coordinator=self.coordinator,
             lease_ttl_s=scenario.lease_ttl_s,
+            nodes=self.nodes,
         )
 
-        self.nodes: dict[str, Node] = {}
         for spec in scenario.workers:
             self._add(WorkerNode(name=spec.name, clock=NodeClock(self.clock), spec=spec))
         for name in scenario.schedulers:
@@ -360,6 +366,15 @@ class World:
         assert strike is not None, f"{action.kind} is a site, not an action"
         if strike(self.stage, action, node):
             self.fault_counts[action.kind] += 1
+
+    def _redeploy(self, worker_id: str, grace_s: float) -> bool:
+        """A person's redeploy of the worker that runs as `worker_id` (not a fault: it is
+        part of the workload)."""
+        for node in self.worker_nodes:
+            if node.node_id == worker_id and node.up and not node.paused and not node.stopping:
+                self.lifecycle.graceful_stop(node, grace_s=grace_s, down_s=1.0)
+                return True
+        return False
 
     # --- the store's history --------------------------------------------------------------
 
