@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import attrs
@@ -17,6 +18,7 @@ import pytest
 
 from taskyard.adapters.memory import InMemoryJobStore, MemoryState
 from taskyard.domain import transitions
+from taskyard.domain.context import CancelReason
 from taskyard.domain.errors import Refusal
 from taskyard.domain.model import Job, JobState, LeaseRef
 from taskyard.domain.ports import Clock, JobStore
@@ -76,6 +78,15 @@ def node_clock_store(store_clock: Clock, node_clock: Clock, state: MemoryState) 
 def _stops_on_refusal(self: Worker, pending: list[Report], error: Exception) -> None:
     """The worker as it was: a report the store refuses escapes the tick, every tick."""
     raise error
+
+
+def _loses_silently(self: Worker, held: Any, reason: CancelReason) -> None:
+    """A worker that drops a lost lease's attempt without telling its hooks."""
+    held.reported = True
+    _lose(self, held, reason)
+
+
+_lose = Worker._lose
 
 
 # --- the tests ------------------------------------------------------------------------------
@@ -152,3 +163,13 @@ def test_a_failing_seed_shrinks_to_a_short_fault_plan() -> None:
     assert len(shrunk.run.workload.ops) < len(original.workload.ops)
     text = describe(shrunk)
     assert text[0].startswith(f"shrunk in {shrunk.runs} runs to ")
+
+
+def test_a_worker_that_does_not_end_a_lost_attempt_for_its_hooks_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(Worker, "_lose", _loses_silently)
+    caught = first_caught(range(1, 21), {"hook_endings"})
+    assert caught is not None, "an attempt its hooks never heard end went unnoticed"
+    unended = [v for v in caught.report.violations if v.invariant == "hook_endings"]
+    assert all("never ended" in v.message for v in unended), _explain(caught)
