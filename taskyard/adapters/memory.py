@@ -37,7 +37,13 @@ from taskyard.domain.ports import (
     WorkerInfo,
 )
 from taskyard.domain.store import Changes, Rows, StoreEngine, plans
-from taskyard.domain.store.rows import OutcomeCount, Promotable, QueueCount, RunTimes
+from taskyard.domain.store.rows import (
+    ErrorCount,
+    JobCount,
+    OutcomeCount,
+    Promotable,
+    RunTimes,
+)
 from taskyard.domain.timefmt import after
 
 T = TypeVar("T")
@@ -236,14 +242,47 @@ class MemoryRows:
         leases = (j.lease.expires_at for j in self._in([state]) if j.lease is not None)
         return min((moment for moment in leases if moment > after), default=None)
 
-    def queue_counts(self) -> list[QueueCount]:
-        groups: dict[tuple[str, JobState], list[datetime]] = defaultdict(list)
+    def job_counts(self) -> list[JobCount]:
+        groups: dict[tuple[str, str, JobState], int] = defaultdict(int)
         for job in self._s.jobs.values():
-            groups[job.queue, job.state].append(job.run_at)
+            groups[job.queue, job.task, job.state] += 1
         return [
-            QueueCount(queue=queue, state=state, count=len(run_ats), earliest_run_at=min(run_ats))
-            for (queue, state), run_ats in groups.items()
+            JobCount(queue=queue, task=task, state=state, count=count)
+            for (queue, task, state), count in groups.items()
         ]
+
+    def earliest_run_at_by_queue(self, *, state: JobState) -> dict[str, datetime]:
+        earliest: dict[str, datetime] = {}
+        for job in self._in([state]):
+            if job.queue not in earliest or job.run_at < earliest[job.queue]:
+                earliest[job.queue] = job.run_at
+        return earliest
+
+    def _error_group(self, state: JobState) -> dict[tuple[str, str | None], list[Job]]:
+        groups: dict[tuple[str, str | None], list[Job]] = defaultdict(list)
+        for job in self._in([state]):
+            error_type = job.last_error.type if job.last_error is not None else None
+            groups[job.task, error_type].append(job)
+        for jobs in groups.values():
+            jobs.sort(key=lambda job: (job.created_at, job.id), reverse=True)
+        return groups
+
+    def error_counts(self, *, state: JobState) -> list[ErrorCount]:
+        return [
+            ErrorCount(task=task, error_type=error_type, count=len(jobs), newest=jobs[0].id)
+            for (task, error_type), jobs in self._error_group(state).items()
+        ]
+
+    def error_ids(
+        self, *, state: JobState, task: str, error_type: str | None, limit: int
+    ) -> list[UUID]:
+        jobs = self._error_group(state).get((task, error_type), [])
+        return [job.id for job in jobs[:limit]]
+
+    def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:
+        found = [job for job in self._s.jobs.values() if job_id in job.depends_on]
+        found.sort(key=lambda job: (job.created_at, job.id))
+        return found[:limit]
 
     def paused(self) -> set[str]:
         return set(self._s.paused)

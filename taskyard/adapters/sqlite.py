@@ -46,6 +46,7 @@ from taskyard.adapters.sqlshared import (
     load_migrations,
     normalized,
     policy_from_json,
+    run_times,
     task_from_row,
     task_row,
 )
@@ -54,7 +55,13 @@ from taskyard.domain.errors import StoreUnavailable
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, Clock, JobFilter, JobQuery
 from taskyard.domain.store import Changes, Rows, StoreEngine, plans
-from taskyard.domain.store.rows import OutcomeCount, Promotable, QueueCount, RunTimes
+from taskyard.domain.store.rows import (
+    ErrorCount,
+    JobCount,
+    OutcomeCount,
+    Promotable,
+    RunTimes,
+)
 from taskyard.domain.timefmt import EPOCH
 
 T = TypeVar("T")
@@ -326,16 +333,58 @@ class SqliteRows:
         )
         return None if found is None else _time(found)
 
-    def queue_counts(self) -> list[QueueCount]:
+    def job_counts(self) -> list[JobCount]:
+        rows = self._conn.execute("SELECT queue, task, state, n FROM job_counts WHERE n <> 0")
+        return [
+            JobCount(queue=queue, task=task, state=JobState(state), count=n)
+            for queue, task, state, n in rows
+        ]
+
+    def earliest_run_at_by_queue(self, *, state: JobState) -> dict[str, datetime]:
+        # One probe of jobs_queued_age per queue the counters say has such jobs.
         rows = self._conn.execute(
-            "SELECT queue, state, count(*), min(run_at) FROM jobs GROUP BY queue, state"
+            f"""SELECT q.queue, (SELECT min(j.run_at) FROM jobs AS j
+                                 WHERE j.queue = q.queue AND j.state = {literals(state)})
+                FROM (SELECT DISTINCT queue FROM job_counts
+                      WHERE state = {literals(state)} AND n > 0) AS q"""
+        )
+        return {queue: _time(run_at) for queue, run_at in rows if run_at is not None}
+
+    def error_counts(self, *, state: JobState) -> list[ErrorCount]:
+        rows = self._conn.execute(
+            f"""SELECT task, json_extract(last_error, '$.type') AS error_type, count(*),
+                       (SELECT n.id FROM jobs AS n
+                        WHERE n.state = {literals(state)} AND n.task = g.task
+                          AND json_extract(n.last_error, '$.type') IS g.error_type
+                        ORDER BY n.created_at DESC, n.id DESC LIMIT 1)
+                FROM (SELECT task, json_extract(last_error, '$.type') AS error_type
+                      FROM jobs WHERE state = {literals(state)}) AS g
+                GROUP BY 1, 2"""
         )
         return [
-            QueueCount(
-                queue=queue, state=JobState(state), count=count, earliest_run_at=_time(run_at)
-            )
-            for queue, state, count, run_at in rows
+            ErrorCount(task=task, error_type=error_type, count=n, newest=UUID(newest))
+            for task, error_type, n, newest in rows
         ]
+
+    def error_ids(
+        self, *, state: JobState, task: str, error_type: str | None, limit: int
+    ) -> list[UUID]:
+        rows = self._conn.execute(
+            f"""SELECT id FROM jobs
+                WHERE state = {literals(state)} AND task = ?
+                  AND json_extract(last_error, '$.type') IS ?
+                ORDER BY created_at DESC, id DESC LIMIT ?""",
+            (task, error_type, limit),
+        )
+        return [UUID(job_id) for (job_id,) in rows]
+
+    def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:
+        return self._jobs(
+            """id IN (SELECT d.job_id FROM dependencies AS d WHERE d.depends_on = ?)
+               ORDER BY created_at, id LIMIT ?""",
+            str(job_id),
+            limit,
+        )
 
     def paused(self) -> set[str]:
         return {queue for (queue,) in self._conn.execute("SELECT queue FROM paused_queues")}
@@ -373,22 +422,8 @@ class SqliteRows:
         return [found[rank] / 1e6 for rank in ranks]
 
     def run_times(self, *, bounds: Sequence[float]) -> list[RunTimes]:
-        buckets = "".join(", sum(CASE WHEN d <= ? THEN 1 ELSE 0 END)" for _ in bounds)
-        rows = self._conn.execute(
-            f"SELECT outcome, count(*), coalesce(sum(d), 0){buckets} FROM "
-            "(SELECT outcome, (finished_at - started_at) / 1e6 AS d FROM attempts) "
-            "GROUP BY outcome",
-            list(bounds),
-        )
-        return [
-            RunTimes(
-                outcome=Outcome(row[0]),
-                count=row[1],
-                sum_s=float(row[2]),
-                at_most=tuple(n or 0 for n in row[3:]),
-            )
-            for row in rows
-        ]
+        rows = self._conn.execute("SELECT outcome, bound, n, sum_s FROM attempt_counts")
+        return run_times(rows, bounds)
 
 
 class SqliteJobStore(StoreEngine):

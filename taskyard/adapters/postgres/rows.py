@@ -33,7 +33,13 @@ from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobFilter, JobQuery
 from taskyard.domain.retry import RetryPolicy
 from taskyard.domain.store import Changes, plans
-from taskyard.domain.store.rows import OutcomeCount, Promotable, QueueCount, RunTimes
+from taskyard.domain.store.rows import (
+    ErrorCount,
+    JobCount,
+    OutcomeCount,
+    Promotable,
+    RunTimes,
+)
 
 Conn = psycopg.Connection[Any]
 
@@ -449,16 +455,58 @@ class PostgresRows:
         )
         return None if found is None else utc(found)
 
-    def queue_counts(self) -> list[QueueCount]:
+    def job_counts(self) -> list[JobCount]:
         rows = self._all(
-            "SELECT queue, state, count(*), min(run_at) FROM taskyard.jobs GROUP BY 1, 2"
+            """SELECT queue, task, state, sum(n) FROM taskyard.job_counts
+               GROUP BY 1, 2, 3 HAVING sum(n) <> 0"""
         )
         return [
-            QueueCount(
-                queue=queue, state=_STATES[state], count=int(count), earliest_run_at=utc(run_at)
-            )
-            for queue, state, count, run_at in rows
+            JobCount(queue=queue, task=task, state=_STATES[state], count=int(n))
+            for queue, task, state, n in rows
         ]
+
+    def earliest_run_at_by_queue(self, *, state: JobState) -> dict[str, datetime]:
+        # One probe of jobs_queued_age per queue the counters say has such jobs.
+        rows = self._all(
+            f"""SELECT q.queue, (SELECT min(j.run_at) FROM taskyard.jobs AS j
+                                 WHERE j.queue = q.queue AND j.state = {sql.literals(state)})
+                FROM (SELECT queue FROM taskyard.job_counts
+                      WHERE state = {sql.literals(state)}
+                      GROUP BY queue HAVING sum(n) > 0) AS q"""
+        )
+        return {queue: utc(run_at) for queue, run_at in rows if run_at is not None}
+
+    def error_counts(self, *, state: JobState) -> list[ErrorCount]:
+        # An index-only walk of jobs_dead, in (task, error type) order.
+        rows = self._all(
+            f"""SELECT task, last_error->>'type', count(*),
+                       (array_agg(id ORDER BY created_at DESC, id DESC))[1]
+                FROM taskyard.jobs WHERE state = {sql.literals(state)} GROUP BY 1, 2"""
+        )
+        return [
+            ErrorCount(task=task, error_type=error_type, count=int(n), newest=newest)
+            for task, error_type, n, newest in rows
+        ]
+
+    def error_ids(
+        self, *, state: JobState, task: str, error_type: str | None, limit: int
+    ) -> list[UUID]:
+        typed = "IS NULL" if error_type is None else "= %(type)s"
+        rows = self._all(
+            f"""SELECT id FROM taskyard.jobs
+                WHERE state = {sql.literals(state)} AND task = %(task)s
+                  AND (last_error->>'type') {typed}
+                ORDER BY created_at DESC, id DESC LIMIT %(limit)s""",
+            {"task": task, "type": error_type, "limit": limit},
+        )
+        return [job_id for (job_id,) in rows]
+
+    def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:
+        return self._jobs(
+            """id IN (SELECT d.job_id FROM taskyard.dependencies AS d WHERE d.depends_on = %s)
+               ORDER BY created_at, id LIMIT %s""",
+            (job_id, limit),
+        )
 
     def paused(self) -> set[str]:
         return {queue for (queue,) in self._all("SELECT queue FROM taskyard.paused_queues")}
@@ -497,20 +545,8 @@ class PostgresRows:
         return [found[rank] for rank in ranks]
 
     def run_times(self, *, bounds: Sequence[float]) -> list[RunTimes]:
-        buckets = "".join(f", count(*) FILTER (WHERE d <= %(b{i})s)" for i in range(len(bounds)))
         rows = self._all(
-            f"""SELECT outcome, count(*), coalesce(sum(d), 0){buckets} FROM (
-                    SELECT outcome, extract(epoch FROM finished_at - started_at)::float8 AS d
-                    FROM taskyard.attempts) AS a
-                GROUP BY outcome""",
-            {f"b{i}": bound for i, bound in enumerate(bounds)},
+            """SELECT outcome, bound, sum(n), sum(sum_s) FROM taskyard.attempt_counts
+               GROUP BY 1, 2"""
         )
-        return [
-            RunTimes(
-                outcome=Outcome(row[0]),
-                count=int(row[1]),
-                sum_s=float(row[2]),
-                at_most=tuple(int(n) for n in row[3:]),
-            )
-            for row in rows
-        ]
+        return sql.run_times(rows, bounds)

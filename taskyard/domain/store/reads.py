@@ -16,16 +16,18 @@ from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import JobNotFound
 from taskyard.domain.model import (
     REPORTED_OUTCOMES,
+    RUN_S_BUCKETS,
     WAITING_STATES,
     Attempt,
     AttemptTotals,
+    DeadGroup,
     Job,
     JobState,
     Outcome,
     QueueInfo,
     Stats,
 )
-from taskyard.domain.ports import JobPage, JobQuery
+from taskyard.domain.ports import JobFilter, JobPage, JobQuery
 from taskyard.domain.store.plans import LEASED
 from taskyard.domain.store.rows import Rows
 from taskyard.domain.timefmt import after, seconds_between
@@ -70,24 +72,62 @@ def next_wakeup(rows: Rows) -> datetime | None:
 
 def queues(rows: Rows) -> list[QueueInfo]:
     now = rows.now()
-    counts: dict[str, dict[JobState, int]] = defaultdict(dict)
-    oldest: dict[str, datetime] = {}
-    for group in rows.queue_counts():
-        counts[group.queue][group.state] = group.count
-        if group.state is S.QUEUED and group.earliest_run_at is not None:
-            oldest[group.queue] = group.earliest_run_at
+    counts: dict[str, dict[JobState, int]] = defaultdict(lambda: dict.fromkeys(JobState, 0))
+    for group in rows.job_counts():
+        counts[group.queue][group.state] += group.count
+    oldest = rows.earliest_run_at_by_queue(state=S.QUEUED)
     paused = rows.paused()
     return [
         QueueInfo(
             name=name,
             paused=name in paused,
-            counts={state: counts[name].get(state, 0) for state in JobState},
+            counts=dict(counts[name]),
             oldest_queued_age_s=(
                 max(0.0, seconds_between(oldest[name], now)) if name in oldest else None
             ),
         )
         for name in sorted(set(counts) | paused)
     ]
+
+
+def count_jobs(rows: Rows, job_filter: JobFilter) -> int:
+    return sum(
+        group.count
+        for group in rows.job_counts()
+        if job_filter.admits(state=group.state, queue=group.queue, task=group.task)
+    )
+
+
+def find_by_key(rows: Rows, key: str) -> Job | None:
+    found = rows.keyed([key])
+    return found[0] if found else None
+
+
+def dead_groups(rows: Rows) -> list[DeadGroup]:
+    """Largest first, then by task and error type; each with its newest job."""
+    groups = rows.error_counts(state=S.DEAD)
+    newest = {job.id: job for job in rows.jobs([group.newest for group in groups])}
+    found = [
+        DeadGroup(
+            task=group.task,
+            error_type=group.error_type,
+            count=group.count,
+            newest=newest[group.newest],
+        )
+        for group in groups
+        if group.newest in newest
+    ]
+    return sorted(found, key=lambda g: (-g.count, g.task, g.error_type or ""))
+
+
+def dead_ids(rows: Rows, *, task: str, error_type: str | None, limit: int) -> list[UUID]:
+    assert limit >= 1, limit
+    return rows.error_ids(state=S.DEAD, task=task, error_type=error_type, limit=limit)
+
+
+def dependents(rows: Rows, job_id: UUID, *, limit: int) -> list[Job]:
+    assert limit >= 1, limit
+    return rows.dependents(job_id, limit=limit)
 
 
 def percentile_index(count: int, fraction: float) -> int:
@@ -135,6 +175,7 @@ def attempt_totals(rows: Rows, *, run_s_buckets: Sequence[float]) -> AttemptTota
     """Every attempt by outcome; run times only of the attempts a worker reported an end
     for (`REPORTED_OUTCOMES`)."""
     bounds = tuple(float(b) for b in run_s_buckets)
+    assert set(bounds) <= set(RUN_S_BUCKETS), f"bounds outside RUN_S_BUCKETS: {bounds}"
     by_outcome = dict.fromkeys(Outcome, 0)
     counts = [0] * len(bounds)
     run_count = 0

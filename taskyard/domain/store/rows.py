@@ -68,13 +68,24 @@ class Changes:
 
 
 @attrs.frozen(kw_only=True)
-class QueueCount:
-    """Jobs of one queue in one state: how many, and the earliest `run_at` among them."""
+class JobCount:
+    """How many jobs there are of one queue, task and state."""
 
     queue: str
+    task: str
     state: JobState
     count: int
-    earliest_run_at: datetime | None
+
+
+@attrs.frozen(kw_only=True)
+class ErrorCount:
+    """Jobs of one task and error type (None: no error recorded): how many, and the id of
+    the newest by `(created_at, id)`."""
+
+    task: str
+    error_type: str | None
+    count: int
+    newest: UUID
 
 
 @attrs.frozen(kw_only=True)
@@ -190,8 +201,27 @@ class Rows(Protocol):
         """The earliest lease expiry later than `after` among jobs in `state`."""
         ...
 
-    def queue_counts(self) -> list[QueueCount]:
-        """Jobs grouped by `(queue, state)`."""
+    def job_counts(self) -> list[JobCount]:
+        """Jobs grouped by `(queue, task, state)`, empty groups left out. A SQL store keeps
+        these as counters (triggers), so this costs the number of groups, not of jobs."""
+        ...
+
+    def earliest_run_at_by_queue(self, *, state: JobState) -> dict[str, datetime]:
+        """The earliest `run_at` among jobs in `state`, for each queue that has any."""
+        ...
+
+    def error_counts(self, *, state: JobState) -> list[ErrorCount]:
+        """Jobs in `state` grouped by task and the type of their last error."""
+        ...
+
+    def error_ids(
+        self, *, state: JobState, task: str, error_type: str | None, limit: int
+    ) -> list[UUID]:
+        """Up to `limit` ids of one `error_counts` group, newest first by `(created_at, id)`."""
+        ...
+
+    def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:
+        """Up to `limit` jobs that depend on `job_id`, oldest first by `(created_at, id)`."""
         ...
 
     def paused(self) -> set[str]: ...
@@ -216,7 +246,9 @@ class Rows(Protocol):
         ...
 
     def run_times(self, *, bounds: Sequence[float]) -> list[RunTimes]:
-        """Every attempt recorded, grouped by outcome."""
+        """Every attempt recorded since the store began, grouped by outcome. A SQL store
+        keeps these as counters over `RUN_S_BUCKETS` (an attempt deleted later still
+        counts), so each of `bounds` must be one of them."""
         ...
 
 
