@@ -352,7 +352,7 @@ class SqliteRows:
 
     def error_counts(self, *, state: JobState) -> list[ErrorCount]:
         rows = self._conn.execute(
-            f"""SELECT task, json_extract(last_error, '$.type') AS error_type, count(*),
+            f"""SELECT task, error_type, count(*),
                        (SELECT n.id FROM jobs AS n
                         WHERE n.state = {literals(state)} AND n.task = g.task
                           AND json_extract(n.last_error, '$.type') IS g.error_type
