@@ -59,7 +59,7 @@ from taskyard.entrypoints.ui.session import (
     Session,
     SessionKeys,
 )
-from taskyard.entrypoints.ui.views import COUNT_SCAN_MAX, SERIES_BUCKET_S, Views
+from taskyard.entrypoints.ui.views import COUNT_SCAN_MAX, SERIES_BUCKET_S, Views, error_type_of
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -355,7 +355,6 @@ class Jobs(Page):
             done=_done_notice(params),
             bulk_links=_bulk_links(job_filter),
             searched=None,
-            search_complete=True,
         )
 
     def _find(self, req: falcon.Request, resp: falcon.Response, text: str) -> None:
@@ -369,8 +368,8 @@ class Jobs(Page):
                 see_other(resp, f"/ui/jobs/{job_id}")
                 return
         found = self.ui.views.find_by_key(text)
-        if len(found.jobs) == 1:
-            see_other(resp, f"/ui/jobs/{found.jobs[0].id}")
+        if found is not None:
+            see_other(resp, f"/ui/jobs/{found.id}")
             return
         self.ui.render(
             req,
@@ -388,7 +387,6 @@ class Jobs(Page):
             done=None,
             bulk_links={},
             searched=text,
-            search_complete=found.complete,
         )
 
 
@@ -632,14 +630,13 @@ class DeadLetters(Page):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         query.params_of(req, ())
-        groups, complete = self.ui.views.dead_groups()
         self.ui.render(
             req,
             resp,
             "dead.html",
             active=self.active,
-            groups=groups,
-            complete=complete,
+            groups=self.ui.views.dead_groups(),
+            error_type_of=error_type_of,
         )
 
 
