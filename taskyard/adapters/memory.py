@@ -87,6 +87,10 @@ def _matches(job: Job, job_filter: JobFilter) -> bool:
     )
 
 
+def _bucket(moment: datetime, since: datetime, bucket_s: float, buckets: int) -> int:
+    return min(buckets - 1, int((moment - since).total_seconds() // bucket_s))
+
+
 class MemoryRows:
     """`Rows` over a `MemoryState` whose lock the caller holds."""
 
@@ -303,6 +307,28 @@ class MemoryRows:
             if r.finished_at is not None and r.finished_at >= since:
                 counts[r.outcome, r.error.type if r.error else None] += 1
         return [OutcomeCount(outcome=o, error_type=e, count=n) for (o, e), n in counts.items()]
+
+    def finished_by_bucket(
+        self, *, since: datetime, bucket_s: float, buckets: int
+    ) -> list[tuple[int, JobState, int]]:
+        counts: dict[tuple[int, JobState], int] = defaultdict(int)
+        for job in self._s.jobs.values():
+            if job.finished_at is not None and job.finished_at >= since:
+                counts[_bucket(job.finished_at, since, bucket_s, buckets), job.state] += 1
+        return [(index, state, n) for (index, state), n in counts.items()]
+
+    def outcomes_by_bucket(
+        self, *, since: datetime, bucket_s: float, buckets: int
+    ) -> list[tuple[int, OutcomeCount]]:
+        counts: dict[tuple[int, Outcome, str | None], int] = defaultdict(int)
+        for r in self._records():
+            if r.finished_at is not None and r.finished_at >= since:
+                index = _bucket(r.finished_at, since, bucket_s, buckets)
+                counts[index, r.outcome, r.error.type if r.error else None] += 1
+        return [
+            (index, OutcomeCount(outcome=o, error_type=e, count=n))
+            for (index, o, e), n in counts.items()
+        ]
 
     def run_seconds_at(
         self, *, since: datetime, outcome: Outcome, ranks: Sequence[int]

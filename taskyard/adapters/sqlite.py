@@ -170,6 +170,11 @@ def _is_unavailability(exc: sqlite3.Error) -> bool:
     return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
 
 
+_BUCKET = "min(CAST((finished_at - ?) / ? AS INTEGER), ?)"
+"""The index of a row's slice of time since a moment (parameters: the moment in
+microseconds, the slice's length in microseconds, the last index, which takes any later)."""
+
+
 class SqliteRows:
     """`Rows` over one connection inside one transaction."""
 
@@ -406,6 +411,28 @@ class SqliteRows:
             (_us(since),),
         )
         return [OutcomeCount(outcome=Outcome(o), error_type=e, count=n) for o, e, n in rows]
+
+    def finished_by_bucket(
+        self, *, since: datetime, bucket_s: float, buckets: int
+    ) -> list[tuple[int, JobState, int]]:
+        rows = self._conn.execute(
+            f"SELECT {_BUCKET}, state, count(*) FROM jobs WHERE finished_at >= ? GROUP BY 1, 2",
+            (_us(since), bucket_s * 1e6, buckets - 1, _us(since)),
+        )
+        return [(int(index), JobState(state), n) for index, state, n in rows]
+
+    def outcomes_by_bucket(
+        self, *, since: datetime, bucket_s: float, buckets: int
+    ) -> list[tuple[int, OutcomeCount]]:
+        rows = self._conn.execute(
+            f"""SELECT {_BUCKET}, outcome, json_extract(error, '$.type'), count(*)
+                FROM attempts WHERE finished_at >= ? GROUP BY 1, 2, 3""",
+            (_us(since), bucket_s * 1e6, buckets - 1, _us(since)),
+        )
+        return [
+            (int(index), OutcomeCount(outcome=Outcome(o), error_type=e, count=n))
+            for index, o, e, n in rows
+        ]
 
     def run_seconds_at(
         self, *, since: datetime, outcome: Outcome, ranks: Sequence[int]

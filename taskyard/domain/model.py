@@ -248,6 +248,17 @@ class DeadGroup:
 
 
 @attrs.frozen(kw_only=True)
+class OutcomeBucket:
+    """What ended in one slice of time: jobs that succeeded, jobs that went dead, and
+    attempts charged to a job's budget (`transitions.charged`)."""
+
+    start: datetime
+    succeeded: int
+    dead: int
+    failed_attempts: int
+
+
+@attrs.frozen(kw_only=True)
 class Stats:
     window_s: float
     succeeded: int

@@ -34,6 +34,7 @@ from taskyard.domain.model import (
     JobState,
     LeaseRef,
     NewJob,
+    OutcomeBucket,
     QueueInfo,
     Stats,
 )
@@ -267,6 +268,11 @@ class JobStore(Protocol):
 
     def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:
         """Up to `limit` jobs that depend on `job_id`, oldest first by `(created_at, id)`."""
+        ...
+
+    def outcome_series(self, *, bucket_s: float, buckets: int) -> list[OutcomeBucket]:
+        """What ended in each of the last `buckets` slices of `bucket_s` seconds up to now,
+        oldest first."""
         ...
 
     def dead_groups(self) -> list[DeadGroup]:

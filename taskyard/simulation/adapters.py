@@ -25,6 +25,7 @@ from taskyard.domain.model import (
     Job,
     LeaseRef,
     NewJob,
+    OutcomeBucket,
     QueueInfo,
     Stats,
 )
@@ -199,6 +200,9 @@ class FaultyJobStore:
 
     def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:
         return self._inner.dependents(job_id, limit=limit)
+
+    def outcome_series(self, *, bucket_s: float, buckets: int) -> list[OutcomeBucket]:
+        return self._inner.outcome_series(bucket_s=bucket_s, buckets=buckets)
 
     def dead_groups(self) -> list[DeadGroup]:
         return self._inner.dead_groups()

@@ -692,9 +692,10 @@ def test_keys_dependents_and_dead_groups_are_found_however_many_jobs_came_after(
     locked: Api,
 ) -> None:
     """The store looks them up by index: nothing is limited to the newest 1,000 jobs."""
-    keyed = enqueue(locked.store, task="old", idempotency_key="order-7")
-    dead = enqueue(locked.store, task="old", max_attempts=1)
-    locked.store.report([fail(claim_one(locked.store), retryable=False, message="early")])
+    enqueue(locked.store, task="old", max_attempts=1)
+    dead = claim_one(locked.store)
+    locked.store.report([fail(dead, retryable=False, message="early")])
+    keyed = enqueue(locked.store, task="old", idempotency_key="order-7", delay_s=600)
     locked.clock.advance(1)
     enqueue_many(locked.store, 1100, task="filler", delay_s=600)
     locked.clock.advance(1)

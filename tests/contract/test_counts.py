@@ -232,3 +232,38 @@ def test_dead_jobs_are_grouped_by_task_and_error_type_largest_first(store: JobSt
     assert store.dead_ids(task="t1", error_type="RuntimeError", limit=2) == ids[:2]
     assert store.dead_ids(task="t1", error_type="KeyError", limit=10) == []
     assert store.dead_ids(task="t1", error_type=None, limit=10) == []
+
+
+def test_the_outcome_series_counts_what_ended_in_each_slice_as_stats_does(
+    store_harness: Harness[JobStore],
+) -> None:
+    store = store_harness.adapter
+
+    def finish(succeed: int, die: int, fail: int) -> None:
+        f.enqueue_many(store, succeed + die + fail, max_attempts=2)
+        jobs = claim(store, limit=succeed + die + fail)
+        reports = [f.succeed(job) for job in jobs[:succeed]]
+        reports += [f.fail(job, retryable=False) for job in jobs[succeed : succeed + die]]
+        reports += [f.fail(job, delay_s=600) for job in jobs[succeed + die :]]
+        store.report(reports)
+
+    finish(2, 1, 1)
+    if not store_harness.real_time:
+        store_harness.pass_time(130)  # two slices of 60 s later
+    finish(3, 0, 2)
+    series = store.outcome_series(bucket_s=60, buckets=4)
+    assert len(series) == 4
+    assert [b.start for b in series] == sorted(b.start for b in series)
+    stats = store.stats(window_s=240)
+    assert sum(b.succeeded for b in series) == stats.succeeded == 5
+    assert sum(b.dead for b in series) == stats.dead == 1
+    # a dead job's attempt and a retried one's are both charged
+    assert sum(b.failed_attempts for b in series) == stats.failed_attempts == 4
+    assert series[-1].succeeded >= 3  # the latest slice holds the latest jobs
+    if not store_harness.real_time:
+        assert [(b.succeeded, b.dead, b.failed_attempts) for b in series] == [
+            (0, 0, 0),
+            (2, 1, 2),
+            (0, 0, 0),
+            (3, 0, 2),
+        ]

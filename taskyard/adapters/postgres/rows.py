@@ -261,6 +261,10 @@ def filter_sql(job_filter: JobFilter, params: dict[str, Any]) -> str:
     return where
 
 
+_BUCKET = "least(floor(extract(epoch FROM finished_at - %(since)s) / %(bucket_s)s)::int, %(last)s)"
+"""The index of a row's slice of time since `since` (the last slice takes any later)."""
+
+
 class PostgresRows:
     """`Rows` over one connection. `locking`: a write transaction (loads lock their rows)."""
 
@@ -529,6 +533,29 @@ class PostgresRows:
             (since,),
         )
         return [OutcomeCount(outcome=Outcome(o), error_type=e, count=int(n)) for o, e, n in rows]
+
+    def finished_by_bucket(
+        self, *, since: datetime, bucket_s: float, buckets: int
+    ) -> list[tuple[int, JobState, int]]:
+        rows = self._all(
+            f"""SELECT {_BUCKET}, state, count(*) FROM taskyard.jobs
+                WHERE finished_at >= %(since)s GROUP BY 1, 2""",
+            {"since": since, "bucket_s": bucket_s, "last": buckets - 1},
+        )
+        return [(int(index), _STATES[state], int(n)) for index, state, n in rows]
+
+    def outcomes_by_bucket(
+        self, *, since: datetime, bucket_s: float, buckets: int
+    ) -> list[tuple[int, OutcomeCount]]:
+        rows = self._all(
+            f"""SELECT {_BUCKET}, outcome, error->>'type', count(*) FROM taskyard.attempts
+                WHERE finished_at >= %(since)s GROUP BY 1, 2, 3""",
+            {"since": since, "bucket_s": bucket_s, "last": buckets - 1},
+        )
+        return [
+            (int(index), OutcomeCount(outcome=Outcome(o), error_type=e, count=int(n)))
+            for index, o, e, n in rows
+        ]
 
     def run_seconds_at(
         self, *, since: datetime, outcome: Outcome, ranks: Sequence[int]

@@ -21,6 +21,7 @@ from taskyard.domain.model import (
     Job,
     LeaseRef,
     NewJob,
+    OutcomeBucket,
     QueueInfo,
     Stats,
 )
@@ -159,6 +160,11 @@ class StoreEngine:
 
     def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:
         return self._rows.reading(lambda rows: reads.dependents(rows, job_id, limit=limit))
+
+    def outcome_series(self, *, bucket_s: float, buckets: int) -> list[OutcomeBucket]:
+        return self._rows.reading(
+            lambda rows: reads.outcome_series(rows, bucket_s=bucket_s, buckets=buckets)
+        )
 
     def dead_groups(self) -> list[DeadGroup]:
         return self._rows.reading(reads.dead_groups)

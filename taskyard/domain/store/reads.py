@@ -24,6 +24,7 @@ from taskyard.domain.model import (
     Job,
     JobState,
     Outcome,
+    OutcomeBucket,
     QueueInfo,
     Stats,
 )
@@ -173,6 +174,35 @@ def stats(rows: Rows, *, window_s: float) -> Stats:
         run_s_p50=p50,
         run_s_p95=p95,
     )
+
+
+def outcome_series(rows: Rows, *, bucket_s: float, buckets: int) -> list[OutcomeBucket]:
+    """The last `buckets` slices of `bucket_s` seconds up to now, oldest first: one grouped
+    pass over the jobs and one over the attempts that finished since."""
+    assert bucket_s > 0 and buckets >= 1, (bucket_s, buckets)
+    since = after(rows.now(), -bucket_s * buckets)
+    succeeded = [0] * buckets
+    dead = [0] * buckets
+    failed = [0] * buckets
+    for index, state, count in rows.finished_by_bucket(
+        since=since, bucket_s=bucket_s, buckets=buckets
+    ):
+        if state is S.SUCCEEDED:
+            succeeded[index] += count
+        elif state is S.DEAD:
+            dead[index] += count
+    for index, group in rows.outcomes_by_bucket(since=since, bucket_s=bucket_s, buckets=buckets):
+        if t.charged(group.outcome, group.error_type):
+            failed[index] += group.count
+    return [
+        OutcomeBucket(
+            start=after(since, bucket_s * i),
+            succeeded=succeeded[i],
+            dead=dead[i],
+            failed_attempts=failed[i],
+        )
+        for i in range(buckets)
+    ]
 
 
 def attempt_totals(rows: Rows, *, run_s_buckets: Sequence[float]) -> AttemptTotals:

@@ -238,6 +238,20 @@ class Rows(Protocol):
         """Attempts finished at or after `since`, grouped by outcome and error type."""
         ...
 
+    def finished_by_bucket(
+        self, *, since: datetime, bucket_s: float, buckets: int
+    ) -> list[tuple[int, JobState, int]]:
+        """Jobs finished at or after `since` as `(bucket, state, count)`: bucket `i` holds
+        those finished in `[since + i * bucket_s, since + (i + 1) * bucket_s)`, the last
+        bucket (`buckets - 1`) also any later."""
+        ...
+
+    def outcomes_by_bucket(
+        self, *, since: datetime, bucket_s: float, buckets: int
+    ) -> list[tuple[int, OutcomeCount]]:
+        """`outcome_counts` per bucket, the buckets as `finished_by_bucket`'s."""
+        ...
+
     def run_seconds_at(
         self, *, since: datetime, outcome: Outcome, ranks: Sequence[int]
     ) -> list[float]:

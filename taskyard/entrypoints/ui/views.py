@@ -4,11 +4,9 @@ many open browsers from multiplying the store's work.
 Every read is the store's own and bounded whatever the table's size: counts by state and
 queue from the store's counters (`JobStore.queues`), the dead letters grouped by the store
 (`dead_groups`, `dead_ids`), a job's dependents and a key's job looked up by index
-(`dependents`, `find_by_key`). One part is still computed here from existing calls:
-
-* `outcome_series`: throughput and failures over time, from `stats()` over growing
-  windows (`SERIES_BUCKETS` calls, each a window `SERIES_BUCKET_S` longer), in the
-  background (`TtlCache.peek`).
+(`dependents`, `find_by_key`), throughput and failures over time in one pass over the
+last hour's finished jobs and attempts (`outcome_series`, computed in the background:
+`TtlCache.peek`).
 """
 
 from __future__ import annotations
@@ -17,15 +15,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Generic, TypeVar
 from uuid import UUID
 
 import attrs
 
-from taskyard.domain.model import DeadGroup, Job, JobState, QueueInfo
+from taskyard.domain.model import DeadGroup, Job, JobState, OutcomeBucket, QueueInfo
 from taskyard.domain.ports import JobStore
-from taskyard.domain.timefmt import after
 
 T = TypeVar("T")
 log = logging.getLogger("taskyard.api")
@@ -137,12 +133,7 @@ class TtlCache(Generic[T]):
             self._value = None
 
 
-@attrs.frozen(kw_only=True)
-class Bucket:
-    start: datetime
-    succeeded: int
-    dead: int
-    failed_attempts: int
+Bucket = OutcomeBucket
 
 
 @attrs.frozen(kw_only=True)
@@ -195,26 +186,7 @@ class Views:
         return self._series.peek(self._compute_series)
 
     def _compute_series(self) -> list[Bucket]:
-        now = self.store.now()
-        cumulative = [
-            self.store.stats(window_s=float(SERIES_BUCKET_S * k))
-            for k in range(1, SERIES_BUCKETS + 1)
-        ]
-        buckets = []
-        for k in range(SERIES_BUCKETS, 0, -1):  # oldest first
-            outer = cumulative[k - 1]
-            inner = cumulative[k - 2] if k >= 2 else None
-            buckets.append(
-                Bucket(
-                    start=after(now, -float(SERIES_BUCKET_S * k)),
-                    succeeded=max(0, outer.succeeded - (inner.succeeded if inner else 0)),
-                    dead=max(0, outer.dead - (inner.dead if inner else 0)),
-                    failed_attempts=max(
-                        0, outer.failed_attempts - (inner.failed_attempts if inner else 0)
-                    ),
-                )
-            )
-        return buckets
+        return self.store.outcome_series(bucket_s=SERIES_BUCKET_S, buckets=SERIES_BUCKETS)
 
     def dead_groups(self) -> list[DeadGroup]:
         """Groups by (task, error type), largest first."""
