@@ -708,3 +708,18 @@ def test_keys_dependents_and_dead_groups_are_found_however_many_jobs_came_after(
     assert f"/ui/jobs/{dead.id}" in page and "among the newest" not in page
     empty = browser.get("/ui/jobs?queue=default&task=no-such-task")
     assert empty.status_code == 200 and 'class="id"' not in empty.text
+
+
+def test_a_menu_entry_for_a_page_the_store_cannot_serve_yet_is_hidden(locked: Api) -> None:
+    """Schedules (issue 14) get their menu entry once the store reads schedules."""
+    from taskyard.entrypoints.ui.pages import NAV
+
+    [schedules] = [item for item in NAV if item.href == "/ui/schedules"]
+
+    class WithSchedules:
+        def schedules(self) -> list[object]:
+            return []
+
+    assert not schedules.available(locked.store)
+    assert schedules.available(WithSchedules())
+    assert 'href="/ui/schedules"' not in _signed_in(locked).get("/ui").text

@@ -84,7 +84,12 @@ DEPENDENCIES_SHOWN_MAX = 100
 class NavItem:
     label: str
     href: str
-    available: bool = True
+    needs: str | None = None
+    """The store method the page reads, for a page that not every store has yet: the entry
+    is shown only when the store has it (and the page's route is added with it)."""
+
+    def available(self, store: object) -> bool:
+        return self.needs is None or callable(getattr(store, self.needs, None))
 
 
 NAV = (
@@ -93,8 +98,9 @@ NAV = (
     NavItem(label="Queues", href="/ui/queues"),
     NavItem(label="Workers", href="/ui/workers"),
     NavItem(label="Dead letters", href="/ui/dead"),
-    # Schedules (issue 14) come in here: a page at /ui/schedules, shown once it exists.
-    NavItem(label="Schedules", href="/ui/schedules", available=False),
+    # Schedules (issue 14) come in here: a page at /ui/schedules reading the store's
+    # schedules; the entry appears once the store has that method.
+    NavItem(label="Schedules", href="/ui/schedules", needs="schedules"),
 )
 
 
@@ -119,7 +125,7 @@ class Ui:
         self.env.filters["seconds"] = _seconds
         self.env.filters["shown"] = _shown
         self.env.globals.update(
-            nav=[item for item in NAV if item.available],
+            nav=[item for item in NAV if item.available(services.store)],
             version=__version__,
             refresh_s=REFRESH_S,
             csrf_field=CSRF_FIELD,
