@@ -38,7 +38,6 @@ from taskyard.domain.ports import (
 )
 from taskyard.domain.store import Changes, Rows, StoreEngine, plans
 from taskyard.domain.store.rows import (
-    ErrorCount,
     JobCount,
     OutcomeCount,
     Promotable,
@@ -85,6 +84,10 @@ def _matches(job: Job, job_filter: JobFilter) -> bool:
         and (not job_filter.queues or job.queue in job_filter.queues)
         and (not job_filter.tasks or job.task in job_filter.tasks)
     )
+
+
+def _error_type(job: Job) -> str | None:
+    return job.last_error.type if job.last_error is not None else None
 
 
 def _bucket(moment: datetime, since: datetime, bucket_s: float, buckets: int) -> int:
@@ -247,12 +250,12 @@ class MemoryRows:
         return min((moment for moment in leases if moment > after), default=None)
 
     def job_counts(self) -> list[JobCount]:
-        groups: dict[tuple[str, str, JobState], int] = defaultdict(int)
+        groups: dict[tuple[str, str, JobState, str | None], int] = defaultdict(int)
         for job in self._s.jobs.values():
-            groups[job.queue, job.task, job.state] += 1
+            groups[job.queue, job.task, job.state, _error_type(job)] += 1
         return [
-            JobCount(queue=queue, task=task, state=state, count=count)
-            for (queue, task, state), count in groups.items()
+            JobCount(queue=queue, task=task, state=state, error_type=error_type, count=count)
+            for (queue, task, state, error_type), count in groups.items()
         ]
 
     def earliest_run_at_by_queue(self, *, state: JobState) -> dict[str, datetime]:
@@ -262,25 +265,13 @@ class MemoryRows:
                 earliest[job.queue] = job.run_at
         return earliest
 
-    def _error_group(self, state: JobState) -> dict[tuple[str, str | None], list[Job]]:
-        groups: dict[tuple[str, str | None], list[Job]] = defaultdict(list)
-        for job in self._in([state]):
-            error_type = job.last_error.type if job.last_error is not None else None
-            groups[job.task, error_type].append(job)
-        for jobs in groups.values():
-            jobs.sort(key=lambda job: (job.created_at, job.id), reverse=True)
-        return groups
-
-    def error_counts(self, *, state: JobState) -> list[ErrorCount]:
-        return [
-            ErrorCount(task=task, error_type=error_type, count=len(jobs), newest=jobs[0].id)
-            for (task, error_type), jobs in self._error_group(state).items()
-        ]
-
     def error_ids(
         self, *, state: JobState, task: str, error_type: str | None, limit: int
     ) -> list[UUID]:
-        jobs = self._error_group(state).get((task, error_type), [])
+        jobs = [
+            job for job in self._in([state]) if job.task == task and _error_type(job) == error_type
+        ]
+        jobs.sort(key=lambda job: (job.created_at, job.id), reverse=True)
         return [job.id for job in jobs[:limit]]
 
     def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:

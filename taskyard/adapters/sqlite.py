@@ -56,7 +56,6 @@ from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, Clock, JobFilter, JobQuery
 from taskyard.domain.store import Changes, Rows, StoreEngine, plans
 from taskyard.domain.store.rows import (
-    ErrorCount,
     JobCount,
     OutcomeCount,
     Promotable,
@@ -339,10 +338,14 @@ class SqliteRows:
         return None if found is None else _time(found)
 
     def job_counts(self) -> list[JobCount]:
-        rows = self._conn.execute("SELECT queue, task, state, n FROM job_counts WHERE n <> 0")
+        rows = self._conn.execute(
+            "SELECT queue, task, state, error_type, n FROM job_counts WHERE n <> 0"
+        )
         return [
-            JobCount(queue=queue, task=task, state=JobState(state), count=n)
-            for queue, task, state, n in rows
+            JobCount(
+                queue=queue, task=task, state=JobState(state), error_type=error or None, count=n
+            )
+            for queue, task, state, error, n in rows
         ]
 
     def earliest_run_at_by_queue(self, *, state: JobState) -> dict[str, datetime]:
@@ -354,22 +357,6 @@ class SqliteRows:
                       WHERE state = {literals(state)} AND n > 0) AS q"""
         )
         return {queue: _time(run_at) for queue, run_at in rows if run_at is not None}
-
-    def error_counts(self, *, state: JobState) -> list[ErrorCount]:
-        rows = self._conn.execute(
-            f"""SELECT task, error_type, count(*),
-                       (SELECT n.id FROM jobs AS n
-                        WHERE n.state = {literals(state)} AND n.task = g.task
-                          AND json_extract(n.last_error, '$.type') IS g.error_type
-                        ORDER BY n.created_at DESC, n.id DESC LIMIT 1)
-                FROM (SELECT task, json_extract(last_error, '$.type') AS error_type
-                      FROM jobs WHERE state = {literals(state)}) AS g
-                GROUP BY 1, 2"""
-        )
-        return [
-            ErrorCount(task=task, error_type=error_type, count=n, newest=UUID(newest))
-            for task, error_type, n, newest in rows
-        ]
 
     def error_ids(
         self, *, state: JobState, task: str, error_type: str | None, limit: int

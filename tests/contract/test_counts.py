@@ -48,6 +48,12 @@ def assert_counts_are_real(store: JobStore) -> None:
         if count
     }
     assert kept == dict(real)
+    dead = Counter(
+        (job.task, job.last_error.type if job.last_error else None)
+        for job in jobs
+        if job.state is S.DEAD
+    )
+    assert {(g.task, g.error_type): g.count for g in store.dead_groups()} == dict(dead)
     for info in store.queues():
         queued = [job.run_at for job in jobs if job.queue == info.name and job.state is S.QUEUED]
         assert (info.oldest_queued_age_s is None) == (not queued)

@@ -34,7 +34,6 @@ from taskyard.domain.ports import ClaimRequest, JobFilter, JobQuery
 from taskyard.domain.retry import RetryPolicy
 from taskyard.domain.store import Changes, plans
 from taskyard.domain.store.rows import (
-    ErrorCount,
     JobCount,
     OutcomeCount,
     Promotable,
@@ -461,12 +460,14 @@ class PostgresRows:
 
     def job_counts(self) -> list[JobCount]:
         rows = self._all(
-            """SELECT queue, task, state, sum(n) FROM taskyard.job_counts
-               GROUP BY 1, 2, 3 HAVING sum(n) <> 0"""
+            """SELECT queue, task, state, error_type, sum(n) FROM taskyard.job_counts
+               GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0"""
         )
         return [
-            JobCount(queue=queue, task=task, state=_STATES[state], count=int(n))
-            for queue, task, state, n in rows
+            JobCount(
+                queue=queue, task=task, state=_STATES[state], error_type=error or None, count=int(n)
+            )
+            for queue, task, state, error, n in rows
         ]
 
     def earliest_run_at_by_queue(self, *, state: JobState) -> dict[str, datetime]:
@@ -480,21 +481,10 @@ class PostgresRows:
         )
         return {queue: utc(run_at) for queue, run_at in rows if run_at is not None}
 
-    def error_counts(self, *, state: JobState) -> list[ErrorCount]:
-        # An index-only walk of jobs_dead, in (task, error type) order.
-        rows = self._all(
-            f"""SELECT task, last_error->>'type', count(*),
-                       (array_agg(id ORDER BY created_at DESC, id DESC))[1]
-                FROM taskyard.jobs WHERE state = {sql.literals(state)} GROUP BY 1, 2"""
-        )
-        return [
-            ErrorCount(task=task, error_type=error_type, count=int(n), newest=newest)
-            for task, error_type, n, newest in rows
-        ]
-
     def error_ids(
         self, *, state: JobState, task: str, error_type: str | None, limit: int
     ) -> list[UUID]:
+        # As the counters do, an empty type is no error.
         typed = "IS NULL" if error_type is None else "= %(type)s"
         rows = self._all(
             f"""SELECT id FROM taskyard.jobs

@@ -109,18 +109,20 @@ def find_by_key(rows: Rows, key: str) -> Job | None:
 
 
 def dead_groups(rows: Rows) -> list[DeadGroup]:
-    """Largest first, then by task and error type; each with its newest job."""
-    groups = rows.error_counts(state=S.DEAD)
-    newest = {job.id: job for job in rows.jobs([group.newest for group in groups])}
+    """Largest first, then by task and error type; each with its newest job. The counts
+    are the store's counters; the newest job is one index probe per group."""
+    counts: dict[tuple[str, str | None], int] = defaultdict(int)
+    for group in rows.job_counts():
+        if group.state is S.DEAD:
+            counts[group.task, group.error_type] += group.count
+    newest_ids = {
+        key: rows.error_ids(state=S.DEAD, task=key[0], error_type=key[1], limit=1) for key in counts
+    }
+    newest = {job.id: job for job in rows.jobs([i for ids in newest_ids.values() for i in ids])}
     found = [
-        DeadGroup(
-            task=group.task,
-            error_type=group.error_type,
-            count=group.count,
-            newest=newest[group.newest],
-        )
-        for group in groups
-        if group.newest in newest
+        DeadGroup(task=task, error_type=error_type, count=count, newest=newest[ids[0]])
+        for (task, error_type), count in counts.items()
+        if (ids := newest_ids[task, error_type]) and ids[0] in newest
     ]
     return sorted(found, key=lambda g: (-g.count, g.task, g.error_type or ""))
 

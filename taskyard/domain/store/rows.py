@@ -69,23 +69,14 @@ class Changes:
 
 @attrs.frozen(kw_only=True)
 class JobCount:
-    """How many jobs there are of one queue, task and state."""
+    """How many jobs there are of one queue, task, state and type of last error (None: no
+    error recorded; a SQL store keeps an empty type as none)."""
 
     queue: str
     task: str
     state: JobState
-    count: int
-
-
-@attrs.frozen(kw_only=True)
-class ErrorCount:
-    """Jobs of one task and error type (None: no error recorded): how many, and the id of
-    the newest by `(created_at, id)`."""
-
-    task: str
     error_type: str | None
     count: int
-    newest: UUID
 
 
 @attrs.frozen(kw_only=True)
@@ -202,22 +193,20 @@ class Rows(Protocol):
         ...
 
     def job_counts(self) -> list[JobCount]:
-        """Jobs grouped by `(queue, task, state)`, empty groups left out. A SQL store keeps
-        these as counters (triggers), so this costs the number of groups, not of jobs."""
+        """Jobs grouped by `(queue, task, state, error type)`, empty groups left out. A SQL
+        store keeps these as counters (triggers), so this costs the number of groups, not
+        of jobs."""
         ...
 
     def earliest_run_at_by_queue(self, *, state: JobState) -> dict[str, datetime]:
         """The earliest `run_at` among jobs in `state`, for each queue that has any."""
         ...
 
-    def error_counts(self, *, state: JobState) -> list[ErrorCount]:
-        """Jobs in `state` grouped by task and the type of their last error."""
-        ...
-
     def error_ids(
         self, *, state: JobState, task: str, error_type: str | None, limit: int
     ) -> list[UUID]:
-        """Up to `limit` ids of one `error_counts` group, newest first by `(created_at, id)`."""
+        """Up to `limit` ids of the jobs in `state` of one task and error type, newest first
+        by `(created_at, id)`."""
         ...
 
     def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:

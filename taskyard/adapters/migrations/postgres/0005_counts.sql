@@ -4,7 +4,7 @@
 -- Triggers rather than the store's write path: the worker's hot statements
 -- (0002_hot_paths.sql) write jobs set-based, bypassing the engine, and a job deleted by
 -- retention or by hand must leave the counts too. Every trigger is per statement, over its
--- transition tables: a batch of 100 claims is one upsert per (queue, task, state), not 200.
+-- transition tables: a batch of 100 claims is one upsert per group, not 200.
 --
 -- A counter row is locked by the transaction that changes it until it commits. To keep
 -- concurrent claims from queueing behind one row, each count is striped over 16 slots (the
@@ -13,40 +13,45 @@
 -- statement; a deadlock across statements rolls a transaction back whole and the store
 -- runs it again (`PostgresJobStore`, SQLSTATE 40P01).
 
--- Jobs by (queue, task, state): the sum of n over slots is the number of rows.
+-- Jobs by (queue, task, state, the type of their last error: '' for none): the sum of n
+-- over slots is the number of rows. The error type groups the dead letters.
 CREATE TABLE taskyard.job_counts (
     queue text NOT NULL,
     task  text NOT NULL,
     state text NOT NULL,
+    error_type text NOT NULL,
     slot  smallint NOT NULL,
     n     bigint NOT NULL,
-    PRIMARY KEY (queue, task, state, slot)
+    PRIMARY KEY (queue, task, state, error_type, slot)
 ) WITH (fillfactor = 50);
 
 CREATE FUNCTION taskyard.count_jobs() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO taskyard.job_counts AS c (queue, task, state, slot, n)
-        SELECT queue, task, state, pg_backend_pid() % 16, count(*) FROM new_rows
-        GROUP BY queue, task, state ORDER BY queue, task, state
-        ON CONFLICT (queue, task, state, slot) DO UPDATE SET n = c.n + excluded.n;
+        INSERT INTO taskyard.job_counts AS c (queue, task, state, error_type, slot, n)
+        SELECT queue, task, state, coalesce(last_error->>'type', ''), pg_backend_pid() % 16,
+               count(*)
+        FROM new_rows GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (queue, task, state, error_type, slot) DO UPDATE SET n = c.n + excluded.n;
     ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO taskyard.job_counts AS c (queue, task, state, slot, n)
-        SELECT queue, task, state, pg_backend_pid() % 16, -count(*) FROM old_rows
-        GROUP BY queue, task, state ORDER BY queue, task, state
-        ON CONFLICT (queue, task, state, slot) DO UPDATE SET n = c.n + excluded.n;
+        INSERT INTO taskyard.job_counts AS c (queue, task, state, error_type, slot, n)
+        SELECT queue, task, state, coalesce(last_error->>'type', ''), pg_backend_pid() % 16,
+               -count(*)
+        FROM old_rows GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (queue, task, state, error_type, slot) DO UPDATE SET n = c.n + excluded.n;
     ELSE
-        -- An update that moves no job between (queue, task, state) (a heartbeat) nets to zero
+        -- An update that moves no job between groups (a heartbeat) nets to zero
         -- and writes nothing.
-        INSERT INTO taskyard.job_counts AS c (queue, task, state, slot, n)
-        SELECT queue, task, state, pg_backend_pid() % 16, sum(d) FROM (
-            SELECT queue, task, state, 1 AS d FROM new_rows
+        INSERT INTO taskyard.job_counts AS c (queue, task, state, error_type, slot, n)
+        SELECT queue, task, state, error_type, pg_backend_pid() % 16, sum(d) FROM (
+            SELECT queue, task, state, coalesce(last_error->>'type', '') AS error_type, 1 AS d
+            FROM new_rows
             UNION ALL
-            SELECT queue, task, state, -1 AS d FROM old_rows
+            SELECT queue, task, state, coalesce(last_error->>'type', ''), -1 FROM old_rows
         ) AS moved
-        GROUP BY queue, task, state HAVING sum(d) <> 0 ORDER BY queue, task, state
-        ON CONFLICT (queue, task, state, slot) DO UPDATE SET n = c.n + excluded.n;
+        GROUP BY 1, 2, 3, 4 HAVING sum(d) <> 0 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (queue, task, state, error_type, slot) DO UPDATE SET n = c.n + excluded.n;
     END IF;
     RETURN NULL;
 END
@@ -75,8 +80,9 @@ CREATE TRIGGER jobs_count_truncate AFTER TRUNCATE ON taskyard.jobs
 
 -- The rows already there (the triggers above hold the table's lock from here to commit,
 -- so no write falls between them and this count).
-INSERT INTO taskyard.job_counts (queue, task, state, slot, n)
-SELECT queue, task, state, 0, count(*) FROM taskyard.jobs GROUP BY queue, task, state;
+INSERT INTO taskyard.job_counts (queue, task, state, error_type, slot, n)
+SELECT queue, task, state, coalesce(last_error->>'type', ''), 0, count(*)
+FROM taskyard.jobs GROUP BY 1, 2, 3, 4;
 
 -- The oldest queued job of each queue: one index probe per queue.
 CREATE INDEX jobs_queued_age ON taskyard.jobs (queue, run_at) WHERE state = 'queued';
@@ -162,7 +168,7 @@ FROM (SELECT outcome, extract(epoch FROM finished_at - started_at)::float8 AS s
       FROM taskyard.attempts) AS a
 GROUP BY 1, 2;
 
--- The dead letters grouped by task and error type (`dead_groups`), and one group's jobs
--- newest first (`dead_ids`): an index of the dead jobs only.
+-- One dead-letter group's jobs newest first (`dead_ids`, and the newest of each group for
+-- `dead_groups`, whose counts are job_counts'): an index of the dead jobs only.
 CREATE INDEX jobs_dead ON taskyard.jobs (task, (last_error->>'type'), created_at, id)
     WHERE state = 'dead';

@@ -1,36 +1,43 @@
 -- taskyard SQLite schema, version 3: counts kept by triggers (as PostgreSQL's version 5
 -- does), so that the queue counts and the attempt totals are read, not counted.
 
--- Jobs by (queue, task, state).
+-- Jobs by (queue, task, state, the type of their last error: '' for none).
 CREATE TABLE job_counts (
     queue TEXT NOT NULL,
     task  TEXT NOT NULL,
     state TEXT NOT NULL,
+    error_type TEXT NOT NULL,
     n     INTEGER NOT NULL,
-    PRIMARY KEY (queue, task, state)
+    PRIMARY KEY (queue, task, state, error_type)
 ) WITHOUT ROWID;
 
 CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs
 BEGIN
-    INSERT INTO job_counts (queue, task, state, n) VALUES (NEW.queue, NEW.task, NEW.state, 1)
-    ON CONFLICT (queue, task, state) DO UPDATE SET n = n + 1;
+    INSERT INTO job_counts (queue, task, state, error_type, n)
+    VALUES (NEW.queue, NEW.task, NEW.state, coalesce(json_extract(NEW.last_error, '$.type'), ''), 1)
+    ON CONFLICT (queue, task, state, error_type) DO UPDATE SET n = n + 1;
 END;
 
-CREATE TRIGGER jobs_count_update AFTER UPDATE OF queue, task, state ON jobs
+CREATE TRIGGER jobs_count_update AFTER UPDATE OF queue, task, state, last_error ON jobs
 WHEN OLD.queue IS NOT NEW.queue OR OLD.task IS NOT NEW.task OR OLD.state IS NOT NEW.state
+    OR json_extract(OLD.last_error, '$.type') IS NOT json_extract(NEW.last_error, '$.type')
 BEGIN
-    UPDATE job_counts SET n = n - 1 WHERE queue = OLD.queue AND task = OLD.task AND state = OLD.state;
-    INSERT INTO job_counts (queue, task, state, n) VALUES (NEW.queue, NEW.task, NEW.state, 1)
-    ON CONFLICT (queue, task, state) DO UPDATE SET n = n + 1;
+    UPDATE job_counts SET n = n - 1 WHERE queue = OLD.queue AND task = OLD.task AND state = OLD.state
+      AND error_type = coalesce(json_extract(OLD.last_error, '$.type'), '');
+    INSERT INTO job_counts (queue, task, state, error_type, n)
+    VALUES (NEW.queue, NEW.task, NEW.state, coalesce(json_extract(NEW.last_error, '$.type'), ''), 1)
+    ON CONFLICT (queue, task, state, error_type) DO UPDATE SET n = n + 1;
 END;
 
 CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs
 BEGIN
-    UPDATE job_counts SET n = n - 1 WHERE queue = OLD.queue AND task = OLD.task AND state = OLD.state;
+    UPDATE job_counts SET n = n - 1 WHERE queue = OLD.queue AND task = OLD.task AND state = OLD.state
+      AND error_type = coalesce(json_extract(OLD.last_error, '$.type'), '');
 END;
 
-INSERT INTO job_counts (queue, task, state, n)
-SELECT queue, task, state, count(*) FROM jobs WHERE true GROUP BY queue, task, state;
+INSERT INTO job_counts (queue, task, state, error_type, n)
+SELECT queue, task, state, coalesce(json_extract(last_error, '$.type'), ''), count(*)
+FROM jobs WHERE true GROUP BY 1, 2, 3, 4;
 
 -- The oldest queued job of each queue: one index probe per queue.
 CREATE INDEX jobs_queued_age ON jobs (queue, run_at) WHERE state = 'queued';
@@ -91,6 +98,6 @@ SELECT outcome, b, count(*), coalesce(sum(s), 0) FROM (
     FROM attempts)
 WHERE true GROUP BY outcome, b;
 
--- The dead letters grouped by task and error type, and one group's jobs newest first.
+-- One dead-letter group's jobs newest first (and the newest of each group).
 CREATE INDEX jobs_dead ON jobs (task, json_extract(last_error, '$.type'), created_at, id)
     WHERE state = 'dead';
