@@ -10,7 +10,8 @@ server (`COPY (SELECT ... FROM generate_series) TO STDOUT`, binary) and streamed
 back into `COPY taskyard.jobs FROM STDIN`, so no row passes through Python. The jobs are
 spread over 30 days of finishing times (about 4 a second at 10^7: an hour's window holds
 1/720 of them); 90 % succeeded, 4 % dead, 4 % queued in 4 queues, the rest scheduled,
-retrying and cancelled; one attempt record per finished job, copied the same way. The
+retrying and cancelled; one attempt record per succeeded or dead job, copied the same way
+(the ids are md5 of the row's number, so no row is read back). The
 counters of `0005_counts.sql` are kept by the triggers as the rows arrive.
 
 Then it serves the API in this process (the Falcon app on a `PostgresJobStore`, an
@@ -42,34 +43,37 @@ JOB_COLUMNS = (
     "id, task, args, queue, priority, run_at, max_attempts, backoff, state, attempt,"
     " attempt_limit, created_at, updated_at, finished_at, last_error"
 )
-# Row g of `total`: its state by share, its finishing time spread over 30 days.
+# Row g: its id (md5 of g, so the attempts can name it without reading the jobs back), its
+# state by share, its finishing time spread over 30 days.
+ROWS = """
+SELECT g, md5(g::text)::uuid AS id, st,
+    CASE WHEN st IN ('queued', 'scheduled', 'retrying')
+         THEN now() + CASE st WHEN 'queued' THEN interval '-1 minute' ELSE interval '1 hour' END
+         ELSE now() - (g %% 2592000) * interval '1 second' END AS t
+FROM (
+    SELECT g, CASE
+        WHEN g %% 100 < 90 THEN 'succeeded' WHEN g %% 100 < 94 THEN 'dead'
+        WHEN g %% 100 < 98 THEN 'queued' WHEN g %% 100 < 99 THEN 'scheduled'
+        WHEN g %% 200 = 99 THEN 'retrying' ELSE 'cancelled' END AS st
+    FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
+) AS s"""
+ERROR = """CASE WHEN st = 'dead' THEN jsonb_build_object(
+    'type', (ARRAY['TimeoutError', 'ValueError', 'KeyError'])[1 + g %% 3],
+    'message', 'failed ' || g, 'traceback', 'Traceback ...') END"""
 JOBS = f"""
-SELECT gen_random_uuid(), 'task' || (g %% 8), jsonb_build_object('n', g), 'q' || (g %% 4),
-    0, t, 3, '{BACKOFF}'::jsonb, st,
+SELECT id, 'task' || (g %% 8), jsonb_build_object('n', g), 'q' || (g %% 4), 0, t, 3,
+    '{BACKOFF}'::jsonb, st,
     CASE WHEN st IN ('succeeded', 'retrying') THEN 1 WHEN st = 'dead' THEN 3 ELSE 0 END, 3,
     t - interval '2 seconds', t,
-    CASE WHEN st IN ('succeeded', 'dead', 'cancelled') THEN t END,
-    CASE WHEN st = 'dead' THEN jsonb_build_object(
-        'type', (ARRAY['TimeoutError', 'ValueError', 'KeyError'])[1 + g %% 3],
-        'message', 'failed ' || g, 'traceback', 'Traceback ...') END
-FROM (
-    SELECT g, CASE WHEN st IN ('queued', 'scheduled', 'retrying')
-                   THEN now() + CASE st WHEN 'queued' THEN interval '-1 minute'
-                                        ELSE interval '1 hour' END
-                   ELSE now() - (g %% 2592000) * interval '1 second' END AS t, st
-    FROM (
-        SELECT g, CASE
-            WHEN g %% 100 < 90 THEN 'succeeded' WHEN g %% 100 < 94 THEN 'dead'
-            WHEN g %% 100 < 98 THEN 'queued' WHEN g %% 100 < 99 THEN 'scheduled'
-            WHEN g %% 200 = 99 THEN 'retrying' ELSE 'cancelled' END AS st
-        FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
-    ) AS s
-) AS r"""
-ATTEMPTS = """
-SELECT id, attempt, 'bench', finished_at - interval '2 seconds', finished_at, finished_at,
-    CASE WHEN state = 'dead' THEN 'failed' ELSE 'succeeded' END, last_error
-FROM taskyard.jobs WHERE state IN ('succeeded', 'dead') AND created_at >= %(since)s
-  AND created_at < %(until)s"""
+    CASE WHEN st IN ('succeeded', 'dead', 'cancelled') THEN t END, {ERROR}
+FROM ({ROWS}) AS r"""
+ATTEMPTS = f"""
+SELECT id, CASE WHEN st = 'dead' THEN 3 ELSE 1 END, 'bench', t - interval '2 seconds', t, t,
+    CASE WHEN st = 'dead' THEN 'failed' ELSE 'succeeded' END, {ERROR}
+FROM ({ROWS}) AS r WHERE st IN ('succeeded', 'dead')"""
+ATTEMPT_COLUMNS = (
+    "job_id, attempt, worker, started_at, lease_expires_at, finished_at, outcome, error"
+)
 
 
 def stream(conn: psycopg.Connection, source: str, target: str, params: dict[str, object]) -> None:
@@ -93,17 +97,13 @@ def fill(url: str, jobs: int) -> dict[str, int]:
             last = min(jobs, first + CHUNK - 1)
             stream(conn, JOBS, f"taskyard.jobs ({JOB_COLUMNS})", {"first": first, "last": last})
             print(f"  jobs {last:,}", flush=True)
-        days = [f"now() - interval '{d} days'" for d in range(31, -1, -1)]
-        for since, until in zip(days, [*days[1:], "now() + interval '1 day'"], strict=True):
-            with psycopg.connect(url) as lookup:
-                bounds = lookup.execute(f"SELECT {since}, {until}").fetchone()
-            assert bounds is not None
+        for first in range(1, jobs + 1, CHUNK):
+            last = min(jobs, first + CHUNK - 1)
             stream(
                 conn,
                 ATTEMPTS,
-                "taskyard.attempts (job_id, attempt, worker, started_at, lease_expires_at,"
-                " finished_at, outcome, error)",
-                {"since": bounds[0], "until": bounds[1]},
+                f"taskyard.attempts ({ATTEMPT_COLUMNS})",
+                {"first": first, "last": last},
             )
         print("  attempts copied; vacuum analyze", flush=True)
         conn.execute("VACUUM ANALYZE")
@@ -142,8 +142,8 @@ def measure(url: str, args: argparse.Namespace) -> None:
         print(f"{path:28} {statistics.median(times):8.1f} ({max(times):.0f})  {status}")
     with psycopg.connect(url) as conn:
         plan = conn.execute(
-            "EXPLAIN (ANALYZE, BUFFERS) SELECT queue, task, state, sum(n)"
-            " FROM taskyard.job_counts GROUP BY 1, 2, 3 HAVING sum(n) <> 0"
+            "EXPLAIN (ANALYZE, BUFFERS) SELECT queue, task, state, error_type, sum(n)"
+            " FROM taskyard.job_counts GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0"
         ).fetchall()
     print("\n--- the queue counts' plan ---")
     print("\n".join(line for (line,) in plan))
