@@ -172,3 +172,7 @@ GROUP BY 1, 2;
 -- `dead_groups`, whose counts are job_counts'): an index of the dead jobs only.
 CREATE INDEX jobs_dead ON taskyard.jobs (task, (last_error->>'type'), created_at, id)
     WHERE state = 'dead';
+
+-- A list of the dead jobs, newest first (the dashboard's dead letters link to it): without
+-- it the walk of jobs_created skips every job that is not dead.
+CREATE INDEX jobs_dead_created ON taskyard.jobs (created_at, id) WHERE state = 'dead';
