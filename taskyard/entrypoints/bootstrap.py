@@ -178,16 +178,7 @@ class System:
         """The tasks a worker offers: `tasks` (an app's own), plus the built-ins under this
         system's policy. `shell` is offered only when enabled, so a worker without it
         never claims a shell job another worker could run."""
-        registry = Registry()
-        if tasks is not None:
-            for name in sorted(tasks.names() - BUILTIN_TASKS):
-                spec = tasks.get(name)
-                assert spec is not None
-                registry.add(spec)
-        for name, spec in builtin_tasks(self.builtins).items():
-            if name != "shell" or self.builtins.shell_enabled:
-                registry.add(spec)
-        return registry
+        return task_registry(tasks, self.builtins)
 
     def worker_runtime(
         self,
@@ -204,6 +195,7 @@ class System:
             worker_id=worker_id,
             queues=settings.queues,
             concurrency=settings.concurrency,
+            async_concurrency=settings.async_concurrency,
             lease_ttl_s=settings.lease_ttl_s,
             poll_interval_s=settings.poll_interval_s,
             host=socket.gethostname(),
@@ -217,6 +209,8 @@ class System:
             clock=self.node_clock,
             rng=self.rng,
             doorbell_block_s=doorbell_block_s,
+            pool=settings.pool,
+            load_registry=TaskLoader(app=settings.app, builtins=self.builtins),
         )
 
     def scheduler_runtime(self, *, scheduler_id: str, **config: Any) -> SchedulerRuntime:
@@ -239,6 +233,35 @@ class System:
         file), coordinator first. Closing twice is harmless."""
         owned, self.owned = self.owned, []
         _close_all(owned)
+
+
+def task_registry(tasks: TaskRegistry | None, builtins: BuiltinPolicy) -> Registry:
+    """`tasks` (an app's own) and the built-ins under `builtins`: see `System.task_registry`."""
+    registry = Registry()
+    if tasks is not None:
+        for name in sorted(tasks.names() - BUILTIN_TASKS):
+            spec = tasks.get(name)
+            assert spec is not None
+            registry.add(spec)
+    for name, spec in builtin_tasks(builtins).items():
+        if name != "shell" or builtins.shell_enabled:
+            registry.add(spec)
+    return registry
+
+
+@attrs.frozen(kw_only=True)
+class TaskLoader:
+    """How a child process of `--pool process` builds the worker's tasks: the app by its
+    import path (`module:attribute`), the built-ins under the same policy. It pickles."""
+
+    app: str | None
+    builtins: BuiltinPolicy
+
+    def __call__(self) -> Registry:
+        from taskyard.entrypoints.process import load_app
+
+        app = load_app(self.app) if self.app is not None else None
+        return task_registry(app.tasks if app is not None else None, self.builtins)
 
 
 def _close_all(adapters: list[object]) -> None:
