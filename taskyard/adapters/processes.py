@@ -24,7 +24,7 @@ import multiprocessing
 import queue
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -58,8 +58,12 @@ class ProcessExecutor:
         *,
         processes: int,
         load_registry: RegistryLoader,
+        preload: Sequence[str] = (),
         around: Around | None = None,
     ) -> None:
+        """`preload`: modules the fork server imports once, so that a child (a fresh one
+        after each kill) starts without importing them again: the app's module, and what
+        `load_registry` imports."""
         assert processes >= 1, processes
         self._registry = registry
         self._on_finished = on_finished
@@ -67,7 +71,7 @@ class ProcessExecutor:
         self._around = around
         self._processes_max = processes
         self._mp = multiprocessing.get_context("forkserver")
-        self._mp.set_forkserver_preload(["taskyard.adapters.processes"])
+        self._mp.set_forkserver_preload(["__main__", "taskyard.adapters.processes", *preload])
         self._work: queue.SimpleQueue[tuple[Job, JobContext] | None] = queue.SimpleQueue()
         self._slots: list[_Slot] = []
         self._lock = threading.Lock()

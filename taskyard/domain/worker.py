@@ -224,10 +224,15 @@ class Worker:
         return running + len(self._abandoned)
 
     def _busy(self, *, is_async: bool) -> int:
-        running = sum(
-            1 for held in self._held.values() if not held.handler_done and held.is_async == is_async
-        )
-        return running + sum(1 for held in self._abandoned.values() if held.is_async == is_async)
+        """Running handlers of one lane (abandoned ones included)."""
+        busy = 0
+        for held in self._held.values():
+            if not held.handler_done and held.is_async == is_async:
+                busy += 1
+        for held in self._abandoned.values():
+            if held.is_async == is_async:
+                busy += 1
+        return busy
 
     def lanes(self) -> tuple[Lane, ...]:
         """The lanes this worker's tasks run in: plain handlers in `concurrency` slots,

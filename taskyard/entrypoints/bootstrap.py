@@ -191,6 +191,7 @@ class System:
         """A worker pool over this system, configured from the settings; `config` sets
         other `WorkerConfig` fields (batch sizes, a bench's concurrency)."""
         settings = self.settings
+        loader = TaskLoader(app=settings.app, builtins=self.builtins)
         worker_config = WorkerConfig(
             worker_id=worker_id,
             queues=settings.queues,
@@ -210,7 +211,8 @@ class System:
             rng=self.rng,
             doorbell_block_s=doorbell_block_s,
             pool=settings.pool,
-            load_registry=TaskLoader(app=settings.app, builtins=self.builtins),
+            load_registry=loader,
+            preload=loader.modules(),
         )
 
     def scheduler_runtime(self, *, scheduler_id: str, **config: Any) -> SchedulerRuntime:
@@ -256,6 +258,11 @@ class TaskLoader:
 
     app: str | None
     builtins: BuiltinPolicy
+
+    def modules(self) -> tuple[str, ...]:
+        """What it imports: a process pool's fork server imports them once, ahead."""
+        app_module = () if self.app is None else (self.app.partition(":")[0],)
+        return ("taskyard.entrypoints.process", *app_module)
 
     def __call__(self) -> Registry:
         from taskyard.entrypoints.process import load_app

@@ -42,7 +42,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from types import TracebackType
 
@@ -135,9 +135,11 @@ class WorkerRuntime:
         doorbell_block_s: float = DOORBELL_BLOCK_S,
         pool: str = "thread",
         load_registry: RegistryLoader | None = None,
+        preload: Sequence[str] = (),
     ) -> None:
         """`pool`: plain handlers on threads (`thread`) or in child processes (`process`,
-        which needs `load_registry`: how a child builds the same tasks)."""
+        which needs `load_registry`: how a child builds the same tasks; the modules it
+        imports are `preload`)."""
         assert doorbell_block_s > 0, doorbell_block_s
         assert pool in POOLS, pool
         self.config = config
@@ -163,6 +165,7 @@ class WorkerRuntime:
                 self._handler_finished,
                 processes=config.concurrency,
                 load_registry=load_registry,
+                preload=preload,
                 around=self._running_job,
             )
         else:
