@@ -201,6 +201,10 @@ class AsyncExecutor:
         """Running handlers by (job id, attempt): touched on the loop's thread only."""
         self._running = 0
         self._closed = False
+        self._pending: list[tuple[_Key, TaskSpec, Job, JobContext]] = []
+        """Jobs started and not yet handed to the loop (under `_lock`)."""
+        self._handing = False
+        """A hand-off of `_pending` to the loop is scheduled: one wake-up per batch."""
 
     def _started_loop(self) -> asyncio.AbstractEventLoop:
         """The loop, its thread started on first use (under `_lock`)."""
@@ -239,7 +243,12 @@ class AsyncExecutor:
             assert not self._closed, "the executor was shut down"
             self._running += 1
             loop = self._started_loop()
-        loop.call_soon_threadsafe(self._begin, key, spec, job, context)
+            self._pending.append((key, spec, job, context))
+            hand_off = not self._handing
+            self._handing = True
+        if hand_off:
+            loop.call_soon_threadsafe(self._begin)
+        # Queued behind the hand-off that takes this job: its task exists by then.
         context.on_abort(lambda: self._call_soon(loop, self._cancel, key))
 
     @staticmethod
@@ -247,10 +256,14 @@ class AsyncExecutor:
         with contextlib.suppress(RuntimeError):  # closed: nothing runs there any more
             loop.call_soon_threadsafe(func, *args)
 
-    def _begin(self, key: _Key, spec: TaskSpec, job: Job, context: JobContext) -> None:
-        self._tasks[key] = asyncio.get_running_loop().create_task(
-            self._run(key, spec, job, context)
-        )
+    def _begin(self) -> None:
+        """On the loop: a task for each job started since the last hand-off."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            self._handing = False
+        loop = asyncio.get_running_loop()
+        for key, spec, job, context in pending:
+            self._tasks[key] = loop.create_task(self._run(key, spec, job, context))
 
     def _cancel(self, key: _Key) -> None:
         task = self._tasks.get(key)

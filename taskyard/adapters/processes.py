@@ -8,8 +8,9 @@ handler's `ctx.checkpoint` goes over the pipe and is saved by the slot's thread.
 
 When the worker aborts an attempt (its timeout, a cancel request, a lost lease, the end of
 the grace period) the child is killed (SIGKILL) at once, whatever the handler is doing:
-the slot reports `stopped_result` (a timeout, or cancelled), and a fresh child is started
-for the slot's next job. A child that dies on its own (a crash, the OOM killer) fails the
+the slot reports `stopped_result` (a timeout, or cancelled), and takes the standby child
+the executor keeps ready (one per worker) for its next job; a new standby is started
+behind it. A child that dies on its own (a crash, the OOM killer) fails the
 attempt as `child_died`, retried like any failure.
 
 Children start from a fork server (`multiprocessing`'s `forkserver`), never from a fork of
@@ -79,6 +80,10 @@ class ProcessExecutor:
         self._idle = 0
         self._closed = False
         self.children_started = 0
+        self._spare: _Child | None = None
+        """A standby child, ready to replace a killed one at once (under `_lock`)."""
+        self._spare_wanted = threading.Event()
+        self._spare_keeper: threading.Thread | None = None
         """Children started so far (a fresh one replaces each killed or dead one)."""
 
     def start(self, job: Job, context: JobContext) -> None:
@@ -94,6 +99,7 @@ class ProcessExecutor:
             else:
                 self._idle -= 1
         if grow:
+            self._keep_spare()
             slot.thread.start()
         self._work.put((job, context))
 
@@ -122,6 +128,7 @@ class ProcessExecutor:
         if failed:
             self.shutdown(wait=False)
             raise ChildFailed("a handler process could not load the tasks")
+        self._keep_spare()
 
     def _prestart_one(self) -> None:
         try:
@@ -139,11 +146,59 @@ class ProcessExecutor:
         with self._lock:
             self._closed = True
             slots = list(self._slots)
+            spare, self._spare = self._spare, None
+        self._spare_wanted.set()
+        if spare is not None:
+            spare.end()
         for _ in slots:
             self._work.put(None)
         if wait:
             for slot in slots:
                 slot.thread.join()
+
+    def _keep_spare(self) -> None:
+        """Start the thread that keeps a standby child ready (once)."""
+        with self._lock:
+            if self._spare_keeper is not None:
+                return
+            self._spare_keeper = threading.Thread(
+                target=self._spare_loop, name="taskyard-handler-spare", daemon=True
+            )
+        self._spare_wanted.set()
+        self._spare_keeper.start()
+
+    def _spare_loop(self) -> None:
+        while True:
+            self._spare_wanted.wait()
+            self._spare_wanted.clear()
+            with self._lock:
+                if self._closed:
+                    return
+                if self._spare is not None:
+                    continue
+            try:
+                child = self._spawn()
+            except ChildFailed:
+                return  # the slots start their own children (and report why they cannot)
+            with self._lock:
+                keep = not self._closed
+                if keep:
+                    self._spare = child
+            if not keep:
+                child.end()
+                return
+
+    def _fresh(self) -> _Child:
+        """A child for a slot whose child was killed or died: the standby when it is ready
+        (a new standby is started behind it), else one started now."""
+        with self._lock:
+            spare, self._spare = self._spare, None
+        self._spare_wanted.set()
+        if spare is not None and spare.process.is_alive():
+            return spare
+        if spare is not None:
+            spare.end()
+        return self._spawn()
 
     def _spawn(self) -> _Child:
         parent_end, child_end = self._mp.Pipe()
@@ -231,7 +286,7 @@ class _Slot:
                 if self.child is None and not owner._closed:
                     # A fresh child, ready for the next job (or, if it fails, tried again then).
                     with contextlib.suppress(ChildFailed):
-                        self.child = owner._spawn()
+                        self.child = owner._fresh()
         finally:
             if self.child is not None:
                 self.child.end()
@@ -239,7 +294,7 @@ class _Slot:
     def _run(self, job: Job, context: JobContext) -> HandlerResult:
         if self.child is None or not self.child.process.is_alive():
             try:
-                self.child = self.owner._spawn()
+                self.child = self.owner._fresh()
             except ChildFailed as exc:
                 self.child = None
                 return HandlerResult(

@@ -172,7 +172,7 @@ def test_a_process_pool_kills_a_handler_at_its_timeout_and_its_slot_comes_back(
     eventually(lambda: _gone(child), timeout_s=WAIT_S, what="the timed-out child killed")
     executor = worker.executor.plain
     assert isinstance(executor, ProcessExecutor)
-    assert executor.children_started == 2  # a fresh child replaced the killed one
+    assert executor.children_started >= 2  # the slot's child, then the one after the kill
 
 
 def test_a_process_pool_kills_a_handler_when_its_job_is_cancelled(
