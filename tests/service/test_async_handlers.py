@@ -7,11 +7,15 @@ import asyncio
 import random
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 import taskyard
 from taskyard.adapters.clock import ManualClock
 from taskyard.adapters.memory import InMemoryJobStore
 from taskyard.domain.context import (
     CancelReason,
+    HandlerResult,
     JobContext,
     PermanentFailure,
     Registry,
@@ -85,8 +89,9 @@ def test_the_test_runner_runs_async_handlers_inside_a_running_event_loop() -> No
 
 
 def test_a_spec_knows_an_async_handler() -> None:
-    assert app.tasks.get(add.name) is not None and app.tasks.get(add.name).is_async  # type: ignore[union-attr]
-    assert not app.tasks.get(plain.name).is_async  # type: ignore[union-attr]
+    coroutine, function = app.tasks.get(add.name), app.tasks.get(plain.name)
+    assert coroutine is not None and coroutine.is_async
+    assert function is not None and not function.is_async
 
 
 # --- the worker's lanes -------------------------------------------------------------------
@@ -158,3 +163,53 @@ def test_an_aborted_context_calls_its_stoppers_once_registered_or_at_once() -> N
     assert calls == ["early", "late"]
     stopped = stopped_result(context)
     assert stopped.kind is ReportKind.TIMEOUT
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    plain_jobs=st.integers(0, 8),
+    async_jobs=st.integers(0, 8),
+    threads=st.integers(1, 4),
+    coroutines=st.integers(1, 6),
+    finish=st.lists(st.integers(0, 30), max_size=6),
+)
+def test_each_lane_runs_at_most_its_slots_and_fills_them(
+    plain_jobs: int, async_jobs: int, threads: int, coroutines: int, finish: list[int]
+) -> None:
+    clock = ManualClock()
+    store = InMemoryJobStore(clock)
+    registry = Registry()
+    registry.add(TaskSpec(name="plain", handler=lambda: None))
+    registry.add(TaskSpec(name="coro", handler=_coroutine_handler))
+    for _ in range(plain_jobs):
+        enqueue(store, task="plain")
+    for _ in range(async_jobs):
+        enqueue(store, task="coro")
+    executor = _Stuck()
+    worker = Worker(
+        store=store,
+        coordinator=None,
+        clock=clock,
+        rng=random.Random(0),
+        registry=registry,
+        executor=executor,
+        config=WorkerConfig(worker_id="w1", concurrency=threads, async_concurrency=coroutines),
+    )
+    done: set[int] = set()
+    for pick in [-1, *finish]:
+        if pick >= 0 and executor.started:
+            index = pick % len(executor.started)
+            if index not in done:  # a handler returns: its slot is free again
+                done.add(index)
+                _, context = executor.started[index]
+                worker.handler_finished(HandlerResult(ref=context.ref, kind=ReportKind.SUCCEEDED))
+        worker.doorbell()
+        worker.tick()
+        worker.tick()
+        running = [job.task for i, (job, _) in enumerate(executor.started) if i not in done]
+        started = [job.task for job, _ in executor.started]
+        lanes = (("plain", plain_jobs, threads), ("coro", async_jobs, coroutines))
+        for task, total, slots in lanes:
+            waiting = total - started.count(task)
+            assert running.count(task) <= slots, (task, running)
+            assert running.count(task) == slots or waiting == 0, "a lane left a slot idle"
