@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 from taskyard.domain.model import JobState, Outcome
 from taskyard.entrypoints.library import App
 from tests.e2e.harness import Procs, clean_environment
-from tests.eventually import eventually
+from tests.eventually import eventually, process_gone
 
 WAIT_S = 30.0
 
@@ -58,14 +57,6 @@ def app(tmp_path: Path) -> Iterator[App]:
         yield opened
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def test_a_process_pool_worker_runs_async_handlers_and_kills_a_hung_one(
     procs: Procs, app: App, tmp_path: Path
 ) -> None:
@@ -100,5 +91,5 @@ def test_a_process_pool_worker_runs_async_handlers_and_kills_a_hung_one(
     done = app.get(after)
     assert done.state is JobState.SUCCEEDED
     assert done.result not in (worker.pid, child)
-    eventually(lambda: _gone(child), timeout_s=WAIT_S, what="the hung child killed")
+    eventually(lambda: process_gone(child), timeout_s=WAIT_S, what="the hung child killed")
     assert worker.stop() == 0

@@ -22,7 +22,7 @@ from taskyard.domain.transitions import Report, ReportKind
 from taskyard.entrypoints.bootstrap import System, bootstrap
 from taskyard.entrypoints.config import Settings
 from taskyard.entrypoints.runtime import SchedulerRuntime, WorkerRuntime
-from tests.eventually import eventually
+from tests.eventually import eventually, process_gone
 from tests.integration import pool_app
 from tests.runs import client_for, registry_with, submit, wait_terminal
 
@@ -137,14 +137,6 @@ def test_an_async_handler_past_its_timeout_is_cancelled_through_the_loop(
 # --- the process pool ---------------------------------------------------------------------
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def _pid_in(path: Path) -> int:
     eventually(lambda: path.exists() and path.read_text(), timeout_s=WAIT_S, what="a pid file")
     return int(path.read_text())
@@ -169,7 +161,7 @@ def test_a_process_pool_kills_a_handler_at_its_timeout_and_its_slot_comes_back(
     assert done_after.state is JobState.SUCCEEDED
     assert done_after.result["pid"] not in (os.getpid(), child)  # type: ignore[index]
     assert done_after.checkpoint == {"step": 1}  # saved through the pipe
-    eventually(lambda: _gone(child), timeout_s=WAIT_S, what="the timed-out child killed")
+    eventually(lambda: process_gone(child), timeout_s=WAIT_S, what="the timed-out child killed")
     executor = worker.executor.plain
     assert isinstance(executor, ProcessExecutor)
     assert executor.children_started >= 2  # the slot's child, then the one after the kill
@@ -187,7 +179,7 @@ def test_a_process_pool_kills_a_handler_when_its_job_is_cancelled(
     system.store.cancel(hung.id)
     [done] = wait_terminal(system.store, [hung], timeout_s=WAIT_S)
     assert done.state is JobState.CANCELLED
-    eventually(lambda: _gone(child), timeout_s=WAIT_S, what="the cancelled child killed")
+    eventually(lambda: process_gone(child), timeout_s=WAIT_S, what="the cancelled child killed")
 
 
 # --- the fence ----------------------------------------------------------------------------

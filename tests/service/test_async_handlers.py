@@ -4,7 +4,6 @@ are, run by `TestRunner`, and given slots of their own by the worker."""
 from __future__ import annotations
 
 import asyncio
-import random
 from typing import Any
 
 from hypothesis import given, settings
@@ -24,8 +23,8 @@ from taskyard.domain.context import (
 )
 from taskyard.domain.model import Job, JobState, Outcome
 from taskyard.domain.transitions import ReportKind
-from taskyard.domain.worker import Worker, WorkerConfig
 from taskyard.testing import TestRunner
+from tests import factories
 from tests.factories import enqueue
 
 app = taskyard.App("memory://")
@@ -121,14 +120,8 @@ def test_async_and_plain_handlers_have_slots_of_their_own() -> None:
         enqueue(store, task="plain")
         enqueue(store, task="coro")
     executor = _Stuck()
-    worker = Worker(
-        store=store,
-        coordinator=None,
-        clock=clock,
-        rng=random.Random(0),
-        registry=registry,
-        executor=executor,
-        config=WorkerConfig(worker_id="w1", concurrency=1, async_concurrency=3),
+    worker = factories.worker(
+        store, clock, registry=registry, executor=executor, concurrency=1, async_concurrency=3
     )
     worker.tick()
     worker.tick()
@@ -144,15 +137,7 @@ def test_an_aborted_context_calls_its_stoppers_once_registered_or_at_once() -> N
     executor = _Stuck()
     registry = Registry()
     registry.add(TaskSpec(name="t", handler=lambda: None))
-    worker = Worker(
-        store=store,
-        coordinator=None,
-        clock=clock,
-        rng=random.Random(0),
-        registry=registry,
-        executor=executor,
-        config=WorkerConfig(worker_id="w1"),
-    )
+    worker = factories.worker(store, clock, registry=registry, executor=executor)
     worker.tick()
     [(_, context)] = executor.started
     calls: list[str] = []
@@ -186,14 +171,13 @@ def test_each_lane_runs_at_most_its_slots_and_fills_them(
     for _ in range(async_jobs):
         enqueue(store, task="coro")
     executor = _Stuck()
-    worker = Worker(
-        store=store,
-        coordinator=None,
-        clock=clock,
-        rng=random.Random(0),
+    worker = factories.worker(
+        store,
+        clock,
         registry=registry,
         executor=executor,
-        config=WorkerConfig(worker_id="w1", concurrency=threads, async_concurrency=coroutines),
+        concurrency=threads,
+        async_concurrency=coroutines,
     )
     done: set[int] = set()
     for pick in [-1, *finish]:
