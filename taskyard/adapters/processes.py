@@ -30,6 +30,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+import attrs
+
 from taskyard.adapters.executors import Around, Finished
 from taskyard.domain.context import (
     Flag,
@@ -400,5 +402,7 @@ def child_main(conn: Connection, load_registry: RegistryLoader) -> None:
                 error=ErrorInfo(type="unknown_task", message=f"no handler for {job.task!r}"),
             )
         else:
-            result = invoke(spec, job, context)
+            # The exception object stays here (it may not pickle): its type, message and
+            # traceback travel as text in `error`.
+            result = attrs.evolve(invoke(spec, job, context), exception=None)
         conn.send(("done", result))

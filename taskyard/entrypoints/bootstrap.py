@@ -26,6 +26,7 @@ it is built.
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
 import socket
@@ -40,6 +41,7 @@ from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
 from taskyard.domain.catalog import UnknownTask
 from taskyard.domain.client import Client
 from taskyard.domain.context import Registry
+from taskyard.domain.hooks import Hooks
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Random, TaskRegistry
 from taskyard.domain.scheduler import SchedulerConfig
 from taskyard.domain.worker import WorkerConfig
@@ -186,10 +188,12 @@ class System:
         *,
         worker_id: str,
         doorbell_block_s: float = DOORBELL_BLOCK_S,
+        hooks: Hooks | None = None,
         **config: Any,
     ) -> WorkerRuntime:
         """A worker pool over this system, configured from the settings; `config` sets
-        other `WorkerConfig` fields (batch sizes, a bench's concurrency)."""
+        other `WorkerConfig` fields (batch sizes, a bench's concurrency); `hooks` are an
+        app's lifecycle hooks."""
         settings = self.settings
         loader = TaskLoader(app=settings.app, builtins=self.builtins)
         worker_config = WorkerConfig(
@@ -210,6 +214,7 @@ class System:
             clock=self.node_clock,
             rng=self.rng,
             doorbell_block_s=doorbell_block_s,
+            hooks=hooks,
             pool=settings.pool,
             load_registry=loader,
             preload=loader.modules(),
@@ -262,13 +267,19 @@ class TaskLoader:
     def modules(self) -> tuple[str, ...]:
         """What it imports: a process pool's fork server imports them once, ahead."""
         app_module = () if self.app is None else (self.app.partition(":")[0],)
-        return ("taskyard.entrypoints.process", *app_module)
+        return ("taskyard.entrypoints.bootstrap", *app_module)
 
     def __call__(self) -> Registry:
-        from taskyard.entrypoints.process import load_app
-
-        app = load_app(self.app) if self.app is not None else None
-        return task_registry(app.tasks if app is not None else None, self.builtins)
+        """In the child: the worker found the app already (`process.load_app`, which
+        checked it), and the child has the worker's import path, so it is imported here
+        without those checks."""
+        if self.app is None:
+            return task_registry(None, self.builtins)
+        module_name, _, attr_path = self.app.partition(":")
+        target: Any = importlib.import_module(module_name)
+        for part in attr_path.split("."):
+            target = getattr(target, part)
+        return task_registry(target.tasks, self.builtins)
 
 
 def _close_all(adapters: list[object]) -> None:

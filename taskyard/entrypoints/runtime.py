@@ -50,6 +50,7 @@ from taskyard.adapters.executors import AsyncExecutor, LaneExecutor, PlainExecut
 from taskyard.adapters.processes import ProcessExecutor, RegistryLoader
 from taskyard.domain.context import HandlerResult
 from taskyard.domain.errors import CoordinatorUnavailable
+from taskyard.domain.hooks import Hooks
 from taskyard.domain.model import Job
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Random, TaskRegistry
 from taskyard.domain.scheduler import Scheduler, SchedulerConfig
@@ -133,6 +134,7 @@ class WorkerRuntime:
         clock: Clock,
         rng: Random,
         doorbell_block_s: float = DOORBELL_BLOCK_S,
+        hooks: Hooks | None = None,
         pool: str = "thread",
         load_registry: RegistryLoader | None = None,
         preload: Sequence[str] = (),
@@ -189,6 +191,7 @@ class WorkerRuntime:
             executor=self.executor,
             config=config,
             make_signal=LazyEvent,
+            hooks=hooks,
         )
         name = config.worker_id
         self._control = threading.Thread(
