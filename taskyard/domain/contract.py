@@ -229,6 +229,8 @@ ABOUT: dict[str, str] = {
     "Job.checkpoint": "any JSON value the handler saved, or null",
     "Job.result": "any JSON value the handler returned, or null",
     "Job.correlation_id": "the X-Request-ID of the request that created it",
+    "Job.schedule": "the schedule fire that enqueued it, or null",
+    "JobSchedule": "a fired job's schedule and fire time (one job per fire)",
     "Attempt.started_at": "the store's time of the claim",
     "Queue.oldest_queued_age_seconds": "how long the oldest due job has waited",
     "Worker.running_job_ids": "from the store's leases",
@@ -288,7 +290,10 @@ BACKOFF = answer(
     max_seconds=Number(),
     jitter=Choice(values=JITTERS),
 )
-JOB_NULLABLE = "timeout_seconds idempotency_key finished_at lease last_error correlation_id"
+JOB_NULLABLE = (
+    "timeout_seconds idempotency_key finished_at lease last_error correlation_id schedule"
+)
+JOB_SCHEDULE = answer("JobSchedule", name=STRING, fire_at=TIME)
 JOB_FIELDS: dict[str, Kind] = {
     "id": JOB_ID,
     "task": STRING,
@@ -312,6 +317,7 @@ JOB_FIELDS: dict[str, Kind] = {
     "result": AnyJson(),
     "last_error": ERROR_INFO,
     "correlation_id": STRING,
+    "schedule": JOB_SCHEDULE,
 }
 JOB = answer("Job", JOB_NULLABLE, **JOB_FIELDS)
 LISTED_JOB = Shape(

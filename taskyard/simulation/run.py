@@ -20,6 +20,7 @@ from taskyard.simulation.checker import CheckReport, Violation, check
 from taskyard.simulation.clocks import at_s
 from taskyard.simulation.faults import FaultKind, FaultPlan
 from taskyard.simulation.profiles import Run, draw
+from taskyard.simulation.schedules import check_schedules
 from taskyard.simulation.world import StoreFactory, World, memory_store_view
 
 TRACE_TAIL_LINES = 40
@@ -110,6 +111,10 @@ def simulate(
             world.note(world.current, f"  {line}")
     history = world.history()
     report = check(history).with_extra("worker_slots", world.violations)
+    for name, found in check_schedules(
+        world.state.jobs, world.schedule_log, healed_at_s=world.healed_at, end_s=world.now
+    ).items():
+        report = report.with_extra(name, found)
     stuck = (
         []
         if world.quiet_at is not None or crash is not None

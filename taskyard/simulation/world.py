@@ -44,6 +44,7 @@ from taskyard.domain.scheduler import Scheduler, SchedulerConfig
 from taskyard.domain.timefmt import after
 from taskyard.domain.transitions import Event, Report
 from taskyard.domain.worker import REPORT_REFUSED, Wait, Worker, WorkerConfig
+from taskyard.simulation import schedules
 from taskyard.simulation.adapters import FaultyCoordinator, FaultyJobStore, UnexpectedStoreError
 from taskyard.simulation.checker import (
     Bystander,
@@ -333,6 +334,7 @@ class World:
         self.healed_at: float | None = None
         self.quiet_at: float | None = None
         self.cut_short: str | None = None
+        self.schedule_log = schedules.ScheduleLog(specs=())
         self._heap: list[HeapItem] = []
         self._seq = 0
         self._sites: Mapping[str, float] = dict(plan.sites)
@@ -430,6 +432,7 @@ class World:
             client = self.nodes[op.client]
             assert isinstance(client, ClientNode), op
             self.at(op.at_s, partial(self._client_op, client, op), client)
+        self.schedule_log = schedules.install(self, self.workload.schedules)
         for name in sorted(self.nodes):
             self._boot(self.nodes[name])
 
@@ -493,6 +496,7 @@ class World:
         self._sites = {}
         self._cuts.clear()
         self._split_brain_until = -math.inf
+        self.at(self.clock.t + schedules.STOP_AFTER_HEAL_S, self._stop_schedules)
         for name in sorted(self.nodes):
             node = self.nodes[name]
             node.clock.set_rate(1.0)
@@ -531,6 +535,9 @@ class World:
                 if target is Target.STORE:
                     self._disturb(name, math.inf)
 
+    def _stop_schedules(self) -> None:
+        schedules.stop(self, self.schedule_log)
+
     def busy_nodes(self) -> str:
         """What keeps the world from being quiet (for a report)."""
         busy = [
@@ -543,6 +550,8 @@ class World:
         return f"{open_jobs} open jobs; busy workers: {', '.join(busy) or 'none'}"
 
     def quiet(self) -> bool:
+        if self.schedule_log.specs and self.schedule_log.stopped_at_s is None:
+            return False
         by_state = self.state.by_state
         if any(by_state[state] for state in OPEN_STATES):
             return False
@@ -608,6 +617,7 @@ class World:
                 clock=node.clock,
                 config=SchedulerConfig(scheduler_id=node.node_id),
             )
+            schedules.on_scheduler_boot(node.store, self.workload.schedules)
         elif isinstance(node, ClientNode):
             node.client = Client(
                 store=node.store,

@@ -1,0 +1,283 @@
+"""Schedules in the simulated world: a few drawn from the seed, declared at the start,
+fired by the production scheduler under every fault, changed by an operator now and then,
+paused once the liveness phase has had its look; and the invariants their fires keep.
+
+* `schedule_fire_once` (safety, any fault): no (schedule, fire time) has two jobs, and
+  each fired job carries its fire's idempotency key.
+* `schedule_fires_in_time` (liveness): every fire of the `all`/`allow` schedule due
+  while the world is healed has exactly one job, enqueued at most `FIRE_BOUND_S` after
+  its fire time (a new leader may need a lease TTL to take over).
+* `schedule_policies`: no fire enqueued later than its catch-up window after its time;
+  a `latest` or `skip` schedule enqueues at most one fire a pass; an `overlap: skip`
+  schedule's job is enqueued only once the previous one ended; a `cancel_previous`
+  one's only once the previous ended or was asked to cancel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+import attrs
+
+from taskyard.adapters.memory import InMemoryJobStore
+from taskyard.domain.errors import StoreUnavailable
+from taskyard.domain.model import Job
+from taskyard.domain.ports import JobStore
+from taskyard.domain.retry import Jitter, RetryPolicy
+from taskyard.domain.schedules import (
+    CatchUp,
+    Cron,
+    Every,
+    Overlap,
+    ScheduleSpec,
+    fire_key,
+)
+from taskyard.domain.submission import Submission
+from taskyard.simulation.checker import Violation
+from taskyard.simulation.clocks import at_s
+from taskyard.simulation.workload import Script
+
+if TYPE_CHECKING:
+    from taskyard.simulation.world import World
+
+FIRE_BOUND_S = 20.0
+"""How late after its fire time (or after healing) a due fire may be enqueued while some
+scheduler can reach the store: a lease TTL (10 s) for a new leader, the store's backoff
+after an outage, and a few passes."""
+STOP_AFTER_HEAL_S = 30.0
+"""The schedules are paused this long after healing, so that the world can go quiet."""
+TICK = "tick"
+"""The schedule whose every fire the liveness invariant follows."""
+SCRIPT_BASE = 100_000
+"""Script numbers of scheduled jobs (apart from the workload's plans)."""
+
+
+def _job(rng: random.Random, n: int, duration_s: float) -> Submission:
+    return Submission(
+        task="work",
+        args=Script(n=SCRIPT_BASE + n, duration_s=duration_s).to_args(),
+        max_attempts=rng.randint(1, 3),
+        backoff=RetryPolicy(base_s=0.5, max_s=2.0, jitter=Jitter.FULL),
+    )
+
+
+def draw_schedules(rng: random.Random) -> tuple[ScheduleSpec, ...]:
+    """The world's schedules: one of each policy worth watching."""
+    return (
+        ScheduleSpec(
+            name=TICK,
+            timing=Every(seconds=1),
+            job=_job(rng, 1, rng.choice((0.05, 0.3, 1.5))),
+            catch_up=CatchUp.ALL,
+            catch_up_window_s=60.0,
+            overlap=Overlap.ALLOW,
+        ),
+        ScheduleSpec(
+            name="pulse",
+            timing=Every(seconds=rng.choice((2, 3))),
+            job=_job(rng, 2, rng.uniform(0.5, 4.0)),
+            catch_up=rng.choice((CatchUp.LATEST, CatchUp.SKIP)),
+            catch_up_window_s=rng.choice((5.0, 30.0)),
+            overlap=Overlap.SKIP,
+        ),
+        ScheduleSpec(
+            name="relay",
+            timing=Every(seconds=rng.choice((3, 5))),
+            job=_job(rng, 3, rng.uniform(1.0, 8.0)),
+            catch_up=rng.choice(tuple(CatchUp)),
+            catch_up_window_s=20.0,
+            overlap=Overlap.CANCEL_PREVIOUS,
+        ),
+        ScheduleSpec(
+            name="minutely",
+            timing=Cron(expression="* * * * *", timezone=rng.choice(("UTC", "Asia/Kolkata"))),
+            job=_job(rng, 4, 0.2),
+        ),
+    )
+
+
+@attrs.define(kw_only=True)
+class ScheduleLog:
+    """What the world did to its schedules (the invariants need the times)."""
+
+    specs: tuple[ScheduleSpec, ...]
+    stopped_at_s: float | None = None
+
+
+def install(world: World, specs: Sequence[ScheduleSpec]) -> ScheduleLog:
+    """Declare `specs` at the start (as code would), sync them again whenever a scheduler
+    boots, let an operator pause, resume and change some during the faults, and pause them
+    all `STOP_AFTER_HEAL_S` after healing."""
+    log = ScheduleLog(specs=tuple(specs))
+    if not specs:
+        return log
+    operator = _operator(world)
+    operator.sync_schedules(specs)
+    safety_s = world.scenario.safety_s
+    rng = world.streams.get("schedules/operator")
+    pause_at = rng.uniform(0.2, 0.5) * safety_s
+    resume_at = pause_at + rng.uniform(1.0, 8.0)
+
+    def pause() -> None:
+        operator.pause_schedule("pulse", paused=True)
+        world.note("operator", "schedule pulse paused")
+
+    def resume() -> None:
+        operator.pause_schedule("pulse", paused=False)
+        world.note("operator", "schedule pulse resumed")
+
+    def change() -> None:
+        relay = next(s for s in specs if s.name == "relay")
+        changed = attrs.evolve(relay, job=attrs.evolve(relay.job, priority=1))
+        operator.update_schedule(changed)
+        world.note("operator", "schedule relay changed (priority 1)")
+
+    world.at(pause_at, pause)
+    world.at(resume_at, resume)
+    world.at(rng.uniform(0.3, 0.9) * safety_s, change)
+    return log
+
+
+def _operator(world: World) -> JobStore:
+    """A person's view of the store: never faulted (their call is not what is tested)."""
+    return InMemoryJobStore(world.clock, state=world.state)
+
+
+def on_scheduler_boot(store: JobStore, specs: Sequence[ScheduleSpec]) -> None:
+    """What a scheduler does when it starts: sync the schedules its code declares (a
+    failed sync is retried at its next start; the schedules are in the store already)."""
+    with contextlib.suppress(StoreUnavailable):
+        store.sync_schedules(specs)
+
+
+def stop(world: World, log: ScheduleLog) -> None:
+    """Pause every schedule (the world can then go quiet)."""
+    operator = _operator(world)
+    for spec in log.specs:
+        operator.pause_schedule(spec.name, paused=True)
+    log.stopped_at_s = world.now
+    world.note("operator", "every schedule paused")
+
+
+# --- invariants ---------------------------------------------------------------------------
+
+
+def _fired(jobs: Iterable[Job]) -> dict[str, list[Job]]:
+    by_schedule: dict[str, list[Job]] = defaultdict(list)
+    for job in jobs:
+        if job.schedule is not None:
+            by_schedule[job.schedule.name].append(job)
+    for fired in by_schedule.values():
+        fired.sort(key=lambda j: (j.schedule.fire_at if j.schedule else j.created_at, j.id))
+    return by_schedule
+
+
+def check_schedules(
+    jobs: Mapping[UUID, Job],
+    log: ScheduleLog,
+    *,
+    healed_at_s: float | None,
+    end_s: float,
+) -> dict[str, list[Violation]]:
+    """The schedule invariants over every job in the store at the end of a run."""
+    fired = _fired(jobs.values())
+    return {
+        "schedule_fire_once": list(_fire_once(fired)),
+        "schedule_fires_in_time": list(_in_time(fired, log, healed_at_s, end_s)),
+        "schedule_policies": list(_policies(fired, log)),
+    }
+
+
+def _fire_once(fired: Mapping[str, list[Job]]) -> Iterable[Violation]:
+    for name in sorted(fired):
+        seen: dict[object, Job] = {}
+        for job in fired[name]:
+            assert job.schedule is not None
+            fire_at = job.schedule.fire_at
+            if fire_at in seen:
+                yield Violation(
+                    invariant="schedule_fire_once",
+                    message=f"schedule {name} fired {at_s(fire_at):.3f} twice: jobs "
+                    f"{str(seen[fire_at].id)[-8:]} and {str(job.id)[-8:]}",
+                    job_id=job.id,
+                    at=job.created_at,
+                )
+            seen[fire_at] = job
+            if job.idempotency_key != fire_key(name, fire_at):
+                yield Violation(
+                    invariant="schedule_fire_once",
+                    message=f"schedule {name}'s job for {at_s(fire_at):.3f} has key "
+                    f"{job.idempotency_key!r}, not its fire's",
+                    job_id=job.id,
+                )
+
+
+def _in_time(
+    fired: Mapping[str, list[Job]], log: ScheduleLog, healed_at_s: float | None, end_s: float
+) -> Iterable[Violation]:
+    spec = next((s for s in log.specs if s.name == TICK), None)
+    if spec is None or healed_at_s is None:
+        return
+    stop_s = log.stopped_at_s if log.stopped_at_s is not None else end_s
+    by_fire: dict[float, list[Job]] = defaultdict(list)
+    for job in fired.get(TICK, []):
+        assert job.schedule is not None
+        by_fire[round(at_s(job.schedule.fire_at), 3)].append(job)
+    assert isinstance(spec.timing, Every)
+    period = spec.timing.seconds
+    first = int(healed_at_s // period) + 1
+    last = int((stop_s - FIRE_BOUND_S) // period)
+    for k in range(first, last + 1):
+        fire_s = round(k * period, 3)
+        found = by_fire.get(fire_s, [])
+        if len(found) != 1:
+            yield Violation(
+                invariant="schedule_fires_in_time",
+                message=f"schedule {TICK}'s fire at {fire_s:.3f} (after healing at "
+                f"{healed_at_s:.3f}) has {len(found)} jobs",
+            )
+        elif at_s(found[0].created_at) > fire_s + FIRE_BOUND_S:
+            yield Violation(
+                invariant="schedule_fires_in_time",
+                message=f"schedule {TICK}'s fire at {fire_s:.3f} was enqueued at "
+                f"{at_s(found[0].created_at):.3f}, more than {FIRE_BOUND_S:g} s late",
+                job_id=found[0].id,
+            )
+
+
+def _policies(fired: Mapping[str, list[Job]], log: ScheduleLog) -> Iterable[Violation]:
+    specs = {s.name: s for s in log.specs}
+
+    def bad(message: str, job: Job) -> Violation:
+        return Violation(
+            invariant="schedule_policies", message=message, job_id=job.id, at=job.created_at
+        )
+
+    for name in sorted(fired):
+        spec = specs.get(name)
+        if spec is None:
+            continue
+        jobs = fired[name]
+        window = timedelta(seconds=spec.catch_up_window_s)
+        per_pass: dict[object, int] = defaultdict(int)
+        for job in jobs:
+            assert job.schedule is not None
+            if job.created_at - job.schedule.fire_at > window:
+                yield bad(f"schedule {name} enqueued a fire older than its window", job)
+            per_pass[job.created_at] += 1
+            if spec.catch_up is not CatchUp.ALL and per_pass[job.created_at] > 1:
+                yield bad(f"schedule {name} ({spec.catch_up}) enqueued two fires at once", job)
+        for previous, job in itertools.pairwise(jobs):
+            ended = previous.finished_at is not None and previous.finished_at <= job.created_at
+            if spec.overlap is Overlap.SKIP and not ended:
+                yield bad(f"schedule {name} (overlap skip) enqueued over an open job", job)
+            asked = previous.cancel_requested or ended
+            if spec.overlap is Overlap.CANCEL_PREVIOUS and not asked:
+                yield bad(f"schedule {name} (cancel_previous) left the previous job be", job)
