@@ -112,7 +112,11 @@ def simulate(
     history = world.history()
     report = check(history).with_extra("worker_slots", world.violations)
     for name, found in check_schedules(
-        world.state.jobs, world.schedule_log, healed_at_s=world.healed_at, end_s=world.now
+        world.state.jobs,
+        world.schedule_log,
+        changes=history.log or (),
+        healed_at_s=world.healed_at,
+        end_s=world.now,
     ).items():
         report = report.with_extra(name, found)
     stuck = (

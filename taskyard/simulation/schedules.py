@@ -20,13 +20,13 @@ import itertools
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 import attrs
 
-from taskyard.adapters.memory import InMemoryJobStore
+from taskyard.adapters.memory import InMemoryJobStore, Recorded
 from taskyard.domain.errors import StoreUnavailable
 from taskyard.domain.model import Job
 from taskyard.domain.ports import JobStore
@@ -183,19 +183,51 @@ def check_schedules(
     jobs: Mapping[UUID, Job],
     log: ScheduleLog,
     *,
+    changes: Sequence[Recorded],
     healed_at_s: float | None,
     end_s: float,
 ) -> dict[str, list[Violation]]:
-    """The schedule invariants over every job in the store at the end of a run."""
+    """The schedule invariants over every job in the store at the end of a run, and every
+    change the store committed (a fired job may be retried by hand later: what counts
+    for overlap is what it was when the next fire was enqueued)."""
     fired = _fired(jobs.values())
+    versions: dict[UUID, list[Job]] = defaultdict(list)
+    for change in changes:
+        if change.after.schedule is not None:
+            versions[change.after.id].append(change.after)
     return {
         "schedule_fire_once": list(_fire_once(fired)),
         "schedule_fires_in_time": list(_in_time(fired, log, healed_at_s, end_s)),
-        "schedule_policies": list(_policies(fired, log)),
+        "schedule_policies": list(_policies(fired, log, versions)),
     }
 
 
+def _as_of(versions: Sequence[Job], moment: datetime) -> Job | None:
+    """The job as it was at `moment` (its last change committed at or before it)."""
+    found = None
+    for version in versions:
+        if version.updated_at > moment:
+            break
+        found = version
+    return found
+
+
 def _fire_once(fired: Mapping[str, list[Job]]) -> Iterable[Violation]:
+    yield from _doubles(fired)
+    for name in sorted(fired):
+        for job in fired[name]:
+            assert job.schedule is not None
+            fire_at = job.schedule.fire_at
+            if job.idempotency_key != fire_key(name, fire_at):
+                yield Violation(
+                    invariant="schedule_fire_once",
+                    message=f"schedule {name}'s job for {at_s(fire_at):.3f} has key "
+                    f"{job.idempotency_key!r}, not its fire's",
+                    job_id=job.id,
+                )
+
+
+def _doubles(fired: Mapping[str, list[Job]]) -> Iterable[Violation]:
     for name in sorted(fired):
         seen: dict[object, Job] = {}
         for job in fired[name]:
@@ -210,13 +242,6 @@ def _fire_once(fired: Mapping[str, list[Job]]) -> Iterable[Violation]:
                     at=job.created_at,
                 )
             seen[fire_at] = job
-            if job.idempotency_key != fire_key(name, fire_at):
-                yield Violation(
-                    invariant="schedule_fire_once",
-                    message=f"schedule {name}'s job for {at_s(fire_at):.3f} has key "
-                    f"{job.idempotency_key!r}, not its fire's",
-                    job_id=job.id,
-                )
 
 
 def _in_time(
@@ -252,7 +277,9 @@ def _in_time(
             )
 
 
-def _policies(fired: Mapping[str, list[Job]], log: ScheduleLog) -> Iterable[Violation]:
+def _policies(
+    fired: Mapping[str, list[Job]], log: ScheduleLog, versions: Mapping[UUID, Sequence[Job]]
+) -> Iterable[Violation]:
     specs = {s.name: s for s in log.specs}
 
     def bad(message: str, job: Job) -> Violation:
@@ -275,9 +302,10 @@ def _policies(fired: Mapping[str, list[Job]], log: ScheduleLog) -> Iterable[Viol
             if spec.catch_up is not CatchUp.ALL and per_pass[job.created_at] > 1:
                 yield bad(f"schedule {name} ({spec.catch_up}) enqueued two fires at once", job)
         for previous, job in itertools.pairwise(jobs):
-            ended = previous.finished_at is not None and previous.finished_at <= job.created_at
+            then = _as_of(versions.get(previous.id, ()), job.created_at)
+            ended = then is not None and then.state.is_terminal
             if spec.overlap is Overlap.SKIP and not ended:
                 yield bad(f"schedule {name} (overlap skip) enqueued over an open job", job)
-            asked = previous.cancel_requested or ended
+            asked = ended or (then is not None and then.cancel_requested)
             if spec.overlap is Overlap.CANCEL_PREVIOUS and not asked:
                 yield bad(f"schedule {name} (cancel_previous) left the previous job be", job)
