@@ -89,6 +89,22 @@ class LeaseRef:
     worker: str
 
 
+class CatchUp(enum.StrEnum):
+    """What a schedule does with the fires missed while no scheduler ran (`schedules.py`)."""
+
+    SKIP = "skip"
+    LATEST = "latest"
+    ALL = "all"
+
+
+class Overlap(enum.StrEnum):
+    """What a schedule does when its previous fire's job has not finished (`schedules.py`)."""
+
+    ALLOW = "allow"
+    SKIP = "skip"
+    CANCEL_PREVIOUS = "cancel_previous"
+
+
 @attrs.frozen(kw_only=True)
 class FireId:
     """What a fired job carries: its schedule and its fire time."""

@@ -259,8 +259,9 @@ class JobStore(Protocol):
         """Pause, or resume from the first fire after the store's now (no catch-up)."""
         ...
 
-    def delete_schedule(self, name: str) -> None:
-        """Remove the schedule (`ScheduleNotFound`); the jobs it fired stay."""
+    def delete_schedule(self, name: str) -> Schedule:
+        """Remove the schedule and return it as it was (`ScheduleNotFound`); the jobs it
+        fired stay."""
         ...
 
     def sync_schedules(self, specs: Sequence[ScheduleSpec]) -> list[Schedule]:

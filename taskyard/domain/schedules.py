@@ -47,18 +47,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 from cronsim import CronSim, CronSimError
 
+from taskyard.domain import contract
+from taskyard.domain.contract import (
+    CATCH_UP_WINDOW_S_DEFAULT,
+    CATCH_UP_WINDOW_S_MAX,
+    EVERY_S_MAX,
+    EVERY_S_MIN,
+)
+from taskyard.domain.errors import FieldError, ValidationError
 from taskyard.domain.ids import uuid7
-from taskyard.domain.model import FireId, JsonObject, NewJob
+from taskyard.domain.model import CatchUp, FireId, JsonObject, NewJob, Overlap
 from taskyard.domain.retry import Jitter, RetryPolicy
-from taskyard.domain.submission import Submission
+from taskyard.domain.schema import INVALID
+from taskyard.domain.submission import Submission, read_backoff
 from taskyard.domain.timefmt import EPOCH, format_time
 
-CATCH_UP_WINDOW_S_DEFAULT = 86_400.0
-"""A day: a daily job whose scheduler was down for hours still runs once."""
-CATCH_UP_WINDOW_S_MAX = 7 * 86_400.0
-"""A week: the most fires a pass may have to look at is a minutely cron's week (10,080)."""
-EVERY_S_MIN = 1.0
-EVERY_S_MAX = 366 * 86_400.0
 RECENT_FIRES_MAX = 10
 """How many decided fires a schedule keeps (`GET /v1/schedules/{name}` shows them)."""
 FIRES_PER_PASS_MAX = 1000
@@ -69,26 +72,14 @@ FIRE_KEY_PREFIX = "schedule:"
 _US = timedelta(microseconds=1)
 
 
-class CatchUp(enum.StrEnum):
-    SKIP = "skip"
-    LATEST = "latest"
-    ALL = "all"
-
-
-class Overlap(enum.StrEnum):
-    ALLOW = "allow"
-    SKIP = "skip"
-    CANCEL_PREVIOUS = "cancel_previous"
-
-
 class FireOutcome(enum.StrEnum):
     ENQUEUED = "enqueued"
     MISSED = "missed"
     OVERLAP_SKIPPED = "overlap_skipped"
 
 
-CATCH_UP_DEFAULT = CatchUp.LATEST
-OVERLAP_DEFAULT = Overlap.SKIP
+CATCH_UP_DEFAULT = CatchUp(contract.CATCH_UP_DEFAULT)
+OVERLAP_DEFAULT = Overlap(contract.OVERLAP_DEFAULT)
 
 
 class TimingError(ValueError):
@@ -577,3 +568,76 @@ def sync_plan(
 
 def args_of(value: JsonObject | None) -> JsonObject:
     return {} if value is None else value
+
+
+# --- what a client sends ------------------------------------------------------------------
+
+_INPUT = contract.SCHEDULE_INPUT.validator()
+_CHANGE = contract.SCHEDULE_CHANGE.validator()
+
+
+def parse_schedule(data: object) -> tuple[ScheduleSpec, bool]:
+    """A schedule as sent (`contract.SCHEDULE_INPUT`, a parsed JSON object or the same
+    built in Python) and whether it starts paused; `ValidationError` names every bad
+    field: exactly one of cron and every_seconds, a cron expression cronsim reads, a time
+    zone zoneinfo knows (a zone applies to a cron only)."""
+    values, errors = _INPUT(data)
+    if values is None:
+        raise ValidationError(errors)
+    backoff = read_backoff(values["backoff"], errors)
+    cron, every, tz = values["cron"], values["every_seconds"], values["timezone"]
+    timing: Timing | None = None
+    if (cron is None) == (every is None):
+        errors.append(FieldError("cron", "give cron or every_seconds (one of them)"))
+    elif cron is not None and cron is not INVALID and tz is not INVALID:
+        timing = Cron(expression=cron, timezone=tz)
+    elif every is not None and every is not INVALID:
+        timing = Every(seconds=every)
+        if tz != "UTC":
+            errors.append(FieldError("timezone", "applies to a cron only (every_seconds is UTC)"))
+    if timing is not None:
+        try:
+            timing.check()
+        except TimingError as exc:
+            errors.append(FieldError(exc.field, exc.message))
+    if errors or timing is None:
+        raise ValidationError(errors)
+    job = Submission(
+        task=values["task"],
+        args=values["args"],
+        queue=values["queue"],
+        priority=values["priority"],
+        max_attempts=values["max_attempts"],
+        backoff=backoff,
+        timeout_s=values["timeout_seconds"],
+    )
+    spec = ScheduleSpec(
+        name=values["name"],
+        timing=timing,
+        job=job,
+        catch_up=CatchUp(values["catch_up"]),
+        catch_up_window_s=float(values["catch_up_window_seconds"]),
+        overlap=Overlap(values["overlap"]),
+    )
+    return spec, bool(values["paused"])
+
+
+def parse_change(spec: ScheduleSpec, data: object) -> tuple[ScheduleSpec, bool | None]:
+    """A change of `spec` (`contract.SCHEDULE_CHANGE`): the fields sent over the stored
+    ones (cron and every_seconds replace each other), checked as a whole schedule; and the
+    pause it asks for, if any."""
+    values, errors = _CHANGE(data)
+    if values is None or errors:
+        raise ValidationError(errors)
+    assert isinstance(data, Mapping)
+    merged = {k: v for k, v in spec.to_json().items() if v is not None}
+    sent = {k: v for k, v in data.items() if v is not None}
+    if "cron" in sent:
+        merged.pop("every_seconds", None)
+    if "every_seconds" in sent:
+        merged.pop("cron", None)
+        merged.pop("timezone", None)
+    merged.update(sent)
+    paused = merged.pop("paused", None)
+    new, _ = parse_schedule(merged)
+    return new, None if paused is None else bool(paused)

@@ -209,8 +209,8 @@ class FaultyJobStore:
     def pause_schedule(self, name: str, *, paused: bool) -> Schedule:
         return self._call("schedules", lambda: self._inner.pause_schedule(name, paused=paused))
 
-    def delete_schedule(self, name: str) -> None:
-        self._call("schedules", lambda: self._inner.delete_schedule(name))
+    def delete_schedule(self, name: str) -> Schedule:
+        return self._call("schedules", lambda: self._inner.delete_schedule(name))
 
     def sync_schedules(self, specs: Sequence[ScheduleSpec]) -> list[Schedule]:
         return self._call("schedules", lambda: self._inner.sync_schedules(specs))

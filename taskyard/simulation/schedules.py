@@ -28,17 +28,10 @@ import attrs
 
 from taskyard.adapters.memory import InMemoryJobStore, Recorded
 from taskyard.domain.errors import StoreUnavailable
-from taskyard.domain.model import Job
+from taskyard.domain.model import CatchUp, Job, Overlap
 from taskyard.domain.ports import JobStore
 from taskyard.domain.retry import Jitter, RetryPolicy
-from taskyard.domain.schedules import (
-    CatchUp,
-    Cron,
-    Every,
-    Overlap,
-    ScheduleSpec,
-    fire_key,
-)
+from taskyard.domain.schedules import Cron, Every, ScheduleSpec, fire_key
 from taskyard.domain.submission import Submission
 from taskyard.simulation.checker import Violation
 from taskyard.simulation.clocks import at_s

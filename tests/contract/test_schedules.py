@@ -10,10 +10,10 @@ import pytest
 
 from taskyard.domain import schedules as sch
 from taskyard.domain.errors import ScheduleExists, ScheduleNotFound
-from taskyard.domain.model import JobState
+from taskyard.domain.model import CatchUp, JobState, Overlap
 from taskyard.domain.ports import JobFilter, JobQuery, JobStore
 from taskyard.domain.retry import Jitter, RetryPolicy
-from taskyard.domain.schedules import CatchUp, Cron, Every, Overlap, ScheduleSpec
+from taskyard.domain.schedules import Cron, Every, ScheduleSpec
 from taskyard.domain.submission import Submission
 from tests.contract.conftest import Harness
 

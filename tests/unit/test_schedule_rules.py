@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskyard.domain import schedules as sch
-from taskyard.domain.schedules import CatchUp, Cron, Every, FireOutcome, Overlap, ScheduleSpec
+from taskyard.domain.model import CatchUp, Overlap
+from taskyard.domain.schedules import Cron, Every, FireOutcome, ScheduleSpec
 from taskyard.domain.submission import Submission
 
 NEW_YORK = ZoneInfo("America/New_York")

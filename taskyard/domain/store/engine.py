@@ -154,8 +154,8 @@ class StoreEngine:
     def pause_schedule(self, name: str, *, paused: bool) -> Schedule:
         return self._rows.writing(lambda rows: plans.pause_schedule(rows, name, paused=paused))
 
-    def delete_schedule(self, name: str) -> None:
-        self._rows.writing(lambda rows: plans.delete_schedule(rows, name))
+    def delete_schedule(self, name: str) -> Schedule:
+        return self._rows.writing(lambda rows: plans.delete_schedule(rows, name))
 
     def sync_schedules(self, specs: Sequence[ScheduleSpec]) -> list[Schedule]:
         return self._rows.writing(lambda rows: plans.sync_schedules(rows, specs))

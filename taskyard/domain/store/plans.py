@@ -474,10 +474,11 @@ def pause_schedule(rows: Rows, name: str, *, paused: bool) -> sch.Schedule:
     return changed
 
 
-def delete_schedule(rows: Rows, name: str) -> None:
-    """The schedule goes; the jobs it fired stay."""
-    if not rows.delete_schedule(name):
-        raise ScheduleNotFound(name)
+def delete_schedule(rows: Rows, name: str) -> sch.Schedule:
+    """The schedule goes (it is returned as it was); the jobs it fired stay."""
+    schedule = _one_schedule(rows, name)
+    rows.delete_schedule(name)
+    return schedule
 
 
 def sync_schedules(rows: Rows, specs: Sequence[sch.ScheduleSpec]) -> list[sch.Schedule]:
