@@ -184,6 +184,9 @@ class System:
                 spec = tasks.get(name)
                 assert spec is not None
                 registry.add(spec)
+        if isinstance(tasks, Registry):
+            for schedule in tasks.schedules():
+                registry.add_schedule(schedule)
         for name, spec in builtin_tasks(self.builtins).items():
             if name != "shell" or self.builtins.shell_enabled:
                 registry.add(spec)
