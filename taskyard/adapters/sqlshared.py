@@ -36,7 +36,7 @@ from taskyard.domain.model import (
 )
 from taskyard.domain.ports import JobFilter
 from taskyard.domain.retry import Jitter, RetryPolicy
-from taskyard.domain.schedules import Fire, FireCounts, FireOutcome, Schedule, spec_from_json
+from taskyard.domain.schedules import Fire, FireCounts, FireOutcome, Schedule, parse_schedule
 from taskyard.domain.timefmt import parse_time
 
 R = TypeVar("R", Job, Attempt)
@@ -339,7 +339,7 @@ def _json(value: Any) -> Any:
 def schedule_from_row(row: Sequence[Any], time: Callable[[Any], datetime]) -> Schedule:
     _, spec, paused, next_fire_at, last_fire_at, last_job_id, recent, counts, created, updated = row
     return Schedule(
-        spec=spec_from_json(_json(spec)),
+        spec=parse_schedule(_json(spec))[0],
         paused=bool(paused),
         next_fire_at=time(next_fire_at),
         last_fire_at=None if last_fire_at is None else time(last_fire_at),

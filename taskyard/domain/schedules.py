@@ -57,7 +57,6 @@ from taskyard.domain.contract import (
 from taskyard.domain.errors import FieldError, ValidationError
 from taskyard.domain.ids import uuid7
 from taskyard.domain.model import CatchUp, FireId, JsonObject, NewJob, Overlap
-from taskyard.domain.retry import Jitter, RetryPolicy
 from taskyard.domain.schema import INVALID
 from taskyard.domain.submission import Submission, read_backoff
 from taskyard.domain.timefmt import EPOCH, format_time
@@ -248,37 +247,6 @@ class ScheduleSpec:
             "backoff": job.backoff.to_json(),
             "timeout_seconds": job.timeout_s,
         }
-
-
-def spec_from_json(data: Mapping[str, Any]) -> ScheduleSpec:
-    """A spec as `ScheduleSpec.to_json` wrote it (a stored one: checked when it was made)."""
-    backoff = data["backoff"]
-    timing: Timing = (
-        Cron(expression=data["cron"], timezone=data["timezone"])
-        if data.get("cron") is not None
-        else Every(seconds=float(data["every_seconds"]))
-    )
-    return ScheduleSpec(
-        name=data["name"],
-        timing=timing,
-        job=Submission(
-            task=data["task"],
-            args=data["args"],
-            queue=data["queue"],
-            priority=int(data["priority"]),
-            max_attempts=int(data["max_attempts"]),
-            backoff=RetryPolicy(
-                base_s=float(backoff["base_seconds"]),
-                factor=float(backoff["factor"]),
-                max_s=float(backoff["max_seconds"]),
-                jitter=Jitter(backoff["jitter"]),
-            ),
-            timeout_s=None if data["timeout_seconds"] is None else float(data["timeout_seconds"]),
-        ),
-        catch_up=CatchUp(data["catch_up"]),
-        catch_up_window_s=float(data["catch_up_window_seconds"]),
-        overlap=Overlap(data["overlap"]),
-    )
 
 
 @attrs.frozen(kw_only=True)

@@ -21,18 +21,16 @@ import random
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import attrs
 
 from taskyard.adapters.memory import InMemoryJobStore, Recorded
-from taskyard.domain.errors import StoreUnavailable
+from taskyard.domain.errors import StoreUnavailable, ValidationError
 from taskyard.domain.model import CatchUp, Job, Overlap
 from taskyard.domain.ports import JobStore
-from taskyard.domain.retry import Jitter, RetryPolicy
-from taskyard.domain.schedules import Cron, Every, ScheduleSpec, fire_key
-from taskyard.domain.submission import Submission
+from taskyard.domain.schedules import Every, ScheduleSpec, fire_key, parse_change, parse_schedule
 from taskyard.simulation.checker import Violation
 from taskyard.simulation.clocks import at_s
 from taskyard.simulation.workload import Script
@@ -52,46 +50,60 @@ SCRIPT_BASE = 100_000
 """Script numbers of scheduled jobs (apart from the workload's plans)."""
 
 
-def _job(rng: random.Random, n: int, duration_s: float) -> Submission:
-    return Submission(
-        task="work",
-        args=Script(n=SCRIPT_BASE + n, duration_s=duration_s).to_args(),
-        max_attempts=rng.randint(1, 3),
-        backoff=RetryPolicy(base_s=0.5, max_s=2.0, jitter=Jitter.FULL),
+def _declared(rng: random.Random, n: int, duration_s: float, **fields: Any) -> ScheduleSpec:
+    """A schedule as code or a client declares it (checked by `parse_schedule`)."""
+    spec, _ = parse_schedule(
+        {
+            "task": "work",
+            "args": Script(n=SCRIPT_BASE + n, duration_s=duration_s).to_args(),
+            "max_attempts": rng.randint(1, 3),
+            "backoff": {"base_seconds": 0.5, "max_seconds": 2.0, "jitter": "full"},
+            **fields,
+        }
     )
+    return spec
 
 
 def draw_schedules(rng: random.Random) -> tuple[ScheduleSpec, ...]:
     """The world's schedules: one of each policy worth watching."""
     return (
-        ScheduleSpec(
+        _declared(
+            rng,
+            1,
+            rng.choice((0.05, 0.3, 1.5)),
             name=TICK,
-            timing=Every(seconds=1),
-            job=_job(rng, 1, rng.choice((0.05, 0.3, 1.5))),
-            catch_up=CatchUp.ALL,
-            catch_up_window_s=60.0,
-            overlap=Overlap.ALLOW,
+            every_seconds=1,
+            catch_up="all",
+            catch_up_window_seconds=60,
+            overlap="allow",
         ),
-        ScheduleSpec(
+        _declared(
+            rng,
+            2,
+            rng.uniform(0.5, 4.0),
             name="pulse",
-            timing=Every(seconds=rng.choice((2, 3))),
-            job=_job(rng, 2, rng.uniform(0.5, 4.0)),
-            catch_up=rng.choice((CatchUp.LATEST, CatchUp.SKIP)),
-            catch_up_window_s=rng.choice((5.0, 30.0)),
-            overlap=Overlap.SKIP,
+            every_seconds=rng.choice((2, 3)),
+            catch_up=rng.choice(("latest", "skip")),
+            catch_up_window_seconds=rng.choice((5, 30)),
+            overlap="skip",
         ),
-        ScheduleSpec(
+        _declared(
+            rng,
+            3,
+            rng.uniform(1.0, 8.0),
             name="relay",
-            timing=Every(seconds=rng.choice((3, 5))),
-            job=_job(rng, 3, rng.uniform(1.0, 8.0)),
-            catch_up=rng.choice(tuple(CatchUp)),
-            catch_up_window_s=20.0,
-            overlap=Overlap.CANCEL_PREVIOUS,
+            every_seconds=rng.choice((3, 5)),
+            catch_up=rng.choice(("skip", "latest", "all")),
+            catch_up_window_seconds=20,
+            overlap="cancel_previous",
         ),
-        ScheduleSpec(
+        _declared(
+            rng,
+            4,
+            0.2,
             name="minutely",
-            timing=Cron(expression="* * * * *", timezone=rng.choice(("UTC", "Asia/Kolkata"))),
-            job=_job(rng, 4, 0.2),
+            cron="* * * * *",
+            timezone=rng.choice(("UTC", "Asia/Kolkata")),
         ),
     )
 
@@ -127,8 +139,12 @@ def install(world: World, specs: Sequence[ScheduleSpec]) -> ScheduleLog:
         world.note("operator", "schedule pulse resumed")
 
     def change() -> None:
-        relay = next(s for s in specs if s.name == "relay")
-        changed = attrs.evolve(relay, job=attrs.evolve(relay.job, priority=1))
+        relay = operator.schedule("relay").spec
+        try:  # a change the API would refuse (422), then one it takes
+            parse_change(relay, {"timezone": "Nowhere/Land", "cron": "* * * * *"})
+        except ValidationError as refused:
+            world.note("operator", f"schedule relay: change refused ({refused})")
+        changed, _ = parse_change(relay, {"priority": 1})
         operator.update_schedule(changed)
         world.note("operator", "schedule relay changed (priority 1)")
 

@@ -255,9 +255,9 @@ def test_a_spec_reads_back_from_its_json() -> None:
         overlap=Overlap.CANCEL_PREVIOUS,
         job=Submission(task="t", args={"x": [1]}, queue="q", priority=3, timeout_s=2.5),
     )
-    assert sch.spec_from_json(spec.to_json()) == spec
+    assert sch.parse_schedule(spec.to_json()) == (spec, False)
     every = _spec(Every(seconds=2.5))
-    assert sch.spec_from_json(every.to_json()) == every
+    assert sch.parse_schedule(every.to_json()) == (every, False)
 
 
 def test_resuming_does_not_catch_up_the_pause() -> None:
