@@ -151,6 +151,9 @@ class Job:
     """The schedule fire that enqueued this job, if one did."""
     fingerprint: str | None = None
     """A digest of the submission as sent (defaults filled), to tell a replay from a conflict."""
+    trace_context: Mapping[str, str] | None = None
+    """The trace its enqueue ran in (W3C `traceparent`, `tracestate`), for its attempts'
+    spans (`domain/hooks.py`, `taskyard.otel`); never shown by the API."""
 
     def ref(self) -> LeaseRef:
         assert self.lease is not None, f"job {self.id} holds no lease"
@@ -244,6 +247,7 @@ class NewJob:
     fingerprint: str | None
     """What tells a replay of an idempotency key from a conflict: set exactly when
     `idempotency_key` is (nothing else compares it)."""
+    trace_context: Mapping[str, str] | None = None
     schedule: FireId | None = None
     """The schedule fire this job is (only a scheduler's pass sets it)."""
 

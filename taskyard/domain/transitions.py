@@ -243,6 +243,7 @@ def create(
         correlation_id=new.correlation_id,
         schedule=new.schedule,
         fingerprint=new.fingerprint,
+        trace_context=new.trace_context,
     )
 
 

@@ -19,24 +19,40 @@ import contextlib
 import itertools
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import attrs
 
-from taskyard.adapters.memory import InMemoryJobStore, Recorded
+from taskyard.adapters.memory import InMemoryJobStore, MemoryState, Recorded
 from taskyard.domain.errors import StoreUnavailable, ValidationError
 from taskyard.domain.model import CatchUp, Job, Overlap
 from taskyard.domain.ports import JobStore
 from taskyard.domain.schedules import Every, ScheduleSpec, fire_key, parse_change, parse_schedule
 from taskyard.simulation.checker import Violation
-from taskyard.simulation.clocks import at_s
+from taskyard.simulation.clocks import TrueClock, at_s
+from taskyard.simulation.rand import Streams
+from taskyard.simulation.scenario import Scenario
 from taskyard.simulation.workload import Script
 
-if TYPE_CHECKING:
-    from taskyard.simulation.world import World
+
+class World(Protocol):
+    """What the schedules need of the world (`taskyard.simulation.world.World`)."""
+
+    scenario: Scenario
+    state: MemoryState
+    clock: TrueClock
+    streams: Streams
+
+    @property
+    def now(self) -> float: ...
+
+    def at(self, t: float, event: Callable[[], None]) -> None: ...
+
+    def note(self, who: str, what: str) -> None: ...
+
 
 FIRE_BOUND_S = 20.0
 """How late after its fire time (or after healing) a due fire may be enqueued while some
