@@ -326,7 +326,7 @@ def schedule_row(schedule: Schedule, time: Callable[[datetime], Any]) -> tuple[A
         None if schedule.last_fire_at is None else time(schedule.last_fire_at),
         None if schedule.last_job_id is None else str(schedule.last_job_id),
         json_text([fire.to_json() for fire in schedule.recent]),
-        json_text(schedule.counts.to_json()),
+        json_text(attrs.asdict(schedule.counts)),
         time(schedule.created_at),
         time(schedule.updated_at),
     )

@@ -56,7 +56,7 @@ from taskyard.domain.contract import (
 )
 from taskyard.domain.errors import FieldError, ValidationError
 from taskyard.domain.ids import uuid7
-from taskyard.domain.model import CatchUp, FireId, JsonObject, NewJob, Overlap
+from taskyard.domain.model import CatchUp, FireId, NewJob, Overlap
 from taskyard.domain.schema import INVALID
 from taskyard.domain.submission import Submission, read_backoff
 from taskyard.domain.timefmt import EPOCH, format_time
@@ -144,10 +144,8 @@ class Every:
         return round(self.seconds * 1000) * 1000
 
     def check(self) -> None:
-        if not EVERY_S_MIN <= self.seconds <= EVERY_S_MAX:
-            raise TimingError(
-                "every_seconds", f"must be a number from {EVERY_S_MIN:g} to {EVERY_S_MAX:g}"
-            )
+        """Its bounds are the contract's (`every_seconds`), checked before it is made."""
+        assert EVERY_S_MIN <= self.seconds <= EVERY_S_MAX, self.seconds
 
     def after(self, moment: datetime) -> datetime:
         """
@@ -224,10 +222,6 @@ class ScheduleSpec:
         assert self.job.idempotency_key is None and not self.job.depends_on, self.job
         assert self.job.run_at is None and self.job.delay_s is None, self.job
 
-    @property
-    def task(self) -> str:
-        return self.job.task
-
     def to_json(self) -> dict[str, Any]:
         """The declared fields as the API shows them (`api.md`)."""
         job = self.job
@@ -282,9 +276,6 @@ class FireCounts:
             overlap_skipped=self.overlap_skipped + other.overlap_skipped,
             lag_s_sum=self.lag_s_sum + other.lag_s_sum,
         )
-
-    def to_json(self) -> dict[str, Any]:
-        return attrs.asdict(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -366,11 +357,6 @@ def fire_key(name: str, fire_at: datetime) -> str:
     'schedule:nightly@2026-03-08T07:00:00.000000Z'
     """
     return f"{FIRE_KEY_PREFIX}{name}@{fire_at.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
-
-
-def is_fire_key(key: str) -> bool:
-    """An idempotency key that only a schedule's fire may use."""
-    return key.startswith(FIRE_KEY_PREFIX)
 
 
 class _Digest:
@@ -488,8 +474,6 @@ def plan_fires(
 
 def fired(schedule: Schedule, plan: FirePlan, *, now: datetime) -> Schedule:
     """`schedule` after `plan`: its next fire, its newest fires, its counts."""
-    if not plan.fires and plan.missed_unlisted == 0:
-        return attrs.evolve(schedule, next_fire_at=plan.next_fire_at)
     enqueued = plan.enqueued
     return attrs.evolve(
         schedule,
@@ -532,10 +516,6 @@ def sync_plan(
         elif existing.spec != spec:
             out.append(respecified(existing, spec, now=now))
     return out
-
-
-def args_of(value: JsonObject | None) -> JsonObject:
-    return {} if value is None else value
 
 
 # --- what a client sends ------------------------------------------------------------------

@@ -27,7 +27,12 @@ from uuid import UUID
 import attrs
 
 from taskyard.adapters.memory import InMemoryJobStore, MemoryState, Recorded
-from taskyard.domain.errors import StoreUnavailable, ValidationError
+from taskyard.domain.errors import (
+    ScheduleExists,
+    ScheduleNotFound,
+    StoreUnavailable,
+    ValidationError,
+)
 from taskyard.domain.model import CatchUp, Job, Overlap
 from taskyard.domain.ports import JobStore
 from taskyard.domain.schedules import Every, ScheduleSpec, fire_key, parse_change, parse_schedule
@@ -132,14 +137,33 @@ class ScheduleLog:
     stopped_at_s: float | None = None
 
 
+REFUSED_CHANGES: tuple[object, ...] = (
+    {"timezone": "Nowhere/Land", "cron": "* * * * *"},
+    {"timezone": "../etc/localtime", "cron": "* * * * *"},
+    {"cron": "* * *"},
+    {"cron": "61 * * * *"},
+    {"timezone": "Europe/Berlin"},
+    {"priority": 1000},
+    "every second",
+)
+"""Changes the API would refuse (422), as an operator might send them."""
+
+
 def install(world: World, specs: Sequence[ScheduleSpec]) -> ScheduleLog:
-    """Declare `specs` at the start (as code would), sync them again whenever a scheduler
-    boots, let an operator pause, resume and change some during the faults, and pause them
-    all `STOP_AFTER_HEAL_S` after healing."""
+    """Declare `specs` at the start (the last one through the API, the others as code
+    would), sync them again whenever a scheduler boots, let an operator pause, resume and
+    change some during the faults (and have bad changes refused), and pause them all (the
+    API's one deleted) `STOP_AFTER_HEAL_S` after healing."""
     log = ScheduleLog(specs=tuple(specs))
     if not specs:
         return log
     operator = _operator(world)
+    made = operator.create_schedule(specs[-1])
+    world.note("operator", f"schedule {made.name} created: {made.to_json()['next_fire_at']}")
+    try:
+        operator.create_schedule(specs[-1])
+    except ScheduleExists as exists:
+        world.note("operator", f"refused: {exists}")
     operator.sync_schedules(specs)
     safety_s = world.scenario.safety_s
     rng = world.streams.get("schedules/operator")
@@ -147,8 +171,9 @@ def install(world: World, specs: Sequence[ScheduleSpec]) -> ScheduleLog:
     resume_at = pause_at + rng.uniform(1.0, 8.0)
 
     def pause() -> None:
-        operator.pause_schedule("pulse", paused=True)
-        world.note("operator", "schedule pulse paused")
+        for _ in range(2):  # a second click changes nothing
+            paused = operator.pause_schedule("pulse", paused=True)
+        world.note("operator", f"schedule pulse paused: {paused.to_json()['recent_fires'][:1]}")
 
     def resume() -> None:
         operator.pause_schedule("pulse", paused=False)
@@ -156,13 +181,15 @@ def install(world: World, specs: Sequence[ScheduleSpec]) -> ScheduleLog:
 
     def change() -> None:
         relay = operator.schedule("relay").spec
-        try:  # a change the API would refuse (422), then one it takes
-            parse_change(relay, {"timezone": "Nowhere/Land", "cron": "* * * * *"})
-        except ValidationError as refused:
-            world.note("operator", f"schedule relay: change refused ({refused})")
-        changed, _ = parse_change(relay, {"priority": 1})
+        for refused in REFUSED_CHANGES:
+            try:
+                parse_change(relay, refused)
+            except ValidationError as problem:
+                world.note("operator", f"schedule relay: change refused ({problem})")
+        operator.update_schedule(relay)  # the same spec: nothing changes
+        changed, _ = parse_change(relay, {"priority": 1, "every_seconds": 4})
         operator.update_schedule(changed)
-        world.note("operator", "schedule relay changed (priority 1)")
+        world.note("operator", "schedule relay changed (priority 1, every 4 s)")
 
     world.at(pause_at, pause)
     world.at(resume_at, resume)
@@ -183,10 +210,17 @@ def on_scheduler_boot(store: JobStore, specs: Sequence[ScheduleSpec]) -> None:
 
 
 def stop(world: World, log: ScheduleLog) -> None:
-    """Pause every schedule (the world can then go quiet)."""
+    """Delete the schedule the API created and pause the others (the world can then go
+    quiet); the jobs they fired stay."""
     operator = _operator(world)
-    for spec in log.specs:
-        operator.pause_schedule(spec.name, paused=True)
+    created = log.specs[-1].name
+    operator.delete_schedule(created)
+    for schedule in operator.schedules():
+        operator.pause_schedule(schedule.name, paused=True)
+    try:
+        operator.pause_schedule(created, paused=True)
+    except ScheduleNotFound as gone:
+        world.note("operator", f"refused: {gone}")
     log.stopped_at_s = world.now
     world.note("operator", "every schedule paused")
 

@@ -483,8 +483,6 @@ def delete_schedule(rows: Rows, name: str) -> sch.Schedule:
 
 def sync_schedules(rows: Rows, specs: Sequence[sch.ScheduleSpec]) -> list[sch.Schedule]:
     """Code-declared schedules into the store (`schedules.sync_plan`): what it wrote."""
-    if not specs:
-        return []
     stored = rows.schedule_rows(sorted({spec.name for spec in specs}))
     written = sch.sync_plan(stored, specs, now=rows.now())
     if written:
