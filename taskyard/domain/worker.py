@@ -79,6 +79,7 @@ REPORT_REFUSED = "report_refused"
 """The error type of an attempt whose own report the store refused (not an outage)."""
 POLL_INTERVAL_S_DEFAULT = 1.0
 REGISTRY_TTL_S_DEFAULT = 15.0
+ASYNC_CONCURRENCY_DEFAULT = 100
 
 
 @attrs.frozen(kw_only=True)
@@ -87,6 +88,10 @@ class WorkerConfig:
     queues: frozenset[str] | None = None
     """None: every queue."""
     concurrency: int = 4
+    """Slots for plain (`def`) handlers."""
+    async_concurrency: int = ASYNC_CONCURRENCY_DEFAULT
+    """Slots for `async def` handlers, which share one event loop (a slot costs a coroutine,
+    not a thread, so there are many more)."""
     lease_ttl_s: float = LEASE_TTL_S_DEFAULT
     heartbeat_interval_s: float | None = None
     """None: a quarter of the lease TTL."""
@@ -102,6 +107,7 @@ class WorkerConfig:
 
     def __attrs_post_init__(self) -> None:
         assert self.concurrency >= 1, self.concurrency
+        assert self.async_concurrency >= 1, self.async_concurrency
         assert self.lease_ttl_s > 0, self.lease_ttl_s
         assert self.poll_interval_s > 0, self.poll_interval_s
         assert self.claim_batch_max >= 1
@@ -133,9 +139,19 @@ class _Held:
     started_local: datetime
     lease_until_local: datetime
     """Our conservative guess of when the lease lapses, by our own clock."""
+    is_async: bool = False
+    """Runs in the async lane (an `async def` handler), whose slots are counted apart."""
     reported: bool = False
     """An outcome for this attempt is decided (in the outbox or sent): later results are ignored."""
     handler_done: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class Lane:
+    """Tasks that share a set of slots."""
+
+    is_async: bool
+    tasks: frozenset[str]
 
 
 SignalFactory = Callable[[], Signal]
@@ -183,6 +199,8 @@ class Worker:
         self._register_failed = False
         self._claim_wanted = True
         self._draining = False
+        self._lanes_of: frozenset[str] | None = None
+        self._lanes: tuple[Lane, ...] = ()
         self.store_health = Health("store")
         self.coordinator_health = Health("coordinator")
         self.claimed_total = 0
@@ -210,9 +228,41 @@ class Worker:
         running = sum(1 for held in self._held.values() if not held.handler_done)
         return running + len(self._abandoned)
 
+    def _busy(self, *, is_async: bool) -> int:
+        """Running handlers of one lane (abandoned ones included)."""
+        busy = 0
+        for held in self._held.values():
+            if not held.handler_done and held.is_async == is_async:
+                busy += 1
+        for held in self._abandoned.values():
+            if held.is_async == is_async:
+                busy += 1
+        return busy
+
+    def lanes(self) -> tuple[Lane, ...]:
+        """The lanes this worker's tasks run in: plain handlers in `concurrency` slots,
+        `async def` ones in `async_concurrency` slots. A lane without tasks is left out (but
+        the plain one when there are no tasks at all)."""
+        names = self.registry.names()
+        if names != self._lanes_of:
+            specs = [spec for name in names if (spec := self.registry.get(name)) is not None]
+            in_async = frozenset(spec.name for spec in specs if spec.is_async)
+            lanes = []
+            if in_async != names or not names:
+                lanes.append(Lane(is_async=False, tasks=names - in_async))
+            if in_async:
+                lanes.append(Lane(is_async=True, tasks=in_async))
+            self._lanes, self._lanes_of = tuple(lanes), names
+        return self._lanes
+
+    def lane_free_slots(self, lane: Lane) -> int:
+        size = self.config.async_concurrency if lane.is_async else self.config.concurrency
+        return max(0, size - self._busy(is_async=lane.is_async))
+
     @property
     def free_slots(self) -> int:
-        return max(0, self.config.concurrency - self.busy_slots)
+        """Free slots over every lane (a claim takes no more of a lane's jobs than it has)."""
+        return sum(self.lane_free_slots(lane) for lane in self.lanes())
 
     @property
     def idle(self) -> bool:
@@ -583,13 +633,28 @@ class Worker:
         self._next_publish = None
 
     def _claim(self, now: datetime) -> None:
-        limit = min(self.free_slots, self.config.claim_batch_max)
+        """Claim for each lane with free slots, no more of its tasks than it has slots."""
+        full = False
+        for lane in self.lanes():
+            limit = min(self.lane_free_slots(lane), self.config.claim_batch_max)
+            if limit <= 0:
+                continue
+            claimed = self._claim_lane(now, lane, limit)
+            if claimed is None:
+                return
+            full = full or claimed >= limit
+        self._claim_wanted = full
+        self._next_claim = after(now, self.config.poll_interval_s)
+
+    def _claim_lane(self, now: datetime, lane: Lane, limit: int) -> int | None:
+        """Claim up to `limit` jobs of the lane's tasks and start them: how many it got,
+        None at an outage."""
         request = ClaimRequest(
             worker=self.config.worker_id,
             limit=limit,
             lease_ttl_s=self.config.lease_ttl_s,
             queues=self.config.queues,
-            tasks=self.registry.names(),
+            tasks=lane.tasks,
         )
         try:
             jobs = self.store.claim(request)
@@ -597,18 +662,17 @@ class Worker:
             self.store_health.down(exc)
             self._claim_wanted = False
             self._next_claim = after(now, self.store_health.retry_after_s())
-            return
+            return None
         self.store_health.up()
-        self._claim_wanted = len(jobs) >= limit
-        self._next_claim = after(now, self.config.poll_interval_s)
         self.claimed_total += len(jobs)
         if jobs and not any(self._needs_lease(held) for held in self._held.values()):
             # The first leases after an idle spell: the next heartbeat is a full interval away.
             self._next_heartbeat = after(now, self.config.heartbeat_every_s)
         for job in jobs:
-            self._start(now, job)
+            self._start(now, job, is_async=lane.is_async)
+        return len(jobs)
 
-    def _start(self, now: datetime, job: Job) -> None:
+    def _start(self, now: datetime, job: Job, *, is_async: bool = False) -> None:
         previous = self._held.get(job.id)
         if previous is not None and not previous.reported:
             self._end_attempt(previous, Ending.LEASE_LOST)
@@ -623,6 +687,7 @@ class Worker:
             context=context,
             started_local=now,
             lease_until_local=after(now, self.config.lease_ttl_s),
+            is_async=is_async,
         )
         self._held[job.id] = held
         self.hooks.attempt_started(job)
