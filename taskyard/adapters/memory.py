@@ -36,6 +36,7 @@ from taskyard.domain.ports import (
     SchedulerInfo,
     WorkerInfo,
 )
+from taskyard.domain.schedules import Schedule
 from taskyard.domain.store import Changes, Rows, StoreEngine, plans
 from taskyard.domain.store.rows import (
     JobCount,
@@ -75,6 +76,7 @@ class MemoryState:
         self.idempotency: dict[str, UUID] = {}
         self.paused: set[str] = set()
         self.tasks: dict[str, TaskInfo] = {}
+        self.schedules: dict[str, Schedule] = {}
         self.history: list[Recorded] | None = [] if keep_history else None
 
 
@@ -227,6 +229,21 @@ class MemoryRows:
 
     def put_tasks(self, tasks: Sequence[TaskInfo]) -> None:
         self._s.tasks.update((task.name, task) for task in tasks)
+
+    def put_schedules(self, schedules: Sequence[Schedule]) -> None:
+        self._s.schedules.update((schedule.name, schedule) for schedule in schedules)
+
+    def delete_schedule(self, name: str) -> bool:
+        return self._s.schedules.pop(name, None) is not None
+
+    def due_schedules(self, *, now: datetime, limit: int) -> list[Schedule]:
+        due = [s for s in self._s.schedules.values() if not s.paused and s.next_fire_at <= now]
+        return sorted(due, key=lambda s: (s.next_fire_at, s.name))[:limit]
+
+    def schedule_rows(self, names: Collection[str] | None = None) -> list[Schedule]:
+        if names is None:
+            return list(self._s.schedules.values())
+        return [self._s.schedules[name] for name in names if name in self._s.schedules]
 
     # --- reading --------------------------------------------------------------------------
 

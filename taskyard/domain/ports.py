@@ -38,6 +38,7 @@ from taskyard.domain.model import (
     QueueInfo,
     Stats,
 )
+from taskyard.domain.schedules import Fired, Schedule, ScheduleSpec
 from taskyard.domain.transitions import Report
 
 # --- time and chance ----------------------------------------------------------------------
@@ -258,6 +259,41 @@ class JobStore(Protocol):
 
     def tasks(self) -> list[TaskInfo]:
         """The catalog: every task's last published entry, by name."""
+        ...
+
+    # schedules
+    def create_schedule(self, spec: ScheduleSpec, *, paused: bool = False) -> Schedule:
+        """A new schedule, first firing after the store's now; `ScheduleExists` if the
+        name is taken."""
+        ...
+
+    def update_schedule(self, spec: ScheduleSpec) -> Schedule:
+        """Replace the spec of schedule `spec.name` (`ScheduleNotFound`); a new timing
+        starts from its first fire after the store's now."""
+        ...
+
+    def pause_schedule(self, name: str, *, paused: bool) -> Schedule:
+        """Pause, or resume from the first fire after the store's now (no catch-up)."""
+        ...
+
+    def delete_schedule(self, name: str) -> Schedule:
+        """Remove the schedule and return it as it was (`ScheduleNotFound`); the jobs it
+        fired stay."""
+        ...
+
+    def sync_schedules(self, specs: Sequence[ScheduleSpec]) -> list[Schedule]:
+        """Code-declared schedules in: new names created, changed specs replaced (the
+        code wins), state kept, undeclared schedules left alone. Returns what it wrote."""
+        ...
+
+    def schedules(self) -> list[Schedule]: ...
+
+    def schedule(self, name: str) -> Schedule: ...
+
+    def fire_schedules(self, *, limit: int, keyed: bool = True) -> Fired:
+        """Enqueue the due fires of up to `limit` due schedules at the store's now, each at
+        most once ever (its job's idempotency key is the fire), as the schedules' catch-up
+        and overlap policies say; one transaction."""
         ...
 
     # what the dashboard reads

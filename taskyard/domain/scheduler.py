@@ -1,5 +1,5 @@
-"""The scheduler's logic: hold leadership, promote due jobs, reap expired leases, resolve
-dependencies. Written once, driven from outside like `Worker`.
+"""The scheduler's logic: hold leadership, fire due schedules, promote due jobs, reap
+expired leases, resolve dependencies. Written once, driven from outside like `Worker`.
 
 Leadership only decides how fast work moves. Every action is a compare-and-set in the
 store, so two schedulers that both believe they lead are harmless, and when the
@@ -16,6 +16,7 @@ import attrs
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
 from taskyard.domain.health import Health, call_optional
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Leadership, SchedulerInfo
+from taskyard.domain.schedules import Fired
 from taskyard.domain.timefmt import after
 from taskyard.domain.worker import REGISTRY_TTL_S_DEFAULT
 
@@ -61,6 +62,8 @@ class Pass:
     promoted: int = 0
     reaped: int = 0
     cancelled: int = 0
+    fired: Fired = attrs.field(factory=Fired)
+    """The schedules' fires decided in this pass."""
     full: bool = False
 
 
@@ -176,13 +179,14 @@ class Scheduler:
         limit = self.config.batch_max
         try:
             cancelled = self.store.resolve_dependencies(limit=limit)
+            fired = self.store.fire_schedules(limit=limit)
             promoted = self.store.promote_due(limit=limit)
             reaped = self.store.reap_expired(limit=limit)
         except StoreUnavailable as exc:
             self.store_health.down(exc)
             return Pass()
         self.store_health.up()
-        queues = set(promoted.by_queue)
+        queues = set(promoted.by_queue) | set(fired.queues)
         queues.update(job.queue for job in reaped if not job.state.is_terminal)
         finished = [job.id for job in [*cancelled, *reaped] if job.state.is_terminal]
         coordinator, now = self.coordinator, self.clock.now()
@@ -196,7 +200,11 @@ class Scheduler:
             promoted=promoted.count,
             reaped=len(reaped),
             cancelled=len(cancelled),
-            full=promoted.count >= limit or len(reaped) >= limit or len(cancelled) >= limit,
+            fired=fired,
+            full=promoted.count >= limit
+            or len(reaped) >= limit
+            or len(cancelled) >= limit
+            or fired.more,
         )
 
     def resign(self) -> None:

@@ -241,6 +241,7 @@ def create(
         finished_at=finished_at,
         last_error=last_error,
         correlation_id=new.correlation_id,
+        schedule=new.schedule,
         fingerprint=new.fingerprint,
         trace_context=new.trace_context,
     )

@@ -49,6 +49,7 @@ from taskyard.domain.context import (
     Flag,
     HandlerResult,
     JobContext,
+    Registry,
     Signal,
     error_info,
 )
@@ -606,15 +607,19 @@ class Worker:
 
     def _publish(self, now: datetime) -> None:
         """Publish this worker's tasks into the catalog, once (again after an outage): their
-        defaults and parameters become those the API and the CLI fill in and check."""
+        defaults and parameters become those the API and the CLI fill in and check. Sync
+        the schedules its code declares (`JobStore.sync_schedules`: the code wins the spec)."""
         tasks = []
         for name in sorted(self.registry.names()):
             spec = self.registry.get(name)
             if spec is not None and publishable(info := spec.info()):
                 tasks.append(info)
+        declared = self.registry.schedules() if isinstance(self.registry, Registry) else []
         try:
             if tasks:
                 self.store.publish_tasks(tasks, worker=self.config.worker_id)
+            if declared:
+                self.store.sync_schedules(declared)
         except StoreUnavailable as exc:
             self.store_health.down(exc)
             self._next_publish = after(now, self.store_health.retry_after_s())

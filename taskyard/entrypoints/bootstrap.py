@@ -250,6 +250,9 @@ def task_registry(tasks: TaskRegistry | None, builtins: BuiltinPolicy) -> Regist
             spec = tasks.get(name)
             assert spec is not None
             registry.add(spec)
+    if isinstance(tasks, Registry):
+        for schedule in tasks.schedules():
+            registry.add_schedule(schedule)
     for name, spec in builtin_tasks(builtins).items():
         if name != "shell" or builtins.shell_enabled:
             registry.add(spec)

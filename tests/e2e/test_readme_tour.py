@@ -349,6 +349,23 @@ def _stats(tour: Tour, ran: Output) -> None:
     assert stats["window_seconds"] == 3600 and stats["succeeded"] >= 4 and stats["dead"] >= 1
 
 
+def _schedule_made(tour: Tour, ran: Output) -> None:
+    assert ran.json() == {"name": "heartbeat", "paused": False}
+
+
+def _recent_fires(tour: Tour, ran: Output) -> None:
+    assert ran.out.splitlines()[1].split()[:2] == ["heartbeat", "sleep"]
+    fires = ran.out.split("\n\n")[-1].splitlines()
+    assert fires[0].split() == ["FIRE", "OUTCOME", "JOB"]
+    enqueued = [row.split() for row in fires[1:] if row.split()[1] == "enqueued"]
+    assert enqueued and all(_uuid(row[2]) for row in enqueued)
+
+
+def _schedule_paused(tour: Tour, ran: Output) -> None:
+    header, row = ran.out.splitlines()[:2]
+    assert header.split()[-4] == "PAUSED" and row.split()[-4] == "yes"
+
+
 def _nothing(tour: Tour, ran: Output) -> None:
     """An assignment or a command whose output the tour does not show."""
 
@@ -439,6 +456,20 @@ TOUR: list[tuple[str, str, Check]] = [
         "curl -s localhost:8000/v1/jobs/$ORPHAN | jq '{state, last_error}'",
         "cancelled: dependency_failed",
         _cancelled_dependency_failed,
+    ),
+    # Schedules
+    (
+        "curl -s localhost:8000/v1/schedules -H 'content-type: application/json' -d "
+        '\'{"name":"heartbeat","task":"sleep","every_seconds":2,"overlap":"allow"}\''
+        " | jq '{name, paused}'",
+        "",
+        _schedule_made,
+    ),
+    ("taskyard schedules show heartbeat", "its recent fires, each with its job", _recent_fires),
+    (
+        "taskyard schedules pause heartbeat",
+        "paused: no more fires until resumed",
+        _schedule_paused,
     ),
     # Look around
     ("taskyard queues", "jobs by queue and state", _queues),
