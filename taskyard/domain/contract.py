@@ -229,6 +229,8 @@ ABOUT: dict[str, str] = {
     "Job.checkpoint": "any JSON value the handler saved, or null",
     "Job.result": "any JSON value the handler returned, or null",
     "Job.correlation_id": "the X-Request-ID of the request that created it",
+    "Job.last_error": "the newest failed attempt's error while the job has not succeeded; "
+    "null once it succeeds (earlier errors stay in its attempts)",
     "Attempt.started_at": "the store's time of the claim",
     "Queue.oldest_queued_age_seconds": "how long the oldest due job has waited",
     "Worker.running_job_ids": "from the store's leases",

@@ -36,12 +36,21 @@ def _migrate(url: str) -> subprocess.Popen[str]:
     )
 
 
-ALL_VERSIONS = [
-    (1, "initial"),
-    (2, "hot_paths"),
-    (3, "hot_path_arguments"),
-    (4, "task_catalog"),
-]
+def _all_versions() -> list[tuple[int, str]]:
+    """Every migration the package ships (no version number written here: helpers add
+    migrations side by side and the last one's number moves)."""
+    from taskyard.adapters.postgres.schema import migrations
+
+    return [(m.version, m.name) for m in migrations()]
+
+
+ALL_VERSIONS = _all_versions()
+
+
+def _applied_lines(versions: list[tuple[int, str]]) -> list[str]:
+    return [f"applied {v:04d}_{name}" for v, name in versions] + [
+        f"taskyard schema at version {ALL_VERSIONS[-1][0]}"
+    ]
 
 
 def _recorded(url: str) -> list[tuple[int, str]]:
@@ -60,18 +69,14 @@ def test_migrate_twice_exits_zero_and_records_the_version_once(fresh_url: str) -
     assert first.returncode == 0, err
     assert out.splitlines() == [
         f"taskyard migrate {redact_url(fresh_url)}",
-        "applied 0001_initial",
-        "applied 0002_hot_paths",
-        "applied 0003_hot_path_arguments",
-        "applied 0004_task_catalog",
-        "taskyard schema at version 4",
+        *_applied_lines(ALL_VERSIONS),
     ]
     second = _migrate(fresh_url)
     out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
     assert out.splitlines() == [
         f"taskyard migrate {redact_url(fresh_url)}",
-        "taskyard schema at version 4 (up to date)",
+        f"taskyard schema at version {ALL_VERSIONS[-1][0]} (up to date)",
     ]
     assert _recorded(fresh_url) == ALL_VERSIONS
     with psycopg.connect(fresh_url) as conn:
@@ -125,12 +130,7 @@ def test_a_version_1_schema_is_upgraded_by_applying_only_what_it_lacks(fresh_url
     proc = _migrate(fresh_url)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert out.splitlines()[1:] == [
-        "applied 0002_hot_paths",
-        "applied 0003_hot_path_arguments",
-        "applied 0004_task_catalog",
-        "taskyard schema at version 4",
-    ]
+    assert out.splitlines()[1:] == _applied_lines(ALL_VERSIONS[1:])
     assert _recorded(fresh_url) == ALL_VERSIONS
 
 
