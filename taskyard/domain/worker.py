@@ -54,8 +54,9 @@ from taskyard.domain.context import (
 )
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
 from taskyard.domain.health import REGISTER_REST_S_MAX, Health, call_optional
-from taskyard.domain.model import ErrorInfo, Job, JsonValue, LeaseRef
+from taskyard.domain.model import ErrorInfo, Job, JobState, JsonValue, LeaseRef
 from taskyard.domain.ports import (
+    SCHEDULER_BELL,
     ClaimRequest,
     Clock,
     Coordinator,
@@ -346,7 +347,8 @@ class Worker:
 
     def _announce(self, now: datetime, results: Sequence[ReportResult]) -> None:
         """Ring the finished bell for the jobs these reports ended (a report answered
-        `already_applied` may have ended its job before its answer was lost)."""
+        `already_applied` may have ended its job before its answer was lost), and the
+        scheduler's bell when one is to be retried."""
         coordinator = self.coordinator
         finished = [
             result.ref.job_id
@@ -359,6 +361,13 @@ class Worker:
             call_optional(
                 self.coordinator_health, now, lambda: coordinator.announce_finished(finished)
             )
+        retrying = any(
+            result.status is ReportStatus.APPLIED and result.state is JobState.RETRYING
+            for result in results
+        )
+        if retrying and coordinator is not None:
+            # A retry waits on the clock: the scheduler's bell lets it hear the due time now.
+            call_optional(self.coordinator_health, now, lambda: coordinator.ring([SCHEDULER_BELL]))
 
     def _report_apart(
         self, pending: Sequence[Report], error: Exception

@@ -49,7 +49,7 @@ import attrs
 from taskyard.adapters.executors import builtin_tasks
 from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
 from taskyard.domain.catalog import TaskInfo
-from taskyard.domain.client import Client, due_queues
+from taskyard.domain.client import Client, bells
 from taskyard.domain.context import JobContext, Registry, TaskSpec, takes_context
 from taskyard.domain.errors import (
     CoordinatorUnavailable,
@@ -458,7 +458,7 @@ class App:
                 raise TypeError(f"transactional enqueue needs a PostgreSQL store, not {self.url}")
             new_jobs = self.client.prepare(submissions, correlation_id=correlation_id)
             jobs: list[Enqueued] = enqueue_in(connection, new_jobs)
-            self._unrung.setdefault(connection, set()).update(due_queues(jobs))
+            self._unrung.setdefault(connection, set()).update(bells(jobs))
             if not _in_transaction(connection):
                 self.committed(connection)  # an autocommit connection: committed already
             return jobs

@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -39,7 +40,7 @@ from taskyard.domain.context import (
 )
 from taskyard.domain.errors import IdempotencyConflict, Refusal, StoreUnavailable
 from taskyard.domain.model import Job, JobState, LeaseRef
-from taskyard.domain.ports import Clock, JobFilter, JobQuery, JobStore
+from taskyard.domain.ports import SCHEDULER_BELL, Clock, JobFilter, JobQuery, JobStore
 from taskyard.domain.scheduler import Scheduler, SchedulerConfig
 from taskyard.domain.timefmt import after
 from taskyard.domain.transitions import Event, Report
@@ -892,11 +893,13 @@ class World:
     # --- doorbells ----------------------------------------------------------------------
 
     def deliver_doorbells(self, queues: Sequence[str]) -> None:
-        rung = set(queues)
+        rung = set(queues) - {SCHEDULER_BELL}
         rng = self.streams.get("doorbells")
+        if SCHEDULER_BELL in queues:
+            self._ring_schedulers(self.streams.get("scheduler-bell"))
         for node in self.worker_nodes:
             wait = node.wait
-            if not node.up or node.paused or wait is None or not wait.doorbell:
+            if not rung or not node.up or node.paused or wait is None or not wait.doorbell:
                 continue
             if wait.queues is not None and not rung.intersection(wait.queues):
                 continue
@@ -907,6 +910,23 @@ class World:
             self.at(self.clock.t + rng.uniform(0.001, 0.02), partial(self._doorbell, node), node)
             if self.fire("doorbell.duplicate", node.label):
                 self.at(self.clock.t + rng.uniform(0.02, 0.5), partial(self._doorbell, node), node)
+
+    def _ring_schedulers(self, rng: random.Random) -> None:
+        """The scheduler's bell: every scheduler up and in reach passes soon after."""
+        for node in self.nodes.values():
+            if not isinstance(node, SchedulerNode) or not node.up or node.paused:
+                continue
+            if self.cut_off(node.name, Target.COORDINATOR) or self.fire(
+                "doorbell.lost", node.label
+            ):
+                continue
+            self.at(self.clock.t + rng.uniform(0.001, 0.02), partial(self._bell, node), node)
+
+    def _bell(self, node: SchedulerNode) -> None:
+        if node.scheduler is None:
+            return
+        node.scheduler.bell()
+        self._wake(node)
 
     def _doorbell(self, node: WorkerNode) -> None:
         if node.worker is None:
