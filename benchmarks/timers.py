@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--admin", default=ADMIN_URL, help="where to create that database")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--jobs", type=int, default=1000, help="per phase")
-    parser.add_argument("--gap-ms", type=float, default=5.0, help="between two enqueues")
+    parser.add_argument("--gap-ms", type=float, default=20.0, help="between two enqueues")
     parser.add_argument("--delay-s", type=float, default=0.2, help="the delay and the backoff")
     parser.add_argument("--phases", default="immediate,delayed,retry")
     args = parser.parse_args(argv)

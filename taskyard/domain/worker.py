@@ -77,6 +77,13 @@ LEASE_TTL_S_DEFAULT = 10.0
 REPORT_REFUSED = "report_refused"
 """The error type of an attempt whose own report the store refused (not an outage)."""
 POLL_INTERVAL_S_DEFAULT = 1.0
+REPORT_LINGER_S_DEFAULT = 0.002
+"""The linger of a production worker's outcomes (`bootstrap`'s worker runtimes): the outcomes
+of the handlers that end within 2 ms share one store call and one commit, while the freed
+slots claim again meanwhile. A job's outcome commits up to 2 ms later; nothing else
+changes (an outcome in the outbox keeps its lease alive, and one lost with its worker runs
+again). `WorkerConfig`'s own default stays 0, for drivers whose clock only moves when
+told to (`taskyard.testing`)."""
 REGISTRY_TTL_S_DEFAULT = 15.0
 
 
