@@ -122,6 +122,9 @@ class Job:
     correlation_id: str | None = None
     fingerprint: str | None = None
     """A digest of the submission as sent (defaults filled), to tell a replay from a conflict."""
+    trace_context: Mapping[str, str] | None = None
+    """The trace its enqueue ran in (W3C `traceparent`, `tracestate`), for its attempts'
+    spans (`domain/hooks.py`, `taskyard.otel`); never shown by the API."""
 
     def ref(self) -> LeaseRef:
         assert self.lease is not None, f"job {self.id} holds no lease"
@@ -214,6 +217,7 @@ class NewJob:
     fingerprint: str | None
     """What tells a replay of an idempotency key from a conflict: set exactly when
     `idempotency_key` is (nothing else compares it)."""
+    trace_context: Mapping[str, str] | None = None
 
     def __attrs_post_init__(self) -> None:
         assert self.run_at is None or self.delay_s is None, "run_at and delay_s exclude each other"
@@ -238,6 +242,27 @@ class QueueInfo:
 
 
 @attrs.frozen(kw_only=True)
+class DeadGroup:
+    """Dead jobs of one task and error type (None: the job has no error recorded)."""
+
+    task: str
+    error_type: str | None
+    count: int
+    newest: Job
+
+
+@attrs.frozen(kw_only=True)
+class OutcomeBucket:
+    """What ended in one slice of time: jobs that succeeded, jobs that went dead, and
+    attempts charged to a job's budget (`transitions.charged`)."""
+
+    start: datetime
+    succeeded: int
+    dead: int
+    failed_attempts: int
+
+
+@attrs.frozen(kw_only=True)
 class Stats:
     window_s: float
     succeeded: int
@@ -246,6 +271,15 @@ class Stats:
     throughput_per_s: float
     run_s_p50: float | None
     run_s_p95: float | None
+
+
+RUN_S_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    3600.0,
+)  # fmt: skip
+"""The run-time histogram's bounds in seconds (the `taskyard_attempt_run_seconds` buckets).
+A SQL store keeps its attempt totals as counters over this ladder (its `run_s_ladder`
+table holds the same numbers), so a histogram is asked for with bounds among these."""
 
 
 @attrs.frozen(kw_only=True)

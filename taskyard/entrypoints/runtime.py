@@ -6,9 +6,12 @@ store, what a timeout means) is the domain's; the simulator exercises the same c
 
 * the **control thread** calls `Worker.tick()` under a lock and sleeps until the answer's
   `until`, or until a handler finishes or a doorbell rings (a `threading.Event`);
-* **handler threads** (`ThreadExecutor`) run handlers; their `ctx` signals are
+* **handler threads** (`ThreadExecutor`) run plain handlers; their `ctx` signals are
   `LazyEvent`s (a `threading.Event` once waited on), so `ctx.wait(s)` really sleeps and
-  wakes at once on cancellation;
+  wakes at once on cancellation. With `pool="process"` each of these threads minds a child
+  process instead (`ProcessExecutor`), which is killed at a timeout or a cancel;
+* the **event loop thread** (`AsyncExecutor`, started with the first `async def` job) runs
+  `async def` handlers as tasks, as many at once as `async_concurrency` allows;
 * the **doorbell thread** blocks in `Coordinator.wait()` while the worker can take work,
   and when a doorbell rings it runs a tick itself (the claim starts without a thread
   hand-off).
@@ -43,13 +46,15 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from types import TracebackType
 
-from taskyard.adapters.executors import ThreadExecutor
+from taskyard.adapters.executors import AsyncExecutor, LaneExecutor, PlainExecutor, ThreadExecutor
+from taskyard.adapters.processes import ProcessExecutor, RegistryLoader
 from taskyard.domain.context import HandlerResult
 from taskyard.domain.errors import CoordinatorUnavailable
+from taskyard.domain.hooks import Hooks
 from taskyard.domain.model import Job
 from taskyard.domain.ports import (
     SCHEDULER_BELL,
@@ -76,6 +81,8 @@ BELL_PAUSE_MAX_S = 2.0
 ERROR_PAUSE_S = 1.0
 """The pause after an unexpected error in a loop, before it tries again."""
 JOIN_SLACK_S = 5.0
+POOLS = ("thread", "process")
+"""Where plain handlers run: the `--pool` setting's values."""
 
 
 _EVENT_LOCK = threading.Lock()
@@ -140,8 +147,16 @@ class WorkerRuntime:
         clock: Clock,
         rng: Random,
         doorbell_block_s: float = DOORBELL_BLOCK_S,
+        hooks: Hooks | None = None,
+        pool: str = "thread",
+        load_registry: RegistryLoader | None = None,
+        preload: Sequence[str] = (),
     ) -> None:
+        """`pool`: plain handlers on threads (`thread`) or in child processes (`process`,
+        which needs `load_registry`: how a child builds the same tasks; the modules it
+        imports are `preload`)."""
         assert doorbell_block_s > 0, doorbell_block_s
+        assert pool in POOLS, pool
         self.config = config
         self.clock = clock
         self.coordinator = coordinator
@@ -157,8 +172,28 @@ class WorkerRuntime:
         """When the control thread means to tick next (it sleeps until then)."""
         self._finished: collections.deque[HandlerResult] = collections.deque()
         """Results of handlers that returned, waiting for the control thread."""
-        self.executor = ThreadExecutor(
-            registry, self._handler_finished, threads=config.concurrency, around=self._running_job
+        plain: PlainExecutor
+        if pool == "process":
+            assert load_registry is not None, "a process pool needs a way to load the tasks"
+            plain = ProcessExecutor(
+                registry,
+                self._handler_finished,
+                processes=config.concurrency,
+                load_registry=load_registry,
+                preload=preload,
+                around=self._running_job,
+            )
+        else:
+            plain = ThreadExecutor(
+                registry,
+                self._handler_finished,
+                threads=config.concurrency,
+                around=self._running_job,
+            )
+        self.executor = LaneExecutor(
+            registry,
+            plain=plain,
+            coroutines=AsyncExecutor(registry, self._handler_finished, around=self._running_job),
         )
         self.worker = Worker(
             store=store,
@@ -169,6 +204,7 @@ class WorkerRuntime:
             executor=self.executor,
             config=config,
             make_signal=LazyEvent,
+            hooks=hooks,
         )
         name = config.worker_id
         self._control = threading.Thread(
@@ -192,6 +228,8 @@ class WorkerRuntime:
     def start(self) -> WorkerRuntime:
         assert not self._started, "a runtime starts once"
         self._started = True
+        if isinstance(self.executor.plain, ProcessExecutor):
+            self.executor.plain.prestart()
         self._control.start()
         if self._doorbell is not None:
             self._doorbell.start()

@@ -1,4 +1,4 @@
--- taskyard PostgreSQL schema, version 5: a success clears the job's last error. The success
+-- taskyard PostgreSQL schema, version 7: a success clears the job's last error. The success
 -- report's hot path does as `transitions.apply_report` now does: a job that succeeds after
 -- failed attempts keeps their errors in its attempt records, and `last_error` becomes NULL
 -- (tests/integration/test_hot_paths.py holds the two to each other). Same signature as
