@@ -30,6 +30,7 @@ from taskyard.domain.timefmt import after, format_time
 from taskyard.simulation import hostile
 from taskyard.simulation.checker import Replay, Violation
 from taskyard.simulation.clocks import EPOCH
+from taskyard.simulation.hooks import tracing
 from taskyard.simulation.ledger import Ledger
 from taskyard.simulation.loop import EventLoop
 from taskyard.simulation.nodes import ClientNode
@@ -198,7 +199,11 @@ class Clients:
             unknown = client.unknown(submissions)
             if unknown:
                 note(f"{op.kind.value} {names}: {len(unknown)} of a task nobody published yet")
-            enqueued = client.submit(submissions, correlation_id=f"{node.label}/{self._sent}")
+            tasks = [submission.task for submission in submissions]
+            with tracing(self._streams.get(f"client/{node.name}/trace"), tasks) as trace:
+                enqueued = client.submit(
+                    submissions, correlation_id=f"{node.label}/{self._sent}", trace_context=trace
+                )
             self._sent += 1
         except StoreUnavailable as exc:
             self.submit_failures += 1
@@ -230,6 +235,8 @@ class Clients:
             return
         for (index, body), result in zip(bodies, enqueued, strict=True):
             job_id = result.job.id
+            if result.created and result.job.trace_context != (dict(trace) if trace else None):
+                self._broken(node, f"p{index} stored another trace context than it was sent")
             how = "created" if result.created else "found existing"
             note(
                 f"{op.kind.value} p{index} accepted: {how} "

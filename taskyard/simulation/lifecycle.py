@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from functools import partial
 
 from taskyard.domain.builtins import BuiltinPolicy
 from taskyard.domain.catalog import UnknownTask
 from taskyard.domain.client import Client
+from taskyard.domain.hooks import Hooks
 from taskyard.domain.scheduler import Scheduler, SchedulerConfig
 from taskyard.domain.schedules import ScheduleSpec
+from taskyard.domain.timefmt import after
 from taskyard.domain.worker import Worker, WorkerConfig
 from taskyard.simulation import schedules
 from taskyard.simulation.adapters import UnexpectedStoreError
+from taskyard.simulation.checker import Violation
+from taskyard.simulation.clocks import EPOCH
 from taskyard.simulation.executor import Executor, SimExecutor
+from taskyard.simulation.hooks import HOOK_ENDINGS, SimHook
 from taskyard.simulation.hostile import ALLOWED_HOSTS
 from taskyard.simulation.loop import EventLoop
 from taskyard.simulation.network import Network
@@ -51,6 +57,9 @@ class Lifecycle:
         self._exercised = exercised
         self.healed = False
         """Once the world healed, a stopped worker comes back at once."""
+        self.hook_violations: list[Violation] = []
+        self._hooks: dict[str, SimHook] = {}
+        """The hook of each worker's current incarnation."""
         self.declared: tuple[ScheduleSpec, ...] = ()
         """The schedules the code declares: a scheduler syncs them when it boots."""
 
@@ -75,6 +84,7 @@ class Lifecycle:
                     report_linger_s=self._scenario.report_linger_s,
                 ),
                 make_signal=partial(self._executor.make_signal, node),
+                hooks=Hooks([self._hook(node)]),
             )
         elif isinstance(node, SchedulerNode):
             lone = node.name in self._scenario.lone_schedulers
@@ -103,6 +113,34 @@ class Lifecycle:
             )
             return
         self._schedule_tick(node, self._loop.clock.t)
+
+    def _hook(self, node: WorkerNode) -> SimHook:
+        hook = SimHook(
+            label=node.label,
+            rng=self._streams.get(f"hooks/{node.name}"),
+            now=lambda: after(EPOCH, self._loop.clock.t),
+            violations=self.hook_violations,
+        )
+        self._hooks[node.name] = hook
+        return hook
+
+    def hook_balance(self, nodes: Sequence[Node]) -> list[Violation]:
+        """Once the world is quiet: every attempt a live worker's hooks heard start has
+        ended for them (a crashed incarnation's are gone with its memory)."""
+        violations: list[Violation] = []
+        for node in nodes:
+            hook = self._hooks.get(node.name)
+            if not isinstance(node, WorkerNode) or node.worker is None or hook is None:
+                continue
+            for job_id, attempt in hook.unended():
+                violations.append(
+                    Violation(
+                        invariant=HOOK_ENDINGS,
+                        message=f"{node.label}: attempt {attempt} started and never ended",
+                        job_id=job_id,
+                    )
+                )
+        return violations
 
     def _schedule_tick(self, node: Node, t: float) -> None:
         node.tick_gen += 1

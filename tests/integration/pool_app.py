@@ -23,3 +23,8 @@ def hang(pid_file: str) -> str:
 def pid(ctx: taskyard.JobContext) -> dict[str, int]:
     ctx.checkpoint({"step": 1})
     return {"pid": os.getpid(), "attempt": ctx.attempt}
+
+
+@app.task(name="pool.fail")
+def fail() -> None:
+    raise ValueError("failed in a child process")

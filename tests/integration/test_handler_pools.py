@@ -16,7 +16,8 @@ import pytest
 
 from taskyard.adapters.processes import ProcessExecutor
 from taskyard.domain.context import TaskSpec
-from taskyard.domain.model import JobState, LeaseRef, Outcome
+from taskyard.domain.hooks import AttemptEnd, Ending, Hook, Hooks
+from taskyard.domain.model import ErrorInfo, Job, JobState, LeaseRef, Outcome
 from taskyard.domain.ports import ReportStatus
 from taskyard.domain.transitions import Report, ReportKind
 from taskyard.entrypoints.bootstrap import System, bootstrap
@@ -224,3 +225,34 @@ def test_the_late_outcome_of_a_timed_out_attempt_never_commits(
         Outcome.TIMEOUT,
         Outcome.SUCCEEDED,
     ]
+
+
+class _Heard(Hook):
+    def __init__(self) -> None:
+        self.ends: list[AttemptEnd] = []
+        self.dead: list[str] = []
+
+    def attempt_ended(self, end: AttemptEnd) -> None:
+        self.ends.append(end)
+
+    def job_dead(self, job: Job, error: ErrorInfo | None) -> None:
+        self.dead.append(error.type if error else "")
+
+
+def test_a_process_pools_attempts_reach_the_hooks_without_the_childs_exception(
+    system: System, runtimes: list[Any]
+) -> None:
+    heard = _Heard()
+    registry = system.task_registry(pool_app.app.tasks)
+    _start(
+        runtimes,
+        system.worker_runtime(registry, worker_id="p", concurrency=1, hooks=Hooks([heard])),
+    )
+    client = client_for(system.store, system.coordinator)
+    [job] = submit(client, "pool.fail", [{}], max_attempts=1)
+    [done] = wait_terminal(system.store, [job], timeout_s=WAIT_S)
+    assert done.state is JobState.DEAD
+    eventually(lambda: heard.dead == ["ValueError"], timeout_s=WAIT_S, what="the dead job heard")
+    [end] = heard.ends
+    assert end.ending is Ending.FAILED and end.exception is None
+    assert end.error is not None and end.error.message == "failed in a child process"

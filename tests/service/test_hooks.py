@@ -233,3 +233,26 @@ def test_an_attempt_that_times_out_or_is_handed_back_ends_once_for_the_hooks() -
     assert endings == {(timed.id, 1): Ending.TIMEOUT, (kept.id, 1): Ending.HANDED_BACK}
     assert [h[0] for h in recorder.heard].count("failed") == 1, "a timeout is a failure"
     assert store.get(kept.id).state is JobState.QUEUED
+
+
+def test_an_async_handlers_attempts_reach_the_hooks_with_its_exception() -> None:
+    recorder = Recorder()
+    app = taskyard.App("memory://")
+    app.add_hook(recorder)
+
+    @app.task(name="fetch", max_attempts=1)
+    async def fetch(ctx: JobContext, url: str) -> str:
+        raise TimeoutError(f"{url} did not answer")
+
+    with TestRunner(app) as runner:
+        job = fetch.enqueue(url="http://example.invalid")
+        runner.drain()
+        assert runner.get(job).state is JobState.DEAD
+    [end] = recorder.ends
+    assert end.ending is Ending.FAILED and isinstance(end.exception, TimeoutError)
+    assert [(what, detail) for what, _, _, detail in recorder.heard] == [
+        ("started", ""),
+        ("ended", "failed"),
+        ("failed", "failed"),
+        ("dead", "TimeoutError"),
+    ]

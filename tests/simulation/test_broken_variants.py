@@ -19,6 +19,7 @@ import pytest
 
 from taskyard.adapters.memory import InMemoryJobStore, MemoryRows, MemoryState
 from taskyard.domain import transitions
+from taskyard.domain.context import CancelReason
 from taskyard.domain.errors import Refusal
 from taskyard.domain.model import Job, JobState, LeaseRef
 from taskyard.domain.ports import Clock, JobStore
@@ -83,6 +84,14 @@ def _stops_on_refusal(self: Worker, pending: list[Report], error: Exception) -> 
     """The worker as it was: a report the store refuses escapes the tick, every tick."""
     raise error
 
+
+def _loses_silently(self: Worker, held: Any, reason: CancelReason) -> None:
+    """A worker that drops a lost lease's attempt without telling its hooks."""
+    held.reported = True
+    _lose(self, held, reason)
+
+
+_lose = Worker._lose
 
 SCHEDULE_LAG_S = 3.0
 _VERSIONS: weakref.WeakKeyDictionary[MemoryState, dict[str, list[Schedule]]] = (
@@ -242,3 +251,13 @@ def test_a_failing_seed_shrinks_to_a_short_fault_plan() -> None:
     assert len(shrunk.run.workload.ops) < len(original.workload.ops)
     text = describe(shrunk)
     assert text[0].startswith(f"shrunk in {shrunk.runs} runs to ")
+
+
+def test_a_worker_that_does_not_end_a_lost_attempt_for_its_hooks_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(Worker, "_lose", _loses_silently)
+    caught = first_caught(range(1, 21), {"hook_endings"})
+    assert caught is not None, "an attempt its hooks never heard end went unnoticed"
+    unended = [v for v in caught.report.violations if v.invariant == "hook_endings"]
+    assert all("never ended" in v.message for v in unended), _explain(caught)
