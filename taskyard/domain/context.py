@@ -46,6 +46,7 @@ from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import ValidationError
 from taskyard.domain.model import ErrorInfo, Job, JsonValue, LeaseRef
 from taskyard.domain.retry import RetryPolicy
+from taskyard.domain.schedules import ScheduleSpec
 from taskyard.domain.storable import escape_text, json_problems
 from taskyard.domain.transitions import ReportKind
 
@@ -253,9 +254,18 @@ class Registry:
 
     def __init__(self) -> None:
         self._tasks: dict[str, TaskSpec] = {}
+        self._schedules: dict[str, ScheduleSpec] = {}
 
     def add(self, spec: TaskSpec) -> None:
         self._tasks[spec.name] = spec
+
+    def add_schedule(self, spec: ScheduleSpec) -> None:
+        """A schedule declared in code (`App.periodic`): a worker syncs it into the store
+        when it starts."""
+        self._schedules[spec.name] = spec
+
+    def schedules(self) -> list[ScheduleSpec]:
+        return [self._schedules[name] for name in sorted(self._schedules)]
 
     def names(self) -> frozenset[str]:
         return frozenset(self._tasks)

@@ -49,6 +49,7 @@ from taskyard.domain.context import (
     Flag,
     HandlerResult,
     JobContext,
+    Registry,
     Signal,
     error_info,
 )
@@ -57,6 +58,7 @@ from taskyard.domain.health import REGISTER_REST_S_MAX, Health, call_optional
 from taskyard.domain.hooks import AttemptEnd, Ending, Hooks
 from taskyard.domain.model import ErrorInfo, Job, JobState, JsonValue, LeaseRef
 from taskyard.domain.ports import (
+    SCHEDULER_BELL,
     ClaimRequest,
     Clock,
     Coordinator,
@@ -77,6 +79,13 @@ LEASE_TTL_S_DEFAULT = 10.0
 REPORT_REFUSED = "report_refused"
 """The error type of an attempt whose own report the store refused (not an outage)."""
 POLL_INTERVAL_S_DEFAULT = 1.0
+REPORT_LINGER_S_DEFAULT = 0.002
+"""The linger of a production worker's outcomes (`bootstrap`'s worker runtimes): the outcomes
+of the handlers that end within 2 ms share one store call and one commit, while the freed
+slots claim again meanwhile. A job's outcome commits up to 2 ms later; nothing else
+changes (an outcome in the outbox keeps its lease alive, and one lost with its worker runs
+again). `WorkerConfig`'s own default stays 0, for drivers whose clock only moves when
+told to (`taskyard.testing`)."""
 REGISTRY_TTL_S_DEFAULT = 15.0
 ASYNC_CONCURRENCY_DEFAULT = 100
 
@@ -432,7 +441,8 @@ class Worker:
 
     def _announce(self, now: datetime, results: Sequence[ReportResult]) -> None:
         """Ring the finished bell for the jobs these reports ended (a report answered
-        `already_applied` may have ended its job before its answer was lost)."""
+        `already_applied` may have ended its job before its answer was lost), and the
+        scheduler's bell when one is to be retried."""
         coordinator = self.coordinator
         finished = [
             result.ref.job_id
@@ -445,6 +455,13 @@ class Worker:
             call_optional(
                 self.coordinator_health, now, lambda: coordinator.announce_finished(finished)
             )
+        retrying = any(
+            result.status is ReportStatus.APPLIED and result.state is JobState.RETRYING
+            for result in results
+        )
+        if retrying and coordinator is not None:
+            # A retry waits on the clock: the scheduler's bell lets it hear the due time now.
+            call_optional(self.coordinator_health, now, lambda: coordinator.ring([SCHEDULER_BELL]))
 
     def _report_apart(
         self, pending: Sequence[Report], error: Exception
@@ -606,15 +623,19 @@ class Worker:
 
     def _publish(self, now: datetime) -> None:
         """Publish this worker's tasks into the catalog, once (again after an outage): their
-        defaults and parameters become those the API and the CLI fill in and check."""
+        defaults and parameters become those the API and the CLI fill in and check. Sync
+        the schedules its code declares (`JobStore.sync_schedules`: the code wins the spec)."""
         tasks = []
         for name in sorted(self.registry.names()):
             spec = self.registry.get(name)
             if spec is not None and publishable(info := spec.info()):
                 tasks.append(info)
+        declared = self.registry.schedules() if isinstance(self.registry, Registry) else []
         try:
             if tasks:
                 self.store.publish_tasks(tasks, worker=self.config.worker_id)
+            if declared:
+                self.store.sync_schedules(declared)
         except StoreUnavailable as exc:
             self.store_health.down(exc)
             self._next_publish = after(now, self.store_health.retry_after_s())

@@ -44,7 +44,7 @@ from taskyard.domain.context import Registry
 from taskyard.domain.hooks import Hooks
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Random, TaskRegistry
 from taskyard.domain.scheduler import SchedulerConfig
-from taskyard.domain.worker import WorkerConfig
+from taskyard.domain.worker import REPORT_LINGER_S_DEFAULT, WorkerConfig
 from taskyard.entrypoints.config import (
     ConfigError,
     Settings,
@@ -203,6 +203,7 @@ class System:
             async_concurrency=settings.async_concurrency,
             lease_ttl_s=settings.lease_ttl_s,
             poll_interval_s=settings.poll_interval_s,
+            report_linger_s=REPORT_LINGER_S_DEFAULT,
             host=socket.gethostname(),
             pid=os.getpid(),
         )
@@ -250,6 +251,9 @@ def task_registry(tasks: TaskRegistry | None, builtins: BuiltinPolicy) -> Regist
             spec = tasks.get(name)
             assert spec is not None
             registry.add(spec)
+    if isinstance(tasks, Registry):
+        for schedule in tasks.schedules():
+            registry.add_schedule(schedule)
     for name, spec in builtin_tasks(builtins).items():
         if name != "shell" or builtins.shell_enabled:
             registry.add(spec)

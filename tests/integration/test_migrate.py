@@ -93,6 +93,7 @@ def test_migrate_twice_exits_zero_and_records_the_version_once(fresh_url: str) -
         "dependencies",
         "paused_queues",
         "tasks",
+        "schedules",
         "schema_migrations",
         "job_counts",
         "attempt_counts",
