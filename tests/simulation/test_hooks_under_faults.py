@@ -46,6 +46,10 @@ def test_each_started_attempt_ends_once_for_the_hooks(
     monkeypatch.setattr(lifecycle, "Worker", recording_worker)
     result = simulate(seed)
     assert result.ok, result.broken
+    # A worker that crashed lost its memory: what it started never ends for its hooks. A
+    # restarted worker keeps its id in some profiles (its last incarnation is checked) and
+    # gets one of its own, its trace label, in others (a crashed one is left out).
+    crashed = {line.split()[1] for line in result.trace if "CRASH:" in line}
     last: dict[str, Balance] = {}
     for worker_id, balance in built:
         assert all(n == 1 for n in balance.started.values()), "started once per incarnation"
@@ -53,5 +57,6 @@ def test_each_started_attempt_ends_once_for_the_hooks(
         assert set(balance.ended) <= set(balance.started), f"{worker_id} ended unstarted"
         last[worker_id] = balance
     for worker_id, balance in last.items():
-        assert balance.ended == balance.started, f"{worker_id}: an attempt never ended"
+        if worker_id not in crashed:
+            assert balance.ended == balance.started, f"{worker_id}: an attempt never ended"
     assert sum(sum(b.started.values()) for _, b in built) > 0
