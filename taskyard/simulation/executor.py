@@ -153,8 +153,9 @@ class Executor:
 
     def _cancel(self, handler: SimHandler) -> None:
         """An async handler's attempt was aborted: its coroutine is cancelled at its
-        current await, a moment later."""
-        if handler.done:
+        current await, a moment later; one that does not honour it (`handler.hang`: it
+        swallows the cancellation, or blocks the loop) runs on and reports late."""
+        if handler.done or not handler.honours:
             return
         delay = self._streams.get(f"handler/{handler.node.name}").uniform(0.001, 0.05)
         self._loop.at(self._loop.clock.t + delay, partial(self._stopped, handler), handler.node)
