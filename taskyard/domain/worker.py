@@ -770,7 +770,7 @@ class Worker:
             results = self.store.release(refs)
         except StoreUnavailable as exc:
             self.store_health.down(exc)
-            return 0
+            results = []
         except Exception:
             results = self._release_apart(refs)
         released = 0
@@ -784,6 +784,10 @@ class Worker:
                 self._forget_if_settled(held)
             if result.status is ReportStatus.APPLIED:
                 released += 1
+        for held in self._held.values():
+            if not held.reported:  # not taken back (the store is unreachable): left to lapse
+                self._end_attempt(held, Ending.LEASE_LOST)
+                held.reported = True
         return released
 
     def _release_apart(self, refs: Sequence[LeaseRef]) -> list[ReportResult]:

@@ -2,15 +2,28 @@
 checkpoints and its end), finished with the production `invoke`, so its return or
 exception is classified exactly as in production. The job's script (in its args) says
 how long it runs and how it ends; the `handler.*` sites make it slow, hang or fail.
+
+An `async def` task's handler (`report`) is finished through `invoke_async`, driven to its
+end by hand (it awaits nothing), and is stopped at once when its attempt is aborted, as
+the production event loop cancels a coroutine: its outcome is then `stopped_result`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from functools import partial
+from typing import Any
 
-from taskyard.domain.context import JobContext, TaskSpec, invoke
+from taskyard.domain.context import (
+    HandlerResult,
+    JobContext,
+    TaskSpec,
+    invoke,
+    invoke_async,
+    is_coroutine_handler,
+    stopped_result,
+)
 from taskyard.domain.errors import Refusal, StoreUnavailable
 from taskyard.domain.model import Job
 from taskyard.domain.timefmt import after
@@ -19,7 +32,14 @@ from taskyard.simulation.clocks import EPOCH
 from taskyard.simulation.ledger import Ledger
 from taskyard.simulation.loop import EventLoop
 from taskyard.simulation.network import Network
-from taskyard.simulation.nodes import MISBEHAVIOURS, Node, SimHandler, SimSignal, WorkerNode
+from taskyard.simulation.nodes import (
+    HANDLERS,
+    MISBEHAVIOURS,
+    Node,
+    SimHandler,
+    SimSignal,
+    WorkerNode,
+)
 from taskyard.simulation.rand import Streams
 from taskyard.simulation.workload import Script
 
@@ -79,15 +99,19 @@ class Executor:
             script=script,
             honours=honours,
             injected=injected,
+            is_async=is_coroutine_handler(HANDLERS.get(job.task, _plain)),
         )
         signal.handler = handler
         node.handlers[(job.id, job.attempt)] = handler
+        if handler.is_async:
+            context.on_abort(partial(self._cancel, handler))
         now = self._loop.clock.t
-        if len(node.handlers) > node.spec.concurrency:
+        lane = sum(1 for h in node.handlers.values() if h.is_async == handler.is_async)
+        if lane > node.spec.concurrency:
             self._violations.append(
                 Violation(
                     invariant="worker_slots",
-                    message=f"{node.label} runs {len(node.handlers)} handlers with "
+                    message=f"{node.label} runs {lane} handlers in a lane of "
                     f"concurrency {node.spec.concurrency} (an abandoned handler must keep "
                     "its slot until it returns)",
                     job_id=job.id,
@@ -106,7 +130,7 @@ class Executor:
             self._loop.at(at, partial(self._checkpoint, handler, k), node)
 
     def handler_aborted(self, handler: SimHandler) -> None:
-        if handler.done or not handler.honours:
+        if handler.done or not handler.honours or handler.is_async:
             return
         delay = self._streams.get(f"handler/{handler.node.name}").uniform(0.01, 0.3)
         self._loop.at(self._loop.clock.t + delay, partial(self._done, handler), handler.node)
@@ -127,14 +151,34 @@ class Executor:
             )
             self._loop.at(self._loop.clock.t, partial(self._done, handler), handler.node)
 
+    def _cancel(self, handler: SimHandler) -> None:
+        """An async handler's attempt was aborted: its coroutine is cancelled at its
+        current await, a moment later; one that does not honour it (`handler.hang`: it
+        swallows the cancellation, or blocks the loop) runs on and reports late."""
+        if handler.done or not handler.honours:
+            return
+        delay = self._streams.get(f"handler/{handler.node.name}").uniform(0.001, 0.05)
+        self._loop.at(self._loop.clock.t + delay, partial(self._stopped, handler), handler.node)
+
+    def _stopped(self, handler: SimHandler) -> None:
+        if not handler.done:
+            self._end(handler, stopped_result(handler.context))
+
     def _done(self, handler: SimHandler) -> None:
         if handler.done:
             return
+        if handler.is_async:
+            spec = TaskSpec(name=handler.job.task, handler=handler.run_async)
+            result = _drive(invoke_async(spec, handler.job, handler.context))
+        else:
+            spec = TaskSpec(name=handler.job.task, handler=handler.run)
+            result = invoke(spec, handler.job, handler.context)
+        self._end(handler, result)
+
+    def _end(self, handler: SimHandler, result: HandlerResult) -> None:
         handler.done = True
         node = handler.node
         node.handlers.pop((handler.job.id, handler.job.attempt), None)
-        spec = TaskSpec(name=handler.job.task, handler=handler.run)
-        result = invoke(spec, handler.job, handler.context)
         what = result.kind.value
         if result.error is not None:
             what += f" ({result.error.type}: {result.error.message})"
@@ -145,6 +189,21 @@ class Executor:
         assert node.worker is not None
         node.worker.handler_finished(result)
         self._wake(node)
+
+
+def _plain() -> None:
+    return None
+
+
+def _drive(coroutine: Coroutine[Any, Any, HandlerResult]) -> HandlerResult:
+    """Run a coroutine that awaits nothing to its end, without an event loop."""
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        result: HandlerResult = stop.value
+        return result
+    coroutine.close()
+    raise AssertionError("a simulated handler awaited something")
 
 
 class SimExecutor:

@@ -80,6 +80,7 @@ class Lifecycle:
                     worker_id=node.node_id,
                     queues=frozenset(spec.queues) if spec.queues is not None else None,
                     concurrency=spec.concurrency,
+                    async_concurrency=spec.concurrency,
                     lease_ttl_s=self._scenario.lease_ttl_s,
                     report_linger_s=self._scenario.report_linger_s,
                 ),

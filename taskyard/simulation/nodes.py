@@ -105,8 +105,10 @@ def _work(
     raise AssertionError("the simulated executor runs handlers itself")
 
 
-def _report(ctx: JobContext, **args: Any) -> Any:
-    """The `report` task takes any args (`**kwargs`): none is refused."""
+async def _report(ctx: JobContext, **args: Any) -> Any:
+    """The `report` task takes any args (`**kwargs`): none is refused. It is an `async def`
+    handler: the worker runs it in its async lane, and its executor cancels it when the
+    attempt is aborted (as the event loop does)."""
     raise AssertionError("the simulated executor runs handlers itself")
 
 
@@ -171,12 +173,18 @@ class SimHandler:
     honours: bool
     injected: str | None = None
     """How an injected failure (`handler.fail`) shows, one of `MISBEHAVIOURS`."""
+    is_async: bool = False
+    """An `async def` task's handler: awaited through `invoke_async`, cancelled at an abort."""
     done: bool = False
     error: Exception | None = None
 
     @property
     def label(self) -> str:
         return f"#{self.job.attempt}"
+
+    async def run_async(self, ctx: JobContext, **args: Any) -> Any:
+        """`run` as a coroutine that awaits nothing (the simulation has no event loop)."""
+        return self.run(ctx, **args)
 
     def run(self, ctx: JobContext, **args: Any) -> Any:
         """The handler's last instant, called through the production `invoke`."""
