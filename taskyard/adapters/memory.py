@@ -27,6 +27,7 @@ from taskyard.domain.model import (
     claim_order_key,
 )
 from taskyard.domain.ports import (
+    SCHEDULER_BELL,
     ClaimRequest,
     Clock,
     Heard,
@@ -504,13 +505,14 @@ class InMemoryCoordinator:
             for queue in queues:
                 self._pending.add(queue)
                 self._generation[queue] += 1
-            self._any_generation += 1
+            if any(queue != SCHEDULER_BELL for queue in queues):
+                self._any_generation += 1
             self._lock.notify_all()
 
     def _take_pending(self, queues: Sequence[str] | None) -> bool:
         if queues is None:
-            rung = bool(self._pending)
-            self._pending.clear()
+            rung = bool(self._pending - {SCHEDULER_BELL})
+            self._pending.intersection_update({SCHEDULER_BELL})
             return rung
         rung = bool(self._pending.intersection(queues))
         self._pending.difference_update(queues)

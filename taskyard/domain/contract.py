@@ -331,6 +331,8 @@ ABOUT: dict[str, str] = {
     "Job.correlation_id": "the X-Request-ID of the request that created it",
     "Job.schedule": "the schedule fire that enqueued it, or null",
     "JobSchedule": "a fired job's schedule and fire time (one job per fire)",
+    "Job.last_error": "the newest failed attempt's error while the job has not succeeded; "
+    "null once it succeeds (earlier errors stay in its attempts)",
     "Attempt.started_at": "the store's time of the claim",
     "Queue.oldest_queued_age_seconds": "how long the oldest due job has waited",
     "Worker.running_job_ids": "from the store's leases",

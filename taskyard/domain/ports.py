@@ -372,6 +372,12 @@ class Heard:
     mark: str
 
 
+SCHEDULER_BELL = "@scheduler"
+"""The doorbell the scheduler listens on (no queue name has `@`): rung when a job is made
+to wait on the clock (a delayed enqueue, a retry), so that the leading scheduler learns its
+due time at once. A wait on every queue (`wait(None)`) does not hear it: no worker wakes."""
+
+
 class Coordinator(Protocol):
     def campaign(self, *, candidate: str, ttl_s: float) -> Leadership | None:
         """Take the leader lease if it is free, or renew it if `candidate` holds it.
@@ -400,7 +406,8 @@ class Coordinator(Protocol):
     def schedulers(self) -> list[SchedulerInfo]: ...
 
     def ring(self, queues: Sequence[str]) -> None:
-        """Tell idle workers of these queues that there is work. Best effort."""
+        """Tell idle workers of these queues that there is work. Best effort.
+        `SCHEDULER_BELL` among them wakes only a wait that names it."""
         ...
 
     def wait(self, queues: Sequence[str] | None, *, timeout_s: float) -> bool:

@@ -507,7 +507,9 @@ def apply_report(
         return _step(
             Event.COMPLETE,
             job,
-            attrs.evolve(done, state=S.SUCCEEDED, finished_at=now, result=report.result),
+            attrs.evolve(
+                done, state=S.SUCCEEDED, finished_at=now, result=report.result, last_error=None
+            ),
             closed,
         )
     event = Event.COMPLETE if report.kind is ReportKind.SUCCEEDED else Event.FAIL

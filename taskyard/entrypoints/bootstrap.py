@@ -44,7 +44,7 @@ from taskyard.domain.context import Registry
 from taskyard.domain.hooks import Hooks
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Random, TaskRegistry
 from taskyard.domain.scheduler import SchedulerConfig
-from taskyard.domain.worker import WorkerConfig
+from taskyard.domain.worker import REPORT_LINGER_S_DEFAULT, WorkerConfig
 from taskyard.entrypoints.config import (
     ConfigError,
     Settings,
@@ -203,6 +203,7 @@ class System:
             async_concurrency=settings.async_concurrency,
             lease_ttl_s=settings.lease_ttl_s,
             poll_interval_s=settings.poll_interval_s,
+            report_linger_s=REPORT_LINGER_S_DEFAULT,
             host=socket.gethostname(),
             pid=os.getpid(),
         )

@@ -50,7 +50,7 @@ from taskyard.adapters.executors import builtin_tasks
 from taskyard.domain import contract
 from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
 from taskyard.domain.catalog import TaskInfo
-from taskyard.domain.client import Client, due_queues
+from taskyard.domain.client import Client, bells
 from taskyard.domain.context import JobContext, Registry, TaskSpec
 from taskyard.domain.errors import (
     CoordinatorUnavailable,
@@ -530,7 +530,7 @@ class App:
                 submissions, correlation_id=correlation_id, trace_context=trace_context
             )
             jobs: list[Enqueued] = enqueue_in(connection, new_jobs)
-            self._unrung.setdefault(connection, set()).update(due_queues(jobs))
+            self._unrung.setdefault(connection, set()).update(bells(jobs))
             if not _in_transaction(connection):
                 self.committed(connection)  # an autocommit connection: committed already
             return jobs

@@ -21,7 +21,11 @@ store, what a timeout means) is the domain's; the simulator exercises the same c
   coordinator answers again the thread is back to waiting on the doorbell. The worker's
   coordinator `Health` warns once when it goes away and once when it is back.
 
-`SchedulerRuntime` runs one thread that calls `Scheduler.tick()` and sleeps until its `until`.
+`SchedulerRuntime` runs one thread that calls `Scheduler.tick()` and sleeps until its `until`
+(which is the next due time the store named, when that comes before the pass interval),
+and, with a coordinator, a **bell thread** that blocks on the scheduler's doorbell
+(`SCHEDULER_BELL`) and wakes the loop for a pass at once when a job starts waiting on the
+clock.
 
 Neither loop ever dies of an error: store and coordinator errors are handled by the domain,
 and anything else is logged with its traceback and retried after a pause.
@@ -52,7 +56,14 @@ from taskyard.domain.context import HandlerResult
 from taskyard.domain.errors import CoordinatorUnavailable
 from taskyard.domain.hooks import Hooks
 from taskyard.domain.model import Job
-from taskyard.domain.ports import Clock, Coordinator, JobStore, Random, TaskRegistry
+from taskyard.domain.ports import (
+    SCHEDULER_BELL,
+    Clock,
+    Coordinator,
+    JobStore,
+    Random,
+    TaskRegistry,
+)
 from taskyard.domain.scheduler import Scheduler, SchedulerConfig
 from taskyard.domain.timefmt import seconds_between
 from taskyard.domain.worker import Wait, Worker, WorkerConfig
@@ -65,6 +76,8 @@ SLEEP_MAX_S = 1.0
 steps backwards cannot stall it."""
 DOORBELL_BLOCK_S = 2.0
 """How long one doorbell wait blocks; it is waited on again at once."""
+BELL_PAUSE_MIN_S = 0.05
+BELL_PAUSE_MAX_S = 2.0
 ERROR_PAUSE_S = 1.0
 """The pause after an unexpected error in a loop, before it tries again."""
 JOIN_SLACK_S = 5.0
@@ -428,13 +441,24 @@ class SchedulerRuntime:
         self.scheduler = Scheduler(
             store=store, coordinator=coordinator, clock=self.clock, config=config
         )
+        self.coordinator = coordinator
         self._halting = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._loop, name=f"taskyard-scheduler-{config.scheduler_id}", daemon=True
         )
+        self._bell: threading.Thread | None = None
+        if coordinator is not None:
+            self._bell = threading.Thread(
+                target=self._bell_loop,
+                name=f"taskyard-scheduler-bell-{config.scheduler_id}",
+                daemon=True,
+            )
         self._started = False
         self._ended = False
         self.loop_errors = 0
+        self.rings_received = 0
 
     @property
     def leading(self) -> bool:
@@ -445,6 +469,8 @@ class SchedulerRuntime:
         assert not self._started, "a runtime starts once"
         self._started = True
         self._thread.start()
+        if self._bell is not None:
+            self._bell.start()
         return self
 
     @property
@@ -468,6 +494,7 @@ class SchedulerRuntime:
     def _halt(self) -> None:
         self._ended = True
         self._halting.set()
+        self._wake.set()
         self._thread.join(timeout=JOIN_SLACK_S)
 
     def __enter__(self) -> SchedulerRuntime:
@@ -487,8 +514,10 @@ class SchedulerRuntime:
 
     def _steps(self) -> None:
         while not self._halting.is_set():
+            self._wake.clear()
             try:
-                wait = self.scheduler.tick()
+                with self._lock:
+                    wait = self.scheduler.tick()
             except Exception:
                 self.loop_errors += 1
                 log.exception(
@@ -499,4 +528,33 @@ class SchedulerRuntime:
                 continue
             delay_s = _sleep_s(self.clock, wait.until)
             if delay_s > 0:
-                self._halting.wait(delay_s)
+                self._wake.wait(delay_s)
+
+    def _bell_loop(self) -> None:
+        with log_context(scheduler_id=self.config.scheduler_id):
+            self._bell_steps()
+
+    def _bell_steps(self) -> None:
+        """Wait on the scheduler's doorbell; a ring makes the next pass happen now. An
+        unreachable coordinator is retried after a pause (50 ms doubling to 2 s): the
+        passes go on at their interval meanwhile."""
+        assert self.coordinator is not None
+        pause_s = BELL_PAUSE_MIN_S
+        while not self._halting.is_set():
+            try:
+                rung = self.coordinator.wait([SCHEDULER_BELL], timeout_s=DOORBELL_BLOCK_S)
+            except Exception as exc:
+                if self._halting.is_set():
+                    return
+                if not isinstance(exc, CoordinatorUnavailable):
+                    self.loop_errors += 1
+                    log.exception("scheduler bell wait failed; trying again")
+                self._halting.wait(pause_s)
+                pause_s = min(pause_s * 2, BELL_PAUSE_MAX_S)
+                continue
+            pause_s = BELL_PAUSE_MIN_S
+            if rung:
+                self.rings_received += 1
+                with self._lock:
+                    self.scheduler.bell()
+                self._wake.set()

@@ -115,6 +115,13 @@ class Lifecycle:
         if node.next_tick_at > soon:
             self._schedule_tick(node, soon)
 
+    def bell(self, node: SchedulerNode) -> None:
+        """The scheduler's bell reaches a scheduler: it asks for its next due time."""
+        if node.scheduler is None:
+            return
+        node.scheduler.bell()
+        self.wake(node)
+
     def ring(self, node: WorkerNode) -> None:
         """A doorbell reaches a worker."""
         if node.worker is None:

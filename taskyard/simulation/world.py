@@ -157,6 +157,8 @@ class World:
         self.worker_nodes = [n for n in self.nodes.values() if isinstance(n, WorkerNode)]
         self.network.workers = self.worker_nodes
         self.network.ring = self.lifecycle.ring
+        self.network.schedulers = [n for n in self.nodes.values() if isinstance(n, SchedulerNode)]
+        self.network.bell = self.lifecycle.bell
 
     def _add(self, node: Node) -> None:
         node.stable_id = self.scenario.stable_ids

@@ -270,8 +270,11 @@ def _as_tables(tour: Tour, ran: Output) -> None:
 
 def _failed_failed_succeeded(tour: Tour, ran: Output) -> None:
     assert ran.field("state") == "succeeded"
+    # A succeeded job shows no error; the failed attempts keep theirs.
+    assert "last_error" not in [line.partition("  ")[0] for line in ran.out.splitlines()]
     rows = ran.out.split("\n\n")[1].splitlines()[1:]
     assert [row.split()[1] for row in rows] == ["failed", "failed", "succeeded"]
+    assert all("TaskFailed" in row for row in rows[:2]), rows
     # "waits 1 s and then 2 s (its backoff)": never sooner.
     attempts = tour.shell.run(f"curl -s localhost:{tour.port}/v1/jobs/$FLAKY/attempts").json()[
         "attempts"
