@@ -27,7 +27,7 @@ from tests.eventually import eventually
 from tests.factories import claim_one, enqueue, enqueue_many, fail
 
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
-PAGES = ["/ui", "/ui/jobs", "/ui/queues", "/ui/workers", "/ui/dead"]
+PAGES = ["/ui", "/ui/jobs", "/ui/queues", "/ui/workers", "/ui/dead", "/ui/schedules"]
 
 
 class Browser:
@@ -710,16 +710,30 @@ def test_keys_dependents_and_dead_groups_are_found_however_many_jobs_came_after(
     assert empty.status_code == 200 and 'class="id"' not in empty.text
 
 
-def test_a_menu_entry_for_a_page_the_store_cannot_serve_yet_is_hidden(locked: Api) -> None:
-    """Schedules (issue 14) get their menu entry once the store reads schedules."""
+def test_a_menu_entry_for_a_page_the_store_cannot_serve_is_hidden(locked: Api) -> None:
+    """A page that reads a store method has its menu entry only when the store has it."""
     from taskyard.entrypoints.ui.pages import NAV
 
     [schedules] = [item for item in NAV if item.href == "/ui/schedules"]
 
-    class WithSchedules:
-        def schedules(self) -> list[object]:
-            return []
+    class WithoutSchedules:
+        pass
 
-    assert not schedules.available(locked.store)
-    assert schedules.available(WithSchedules())
-    assert 'href="/ui/schedules"' not in _signed_in(locked).get("/ui").text
+    assert schedules.available(locked.store)
+    assert not schedules.available(WithoutSchedules())
+    assert 'href="/ui/schedules"' in _signed_in(locked).get("/ui").text
+
+
+def test_the_schedules_page_shows_each_schedule_and_links_its_fires(locked: Api) -> None:
+    browser = _signed_in(locked)
+    assert "No schedule yet" in browser.get("/ui/schedules").text
+    made = locked.post(
+        "/v1/schedules", {"name": "tick", "task": "sleep", "every_seconds": 5, "overlap": "allow"}
+    )
+    assert made.status_code == 201, made.text
+    locked.clock.advance(6)
+    locked.store.fire_schedules(limit=10)
+    page = browser.get("/ui/schedules")
+    assert page.status_code == 200 and "<code>tick</code>" in page.text
+    [fire] = locked.get("/v1/schedules/tick").json["recent_fires"]
+    assert f'href="/ui/jobs/{fire["job_id"]}"' in page.text

@@ -98,8 +98,7 @@ NAV = (
     NavItem(label="Queues", href="/ui/queues"),
     NavItem(label="Workers", href="/ui/workers"),
     NavItem(label="Dead letters", href="/ui/dead"),
-    # Schedules (issue 14) come in here: a page at /ui/schedules reading the store's
-    # schedules; the entry appears once the store has that method.
+    # A page that reads a store method: shown when the store has it.
     NavItem(label="Schedules", href="/ui/schedules", needs="schedules"),
 )
 
@@ -626,6 +625,23 @@ class Workers(Page):
             schedulers=coordinator.schedulers() if coordinator is not None else [],
             workers=sorted(workers, key=lambda w: w.id),
             ago=lambda moment: max(0.0, seconds_between(moment, now)),
+        )
+
+
+class Schedules(Page):
+    """`GET /ui/schedules`: each schedule, its next fire and its recent fires (as the
+    API shows them)."""
+
+    active = "Schedules"
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        query.params_of(req, ())
+        self.ui.render(
+            req,
+            resp,
+            "schedules.html",
+            active=self.active,
+            schedules=[s.to_json() for s in self.ui.store.schedules()],
         )
 
 
