@@ -367,6 +367,8 @@ class Clients:
                 frozenset({rng.choice(("work", "report"))}) if rng.random() < 0.3 else frozenset()
             )
             self._walk(node, JobFilter(states=states, queues=queues, tasks=tasks), rng)
+            catalog = json.dumps([task.to_json() for task in store.tasks()])  # GET /v1/tasks
+            assert catalog.startswith("["), catalog
             queues_seen = store.queues()
             stats = store.stats(window_s=rng.choice((60.0, 3600.0)))
             totals = store.attempt_totals(run_s_buckets=RUN_S_BUCKETS)

@@ -18,6 +18,7 @@ import attrs
 
 from taskyard.domain.client import Client
 from taskyard.domain.context import (
+    Flag,
     HandlerTimeout,
     JobContext,
     PermanentFailure,
@@ -139,27 +140,22 @@ class SimRegistry:
         return spec
 
 
-class SimSignal:
-    """The cancellation flag of one handler: when the worker sets it, a handler that
-    honours cancellation ends soon after (`on_set` schedules that end)."""
+class SimSignal(Flag):
+    """The cancellation flag of one handler (the inline runs' `Flag`, which never
+    blocks): when the worker sets it, a handler that honours cancellation ends soon after
+    (`on_set` schedules that end)."""
 
     def __init__(self, on_set: Callable[[SimHandler], None]) -> None:
+        super().__init__()
         self._on_set = on_set
-        self._set = False
         self.handler: SimHandler | None = None
 
     def set(self) -> None:
-        if self._set:
+        if self.is_set():
             return
-        self._set = True
+        super().set()
         if self.handler is not None:
             self._on_set(self.handler)
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._set
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -181,7 +177,7 @@ class SimHandler:
     def run(self, ctx: JobContext, **args: Any) -> Any:
         """The handler's last instant, called through the production `invoke`."""
         assert ctx.job_id == str(self.job.id), ctx.job_id
-        if self.honours:
+        if self.honours and ctx.wait(0.0):  # its last look at the flag: set?
             ctx.raise_if_cancelled()
         if self.error is not None:
             raise self.error
