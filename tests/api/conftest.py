@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import attrs
 import falcon
@@ -120,8 +121,11 @@ class Api:
         if bearer is not None:
             sent["Authorization"] = f"Bearer {bearer}"
         sent.update(headers or {})
+        # The query is sent as the bytes a client would put on the wire, percent-encoded;
+        # a lone surrogate goes out as the invalid UTF-8 a hostile client can send.
+        query = urlencode(params or {}, doseq=True, encoding="utf-8", errors="surrogatepass")
         result = self.client.simulate_request(
-            method, path, body=body, headers=sent, params=params or None
+            method, path, body=body, headers=sent, query_string=query or None
         )
         check_against_openapi(self.app, method, path, result)
         return result

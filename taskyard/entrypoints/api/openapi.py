@@ -242,7 +242,7 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
         submitted,
         conflict=True,
         body=c.SUBMISSION,
-        params=(c.IDEMPOTENCY_KEY_HEADER,),
+        params=(c.IDEMPOTENCY_KEY_HEADER, c.TRACEPARENT_HEADER, c.TRACESTATE_HEADER),
     )
     op(
         "GET /v1/jobs",
@@ -256,6 +256,7 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
         {"201": _ok(c.SUBMITTED_JOBS, "created")},
         conflict=True,
         body=c.BATCH,
+        params=(c.TRACEPARENT_HEADER, c.TRACESTATE_HEADER),
     )
     op(
         "POST /v1/jobs/retry",
