@@ -26,6 +26,7 @@ from taskyard.domain.errors import (
 )
 from taskyard.domain.model import JobState
 from taskyard.domain.ports import JobFilter, JobQuery
+from taskyard.domain.submission import trace_context_of_headers
 from taskyard.domain.timefmt import after, format_time
 from taskyard.simulation import hostile
 from taskyard.simulation.checker import Replay, Violation
@@ -198,8 +199,23 @@ class Clients:
             unknown = client.unknown(submissions)
             if unknown:
                 note(f"{op.kind.value} {names}: {len(unknown)} of a task nobody published yet")
-            enqueued = client.submit(submissions, correlation_id=f"{node.label}/{self._sent}")
+            correlation_id = f"{node.label}/{self._sent}"
             self._sent += 1
+            if bodies[0][0] % 2:
+                # As the library's App: the hooks make the trace context around the enqueue.
+                with node.hooks.enqueue([s.task for s in submissions]) as trace_context:
+                    enqueued = client.submit(
+                        submissions, correlation_id=correlation_id, trace_context=trace_context
+                    )
+            else:
+                # As the API: the trace context of the request's W3C headers, if readable.
+                header = hostile.TRACEPARENTS[bodies[0][0] // 2 % len(hostile.TRACEPARENTS)]
+                trace_context, problem = trace_context_of_headers(header, "sim=1")
+                if problem is not None:
+                    note(f"{op.kind.value} {names}: warning: {problem.field}: {problem.message}")
+                enqueued = client.submit(
+                    submissions, correlation_id=correlation_id, trace_context=trace_context
+                )
         except StoreUnavailable as exc:
             self.submit_failures += 1
             if tries >= SUBMIT_TRIES_MAX:
@@ -273,6 +289,9 @@ class Clients:
             data, action = rng.choice(hostile.FILTERS)
             self._malformed_filter(node, data, action)
             return
+        if roll < 0.3:
+            self._malformed_trace(node, op, rng.choice(hostile.TRACE_CONTEXTS))
+            return
         strict = rng.random() < 0.5
         client = node.strict if strict else node.client
         assert client is not None
@@ -313,6 +332,24 @@ class Clients:
         self._loop.note(node.label, f"malformed ({what}) refused: {', '.join(fields)}")
         if not exc.errors or not all(error.message for error in exc.errors):
             self._broken(node, f"malformed ({what}) refused without saying why")
+
+    def _malformed_trace(self, node: ClientNode, op: ClientOp, trace_context: object) -> None:
+        """A tracing hook's bad trace context: the enqueue is refused, nothing stored."""
+        assert node.client is not None
+        body = self._workload.plans[op.plans[0]].body(dep_ids=(), run_at=None)
+        body.pop("idempotency_key", None)
+        commits = self._ledger.commits()
+        try:
+            submission = node.client.parse(body)
+            node.client.submit([submission], trace_context=trace_context)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            self._refused(node, "trace context", exc)
+        except StoreUnavailable as exc:
+            self._loop.note(node.label, f"malformed (trace context) not checked: {exc}")
+        else:
+            self._broken(node, f"a malformed trace context was accepted: {trace_context!r}")
+        if self._ledger.commits() != commits:
+            self._broken(node, "a submission with a malformed trace context stored something")
 
     def _malformed_change(self, node: ClientNode, data: object) -> None:
         try:

@@ -25,11 +25,13 @@ from taskyard.domain.context import (
     Registry,
     TaskSpec,
 )
+from taskyard.domain.hooks import Hooks
 from taskyard.domain.model import Job
 from taskyard.domain.ports import Coordinator, JobStore
 from taskyard.domain.scheduler import Scheduler
 from taskyard.domain.worker import Wait, Worker
 from taskyard.simulation.clocks import NodeClock
+from taskyard.simulation.hooking import SimHook
 from taskyard.simulation.scenario import WorkerSpec
 from taskyard.simulation.workload import Script
 
@@ -70,6 +72,8 @@ class WorkerNode(Node):
     handlers: dict[tuple[UUID, int], SimHandler] = attrs.Factory(dict)
     last_signal: SimSignal | None = None
     stopping: bool = False
+    hook: SimHook | None = None
+    """The hook of its current incarnation's worker."""
 
     @property
     def busy(self) -> bool:
@@ -86,6 +90,8 @@ class SchedulerNode(Node):
 class ClientNode(Node):
     client: Client | None = None
     strict: Client | None = None
+    hooks: Hooks = attrs.Factory(Hooks)
+    """Its hooks as a library client (`App.add_hook`): around each enqueue it makes."""
     """The same client as an operator configures it strictly: tasks nobody published
     refused (`TASKYARD_UNKNOWN_TASK=refuse`), the shell task on (so its args are checked)."""
 

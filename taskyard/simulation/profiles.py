@@ -298,6 +298,9 @@ def draw_plan(rng: random.Random, scenario: Scenario, profile: Profile) -> Fault
     )
     if switched:
         actions.append(stop)
+    switched, p = on(FaultKind.HOOK_FAILURE), site_p(0.02, 0.2)
+    if switched:
+        sites["hook.fail"] = p
     return FaultPlan(actions=tuple(actions), sites=sites, lingering=tuple(lingering))
 
 

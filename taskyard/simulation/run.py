@@ -20,6 +20,7 @@ from taskyard.simulation.checker import CheckReport, Violation, check
 from taskyard.simulation.clients import CLIENT_ANSWERS
 from taskyard.simulation.clocks import at_s
 from taskyard.simulation.faults import FaultKind, FaultPlan
+from taskyard.simulation.hooking import HOOKS_BALANCED
 from taskyard.simulation.profiles import Run, draw
 from taskyard.simulation.world import StoreFactory, World, memory_store_view
 
@@ -52,6 +53,9 @@ EXERCISED: tuple[str, ...] = (
     "release_cancelled",
     "scheduler_resigned",
     "unknown_task",
+    "hook_job_dead",
+    "hook_lease_lost",
+    "hook_handed_back",
 )
 """Paths a run can take that matter to the guarantees, counted so a green sweep shows
 it went there: leases reaped and handed back, stale reports refused, retried reports
@@ -121,6 +125,7 @@ def simulate(
     history = world.history()
     report = check(history).with_extra("worker_slots", world.violations)
     report = report.with_extra(CLIENT_ANSWERS, world.clients.violations)
+    report = report.with_extra(HOOKS_BALANCED, world.hook_violations)
     stuck = (
         []
         if world.quiet_at is not None or crash is not None

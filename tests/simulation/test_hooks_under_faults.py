@@ -41,7 +41,9 @@ def test_each_started_attempt_ends_once_for_the_hooks(
     def recording_worker(**kwargs: Any) -> Worker:
         balance = Balance()
         built.append((kwargs["config"].worker_id, balance))
-        return Worker(**kwargs, hooks=Hooks([balance]))
+        hooks: Hooks = kwargs["hooks"]  # the simulator's own hook comes first
+        hooks.add(balance)
+        return Worker(**kwargs)
 
     monkeypatch.setattr(lifecycle, "Worker", recording_worker)
     result = simulate(seed)
