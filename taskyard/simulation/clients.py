@@ -17,6 +17,8 @@ from uuid import UUID
 import attrs
 
 from taskyard.domain import management
+from taskyard.domain.catalog import TaskInfo
+from taskyard.domain.context import TaskSpec
 from taskyard.domain.errors import (
     CoordinatorUnavailable,
     IdempotencyConflict,
@@ -33,7 +35,7 @@ from taskyard.simulation.checker import Replay, Violation
 from taskyard.simulation.clocks import EPOCH
 from taskyard.simulation.ledger import Ledger
 from taskyard.simulation.loop import EventLoop
-from taskyard.simulation.nodes import ClientNode
+from taskyard.simulation.nodes import HANDLERS, ClientNode
 from taskyard.simulation.rand import Streams
 from taskyard.simulation.workload import ClientOp, OpKind, Workload
 
@@ -51,6 +53,12 @@ gives each matching job once and no other."""
 
 Bodies = list[tuple[int, dict[str, Any]]]
 """(plan index, request body) of each job of one submission."""
+
+
+def _library_task(name: str) -> TaskInfo | None:
+    """What a library client knows of a task from its own registered function."""
+    handler = HANDLERS.get(name)
+    return TaskSpec(name=name, handler=handler).info() if handler is not None else None
 
 
 class Clients:
@@ -194,6 +202,14 @@ class Clients:
                 body = dict(bodies[0][1])
                 key = body.pop("idempotency_key")
                 submissions = [client.parse(body, idempotency_key_header=key)]
+            elif bodies[0][0] % 2:
+                # As the library's `task.enqueue(**args)`: the args bound to the function's
+                # parameters, the task's own defaults and parameters known locally.
+                body = dict(bodies[0][1])
+                local = _library_task(body["task"])
+                if local is not None:
+                    body["args"] = local.params.bind((), body["args"])
+                submissions = [client.parse(body, local=_library_task)]
             else:
                 submissions = [client.parse(bodies[0][1])]
             unknown = client.unknown(submissions)
