@@ -37,7 +37,12 @@ from taskyard.domain.ports import (
     WorkerInfo,
 )
 from taskyard.domain.store import Changes, Rows, StoreEngine, plans
-from taskyard.domain.store.rows import OutcomeCount, Promotable, QueueCount, RunTimes
+from taskyard.domain.store.rows import (
+    JobCount,
+    OutcomeCount,
+    Promotable,
+    RunTimes,
+)
 from taskyard.domain.timefmt import after
 
 T = TypeVar("T")
@@ -79,6 +84,14 @@ def _matches(job: Job, job_filter: JobFilter) -> bool:
         and (not job_filter.queues or job.queue in job_filter.queues)
         and (not job_filter.tasks or job.task in job_filter.tasks)
     )
+
+
+def _error_type(job: Job) -> str | None:
+    return job.last_error.type if job.last_error is not None else None
+
+
+def _bucket(moment: datetime, since: datetime, bucket_s: float, buckets: int) -> int:
+    return min(buckets - 1, int((moment - since).total_seconds() // bucket_s))
 
 
 class MemoryRows:
@@ -236,14 +249,35 @@ class MemoryRows:
         leases = (j.lease.expires_at for j in self._in([state]) if j.lease is not None)
         return min((moment for moment in leases if moment > after), default=None)
 
-    def queue_counts(self) -> list[QueueCount]:
-        groups: dict[tuple[str, JobState], list[datetime]] = defaultdict(list)
+    def job_counts(self) -> list[JobCount]:
+        groups: dict[tuple[str, str, JobState, str | None], int] = defaultdict(int)
         for job in self._s.jobs.values():
-            groups[job.queue, job.state].append(job.run_at)
+            groups[job.queue, job.task, job.state, _error_type(job)] += 1
         return [
-            QueueCount(queue=queue, state=state, count=len(run_ats), earliest_run_at=min(run_ats))
-            for (queue, state), run_ats in groups.items()
+            JobCount(queue=queue, task=task, state=state, error_type=error_type, count=count)
+            for (queue, task, state, error_type), count in groups.items()
         ]
+
+    def earliest_run_at_by_queue(self, *, state: JobState) -> dict[str, datetime]:
+        earliest: dict[str, datetime] = {}
+        for job in self._in([state]):
+            if job.queue not in earliest or job.run_at < earliest[job.queue]:
+                earliest[job.queue] = job.run_at
+        return earliest
+
+    def error_ids(
+        self, *, state: JobState, task: str, error_type: str | None, limit: int
+    ) -> list[UUID]:
+        jobs = [
+            job for job in self._in([state]) if job.task == task and _error_type(job) == error_type
+        ]
+        jobs.sort(key=lambda job: (job.created_at, job.id), reverse=True)
+        return [job.id for job in jobs[:limit]]
+
+    def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:
+        found = [job for job in self._s.jobs.values() if job_id in job.depends_on]
+        found.sort(key=lambda job: (job.created_at, job.id))
+        return found[:limit]
 
     def paused(self) -> set[str]:
         return set(self._s.paused)
@@ -264,6 +298,28 @@ class MemoryRows:
             if r.finished_at is not None and r.finished_at >= since:
                 counts[r.outcome, r.error.type if r.error else None] += 1
         return [OutcomeCount(outcome=o, error_type=e, count=n) for (o, e), n in counts.items()]
+
+    def finished_by_bucket(
+        self, *, since: datetime, bucket_s: float, buckets: int
+    ) -> list[tuple[int, JobState, int]]:
+        counts: dict[tuple[int, JobState], int] = defaultdict(int)
+        for job in self._s.jobs.values():
+            if job.finished_at is not None and job.finished_at >= since:
+                counts[_bucket(job.finished_at, since, bucket_s, buckets), job.state] += 1
+        return [(index, state, n) for (index, state), n in counts.items()]
+
+    def outcomes_by_bucket(
+        self, *, since: datetime, bucket_s: float, buckets: int
+    ) -> list[tuple[int, OutcomeCount]]:
+        counts: dict[tuple[int, Outcome, str | None], int] = defaultdict(int)
+        for r in self._records():
+            if r.finished_at is not None and r.finished_at >= since:
+                index = _bucket(r.finished_at, since, bucket_s, buckets)
+                counts[index, r.outcome, r.error.type if r.error else None] += 1
+        return [
+            (index, OutcomeCount(outcome=o, error_type=e, count=n))
+            for (index, o, e), n in counts.items()
+        ]
 
     def run_seconds_at(
         self, *, since: datetime, outcome: Outcome, ranks: Sequence[int]

@@ -14,7 +14,7 @@ import hashlib
 import json
 import keyword
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from importlib import resources
 from typing import Any, Generic, TypeVar
@@ -26,6 +26,7 @@ from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.model import Attempt, ErrorInfo, Job, JobState, JsonValue, Lease, Outcome
 from taskyard.domain.ports import JobFilter
 from taskyard.domain.retry import Jitter, RetryPolicy
+from taskyard.domain.store.rows import RunTimes
 
 R = TypeVar("R", Job, Attempt)
 Codec = Callable[[Any], Any]
@@ -131,6 +132,25 @@ def literals(*states: JobState) -> str:
     partial index is used only for a predicate it can match)."""
     assert all(s.value.isidentifier() for s in states), states
     return ", ".join(f"'{s.value}'" for s in sorted(states))
+
+
+def run_times(counters: Iterable[Sequence[Any]], bounds: Sequence[float]) -> list[RunTimes]:
+    """The `attempt_counts` table's rows `(outcome, bound, n, sum_s)` (both dialects keep
+    it by trigger) as `RunTimes` over `bounds`: an attempt counts at each requested bound
+    at or above its own; bound -1 marks one not finished (no run time)."""
+    folded: dict[str, tuple[int, float, list[int]]] = {}
+    for outcome, bound, n, sum_s in counters:
+        count, total_s, at_most = folded.get(outcome, (0, 0.0, [0] * len(bounds)))
+        if bound >= 0:
+            at_most = [
+                c + (int(n) if bound <= b else 0) for c, b in zip(at_most, bounds, strict=True)
+            ]
+        folded[outcome] = (count + int(n), total_s + float(sum_s), at_most)
+    return [
+        RunTimes(outcome=Outcome(outcome), count=count, sum_s=total_s, at_most=tuple(at_most))
+        for outcome, (count, total_s, at_most) in folded.items()
+        if count
+    ]
 
 
 _LEASE = {"lease_worker": "worker", "lease_expires_at": "expires_at"}

@@ -242,6 +242,27 @@ class QueueInfo:
 
 
 @attrs.frozen(kw_only=True)
+class DeadGroup:
+    """Dead jobs of one task and error type (None: the job has no error recorded)."""
+
+    task: str
+    error_type: str | None
+    count: int
+    newest: Job
+
+
+@attrs.frozen(kw_only=True)
+class OutcomeBucket:
+    """What ended in one slice of time: jobs that succeeded, jobs that went dead, and
+    attempts charged to a job's budget (`transitions.charged`)."""
+
+    start: datetime
+    succeeded: int
+    dead: int
+    failed_attempts: int
+
+
+@attrs.frozen(kw_only=True)
 class Stats:
     window_s: float
     succeeded: int
@@ -250,6 +271,15 @@ class Stats:
     throughput_per_s: float
     run_s_p50: float | None
     run_s_p95: float | None
+
+
+RUN_S_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    3600.0,
+)  # fmt: skip
+"""The run-time histogram's bounds in seconds (the `taskyard_attempt_run_seconds` buckets).
+A SQL store keeps its attempt totals as counters over this ladder (its `run_s_ladder`
+table holds the same numbers), so a histogram is asked for with bounds among these."""
 
 
 @attrs.frozen(kw_only=True)

@@ -28,11 +28,13 @@ from taskyard.domain.context import JobContext, TaskSpec
 from taskyard.domain.model import (
     Attempt,
     AttemptTotals,
+    DeadGroup,
     Enqueued,
     Job,
     JobState,
     LeaseRef,
     NewJob,
+    OutcomeBucket,
     QueueInfo,
     Stats,
 )
@@ -111,6 +113,14 @@ class JobFilter:
     @property
     def empty(self) -> bool:
         return not (self.states or self.queues or self.tasks)
+
+    def admits(self, *, state: JobState, queue: str, task: str) -> bool:
+        """Whether a job of this state, queue and task matches."""
+        return (
+            (not self.states or state in self.states)
+            and (not self.queues or queue in self.queues)
+            and (not self.tasks or task in self.tasks)
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -228,7 +238,14 @@ class JobStore(Protocol):
 
     def set_paused(self, queue: str, *, paused: bool) -> None: ...
 
-    def queues(self) -> list[QueueInfo]: ...
+    def queues(self) -> list[QueueInfo]:
+        """Every queue that has jobs or is paused, with its counts by state: kept as
+        counters by a SQL store, so bounded by the number of queues, not of jobs."""
+        ...
+
+    def count_jobs(self, job_filter: JobFilter) -> int:
+        """How many jobs match `job_filter` now, from the same counters as `queues`."""
+        ...
 
     def stats(self, *, window_s: float) -> Stats: ...
 
@@ -243,7 +260,31 @@ class JobStore(Protocol):
         """The catalog: every task's last published entry, by name."""
         ...
 
+    # what the dashboard reads
+
+    def find_by_key(self, key: str) -> Job | None:
+        """The job that holds idempotency key `key`, if any."""
+        ...
+
+    def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:
+        """Up to `limit` jobs that depend on `job_id`, oldest first by `(created_at, id)`."""
+        ...
+
+    def outcome_series(self, *, bucket_s: float, buckets: int) -> list[OutcomeBucket]:
+        """What ended in each of the last `buckets` slices of `bucket_s` seconds up to now,
+        oldest first."""
+        ...
+
+    def dead_groups(self) -> list[DeadGroup]:
+        """The dead jobs grouped by task and error type, largest group first."""
+        ...
+
+    def dead_ids(self, *, task: str, error_type: str | None, limit: int) -> list[UUID]:
+        """Up to `limit` ids of one `dead_groups` group, newest first."""
+        ...
+
     # what an operator watches
+
     def attempt_totals(self, *, run_s_buckets: Sequence[float]) -> AttemptTotals:
         """Every attempt recorded so far, counted by outcome (every `Outcome` present, 0 when
         none), and the run time (`finished_at - started_at`) of the attempts a worker reported

@@ -22,10 +22,12 @@ from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
 from taskyard.domain.model import (
     Attempt,
     AttemptTotals,
+    DeadGroup,
     Enqueued,
     Job,
     LeaseRef,
     NewJob,
+    OutcomeBucket,
     QueueInfo,
     Stats,
 )
@@ -234,8 +236,26 @@ class FaultyJobStore:
     def queues(self) -> list[QueueInfo]:
         return self._inner.queues()
 
+    def count_jobs(self, job_filter: JobFilter) -> int:
+        return self._inner.count_jobs(job_filter)
+
     def stats(self, *, window_s: float) -> Stats:
         return self._inner.stats(window_s=window_s)
+
+    def find_by_key(self, key: str) -> Job | None:
+        return self._inner.find_by_key(key)
+
+    def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:
+        return self._inner.dependents(job_id, limit=limit)
+
+    def outcome_series(self, *, bucket_s: float, buckets: int) -> list[OutcomeBucket]:
+        return self._inner.outcome_series(bucket_s=bucket_s, buckets=buckets)
+
+    def dead_groups(self) -> list[DeadGroup]:
+        return self._inner.dead_groups()
+
+    def dead_ids(self, *, task: str, error_type: str | None, limit: int) -> list[UUID]:
+        return self._inner.dead_ids(task=task, error_type=error_type, limit=limit)
 
     def attempt_totals(self, *, run_s_buckets: Sequence[float]) -> AttemptTotals:
         return self._inner.attempt_totals(run_s_buckets=run_s_buckets)

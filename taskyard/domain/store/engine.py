@@ -16,10 +16,12 @@ from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.model import (
     Attempt,
     AttemptTotals,
+    DeadGroup,
     Enqueued,
     Job,
     LeaseRef,
     NewJob,
+    OutcomeBucket,
     QueueInfo,
     Stats,
 )
@@ -145,8 +147,32 @@ class StoreEngine:
     def queues(self) -> list[QueueInfo]:
         return self._rows.reading(reads.queues)
 
+    def count_jobs(self, job_filter: JobFilter) -> int:
+        return self._rows.reading(lambda rows: reads.count_jobs(rows, job_filter))
+
     def stats(self, *, window_s: float) -> Stats:
         return self._rows.reading(lambda rows: reads.stats(rows, window_s=window_s))
+
+    # what the dashboard reads
+
+    def find_by_key(self, key: str) -> Job | None:
+        return self._rows.reading(lambda rows: reads.find_by_key(rows, key))
+
+    def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:
+        return self._rows.reading(lambda rows: reads.dependents(rows, job_id, limit=limit))
+
+    def outcome_series(self, *, bucket_s: float, buckets: int) -> list[OutcomeBucket]:
+        return self._rows.reading(
+            lambda rows: reads.outcome_series(rows, bucket_s=bucket_s, buckets=buckets)
+        )
+
+    def dead_groups(self) -> list[DeadGroup]:
+        return self._rows.reading(reads.dead_groups)
+
+    def dead_ids(self, *, task: str, error_type: str | None, limit: int) -> list[UUID]:
+        return self._rows.reading(
+            lambda rows: reads.dead_ids(rows, task=task, error_type=error_type, limit=limit)
+        )
 
     # what an operator watches
 

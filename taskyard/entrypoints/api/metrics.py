@@ -24,17 +24,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
-from taskyard.domain.model import AttemptTotals, JobState, Outcome, QueueInfo
+from taskyard.domain.model import RUN_S_BUCKETS, AttemptTotals, JobState, Outcome, QueueInfo
 from taskyard.domain.ports import Leadership, SchedulerInfo, WorkerInfo
 from taskyard.entrypoints.api.probes import Deadline, NoAnswer, Probe
 from taskyard.entrypoints.api.services import Services
 
 log = logging.getLogger("taskyard.api")
 
-RUN_S_BUCKETS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
-    3600.0,
-)  # fmt: skip
 
 METRICS: dict[str, str] = {
     "taskyard_up": "1 when the component (store, coordinator) answered this scrape, else 0",
