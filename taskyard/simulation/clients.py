@@ -431,12 +431,37 @@ class Clients:
                 f"{stats.dead} dead lately, {totals.run_s_count} runs timed, next wake-up "
                 f"{'none' if wakeup is None else 'set'}"
             )
+            self._dashboard(node, op, rng)
             running = store.list_jobs(management.RUNNING_JOBS_QUERY).jobs
             workers = management.with_running_jobs(node.coordinator.workers(), running)
             on_them = sum(len(w.running_job_ids) for w in workers)
             note(f"inspect: {len(workers)} live worker(s), {on_them} job(s) on them")
         except (StoreUnavailable, CoordinatorUnavailable) as exc:
             note(f"inspect failed: {exc}")
+
+    def _dashboard(self, node: ClientNode, op: ClientOp, rng: random.Random) -> None:
+        """The dashboard's reads: a job by its key and its dependents, what ended lately,
+        the dead jobs by task and error (whose counts must add up to the dead jobs)."""
+        store = node.store
+        plan = self._workload.plans[op.plans[0]]
+        if plan.key is not None and op.plans[0] in self.acked:
+            found = store.find_by_key(plan.key)
+            if found is None or found.id != self.acked[op.plans[0]]:
+                self._broken(node, f"key {plan.key} does not find the job it made")
+            else:
+                store.dependents(found.id, limit=rng.randint(1, 5))
+        series = store.outcome_series(bucket_s=rng.choice((1.0, 10.0)), buckets=6)
+        groups = store.dead_groups()
+        dead = store.count_jobs(JobFilter(states=frozenset({S.DEAD})))
+        if sum(group.count for group in groups) != dead:
+            self._broken(node, f"dead jobs by group do not add up to the {dead} dead")
+        for group in groups[:2]:
+            store.dead_ids(task=group.task, error_type=group.error_type, limit=3)
+        self._loop.note(
+            node.label,
+            f"dashboard: {sum(b.succeeded for b in series)} succeeded lately, "
+            f"{dead} dead in {len(groups)} group(s)",
+        )
 
     def _walk(self, node: ClientNode, job_filter: JobFilter, rng: random.Random) -> None:
         """List the jobs `job_filter` matches, page by page, and check the pages."""
