@@ -17,6 +17,8 @@ from uuid import UUID
 import attrs
 
 from taskyard.domain import management
+from taskyard.domain.catalog import TaskInfo
+from taskyard.domain.context import TaskSpec
 from taskyard.domain.errors import (
     CoordinatorUnavailable,
     IdempotencyConflict,
@@ -26,14 +28,14 @@ from taskyard.domain.errors import (
 )
 from taskyard.domain.model import JobState
 from taskyard.domain.ports import JobFilter, JobQuery
+from taskyard.domain.submission import trace_context_of_headers
 from taskyard.domain.timefmt import after, format_time
 from taskyard.simulation import hostile
 from taskyard.simulation.checker import Replay, Violation
 from taskyard.simulation.clocks import EPOCH
-from taskyard.simulation.hooks import tracing
 from taskyard.simulation.ledger import Ledger
 from taskyard.simulation.loop import EventLoop
-from taskyard.simulation.nodes import ClientNode
+from taskyard.simulation.nodes import HANDLERS, ClientNode
 from taskyard.simulation.rand import Streams
 from taskyard.simulation.workload import ClientOp, OpKind, Workload
 
@@ -51,6 +53,12 @@ gives each matching job once and no other."""
 
 Bodies = list[tuple[int, dict[str, Any]]]
 """(plan index, request body) of each job of one submission."""
+
+
+def _library_task(name: str) -> TaskInfo | None:
+    """What a library client knows of a task from its own registered function."""
+    handler = HANDLERS.get(name)
+    return TaskSpec(name=name, handler=handler).info() if handler is not None else None
 
 
 class Clients:
@@ -194,17 +202,36 @@ class Clients:
                 body = dict(bodies[0][1])
                 key = body.pop("idempotency_key")
                 submissions = [client.parse(body, idempotency_key_header=key)]
+            elif bodies[0][0] % 2:
+                # As the library's `task.enqueue(**args)`: the args bound to the function's
+                # parameters, the task's own defaults and parameters known locally.
+                body = dict(bodies[0][1])
+                local = _library_task(body["task"])
+                if local is not None:
+                    body["args"] = local.params.bind((), body["args"])
+                submissions = [client.parse(body, local=_library_task)]
             else:
                 submissions = [client.parse(bodies[0][1])]
             unknown = client.unknown(submissions)
             if unknown:
                 note(f"{op.kind.value} {names}: {len(unknown)} of a task nobody published yet")
-            tasks = [submission.task for submission in submissions]
-            with tracing(self._streams.get(f"client/{node.name}/trace"), tasks) as trace:
-                enqueued = client.submit(
-                    submissions, correlation_id=f"{node.label}/{self._sent}", trace_context=trace
-                )
+            correlation_id = f"{node.label}/{self._sent}"
             self._sent += 1
+            if bodies[0][0] % 2:
+                # As the library's App: the hooks make the trace context around the enqueue.
+                with node.hooks.enqueue([s.task for s in submissions]) as trace_context:
+                    enqueued = client.submit(
+                        submissions, correlation_id=correlation_id, trace_context=trace_context
+                    )
+            else:
+                # As the API: the trace context of the request's W3C headers, if readable.
+                header = hostile.TRACEPARENTS[bodies[0][0] // 2 % len(hostile.TRACEPARENTS)]
+                trace_context, problem = trace_context_of_headers(header, "sim=1")
+                if problem is not None:
+                    note(f"{op.kind.value} {names}: warning: {problem.field}: {problem.message}")
+                enqueued = client.submit(
+                    submissions, correlation_id=correlation_id, trace_context=trace_context
+                )
         except StoreUnavailable as exc:
             self.submit_failures += 1
             if tries >= SUBMIT_TRIES_MAX:
@@ -235,7 +262,9 @@ class Clients:
             return
         for (index, body), result in zip(bodies, enqueued, strict=True):
             job_id = result.job.id
-            if result.created and result.job.trace_context != (dict(trace) if trace else None):
+            if result.created and result.job.trace_context != (
+                dict(trace_context) if trace_context else None
+            ):
                 self._broken(node, f"p{index} stored another trace context than it was sent")
             how = "created" if result.created else "found existing"
             note(
@@ -280,6 +309,9 @@ class Clients:
             data, action = rng.choice(hostile.FILTERS)
             self._malformed_filter(node, data, action)
             return
+        if roll < 0.3:
+            self._malformed_trace(node, op, rng.choice(hostile.TRACE_CONTEXTS))
+            return
         strict = rng.random() < 0.5
         client = node.strict if strict else node.client
         assert client is not None
@@ -320,6 +352,24 @@ class Clients:
         self._loop.note(node.label, f"malformed ({what}) refused: {', '.join(fields)}")
         if not exc.errors or not all(error.message for error in exc.errors):
             self._broken(node, f"malformed ({what}) refused without saying why")
+
+    def _malformed_trace(self, node: ClientNode, op: ClientOp, trace_context: object) -> None:
+        """A tracing hook's bad trace context: the enqueue is refused, nothing stored."""
+        assert node.client is not None
+        body = self._workload.plans[op.plans[0]].body(dep_ids=(), run_at=None)
+        body.pop("idempotency_key", None)
+        commits = self._ledger.commits()
+        try:
+            submission = node.client.parse(body)
+            node.client.submit([submission], trace_context=trace_context)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            self._refused(node, "trace context", exc)
+        except StoreUnavailable as exc:
+            self._loop.note(node.label, f"malformed (trace context) not checked: {exc}")
+        else:
+            self._broken(node, f"a malformed trace context was accepted: {trace_context!r}")
+        if self._ledger.commits() != commits:
+            self._broken(node, "a submission with a malformed trace context stored something")
 
     def _malformed_change(self, node: ClientNode, data: object) -> None:
         try:
@@ -374,6 +424,8 @@ class Clients:
                 frozenset({rng.choice(("work", "report"))}) if rng.random() < 0.3 else frozenset()
             )
             self._walk(node, JobFilter(states=states, queues=queues, tasks=tasks), rng)
+            catalog = json.dumps([task.to_json() for task in store.tasks()])  # GET /v1/tasks
+            assert catalog.startswith("["), catalog
             queues_seen = store.queues()
             stats = store.stats(window_s=rng.choice((60.0, 3600.0)))
             totals = store.attempt_totals(run_s_buckets=RUN_S_BUCKETS)
@@ -383,12 +435,37 @@ class Clients:
                 f"{stats.dead} dead lately, {totals.run_s_count} runs timed, next wake-up "
                 f"{'none' if wakeup is None else 'set'}"
             )
+            self._dashboard(node, op, rng)
             running = store.list_jobs(management.RUNNING_JOBS_QUERY).jobs
             workers = management.with_running_jobs(node.coordinator.workers(), running)
             on_them = sum(len(w.running_job_ids) for w in workers)
             note(f"inspect: {len(workers)} live worker(s), {on_them} job(s) on them")
         except (StoreUnavailable, CoordinatorUnavailable) as exc:
             note(f"inspect failed: {exc}")
+
+    def _dashboard(self, node: ClientNode, op: ClientOp, rng: random.Random) -> None:
+        """The dashboard's reads: a job by its key and its dependents, what ended lately,
+        the dead jobs by task and error (whose counts must add up to the dead jobs)."""
+        store = node.store
+        plan = self._workload.plans[op.plans[0]]
+        if plan.key is not None and op.plans[0] in self.acked:
+            found = store.find_by_key(plan.key)
+            if found is None or found.id != self.acked[op.plans[0]]:
+                self._broken(node, f"key {plan.key} does not find the job it made")
+            else:
+                store.dependents(found.id, limit=rng.randint(1, 5))
+        series = store.outcome_series(bucket_s=rng.choice((1.0, 10.0)), buckets=6)
+        groups = store.dead_groups()
+        dead = store.count_jobs(JobFilter(states=frozenset({S.DEAD})))
+        if sum(group.count for group in groups) != dead:
+            self._broken(node, f"dead jobs by group do not add up to the {dead} dead")
+        for group in groups[:2]:
+            store.dead_ids(task=group.task, error_type=group.error_type, limit=3)
+        self._loop.note(
+            node.label,
+            f"dashboard: {sum(b.succeeded for b in series)} succeeded lately, "
+            f"{dead} dead in {len(groups)} group(s)",
+        )
 
     def _walk(self, node: ClientNode, job_filter: JobFilter, rng: random.Random) -> None:
         """List the jobs `job_filter` matches, page by page, and check the pages."""

@@ -36,6 +36,8 @@ class FaultKind(enum.StrEnum):
     """A node's clock runs fast or slow."""
     SPLIT_BRAIN = "split_brain"
     """For a while, the coordinator tells every scheduler that it leads."""
+    HOOK_FAILURE = "hook_failure"
+    """A lifecycle hook raises (`hook.fail`): logged and ignored, the job unchanged."""
     REAPER_LATE = "reaper_late"
     """Every scheduler pauses (nothing reaps) while a worker's heartbeats are lost for
     longer than the lease TTL: its next report reaches the store between the lease's
@@ -87,6 +89,7 @@ SITES: tuple[str, ...] = (
     "handler.slow",
     "handler.hang",
     *(f"store.{op}.unexpected" for op in REFUSABLE),
+    "hook.fail",
 )
 """Every named site where a fault may fire by chance during a call."""
 
@@ -96,6 +99,7 @@ _SITE_KINDS: Mapping[str, FaultKind] = {
     "handler.fail": FaultKind.HANDLER_FAILURE,
     "handler.slow": FaultKind.HANDLER_SLOW,
     "handler.hang": FaultKind.HANDLER_TIMEOUT,
+    "hook.fail": FaultKind.HOOK_FAILURE,
 }
 
 

@@ -276,6 +276,25 @@ ALLOWED_HOSTS = frozenset({"[::1]:9000", "hooks.example", "bad:entry:", "[::1"})
 operator may write them)."""
 
 
+TRACE_CONTEXTS: tuple[object, ...] = (
+    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    {"TraceParent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+    {"traceparent": "00-00000000000000000000000000000000-b7ad6b7169203331-01"},
+    {"traceparent": 7},
+    {"tracestate": "tab\tinside"},
+    {f"key{i}": "v" for i in range(9)},
+)
+"""Trace contexts no job may carry (a tracing hook's mistakes): refused naming the field."""
+
+TRACEPARENTS: tuple[str, ...] = (
+    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+    "not a traceparent",
+    "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+)
+"""The `traceparent` headers API clients send: a malformed one is ignored (W3C says so),
+with a warning."""
+
 CHANGES: tuple[object, ...] = (
     {},
     [],

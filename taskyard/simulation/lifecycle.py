@@ -23,6 +23,8 @@ from taskyard.simulation.adapters import UnexpectedStoreError
 from taskyard.simulation.checker import Violation
 from taskyard.simulation.clocks import EPOCH
 from taskyard.simulation.executor import Executor, SimExecutor
+from taskyard.simulation.hooking import HOOKS_BALANCED
+from taskyard.simulation.hooking import SimHook as CheckingHook
 from taskyard.simulation.hooks import HOOK_ENDINGS, SimHook
 from taskyard.simulation.hostile import ALLOWED_HOSTS
 from taskyard.simulation.loop import EventLoop
@@ -48,7 +50,10 @@ class Lifecycle:
         streams: Streams,
         scenario: Scenario,
         exercised: Counter[str],
+        violations: list[Violation],
     ) -> None:
+        self._violations = violations
+        """Broken promises to the hooks (`HOOKS_BALANCED`)."""
         self._loop = loop
         self._network = network
         self._executor = executor
@@ -69,6 +74,7 @@ class Lifecycle:
             spec = node.spec
             node.stopping = False
             node.wait = None
+            node.hook = self._checking_hook(node)
             node.worker = Worker(
                 store=node.store,
                 coordinator=node.coordinator,
@@ -85,7 +91,7 @@ class Lifecycle:
                     report_linger_s=self._scenario.report_linger_s,
                 ),
                 make_signal=partial(self._executor.make_signal, node),
-                hooks=Hooks([self._hook(node)]),
+                hooks=Hooks([self._hook(node), node.hook]),
             )
         elif isinstance(node, SchedulerNode):
             lone = node.name in self._scenario.lone_schedulers
@@ -112,6 +118,7 @@ class Lifecycle:
                 builtins=BuiltinPolicy(http_allowed_hosts=ALLOWED_HOSTS, shell_enabled=True),
                 unknown_task=UnknownTask.REFUSE,
             )
+            node.hooks = Hooks([self._checking_hook(node)])
             return
         self._schedule_tick(node, self._loop.clock.t)
 
@@ -142,6 +149,21 @@ class Lifecycle:
                     )
                 )
         return violations
+
+    def _checking_hook(self, node: Node) -> CheckingHook:
+        return CheckingHook(
+            who=node.label, fire=self._network.fire, broken=self.hook_broken, seen=self._exercised
+        )
+
+    def hook_broken(self, who: str, message: str) -> None:
+        self._loop.note(who, f"BROKEN: {message}")
+        self._violations.append(
+            Violation(
+                invariant=HOOKS_BALANCED,
+                message=f"{who}: {message}",
+                at=after(EPOCH, self._loop.clock.t),
+            )
+        )
 
     def _schedule_tick(self, node: Node, t: float) -> None:
         node.tick_gen += 1

@@ -15,6 +15,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
+from typing import Any
 from uuid import UUID
 
 import attrs
@@ -221,11 +222,9 @@ class Network:
         self._cuts[(name, target)] += 1
 
     def uncut(self, node: Node, target: Target) -> None:
-        key = (node.name, target)
-        if self._cuts[key] > 0:
-            self._cuts[key] -= 1
-            if not self._cuts[key]:
-                self._loop.note(node.label, f"partition from the {target.value} healed")
+        self._lift(
+            self._cuts, (node.name, target), node, f"partition from the {target.value} healed"
+        )
 
     def force(self, node: Node, site: str, duration_s: float) -> None:
         """Make `site` fire on every call of `node` for `duration_s`."""
@@ -233,11 +232,15 @@ class Network:
         self._loop.at(self._loop.clock.t + duration_s, partial(self._unforce, node, site))
 
     def _unforce(self, node: Node, site: str) -> None:
-        key = (node.name, site)
-        if self._forced[key] > 0:
-            self._forced[key] -= 1
-            if not self._forced[key]:
-                self._loop.note(node.label, f"{site} over")
+        self._lift(self._forced, (node.name, site), node, f"{site} over")
+
+    def _lift(self, faults: Counter[Any], key: object, node: Node, over: str) -> None:
+        """One fault of `faults` on `key` ends (heal may have ended them all before);
+        `over` is noted when none is left."""
+        if faults[key] > 0:
+            faults[key] -= 1
+            if not faults[key]:
+                self._loop.note(node.label, over)
 
     def split_brain_for(self, duration_s: float) -> None:
         self._split_brain_until = max(self._split_brain_until, self._loop.clock.t + duration_s)

@@ -18,17 +18,20 @@ import attrs
 
 from taskyard.domain.client import Client
 from taskyard.domain.context import (
+    Flag,
     HandlerTimeout,
     JobContext,
     PermanentFailure,
     Registry,
     TaskSpec,
 )
+from taskyard.domain.hooks import Hooks
 from taskyard.domain.model import Job
 from taskyard.domain.ports import Coordinator, JobStore
 from taskyard.domain.scheduler import Scheduler
 from taskyard.domain.worker import Wait, Worker
 from taskyard.simulation.clocks import NodeClock
+from taskyard.simulation.hooking import SimHook
 from taskyard.simulation.scenario import WorkerSpec
 from taskyard.simulation.workload import Script
 
@@ -69,6 +72,8 @@ class WorkerNode(Node):
     handlers: dict[tuple[UUID, int], SimHandler] = attrs.Factory(dict)
     last_signal: SimSignal | None = None
     stopping: bool = False
+    hook: SimHook | None = None
+    """The hook of its current incarnation's worker."""
 
     @property
     def busy(self) -> bool:
@@ -85,6 +90,8 @@ class SchedulerNode(Node):
 class ClientNode(Node):
     client: Client | None = None
     strict: Client | None = None
+    hooks: Hooks = attrs.Factory(Hooks)
+    """Its hooks as a library client (`App.add_hook`): around each enqueue it makes."""
     """The same client as an operator configures it strictly: tasks nobody published
     refused (`TASKYARD_UNKNOWN_TASK=refuse`), the shell task on (so its args are checked)."""
 
@@ -141,27 +148,22 @@ class SimRegistry:
         return spec
 
 
-class SimSignal:
-    """The cancellation flag of one handler: when the worker sets it, a handler that
-    honours cancellation ends soon after (`on_set` schedules that end)."""
+class SimSignal(Flag):
+    """The cancellation flag of one handler (the inline runs' `Flag`, which never
+    blocks): when the worker sets it, a handler that honours cancellation ends soon after
+    (`on_set` schedules that end)."""
 
     def __init__(self, on_set: Callable[[SimHandler], None]) -> None:
+        super().__init__()
         self._on_set = on_set
-        self._set = False
         self.handler: SimHandler | None = None
 
     def set(self) -> None:
-        if self._set:
+        if self.is_set():
             return
-        self._set = True
+        super().set()
         if self.handler is not None:
             self._on_set(self.handler)
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._set
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -189,7 +191,7 @@ class SimHandler:
     def run(self, ctx: JobContext, **args: Any) -> Any:
         """The handler's last instant, called through the production `invoke`."""
         assert ctx.job_id == str(self.job.id), ctx.job_id
-        if self.honours:
+        if self.honours and ctx.wait(0.0):  # its last look at the flag: set?
             ctx.raise_if_cancelled()
         if self.error is not None:
             raise self.error

@@ -8,7 +8,7 @@ on, how likely each is to be on in a given run, and how hard it hits.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
@@ -302,6 +302,9 @@ def draw_plan(rng: random.Random, scenario: Scenario, profile: Profile) -> Fault
     )
     if switched:
         actions.append(stop)
+    switched, p = on(FaultKind.HOOK_FAILURE), site_p(0.02, 0.2)
+    if switched:
+        sites["hook.fail"] = p
     return FaultPlan(actions=tuple(actions), sites=sites, lingering=tuple(lingering))
 
 
@@ -380,39 +383,32 @@ def draw_workload(rng: random.Random, scenario: Scenario) -> Workload:
                     plans=(plan_index,),
                 )
             )
-    for kind, low, high, n in (
-        (OpKind.CANCEL, 1.0, 50.0, rng.randint(0, 3)),
-        (OpKind.CANCEL_RUNNING, 5.0, 55.0, rng.randint(0, 2)),
-        (OpKind.RETRY_DEAD, 15.0, 58.0, rng.randint(0, 3)),
-        (OpKind.RESCHEDULE, 1.0, 45.0, rng.randint(0, 2)),
-    ):
-        for _ in range(n):
-            ops.append(
-                ClientOp(
-                    at_s=round(rng.uniform(low, high), 3),
-                    client=rng.choice(clients),
-                    kind=kind,
-                    plans=(rng.randrange(len(plans)),),
-                    amount=round(rng.uniform(-2.0, 20.0), 3),
-                )
-            )
+    ops += _scattered(
+        rng,
+        clients,
+        len(plans),
+        (
+            (OpKind.CANCEL, 1.0, 50.0, rng.randint(0, 3)),
+            (OpKind.CANCEL_RUNNING, 5.0, 55.0, rng.randint(0, 2)),
+            (OpKind.RETRY_DEAD, 15.0, 58.0, rng.randint(0, 3)),
+            (OpKind.RESCHEDULE, 1.0, 45.0, rng.randint(0, 2)),
+        ),
+        lambda kind: rng.uniform(-2.0, 20.0),
+    )
     return Workload(plans=tuple(plans), ops=tuple(ops))
 
 
-def with_people(workload: Workload, rng: random.Random, scenario: Scenario) -> Workload:
-    """What people do besides the submissions (from a stream of their own, so the rest of
-    the workload is drawn as it was): send malformed submissions, look around, act in
-    bulk, pause a queue, cancel a job during a redeploy."""
-    clients = list(scenario.clients)
-    plans = len(workload.plans)
+def _scattered(
+    rng: random.Random,
+    clients: Sequence[str],
+    plans: int,
+    kinds: Sequence[tuple[OpKind, float, float, int]],
+    amount: Callable[[OpKind], float],
+) -> list[ClientOp]:
+    """For each `(kind, low, high, n)`: n operations of that kind at times in [low, high],
+    by a client drawn from `clients`, about a plan drawn from the `plans`."""
     ops: list[ClientOp] = []
-    for kind, low, high, n in (
-        (OpKind.MALFORMED, 0.5, 55.0, rng.randint(2, 8)),
-        (OpKind.INSPECT, 1.0, 58.0, rng.randint(1, 3)),
-        (OpKind.BULK, 10.0, 58.0, rng.choice((0, 0, 1))),
-        (OpKind.PAUSE_QUEUE, 1.0, 50.0, rng.choice((0, 0, 1))),
-        (OpKind.CANCEL_IN_DEPLOY, 5.0, 55.0, rng.choice((0, 1, 2))),
-    ):
+    for kind, low, high, n in kinds:
         for _ in range(n):
             ops.append(
                 ClientOp(
@@ -420,9 +416,27 @@ def with_people(workload: Workload, rng: random.Random, scenario: Scenario) -> W
                     client=rng.choice(clients),
                     kind=kind,
                     plans=(rng.randrange(plans),),
-                    amount=round(
-                        rng.uniform(-1.0, 1.0) if kind is OpKind.BULK else rng.uniform(0.2, 8.0), 3
-                    ),
+                    amount=round(amount(kind), 3),
                 )
             )
+    return ops
+
+
+def with_people(workload: Workload, rng: random.Random, scenario: Scenario) -> Workload:
+    """What people do besides the submissions (from a stream of their own, so the rest of
+    the workload is drawn as it was): send malformed submissions, look around, act in
+    bulk, pause a queue, cancel a job during a redeploy."""
+    ops = _scattered(
+        rng,
+        scenario.clients,
+        len(workload.plans),
+        (
+            (OpKind.MALFORMED, 0.5, 55.0, rng.randint(2, 8)),
+            (OpKind.INSPECT, 1.0, 58.0, rng.randint(1, 3)),
+            (OpKind.BULK, 10.0, 58.0, rng.choice((0, 0, 1))),
+            (OpKind.PAUSE_QUEUE, 1.0, 50.0, rng.choice((0, 0, 1))),
+            (OpKind.CANCEL_IN_DEPLOY, 5.0, 55.0, rng.choice((0, 1, 2))),
+        ),
+        lambda kind: rng.uniform(-1.0, 1.0) if kind is OpKind.BULK else rng.uniform(0.2, 8.0),
+    )
     return attrs.evolve(workload, ops=workload.ops + tuple(ops))

@@ -20,6 +20,7 @@ from taskyard.simulation.checker import CheckReport, Violation, check
 from taskyard.simulation.clients import CLIENT_ANSWERS
 from taskyard.simulation.clocks import at_s
 from taskyard.simulation.faults import FaultKind, FaultPlan
+from taskyard.simulation.hooking import HOOKS_BALANCED
 from taskyard.simulation.hooks import HOOK_ENDINGS
 from taskyard.simulation.profiles import Run, draw
 from taskyard.simulation.schedules import check_schedules
@@ -54,6 +55,9 @@ EXERCISED: tuple[str, ...] = (
     "release_cancelled",
     "scheduler_resigned",
     "unknown_task",
+    "hook_job_dead",
+    "hook_lease_lost",
+    "hook_handed_back",
 )
 """Paths a run can take that matter to the guarantees, counted so a green sweep shows
 it went there: leases reaped and handed back, stale reports refused, retried reports
@@ -127,6 +131,7 @@ def simulate(
         endings.extend(world.lifecycle.hook_balance([world.nodes[n] for n in sorted(world.nodes)]))
     report = report.with_extra(HOOK_ENDINGS, endings)
     report = report.with_extra(CLIENT_ANSWERS, world.clients.violations)
+    report = report.with_extra(HOOKS_BALANCED, world.hook_violations)
     for name, found in check_schedules(
         world.state.jobs,
         world.schedule_log,

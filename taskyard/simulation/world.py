@@ -91,6 +91,8 @@ class World:
         leases lost, ...): a green run says little unless these happen."""
         self.violations: list[Violation] = []
         """Broken promises seen while running (the checker sees the rest afterwards)."""
+        self.hook_violations: list[Violation] = []
+        """Broken promises to the lifecycle hooks (`HOOKS_BALANCED`)."""
         self.site_counts: Counter[str] = Counter()
         self.healed_at: float | None = None
         self.quiet_at: float | None = None
@@ -137,6 +139,7 @@ class World:
             streams=self.streams,
             scenario=scenario,
             exercised=self.exercised,
+            violations=self.hook_violations,
         )
         self.nodes: dict[str, Node] = {}
         self.stage = Stage(
@@ -264,6 +267,7 @@ class World:
         if self.run_until(limit, stop=self.quiet):
             self.quiet_at = self.clock.t
             self.note("world", "quiet: every job ended, every worker idle")
+            self._hooks_at_rest()
         elif not self.cut_short:
             self.loop.cut_short = f"not quiet {self.scenario.liveness_max_s:g} s after healing"
 
@@ -318,6 +322,15 @@ class World:
         self.exercised["lingering"] += 1
         for name in names:
             linger(self.stage, action, self.nodes[name])
+
+    def _hooks_at_rest(self) -> None:
+        """Quiet: every attempt a live worker's hooks heard start has ended for them."""
+        for node in self.worker_nodes:
+            if node.hook is not None and node.up:
+                for job_id, attempt in node.hook.open_attempts():
+                    self.lifecycle.hook_broken(
+                        node.label, f"{self.job_label(job_id)} #{attempt} never ended"
+                    )
 
     def busy_nodes(self) -> str:
         """What keeps the world from being quiet (for a report)."""

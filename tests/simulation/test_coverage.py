@@ -12,11 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = "1..100"
 FLOOR_PERCENT = 95.0
 
 
+@pytest.mark.timeout(900)  # about 20 s of one core; far longer on a box busy with others
 def test_the_simulator_alone_runs_95_percent_of_the_domain(tmp_path: Path) -> None:
     env = {**os.environ, "COVERAGE_FILE": str(tmp_path / "coverage.data")}
     run = [sys.executable, "-m", "coverage", "run", "--source=taskyard/domain"]
