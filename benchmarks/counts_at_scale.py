@@ -12,7 +12,7 @@ spread over 30 days of finishing times (about 4 a second at 10^7: an hour's wind
 1/720 of them); 90 % succeeded, 4 % dead, 4 % queued in 4 queues, the rest scheduled,
 retrying and cancelled; one attempt record per succeeded or dead job, copied the same way
 (the ids are md5 of the row's number, so no row is read back). The
-counters of `0005_counts.sql` are kept by the triggers as the rows arrive.
+counters of `0006_counts.sql` are kept by the triggers as the rows arrive.
 
 Then it serves the API in this process (the Falcon app on a `PostgresJobStore`, an
 in-memory coordinator) and times each request through Falcon's test client, which is the

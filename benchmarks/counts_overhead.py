@@ -1,4 +1,4 @@
-"""What the counting triggers (`0005_counts.sql`) cost the worker's path on PostgreSQL.
+"""What the counting triggers (`0006_counts.sql`) cost the worker's path on PostgreSQL.
 
     python benchmarks/counts_overhead.py                    # 5 rounds of 2,000 jobs
     python benchmarks/counts_overhead.py --jobs 500 --rounds 3 --batch 10

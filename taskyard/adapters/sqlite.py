@@ -119,6 +119,7 @@ JOBS = Table(
         error_column("last_error"),
         Column("correlation_id", null=True),
         Column("fingerprint", null=True),
+        Column("trace_context", load=json.loads, dump=json_text, null=True),
     ],
 )
 ATTEMPTS = Table(

@@ -124,18 +124,32 @@ class Client:
         return check
 
     def submit(
-        self, submissions: Sequence[Submission], *, correlation_id: str | None = None
+        self,
+        submissions: Sequence[Submission],
+        *,
+        correlation_id: str | None = None,
+        trace_context: Mapping[str, str] | None = None,
     ) -> list[Enqueued]:
         """Store the jobs (all or nothing) and ring the doorbells of the queues that got due
         work. Once this returns, the jobs are durable."""
-        return self.enqueue(self.prepare(submissions, correlation_id=correlation_id))
+        return self.enqueue(
+            self.prepare(submissions, correlation_id=correlation_id, trace_context=trace_context)
+        )
 
     def prepare(
-        self, submissions: Sequence[Submission], *, correlation_id: str | None = None
+        self,
+        submissions: Sequence[Submission],
+        *,
+        correlation_id: str | None = None,
+        trace_context: Mapping[str, str] | None = None,
     ) -> list[NewJob]:
         """The jobs `submit` would store: each submission with its id chosen."""
         return new_jobs(
-            submissions, now=self.clock.now(), rng=self.rng, correlation_id=correlation_id
+            submissions,
+            now=self.clock.now(),
+            rng=self.rng,
+            correlation_id=correlation_id,
+            trace_context=trace_context,
         )
 
     def enqueue(self, new_jobs: Sequence[NewJob]) -> list[Enqueued]:

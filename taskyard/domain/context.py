@@ -1,8 +1,10 @@
 """What a handler sees (`JobContext`), what a task is (`TaskSpec`), and how a handler's
 return or exception becomes a `HandlerResult`.
 
-A handler is a plain function. It receives the job's args as keyword arguments and,
-when its first parameter is named `ctx`, the context first::
+A handler is a plain function. It receives the job's args as keyword arguments and, by
+name, the context: to the parameter annotated `JobContext` (whatever it is called, and
+also as the text `"JobContext"` left by `from __future__ import annotations`), or else to
+a first parameter named `ctx`::
 
     @app.task(queue="billing", max_attempts=5)
     def send_invoice(ctx: JobContext, invoice_id: int) -> dict[str, str]:
@@ -153,19 +155,37 @@ class JobContext:
 Handler = Callable[..., Any]
 
 
+CONTEXT_TYPE_NAME = "JobContext"
+
+
+def _names_context(annotation: object) -> bool:
+    """Whether a parameter's annotation is `JobContext`: the class itself, or its name as
+    text (`"JobContext"`, `"taskyard.JobContext"`, as `from __future__ import annotations`
+    leaves every annotation), read without evaluating anything."""
+    if annotation is JobContext:
+        return True
+    if isinstance(annotation, str):
+        return annotation.strip().strip("'\"").rsplit(".", 1)[-1] == CONTEXT_TYPE_NAME
+    return False
+
+
 def context_parameter(handler: Handler) -> str | None:
-    """The name of the parameter a handler gets the context by: its first, when named
-    `ctx`. None when it takes no context."""
+    """The name of the parameter a handler gets the context by: the first one annotated
+    `JobContext` (whatever its name), else a first parameter named `ctx` (as before
+    annotations counted). None when it takes no context. A positional-only parameter is
+    never the context (the context is handed in by name)."""
     try:
-        params = list(inspect.signature(handler).parameters)
+        params = list(inspect.signature(handler).parameters.values())
     except (TypeError, ValueError):
         return None
-    return "ctx" if params and params[0] == "ctx" else None
-
-
-def takes_context(handler: Handler) -> bool:
-    """A handler gets the context when its first parameter is named `ctx`."""
-    return context_parameter(handler) is not None
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for param in named:
+        if _names_context(param.annotation):
+            return param.name
+    first = params[0] if params else None
+    if first is not None and first.name == "ctx" and first.kind is first.POSITIONAL_OR_KEYWORD:
+        return "ctx"
+    return None
 
 
 @attrs.frozen(kw_only=True)
@@ -179,12 +199,13 @@ class TaskSpec:
     backoff: RetryPolicy = attrs.field(factory=RetryPolicy)
     timeout_s: float | None = None
     priority: int = 0
-    with_context: bool = attrs.field(
-        default=attrs.Factory(lambda self: takes_context(self.handler), takes_self=True)
+    context: str | None = attrs.field(
+        default=attrs.Factory(lambda self: context_parameter(self.handler), takes_self=True)
     )
+    """The name of the handler's `JobContext` parameter (None: it takes none)."""
     params: Parameters = attrs.field(
         default=attrs.Factory(
-            lambda self: parameters_of(self.handler, context=context_parameter(self.handler)),
+            lambda self: parameters_of(self.handler, context=self.context),
             takes_self=True,
         )
     )
@@ -228,6 +249,8 @@ class HandlerResult:
     result: JsonValue = None
     error: ErrorInfo | None = None
     retryable: bool = True
+    exception: BaseException | None = attrs.field(default=None, eq=False, repr=False)
+    """The handler's exception, for the hooks (`domain/hooks.py`); never stored."""
 
 
 def error_info(exc: BaseException, *, type_name: str | None = None) -> ErrorInfo:
@@ -250,21 +273,29 @@ def invoke(spec: TaskSpec, job: Job, context: JobContext) -> HandlerResult:
     ref = context.ref
     try:
         kwargs = dict(job.args)
-        value = spec.handler(context, **kwargs) if spec.with_context else spec.handler(**kwargs)
+        if spec.context is not None:
+            kwargs[spec.context] = context
+        value = spec.handler(**kwargs)
     except Cancelled as exc:
         return HandlerResult(
-            ref=ref, kind=ReportKind.CANCELLED, error=error_info(exc, type_name="cancelled")
+            ref=ref,
+            kind=ReportKind.CANCELLED,
+            error=error_info(exc, type_name="cancelled"),
+            exception=exc,
         )
     except HandlerTimeout as exc:
         return HandlerResult(
-            ref=ref, kind=ReportKind.TIMEOUT, error=error_info(exc, type_name="timeout")
+            ref=ref,
+            kind=ReportKind.TIMEOUT,
+            error=error_info(exc, type_name="timeout"),
+            exception=exc,
         )
     except PermanentFailure as exc:
         return HandlerResult(
-            ref=ref, kind=ReportKind.FAILED, error=error_info(exc), retryable=False
+            ref=ref, kind=ReportKind.FAILED, error=error_info(exc), retryable=False, exception=exc
         )
     except Exception as exc:
-        return HandlerResult(ref=ref, kind=ReportKind.FAILED, error=error_info(exc))
+        return HandlerResult(ref=ref, kind=ReportKind.FAILED, error=error_info(exc), exception=exc)
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:

@@ -86,6 +86,22 @@ def is_queue_name(text: str) -> bool:
 
 
 IDEMPOTENCY_KEY = Text(max_len=IDEMPOTENCY_KEY_LEN_MAX)
+TRACE_CONTEXT_KEYS_MAX = 8
+"""How many headers a job's trace context holds at most (W3C needs two)."""
+TRACE_VALUE_LEN_MAX = 512
+"""The longest value of one (W3C's bound on a tracestate a vendor must pass on)."""
+TRACE_KEY = Text(max_len=64, pattern="[a-z0-9][a-z0-9._-]{0,63}", words="a lowercase header name")
+TRACE_VALUE = Text(
+    min_len=0,
+    max_len=TRACE_VALUE_LEN_MAX,
+    pattern=f"[\\x20-\\x7e]{{0,{TRACE_VALUE_LEN_MAX}}}",
+    words=f"up to {TRACE_VALUE_LEN_MAX} printable ASCII characters",
+)
+TRACEPARENT = Text(
+    max_len=55,
+    pattern="(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}",
+    words="a W3C traceparent (version-traceid-parentid-flags, lowercase hex)",
+)
 CORRELATION_ID = Text(max_len=CORRELATION_ID_LEN_MAX)
 PRIORITY = Integer(low=PRIORITY_MIN, high=PRIORITY_MAX)
 DURATION = Number(low=DURATION_S_MIN, high=SECONDS_MAX)
@@ -219,6 +235,19 @@ QUEUE_PARAM = Param(name="name", kind=QUEUE_NAME, where="path", description=NOT_
 IDEMPOTENCY_KEY_HEADER = Param(
     name="Idempotency-Key", kind=IDEMPOTENCY_KEY, where="header", description=SAME_KEY
 )
+TRACEPARENT_HEADER = Param(
+    name="traceparent",
+    kind=TRACEPARENT,
+    where="header",
+    description="W3C Trace Context: the job's attempts become its children; a malformed "
+    "one is ignored, with a warning",
+)
+TRACESTATE_HEADER = Param(
+    name="tracestate",
+    kind=TRACE_VALUE,
+    where="header",
+    description="W3C Trace Context, kept with a valid traceparent",
+)
 
 # --- what a client gets ----------------------------------------------------------------------
 
@@ -240,7 +269,7 @@ ABOUT: dict[str, str] = {
     f"({BULK_COUNT_SCAN_MAX:,}); count is then a lower bound",
     "Readiness.checks": "ok, or down: <why>",
     "SubmittedJob.warnings": "only when there is one: the task is unknown, no worker has "
-    "published it (the unknown_task setting)",
+    "published it (the unknown_task setting); a traceparent header was malformed and ignored",
     "SubmittedJobs.warnings": "as for one job, named jobs[i].task",
     "Task": "a task as a worker published it: the defaults a submission that leaves a field "
     "out gets, and the arguments it is checked against",

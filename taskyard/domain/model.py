@@ -122,6 +122,9 @@ class Job:
     correlation_id: str | None = None
     fingerprint: str | None = None
     """A digest of the submission as sent (defaults filled), to tell a replay from a conflict."""
+    trace_context: Mapping[str, str] | None = None
+    """The trace its enqueue ran in (W3C `traceparent`, `tracestate`), for its attempts'
+    spans (`domain/hooks.py`, `taskyard.otel`); never shown by the API."""
 
     def ref(self) -> LeaseRef:
         assert self.lease is not None, f"job {self.id} holds no lease"
@@ -214,6 +217,7 @@ class NewJob:
     fingerprint: str | None
     """What tells a replay of an idempotency key from a conflict: set exactly when
     `idempotency_key` is (nothing else compares it)."""
+    trace_context: Mapping[str, str] | None = None
 
     def __attrs_post_init__(self) -> None:
         assert self.run_at is None or self.delay_s is None, "run_at and delay_s exclude each other"

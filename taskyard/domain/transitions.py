@@ -242,6 +242,7 @@ def create(
         last_error=last_error,
         correlation_id=new.correlation_id,
         fingerprint=new.fingerprint,
+        trace_context=new.trace_context,
     )
 
 

@@ -54,7 +54,8 @@ from taskyard.domain.context import (
 )
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
 from taskyard.domain.health import REGISTER_REST_S_MAX, Health, call_optional
-from taskyard.domain.model import ErrorInfo, Job, JsonValue, LeaseRef
+from taskyard.domain.hooks import AttemptEnd, Ending, Hooks
+from taskyard.domain.model import ErrorInfo, Job, JobState, JsonValue, LeaseRef
 from taskyard.domain.ports import (
     ClaimRequest,
     Clock,
@@ -67,7 +68,7 @@ from taskyard.domain.ports import (
     TaskRegistry,
     WorkerInfo,
 )
-from taskyard.domain.timefmt import after
+from taskyard.domain.timefmt import after, seconds_between
 from taskyard.domain.transitions import Report, ReportKind
 
 log = logging.getLogger("taskyard.worker")
@@ -151,8 +152,11 @@ class Worker:
         executor: Executor,
         config: WorkerConfig,
         make_signal: SignalFactory = Flag,
+        hooks: Hooks | None = None,
     ) -> None:
         self.store = store
+        self.hooks = hooks if hooks is not None else Hooks()
+        """The app's lifecycle hooks (`domain/hooks.py`): called around each attempt."""
         self.coordinator = coordinator
         self.clock = clock
         self.rng = rng
@@ -259,7 +263,7 @@ class Worker:
                 # Timed out, lost its lease, or was handed back: this late result is void.
                 self._forget_if_settled(held)
                 continue
-            self._queue_report(now, held, self._report_for(held.job, result))
+            self._queue_report(now, held, self._report_for(held.job, result), result.exception)
 
     def _report_for(self, job: Job, result: HandlerResult) -> Report:
         delay_s = 0.0
@@ -274,12 +278,39 @@ class Worker:
             retry_delay_s=delay_s,
         )
 
-    def _queue_report(self, now: datetime, held: _Held, report: Report) -> None:
+    def _queue_report(
+        self, now: datetime, held: _Held, report: Report, exception: BaseException | None = None
+    ) -> None:
+        if not held.reported:
+            self._end_attempt(held, Ending(report.kind.value), report, exception)
         held.reported = True
         self._outbox[held.job.id] = report
         if self._outbox_since is None:
             self._outbox_since = now
             self._next_flush = after(now, self.config.report_linger_s)
+
+    def _end_attempt(
+        self,
+        held: _Held,
+        ending: Ending,
+        report: Report | None = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        """Tell the hooks how an attempt ended: once per attempt, when its outcome is
+        decided (what a hook does never changes it)."""
+        if not self.hooks:
+            return
+        self.hooks.attempt_ended(
+            AttemptEnd(
+                job=held.job,
+                ending=ending,
+                result=report.result if report is not None else None,
+                error=report.error if report is not None else None,
+                exception=exception,
+                retryable=report.retryable if report is not None else True,
+                duration_s=max(0.0, seconds_between(held.started_local, self.clock.now())),
+            )
+        )
 
     def _enforce_timeouts(self, now: datetime) -> None:
         for held in list(self._held.values()):
@@ -333,7 +364,7 @@ class Worker:
 
     def _settle_reports(self, results: Sequence[ReportResult]) -> None:
         for result in results:
-            self._outbox.pop(result.ref.job_id, None)
+            report = self._outbox.pop(result.ref.job_id, None)
             if result.status is ReportStatus.STALE:
                 log.warning(
                     "report refused: the lease had passed on",
@@ -341,6 +372,11 @@ class Worker:
                 )
             held = self._held.get(result.ref.job_id)
             if held is not None and held.job.attempt == result.ref.attempt:
+                if (
+                    result.status in (ReportStatus.APPLIED, ReportStatus.ALREADY_APPLIED)
+                    and result.state is JobState.DEAD
+                ):
+                    self.hooks.job_dead(held.job, report.error if report is not None else None)
                 self._forget_if_settled(held)
         self.reported_total += len(results)
 
@@ -481,6 +517,8 @@ class Worker:
 
     def _lose(self, held: _Held, reason: CancelReason) -> None:
         held.context.abort(reason)
+        if not held.reported:
+            self._end_attempt(held, Ending.LEASE_LOST)
         held.reported = True
         self._outbox.pop(held.job.id, None)
         if not self._outbox:
@@ -567,6 +605,8 @@ class Worker:
 
     def _start(self, now: datetime, job: Job) -> None:
         previous = self._held.get(job.id)
+        if previous is not None and not previous.reported:
+            self._end_attempt(previous, Ending.LEASE_LOST)
         if previous is not None and not previous.handler_done:
             # Claimed again while the handler of an earlier attempt still runs: keep
             # counting that handler against the slots until it returns.
@@ -580,6 +620,7 @@ class Worker:
             lease_until_local=after(now, self.config.lease_ttl_s),
         )
         self._held[job.id] = held
+        self.hooks.attempt_started(job)
         if self.registry.get(job.task) is None:
             # The claim filters by task name, so this only happens when a task is removed
             # between the claim and here.
@@ -592,6 +633,8 @@ class Worker:
                     kind=ReportKind.FAILED,
                     error=ErrorInfo(type="unknown_task", message=f"no handler for {job.task!r}"),
                     retryable=True,
+                    # Retried after the job's backoff, as any failure is (guarantee 6).
+                    retry_delay_s=job.backoff.delay_s(attempt=job.attempt, rng=self.rng),
                 ),
             )
             return
@@ -648,6 +691,8 @@ class Worker:
         for result in results:
             held = self._held.get(result.ref.job_id)
             if held is not None:
+                if not held.reported:
+                    self._end_attempt(held, Ending.HANDED_BACK)
                 held.reported = True
                 held.context.abort(CancelReason.SHUTDOWN)
                 self._forget_if_settled(held)

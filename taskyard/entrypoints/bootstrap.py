@@ -40,6 +40,7 @@ from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
 from taskyard.domain.catalog import UnknownTask
 from taskyard.domain.client import Client
 from taskyard.domain.context import Registry
+from taskyard.domain.hooks import Hooks
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Random, TaskRegistry
 from taskyard.domain.scheduler import SchedulerConfig
 from taskyard.domain.worker import WorkerConfig
@@ -195,10 +196,12 @@ class System:
         *,
         worker_id: str,
         doorbell_block_s: float = DOORBELL_BLOCK_S,
+        hooks: Hooks | None = None,
         **config: Any,
     ) -> WorkerRuntime:
         """A worker pool over this system, configured from the settings; `config` sets
-        other `WorkerConfig` fields (batch sizes, a bench's concurrency)."""
+        other `WorkerConfig` fields (batch sizes, a bench's concurrency); `hooks` are an
+        app's lifecycle hooks."""
         settings = self.settings
         worker_config = WorkerConfig(
             worker_id=worker_id,
@@ -217,6 +220,7 @@ class System:
             clock=self.node_clock,
             rng=self.rng,
             doorbell_block_s=doorbell_block_s,
+            hooks=hooks,
         )
 
     def scheduler_runtime(self, *, scheduler_id: str, **config: Any) -> SchedulerRuntime:

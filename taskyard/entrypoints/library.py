@@ -50,12 +50,13 @@ from taskyard.adapters.executors import builtin_tasks
 from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
 from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.client import Client, due_queues
-from taskyard.domain.context import JobContext, Registry, TaskSpec, takes_context
+from taskyard.domain.context import JobContext, Registry, TaskSpec
 from taskyard.domain.errors import (
     CoordinatorUnavailable,
     JobNotFound,
     TaskyardError,
 )
+from taskyard.domain.hooks import Hook, Hooks
 from taskyard.domain.ids import parse_job_id
 from taskyard.domain.model import Attempt, Enqueued, Job, JobState
 from taskyard.domain.ports import Clock, Coordinator, JobFilter, JobPage, JobQuery, JobStore, Random
@@ -144,7 +145,8 @@ class Bound(Generic[P, R]):
 
 class _Register(Protocol):
     """What `@app.task(...)` does to a function: a handler that takes the context first
-    (`ctx: JobContext`) makes a task whose jobs take the rest of its parameters."""
+    (`ctx: JobContext`) makes a task whose jobs take the rest of its parameters. (A context
+    elsewhere is handed in all the same, but typing cannot take it out of `P`.)"""
 
     @overload
     def __call__(self, func: Callable[Concatenate[JobContext, P], R], /) -> Task[P, R]: ...
@@ -232,6 +234,9 @@ class App:
         self.rng: Random = rng if rng is not None else bootstrap.system_random()
         self.builtins = builtins or bootstrap.builtin_policy(self.settings)
         self.tasks = Registry()
+        self.hooks = Hooks()
+        """Lifecycle hooks (`add_hook`): around each enqueue here, and each attempt of a
+        worker that loads this app."""
         if include_builtins:
             for spec in builtin_tasks(self.builtins).values():
                 self.tasks.add(spec)
@@ -337,6 +342,13 @@ class App:
 
     # --- the registry -------------------------------------------------------------------
 
+    def add_hook(self, hook: Hook) -> Hook:
+        """Add a lifecycle hook (a `taskyard.Hook`; see `taskyard/domain/hooks.py`): called
+        around each enqueue through this app, and around each attempt in every worker that
+        loads it, after those added before. What a hook raises is logged and ignored."""
+        self.hooks.add(hook)
+        return hook
+
     def task(
         self,
         name: str | None = None,
@@ -373,7 +385,6 @@ class App:
                 backoff=defaults.backoff,
                 timeout_s=defaults.timeout_s,
                 priority=defaults.priority,
-                with_context=takes_context(func),
             )
             self.tasks.add(spec)
             return Task(self, spec, func)
@@ -451,18 +462,24 @@ class App:
         correlation_id: str | None = None,
         connection: Any = None,
     ) -> list[Enqueued]:
-        """Submit several validated submissions (see `submission`), all or nothing."""
-        if connection is not None:
+        """Submit several validated submissions (see `submission`), all or nothing, inside
+        the hooks' `enqueue` (the jobs keep the trace context it gives)."""
+        with self.hooks.enqueue([s.task for s in submissions]) as trace_context:
+            if connection is None:
+                return self.client.submit(
+                    submissions, correlation_id=correlation_id, trace_context=trace_context
+                )
             enqueue_in = getattr(self.store, "enqueue_in", None)
             if enqueue_in is None:
                 raise TypeError(f"transactional enqueue needs a PostgreSQL store, not {self.url}")
-            new_jobs = self.client.prepare(submissions, correlation_id=correlation_id)
+            new_jobs = self.client.prepare(
+                submissions, correlation_id=correlation_id, trace_context=trace_context
+            )
             jobs: list[Enqueued] = enqueue_in(connection, new_jobs)
             self._unrung.setdefault(connection, set()).update(due_queues(jobs))
             if not _in_transaction(connection):
                 self.committed(connection)  # an autocommit connection: committed already
             return jobs
-        return self.client.submit(submissions, correlation_id=correlation_id)
 
     # --- transactions -------------------------------------------------------------------
 

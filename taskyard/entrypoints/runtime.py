@@ -46,6 +46,7 @@ from types import TracebackType
 from taskyard.adapters.executors import ThreadExecutor
 from taskyard.domain.context import HandlerResult
 from taskyard.domain.errors import CoordinatorUnavailable
+from taskyard.domain.hooks import Hooks
 from taskyard.domain.model import Job
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Random, TaskRegistry
 from taskyard.domain.scheduler import Scheduler, SchedulerConfig
@@ -127,6 +128,7 @@ class WorkerRuntime:
         clock: Clock,
         rng: Random,
         doorbell_block_s: float = DOORBELL_BLOCK_S,
+        hooks: Hooks | None = None,
     ) -> None:
         assert doorbell_block_s > 0, doorbell_block_s
         self.config = config
@@ -156,6 +158,7 @@ class WorkerRuntime:
             executor=self.executor,
             config=config,
             make_signal=LazyEvent,
+            hooks=hooks,
         )
         name = config.worker_id
         self._control = threading.Thread(

@@ -7,8 +7,9 @@ that one from the store for 8 s, ...) and the probability of each switched-on si
 (`taskyard.simulation.profiles`); a hypothesis test builds plans directly and shrinks them.
 
 To add a fault: add a `FaultKind`, then either a site (`site_kind` maps it to its kind;
-the adapter wrapper or the executor calls `World.fire(site)` at the point where it
-strikes) or an action kind (handled in `World._apply_action`), and let a profile draw it.
+the adapter wrapper or the executor calls `Network.fire(site)` at the point where it
+strikes) or an action kind (a handler in `taskyard.simulation.actions.STRIKES`), and let
+a profile draw it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class FaultKind(enum.StrEnum):
     """A node's clock runs fast or slow."""
     SPLIT_BRAIN = "split_brain"
     """For a while, the coordinator tells every scheduler that it leads."""
+    REAPER_LATE = "reaper_late"
+    """Every scheduler pauses (nothing reaps) while a worker's heartbeats are lost for
+    longer than the lease TTL: its next report reaches the store between the lease's
+    expiry and the reaper, and is refused as stale by the store itself."""
     STORE_UNAVAILABLE = "store_unavailable"
     """A store call fails before it reaches the store: nothing is written."""
     AMBIGUOUS_COMMIT = "ambiguous_commit"
@@ -134,6 +139,8 @@ class FaultAction:
             extra = f" {self.amount:+.3f} s"
         elif self.kind is FaultKind.CLOCK_DRIFT:
             extra = f" rate {self.amount:.4f}"
+        elif self.kind is FaultKind.REAPER_LATE:
+            extra = f" for {self.amount:.3f} s, schedulers for {self.duration_s:.3f} s"
         elif self.duration_s:
             extra = f" for {self.duration_s:.3f} s"
         return f"{self.at_s:.3f} {self.kind.value}{where}{extra}"

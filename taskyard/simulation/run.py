@@ -17,6 +17,7 @@ import attrs
 
 from taskyard.domain.model import JobState
 from taskyard.simulation.checker import CheckReport, Violation, check
+from taskyard.simulation.clients import CLIENT_ANSWERS
 from taskyard.simulation.clocks import at_s
 from taskyard.simulation.faults import FaultKind, FaultPlan
 from taskyard.simulation.profiles import Run, draw
@@ -42,6 +43,15 @@ EXERCISED: tuple[str, ...] = (
     "report_abandoned",
     "release_refused",
     "tick_failed",
+    "malformed_refused",
+    "listing_walked",
+    "bulk_cancel",
+    "bulk_retry",
+    "cancel_in_deploy",
+    "report_stale_unreaped",
+    "release_cancelled",
+    "scheduler_resigned",
+    "unknown_task",
 )
 """Paths a run can take that matter to the guarantees, counted so a green sweep shows
 it went there: leases reaped and handed back, stale reports refused, retried reports
@@ -110,6 +120,7 @@ def simulate(
             world.note(world.current, f"  {line}")
     history = world.history()
     report = check(history).with_extra("worker_slots", world.violations)
+    report = report.with_extra(CLIENT_ANSWERS, world.clients.violations)
     stuck = (
         []
         if world.quiet_at is not None or crash is not None

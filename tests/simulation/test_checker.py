@@ -215,6 +215,7 @@ def test_the_history_of_a_simulated_world_feeds_every_invariant() -> None:
     assert result.attempts > 0
     assert set(result.report.checked) == {i.name for i in INVARIANTS} | {
         "worker_slots",
+        "client_answers",
         "quiescence",
     }
 

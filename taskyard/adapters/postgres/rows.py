@@ -116,6 +116,7 @@ JOBS = sql.Table(
         sql.error_column("last_error", "jsonb"),
         sql.Column("correlation_id", null=True),
         sql.Column("fingerprint", null=True),
+        sql.Column("trace_context", "jsonb", dump=sql.json_text, null=True),
     ],
 )
 ATTEMPTS = sql.Table(

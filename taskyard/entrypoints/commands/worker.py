@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     registry = system.task_registry(app.tasks if app is not None else None)
     coordinator = system.coordinator
     worker_id = process.process_id()
-    runtime = system.worker_runtime(registry, worker_id=worker_id)
+    runtime = system.worker_runtime(
+        registry, worker_id=worker_id, hooks=app.hooks if app is not None else None
+    )
     log = logging.getLogger("taskyard.worker")
     queues = ",".join(sorted(settings.queues)) if settings.queues else "*"
     with log_context(worker_id=worker_id), process.stop_on_signals("worker") as stop:
