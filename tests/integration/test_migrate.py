@@ -94,15 +94,23 @@ def test_migrate_twice_exits_zero_and_records_the_version_once(fresh_url: str) -
         "paused_queues",
         "tasks",
         "schema_migrations",
+        "job_counts",
+        "attempt_counts",
+        "run_s_ladder",
     }
     # Version 3's claim and success report take the states they write as arguments;
     # version 2's stay beside them for the taskyard before this one in a rolling upgrade.
     assert functions == [
         ("claim", 5),
         ("claim", 7),
+        ("count_attempts", 0),
+        ("count_jobs", 0),
+        ("forget_attempt_counts", 0),
+        ("forget_job_counts", 0),
         ("heartbeat", 4),
         ("report_succeeded", 4),
         ("report_succeeded", 7),
+        ("run_s_bound", 1),
     ]
 
 
