@@ -24,7 +24,7 @@ from taskyard.domain.errors import (
     StoreUnavailable,
     ValidationError,
 )
-from taskyard.domain.model import JobState
+from taskyard.domain.model import JobState, QueueInfo
 from taskyard.domain.ports import JobFilter, JobQuery
 from taskyard.domain.timefmt import after, format_time
 from taskyard.simulation import hostile
@@ -371,6 +371,7 @@ class Clients:
             stats = store.stats(window_s=rng.choice((60.0, 3600.0)))
             totals = store.attempt_totals(run_s_buckets=RUN_S_BUCKETS)
             wakeup = store.next_wakeup()
+            self._dashboard(node, queues_seen, note)
             note(
                 f"inspect: {len(queues_seen)} queue(s), {stats.succeeded} succeeded and "
                 f"{stats.dead} dead lately, {totals.run_s_count} runs timed, next wake-up "
@@ -382,6 +383,32 @@ class Clients:
             note(f"inspect: {len(workers)} live worker(s), {on_them} job(s) on them")
         except (StoreUnavailable, CoordinatorUnavailable) as exc:
             note(f"inspect failed: {exc}")
+
+    def _dashboard(
+        self, node: ClientNode, queues_seen: list[QueueInfo], note: Callable[[str], None]
+    ) -> None:
+        """What the dashboard reads: the dead letters by group (their counts must add up to
+        the queues' dead counts), a group's ids, the newest dead job's dependents and key,
+        the outcome chart."""
+        store = node.store
+        groups = store.dead_groups()
+        dead = sum(info.counts.get(JobState.DEAD, 0) for info in queues_seen)
+        if sum(group.count for group in groups) != dead:
+            self._broken(node, f"dead-letter groups count {groups}, the queues {dead} dead")
+        if groups:
+            first = groups[0]
+            ids = store.dead_ids(task=first.task, error_type=first.error_type, limit=5)
+            if first.newest.id not in ids[:1]:
+                self._broken(node, "a dead-letter group's newest job is not its first id")
+            store.dependents(first.newest.id, limit=5)
+            key = first.newest.idempotency_key
+            if key is not None and store.find_by_key(key) != first.newest:
+                self._broken(node, "a dead job was not found by its idempotency key")
+        series = store.outcome_series(bucket_s=600.0, buckets=6)
+        note(
+            f"dashboard: {len(groups)} dead-letter group(s), "
+            f"{sum(b.succeeded for b in series)} succeeded in the last hour"
+        )
 
     def _walk(self, node: ClientNode, job_filter: JobFilter, rng: random.Random) -> None:
         """List the jobs `job_filter` matches, page by page, and check the pages."""
