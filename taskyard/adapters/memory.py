@@ -27,6 +27,7 @@ from taskyard.domain.model import (
     claim_order_key,
 )
 from taskyard.domain.ports import (
+    SCHEDULER_BELL,
     ClaimRequest,
     Clock,
     Heard,
@@ -36,6 +37,7 @@ from taskyard.domain.ports import (
     SchedulerInfo,
     WorkerInfo,
 )
+from taskyard.domain.schedules import Schedule
 from taskyard.domain.store import Changes, Rows, StoreEngine, plans
 from taskyard.domain.store.rows import (
     JobCount,
@@ -75,6 +77,7 @@ class MemoryState:
         self.idempotency: dict[str, UUID] = {}
         self.paused: set[str] = set()
         self.tasks: dict[str, TaskInfo] = {}
+        self.schedules: dict[str, Schedule] = {}
         self.history: list[Recorded] | None = [] if keep_history else None
 
 
@@ -227,6 +230,21 @@ class MemoryRows:
 
     def put_tasks(self, tasks: Sequence[TaskInfo]) -> None:
         self._s.tasks.update((task.name, task) for task in tasks)
+
+    def put_schedules(self, schedules: Sequence[Schedule]) -> None:
+        self._s.schedules.update((schedule.name, schedule) for schedule in schedules)
+
+    def delete_schedule(self, name: str) -> bool:
+        return self._s.schedules.pop(name, None) is not None
+
+    def due_schedules(self, *, now: datetime, limit: int) -> list[Schedule]:
+        due = [s for s in self._s.schedules.values() if not s.paused and s.next_fire_at <= now]
+        return sorted(due, key=lambda s: (s.next_fire_at, s.name))[:limit]
+
+    def schedule_rows(self, names: Collection[str] | None = None) -> list[Schedule]:
+        if names is None:
+            return list(self._s.schedules.values())
+        return [self._s.schedules[name] for name in names if name in self._s.schedules]
 
     # --- reading --------------------------------------------------------------------------
 
@@ -487,13 +505,14 @@ class InMemoryCoordinator:
             for queue in queues:
                 self._pending.add(queue)
                 self._generation[queue] += 1
-            self._any_generation += 1
+            if any(queue != SCHEDULER_BELL for queue in queues):
+                self._any_generation += 1
             self._lock.notify_all()
 
     def _take_pending(self, queues: Sequence[str] | None) -> bool:
         if queues is None:
-            rung = bool(self._pending)
-            self._pending.clear()
+            rung = bool(self._pending - {SCHEDULER_BELL})
+            self._pending.intersection_update({SCHEDULER_BELL})
             return rung
         rung = bool(self._pending.intersection(queues))
         self._pending.difference_update(queues)

@@ -35,18 +35,23 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from taskyard.adapters.sqlshared import (
+    SCHEDULE_COLUMNS,
     TASK_COLUMNS,
     Column,
     Table,
     enum_value,
     error_column,
     filter_terms,
+    fire_from_json,
+    fire_text,
     json_text,
     literals,
     load_migrations,
     normalized,
     policy_from_json,
     run_times,
+    schedule_from_row,
+    schedule_row,
     task_from_row,
     task_row,
 )
@@ -54,6 +59,7 @@ from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import StoreUnavailable
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, Clock, JobFilter, JobQuery
+from taskyard.domain.schedules import Schedule
 from taskyard.domain.store import Changes, Rows, StoreEngine, plans
 from taskyard.domain.store.rows import (
     JobCount,
@@ -120,6 +126,7 @@ JOBS = Table(
         Column("correlation_id", null=True),
         Column("fingerprint", null=True),
         Column("trace_context", load=json.loads, dump=json_text, null=True),
+        Column("schedule", load=fire_from_json, dump=fire_text, null=True),
     ],
 )
 ATTEMPTS = Table(
@@ -302,6 +309,35 @@ class SqliteRows:
             f"INSERT OR REPLACE INTO tasks ({TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [task_row(task, _us(task.published_at or self._now)) for task in tasks],
         )
+
+    def put_schedules(self, schedules: Sequence[Schedule]) -> None:
+        self._conn.executemany(
+            f"INSERT OR REPLACE INTO schedules ({SCHEDULE_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [schedule_row(schedule, _us) for schedule in schedules],
+        )
+
+    def delete_schedule(self, name: str) -> bool:
+        return self._conn.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount > 0
+
+    def due_schedules(self, *, now: datetime, limit: int) -> list[Schedule]:
+        rows = self._conn.execute(
+            f"""SELECT {SCHEDULE_COLUMNS} FROM schedules
+                WHERE NOT paused AND next_fire_at <= ? ORDER BY next_fire_at, name LIMIT ?""",
+            (_us(now), limit),
+        )
+        return [schedule_from_row(row, _time) for row in rows]
+
+    def schedule_rows(self, names: Collection[str] | None = None) -> list[Schedule]:
+        if names is None:
+            rows = self._conn.execute(f"SELECT {SCHEDULE_COLUMNS} FROM schedules")
+        else:
+            rows = self._conn.execute(
+                f"""SELECT {SCHEDULE_COLUMNS} FROM schedules
+                    WHERE name IN (SELECT value FROM json_each(?))""",
+                (json.dumps(sorted(set(names))),),
+            )
+        return [schedule_from_row(row, _time) for row in rows]
 
     # --- reading --------------------------------------------------------------------------
 

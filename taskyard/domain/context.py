@@ -13,6 +13,10 @@ a first parameter named `ctx`::
         ctx.checkpoint({"step": "rendered"})
         ...
 
+An `async def` handler is awaited on the worker's event loop (`invoke_async`), in slots
+of its own; its timeout and cancellation cancel its coroutine (`asyncio.CancelledError`
+inside it), and it should not call the blocking `ctx.wait`.
+
 A handler ends in one of four ways: it returns (the value is the job's `result`, and
 must be JSON), it raises `PermanentFailure` (no retry: the job ends dead), it raises
 `Cancelled` after seeing `ctx.cancelled`, or it raises anything else (retried while
@@ -42,6 +46,7 @@ from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import ValidationError
 from taskyard.domain.model import ErrorInfo, Job, JsonValue, LeaseRef
 from taskyard.domain.retry import RetryPolicy
+from taskyard.domain.schedules import ScheduleSpec
 from taskyard.domain.storable import escape_text, json_problems
 from taskyard.domain.transitions import ReportKind
 
@@ -108,6 +113,7 @@ class JobContext:
         self._signal: Signal = signal if signal is not None else Flag()
         self._last_checkpoint: JsonValue = job.checkpoint
         self.cancel_reason: CancelReason | None = None
+        self._on_abort: list[Callable[[], None]] = []
 
     @property
     def job_id(self) -> str:
@@ -150,6 +156,16 @@ class JobContext:
         if self.cancel_reason is None:
             self.cancel_reason = reason
         self._signal.set()
+        for stop in list(self._on_abort):
+            stop()
+
+    def on_abort(self, stop: Callable[[], None]) -> None:
+        """Have `stop` called when the worker aborts this attempt (at once if it already
+        did): how an executor that can stop a handler by force (cancel its coroutine, kill
+        its process) learns that it should. `stop` must not block; it may run twice."""
+        self._on_abort.append(stop)
+        if self._signal.is_set():
+            stop()
 
 
 Handler = Callable[..., Any]
@@ -188,6 +204,11 @@ def context_parameter(handler: Handler) -> str | None:
     return None
 
 
+def is_coroutine_handler(handler: Handler) -> bool:
+    """An `async def` function (a `functools.partial` of one included)."""
+    return inspect.iscoroutinefunction(handler)
+
+
 @attrs.frozen(kw_only=True)
 class TaskSpec:
     """A registered task and its per-task defaults (a submission may override each)."""
@@ -203,6 +224,10 @@ class TaskSpec:
         default=attrs.Factory(lambda self: context_parameter(self.handler), takes_self=True)
     )
     """The name of the handler's `JobContext` parameter (None: it takes none)."""
+    is_async: bool = attrs.field(
+        default=attrs.Factory(lambda self: is_coroutine_handler(self.handler), takes_self=True)
+    )
+    """An `async def` handler: it runs on the worker's event loop, in slots of its own."""
     params: Parameters = attrs.field(
         default=attrs.Factory(
             lambda self: parameters_of(self.handler, context=self.context),
@@ -229,9 +254,18 @@ class Registry:
 
     def __init__(self) -> None:
         self._tasks: dict[str, TaskSpec] = {}
+        self._schedules: dict[str, ScheduleSpec] = {}
 
     def add(self, spec: TaskSpec) -> None:
         self._tasks[spec.name] = spec
+
+    def add_schedule(self, spec: ScheduleSpec) -> None:
+        """A schedule declared in code (`App.periodic`): a worker syncs it into the store
+        when it starts."""
+        self._schedules[spec.name] = spec
+
+    def schedules(self) -> list[ScheduleSpec]:
+        return [self._schedules[name] for name in sorted(self._schedules)]
 
     def names(self) -> frozenset[str]:
         return frozenset(self._tasks)
@@ -318,3 +352,46 @@ def invoke(spec: TaskSpec, job: Job, context: JobContext) -> HandlerResult:
             retryable=False,
         )
     return HandlerResult(ref=ref, kind=ReportKind.SUCCEEDED, result=value)
+
+
+class _Settled:
+    """A handler standing for one whose outcome is already known: it returns `value` or
+    raises `error`, whatever it is called with (how an awaited outcome goes through the
+    one classification, `invoke`)."""
+
+    __slots__ = ("error", "value")
+
+    def __init__(self, value: Any = None, error: Exception | None = None) -> None:
+        self.value = value
+        self.error = error
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+async def invoke_async(spec: TaskSpec, job: Job, context: JobContext) -> HandlerResult:
+    """`invoke` for an `async def` handler: awaits it on the caller's event loop, then
+    classifies its return or exception exactly as `invoke` does. The loop's cancellation
+    (how an executor stops a coroutine at its timeout) is not caught here: it propagates
+    to the executor, which reports it with `stopped_result`."""
+    try:
+        kwargs = dict(job.args)
+        if spec.context is not None:
+            kwargs[spec.context] = context
+        settled = _Settled(value=await spec.handler(**kwargs))
+    except Exception as exc:
+        settled = _Settled(error=exc)
+    return invoke(attrs.evolve(spec, handler=settled), job, context)
+
+
+def stopped_result(context: JobContext) -> HandlerResult:
+    """The outcome of a handler its executor stopped by force after the worker aborted
+    the attempt: a timeout when it ran past its limit, cancelled otherwise. The worker has
+    usually decided the attempt already (a timeout, a lost lease): then this only hands
+    the slot back."""
+    reason = context.cancel_reason or CancelReason.REQUESTED
+    kind = ReportKind.TIMEOUT if reason is CancelReason.TIMEOUT else ReportKind.CANCELLED
+    error = ErrorInfo(type=kind.value, message=f"the handler was stopped: {reason.value}")
+    return HandlerResult(ref=context.ref, kind=kind, error=error)

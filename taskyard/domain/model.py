@@ -89,6 +89,33 @@ class LeaseRef:
     worker: str
 
 
+class CatchUp(enum.StrEnum):
+    """What a schedule does with the fires missed while no scheduler ran (`schedules.py`)."""
+
+    SKIP = "skip"
+    LATEST = "latest"
+    ALL = "all"
+
+
+class Overlap(enum.StrEnum):
+    """What a schedule does when its previous fire's job has not finished (`schedules.py`)."""
+
+    ALLOW = "allow"
+    SKIP = "skip"
+    CANCEL_PREVIOUS = "cancel_previous"
+
+
+@attrs.frozen(kw_only=True)
+class FireId:
+    """What a fired job carries: its schedule and its fire time."""
+
+    name: str
+    fire_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "fire_at": format_time(self.fire_at)}
+
+
 @attrs.frozen(kw_only=True)
 class Job:
     id: UUID
@@ -120,6 +147,8 @@ class Job:
     result: JsonValue = None
     last_error: ErrorInfo | None = None
     correlation_id: str | None = None
+    schedule: FireId | None = None
+    """The schedule fire that enqueued this job, if one did."""
     fingerprint: str | None = None
     """A digest of the submission as sent (defaults filled), to tell a replay from a conflict."""
     trace_context: Mapping[str, str] | None = None
@@ -159,6 +188,7 @@ class Job:
             "result": self.result,
             "last_error": self.last_error.to_json() if self.last_error else None,
             "correlation_id": self.correlation_id,
+            "schedule": self.schedule.to_json() if self.schedule else None,
         }
 
 
@@ -218,6 +248,8 @@ class NewJob:
     """What tells a replay of an idempotency key from a conflict: set exactly when
     `idempotency_key` is (nothing else compares it)."""
     trace_context: Mapping[str, str] | None = None
+    schedule: FireId | None = None
+    """The schedule fire this job is (only a scheduler's pass sets it)."""
 
     def __attrs_post_init__(self) -> None:
         assert self.run_at is None or self.delay_s is None, "run_at and delay_s exclude each other"

@@ -38,6 +38,7 @@ from taskyard.domain.model import (
     QueueInfo,
     Stats,
 )
+from taskyard.domain.schedules import Fired, Schedule, ScheduleSpec
 from taskyard.domain.transitions import Report
 
 # --- time and chance ----------------------------------------------------------------------
@@ -260,6 +261,41 @@ class JobStore(Protocol):
         """The catalog: every task's last published entry, by name."""
         ...
 
+    # schedules
+    def create_schedule(self, spec: ScheduleSpec, *, paused: bool = False) -> Schedule:
+        """A new schedule, first firing after the store's now; `ScheduleExists` if the
+        name is taken."""
+        ...
+
+    def update_schedule(self, spec: ScheduleSpec) -> Schedule:
+        """Replace the spec of schedule `spec.name` (`ScheduleNotFound`); a new timing
+        starts from its first fire after the store's now."""
+        ...
+
+    def pause_schedule(self, name: str, *, paused: bool) -> Schedule:
+        """Pause, or resume from the first fire after the store's now (no catch-up)."""
+        ...
+
+    def delete_schedule(self, name: str) -> Schedule:
+        """Remove the schedule and return it as it was (`ScheduleNotFound`); the jobs it
+        fired stay."""
+        ...
+
+    def sync_schedules(self, specs: Sequence[ScheduleSpec]) -> list[Schedule]:
+        """Code-declared schedules in: new names created, changed specs replaced (the
+        code wins), state kept, undeclared schedules left alone. Returns what it wrote."""
+        ...
+
+    def schedules(self) -> list[Schedule]: ...
+
+    def schedule(self, name: str) -> Schedule: ...
+
+    def fire_schedules(self, *, limit: int, keyed: bool = True) -> Fired:
+        """Enqueue the due fires of up to `limit` due schedules at the store's now, each at
+        most once ever (its job's idempotency key is the fire), as the schedules' catch-up
+        and overlap policies say; one transaction."""
+        ...
+
     # what the dashboard reads
 
     def find_by_key(self, key: str) -> Job | None:
@@ -336,6 +372,12 @@ class Heard:
     mark: str
 
 
+SCHEDULER_BELL = "@scheduler"
+"""The doorbell the scheduler listens on (no queue name has `@`): rung when a job is made
+to wait on the clock (a delayed enqueue, a retry), so that the leading scheduler learns its
+due time at once. A wait on every queue (`wait(None)`) does not hear it: no worker wakes."""
+
+
 class Coordinator(Protocol):
     def campaign(self, *, candidate: str, ttl_s: float) -> Leadership | None:
         """Take the leader lease if it is free, or renew it if `candidate` holds it.
@@ -364,7 +406,8 @@ class Coordinator(Protocol):
     def schedulers(self) -> list[SchedulerInfo]: ...
 
     def ring(self, queues: Sequence[str]) -> None:
-        """Tell idle workers of these queues that there is work. Best effort."""
+        """Tell idle workers of these queues that there is work. Best effort.
+        `SCHEDULER_BELL` among them wakes only a wait that names it."""
         ...
 
     def wait(self, queues: Sequence[str] | None, *, timeout_s: float) -> bool:

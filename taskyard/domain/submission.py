@@ -113,7 +113,7 @@ _HEADER = contract.IDEMPOTENCY_KEY_HEADER.kind.compile()
 _BACKOFF_CAP = contract.BACKOFF_INPUT["max_seconds"].kind.says()
 
 
-def _backoff(values: Any, errors: list[FieldError]) -> RetryPolicy:
+def read_backoff(values: Any, errors: list[FieldError]) -> RetryPolicy:
     """The policy of a `backoff` as read (a `RetryPolicy` from Python is taken as it is),
     once its cap is known to be at least its base."""
     if values is None or isinstance(values, RetryPolicy):
@@ -151,7 +151,7 @@ def parse_submission(
     assert isinstance(data, Mapping)
     if data.get("run_at") is not None and data.get("delay_seconds") is not None:
         errors.append(FieldError("delay_seconds", "give run_at or delay_seconds, not both"))
-    backoff = _backoff(values["backoff"], errors)
+    backoff = read_backoff(values["backoff"], errors)
     key = values["idempotency_key"]
     if idempotency_key_header is not None:
         header = _HEADER(idempotency_key_header, "", "Idempotency-Key", errors)

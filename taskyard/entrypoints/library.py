@@ -29,7 +29,7 @@ import math
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import (
     Any,
     Concatenate,
@@ -47,9 +47,10 @@ from uuid import UUID
 import attrs
 
 from taskyard.adapters.executors import builtin_tasks
+from taskyard.domain import contract
 from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
 from taskyard.domain.catalog import TaskInfo
-from taskyard.domain.client import Client, due_queues
+from taskyard.domain.client import Client, bells
 from taskyard.domain.context import JobContext, Registry, TaskSpec
 from taskyard.domain.errors import (
     CoordinatorUnavailable,
@@ -61,6 +62,7 @@ from taskyard.domain.ids import parse_job_id
 from taskyard.domain.model import Attempt, Enqueued, Job, JobState
 from taskyard.domain.ports import Clock, Coordinator, JobFilter, JobPage, JobQuery, JobStore, Random
 from taskyard.domain.retry import Jitter, RetryPolicy
+from taskyard.domain.schedules import ScheduleSpec, parse_schedule
 from taskyard.domain.submission import Submission, parse_submission
 from taskyard.entrypoints import bootstrap, config
 
@@ -391,6 +393,58 @@ class App:
 
         return cast(_Register, register)
 
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        every: timedelta | float | None = None,
+        timezone: str = "UTC",
+        args: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        catch_up: str = contract.CATCH_UP_DEFAULT,
+        catch_up_window: timedelta | float = contract.CATCH_UP_WINDOW_S_DEFAULT,
+        overlap: str = contract.OVERLAP_DEFAULT,
+    ) -> Callable[[Task[P, R]], Task[P, R]]:
+        """Fire a task on a schedule: at the times of `cron` (five fields, read in
+        `timezone`) or `every` (a `timedelta` or seconds), with `args`. Goes above
+        `@app.task`. The schedule (named `name`, else the task's name) is written to the
+        store when a worker of this app starts; its job gets the task's defaults. Checked
+        here as `POST /v1/schedules` checks it (`ValidationError` naming the field)."""
+
+        def seconds(value: timedelta | float) -> float:
+            return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+        def register(task: Task[P, R]) -> Task[P, R]:
+            spec = task.spec
+            data: dict[str, Any] = {
+                "name": name or spec.name,
+                "task": spec.name,
+                "args": dict(args or {}),
+                "timezone": timezone,
+                "catch_up": catch_up,
+                "catch_up_window_seconds": seconds(catch_up_window),
+                "overlap": overlap,
+                "queue": spec.queue,
+                "priority": spec.priority,
+                "max_attempts": spec.max_attempts,
+                "backoff": spec.backoff,
+                "timeout_seconds": spec.timeout_s,
+            }
+            if cron is not None:
+                data["cron"] = cron
+            if every is not None:
+                data["every_seconds"] = seconds(every)
+            schedule, _ = parse_schedule(data)
+            self.tasks.add_schedule(schedule)
+            return task
+
+        return register
+
+    @property
+    def schedules(self) -> list[ScheduleSpec]:
+        """The schedules this app declares (`periodic`)."""
+        return self.tasks.schedules()
+
     def _parse_policy(self, value: RetryPolicy | Mapping[str, Any]) -> RetryPolicy:
         if isinstance(value, RetryPolicy):
             return value
@@ -476,7 +530,7 @@ class App:
                 submissions, correlation_id=correlation_id, trace_context=trace_context
             )
             jobs: list[Enqueued] = enqueue_in(connection, new_jobs)
-            self._unrung.setdefault(connection, set()).update(due_queues(jobs))
+            self._unrung.setdefault(connection, set()).update(bells(jobs))
             if not _in_transaction(connection):
                 self.committed(connection)  # an autocommit connection: committed already
             return jobs

@@ -47,6 +47,7 @@ from taskyard.domain.ports import (
     SchedulerInfo,
     WorkerInfo,
 )
+from taskyard.domain.schedules import Fired, Schedule, ScheduleSpec
 from taskyard.domain.transitions import Report
 from taskyard.simulation.faults import Target
 
@@ -265,6 +266,32 @@ class FaultyJobStore:
 
     def tasks(self) -> list[TaskInfo]:
         return self._call("tasks", self._inner.tasks, write=False)
+
+    def create_schedule(self, spec: ScheduleSpec, *, paused: bool = False) -> Schedule:
+        return self._call("schedules", lambda: self._inner.create_schedule(spec, paused=paused))
+
+    def update_schedule(self, spec: ScheduleSpec) -> Schedule:
+        return self._call("schedules", lambda: self._inner.update_schedule(spec))
+
+    def pause_schedule(self, name: str, *, paused: bool) -> Schedule:
+        return self._call("schedules", lambda: self._inner.pause_schedule(name, paused=paused))
+
+    def delete_schedule(self, name: str) -> Schedule:
+        return self._call("schedules", lambda: self._inner.delete_schedule(name))
+
+    def sync_schedules(self, specs: Sequence[ScheduleSpec]) -> list[Schedule]:
+        return self._call("schedules", lambda: self._inner.sync_schedules(specs))
+
+    def schedules(self) -> list[Schedule]:
+        return self._call("schedules", self._inner.schedules, write=False)
+
+    def schedule(self, name: str) -> Schedule:
+        return self._call("schedules", lambda: self._inner.schedule(name), write=False)
+
+    def fire_schedules(self, *, limit: int, keyed: bool = True) -> Fired:
+        return self._call(
+            "fire_schedules", lambda: self._inner.fire_schedules(limit=limit, keyed=keyed)
+        )
 
 
 class FaultyCoordinator:

@@ -13,7 +13,9 @@ from taskyard.domain.builtins import BuiltinPolicy
 from taskyard.domain.catalog import UnknownTask
 from taskyard.domain.client import Client
 from taskyard.domain.scheduler import Scheduler, SchedulerConfig
+from taskyard.domain.schedules import ScheduleSpec
 from taskyard.domain.worker import Worker, WorkerConfig
+from taskyard.simulation import schedules
 from taskyard.simulation.adapters import UnexpectedStoreError
 from taskyard.simulation.executor import Executor, SimExecutor
 from taskyard.simulation.hostile import ALLOWED_HOSTS
@@ -49,6 +51,8 @@ class Lifecycle:
         self._exercised = exercised
         self.healed = False
         """Once the world healed, a stopped worker comes back at once."""
+        self.declared: tuple[ScheduleSpec, ...] = ()
+        """The schedules the code declares: a scheduler syncs them when it boots."""
 
     def boot(self, node: Node) -> None:
         node.up = True
@@ -80,6 +84,7 @@ class Lifecycle:
                 clock=node.clock,
                 config=SchedulerConfig(scheduler_id=node.node_id),
             )
+            schedules.on_scheduler_boot(node.store, self.declared)
         elif isinstance(node, ClientNode):
             node.client = Client(
                 store=node.store,
@@ -109,6 +114,13 @@ class Lifecycle:
         soon = self._loop.clock.t + MIN_STEP_S
         if node.next_tick_at > soon:
             self._schedule_tick(node, soon)
+
+    def bell(self, node: SchedulerNode) -> None:
+        """The scheduler's bell reaches a scheduler: it asks for its next due time."""
+        if node.scheduler is None:
+            return
+        node.scheduler.bell()
+        self.wake(node)
 
     def ring(self, node: WorkerNode) -> None:
         """A doorbell reaches a worker."""

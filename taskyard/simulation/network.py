@@ -22,6 +22,7 @@ import attrs
 from taskyard.adapters.memory import MemoryState
 from taskyard.domain.errors import Refusal
 from taskyard.domain.model import JobState, LeaseRef
+from taskyard.domain.ports import SCHEDULER_BELL
 from taskyard.domain.transitions import Report
 from taskyard.domain.worker import REPORT_REFUSED
 from taskyard.simulation.adapters import Caller, UnexpectedStoreError
@@ -30,7 +31,7 @@ from taskyard.simulation.clocks import at_s
 from taskyard.simulation.faults import FaultKind, Target, site_kind
 from taskyard.simulation.ledger import Ledger
 from taskyard.simulation.loop import EventLoop
-from taskyard.simulation.nodes import Node, WorkerNode
+from taskyard.simulation.nodes import Node, SchedulerNode, WorkerNode
 from taskyard.simulation.rand import Streams
 
 
@@ -72,6 +73,10 @@ class Network:
         """Where doorbells go."""
         self.ring: Callable[[WorkerNode], None] = lambda node: None
         """Delivers a doorbell to a worker (set by the world)."""
+        self.schedulers: Sequence[SchedulerNode] = ()
+        """Where the scheduler's bell goes."""
+        self.bell: Callable[[SchedulerNode], None] = lambda node: None
+        """Delivers the scheduler's bell to a scheduler (set by the world)."""
 
     # --- the Wire protocol ----------------------------------------------------------------
 
@@ -174,12 +179,14 @@ class Network:
         self._exercised[path] += 1
 
     def deliver_doorbells(self, queues: Sequence[str]) -> None:
-        rung = set(queues)
+        rung = set(queues) - {SCHEDULER_BELL}
         rng = self._streams.get("doorbells")
         t = self._loop.clock.t
+        if SCHEDULER_BELL in queues:
+            self._ring_schedulers()
         for node in self.workers:
             wait = node.wait
-            if not node.up or node.paused or wait is None or not wait.doorbell:
+            if not rung or not node.up or node.paused or wait is None or not wait.doorbell:
                 continue
             if wait.queues is not None and not rung.intersection(wait.queues):
                 continue
@@ -190,6 +197,18 @@ class Network:
             self._loop.at(t + rng.uniform(0.001, 0.02), partial(self.ring, node), node)
             if self.fire("doorbell.duplicate", node.label):
                 self._loop.at(t + rng.uniform(0.02, 0.5), partial(self.ring, node), node)
+
+    def _ring_schedulers(self) -> None:
+        """The scheduler's bell: every scheduler up and in reach asks for its next due time
+        soon after (no worker wakes for it)."""
+        rng = self._streams.get("scheduler-bell")
+        t = self._loop.clock.t
+        for node in self.schedulers:
+            if not node.up or node.paused or self.cut_off(node.name, Target.COORDINATOR):
+                continue
+            if self.fire("doorbell.lost", node.label):
+                continue
+            self._loop.at(t + rng.uniform(0.001, 0.02), partial(self.bell, node), node)
 
     # --- timed faults and healing -----------------------------------------------------------
 

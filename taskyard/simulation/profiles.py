@@ -22,6 +22,7 @@ from taskyard.simulation.faults import (
     FaultPlan,
 )
 from taskyard.simulation.rand import Streams
+from taskyard.simulation.schedules import draw_schedules
 from taskyard.simulation.workload import ClientOp, JobPlan, OpKind, Script, Workload
 from taskyard.simulation.world import TASKS, Scenario, WorkerSpec
 
@@ -98,8 +99,11 @@ def draw(seed: int, profile_name: str = "default") -> Run:
         profile=profile_name,
         scenario=scenario,
         plan=draw_plan(streams.get("plan"), scenario, profile),
-        workload=with_people(
-            draw_workload(streams.get("workload"), scenario), streams.get("people"), scenario
+        workload=attrs.evolve(
+            with_people(
+                draw_workload(streams.get("workload"), scenario), streams.get("people"), scenario
+            ),
+            schedules=draw_schedules(streams.get("schedules")),
         ),
     )
 

@@ -21,6 +21,7 @@ from taskyard.simulation.clients import CLIENT_ANSWERS
 from taskyard.simulation.clocks import at_s
 from taskyard.simulation.faults import FaultKind, FaultPlan
 from taskyard.simulation.profiles import Run, draw
+from taskyard.simulation.schedules import check_schedules
 from taskyard.simulation.world import StoreFactory, World, memory_store_view
 
 TRACE_TAIL_LINES = 40
@@ -121,6 +122,14 @@ def simulate(
     history = world.history()
     report = check(history).with_extra("worker_slots", world.violations)
     report = report.with_extra(CLIENT_ANSWERS, world.clients.violations)
+    for name, found in check_schedules(
+        world.state.jobs,
+        world.schedule_log,
+        changes=history.log or (),
+        healed_at_s=world.healed_at,
+        end_s=world.now,
+    ).items():
+        report = report.with_extra(name, found)
     stuck = (
         []
         if world.quiet_at is not None or crash is not None

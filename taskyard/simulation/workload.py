@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from taskyard.domain.schedules import ScheduleSpec
+
 
 @attrs.frozen(kw_only=True)
 class Script:
@@ -143,6 +145,8 @@ class ClientOp:
 class Workload:
     plans: tuple[JobPlan, ...] = ()
     ops: tuple[ClientOp, ...] = ()
+    schedules: tuple[ScheduleSpec, ...] = ()
+    """Declared in code: synced when the world starts and whenever a scheduler boots."""
 
     def __attrs_post_init__(self) -> None:
         for plan in self.plans:

@@ -27,6 +27,7 @@ from uuid import UUID
 
 from taskyard.adapters.memory import InMemoryCoordinator, MemoryState
 from taskyard.domain.model import JobState
+from taskyard.simulation import schedules
 from taskyard.simulation.actions import STRIKES, Stage, linger
 from taskyard.simulation.adapters import FaultyCoordinator, FaultyJobStore
 from taskyard.simulation.checker import CheckReport, History, Replay, Violation, check
@@ -93,6 +94,7 @@ class World:
         self.site_counts: Counter[str] = Counter()
         self.healed_at: float | None = None
         self.quiet_at: float | None = None
+        self.schedule_log = schedules.ScheduleLog(specs=())
 
         self.loop = EventLoop(self.clock, self.trace, events_max=scenario.events_max)
         self.ledger = Ledger(self.loop, self.state, self.exercised)
@@ -155,6 +157,8 @@ class World:
         self.worker_nodes = [n for n in self.nodes.values() if isinstance(n, WorkerNode)]
         self.network.workers = self.worker_nodes
         self.network.ring = self.lifecycle.ring
+        self.network.schedulers = [n for n in self.nodes.values() if isinstance(n, SchedulerNode)]
+        self.network.bell = self.lifecycle.bell
 
     def _add(self, node: Node) -> None:
         node.stable_id = self.scenario.stable_ids
@@ -224,6 +228,8 @@ class World:
             client = self.nodes[op.client]
             assert isinstance(client, ClientNode), op
             self.at(op.at_s, partial(self.clients.perform, client, op), client)
+        self.schedule_log = schedules.install(self, self.workload.schedules)
+        self.lifecycle.declared = self.workload.schedules
         for name in sorted(self.nodes):
             self.lifecycle.boot(self.nodes[name])
 
@@ -286,6 +292,7 @@ class World:
             "crashed nodes restarted, clocks stop drifting",
         )
         self.network.heal()
+        self.at(self.clock.t + schedules.STOP_AFTER_HEAL_S, self._stop_schedules)
         for name in sorted(self.nodes):
             node = self.nodes[name]
             node.clock.set_rate(1.0)
@@ -323,7 +330,12 @@ class World:
         open_jobs = sum(len(self.state.by_state[state]) for state in OPEN_STATES)
         return f"{open_jobs} open jobs; busy workers: {', '.join(busy) or 'none'}"
 
+    def _stop_schedules(self) -> None:
+        schedules.stop(self, self.schedule_log)
+
     def quiet(self) -> bool:
+        if self.schedule_log.specs and self.schedule_log.stopped_at_s is None:
+            return False
         by_state = self.state.by_state
         if any(by_state[state] for state in OPEN_STATES):
             return False

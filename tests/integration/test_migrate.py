@@ -93,6 +93,7 @@ def test_migrate_twice_exits_zero_and_records_the_version_once(fresh_url: str) -
         "dependencies",
         "paused_queues",
         "tasks",
+        "schedules",
         "schema_migrations",
         "job_counts",
         "attempt_counts",
@@ -100,6 +101,7 @@ def test_migrate_twice_exits_zero_and_records_the_version_once(fresh_url: str) -
     }
     # Version 3's claim and success report take the states they write as arguments;
     # version 2's stay beside them for the taskyard before this one in a rolling upgrade.
+    # Version 6's counters are kept by trigger functions.
     assert functions == [
         ("claim", 5),
         ("claim", 7),

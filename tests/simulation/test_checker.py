@@ -217,6 +217,9 @@ def test_the_history_of_a_simulated_world_feeds_every_invariant() -> None:
         "worker_slots",
         "client_answers",
         "quiescence",
+        "schedule_fire_once",
+        "schedule_fires_in_time",
+        "schedule_policies",
     }
 
 

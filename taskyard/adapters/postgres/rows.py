@@ -32,6 +32,7 @@ from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobFilter, JobQuery
 from taskyard.domain.retry import RetryPolicy
+from taskyard.domain.schedules import Schedule
 from taskyard.domain.store import Changes, plans
 from taskyard.domain.store.rows import (
     JobCount,
@@ -117,6 +118,14 @@ JOBS = sql.Table(
         sql.Column("correlation_id", null=True),
         sql.Column("fingerprint", null=True),
         sql.Column("trace_context", "jsonb", dump=sql.json_text, null=True),
+        sql.Column(
+            "schedule",
+            "jsonb",
+            load=sql.fire_from_json,
+            dump=sql.fire_text,
+            select="{c}::text",
+            null=True,
+        ),
     ],
 )
 ATTEMPTS = sql.Table(
@@ -266,6 +275,9 @@ def filter_sql(job_filter: JobFilter, params: dict[str, Any]) -> str:
     return where
 
 
+_SCHEDULE_SELECT = sql.SCHEDULE_COLUMNS.replace("spec,", "spec::text,").replace(
+    "recent, counts", "recent::text, counts::text"
+)
 _BUCKET = "least(floor(extract(epoch FROM finished_at - %(since)s) / %(bucket_s)s)::int, %(last)s)"
 """The index of a row's slice of time since `since` (the last slice takes any later)."""
 
@@ -426,6 +438,43 @@ class PostgresRows:
                      EXCLUDED.published_by, EXCLUDED.published_at)""",
             [sql.task_row(task, task.published_at) for task in tasks],
         )
+
+    def put_schedules(self, schedules: Sequence[Schedule]) -> None:
+        self._cursor().executemany(
+            f"""INSERT INTO taskyard.schedules ({sql.SCHEDULE_COLUMNS})
+                VALUES (%s, %s::jsonb, %s, %s, %s, %s::uuid, %s::jsonb, %s::jsonb, %s, %s)
+                ON CONFLICT (name) DO UPDATE SET
+                    (spec, paused, next_fire_at, last_fire_at, last_job_id, recent, counts,
+                     created_at, updated_at)
+                  = (EXCLUDED.spec, EXCLUDED.paused, EXCLUDED.next_fire_at,
+                     EXCLUDED.last_fire_at, EXCLUDED.last_job_id, EXCLUDED.recent,
+                     EXCLUDED.counts, EXCLUDED.created_at, EXCLUDED.updated_at)""",
+            [sql.schedule_row(schedule, lambda moment: moment) for schedule in schedules],
+        )
+
+    def delete_schedule(self, name: str) -> bool:
+        cursor = self._cursor().execute("DELETE FROM taskyard.schedules WHERE name = %s", (name,))
+        return cursor.rowcount > 0
+
+    def due_schedules(self, *, now: datetime, limit: int) -> list[Schedule]:
+        rows = self._all(
+            f"""SELECT {_SCHEDULE_SELECT} FROM taskyard.schedules
+                WHERE NOT paused AND next_fire_at <= %s
+                ORDER BY next_fire_at, name LIMIT %s{self._skip}""",
+            (now, limit),
+        )
+        return [sql.schedule_from_row(row, utc) for row in rows]
+
+    def schedule_rows(self, names: Collection[str] | None = None) -> list[Schedule]:
+        if names is None:
+            rows = self._all(f"SELECT {_SCHEDULE_SELECT} FROM taskyard.schedules")
+        else:
+            rows = self._all(
+                f"""SELECT {_SCHEDULE_SELECT} FROM taskyard.schedules
+                    WHERE name = ANY(%s::text[]) ORDER BY name{self._lock}""",
+                (sorted(set(names)),),
+            )
+        return [sql.schedule_from_row(row, utc) for row in rows]
 
     # --- reading --------------------------------------------------------------------------
 

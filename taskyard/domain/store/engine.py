@@ -34,6 +34,7 @@ from taskyard.domain.ports import (
     Promoted,
     ReportResult,
 )
+from taskyard.domain.schedules import Fired, Schedule, ScheduleSpec
 from taskyard.domain.store import plans, reads
 from taskyard.domain.store.rows import Rows, RowStore
 from taskyard.domain.transitions import Report
@@ -143,6 +144,34 @@ class StoreEngine:
 
     def tasks(self) -> list[TaskInfo]:
         return self._rows.reading(reads.tasks)
+
+    # schedules
+
+    def create_schedule(self, spec: ScheduleSpec, *, paused: bool = False) -> Schedule:
+        return self._rows.writing(lambda rows: plans.create_schedule(rows, spec, paused=paused))
+
+    def update_schedule(self, spec: ScheduleSpec) -> Schedule:
+        return self._rows.writing(lambda rows: plans.update_schedule(rows, spec))
+
+    def pause_schedule(self, name: str, *, paused: bool) -> Schedule:
+        return self._rows.writing(lambda rows: plans.pause_schedule(rows, name, paused=paused))
+
+    def delete_schedule(self, name: str) -> Schedule:
+        return self._rows.writing(lambda rows: plans.delete_schedule(rows, name))
+
+    def sync_schedules(self, specs: Sequence[ScheduleSpec]) -> list[Schedule]:
+        return self._rows.writing(lambda rows: plans.sync_schedules(rows, specs))
+
+    def schedules(self) -> list[Schedule]:
+        return self._rows.reading(reads.schedules)
+
+    def schedule(self, name: str) -> Schedule:
+        return self._rows.reading(lambda rows: reads.schedule(rows, name))
+
+    def fire_schedules(self, *, limit: int, keyed: bool = True) -> Fired:
+        return self._rows.writing(
+            lambda rows: plans.fire_schedules(rows, limit=limit, keyed=keyed, normal=self._normal)
+        )
 
     def queues(self) -> list[QueueInfo]:
         return self._rows.reading(reads.queues)

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from taskyard.domain import transitions as t
 from taskyard.domain.catalog import TaskInfo
-from taskyard.domain.errors import JobNotFound
+from taskyard.domain.errors import JobNotFound, ScheduleNotFound
 from taskyard.domain.model import (
     REPORTED_OUTCOMES,
     RUN_S_BUCKETS,
@@ -29,6 +29,7 @@ from taskyard.domain.model import (
     Stats,
 )
 from taskyard.domain.ports import JobFilter, JobPage, JobQuery
+from taskyard.domain.schedules import Schedule
 from taskyard.domain.store.plans import LEASED
 from taskyard.domain.store.rows import Rows
 from taskyard.domain.timefmt import after, seconds_between
@@ -234,3 +235,15 @@ def attempt_totals(rows: Rows, *, run_s_buckets: Sequence[float]) -> AttemptTota
 def tasks(rows: Rows) -> list[TaskInfo]:
     """The task catalog, by name."""
     return sorted(rows.task_entries(), key=lambda task: task.name)
+
+
+def schedules(rows: Rows) -> list[Schedule]:
+    """Every schedule, by name."""
+    return sorted(rows.schedule_rows(), key=lambda s: s.name)
+
+
+def schedule(rows: Rows, name: str) -> Schedule:
+    found = rows.schedule_rows([name])
+    if not found:
+        raise ScheduleNotFound(name)
+    return found[0]

@@ -23,6 +23,7 @@ import attrs
 from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobFilter, JobQuery
+from taskyard.domain.schedules import Schedule
 from taskyard.domain.transitions import Step
 
 T = TypeVar("T")
@@ -171,6 +172,25 @@ class Rows(Protocol):
 
     def put_tasks(self, tasks: Sequence[TaskInfo]) -> None:
         """Insert each task's catalog entry, or replace the entry of the same name whole."""
+        ...
+
+    def put_schedules(self, schedules: Sequence[Schedule]) -> None:
+        """Insert each schedule, or replace the one of the same name whole."""
+        ...
+
+    def delete_schedule(self, name: str) -> bool:
+        """Remove the schedule `name`; False when there was none."""
+        ...
+
+    def due_schedules(self, *, now: datetime, limit: int) -> list[Schedule]:
+        """Up to `limit` unpaused schedules whose next fire is at or before `now`, earliest
+        first, each locked for this transaction (a SQL store skips rows another
+        transaction holds: that one is firing them)."""
+        ...
+
+    def schedule_rows(self, names: Collection[str] | None = None) -> list[Schedule]:
+        """The schedules of `names` (all of them for None), in any order; in a writing
+        transaction each is locked until it ends."""
         ...
 
     # --- reading --------------------------------------------------------------------------
