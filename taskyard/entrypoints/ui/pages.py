@@ -85,11 +85,14 @@ class NavItem:
     label: str
     href: str
     needs: str | None = None
-    """The store method the page reads, for a page that not every store has yet: the entry
-    is shown only when the store has it (and the page's route is added with it)."""
+    """The store method the page reads, for a page that not every store has: the entry is
+    shown only when the store has it."""
+    built: bool = True
+    """False for a page whose place is kept but which does not exist yet (nothing links to
+    it)."""
 
     def available(self, store: object) -> bool:
-        return self.needs is None or callable(getattr(store, self.needs, None))
+        return self.built and (self.needs is None or callable(getattr(store, self.needs, None)))
 
 
 NAV = (
