@@ -14,7 +14,7 @@ import hashlib
 import json
 import keyword
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from importlib import resources
 from typing import Any, Generic, TypeVar
@@ -109,6 +109,14 @@ def filter_terms(job_filter: JobFilter) -> list[tuple[str, list[str]]]:
         ("task", sorted(job_filter.tasks)),
     )
     return [(column, values) for column, values in terms if values]
+
+
+def retention_by_queue(rows: Iterable[tuple[str, str, int]]) -> dict[str, dict[JobState, int]]:
+    """Rows of `(queue, state, retention_s)` as overrides by queue."""
+    out: dict[str, dict[JobState, int]] = {}
+    for queue, state, seconds in rows:
+        out.setdefault(queue, {})[JobState(state)] = int(seconds)
+    return out
 
 
 def error_column(name: str, type: str = "text") -> Column:

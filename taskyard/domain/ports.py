@@ -36,6 +36,7 @@ from taskyard.domain.model import (
     QueueInfo,
     Stats,
 )
+from taskyard.domain.retention import Periods, Retention
 from taskyard.domain.transitions import Report
 
 # --- time and chance ----------------------------------------------------------------------
@@ -213,6 +214,14 @@ class JobStore(Protocol):
         that job, not on the clock). None when no such moment exists."""
         ...
 
+    def prune(self, retention: Retention, *, limit: int) -> int:
+        """Delete up to `limit` finished jobs whose retention period has passed by store
+        time (the queue's override of the job's state, else `retention`'s), with their
+        attempt records and dependency rows, in one short transaction; never a job that
+        another job in the store depends on, nor a row another transaction holds.
+        Returns how many were deleted."""
+        ...
+
     # a person's path
     def cancel(self, job_id: UUID) -> Job: ...
 
@@ -227,6 +236,15 @@ class JobStore(Protocol):
     def retry_many(self, job_filter: JobFilter) -> int: ...
 
     def set_paused(self, queue: str, *, paused: bool) -> None: ...
+
+    def set_retention(self, queue: str, periods: Periods) -> None:
+        """Replace the queue's retention override whole: seconds per finished state it
+        names (0: forever); a state it leaves out follows the default. Empty removes it."""
+        ...
+
+    def retention_overrides(self) -> dict[str, dict[JobState, int]]:
+        """Every queue's retention override, by queue."""
+        ...
 
     def queues(self) -> list[QueueInfo]: ...
 

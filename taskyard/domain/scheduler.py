@@ -1,5 +1,6 @@
 """The scheduler's logic: hold leadership, promote due jobs, reap expired leases, resolve
-dependencies. Written once, driven from outside like `Worker`.
+dependencies, prune finished jobs past their retention. Written once, driven from
+outside like `Worker`.
 
 Leadership only decides how fast work moves. Every action is a compare-and-set in the
 store, so two schedulers that both believe they lead are harmless, and when the
@@ -16,10 +17,14 @@ import attrs
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
 from taskyard.domain.health import Health, call_optional
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Leadership, SchedulerInfo
+from taskyard.domain.retention import PRUNE_BATCH_MAX, Retention
 from taskyard.domain.timefmt import after
 from taskyard.domain.worker import REGISTRY_TTL_S_DEFAULT
 
 log = logging.getLogger("taskyard.scheduler")
+
+PRUNE_EVERY_S_DEFAULT = 10.0
+"""A backlog of finished jobs is pruned a batch per pass; otherwise this often."""
 
 STORE_FAILURES_TO_STEP_DOWN = 3
 """A scheduler whose passes failed this many times in a row stops leading (and stops
@@ -37,11 +42,18 @@ class SchedulerConfig:
     registry_ttl_s: float = REGISTRY_TTL_S_DEFAULT
     host: str = "localhost"
     pid: int = 0
+    retention: Retention = attrs.field(factory=Retention)
+    """How long finished jobs are kept (a queue's override in the store wins)."""
+    prune_every_s: float = PRUNE_EVERY_S_DEFAULT
+    """How often the leader prunes while a prune finds less than a full batch."""
+    prune_batch_max: int = PRUNE_BATCH_MAX
 
     def __attrs_post_init__(self) -> None:
         assert self.leader_ttl_s > 0, self.leader_ttl_s
         assert 0 < self.tick_interval_s <= 1.0, "expired leases are reaped at least every second"
         assert self.batch_max >= 1
+        assert self.prune_every_s > 0, self.prune_every_s
+        assert 1 <= self.prune_batch_max <= PRUNE_BATCH_MAX, self.prune_batch_max
 
     @property
     def campaign_every_s(self) -> float:
@@ -61,6 +73,7 @@ class Pass:
     promoted: int = 0
     reaped: int = 0
     cancelled: int = 0
+    pruned: int = 0
     full: bool = False
 
 
@@ -83,6 +96,7 @@ class Scheduler:
         self.last_pass: Pass | None = None
         self._next_campaign = clock.now()
         self._next_pass = clock.now()
+        self._next_prune = clock.now()
         self._acting_without_coordinator = False
 
     def wake(self) -> None:
@@ -178,6 +192,7 @@ class Scheduler:
             cancelled = self.store.resolve_dependencies(limit=limit)
             promoted = self.store.promote_due(limit=limit)
             reaped = self.store.reap_expired(limit=limit)
+            pruned = self._prune()
         except StoreUnavailable as exc:
             self.store_health.down(exc)
             return Pass()
@@ -196,8 +211,24 @@ class Scheduler:
             promoted=promoted.count,
             reaped=len(reaped),
             cancelled=len(cancelled),
-            full=promoted.count >= limit or len(reaped) >= limit or len(cancelled) >= limit,
+            pruned=pruned,
+            full=promoted.count >= limit
+            or len(reaped) >= limit
+            or len(cancelled) >= limit
+            or pruned >= self.config.prune_batch_max,
         )
+
+    def _prune(self) -> int:
+        """One bounded batch when one is due: at once again while batches come back full
+        (a backlog), else after `prune_every_s`."""
+        now = self.clock.now()
+        if now < self._next_prune:
+            return 0
+        batch = self.config.prune_batch_max
+        pruned = self.store.prune(self.config.retention, limit=batch)
+        if pruned < batch:
+            self._next_prune = after(now, self.config.prune_every_s)
+        return pruned
 
     def resign(self) -> None:
         """Leave: give the leader lease up if this scheduler holds it, and take it off the

@@ -224,6 +224,7 @@ class System:
         scheduler_config = SchedulerConfig(
             scheduler_id=scheduler_id,
             leader_ttl_s=self.settings.leader_ttl_s,
+            retention=self.settings.retention,
             host=socket.gethostname(),
             pid=os.getpid(),
         )

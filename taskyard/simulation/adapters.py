@@ -22,6 +22,7 @@ from taskyard.domain.model import (
     AttemptTotals,
     Enqueued,
     Job,
+    JobState,
     LeaseRef,
     NewJob,
     QueueInfo,
@@ -43,6 +44,7 @@ from taskyard.domain.ports import (
     SchedulerInfo,
     WorkerInfo,
 )
+from taskyard.domain.retention import Periods, Retention
 from taskyard.domain.transitions import Report
 from taskyard.simulation.faults import Target
 
@@ -161,6 +163,9 @@ class FaultyJobStore:
     def next_wakeup(self) -> datetime | None:
         return self._inner.next_wakeup()
 
+    def prune(self, retention: Retention, *, limit: int) -> int:
+        return self._call("prune", lambda: self._inner.prune(retention, limit=limit))
+
     def cancel(self, job_id: UUID) -> Job:
         return self._call("cancel", lambda: self._inner.cancel(job_id))
 
@@ -183,6 +188,12 @@ class FaultyJobStore:
 
     def set_paused(self, queue: str, *, paused: bool) -> None:
         self._inner.set_paused(queue, paused=paused)
+
+    def set_retention(self, queue: str, periods: Periods) -> None:
+        self._inner.set_retention(queue, periods)
+
+    def retention_overrides(self) -> dict[str, dict[JobState, int]]:
+        return self._inner.retention_overrides()
 
     def queues(self) -> list[QueueInfo]:
         return self._inner.queues()

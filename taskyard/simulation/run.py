@@ -42,6 +42,7 @@ EXERCISED: tuple[str, ...] = (
     "report_abandoned",
     "release_refused",
     "tick_failed",
+    "pruned",
 )
 """Paths a run can take that matter to the guarantees, counted so a green sweep shows
 it went there: leases reaped and handed back, stale reports refused, retried reports
@@ -133,7 +134,7 @@ def simulate(
         report=report,
         faults=dict(world.fault_counts),
         sites=dict(world.site_counts),
-        exercised=dict(world.exercised),
+        exercised={**world.exercised, "pruned": len(history.pruned or ())},
         jobs=len(history.jobs),
         accepted=len(world.acknowledged),
         attempts=sum(len(records) for records in history.attempts.values()),

@@ -40,6 +40,7 @@ from taskyard.domain.context import (
 from taskyard.domain.errors import IdempotencyConflict, Refusal, StoreUnavailable
 from taskyard.domain.model import Job, JobState, LeaseRef
 from taskyard.domain.ports import Clock, JobFilter, JobQuery, JobStore
+from taskyard.domain.retention import Retention
 from taskyard.domain.scheduler import Scheduler, SchedulerConfig
 from taskyard.domain.timefmt import after
 from taskyard.domain.transitions import Event, Report
@@ -121,6 +122,8 @@ class Scenario:
     """True: a restarted node keeps its id (a container restarted with the same host and
     pid); False: each incarnation has its own (`w1.2`)."""
     events_max: int = 400_000
+    retention: Retention = attrs.field(factory=Retention)
+    """What the schedulers prune (the product's defaults keep everything for a whole run)."""
 
     def __attrs_post_init__(self) -> None:
         names = [w.name for w in self.workers] + list(self.schedulers) + list(self.clients)
@@ -606,7 +609,9 @@ class World:
                 store=node.store,
                 coordinator=node.coordinator,
                 clock=node.clock,
-                config=SchedulerConfig(scheduler_id=node.node_id),
+                config=SchedulerConfig(
+                    scheduler_id=node.node_id, retention=self.scenario.retention
+                ),
             )
         elif isinstance(node, ClientNode):
             node.client = Client(
@@ -1072,9 +1077,14 @@ class World:
             rec if rec.at == true_at else attrs.evolve(rec, at=true_at)
             for rec, true_at in zip(history, self._true_at, strict=True)
         ]
+        pruned = {p.job.id: p for p in self.state.pruned or ()}
         return History(
-            jobs=dict(self.state.jobs),
-            attempts={job_id: list(records) for job_id, records in self.state.attempts.items()},
+            jobs={**{job_id: p.job for job_id, p in pruned.items()}, **self.state.jobs},
+            attempts={
+                **{job_id: list(p.attempts) for job_id, p in pruned.items()},
+                **{job_id: list(records) for job_id, records in self.state.attempts.items()},
+            },
+            pruned=pruned,
             log=log,
             acknowledged=frozenset(self.acknowledged),
             replays=tuple(self.replays),

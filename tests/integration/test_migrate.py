@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from taskyard.adapters.sqlshared import load_migrations
 from taskyard.entrypoints import cli
 from taskyard.entrypoints.process import redact_url
 from tests import services
@@ -36,12 +37,9 @@ def _migrate(url: str) -> subprocess.Popen[str]:
     )
 
 
-ALL_VERSIONS = [
-    (1, "initial"),
-    (2, "hot_paths"),
-    (3, "hot_path_arguments"),
-    (4, "task_catalog"),
-]
+ALL_VERSIONS = [(m.version, m.name) for m in load_migrations("postgres")]
+LATEST = ALL_VERSIONS[-1][0]
+APPLIED = [f"applied {version:04d}_{name}" for version, name in ALL_VERSIONS]
 
 
 def _recorded(url: str) -> list[tuple[int, str]]:
@@ -60,18 +58,15 @@ def test_migrate_twice_exits_zero_and_records_the_version_once(fresh_url: str) -
     assert first.returncode == 0, err
     assert out.splitlines() == [
         f"taskyard migrate {redact_url(fresh_url)}",
-        "applied 0001_initial",
-        "applied 0002_hot_paths",
-        "applied 0003_hot_path_arguments",
-        "applied 0004_task_catalog",
-        "taskyard schema at version 4",
+        *APPLIED,
+        f"taskyard schema at version {LATEST}",
     ]
     second = _migrate(fresh_url)
     out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
     assert out.splitlines() == [
         f"taskyard migrate {redact_url(fresh_url)}",
-        "taskyard schema at version 4 (up to date)",
+        f"taskyard schema at version {LATEST} (up to date)",
     ]
     assert _recorded(fresh_url) == ALL_VERSIONS
     with psycopg.connect(fresh_url) as conn:
@@ -93,6 +88,7 @@ def test_migrate_twice_exits_zero_and_records_the_version_once(fresh_url: str) -
         "dependencies",
         "paused_queues",
         "tasks",
+        "queue_retention",
         "schema_migrations",
     }
     # Version 3's claim and success report take the states they write as arguments;
@@ -125,12 +121,7 @@ def test_a_version_1_schema_is_upgraded_by_applying_only_what_it_lacks(fresh_url
     proc = _migrate(fresh_url)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert out.splitlines()[1:] == [
-        "applied 0002_hot_paths",
-        "applied 0003_hot_path_arguments",
-        "applied 0004_task_catalog",
-        "taskyard schema at version 4",
-    ]
+    assert out.splitlines()[1:] == [*APPLIED[1:], f"taskyard schema at version {LATEST}"]
     assert _recorded(fresh_url) == ALL_VERSIONS
 
 
@@ -170,6 +161,7 @@ def test_migrate_creates_a_sqlite_schema(
     path = tmp_path / "jobs.db"
     assert cli.main(["migrate", "--database-url", f"sqlite:///{path}"]) == 0
     assert capsys.readouterr().out == (
-        f"taskyard migrate sqlite:///{path}\n{path}: taskyard schema at version 2\n"
+        f"taskyard migrate sqlite:///{path}\n{path}: taskyard schema at version "
+        f"{load_migrations('sqlite')[-1].version}\n"
     )
     assert path.exists()
