@@ -22,6 +22,7 @@ from datetime import datetime
 
 import attrs
 
+from taskyard.domain.errors import FieldError, ValidationError
 from taskyard.domain.model import JobState
 from taskyard.domain.timefmt import after
 
@@ -47,6 +48,48 @@ Periods = Mapping[JobState, int]
 
 def valid_period(seconds: int) -> bool:
     return 0 <= seconds <= RETENTION_S_MAX
+
+
+FIELD = "retention_seconds"
+
+
+def parse_periods(data: object, *, field: str = FIELD) -> dict[JobState, int]:
+    """A queue's override as an operator writes it, `{"succeeded": 3600, "dead": 0}`: each
+    key a finished state, each value whole seconds (0: forever); a key left out, or null,
+    follows the default. Raises `ValidationError` naming each bad field.
+
+    >>> parse_periods({"succeeded": 3600, "dead": None})
+    {<JobState.SUCCEEDED: 'succeeded'>: 3600}
+    >>> parse_periods({"running": 1, "dead": -1, "cancelled": True})
+    Traceback (most recent call last):
+    ...
+    taskyard.domain.errors.ValidationError: retention_seconds.cancelled: must be a whole \
+number of seconds from 0 (forever) to 3153600000; retention_seconds.dead: must be a whole \
+number of seconds from 0 (forever) to 3153600000; retention_seconds.running: not a finished \
+state (succeeded, dead, cancelled)
+    """
+    if not isinstance(data, Mapping):
+        raise ValidationError([FieldError(field, "must be an object of seconds by state")])
+    out: dict[JobState, int] = {}
+    errors: list[FieldError] = []
+    names = {state.value: state for state in FINISHED}
+    for key in sorted(data, key=str):
+        where = f"{field}.{key}"
+        value = data[key]
+        if key not in names:
+            errors.append(FieldError(where, "not a finished state (succeeded, dead, cancelled)"))
+        elif value is None:
+            continue
+        elif isinstance(value, bool) or not isinstance(value, int) or not valid_period(value):
+            bound = f"{RETENTION_S_MAX}"
+            errors.append(
+                FieldError(where, f"must be a whole number of seconds from 0 (forever) to {bound}")
+            )
+        else:
+            out[names[key]] = value
+    if errors:
+        raise ValidationError(errors)
+    return out
 
 
 @attrs.frozen(kw_only=True)
