@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 import attrs
@@ -267,6 +267,21 @@ class JobStore(Protocol):
         none), and the run time (`finished_at - started_at`) of the attempts a worker reported
         an end for (`REPORTED_OUTCOMES`) as a cumulative histogram over `run_s_buckets`
         (ascending upper bounds, in seconds). The metrics endpoint reads it at scrape time."""
+        ...
+
+
+@runtime_checkable
+class Upkeep(Protocol):
+    """What a store whose updates and deletes leave dead rows behind offers its leading
+    scheduler (PostgreSQL): the dead rows of its busy tables, and a vacuum of one."""
+
+    def table_rows(self) -> dict[str, tuple[int, int]]:
+        """Live and dead rows of each busy table, from the store's statistics."""
+        ...
+
+    def vacuum(self, table: str) -> None:
+        """Vacuum one of those tables, unless another vacuum holds it (then skip it at
+        once). Blocks no read or write of the table's rows."""
         ...
 
 

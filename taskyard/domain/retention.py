@@ -42,6 +42,23 @@ CANCELLED_S_DEFAULT = 7 * 86_400
 PRUNE_BATCH_MAX = 500
 """Jobs one prune deletes at most: one short transaction, whatever the backlog."""
 
+VACUUM_DEAD_MIN = 5_000
+VACUUM_DEAD_FRACTION = 0.05
+VACUUM_EVERY_S_DEFAULT = 10.0
+
+
+def vacuum_due(*, live: int, dead: int) -> bool:
+    """Whether a table's dead rows (each claim, report and prune leaves some behind in a
+    store like PostgreSQL) are worth a vacuum now: more than a floor plus a twentieth of
+    the live rows, autovacuum's formula with a smaller fraction, checked far more often
+    than its one-minute nap (or at all, where autovacuum is off).
+
+    >>> vacuum_due(live=100_000, dead=9_000), vacuum_due(live=100_000, dead=11_000)
+    (False, True)
+    """
+    return dead > VACUUM_DEAD_MIN + VACUUM_DEAD_FRACTION * live
+
+
 Periods = Mapping[JobState, int]
 """Seconds per finished state; 0 keeps forever."""
 

@@ -233,6 +233,7 @@ class System:
             coordinator=self.coordinator,
             config=attrs.evolve(scheduler_config, **config),
             clock=self.node_clock,
+            vacuum_every_s=self.settings.vacuum_every_s,
         )
 
     def close(self) -> None:

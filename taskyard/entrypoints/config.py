@@ -347,6 +347,7 @@ class Settings:
     retention_succeeded_s: int = retention.SUCCEEDED_S_DEFAULT
     retention_dead_s: int = retention.DEAD_S_DEFAULT
     retention_cancelled_s: int = retention.CANCELLED_S_DEFAULT
+    vacuum_every_s: float = retention.VACUUM_EVERY_S_DEFAULT
     host: str = "127.0.0.1"
     port: int = 8000
     url: str = "http://127.0.0.1:8000"
@@ -550,6 +551,16 @@ _SETTINGS = [
         )
     ),
     Setting(
+        attr="vacuum_every_s",
+        env="TASKYARD_VACUUM_SECONDS",
+        parse=number_in(0, 3_600),
+        flag="--vacuum-every",
+        metavar="SECONDS",
+        help="PostgreSQL: how often the leading scheduler looks at the jobs and attempts "
+        "tables' dead rows and vacuums a table with too many; 0 leaves it to autovacuum "
+        "(default 10)",
+    ),
+    Setting(
         attr="host",
         env="TASKYARD_HOST",
         parse=parse_host,
@@ -642,7 +653,12 @@ _RUNNING_SETTINGS = (
 )
 """What a worker pool needs, in `taskyard worker` and in `taskyard standalone`."""
 WORKER_SETTINGS = (*_STORE_SETTINGS, *_RUNNING_SETTINGS, *COMMON_SETTINGS)
-RETENTION_SETTINGS = ("retention_succeeded_s", "retention_dead_s", "retention_cancelled_s")
+RETENTION_SETTINGS = (
+    "retention_succeeded_s",
+    "retention_dead_s",
+    "retention_cancelled_s",
+    "vacuum_every_s",
+)
 SCHEDULER_SETTINGS = (*_STORE_SETTINGS, "leader_ttl_s", *RETENTION_SETTINGS, *COMMON_SETTINGS)
 STANDALONE_SETTINGS = (
     *_STORE_SETTINGS,

@@ -158,6 +158,10 @@ def split_url(url: str) -> tuple[str, PoolSettings]:
     return conninfo, settings
 
 
+UPKEEP_TABLES = ("jobs", "attempts")
+"""The tables every claim, report and prune leaves dead rows in."""
+
+
 class PostgresJobStore(StoreEngine):
     def __init__(
         self,
@@ -276,6 +280,30 @@ class PostgresJobStore(StoreEngine):
 
     def now(self) -> datetime:
         return self._run(lambda conn: PostgresRows(conn, locking=False).now(), transaction=False)
+
+    # --- upkeep (`Upkeep`) ----------------------------------------------------------------
+
+    def table_rows(self) -> dict[str, tuple[int, int]]:
+        def work(conn: Conn) -> dict[str, tuple[int, int]]:
+            rows = conn.execute(
+                "SELECT relname, n_live_tup, n_dead_tup FROM pg_stat_user_tables"
+                " WHERE schemaname = 'taskyard' AND relname = ANY(%s)",
+                (list(UPKEEP_TABLES),),
+            )
+            return {name: (int(live), int(dead)) for name, live, dead in rows}
+
+        return self._run(work, transaction=False)
+
+    def vacuum(self, table: str) -> None:
+        """`VACUUM (SKIP_LOCKED)`: a table another vacuum (autovacuum) holds is skipped, not
+        waited for; the lock it takes (SHARE UPDATE EXCLUSIVE) lets every read and write
+        through."""
+        assert table in UPKEEP_TABLES, table
+
+        def work(conn: Conn) -> None:
+            conn.execute(f"VACUUM (SKIP_LOCKED) taskyard.{table}")
+
+        self._run(work, transaction=False)
 
     def writing(self, work: Callable[[Rows], T]) -> T:
         return self._run(lambda conn: work(PostgresRows(conn, locking=True)))
