@@ -24,7 +24,7 @@ chaos:
 	TASKYARD_CHAOS_JOBS=10000 pytest tests/chaos -s
 
 docs:
-	python -m taskyard.domain.diagram > docs/state-machine.md
+	python -m taskyard.entrypoints.diagram > docs/state-machine.md
 
 ci:
 	bash .ci/run

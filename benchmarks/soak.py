@@ -86,6 +86,9 @@ class Minute:
     autovacuums: int
     """Autovacuum runs of the jobs table in this minute."""
     autovacuums_attempts: int
+    vacuums: int
+    """Vacuums of the jobs table by the leading scheduler (TASKYARD_VACUUM_SECONDS)."""
+    vacuums_attempts: int
     pick_node: str
     pick_ms: float
     pick_buffers: int
@@ -159,14 +162,14 @@ def processes(settings: Any, lifetime_s: float) -> Iterator[Processes]:
 
 def table_stats(conn: psycopg.Connection[Any]) -> dict[str, dict[str, int]]:
     rows = conn.execute(
-        """SELECT relname, n_live_tup, n_dead_tup, autovacuum_count,
+        """SELECT relname, n_live_tup, n_dead_tup, autovacuum_count, vacuum_count,
                   pg_total_relation_size(relid)
            FROM pg_stat_user_tables WHERE schemaname = 'taskyard'
              AND relname IN ('jobs', 'attempts')"""
     ).fetchall()
     return {
-        name: {"live": live, "dead": dead, "autovacuums": vacuums, "bytes": size}
-        for name, live, dead, vacuums, size in rows
+        name: {"live": live, "dead": dead, "autovacuums": auto, "vacuums": manual, "bytes": size}
+        for name, live, dead, auto, manual, size in rows
     }
 
 
@@ -250,7 +253,7 @@ def run(
     began = time.monotonic()
     before = table_stats(conn)
     next_minute = began + args.sample_s
-    end = began + args.minutes * 60
+    end = began + args.minutes * 60 + 1.0  # the last minute's sample included
     while time.monotonic() < end:
         tick_at = time.monotonic()
         carry += rate * TICK_S
@@ -291,6 +294,8 @@ def run(
                 autovacuums=stats["jobs"]["autovacuums"] - before["jobs"]["autovacuums"],
                 autovacuums_attempts=stats["attempts"]["autovacuums"]
                 - before["attempts"]["autovacuums"],
+                vacuums=stats["jobs"]["vacuums"] - before["jobs"]["vacuums"],
+                vacuums_attempts=stats["attempts"]["vacuums"] - before["attempts"]["vacuums"],
                 pick_node=node,
                 pick_ms=pick_ms,
                 pick_buffers=buffers,
@@ -307,8 +312,9 @@ def run(
 
 HEADER = (
     "| min | enqueued/s | drain/s | pickup p50 ms | pickup p99 ms | jobs table MB | live "
-    "| dead | autovacuum (jobs / attempts) | attempts MB | claim pick |\n"
-    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    "| dead | autovacuum (jobs / attempts) | scheduler's vacuum (jobs / attempts) | attempts MB "
+    "| claim pick |\n"
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 )
 
 
@@ -321,7 +327,8 @@ def row(m: Minute, sample_s: float = 60.0) -> str:
         f"| {m.minute} | {m.enqueued / sample_s:,.0f} | {m.drain_per_s:,.0f} "
         f"| {_ms(m.pickup_p50_ms)} | {_ms(m.pickup_p99_ms)} "
         f"| {m.jobs_bytes / 1e6:,.1f} | {m.live:,} | {m.dead:,} "
-        f"| {m.autovacuums} / {m.autovacuums_attempts} | {m.attempts_bytes / 1e6:,.1f} "
+        f"| {m.autovacuums} / {m.autovacuums_attempts} | {m.vacuums} / {m.vacuums_attempts} "
+        f"| {m.attempts_bytes / 1e6:,.1f} "
         f"| {m.pick_node}, {m.pick_ms:.2f} ms, {m.pick_buffers} buffers |"
     )
 

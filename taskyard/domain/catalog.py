@@ -128,8 +128,32 @@ def with_defaults(data: Mapping[str, Any], task: TaskInfo | None) -> dict[str, A
         if field not in filled:
             filled[field] = value
         elif field == "backoff" and isinstance(filled[field], Mapping):
-            filled[field] = {**value, **filled[field]}
+            filled[field] = _backoff_with_defaults(filled[field], value)
     return filled
+
+
+def _backoff_with_defaults(sent: Mapping[str, Any], task: Mapping[str, Any]) -> dict[str, Any]:
+    """A partial backoff with the task's values for the keys it leaves out, but for a task's
+    `max_seconds` below the `base_seconds` sent: that cap would contradict what the
+    submission asked, so the submission gets the usual cap instead (validation judges it).
+
+    >>> _backoff_with_defaults({"base_seconds": 3}, {"base_seconds": 1, "max_seconds": 1})
+    {'base_seconds': 3}
+    >>> _backoff_with_defaults({"base_seconds": 3}, {"base_seconds": 1, "max_seconds": 9})
+    {'base_seconds': 3, 'max_seconds': 9}
+    """
+    merged = {**task, **sent}
+    base, cap = sent.get("base_seconds"), task.get("max_seconds")
+    numbers = not isinstance(base, bool) and not isinstance(cap, bool)
+    if (
+        "max_seconds" not in sent
+        and numbers
+        and isinstance(base, int | float)
+        and isinstance(cap, int | float)
+        and cap < base
+    ):
+        del merged["max_seconds"]
+    return merged
 
 
 def publishable(task: TaskInfo) -> bool:

@@ -5,14 +5,16 @@ a report or release that concerns one chosen job with an unexpected error (as Po
 refuses a value it cannot hold: `UnexpectedStoreError`, nothing written).
 
 The wrappers implement the ports exactly; the domain code behind them is the production
-code and cannot tell it is simulated.
+code and cannot tell it is simulated. What they need of the world around them is the small
+`Wire` protocol (the network and its fault sites, `taskyard.simulation.network`), so this
+module imports nothing of the world's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 from uuid import UUID
 
 from taskyard.domain.catalog import TaskInfo
@@ -48,10 +50,55 @@ from taskyard.domain.retention import Periods, Retention
 from taskyard.domain.transitions import Report
 from taskyard.simulation.faults import Target
 
-if TYPE_CHECKING:
-    from taskyard.simulation.world import Node, World
-
 T = TypeVar("T")
+
+
+class Caller(Protocol):
+    """The node a wrapper belongs to."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def label(self) -> str:
+        """Name and incarnation (`w2.1`): who the trace says did it."""
+
+    @property
+    def node_id(self) -> str:
+        """The id the node gives the store and the coordinator."""
+
+
+class Wire(Protocol):
+    """What a node's wrappers ask of the world: whether the node is cut off, whether a
+    named fault site fires, whether the store refuses a job of the call, and where to
+    note what the store committed and answered."""
+
+    @property
+    def split_brain(self) -> bool:
+        """True while the coordinator tells every scheduler that it leads."""
+
+    def cut_off(self, node: str, target: Target) -> bool: ...
+
+    def fire(self, site: str, who: str) -> bool: ...
+
+    def refuse(self, caller: Caller, op: str, about: Sequence[LeaseRef | Report]) -> None:
+        """Raise `UnexpectedStoreError` when the store refuses a job of the call."""
+
+    def deliver_late(self, who: str, op: str, call: Callable[[], object]) -> None:
+        """Apply `call` to the store later (a request its caller gave up on)."""
+
+    def note_commits(self, who: str) -> None:
+        """Trace what the store committed since the last call, as done by `who`."""
+
+    def observe(self, who: str, what: str, job_id: UUID, attempt: int) -> None:
+        """The store answered something other than "applied" (`what`)."""
+
+    def note(self, who: str, what: str) -> None: ...
+
+    def count(self, path: str) -> None:
+        """A path worth counting was taken (`split_brain_lead`, ...)."""
+
+    def deliver_doorbells(self, queues: Sequence[str]) -> None: ...
 
 
 class UnexpectedStoreError(RuntimeError):
@@ -62,8 +109,8 @@ class UnexpectedStoreError(RuntimeError):
 class FaultyJobStore:
     """One node's view of the store."""
 
-    def __init__(self, world: World, node: Node, inner: JobStore) -> None:
-        self._world = world
+    def __init__(self, wire: Wire, node: Caller, inner: JobStore) -> None:
+        self._wire = wire
         self._node = node
         self._inner = inner
 
@@ -75,24 +122,24 @@ class FaultyJobStore:
         write: bool = True,
         about: Sequence[LeaseRef | Report] = (),
     ) -> T:
-        world = self._world
+        wire = self._wire
         node = self._node
-        if world.cut_off(node.name, Target.STORE):
+        if wire.cut_off(node.name, Target.STORE):
             raise StoreUnavailable(message=f"{node.name} cannot reach the store")
-        if world.fire(f"store.{op}.unavailable", node.label):
+        if wire.fire(f"store.{op}.unavailable", node.label):
             raise StoreUnavailable(message=f"store.{op}: the request was lost")
         if about:
-            world.refuse(node, op, about)  # raises UnexpectedStoreError for a refused job
-        if write and world.fire(f"store.{op}.delayed", node.label):
-            world.deliver_late(node.label, op, fn)
+            wire.refuse(node, op, about)  # raises UnexpectedStoreError for a refused job
+        if write and wire.fire(f"store.{op}.delayed", node.label):
+            wire.deliver_late(node.label, op, fn)
             raise StoreUnavailable(
                 message=f"store.{op}: timed out (the request is still on its way)"
             )
         try:
             result = fn()
         finally:
-            world.note_commits(node.label)
-        if write and world.fire(f"store.{op}.reply_lost", node.label):
+            wire.note_commits(node.label)
+        if write and wire.fire(f"store.{op}.reply_lost", node.label):
             raise StoreUnavailable(message=f"store.{op}: the reply was lost")
         return result
 
@@ -120,7 +167,7 @@ class FaultyJobStore:
         )
         for status in statuses:
             if not status.held:
-                self._world.observe(
+                self._wire.observe(
                     self._node.label, "heartbeat_refused", status.ref.job_id, status.ref.attempt
                 )
         return statuses
@@ -128,7 +175,7 @@ class FaultyJobStore:
     def _observe(self, what: str, results: list[ReportResult]) -> list[ReportResult]:
         for result in results:
             if result.status is not ReportStatus.APPLIED:
-                self._world.observe(
+                self._wire.observe(
                     self._node.label,
                     f"{what}_{result.status.value}",
                     result.ref.job_id,
@@ -215,23 +262,23 @@ class FaultyCoordinator:
     """One node's view of the coordinator. Doorbells are delivered by the world as events
     (the production worker's doorbell thread, blocked in `wait`, is what it stands for)."""
 
-    def __init__(self, world: World, node: Node, inner: Coordinator) -> None:
-        self._world = world
+    def __init__(self, wire: Wire, node: Caller, inner: Coordinator) -> None:
+        self._wire = wire
         self._node = node
         self._inner = inner
 
     def _check(self) -> None:
-        if self._world.cut_off(self._node.name, Target.COORDINATOR):
+        if self._wire.cut_off(self._node.name, Target.COORDINATOR):
             raise CoordinatorUnavailable(message=f"{self._node.name} cannot reach the coordinator")
 
     def campaign(self, *, candidate: str, ttl_s: float) -> Leadership | None:
         self._check()
         held = self._inner.campaign(candidate=candidate, ttl_s=ttl_s)
-        if held is None and self._world.split_brain:
+        if held is None and self._wire.split_brain:
             current = self._inner.leader()
             term = current.term if current is not None else 0
-            self._world.exercised["split_brain_lead"] += 1
-            self._world.note(
+            self._wire.count("split_brain_lead")
+            self._wire.note(
                 self._node.label, f"split brain: {candidate} is told it leads term {term}"
             )
             return Leadership(holder=candidate, term=term, expires_at=None)
@@ -272,7 +319,7 @@ class FaultyCoordinator:
     def ring(self, queues: Sequence[str]) -> None:
         self._check()
         self._inner.ring(queues)
-        self._world.deliver_doorbells(queues)
+        self._wire.deliver_doorbells(queues)
 
     def wait(self, queues: Sequence[str] | None, *, timeout_s: float) -> bool:
         raise AssertionError("nothing blocks in the simulator: doorbells arrive as events")

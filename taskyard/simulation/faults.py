@@ -7,8 +7,9 @@ that one from the store for 8 s, ...) and the probability of each switched-on si
 (`taskyard.simulation.profiles`); a hypothesis test builds plans directly and shrinks them.
 
 To add a fault: add a `FaultKind`, then either a site (`site_kind` maps it to its kind;
-the adapter wrapper or the executor calls `World.fire(site)` at the point where it
-strikes) or an action kind (handled in `World._apply_action`), and let a profile draw it.
+the adapter wrapper or the executor calls `Network.fire(site)` at the point where it
+strikes) or an action kind (a handler in `taskyard.simulation.actions.STRIKES`), and let
+a profile draw it.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import attrs
 import falcon
@@ -27,14 +28,14 @@ from taskyard.domain.builtins import BuiltinPolicy
 from taskyard.domain.model import Job
 from taskyard.domain.ports import Coordinator, JobQuery, JobStore
 from taskyard.entrypoints.api import Services, create_app
-from taskyard.entrypoints.api.openapi import openapi_document
+from taskyard.entrypoints.api.app import api_document
 from taskyard.entrypoints.bootstrap import bootstrap
 from taskyard.entrypoints.config import Settings
 
 START = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
 TOKENS = ("s3cret-token", "second.token")
 
-_DOCUMENT = openapi_document()
+_DOCUMENT = api_document()
 _VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
 
 
@@ -120,8 +121,11 @@ class Api:
         if bearer is not None:
             sent["Authorization"] = f"Bearer {bearer}"
         sent.update(headers or {})
+        # The query is sent as the bytes a client would put on the wire, percent-encoded;
+        # a lone surrogate goes out as the invalid UTF-8 a hostile client can send.
+        query = urlencode(params or {}, doseq=True, encoding="utf-8", errors="surrogatepass")
         result = self.client.simulate_request(
-            method, path, body=body, headers=sent, params=params or None
+            method, path, body=body, headers=sent, query_string=query or None
         )
         check_against_openapi(self.app, method, path, result)
         return result

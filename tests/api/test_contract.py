@@ -23,12 +23,12 @@ from taskyard.domain.storable import INT_DIGITS_MAX, NUL_MESSAGE, SURROGATE_MESS
 from taskyard.domain.submission import parse_submission
 from taskyard.domain.timefmt import format_time, parse_time
 from taskyard.entrypoints.api import system
-from taskyard.entrypoints.api.openapi import openapi_document
+from taskyard.entrypoints.api.app import api_document
 from tests import factories as f
 from tests.api.conftest import START, Api, make_api
 from tests.strategies import args_values, bodies, edge_text, hostile_text, junk, values_for
 
-DOCUMENT = openapi_document()
+DOCUMENT = api_document()
 HOSTILE = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

@@ -12,8 +12,7 @@ from falcon.inspect import inspect_routes
 from openapi_spec_validator import validate
 
 from taskyard.entrypoints.api.access import Access
-from taskyard.entrypoints.api.app import ROUTES
-from taskyard.entrypoints.api.openapi import openapi_document
+from taskyard.entrypoints.api.app import ROUTES, api_document
 from taskyard.entrypoints.ui import UI_ROUTES
 from tests.api.conftest import Api
 
@@ -40,7 +39,7 @@ def routed(api: Api, *, ui: bool = False) -> set[tuple[str, str]]:
 def documented() -> set[tuple[str, str]]:
     return {
         (path, method)
-        for path, item in openapi_document()["paths"].items()
+        for path, item in api_document()["paths"].items()
         for method in item
         if method in METHODS
     }
@@ -59,7 +58,7 @@ def test_the_dashboard_routes_are_exactly_ui_routes_and_none_is_in_the_document(
     pages = routed(api, ui=True)
     assert {path for path, _ in pages} == UI_TEMPLATES
     assert all(path.startswith("/ui") for path in UI_TEMPLATES)
-    assert not UI_TEMPLATES & set(openapi_document()["paths"])
+    assert not UI_TEMPLATES & set(api_document()["paths"])
 
 
 API_MD_TABLE = {
@@ -91,7 +90,7 @@ API_MD_TABLE = {
 
 
 def test_path_parameters_are_declared(api: Api) -> None:
-    document = openapi_document()
+    document = api_document()
     for path, item in document["paths"].items():
         names = set(re.findall(r"{(\w+)}", path))
         for method, operation in item.items():
@@ -115,7 +114,7 @@ def test_the_document_is_valid_openapi_3_1(api: Api) -> None:
 
 
 def test_the_document_says_open_exactly_where_the_routes_are_declared_open() -> None:
-    document = openapi_document()
+    document = api_document()
     assert document["security"] == [{"bearer": []}]
     access = {route.template: route.access for route in ROUTES}
     for path, item in document["paths"].items():

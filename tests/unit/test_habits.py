@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import taskyard.domain
-from taskyard.domain import diagram
+from taskyard.entrypoints import diagram
 
 ROOT = Path(__file__).resolve().parents[2]
 DOMAIN_MODULES = sorted(
@@ -38,7 +38,7 @@ def test_the_domain_imports_no_io_library() -> None:
 def test_the_state_machine_doc_is_generated_from_the_table() -> None:
     committed = (ROOT / "docs" / "state-machine.md").read_text()
     assert committed == diagram.render(), (
-        "docs/state-machine.md is stale: run `python -m taskyard.domain.diagram > "
+        "docs/state-machine.md is stale: run `python -m taskyard.entrypoints.diagram > "
         "docs/state-machine.md`"
     )
 

@@ -12,6 +12,7 @@ import falcon
 from taskyard.entrypoints.api import jobs, system
 from taskyard.entrypoints.api.access import Access, BearerToken, Credential, Guard
 from taskyard.entrypoints.api.middleware import BodyLimit, RequestContext
+from taskyard.entrypoints.api.openapi import openapi_document
 from taskyard.entrypoints.api.problems import register_error_handlers
 from taskyard.entrypoints.api.services import Services
 from taskyard.entrypoints.ui.session import SessionCookie, SessionKeys
@@ -34,7 +35,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/healthz", lambda services: system.Health(), OPEN),
     Route("/readyz", system.Ready, OPEN),
     Route("/metrics", system.Metrics, OPEN),
-    Route("/openapi.json", lambda services: system.OpenApi(), OPEN),
+    Route("/openapi.json", lambda services: system.OpenApi(api_document()), OPEN),
     Route("/v1/jobs", jobs.Jobs, PROTECTED),
     Route("/v1/jobs/batch", jobs.Batch, PROTECTED),
     Route("/v1/jobs/retry", jobs.BulkRetry, PROTECTED),
@@ -54,6 +55,11 @@ ROUTES: tuple[Route, ...] = (
 """Every route of the JSON API, with its access: the open ones are exactly the five above.
 The OpenAPI document (`openapi.py`) describes each; tests hold them equal. The dashboard's
 routes are `UI_ROUTES` (`taskyard/entrypoints/ui/__init__.py`), declared the same way."""
+
+
+def api_document() -> dict[str, Any]:
+    """The OpenAPI document of `ROUTES` (each operation open or protected as its route)."""
+    return openapi_document({route.template: route.access for route in ROUTES})
 
 
 def credentials(services: Services) -> list[Credential]:

@@ -12,11 +12,13 @@ its route, method and status.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from taskyard import __version__
 from taskyard.domain import contract as c
 from taskyard.domain import schema as k
+from taskyard.entrypoints.api.access import Access
 from taskyard.entrypoints.api.body import BATCH_BODY_BYTES_MAX, BODY_BYTES_MAX
 from taskyard.entrypoints.api.middleware import REQUEST_ID as REQUEST_ID_PATTERN
 
@@ -300,13 +302,9 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
     return paths
 
 
-def _operations(renderer: Renderer) -> dict[str, Any]:
+def _operations(renderer: Renderer, access: Mapping[str, Access]) -> dict[str, Any]:
     """The paths, each operation marked open (`security: []`) or answering 401, 500 and
     503 as its route's access says, its parameters rendered."""
-    from taskyard.entrypoints.api.access import Access
-    from taskyard.entrypoints.api.app import ROUTES
-
-    access = {route.template: route.access for route in ROUTES}
     paths = _paths()
     for path, item in paths.items():
         for operation in item.values():
@@ -323,9 +321,11 @@ def _operations(renderer: Renderer) -> dict[str, Any]:
     return paths
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(access: Mapping[str, Access]) -> dict[str, Any]:
+    """The document, given each route template's access (`app.api_document` passes the
+    route table's: this module does not import it, as the table's resources serve it)."""
     renderer = Renderer()
-    paths = _operations(renderer)
+    paths = _operations(renderer, access)
     for declared in vars(c).values():
         if isinstance(declared, k.Shape):
             renderer.shape(declared)

@@ -21,7 +21,6 @@ from taskyard.domain.schema import quoted
 from taskyard.domain.timefmt import format_time
 from taskyard.entrypoints.api import query
 from taskyard.entrypoints.api.metrics import metrics_registry
-from taskyard.entrypoints.api.openapi import openapi_document
 from taskyard.entrypoints.api.probes import Deadline, NoAnswer, Probe
 from taskyard.entrypoints.api.problems import not_found
 from taskyard.entrypoints.api.services import Services
@@ -225,8 +224,8 @@ class Metrics:
 class OpenApi:
     """`GET /openapi.json`."""
 
-    def __init__(self) -> None:
-        self.document = openapi_document()
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = self.document

@@ -1,0 +1,66 @@
+"""The shape of a world: its workers (slots, queues, tasks), schedulers and clients, the
+lease TTL, how long the faults last and how long the world may take to go quiet after.
+
+`StoreFactory` builds one node's view of the shared in-memory store; the product's is
+`memory_store_view`, and tests swap in deliberately broken ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from taskyard.adapters.memory import InMemoryJobStore, MemoryState
+from taskyard.domain.ports import Clock, JobStore
+from taskyard.domain.retention import Retention
+
+TASKS: tuple[str, ...] = ("work", "report")
+
+StoreFactory = Callable[[Clock, Clock, MemoryState], JobStore]
+"""Builds one node's view of the shared store from (the store's clock, the node's own
+clock, the shared state). The product's is `memory_store_view`; tests swap in broken ones."""
+
+
+def memory_store_view(store_clock: Clock, node_clock: Clock, state: MemoryState) -> JobStore:
+    return InMemoryJobStore(store_clock, state=state)
+
+
+@attrs.frozen(kw_only=True)
+class WorkerSpec:
+    name: str
+    concurrency: int = 2
+    queues: tuple[str, ...] | None = None
+    """None: every queue."""
+    tasks: tuple[str, ...] = TASKS
+
+
+@attrs.frozen(kw_only=True)
+class Scenario:
+    workers: tuple[WorkerSpec, ...]
+    schedulers: tuple[str, ...] = ("s1", "s2")
+    clients: tuple[str, ...] = ("c1",)
+    safety_s: float = 60.0
+    """Faults happen in [0, safety_s); then everything heals."""
+    liveness_max_s: float = 900.0
+    """After healing, the world must go quiet within this much true time."""
+    lease_ttl_s: float = 10.0
+    report_linger_s: float = 0.0
+    stable_ids: bool = False
+    """True: a restarted node keeps its id (a container restarted with the same host and
+    pid); False: each incarnation has its own (`w1.2`)."""
+    events_max: int = 400_000
+    retention: Retention = attrs.field(factory=Retention)
+    """What the schedulers prune (the product's defaults keep everything for a whole run)."""
+
+    def __attrs_post_init__(self) -> None:
+        names = [w.name for w in self.workers] + list(self.schedulers) + list(self.clients)
+        assert len(names) == len(set(names)), f"node names must be unique: {names}"
+        assert self.workers, "a world needs a worker"
+        assert self.schedulers, "a world needs a scheduler"
+        covered = [w for w in self.workers if w.queues is None and set(w.tasks) == set(TASKS)]
+        assert covered, "some worker must take every queue and task, or jobs could wait forever"
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(w.name for w in self.workers) + self.schedulers + self.clients
