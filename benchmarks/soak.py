@@ -30,13 +30,11 @@ jobs, which is what a day's retention holds at a rate 720 times lower.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import multiprocessing
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,20 +43,13 @@ import psycopg
 
 from taskyard.adapters.postgres.store import split_url
 from taskyard.domain.submission import Submission
-from taskyard.entrypoints.bench.phases import percentile
-from taskyard.entrypoints.bench.processes import (
-    PROBE_TASK,
-    ProcessSpec,
-    Started,
-    scheduler_main,
-    worker_main,
-)
-from taskyard.entrypoints.bench.target import Target, bench_target
+from taskyard.entrypoints.bench.phases import bench_processes, percentile
+from taskyard.entrypoints.bench.processes import PROBE_TASK, Started
+from taskyard.entrypoints.bench.target import bench_target
 from taskyard.entrypoints.bootstrap import bootstrap
 
 QUEUE = "soak"
 TICK_S = 0.05
-READY_TIMEOUT_S = 120.0
 
 PICK = """
 SELECT j.id FROM taskyard.jobs AS j
@@ -94,70 +85,21 @@ class Minute:
     pick_buffers: int
 
 
-class Processes:
-    """The soak's workers and scheduler: spawned, connected, let go together, stopped."""
-
-    def __init__(self, settings: Any, lifetime_s: float) -> None:
-        self._mp = multiprocessing.get_context("spawn")
-        self.ready = self._mp.Queue()
-        self.go = self._mp.Event()
-        self.events = self._mp.Queue()
-        self.procs: list[Any] = []
-        self._settings = settings
-        self._lifetime_s = lifetime_s
-
-    def start(self, *, workers: int, concurrency: int) -> None:
-        for n in range(workers):
-            spec = ProcessSpec(
-                settings=self._settings,
-                name=f"soak-worker-{n}",
-                lifetime_s=self._lifetime_s,
-                concurrency=concurrency,
-            )
-            progress = self._mp.Array("d", 2, lock=False)
-            args = (spec, self.ready, self.go, self.events, progress)
-            self.procs.append(self._mp.Process(target=worker_main, args=args, daemon=True))
-        spec = ProcessSpec(
-            settings=self._settings, name="soak-scheduler", lifetime_s=self._lifetime_s
-        )
-        self.procs.append(
-            self._mp.Process(target=scheduler_main, args=(spec, self.ready, self.go), daemon=True)
-        )
-        for proc in self.procs:
-            proc.start()
-        for _ in self.procs:
-            self.ready.get(timeout=READY_TIMEOUT_S)
-        self.go.set()
-
-    def drain_events(self, into: list[Started], timeout_s: float = 0.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                into.append(self.events.get(timeout=max(0.0, deadline - time.monotonic())))
-            except Exception:
-                return
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.is_alive():
-                proc.terminate()
-        for proc in self.procs:
-            proc.join(timeout=15)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(timeout=5)
-        for q in (self.ready, self.events):
-            q.close()
-            q.cancel_join_thread()
+def start(procs: Any, *, workers: int, concurrency: int) -> None:
+    """The workers and one scheduler, connected, then let go together."""
+    for n in range(workers):
+        procs.worker(f"soak-worker-{n}", concurrency=concurrency)
+    procs.scheduler("soak-scheduler")
+    procs.wait_ready()
+    procs.go.set()
 
 
-@contextlib.contextmanager
-def processes(settings: Any, lifetime_s: float) -> Iterator[Processes]:
-    procs = Processes(settings, lifetime_s)
-    try:
-        yield procs
-    finally:
-        procs.stop()
+def drain_events(procs: Any, into: list[Started], timeout_s: float = 0.0) -> None:
+    """Every handler start reported so far (waiting up to `timeout_s` for the first)."""
+    event = procs.next_event(timeout_s)
+    while event is not None:
+        into.append(event)
+        event = procs.next_event(0.0)
 
 
 def table_stats(conn: psycopg.Connection[Any]) -> dict[str, dict[str, int]]:
@@ -190,7 +132,7 @@ def pick_plan(conn: psycopg.Connection[Any]) -> tuple[str, float, int]:
     return name, float(plan["Execution Time"]), buffers
 
 
-def measure_drain(target: Target, procs: Processes, client: Any, jobs: int) -> float:
+def measure_drain(procs: Any, client: Any, jobs: int) -> float:
     """Jobs per second the workers start when `jobs` wait at once."""
     batch = [Submission(task=PROBE_TASK, queue=QUEUE, args={"i": -1})] * 500
     for _ in range(0, jobs, 500):
@@ -199,7 +141,7 @@ def measure_drain(target: Target, procs: Processes, client: Any, jobs: int) -> f
     began = time.monotonic()
     deadline = began + 300
     while len(seen) < jobs and time.monotonic() < deadline:
-        procs.drain_events(seen, 0.1)
+        drain_events(procs, seen, 0.1)
     if len(seen) < jobs:
         raise SystemExit(f"the drain measurement saw {len(seen)} of {jobs} jobs start")
     return jobs / (max(s.at for s in seen) - began)
@@ -219,16 +161,16 @@ def soak(args: argparse.Namespace) -> list[Minute]:
         lifetime_s = args.minutes * 60 + 900
         try:
             with (
-                processes(settings, lifetime_s) as procs,
+                bench_processes(target, lifetime_s, settings) as procs,
                 psycopg.connect(conninfo, autocommit=True) as conn,
             ):
                 if args.table_settings:
                     for table in ("jobs", "attempts"):
                         conn.execute(f"ALTER TABLE taskyard.{table} SET ({args.table_settings})")
-                procs.start(workers=args.workers, concurrency=args.concurrency)
+                start(procs, workers=args.workers, concurrency=args.concurrency)
                 rate = args.rate
                 if rate is None:
-                    drain = measure_drain(target, procs, system.client, args.measure_jobs)
+                    drain = measure_drain(procs, system.client, args.measure_jobs)
                     rate = drain / 2
                     print(f"max drain {drain:,.0f} jobs/s: enqueueing at {rate:,.0f}/s", flush=True)
                 return run(args, procs, system.client, conn, rate)
@@ -238,7 +180,7 @@ def soak(args: argparse.Namespace) -> list[Minute]:
 
 def run(
     args: argparse.Namespace,
-    procs: Processes,
+    procs: Any,
     client: Any,
     conn: psycopg.Connection[Any],
     rate: float,
@@ -270,7 +212,7 @@ def run(
             label += count
             enqueued += count
         events.clear()
-        procs.drain_events(events)
+        drain_events(procs, events)
         for event in events:
             sent = submitted.pop(event.label, None) if event.label is not None else None
             if sent is not None and event.attempt == 1:
