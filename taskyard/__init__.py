@@ -30,6 +30,10 @@ _LAZY = {
     "JobState": ("taskyard.domain.model", "JobState"),
     "Attempt": ("taskyard.domain.model", "Attempt"),
     "Outcome": ("taskyard.domain.model", "Outcome"),
+    "ErrorInfo": ("taskyard.domain.model", "ErrorInfo"),
+    "Hook": ("taskyard.domain.hooks", "Hook"),
+    "AttemptEnd": ("taskyard.domain.hooks", "AttemptEnd"),
+    "Ending": ("taskyard.domain.hooks", "Ending"),
     "TaskyardError": ("taskyard.domain.errors", "TaskyardError"),
     "ValidationError": ("taskyard.domain.errors", "ValidationError"),
     "JobNotFound": ("taskyard.domain.errors", "JobNotFound"),
@@ -48,7 +52,8 @@ if TYPE_CHECKING:
         TaskyardError,
         ValidationError,
     )
-    from taskyard.domain.model import Attempt, Job, JobState, Outcome
+    from taskyard.domain.hooks import AttemptEnd, Ending, Hook
+    from taskyard.domain.model import Attempt, ErrorInfo, Job, JobState, Outcome
     from taskyard.domain.retry import Jitter, RetryPolicy
     from taskyard.entrypoints.library import App, Task, WaitTimeout
 
@@ -68,7 +73,11 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "App",
     "Attempt",
+    "AttemptEnd",
     "Cancelled",
+    "Ending",
+    "ErrorInfo",
+    "Hook",
     "IdempotencyConflict",
     "IllegalTransition",
     "Jitter",

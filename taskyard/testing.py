@@ -74,6 +74,7 @@ class TestRunner:
             config=WorkerConfig(
                 worker_id="test-worker", concurrency=concurrency, lease_ttl_s=lease_ttl_s
             ),
+            hooks=app.hooks,
         )
         self.scheduler = Scheduler(
             store=self.store,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -15,3 +16,12 @@ def eventually(condition: Callable[[], object], *, timeout_s: float, what: str) 
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout_s:g} s: {what}")
         time.sleep(POLL_S)
+
+
+def process_gone(pid: int) -> bool:
+    """No process has this id any more (it was killed and reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False

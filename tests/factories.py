@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from taskyard.domain.hooks import Hooks
 from taskyard.domain.ids import uuid7
 from taskyard.domain.model import Enqueued, ErrorInfo, Job, LeaseRef, NewJob
 from taskyard.domain.ports import ClaimRequest, Clock, Executor, JobStore, TaskRegistry
@@ -36,6 +37,7 @@ def new_job(
     idempotency_key: str | None = None,
     depends_on: Sequence[UUID] = (),
     correlation_id: str | None = None,
+    trace_context: dict[str, str] | None = None,
 ) -> NewJob:
     submission = Submission(
         task=task,
@@ -50,7 +52,9 @@ def new_job(
         idempotency_key=idempotency_key,
         depends_on=tuple(depends_on),
     )
-    return submission.to_new_job(job_id=uuid7(store.now(), _rng), correlation_id=correlation_id)
+    return submission.to_new_job(
+        job_id=uuid7(store.now(), _rng), correlation_id=correlation_id, trace_context=trace_context
+    )
 
 
 def enqueue(store: JobStore, **kwargs: Any) -> Job:
@@ -97,6 +101,7 @@ def worker(
     registry: TaskRegistry,
     executor: Executor,
     worker_id: str = "w1",
+    hooks: Hooks | None = None,
     **config: Any,
 ) -> Worker:
     """A domain worker with no coordinator and a seeded random source, driven by hand."""
@@ -108,4 +113,5 @@ def worker(
         registry=registry,
         executor=executor,
         config=WorkerConfig(worker_id=worker_id, **config),
+        hooks=hooks,
     )

@@ -47,7 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs per run")
     parser.add_argument("--repeat", type=int, default=3, help="runs per system and config")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma separated")
-    parser.add_argument("--configs", default="defaults,tuned", help="comma separated")
+    parser.add_argument(
+        "--configs",
+        default="defaults,tuned,async",
+        help="comma separated (only taskyard has an async config: its async def handlers)",
+    )
     parser.add_argument("--phases", default=",".join(PHASES), help="comma separated")
     parser.add_argument("--workers", type=int, default=2, help="worker processes per run")
     parser.add_argument("--pickup-jobs", type=int, default=500)

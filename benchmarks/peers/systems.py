@@ -4,10 +4,8 @@ started, and its configurations: its defaults, and one documented "tuned" settin
 To add a row (a variant of a system), add a `Config` to its `configs`. A config changes
 only what its workers are started with: extra arguments after the worker command, and
 environment variables (which the system's driver module may read, as
-`drivers/peers_taskyard.py` reads `PEERS_HANDLERS`). For example, once taskyard runs
-`async def` tasks:
-
-    Config(name="async", label="async handlers, 4 per worker", env={"PEERS_HANDLERS": "async"})
+`drivers/peers_taskyard.py` reads `PEERS_HANDLERS`: taskyard's `async` row registers its
+handlers as `async def` functions).
 
 Ratios are printed against the PgQueuer config of the same name, when there is one.
 """
@@ -72,6 +70,11 @@ TASKYARD = System(
             name="tuned",
             label="tuned: 2 × 200 threads",  # noqa: RUF001
             worker_args=("--concurrency", "200"),
+        ),
+        Config(
+            name="async",
+            label="async def handlers: 100 at once per worker, its default",
+            env={"PEERS_HANDLERS": "async"},
         ),
     ),
 )

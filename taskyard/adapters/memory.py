@@ -27,6 +27,7 @@ from taskyard.domain.model import (
     claim_order_key,
 )
 from taskyard.domain.ports import (
+    SCHEDULER_BELL,
     ClaimRequest,
     Clock,
     Heard,
@@ -37,8 +38,14 @@ from taskyard.domain.ports import (
     WorkerInfo,
 )
 from taskyard.domain.retention import Periods, Prunable
+from taskyard.domain.schedules import Schedule
 from taskyard.domain.store import Changes, Rows, StoreEngine, plans
-from taskyard.domain.store.rows import OutcomeCount, Promotable, QueueCount, RunTimes
+from taskyard.domain.store.rows import (
+    JobCount,
+    OutcomeCount,
+    Promotable,
+    RunTimes,
+)
 from taskyard.domain.timefmt import after
 
 T = TypeVar("T")
@@ -81,9 +88,13 @@ class MemoryState:
         self.paused: set[str] = set()
         self.tasks: dict[str, TaskInfo] = {}
         self.retention: dict[str, dict[JobState, int]] = {}
+        self.schedules: dict[str, Schedule] = {}
         self.history: list[Recorded] | None = [] if keep_history else None
         self.pruned: list[Pruned] | None = [] if keep_history else None
         """With a history: every job deleted by a prune, as it was, in order."""
+        self.pruned_attempts: list[Attempt] = []
+        """The attempt records of pruned jobs: the totals count every attempt since the
+        store began, as the SQL stores' counters do."""
 
 
 def _matches(job: Job, job_filter: JobFilter) -> bool:
@@ -92,6 +103,14 @@ def _matches(job: Job, job_filter: JobFilter) -> bool:
         and (not job_filter.queues or job.queue in job_filter.queues)
         and (not job_filter.tasks or job.task in job_filter.tasks)
     )
+
+
+def _error_type(job: Job) -> str | None:
+    return job.last_error.type if job.last_error is not None else None
+
+
+def _bucket(moment: datetime, since: datetime, bucket_s: float, buckets: int) -> int:
+    return min(buckets - 1, int((moment - since).total_seconds() // bucket_s))
 
 
 class MemoryRows:
@@ -194,6 +213,7 @@ class MemoryRows:
             assert (current.state, current.attempt) == (job.state, job.attempt)
             s.by_state[current.state].discard(current.id)
             records = s.attempts.pop(current.id, [])
+            s.pruned_attempts.extend(records)
             key = current.idempotency_key
             if key is not None and s.idempotency.get(key) == current.id:
                 del s.idempotency[key]
@@ -258,6 +278,21 @@ class MemoryRows:
     def put_tasks(self, tasks: Sequence[TaskInfo]) -> None:
         self._s.tasks.update((task.name, task) for task in tasks)
 
+    def put_schedules(self, schedules: Sequence[Schedule]) -> None:
+        self._s.schedules.update((schedule.name, schedule) for schedule in schedules)
+
+    def delete_schedule(self, name: str) -> bool:
+        return self._s.schedules.pop(name, None) is not None
+
+    def due_schedules(self, *, now: datetime, limit: int) -> list[Schedule]:
+        due = [s for s in self._s.schedules.values() if not s.paused and s.next_fire_at <= now]
+        return sorted(due, key=lambda s: (s.next_fire_at, s.name))[:limit]
+
+    def schedule_rows(self, names: Collection[str] | None = None) -> list[Schedule]:
+        if names is None:
+            return list(self._s.schedules.values())
+        return [self._s.schedules[name] for name in names if name in self._s.schedules]
+
     # --- reading --------------------------------------------------------------------------
 
     def page(self, query: JobQuery) -> list[Job]:
@@ -279,14 +314,35 @@ class MemoryRows:
         leases = (j.lease.expires_at for j in self._in([state]) if j.lease is not None)
         return min((moment for moment in leases if moment > after), default=None)
 
-    def queue_counts(self) -> list[QueueCount]:
-        groups: dict[tuple[str, JobState], list[datetime]] = defaultdict(list)
+    def job_counts(self) -> list[JobCount]:
+        groups: dict[tuple[str, str, JobState, str | None], int] = defaultdict(int)
         for job in self._s.jobs.values():
-            groups[job.queue, job.state].append(job.run_at)
+            groups[job.queue, job.task, job.state, _error_type(job)] += 1
         return [
-            QueueCount(queue=queue, state=state, count=len(run_ats), earliest_run_at=min(run_ats))
-            for (queue, state), run_ats in groups.items()
+            JobCount(queue=queue, task=task, state=state, error_type=error_type, count=count)
+            for (queue, task, state, error_type), count in groups.items()
         ]
+
+    def earliest_run_at_by_queue(self, *, state: JobState) -> dict[str, datetime]:
+        earliest: dict[str, datetime] = {}
+        for job in self._in([state]):
+            if job.queue not in earliest or job.run_at < earliest[job.queue]:
+                earliest[job.queue] = job.run_at
+        return earliest
+
+    def error_ids(
+        self, *, state: JobState, task: str, error_type: str | None, limit: int
+    ) -> list[UUID]:
+        jobs = [
+            job for job in self._in([state]) if job.task == task and _error_type(job) == error_type
+        ]
+        jobs.sort(key=lambda job: (job.created_at, job.id), reverse=True)
+        return [job.id for job in jobs[:limit]]
+
+    def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:
+        found = [job for job in self._s.jobs.values() if job_id in job.depends_on]
+        found.sort(key=lambda job: (job.created_at, job.id))
+        return found[:limit]
 
     def paused(self) -> set[str]:
         return set(self._s.paused)
@@ -311,6 +367,28 @@ class MemoryRows:
                 counts[r.outcome, r.error.type if r.error else None] += 1
         return [OutcomeCount(outcome=o, error_type=e, count=n) for (o, e), n in counts.items()]
 
+    def finished_by_bucket(
+        self, *, since: datetime, bucket_s: float, buckets: int
+    ) -> list[tuple[int, JobState, int]]:
+        counts: dict[tuple[int, JobState], int] = defaultdict(int)
+        for job in self._s.jobs.values():
+            if job.finished_at is not None and job.finished_at >= since:
+                counts[_bucket(job.finished_at, since, bucket_s, buckets), job.state] += 1
+        return [(index, state, n) for (index, state), n in counts.items()]
+
+    def outcomes_by_bucket(
+        self, *, since: datetime, bucket_s: float, buckets: int
+    ) -> list[tuple[int, OutcomeCount]]:
+        counts: dict[tuple[int, Outcome, str | None], int] = defaultdict(int)
+        for r in self._records():
+            if r.finished_at is not None and r.finished_at >= since:
+                index = _bucket(r.finished_at, since, bucket_s, buckets)
+                counts[index, r.outcome, r.error.type if r.error else None] += 1
+        return [
+            (index, OutcomeCount(outcome=o, error_type=e, count=n))
+            for (index, o, e), n in counts.items()
+        ]
+
     def run_seconds_at(
         self, *, since: datetime, outcome: Outcome, ranks: Sequence[int]
     ) -> list[float]:
@@ -326,7 +404,7 @@ class MemoryRows:
 
     def run_times(self, *, bounds: Sequence[float]) -> list[RunTimes]:
         groups: dict[Outcome, list[float | None]] = defaultdict(list)
-        for r in self._records():
+        for r in [*self._records(), *self._s.pruned_attempts]:
             groups[r.outcome].append(r.duration_s)
         out: list[RunTimes] = []
         for outcome, durations in groups.items():
@@ -477,13 +555,14 @@ class InMemoryCoordinator:
             for queue in queues:
                 self._pending.add(queue)
                 self._generation[queue] += 1
-            self._any_generation += 1
+            if any(queue != SCHEDULER_BELL for queue in queues):
+                self._any_generation += 1
             self._lock.notify_all()
 
     def _take_pending(self, queues: Sequence[str] | None) -> bool:
         if queues is None:
-            rung = bool(self._pending)
-            self._pending.clear()
+            rung = bool(self._pending - {SCHEDULER_BELL})
+            self._pending.intersection_update({SCHEDULER_BELL})
             return rung
         rung = bool(self._pending.intersection(queues))
         self._pending.difference_update(queues)

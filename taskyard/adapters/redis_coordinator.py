@@ -54,7 +54,13 @@ from redis.connection import ConnectionPool, UnixDomainSocketConnection, parse_u
 from redis.retry import Retry
 
 from taskyard.domain.errors import CoordinatorUnavailable
-from taskyard.domain.ports import Heard, Leadership, SchedulerInfo, WorkerInfo
+from taskyard.domain.ports import (
+    SCHEDULER_BELL,
+    Heard,
+    Leadership,
+    SchedulerInfo,
+    WorkerInfo,
+)
 from taskyard.domain.timefmt import from_epoch_s
 
 KEY_PREFIX_DEFAULT = "taskyard:"
@@ -465,8 +471,10 @@ class RedisCoordinator:
         if not queues:
             return
         assert ANY_QUEUE not in queues, "`*` is not a queue name"
+        # A waiter on every queue hears every queue's ring, and not the scheduler's bell.
+        channels = [*queues, ANY_QUEUE] if set(queues) - {SCHEDULER_BELL} else list(queues)
         with self._talking("ring"):
-            self._ring(args=[self._prefix, _ms(self.settings.bell_ttl_s), *queues, ANY_QUEUE])
+            self._ring(args=[self._prefix, _ms(self.settings.bell_ttl_s), *channels])
 
     def wait(self, queues: Sequence[str] | None, *, timeout_s: float) -> bool:
         # With no queue at all nothing can ring: the wait simply lasts its timeout.

@@ -35,18 +35,24 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from taskyard.adapters.sqlshared import (
+    SCHEDULE_COLUMNS,
     TASK_COLUMNS,
     Column,
     Table,
     enum_value,
     error_column,
     filter_terms,
+    fire_from_json,
+    fire_text,
     json_text,
     literals,
     load_migrations,
     normalized,
     policy_from_json,
     retention_by_queue,
+    run_times,
+    schedule_from_row,
+    schedule_row,
     task_from_row,
     task_row,
 )
@@ -55,8 +61,14 @@ from taskyard.domain.errors import StoreUnavailable
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, Clock, JobFilter, JobQuery
 from taskyard.domain.retention import Periods, Prunable
+from taskyard.domain.schedules import Schedule
 from taskyard.domain.store import Changes, Rows, StoreEngine, plans
-from taskyard.domain.store.rows import OutcomeCount, Promotable, QueueCount, RunTimes
+from taskyard.domain.store.rows import (
+    JobCount,
+    OutcomeCount,
+    Promotable,
+    RunTimes,
+)
 from taskyard.domain.timefmt import EPOCH
 
 T = TypeVar("T")
@@ -115,6 +127,8 @@ JOBS = Table(
         error_column("last_error"),
         Column("correlation_id", null=True),
         Column("fingerprint", null=True),
+        Column("trace_context", load=json.loads, dump=json_text, null=True),
+        Column("schedule", load=fire_from_json, dump=fire_text, null=True),
     ],
 )
 ATTEMPTS = Table(
@@ -163,6 +177,11 @@ def _unavailable(exc: sqlite3.Error) -> StoreUnavailable:
 def _is_unavailability(exc: sqlite3.Error) -> bool:
     """Locked, busy, I/O trouble, an unreadable file: not a bug in a statement."""
     return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
+
+
+_BUCKET = "min(CAST((finished_at - ?) / ? AS INTEGER), ?)"
+"""The index of a row's slice of time since a moment (parameters: the moment in
+microseconds, the slice's length in microseconds, the last index, which takes any later)."""
 
 
 class SqliteRows:
@@ -329,6 +348,35 @@ class SqliteRows:
             [task_row(task, _us(task.published_at or self._now)) for task in tasks],
         )
 
+    def put_schedules(self, schedules: Sequence[Schedule]) -> None:
+        self._conn.executemany(
+            f"INSERT OR REPLACE INTO schedules ({SCHEDULE_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [schedule_row(schedule, _us) for schedule in schedules],
+        )
+
+    def delete_schedule(self, name: str) -> bool:
+        return self._conn.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount > 0
+
+    def due_schedules(self, *, now: datetime, limit: int) -> list[Schedule]:
+        rows = self._conn.execute(
+            f"""SELECT {SCHEDULE_COLUMNS} FROM schedules
+                WHERE NOT paused AND next_fire_at <= ? ORDER BY next_fire_at, name LIMIT ?""",
+            (_us(now), limit),
+        )
+        return [schedule_from_row(row, _time) for row in rows]
+
+    def schedule_rows(self, names: Collection[str] | None = None) -> list[Schedule]:
+        if names is None:
+            rows = self._conn.execute(f"SELECT {SCHEDULE_COLUMNS} FROM schedules")
+        else:
+            rows = self._conn.execute(
+                f"""SELECT {SCHEDULE_COLUMNS} FROM schedules
+                    WHERE name IN (SELECT value FROM json_each(?))""",
+                (json.dumps(sorted(set(names))),),
+            )
+        return [schedule_from_row(row, _time) for row in rows]
+
     # --- reading --------------------------------------------------------------------------
 
     def page(self, query: JobQuery) -> list[Job]:
@@ -364,16 +412,46 @@ class SqliteRows:
         )
         return None if found is None else _time(found)
 
-    def queue_counts(self) -> list[QueueCount]:
+    def job_counts(self) -> list[JobCount]:
         rows = self._conn.execute(
-            "SELECT queue, state, count(*), min(run_at) FROM jobs GROUP BY queue, state"
+            "SELECT queue, task, state, error_type, n FROM job_counts WHERE n <> 0"
         )
         return [
-            QueueCount(
-                queue=queue, state=JobState(state), count=count, earliest_run_at=_time(run_at)
+            JobCount(
+                queue=queue, task=task, state=JobState(state), error_type=error or None, count=n
             )
-            for queue, state, count, run_at in rows
+            for queue, task, state, error, n in rows
         ]
+
+    def earliest_run_at_by_queue(self, *, state: JobState) -> dict[str, datetime]:
+        # One probe of jobs_queued_age per queue the counters say has such jobs.
+        rows = self._conn.execute(
+            f"""SELECT q.queue, (SELECT min(j.run_at) FROM jobs AS j
+                                 WHERE j.queue = q.queue AND j.state = {literals(state)})
+                FROM (SELECT DISTINCT queue FROM job_counts
+                      WHERE state = {literals(state)} AND n > 0) AS q"""
+        )
+        return {queue: _time(run_at) for queue, run_at in rows if run_at is not None}
+
+    def error_ids(
+        self, *, state: JobState, task: str, error_type: str | None, limit: int
+    ) -> list[UUID]:
+        rows = self._conn.execute(
+            f"""SELECT id FROM jobs
+                WHERE state = {literals(state)} AND task = ?
+                  AND json_extract(last_error, '$.type') IS ?
+                ORDER BY created_at DESC, id DESC LIMIT ?""",
+            (task, error_type, limit),
+        )
+        return [UUID(job_id) for (job_id,) in rows]
+
+    def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:
+        return self._jobs(
+            """id IN (SELECT d.job_id FROM dependencies AS d WHERE d.depends_on = ?)
+               ORDER BY created_at, id LIMIT ?""",
+            str(job_id),
+            limit,
+        )
 
     def paused(self) -> set[str]:
         return {queue for (queue,) in self._conn.execute("SELECT queue FROM paused_queues")}
@@ -400,6 +478,28 @@ class SqliteRows:
         )
         return [OutcomeCount(outcome=Outcome(o), error_type=e, count=n) for o, e, n in rows]
 
+    def finished_by_bucket(
+        self, *, since: datetime, bucket_s: float, buckets: int
+    ) -> list[tuple[int, JobState, int]]:
+        rows = self._conn.execute(
+            f"SELECT {_BUCKET}, state, count(*) FROM jobs WHERE finished_at >= ? GROUP BY 1, 2",
+            (_us(since), bucket_s * 1e6, buckets - 1, _us(since)),
+        )
+        return [(int(index), JobState(state), n) for index, state, n in rows]
+
+    def outcomes_by_bucket(
+        self, *, since: datetime, bucket_s: float, buckets: int
+    ) -> list[tuple[int, OutcomeCount]]:
+        rows = self._conn.execute(
+            f"""SELECT {_BUCKET}, outcome, json_extract(error, '$.type'), count(*)
+                FROM attempts WHERE finished_at >= ? GROUP BY 1, 2, 3""",
+            (_us(since), bucket_s * 1e6, buckets - 1, _us(since)),
+        )
+        return [
+            (int(index), OutcomeCount(outcome=Outcome(o), error_type=e, count=n))
+            for index, o, e, n in rows
+        ]
+
     def run_seconds_at(
         self, *, since: datetime, outcome: Outcome, ranks: Sequence[int]
     ) -> list[float]:
@@ -415,22 +515,8 @@ class SqliteRows:
         return [found[rank] / 1e6 for rank in ranks]
 
     def run_times(self, *, bounds: Sequence[float]) -> list[RunTimes]:
-        buckets = "".join(", sum(CASE WHEN d <= ? THEN 1 ELSE 0 END)" for _ in bounds)
-        rows = self._conn.execute(
-            f"SELECT outcome, count(*), coalesce(sum(d), 0){buckets} FROM "
-            "(SELECT outcome, (finished_at - started_at) / 1e6 AS d FROM attempts) "
-            "GROUP BY outcome",
-            list(bounds),
-        )
-        return [
-            RunTimes(
-                outcome=Outcome(row[0]),
-                count=row[1],
-                sum_s=float(row[2]),
-                at_most=tuple(n or 0 for n in row[3:]),
-            )
-            for row in rows
-        ]
+        rows = self._conn.execute("SELECT outcome, bound, n, sum_s FROM attempt_counts")
+        return run_times(rows, bounds)
 
 
 class SqliteJobStore(StoreEngine):

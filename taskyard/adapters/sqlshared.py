@@ -18,14 +18,27 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from importlib import resources
 from typing import Any, Generic, TypeVar
+from uuid import UUID
 
 import attrs
 
 from taskyard.domain.arguments import Parameters
 from taskyard.domain.catalog import TaskInfo
-from taskyard.domain.model import Attempt, ErrorInfo, Job, JobState, JsonValue, Lease, Outcome
+from taskyard.domain.model import (
+    Attempt,
+    ErrorInfo,
+    FireId,
+    Job,
+    JobState,
+    JsonValue,
+    Lease,
+    Outcome,
+)
 from taskyard.domain.ports import JobFilter
 from taskyard.domain.retry import Jitter, RetryPolicy
+from taskyard.domain.schedules import Fire, FireCounts, FireOutcome, Schedule, parse_schedule
+from taskyard.domain.store.rows import RunTimes
+from taskyard.domain.timefmt import parse_time
 
 R = TypeVar("R", Job, Attempt)
 Codec = Callable[[Any], Any]
@@ -139,6 +152,25 @@ def literals(*states: JobState) -> str:
     partial index is used only for a predicate it can match)."""
     assert all(s.value.isidentifier() for s in states), states
     return ", ".join(f"'{s.value}'" for s in sorted(states))
+
+
+def run_times(counters: Iterable[Sequence[Any]], bounds: Sequence[float]) -> list[RunTimes]:
+    """The `attempt_counts` table's rows `(outcome, bound, n, sum_s)` (both dialects keep
+    it by trigger) as `RunTimes` over `bounds`: an attempt counts at each requested bound
+    at or above its own; bound -1 marks one not finished (no run time)."""
+    folded: dict[str, tuple[int, float, list[int]]] = {}
+    for outcome, bound, n, sum_s in counters:
+        count, total_s, at_most = folded.get(outcome, (0, 0.0, [0] * len(bounds)))
+        if bound >= 0:
+            at_most = [
+                c + (int(n) if bound <= b else 0) for c, b in zip(at_most, bounds, strict=True)
+            ]
+        folded[outcome] = (count + int(n), total_s + float(sum_s), at_most)
+    return [
+        RunTimes(outcome=Outcome(outcome), count=count, sum_s=total_s, at_most=tuple(at_most))
+        for outcome, (count, total_s, at_most) in folded.items()
+        if count
+    ]
 
 
 _LEASE = {"lease_worker": "worker", "lease_expires_at": "expires_at"}
@@ -301,3 +333,75 @@ def task_from_row(row: Sequence[Any], published_at: datetime) -> TaskInfo:
         published_by=published_by,
         published_at=published_at,
     )
+
+
+# --- schedules ----------------------------------------------------------------------------
+
+SCHEDULE_COLUMNS = (
+    "name, spec, paused, next_fire_at, last_fire_at, last_job_id, recent, counts, created_at,"
+    " updated_at"
+)
+"""The schedules table's columns, in the order of `schedule_row` and `schedule_from_row`."""
+
+
+def schedule_row(schedule: Schedule, time: Callable[[datetime], Any]) -> tuple[Any, ...]:
+    """A schedule as a row (`SCHEDULE_COLUMNS`): JSON as text, times as `time` keeps them."""
+    return (
+        schedule.name,
+        json_text(schedule.spec.to_json()),
+        schedule.paused,
+        time(schedule.next_fire_at),
+        None if schedule.last_fire_at is None else time(schedule.last_fire_at),
+        None if schedule.last_job_id is None else str(schedule.last_job_id),
+        json_text([fire.to_json() for fire in schedule.recent]),
+        json_text(attrs.asdict(schedule.counts)),
+        time(schedule.created_at),
+        time(schedule.updated_at),
+    )
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def schedule_from_row(row: Sequence[Any], time: Callable[[Any], datetime]) -> Schedule:
+    _, spec, paused, next_fire_at, last_fire_at, last_job_id, recent, counts, created, updated = row
+    return Schedule(
+        spec=parse_schedule(_json(spec))[0],
+        paused=bool(paused),
+        next_fire_at=time(next_fire_at),
+        last_fire_at=None if last_fire_at is None else time(last_fire_at),
+        last_job_id=None if last_job_id is None else UUID(str(last_job_id)),
+        recent=tuple(_fire(fire) for fire in _json(recent)),
+        counts=_counts(_json(counts)),
+        created_at=time(created),
+        updated_at=time(updated),
+    )
+
+
+def _fire(data: Mapping[str, Any]) -> Fire:
+    job_id = data.get("job_id")
+    return Fire(
+        fire_at=parse_time(data["fire_at"]),
+        outcome=FireOutcome(data["outcome"]),
+        job_id=None if job_id is None else UUID(job_id),
+    )
+
+
+def _counts(data: Mapping[str, Any]) -> FireCounts:
+    return FireCounts(
+        enqueued=int(data["enqueued"]),
+        missed=int(data["missed"]),
+        overlap_skipped=int(data["overlap_skipped"]),
+        lag_s_sum=float(data["lag_s_sum"]),
+    )
+
+
+def fire_text(fire: FireId) -> str | None:
+    """A job's `schedule` (the fire that enqueued it) for its JSON column."""
+    return json_text(fire.to_json())
+
+
+def fire_from_json(data: Any) -> FireId:
+    data = _json(data)
+    return FireId(name=data["name"], fire_at=parse_time(data["fire_at"]))

@@ -23,8 +23,8 @@ from taskyard.domain.catalog import (
 )
 from taskyard.domain.errors import FieldError
 from taskyard.domain.health import Health, call_optional
-from taskyard.domain.model import Enqueued, Job, JobState, JsonObject, NewJob
-from taskyard.domain.ports import Clock, Coordinator, JobStore, Random
+from taskyard.domain.model import WAITING_STATES, Enqueued, Job, JobState, JsonObject, NewJob
+from taskyard.domain.ports import SCHEDULER_BELL, Clock, Coordinator, JobStore, Random
 from taskyard.domain.submission import (
     ArgsChecker,
     Submission,
@@ -39,6 +39,13 @@ log = logging.getLogger("taskyard.client")
 def due_queues(enqueued: Sequence[Enqueued]) -> list[str]:
     """The queues whose doorbells an enqueue rings: those that got a job due at once."""
     return sorted({e.job.queue for e in enqueued if e.created and e.job.state is JobState.QUEUED})
+
+
+def bells(enqueued: Sequence[Enqueued]) -> list[str]:
+    """Every doorbell an enqueue rings: the queues that got due work, and the scheduler's
+    when a job waits on the clock (so its due time is heard at once)."""
+    waiting = any(e.created and e.job.state in WAITING_STATES for e in enqueued)
+    return [*due_queues(enqueued), *([SCHEDULER_BELL] if waiting else [])]
 
 
 Lookup = Callable[[str], TaskInfo | None]
@@ -124,25 +131,39 @@ class Client:
         return check
 
     def submit(
-        self, submissions: Sequence[Submission], *, correlation_id: str | None = None
+        self,
+        submissions: Sequence[Submission],
+        *,
+        correlation_id: str | None = None,
+        trace_context: Mapping[str, str] | None = None,
     ) -> list[Enqueued]:
         """Store the jobs (all or nothing) and ring the doorbells of the queues that got due
         work. Once this returns, the jobs are durable."""
-        return self.enqueue(self.prepare(submissions, correlation_id=correlation_id))
+        return self.enqueue(
+            self.prepare(submissions, correlation_id=correlation_id, trace_context=trace_context)
+        )
 
     def prepare(
-        self, submissions: Sequence[Submission], *, correlation_id: str | None = None
+        self,
+        submissions: Sequence[Submission],
+        *,
+        correlation_id: str | None = None,
+        trace_context: Mapping[str, str] | None = None,
     ) -> list[NewJob]:
         """The jobs `submit` would store: each submission with its id chosen."""
         return new_jobs(
-            submissions, now=self.clock.now(), rng=self.rng, correlation_id=correlation_id
+            submissions,
+            now=self.clock.now(),
+            rng=self.rng,
+            correlation_id=correlation_id,
+            trace_context=trace_context,
         )
 
     def enqueue(self, new_jobs: Sequence[NewJob]) -> list[Enqueued]:
         """The second half of `submit`: store prepared jobs (all or nothing) and ring.
         Several callers' jobs may share one call (the API groups concurrent requests)."""
         enqueued = self.store.enqueue(new_jobs)
-        self.ring(due_queues(enqueued))
+        self.ring(bells(enqueued))
         return enqueued
 
     def ring(self, queues: Sequence[str]) -> None:

@@ -1,8 +1,10 @@
 """What a handler sees (`JobContext`), what a task is (`TaskSpec`), and how a handler's
 return or exception becomes a `HandlerResult`.
 
-A handler is a plain function. It receives the job's args as keyword arguments and,
-when its first parameter is named `ctx`, the context first::
+A handler is a plain function. It receives the job's args as keyword arguments and, by
+name, the context: to the parameter annotated `JobContext` (whatever it is called, and
+also as the text `"JobContext"` left by `from __future__ import annotations`), or else to
+a first parameter named `ctx`::
 
     @app.task(queue="billing", max_attempts=5)
     def send_invoice(ctx: JobContext, invoice_id: int) -> dict[str, str]:
@@ -10,6 +12,10 @@ when its first parameter is named `ctx`, the context first::
             raise Cancelled()
         ctx.checkpoint({"step": "rendered"})
         ...
+
+An `async def` handler is awaited on the worker's event loop (`invoke_async`), in slots
+of its own; its timeout and cancellation cancel its coroutine (`asyncio.CancelledError`
+inside it), and it should not call the blocking `ctx.wait`.
 
 A handler ends in one of four ways: it returns (the value is the job's `result`, and
 must be JSON), it raises `PermanentFailure` (no retry: the job ends dead), it raises
@@ -40,6 +46,7 @@ from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import ValidationError
 from taskyard.domain.model import ErrorInfo, Job, JsonValue, LeaseRef
 from taskyard.domain.retry import RetryPolicy
+from taskyard.domain.schedules import ScheduleSpec
 from taskyard.domain.storable import escape_text, json_problems
 from taskyard.domain.transitions import ReportKind
 
@@ -106,6 +113,7 @@ class JobContext:
         self._signal: Signal = signal if signal is not None else Flag()
         self._last_checkpoint: JsonValue = job.checkpoint
         self.cancel_reason: CancelReason | None = None
+        self._on_abort: list[Callable[[], None]] = []
 
     @property
     def job_id(self) -> str:
@@ -148,24 +156,57 @@ class JobContext:
         if self.cancel_reason is None:
             self.cancel_reason = reason
         self._signal.set()
+        for stop in list(self._on_abort):
+            stop()
+
+    def on_abort(self, stop: Callable[[], None]) -> None:
+        """Have `stop` called when the worker aborts this attempt (at once if it already
+        did): how an executor that can stop a handler by force (cancel its coroutine, kill
+        its process) learns that it should. `stop` must not block; it may run twice."""
+        self._on_abort.append(stop)
+        if self._signal.is_set():
+            stop()
 
 
 Handler = Callable[..., Any]
 
 
+CONTEXT_TYPE_NAME = "JobContext"
+
+
+def _names_context(annotation: object) -> bool:
+    """Whether a parameter's annotation is `JobContext`: the class itself, or its name as
+    text (`"JobContext"`, `"taskyard.JobContext"`, as `from __future__ import annotations`
+    leaves every annotation), read without evaluating anything."""
+    if annotation is JobContext:
+        return True
+    if isinstance(annotation, str):
+        return annotation.strip().strip("'\"").rsplit(".", 1)[-1] == CONTEXT_TYPE_NAME
+    return False
+
+
 def context_parameter(handler: Handler) -> str | None:
-    """The name of the parameter a handler gets the context by: its first, when named
-    `ctx`. None when it takes no context."""
+    """The name of the parameter a handler gets the context by: the first one annotated
+    `JobContext` (whatever its name), else a first parameter named `ctx` (as before
+    annotations counted). None when it takes no context. A positional-only parameter is
+    never the context (the context is handed in by name)."""
     try:
-        params = list(inspect.signature(handler).parameters)
+        params = list(inspect.signature(handler).parameters.values())
     except (TypeError, ValueError):
         return None
-    return "ctx" if params and params[0] == "ctx" else None
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for param in named:
+        if _names_context(param.annotation):
+            return param.name
+    first = params[0] if params else None
+    if first is not None and first.name == "ctx" and first.kind is first.POSITIONAL_OR_KEYWORD:
+        return "ctx"
+    return None
 
 
-def takes_context(handler: Handler) -> bool:
-    """A handler gets the context when its first parameter is named `ctx`."""
-    return context_parameter(handler) is not None
+def is_coroutine_handler(handler: Handler) -> bool:
+    """An `async def` function (a `functools.partial` of one included)."""
+    return inspect.iscoroutinefunction(handler)
 
 
 @attrs.frozen(kw_only=True)
@@ -179,12 +220,17 @@ class TaskSpec:
     backoff: RetryPolicy = attrs.field(factory=RetryPolicy)
     timeout_s: float | None = None
     priority: int = 0
-    with_context: bool = attrs.field(
-        default=attrs.Factory(lambda self: takes_context(self.handler), takes_self=True)
+    context: str | None = attrs.field(
+        default=attrs.Factory(lambda self: context_parameter(self.handler), takes_self=True)
     )
+    """The name of the handler's `JobContext` parameter (None: it takes none)."""
+    is_async: bool = attrs.field(
+        default=attrs.Factory(lambda self: is_coroutine_handler(self.handler), takes_self=True)
+    )
+    """An `async def` handler: it runs on the worker's event loop, in slots of its own."""
     params: Parameters = attrs.field(
         default=attrs.Factory(
-            lambda self: parameters_of(self.handler, context=context_parameter(self.handler)),
+            lambda self: parameters_of(self.handler, context=self.context),
             takes_self=True,
         )
     )
@@ -208,9 +254,18 @@ class Registry:
 
     def __init__(self) -> None:
         self._tasks: dict[str, TaskSpec] = {}
+        self._schedules: dict[str, ScheduleSpec] = {}
 
     def add(self, spec: TaskSpec) -> None:
         self._tasks[spec.name] = spec
+
+    def add_schedule(self, spec: ScheduleSpec) -> None:
+        """A schedule declared in code (`App.periodic`): a worker syncs it into the store
+        when it starts."""
+        self._schedules[spec.name] = spec
+
+    def schedules(self) -> list[ScheduleSpec]:
+        return [self._schedules[name] for name in sorted(self._schedules)]
 
     def names(self) -> frozenset[str]:
         return frozenset(self._tasks)
@@ -228,6 +283,8 @@ class HandlerResult:
     result: JsonValue = None
     error: ErrorInfo | None = None
     retryable: bool = True
+    exception: BaseException | None = attrs.field(default=None, eq=False, repr=False)
+    """The handler's exception, for the hooks (`domain/hooks.py`); never stored."""
 
 
 def error_info(exc: BaseException, *, type_name: str | None = None) -> ErrorInfo:
@@ -250,21 +307,29 @@ def invoke(spec: TaskSpec, job: Job, context: JobContext) -> HandlerResult:
     ref = context.ref
     try:
         kwargs = dict(job.args)
-        value = spec.handler(context, **kwargs) if spec.with_context else spec.handler(**kwargs)
+        if spec.context is not None:
+            kwargs[spec.context] = context
+        value = spec.handler(**kwargs)
     except Cancelled as exc:
         return HandlerResult(
-            ref=ref, kind=ReportKind.CANCELLED, error=error_info(exc, type_name="cancelled")
+            ref=ref,
+            kind=ReportKind.CANCELLED,
+            error=error_info(exc, type_name="cancelled"),
+            exception=exc,
         )
     except HandlerTimeout as exc:
         return HandlerResult(
-            ref=ref, kind=ReportKind.TIMEOUT, error=error_info(exc, type_name="timeout")
+            ref=ref,
+            kind=ReportKind.TIMEOUT,
+            error=error_info(exc, type_name="timeout"),
+            exception=exc,
         )
     except PermanentFailure as exc:
         return HandlerResult(
-            ref=ref, kind=ReportKind.FAILED, error=error_info(exc), retryable=False
+            ref=ref, kind=ReportKind.FAILED, error=error_info(exc), retryable=False, exception=exc
         )
     except Exception as exc:
-        return HandlerResult(ref=ref, kind=ReportKind.FAILED, error=error_info(exc))
+        return HandlerResult(ref=ref, kind=ReportKind.FAILED, error=error_info(exc), exception=exc)
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -287,3 +352,46 @@ def invoke(spec: TaskSpec, job: Job, context: JobContext) -> HandlerResult:
             retryable=False,
         )
     return HandlerResult(ref=ref, kind=ReportKind.SUCCEEDED, result=value)
+
+
+class _Settled:
+    """A handler standing for one whose outcome is already known: it returns `value` or
+    raises `error`, whatever it is called with (how an awaited outcome goes through the
+    one classification, `invoke`)."""
+
+    __slots__ = ("error", "value")
+
+    def __init__(self, value: Any = None, error: Exception | None = None) -> None:
+        self.value = value
+        self.error = error
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+async def invoke_async(spec: TaskSpec, job: Job, context: JobContext) -> HandlerResult:
+    """`invoke` for an `async def` handler: awaits it on the caller's event loop, then
+    classifies its return or exception exactly as `invoke` does. The loop's cancellation
+    (how an executor stops a coroutine at its timeout) is not caught here: it propagates
+    to the executor, which reports it with `stopped_result`."""
+    try:
+        kwargs = dict(job.args)
+        if spec.context is not None:
+            kwargs[spec.context] = context
+        settled = _Settled(value=await spec.handler(**kwargs))
+    except Exception as exc:
+        settled = _Settled(error=exc)
+    return invoke(attrs.evolve(spec, handler=settled), job, context)
+
+
+def stopped_result(context: JobContext) -> HandlerResult:
+    """The outcome of a handler its executor stopped by force after the worker aborted
+    the attempt: a timeout when it ran past its limit, cancelled otherwise. The worker has
+    usually decided the attempt already (a timeout, a lost lease): then this only hands
+    the slot back."""
+    reason = context.cancel_reason or CancelReason.REQUESTED
+    kind = ReportKind.TIMEOUT if reason is CancelReason.TIMEOUT else ReportKind.CANCELLED
+    error = ErrorInfo(type=kind.value, message=f"the handler was stopped: {reason.value}")
+    return HandlerResult(ref=context.ref, kind=kind, error=error)

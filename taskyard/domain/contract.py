@@ -16,9 +16,10 @@ from typing import Any
 import attrs
 
 from taskyard.domain.arguments import Kind as ParameterKind
-from taskyard.domain.model import JobState, Outcome
+from taskyard.domain.model import CatchUp, JobState, Outcome, Overlap
 from taskyard.domain.retry import BASE_S_DEFAULT, FACTOR_DEFAULT, MAX_S_DEFAULT, Jitter, RetryPolicy
 from taskyard.domain.schema import (
+    ABSENT,
     AnyJson,
     Boolean,
     Choice,
@@ -69,6 +70,18 @@ PAGE_BYTES_MAX = 1024 * 1024
 """A listing's jobs stop before the one that would take the answer over this (a page
 always holds at least one job)."""
 
+SCHEDULE_NAME_LEN_MAX = 100
+CATCH_UP_WINDOW_S_DEFAULT = 86_400.0
+"""A day: a daily job whose scheduler was down for hours still runs once."""
+CATCH_UP_WINDOW_S_MAX = 7 * 86_400
+"""A week: the most fires a pass may have to look at is a minutely cron's week (10,080)."""
+EVERY_S_MIN = 1
+EVERY_S_MAX = 366 * 86_400
+CATCH_UP_DEFAULT = CatchUp.LATEST.value
+OVERLAP_DEFAULT = Overlap.SKIP.value
+CATCH_UPS = tuple(c.value for c in CatchUp)
+OVERLAPS = tuple(o.value for o in Overlap)
+
 STATES = tuple(state.value for state in JobState)
 PARAMETER_KINDS = tuple(kind.value for kind in ParameterKind)
 TASK_NAME = Text(max_len=TASK_LEN_MAX)
@@ -86,6 +99,22 @@ def is_queue_name(text: str) -> bool:
 
 
 IDEMPOTENCY_KEY = Text(max_len=IDEMPOTENCY_KEY_LEN_MAX)
+TRACE_CONTEXT_KEYS_MAX = 8
+"""How many headers a job's trace context holds at most (W3C needs two)."""
+TRACE_VALUE_LEN_MAX = 512
+"""The longest value of one (W3C's bound on a tracestate a vendor must pass on)."""
+TRACE_KEY = Text(max_len=64, pattern="[a-z0-9][a-z0-9._-]{0,63}", words="a lowercase header name")
+TRACE_VALUE = Text(
+    min_len=0,
+    max_len=TRACE_VALUE_LEN_MAX,
+    pattern=f"[\\x20-\\x7e]{{0,{TRACE_VALUE_LEN_MAX}}}",
+    words=f"up to {TRACE_VALUE_LEN_MAX} printable ASCII characters",
+)
+TRACEPARENT = Text(
+    max_len=55,
+    pattern="(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}",
+    words="a W3C traceparent (version-traceid-parentid-flags, lowercase hex)",
+)
 CORRELATION_ID = Text(max_len=CORRELATION_ID_LEN_MAX)
 PRIORITY = Integer(low=PRIORITY_MIN, high=PRIORITY_MAX)
 DURATION = Number(low=DURATION_S_MIN, high=SECONDS_MAX)
@@ -192,6 +221,63 @@ FILTER = shape(
     at_least_one="give at least one of state, queue, task",
 )
 
+SCHEDULE_NAME = Text(
+    max_len=SCHEDULE_NAME_LEN_MAX,
+    pattern=f"[A-Za-z0-9._:-]{{1,{SCHEDULE_NAME_LEN_MAX}}}",
+    words=f"1 to {SCHEDULE_NAME_LEN_MAX} of letters, digits, '.', '_', ':', '-'",
+)
+CRON = Text(max_len=200, words="a five-field cron expression (minute hour day month weekday)")
+TIMEZONE = Text(max_len=100, words="an IANA time zone name (Europe/Berlin)")
+EVERY = Number(low=EVERY_S_MIN, high=EVERY_S_MAX)
+CATCH_UP_WINDOW = Number(low=1, high=CATCH_UP_WINDOW_S_MAX)
+
+
+def _schedule_fields(*, creating: bool) -> tuple[Field, ...]:
+    """A schedule's fields as sent: all of them to create one (with defaults), any of them
+    to change one (none has a default there: what is not sent stays)."""
+
+    def f(name: str, kind: Kind, description: str = "", default: Any = ABSENT, **o: Any) -> Field:
+        return field(name, kind, description, default=default if creating else ABSENT, **o)
+
+    return (
+        f("task", TASK_NAME, "the task each fire enqueues", required=creating),
+        f("args", JsonObject(), "the job's arguments", default={}),
+        f("cron", CRON, "when it fires, in timezone; or every_seconds", nullable=True),
+        f("every_seconds", EVERY, "instead of cron: at multiples of it since 1970", nullable=True),
+        f("timezone", TIMEZONE, "the cron's time zone", default="UTC"),
+        f("catch_up", Choice(values=CATCH_UPS), "missed fires", default=CATCH_UP_DEFAULT),
+        f(
+            "catch_up_window_seconds",
+            CATCH_UP_WINDOW,
+            "older missed fires are dropped",
+            default=CATCH_UP_WINDOW_S_DEFAULT,
+        ),
+        f("overlap", Choice(values=OVERLAPS), "previous job unfinished", default=OVERLAP_DEFAULT),
+        f("paused", Boolean(), "true: no fires until resumed", default=False),
+        f("queue", QUEUE_NAME, default=QUEUE_DEFAULT),
+        f("priority", PRIORITY, "higher runs first", default=0),
+        f("max_attempts", Integer(low=1, high=MAX_ATTEMPTS_MAX), default=MAX_ATTEMPTS_DEFAULT),
+        f("backoff", BACKOFF_INPUT),
+        f("timeout_seconds", DURATION, "a longer attempt fails (timeout)", nullable=True),
+    )
+
+
+SCHEDULE_INPUT = shape(
+    "ScheduleInput",
+    "a schedule: a task fired at cron times or every N seconds",
+    field("name", SCHEDULE_NAME, "unique", required=True),
+    *_schedule_fields(creating=True),
+    not_object="a schedule must be a JSON object",
+)
+SCHEDULE_CHANGE = shape(
+    "ScheduleChange",
+    "the fields to change; the others stay (cron and every_seconds replace each other)",
+    *_schedule_fields(creating=False),
+    unknown="not a field of a schedule (its name cannot change)",
+    not_object="a change must be a JSON object",
+    at_least_one="give at least one field",
+)
+
 # --- parameters ----------------------------------------------------------------------------
 
 LISTING_PARAMS = (
@@ -216,8 +302,22 @@ WINDOW = Param(
 )
 JOB_ID_PARAM = Param(name="job_id", kind=STRING, where="path", description=NOT_FOUND)
 QUEUE_PARAM = Param(name="name", kind=QUEUE_NAME, where="path", description=NOT_FOUND)
+SCHEDULE_PARAM = Param(name="name", kind=SCHEDULE_NAME, where="path", description=NOT_FOUND)
 IDEMPOTENCY_KEY_HEADER = Param(
     name="Idempotency-Key", kind=IDEMPOTENCY_KEY, where="header", description=SAME_KEY
+)
+TRACEPARENT_HEADER = Param(
+    name="traceparent",
+    kind=TRACEPARENT,
+    where="header",
+    description="W3C Trace Context: the job's attempts become its children; a malformed "
+    "one is ignored, with a warning",
+)
+TRACESTATE_HEADER = Param(
+    name="tracestate",
+    kind=TRACE_VALUE,
+    where="header",
+    description="W3C Trace Context, kept with a valid traceparent",
 )
 
 # --- what a client gets ----------------------------------------------------------------------
@@ -229,6 +329,10 @@ ABOUT: dict[str, str] = {
     "Job.checkpoint": "any JSON value the handler saved, or null",
     "Job.result": "any JSON value the handler returned, or null",
     "Job.correlation_id": "the X-Request-ID of the request that created it",
+    "Job.schedule": "the schedule fire that enqueued it, or null",
+    "JobSchedule": "a fired job's schedule and fire time (one job per fire)",
+    "Job.last_error": "the newest failed attempt's error while the job has not succeeded; "
+    "null once it succeeds (earlier errors stay in its attempts)",
     "Attempt.started_at": "the store's time of the claim",
     "Queue.oldest_queued_age_seconds": "how long the oldest due job has waited",
     "Worker.running_job_ids": "from the store's leases",
@@ -240,7 +344,7 @@ ABOUT: dict[str, str] = {
     f"({BULK_COUNT_SCAN_MAX:,}); count is then a lower bound",
     "Readiness.checks": "ok, or down: <why>",
     "SubmittedJob.warnings": "only when there is one: the task is unknown, no worker has "
-    "published it (the unknown_task setting)",
+    "published it (the unknown_task setting); a traceparent header was malformed and ignored",
     "SubmittedJobs.warnings": "as for one job, named jobs[i].task",
     "Task": "a task as a worker published it: the defaults a submission that leaves a field "
     "out gets, and the arguments it is checked against",
@@ -248,6 +352,12 @@ ABOUT: dict[str, str] = {
     "Task.any_other": "true: the handler takes any other argument too (**kwargs)",
     "Task.published_by": "the worker that published it last (the last publication wins)",
     "Task.published_at": "when, by the store's clock",
+    "Schedule": "a schedule as stored: its declared fields and what it has fired",
+    "Schedule.next_fire_at": "by the store's clock; a paused schedule's is stale",
+    "Schedule.last_fire_at": "the newest fire decided (enqueued, missed or skipped)",
+    "Schedule.recent_fires": f"the newest first, at most {10}",
+    "Schedule.fires": "every fire decided since the schedule was created, by outcome",
+    "ScheduleFire.job_id": "the job it enqueued, or null (missed, overlap_skipped)",
 }
 """What an answer's fields (or shapes, by name) mean, where their name does not say it."""
 
@@ -288,7 +398,10 @@ BACKOFF = answer(
     max_seconds=Number(),
     jitter=Choice(values=JITTERS),
 )
-JOB_NULLABLE = "timeout_seconds idempotency_key finished_at lease last_error correlation_id"
+JOB_NULLABLE = (
+    "timeout_seconds idempotency_key finished_at lease last_error correlation_id schedule"
+)
+JOB_SCHEDULE = answer("JobSchedule", name=STRING, fire_at=TIME)
 JOB_FIELDS: dict[str, Kind] = {
     "id": JOB_ID,
     "task": STRING,
@@ -312,6 +425,7 @@ JOB_FIELDS: dict[str, Kind] = {
     "result": AnyJson(),
     "last_error": ERROR_INFO,
     "correlation_id": STRING,
+    "schedule": JOB_SCHEDULE,
 }
 JOB = answer("Job", JOB_NULLABLE, **JOB_FIELDS)
 LISTED_JOB = Shape(
@@ -416,6 +530,39 @@ QUEUE_PAUSE = answer("QueuePause", name=QUEUE_NAME, paused=Boolean())
 BULK_COUNT = answer("Count", count=COUNT)
 DRY_RUN_COUNT = answer("DryRunCount", count=COUNT, exact=Boolean(), dry_run=Const(value=True))
 HEALTH = answer("Health", status=Const(value="ok"))
+RECENT_FIRE = answer(
+    "ScheduleFire",
+    "job_id",
+    fire_at=TIME,
+    outcome=Choice(values=("enqueued", "missed", "overlap_skipped")),
+    job_id=JOB_ID,
+)
+SCHEDULE = answer(
+    "Schedule",
+    "cron every_seconds timeout_seconds last_fire_at",
+    name=SCHEDULE_NAME,
+    task=STRING,
+    args=JsonObject(),
+    cron=STRING,
+    every_seconds=Number(),
+    timezone=STRING,
+    catch_up=Choice(values=CATCH_UPS),
+    catch_up_window_seconds=Number(),
+    overlap=Choice(values=OVERLAPS),
+    queue=QUEUE_NAME,
+    priority=Integer(),
+    max_attempts=Integer(),
+    backoff=BACKOFF,
+    timeout_seconds=Number(),
+    paused=Boolean(),
+    next_fire_at=TIME,
+    last_fire_at=TIME,
+    recent_fires=ListOf(item=RECENT_FIRE, noun="fires"),
+    fires=answer("ScheduleFireCounts", enqueued=COUNT, missed=COUNT, overlap_skipped=COUNT),
+    created_at=TIME,
+    updated_at=TIME,
+)
+SCHEDULE_LIST = listing("ScheduleList", schedules=SCHEDULE)
 READINESS = answer(
     "Readiness",
     status=Choice(values=("ok", "unavailable")),

@@ -56,6 +56,22 @@ class JobNotFound(Refusal):
 
 
 @attrs.define(auto_exc=True)
+class ScheduleNotFound(Refusal):
+    name: str
+
+    def __str__(self) -> str:
+        return f"no schedule {self.name!r}"
+
+
+@attrs.define(auto_exc=True)
+class ScheduleExists(Refusal):
+    name: str
+
+    def __str__(self) -> str:
+        return f"a schedule named {self.name!r} exists already"
+
+
+@attrs.define(auto_exc=True)
 class IllegalTransition(Refusal):
     job_id: UUID
     from_state: str

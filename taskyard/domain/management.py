@@ -12,9 +12,11 @@ taskyard.domain.errors.ValidationError: queue: only priority and run_at can be c
 >>> sorted(parse_job_filter({"state": ["dead", "cancelled"]}, action="retry").states)
 [<JobState.CANCELLED: 'cancelled'>, <JobState.DEAD: 'dead'>]
 
-A bulk action can be counted before it is taken (`count_bulk`, the API's `dry_run`): the
-jobs the filter matches are listed, a bounded number of them, and each is counted when the
-action's own transition would change it, so the count and the action share one rule.
+A bulk action can be counted before it is taken (`count_bulk`, the API's `dry_run`): in
+the states where the action's own transition changes every job, the store's counters give
+the number; elsewhere (a running job, for a cancel) the matching jobs are listed, a
+bounded number of them, and each is counted when the transition would change it, so the
+count and the action share one rule.
 """
 
 from __future__ import annotations
@@ -46,6 +48,13 @@ BULK_STATES: Mapping[BulkAction, frozenset[JobState]] = {
     "cancel": CANCELLABLE_STATES,
 }
 """The states a bulk action looks at when its filter names none."""
+EVERY_JOB_CHANGED: Mapping[BulkAction, frozenset[JobState]] = {
+    "retry": RETRYABLE_STATES,
+    "cancel": CANCELLABLE_STATES - {JobState.RUNNING},
+}
+"""The states in which the action changes every job (`changed_by` is always true there, a
+property test holds it to that), so its count is the store's `count_jobs`, whatever the
+size; a running job is looked at, since a cancel leaves one already asked to stop alone."""
 _COUNT_PAGE = 1_000
 
 
@@ -153,18 +162,24 @@ def count_bulk(
     action: BulkAction,
     scan_max: int | None = None,
 ) -> BulkCount:
-    """How many jobs `action` would change now, looking at `scan_max` matching jobs at
-    most (`BULK_COUNT_SCAN_MAX` unless told; a page of the listing at a time). Nothing is
-    written. The answer is a moment's: jobs that start or stop matching before the action
-    runs change the action's count."""
+    """How many jobs `action` would change now. The jobs of states in which the action
+    changes every job (`EVERY_JOB_CHANGED`) are counted by the store's counters; the others
+    are looked at one by one, `scan_max` of them at most (`BULK_COUNT_SCAN_MAX` unless
+    told; a page of the listing at a time). Nothing is written. The answer is a moment's:
+    jobs that start or stop matching before the action runs change the action's count."""
     scan_max = BULK_COUNT_SCAN_MAX if scan_max is None else scan_max
     assert scan_max >= 1, scan_max
     states = job_filter.states or BULK_STATES[action]
+    every = states & EVERY_JOB_CHANGED[action]
+    count = store.count_jobs(attrs.evolve(job_filter, states=every)) if every else 0
+    looked_at = states - every
+    if not looked_at:
+        return BulkCount(count=count, exact=True)
     query = JobQuery(
-        filter=attrs.evolve(job_filter, states=states), limit=min(_COUNT_PAGE, scan_max)
+        filter=attrs.evolve(job_filter, states=looked_at), limit=min(_COUNT_PAGE, scan_max)
     )
     now = store.now()
-    count = scanned = 0
+    scanned = 0
     while True:
         page = store.list_jobs(query)
         scanned += len(page.jobs)

@@ -89,6 +89,33 @@ class LeaseRef:
     worker: str
 
 
+class CatchUp(enum.StrEnum):
+    """What a schedule does with the fires missed while no scheduler ran (`schedules.py`)."""
+
+    SKIP = "skip"
+    LATEST = "latest"
+    ALL = "all"
+
+
+class Overlap(enum.StrEnum):
+    """What a schedule does when its previous fire's job has not finished (`schedules.py`)."""
+
+    ALLOW = "allow"
+    SKIP = "skip"
+    CANCEL_PREVIOUS = "cancel_previous"
+
+
+@attrs.frozen(kw_only=True)
+class FireId:
+    """What a fired job carries: its schedule and its fire time."""
+
+    name: str
+    fire_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "fire_at": format_time(self.fire_at)}
+
+
 @attrs.frozen(kw_only=True)
 class Job:
     id: UUID
@@ -120,8 +147,13 @@ class Job:
     result: JsonValue = None
     last_error: ErrorInfo | None = None
     correlation_id: str | None = None
+    schedule: FireId | None = None
+    """The schedule fire that enqueued this job, if one did."""
     fingerprint: str | None = None
     """A digest of the submission as sent (defaults filled), to tell a replay from a conflict."""
+    trace_context: Mapping[str, str] | None = None
+    """The trace its enqueue ran in (W3C `traceparent`, `tracestate`), for its attempts'
+    spans (`domain/hooks.py`, `taskyard.otel`); never shown by the API."""
 
     def ref(self) -> LeaseRef:
         assert self.lease is not None, f"job {self.id} holds no lease"
@@ -156,6 +188,7 @@ class Job:
             "result": self.result,
             "last_error": self.last_error.to_json() if self.last_error else None,
             "correlation_id": self.correlation_id,
+            "schedule": self.schedule.to_json() if self.schedule else None,
         }
 
 
@@ -214,6 +247,9 @@ class NewJob:
     fingerprint: str | None
     """What tells a replay of an idempotency key from a conflict: set exactly when
     `idempotency_key` is (nothing else compares it)."""
+    trace_context: Mapping[str, str] | None = None
+    schedule: FireId | None = None
+    """The schedule fire this job is (only a scheduler's pass sets it)."""
 
     def __attrs_post_init__(self) -> None:
         assert self.run_at is None or self.delay_s is None, "run_at and delay_s exclude each other"
@@ -238,6 +274,27 @@ class QueueInfo:
 
 
 @attrs.frozen(kw_only=True)
+class DeadGroup:
+    """Dead jobs of one task and error type (None: the job has no error recorded)."""
+
+    task: str
+    error_type: str | None
+    count: int
+    newest: Job
+
+
+@attrs.frozen(kw_only=True)
+class OutcomeBucket:
+    """What ended in one slice of time: jobs that succeeded, jobs that went dead, and
+    attempts charged to a job's budget (`transitions.charged`)."""
+
+    start: datetime
+    succeeded: int
+    dead: int
+    failed_attempts: int
+
+
+@attrs.frozen(kw_only=True)
 class Stats:
     window_s: float
     succeeded: int
@@ -246,6 +303,15 @@ class Stats:
     throughput_per_s: float
     run_s_p50: float | None
     run_s_p95: float | None
+
+
+RUN_S_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    3600.0,
+)  # fmt: skip
+"""The run-time histogram's bounds in seconds (the `taskyard_attempt_run_seconds` buckets).
+A SQL store keeps its attempt totals as counters over this ladder (its `run_s_ladder`
+table holds the same numbers), so a histogram is asked for with bounds among these."""
 
 
 @attrs.frozen(kw_only=True)

@@ -28,15 +28,18 @@ from taskyard.domain.context import JobContext, TaskSpec
 from taskyard.domain.model import (
     Attempt,
     AttemptTotals,
+    DeadGroup,
     Enqueued,
     Job,
     JobState,
     LeaseRef,
     NewJob,
+    OutcomeBucket,
     QueueInfo,
     Stats,
 )
 from taskyard.domain.retention import Periods, Retention
+from taskyard.domain.schedules import Fired, Schedule, ScheduleSpec
 from taskyard.domain.transitions import Report
 
 # --- time and chance ----------------------------------------------------------------------
@@ -112,6 +115,14 @@ class JobFilter:
     @property
     def empty(self) -> bool:
         return not (self.states or self.queues or self.tasks)
+
+    def admits(self, *, state: JobState, queue: str, task: str) -> bool:
+        """Whether a job of this state, queue and task matches."""
+        return (
+            (not self.states or state in self.states)
+            and (not self.queues or queue in self.queues)
+            and (not self.tasks or task in self.tasks)
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -246,7 +257,14 @@ class JobStore(Protocol):
         """Every queue's retention override, by queue."""
         ...
 
-    def queues(self) -> list[QueueInfo]: ...
+    def queues(self) -> list[QueueInfo]:
+        """Every queue that has jobs or is paused, with its counts by state: kept as
+        counters by a SQL store, so bounded by the number of queues, not of jobs."""
+        ...
+
+    def count_jobs(self, job_filter: JobFilter) -> int:
+        """How many jobs match `job_filter` now, from the same counters as `queues`."""
+        ...
 
     def stats(self, *, window_s: float) -> Stats: ...
 
@@ -261,7 +279,66 @@ class JobStore(Protocol):
         """The catalog: every task's last published entry, by name."""
         ...
 
+    # schedules
+    def create_schedule(self, spec: ScheduleSpec, *, paused: bool = False) -> Schedule:
+        """A new schedule, first firing after the store's now; `ScheduleExists` if the
+        name is taken."""
+        ...
+
+    def update_schedule(self, spec: ScheduleSpec) -> Schedule:
+        """Replace the spec of schedule `spec.name` (`ScheduleNotFound`); a new timing
+        starts from its first fire after the store's now."""
+        ...
+
+    def pause_schedule(self, name: str, *, paused: bool) -> Schedule:
+        """Pause, or resume from the first fire after the store's now (no catch-up)."""
+        ...
+
+    def delete_schedule(self, name: str) -> Schedule:
+        """Remove the schedule and return it as it was (`ScheduleNotFound`); the jobs it
+        fired stay."""
+        ...
+
+    def sync_schedules(self, specs: Sequence[ScheduleSpec]) -> list[Schedule]:
+        """Code-declared schedules in: new names created, changed specs replaced (the
+        code wins), state kept, undeclared schedules left alone. Returns what it wrote."""
+        ...
+
+    def schedules(self) -> list[Schedule]: ...
+
+    def schedule(self, name: str) -> Schedule: ...
+
+    def fire_schedules(self, *, limit: int, keyed: bool = True) -> Fired:
+        """Enqueue the due fires of up to `limit` due schedules at the store's now, each at
+        most once ever (its job's idempotency key is the fire), as the schedules' catch-up
+        and overlap policies say; one transaction."""
+        ...
+
+    # what the dashboard reads
+
+    def find_by_key(self, key: str) -> Job | None:
+        """The job that holds idempotency key `key`, if any."""
+        ...
+
+    def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:
+        """Up to `limit` jobs that depend on `job_id`, oldest first by `(created_at, id)`."""
+        ...
+
+    def outcome_series(self, *, bucket_s: float, buckets: int) -> list[OutcomeBucket]:
+        """What ended in each of the last `buckets` slices of `bucket_s` seconds up to now,
+        oldest first."""
+        ...
+
+    def dead_groups(self) -> list[DeadGroup]:
+        """The dead jobs grouped by task and error type, largest group first."""
+        ...
+
+    def dead_ids(self, *, task: str, error_type: str | None, limit: int) -> list[UUID]:
+        """Up to `limit` ids of one `dead_groups` group, newest first."""
+        ...
+
     # what an operator watches
+
     def attempt_totals(self, *, run_s_buckets: Sequence[float]) -> AttemptTotals:
         """Every attempt recorded so far, counted by outcome (every `Outcome` present, 0 when
         none), and the run time (`finished_at - started_at`) of the attempts a worker reported
@@ -328,6 +405,12 @@ class Heard:
     mark: str
 
 
+SCHEDULER_BELL = "@scheduler"
+"""The doorbell the scheduler listens on (no queue name has `@`): rung when a job is made
+to wait on the clock (a delayed enqueue, a retry), so that the leading scheduler learns its
+due time at once. A wait on every queue (`wait(None)`) does not hear it: no worker wakes."""
+
+
 class Coordinator(Protocol):
     def campaign(self, *, candidate: str, ttl_s: float) -> Leadership | None:
         """Take the leader lease if it is free, or renew it if `candidate` holds it.
@@ -356,7 +439,8 @@ class Coordinator(Protocol):
     def schedulers(self) -> list[SchedulerInfo]: ...
 
     def ring(self, queues: Sequence[str]) -> None:
-        """Tell idle workers of these queues that there is work. Best effort."""
+        """Tell idle workers of these queues that there is work. Best effort.
+        `SCHEDULER_BELL` among them wakes only a wait that names it."""
         ...
 
     def wait(self, queues: Sequence[str] | None, *, timeout_s: float) -> bool:

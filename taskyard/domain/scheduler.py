@@ -1,6 +1,16 @@
-"""The scheduler's logic: hold leadership, promote due jobs, reap expired leases, resolve
-dependencies, prune finished jobs past their retention. Written once, driven from
-outside like `Worker`.
+"""The scheduler's logic: hold leadership, fire due schedules, promote due jobs, reap
+expired leases, resolve dependencies, prune finished jobs past their retention. Written
+once, driven from outside like `Worker`.
+
+A pass ends by asking the store when time alone next changes what a pass could do
+(`JobStore.next_wakeup`: a waiting job's `run_at`, a lease's expiry) and how far that is
+from the store's own now; the scheduler sleeps that long by its own clock, or less than
+`tick_interval_s` when that comes first. The store's clock stays the authority: a node
+clock that runs fast wakes the scheduler early, and that pass promotes nothing the store
+does not find due (it asks again); one that runs slow only makes the pass later. A doorbell
+(`SCHEDULER_BELL`, rung by whoever makes a job wait on the clock: a delayed enqueue, a
+retry) makes the scheduler ask again at once (`bell()`: two reads, no pass), so a due time
+shorter than the interval is kept too.
 
 Leadership only decides how fast work moves. Every action is a compare-and-set in the
 store, so two schedulers that both believe they lead are harmless, and when the
@@ -18,7 +28,8 @@ from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
 from taskyard.domain.health import Health, call_optional
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Leadership, SchedulerInfo
 from taskyard.domain.retention import PRUNE_BATCH_MAX, Retention
-from taskyard.domain.timefmt import after
+from taskyard.domain.schedules import Fired
+from taskyard.domain.timefmt import after, seconds_between
 from taskyard.domain.worker import REGISTRY_TTL_S_DEFAULT
 
 log = logging.getLogger("taskyard.scheduler")
@@ -74,7 +85,12 @@ class Pass:
     reaped: int = 0
     cancelled: int = 0
     pruned: int = 0
+    fired: Fired = attrs.field(factory=Fired)
+    """The schedules' fires decided in this pass."""
     full: bool = False
+    wakeup_in_s: float | None = None
+    """How long after this pass, by the store's clock, time alone next changes what a pass
+    could do (None: nothing waits on the clock, or the pass failed or was full)."""
 
 
 class Scheduler:
@@ -98,10 +114,16 @@ class Scheduler:
         self._next_pass = clock.now()
         self._next_prune = clock.now()
         self._acting_without_coordinator = False
+        self._recheck = False
 
     def wake(self) -> None:
         """Do a pass on the next tick, whatever the interval says (something changed)."""
         self._next_pass = self.clock.now()
+
+    def bell(self) -> None:
+        """The scheduler's bell rang (a job started waiting on the clock): on the next tick,
+        ask the store for its next due time, and pass then if that is sooner than planned."""
+        self._recheck = True
 
     @property
     def leading(self) -> bool:
@@ -125,8 +147,15 @@ class Scheduler:
                 self._next_pass = now
             elif self.store_health.ok:
                 self._next_pass = after(now, self.config.tick_interval_s)
+                if self.last_pass.wakeup_in_s is not None:
+                    # Counted from after the pass by our own clock: only ever later.
+                    due = after(self.clock.now(), self.last_pass.wakeup_in_s)
+                    self._next_pass = min(self._next_pass, due)
             else:
                 self._next_pass = after(now, self.store_health.retry_after_s())
+        elif acting and self._recheck and self.store_health.ok:
+            self._recheck_wakeup()
+        self._recheck = False
         until = self._next_campaign
         if self.leading or self.stepped_down:
             until = min(until, self._next_pass)
@@ -190,14 +219,23 @@ class Scheduler:
         limit = self.config.batch_max
         try:
             cancelled = self.store.resolve_dependencies(limit=limit)
+            fired = self.store.fire_schedules(limit=limit)
             promoted = self.store.promote_due(limit=limit)
             reaped = self.store.reap_expired(limit=limit)
             pruned = self._prune()
+            full = (
+                promoted.count >= limit
+                or len(reaped) >= limit
+                or len(cancelled) >= limit
+                or fired.more
+                or pruned >= self.config.prune_batch_max
+            )
+            wakeup_in_s = None if full else self._wakeup_in_s()
         except StoreUnavailable as exc:
             self.store_health.down(exc)
             return Pass()
         self.store_health.up()
-        queues = set(promoted.by_queue)
+        queues = set(promoted.by_queue) | set(fired.queues)
         queues.update(job.queue for job in reaped if not job.state.is_terminal)
         finished = [job.id for job in [*cancelled, *reaped] if job.state.is_terminal]
         coordinator, now = self.coordinator, self.clock.now()
@@ -212,10 +250,9 @@ class Scheduler:
             reaped=len(reaped),
             cancelled=len(cancelled),
             pruned=pruned,
-            full=promoted.count >= limit
-            or len(reaped) >= limit
-            or len(cancelled) >= limit
-            or pruned >= self.config.prune_batch_max,
+            fired=fired,
+            full=full,
+            wakeup_in_s=wakeup_in_s,
         )
 
     def _prune(self) -> int:
@@ -229,6 +266,24 @@ class Scheduler:
         if pruned < batch:
             self._next_prune = after(now, self.config.prune_every_s)
         return pruned
+
+    def _recheck_wakeup(self) -> None:
+        """Bring the next pass forward to the store's next due time (no pass: two reads)."""
+        try:
+            wakeup_in_s = self._wakeup_in_s()
+        except StoreUnavailable as exc:
+            self.store_health.down(exc)
+            return
+        if wakeup_in_s is not None:
+            self._next_pass = min(self._next_pass, after(self.clock.now(), wakeup_in_s))
+
+    def _wakeup_in_s(self) -> float | None:
+        """Seconds from the store's now to its next wake-up (asked in that order, so the
+        span is measured from the later reading: a sleep of it ends no earlier than due)."""
+        wakeup = self.store.next_wakeup()
+        if wakeup is None:
+            return None
+        return max(0.0, seconds_between(self.store.now(), wakeup))
 
     def resign(self) -> None:
         """Leave: give the leader lease up if this scheduler holds it, and take it off the

@@ -69,7 +69,13 @@ class Submission:
         text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def to_new_job(self, *, job_id: UUID, correlation_id: str | None = None) -> NewJob:
+    def to_new_job(
+        self,
+        *,
+        job_id: UUID,
+        correlation_id: str | None = None,
+        trace_context: Mapping[str, str] | None = None,
+    ) -> NewJob:
         return NewJob(
             id=job_id,
             task=self.task,
@@ -84,6 +90,7 @@ class Submission:
             idempotency_key=self.idempotency_key,
             depends_on=self.depends_on,
             correlation_id=correlation_id,
+            trace_context=trace_context,
             # Only an idempotency key is ever compared by fingerprint: no key, no digest.
             fingerprint=self.fingerprint() if self.idempotency_key is not None else None,
         )
@@ -106,7 +113,7 @@ _HEADER = contract.IDEMPOTENCY_KEY_HEADER.kind.compile()
 _BACKOFF_CAP = contract.BACKOFF_INPUT["max_seconds"].kind.says()
 
 
-def _backoff(values: Any, errors: list[FieldError]) -> RetryPolicy:
+def read_backoff(values: Any, errors: list[FieldError]) -> RetryPolicy:
     """The policy of a `backoff` as read (a `RetryPolicy` from Python is taken as it is),
     once its cap is known to be at least its base."""
     if values is None or isinstance(values, RetryPolicy):
@@ -144,7 +151,7 @@ def parse_submission(
     assert isinstance(data, Mapping)
     if data.get("run_at") is not None and data.get("delay_seconds") is not None:
         errors.append(FieldError("delay_seconds", "give run_at or delay_seconds, not both"))
-    backoff = _backoff(values["backoff"], errors)
+    backoff = read_backoff(values["backoff"], errors)
     key = values["idempotency_key"]
     if idempotency_key_header is not None:
         header = _HEADER(idempotency_key_header, "", "Idempotency-Key", errors)
@@ -186,18 +193,74 @@ def check_correlation_id(correlation_id: object) -> None:
         raise ValidationError(errors)
 
 
+_TRACE_KEY = contract.TRACE_KEY.compile()
+_TRACE_VALUE = contract.TRACE_VALUE.compile()
+_TRACEPARENT = contract.TRACEPARENT.compile()
+TRACEPARENT = contract.TRACEPARENT_HEADER.name
+TRACESTATE = contract.TRACESTATE_HEADER.name
+
+
+def check_trace_context(trace_context: object) -> dict[str, str] | None:
+    """A job's `trace_context` (what a tracing hook or the API's W3C headers give): None,
+    or up to `TRACE_CONTEXT_KEYS_MAX` lowercase header names to printable ASCII values; a
+    `traceparent` among them must be W3C's. Raises `ValidationError` naming each bad one
+    (`trace_context.<name>`); an empty one is None."""
+    if trace_context is None:
+        return None
+    errors: list[FieldError] = []
+    if not isinstance(trace_context, Mapping):
+        raise ValidationError([FieldError("trace_context", "must be a mapping of text")])
+    if len(trace_context) > contract.TRACE_CONTEXT_KEYS_MAX:
+        raise ValidationError(
+            [FieldError("trace_context", f"at most {contract.TRACE_CONTEXT_KEYS_MAX} entries")]
+        )
+    checked: dict[str, str] = {}
+    for key, value in trace_context.items():
+        if _TRACE_KEY(key, "", "trace_context", errors) is INVALID:
+            continue
+        where = f"trace_context.{key}"
+        read = _TRACEPARENT if key == TRACEPARENT else _TRACE_VALUE
+        if read(value, "", where, errors) is not INVALID:
+            checked[key] = value
+    if errors:
+        raise ValidationError(errors)
+    return checked or None
+
+
+def trace_context_of_headers(
+    traceparent: str | None, tracestate: str | None
+) -> tuple[dict[str, str] | None, FieldError | None]:
+    """The trace context of a request's W3C headers, and the problem with them, if any.
+    As W3C Trace Context asks of a receiver, a malformed `traceparent` is not refused:
+    it is ignored with its `tracestate` (the problem says so, for a warning)."""
+    if traceparent is None:
+        return None, None
+    errors: list[FieldError] = []
+    if _TRACEPARENT(traceparent, "", TRACEPARENT, errors) is INVALID:
+        return None, FieldError(TRACEPARENT, f"ignored: {errors[0].message}")
+    context = {TRACEPARENT: traceparent}
+    if tracestate is not None and _TRACE_VALUE(tracestate, "", TRACESTATE, errors) is not INVALID:
+        context[TRACESTATE] = tracestate
+    return context, None
+
+
 def new_jobs(
     submissions: Sequence[Submission],
     *,
     now: datetime,
     rng: BitSource,
     correlation_id: str | None = None,
+    trace_context: Mapping[str, str] | None = None,
 ) -> list[NewJob]:
     """The jobs to store for validated submissions: each with a new id (UUIDv7 of `now`),
-    all with `correlation_id` (checked here, so every way in refuses the same)."""
+    all with `correlation_id` and `trace_context` (checked here, so every way in refuses
+    the same)."""
     check_correlation_id(correlation_id)
+    traced = check_trace_context(trace_context)
     return [
-        submission.to_new_job(job_id=uuid7(now, rng), correlation_id=correlation_id)
+        submission.to_new_job(
+            job_id=uuid7(now, rng), correlation_id=correlation_id, trace_context=traced
+        )
         for submission in submissions
     ]
 

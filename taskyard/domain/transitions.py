@@ -241,7 +241,9 @@ def create(
         finished_at=finished_at,
         last_error=last_error,
         correlation_id=new.correlation_id,
+        schedule=new.schedule,
         fingerprint=new.fingerprint,
+        trace_context=new.trace_context,
     )
 
 
@@ -505,7 +507,9 @@ def apply_report(
         return _step(
             Event.COMPLETE,
             job,
-            attrs.evolve(done, state=S.SUCCEEDED, finished_at=now, result=report.result),
+            attrs.evolve(
+                done, state=S.SUCCEEDED, finished_at=now, result=report.result, last_error=None
+            ),
             closed,
         )
     event = Event.COMPLETE if report.kind is ReportKind.SUCCEEDED else Event.FAIL

@@ -49,13 +49,16 @@ from taskyard.domain.context import (
     Flag,
     HandlerResult,
     JobContext,
+    Registry,
     Signal,
     error_info,
 )
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
 from taskyard.domain.health import REGISTER_REST_S_MAX, Health, call_optional
-from taskyard.domain.model import ErrorInfo, Job, JsonValue, LeaseRef
+from taskyard.domain.hooks import AttemptEnd, Ending, Hooks
+from taskyard.domain.model import ErrorInfo, Job, JobState, JsonValue, LeaseRef
 from taskyard.domain.ports import (
+    SCHEDULER_BELL,
     ClaimRequest,
     Clock,
     Coordinator,
@@ -67,7 +70,7 @@ from taskyard.domain.ports import (
     TaskRegistry,
     WorkerInfo,
 )
-from taskyard.domain.timefmt import after
+from taskyard.domain.timefmt import after, seconds_between
 from taskyard.domain.transitions import Report, ReportKind
 
 log = logging.getLogger("taskyard.worker")
@@ -76,7 +79,15 @@ LEASE_TTL_S_DEFAULT = 10.0
 REPORT_REFUSED = "report_refused"
 """The error type of an attempt whose own report the store refused (not an outage)."""
 POLL_INTERVAL_S_DEFAULT = 1.0
+REPORT_LINGER_S_DEFAULT = 0.002
+"""The linger of a production worker's outcomes (`bootstrap`'s worker runtimes): the outcomes
+of the handlers that end within 2 ms share one store call and one commit, while the freed
+slots claim again meanwhile. A job's outcome commits up to 2 ms later; nothing else
+changes (an outcome in the outbox keeps its lease alive, and one lost with its worker runs
+again). `WorkerConfig`'s own default stays 0, for drivers whose clock only moves when
+told to (`taskyard.testing`)."""
 REGISTRY_TTL_S_DEFAULT = 15.0
+ASYNC_CONCURRENCY_DEFAULT = 100
 
 
 @attrs.frozen(kw_only=True)
@@ -85,6 +96,10 @@ class WorkerConfig:
     queues: frozenset[str] | None = None
     """None: every queue."""
     concurrency: int = 4
+    """Slots for plain (`def`) handlers."""
+    async_concurrency: int = ASYNC_CONCURRENCY_DEFAULT
+    """Slots for `async def` handlers, which share one event loop (a slot costs a coroutine,
+    not a thread, so there are many more)."""
     lease_ttl_s: float = LEASE_TTL_S_DEFAULT
     heartbeat_interval_s: float | None = None
     """None: a quarter of the lease TTL."""
@@ -100,6 +115,7 @@ class WorkerConfig:
 
     def __attrs_post_init__(self) -> None:
         assert self.concurrency >= 1, self.concurrency
+        assert self.async_concurrency >= 1, self.async_concurrency
         assert self.lease_ttl_s > 0, self.lease_ttl_s
         assert self.poll_interval_s > 0, self.poll_interval_s
         assert self.claim_batch_max >= 1
@@ -131,9 +147,19 @@ class _Held:
     started_local: datetime
     lease_until_local: datetime
     """Our conservative guess of when the lease lapses, by our own clock."""
+    is_async: bool = False
+    """Runs in the async lane (an `async def` handler), whose slots are counted apart."""
     reported: bool = False
     """An outcome for this attempt is decided (in the outbox or sent): later results are ignored."""
     handler_done: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class Lane:
+    """Tasks that share a set of slots."""
+
+    is_async: bool
+    tasks: frozenset[str]
 
 
 SignalFactory = Callable[[], Signal]
@@ -151,8 +177,11 @@ class Worker:
         executor: Executor,
         config: WorkerConfig,
         make_signal: SignalFactory = Flag,
+        hooks: Hooks | None = None,
     ) -> None:
         self.store = store
+        self.hooks = hooks if hooks is not None else Hooks()
+        """The app's lifecycle hooks (`domain/hooks.py`): called around each attempt."""
         self.coordinator = coordinator
         self.clock = clock
         self.rng = rng
@@ -178,6 +207,8 @@ class Worker:
         self._register_failed = False
         self._claim_wanted = True
         self._draining = False
+        self._lanes_of: frozenset[str] | None = None
+        self._lanes: tuple[Lane, ...] = ()
         self.store_health = Health("store")
         self.coordinator_health = Health("coordinator")
         self.claimed_total = 0
@@ -205,9 +236,41 @@ class Worker:
         running = sum(1 for held in self._held.values() if not held.handler_done)
         return running + len(self._abandoned)
 
+    def _busy(self, *, is_async: bool) -> int:
+        """Running handlers of one lane (abandoned ones included)."""
+        busy = 0
+        for held in self._held.values():
+            if not held.handler_done and held.is_async == is_async:
+                busy += 1
+        for held in self._abandoned.values():
+            if held.is_async == is_async:
+                busy += 1
+        return busy
+
+    def lanes(self) -> tuple[Lane, ...]:
+        """The lanes this worker's tasks run in: plain handlers in `concurrency` slots,
+        `async def` ones in `async_concurrency` slots. A lane without tasks is left out (but
+        the plain one when there are no tasks at all)."""
+        names = self.registry.names()
+        if names != self._lanes_of:
+            specs = [spec for name in names if (spec := self.registry.get(name)) is not None]
+            in_async = frozenset(spec.name for spec in specs if spec.is_async)
+            lanes = []
+            if in_async != names or not names:
+                lanes.append(Lane(is_async=False, tasks=names - in_async))
+            if in_async:
+                lanes.append(Lane(is_async=True, tasks=in_async))
+            self._lanes, self._lanes_of = tuple(lanes), names
+        return self._lanes
+
+    def lane_free_slots(self, lane: Lane) -> int:
+        size = self.config.async_concurrency if lane.is_async else self.config.concurrency
+        return max(0, size - self._busy(is_async=lane.is_async))
+
     @property
     def free_slots(self) -> int:
-        return max(0, self.config.concurrency - self.busy_slots)
+        """Free slots over every lane (a claim takes no more of a lane's jobs than it has)."""
+        return sum(self.lane_free_slots(lane) for lane in self.lanes())
 
     @property
     def idle(self) -> bool:
@@ -259,7 +322,7 @@ class Worker:
                 # Timed out, lost its lease, or was handed back: this late result is void.
                 self._forget_if_settled(held)
                 continue
-            self._queue_report(now, held, self._report_for(held.job, result))
+            self._queue_report(now, held, self._report_for(held.job, result), result.exception)
 
     def _report_for(self, job: Job, result: HandlerResult) -> Report:
         delay_s = 0.0
@@ -274,12 +337,39 @@ class Worker:
             retry_delay_s=delay_s,
         )
 
-    def _queue_report(self, now: datetime, held: _Held, report: Report) -> None:
+    def _queue_report(
+        self, now: datetime, held: _Held, report: Report, exception: BaseException | None = None
+    ) -> None:
+        if not held.reported:
+            self._end_attempt(held, Ending(report.kind.value), report, exception)
         held.reported = True
         self._outbox[held.job.id] = report
         if self._outbox_since is None:
             self._outbox_since = now
             self._next_flush = after(now, self.config.report_linger_s)
+
+    def _end_attempt(
+        self,
+        held: _Held,
+        ending: Ending,
+        report: Report | None = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        """Tell the hooks how an attempt ended: once per attempt, when its outcome is
+        decided (what a hook does never changes it)."""
+        if not self.hooks:
+            return
+        self.hooks.attempt_ended(
+            AttemptEnd(
+                job=held.job,
+                ending=ending,
+                result=report.result if report is not None else None,
+                error=report.error if report is not None else None,
+                exception=exception,
+                retryable=report.retryable if report is not None else True,
+                duration_s=max(0.0, seconds_between(held.started_local, self.clock.now())),
+            )
+        )
 
     def _enforce_timeouts(self, now: datetime) -> None:
         for held in list(self._held.values()):
@@ -333,7 +423,7 @@ class Worker:
 
     def _settle_reports(self, results: Sequence[ReportResult]) -> None:
         for result in results:
-            self._outbox.pop(result.ref.job_id, None)
+            report = self._outbox.pop(result.ref.job_id, None)
             if result.status is ReportStatus.STALE:
                 log.warning(
                     "report refused: the lease had passed on",
@@ -341,12 +431,18 @@ class Worker:
                 )
             held = self._held.get(result.ref.job_id)
             if held is not None and held.job.attempt == result.ref.attempt:
+                if (
+                    result.status in (ReportStatus.APPLIED, ReportStatus.ALREADY_APPLIED)
+                    and result.state is JobState.DEAD
+                ):
+                    self.hooks.job_dead(held.job, report.error if report is not None else None)
                 self._forget_if_settled(held)
         self.reported_total += len(results)
 
     def _announce(self, now: datetime, results: Sequence[ReportResult]) -> None:
         """Ring the finished bell for the jobs these reports ended (a report answered
-        `already_applied` may have ended its job before its answer was lost)."""
+        `already_applied` may have ended its job before its answer was lost), and the
+        scheduler's bell when one is to be retried."""
         coordinator = self.coordinator
         finished = [
             result.ref.job_id
@@ -359,6 +455,13 @@ class Worker:
             call_optional(
                 self.coordinator_health, now, lambda: coordinator.announce_finished(finished)
             )
+        retrying = any(
+            result.status is ReportStatus.APPLIED and result.state is JobState.RETRYING
+            for result in results
+        )
+        if retrying and coordinator is not None:
+            # A retry waits on the clock: the scheduler's bell lets it hear the due time now.
+            call_optional(self.coordinator_health, now, lambda: coordinator.ring([SCHEDULER_BELL]))
 
     def _report_apart(
         self, pending: Sequence[Report], error: Exception
@@ -481,6 +584,8 @@ class Worker:
 
     def _lose(self, held: _Held, reason: CancelReason) -> None:
         held.context.abort(reason)
+        if not held.reported:
+            self._end_attempt(held, Ending.LEASE_LOST)
         held.reported = True
         self._outbox.pop(held.job.id, None)
         if not self._outbox:
@@ -518,15 +623,19 @@ class Worker:
 
     def _publish(self, now: datetime) -> None:
         """Publish this worker's tasks into the catalog, once (again after an outage): their
-        defaults and parameters become those the API and the CLI fill in and check."""
+        defaults and parameters become those the API and the CLI fill in and check. Sync
+        the schedules its code declares (`JobStore.sync_schedules`: the code wins the spec)."""
         tasks = []
         for name in sorted(self.registry.names()):
             spec = self.registry.get(name)
             if spec is not None and publishable(info := spec.info()):
                 tasks.append(info)
+        declared = self.registry.schedules() if isinstance(self.registry, Registry) else []
         try:
             if tasks:
                 self.store.publish_tasks(tasks, worker=self.config.worker_id)
+            if declared:
+                self.store.sync_schedules(declared)
         except StoreUnavailable as exc:
             self.store_health.down(exc)
             self._next_publish = after(now, self.store_health.retry_after_s())
@@ -540,13 +649,28 @@ class Worker:
         self._next_publish = None
 
     def _claim(self, now: datetime) -> None:
-        limit = min(self.free_slots, self.config.claim_batch_max)
+        """Claim for each lane with free slots, no more of its tasks than it has slots."""
+        full = False
+        for lane in self.lanes():
+            limit = min(self.lane_free_slots(lane), self.config.claim_batch_max)
+            if limit <= 0:
+                continue
+            claimed = self._claim_lane(now, lane, limit)
+            if claimed is None:
+                return
+            full = full or claimed >= limit
+        self._claim_wanted = full
+        self._next_claim = after(now, self.config.poll_interval_s)
+
+    def _claim_lane(self, now: datetime, lane: Lane, limit: int) -> int | None:
+        """Claim up to `limit` jobs of the lane's tasks and start them: how many it got,
+        None at an outage."""
         request = ClaimRequest(
             worker=self.config.worker_id,
             limit=limit,
             lease_ttl_s=self.config.lease_ttl_s,
             queues=self.config.queues,
-            tasks=self.registry.names(),
+            tasks=lane.tasks,
         )
         try:
             jobs = self.store.claim(request)
@@ -554,19 +678,20 @@ class Worker:
             self.store_health.down(exc)
             self._claim_wanted = False
             self._next_claim = after(now, self.store_health.retry_after_s())
-            return
+            return None
         self.store_health.up()
-        self._claim_wanted = len(jobs) >= limit
-        self._next_claim = after(now, self.config.poll_interval_s)
         self.claimed_total += len(jobs)
         if jobs and not any(self._needs_lease(held) for held in self._held.values()):
             # The first leases after an idle spell: the next heartbeat is a full interval away.
             self._next_heartbeat = after(now, self.config.heartbeat_every_s)
         for job in jobs:
-            self._start(now, job)
+            self._start(now, job, is_async=lane.is_async)
+        return len(jobs)
 
-    def _start(self, now: datetime, job: Job) -> None:
+    def _start(self, now: datetime, job: Job, *, is_async: bool = False) -> None:
         previous = self._held.get(job.id)
+        if previous is not None and not previous.reported:
+            self._end_attempt(previous, Ending.LEASE_LOST)
         if previous is not None and not previous.handler_done:
             # Claimed again while the handler of an earlier attempt still runs: keep
             # counting that handler against the slots until it returns.
@@ -578,8 +703,10 @@ class Worker:
             context=context,
             started_local=now,
             lease_until_local=after(now, self.config.lease_ttl_s),
+            is_async=is_async,
         )
         self._held[job.id] = held
+        self.hooks.attempt_started(job)
         if self.registry.get(job.task) is None:
             # The claim filters by task name, so this only happens when a task is removed
             # between the claim and here.
@@ -592,6 +719,8 @@ class Worker:
                     kind=ReportKind.FAILED,
                     error=ErrorInfo(type="unknown_task", message=f"no handler for {job.task!r}"),
                     retryable=True,
+                    # Retried after the job's backoff, as any failure is (guarantee 6).
+                    retry_delay_s=job.backoff.delay_s(attempt=job.attempt, rng=self.rng),
                 ),
             )
             return
@@ -648,6 +777,8 @@ class Worker:
         for result in results:
             held = self._held.get(result.ref.job_id)
             if held is not None:
+                if not held.reported:
+                    self._end_attempt(held, Ending.HANDED_BACK)
                 held.reported = True
                 held.context.abort(CancelReason.SHUTDOWN)
                 self._forget_if_settled(held)

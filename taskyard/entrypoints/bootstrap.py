@@ -26,6 +26,7 @@ it is built.
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
 import socket
@@ -40,9 +41,10 @@ from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
 from taskyard.domain.catalog import UnknownTask
 from taskyard.domain.client import Client
 from taskyard.domain.context import Registry
+from taskyard.domain.hooks import Hooks
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Random, TaskRegistry
 from taskyard.domain.scheduler import SchedulerConfig
-from taskyard.domain.worker import WorkerConfig
+from taskyard.domain.worker import REPORT_LINGER_S_DEFAULT, WorkerConfig
 from taskyard.entrypoints.config import (
     ConfigError,
     Settings,
@@ -178,16 +180,7 @@ class System:
         """The tasks a worker offers: `tasks` (an app's own), plus the built-ins under this
         system's policy. `shell` is offered only when enabled, so a worker without it
         never claims a shell job another worker could run."""
-        registry = Registry()
-        if tasks is not None:
-            for name in sorted(tasks.names() - BUILTIN_TASKS):
-                spec = tasks.get(name)
-                assert spec is not None
-                registry.add(spec)
-        for name, spec in builtin_tasks(self.builtins).items():
-            if name != "shell" or self.builtins.shell_enabled:
-                registry.add(spec)
-        return registry
+        return task_registry(tasks, self.builtins)
 
     def worker_runtime(
         self,
@@ -195,17 +188,22 @@ class System:
         *,
         worker_id: str,
         doorbell_block_s: float = DOORBELL_BLOCK_S,
+        hooks: Hooks | None = None,
         **config: Any,
     ) -> WorkerRuntime:
         """A worker pool over this system, configured from the settings; `config` sets
-        other `WorkerConfig` fields (batch sizes, a bench's concurrency)."""
+        other `WorkerConfig` fields (batch sizes, a bench's concurrency); `hooks` are an
+        app's lifecycle hooks."""
         settings = self.settings
+        loader = TaskLoader(app=settings.app, builtins=self.builtins)
         worker_config = WorkerConfig(
             worker_id=worker_id,
             queues=settings.queues,
             concurrency=settings.concurrency,
+            async_concurrency=settings.async_concurrency,
             lease_ttl_s=settings.lease_ttl_s,
             poll_interval_s=settings.poll_interval_s,
+            report_linger_s=REPORT_LINGER_S_DEFAULT,
             host=socket.gethostname(),
             pid=os.getpid(),
         )
@@ -217,6 +215,10 @@ class System:
             clock=self.node_clock,
             rng=self.rng,
             doorbell_block_s=doorbell_block_s,
+            hooks=hooks,
+            pool=settings.pool,
+            load_registry=loader,
+            preload=loader.modules(),
         )
 
     def scheduler_runtime(self, *, scheduler_id: str, **config: Any) -> SchedulerRuntime:
@@ -241,6 +243,49 @@ class System:
         file), coordinator first. Closing twice is harmless."""
         owned, self.owned = self.owned, []
         _close_all(owned)
+
+
+def task_registry(tasks: TaskRegistry | None, builtins: BuiltinPolicy) -> Registry:
+    """`tasks` (an app's own) and the built-ins under `builtins`: see `System.task_registry`."""
+    registry = Registry()
+    if tasks is not None:
+        for name in sorted(tasks.names() - BUILTIN_TASKS):
+            spec = tasks.get(name)
+            assert spec is not None
+            registry.add(spec)
+    if isinstance(tasks, Registry):
+        for schedule in tasks.schedules():
+            registry.add_schedule(schedule)
+    for name, spec in builtin_tasks(builtins).items():
+        if name != "shell" or builtins.shell_enabled:
+            registry.add(spec)
+    return registry
+
+
+@attrs.frozen(kw_only=True)
+class TaskLoader:
+    """How a child process of `--pool process` builds the worker's tasks: the app by its
+    import path (`module:attribute`), the built-ins under the same policy. It pickles."""
+
+    app: str | None
+    builtins: BuiltinPolicy
+
+    def modules(self) -> tuple[str, ...]:
+        """What it imports: a process pool's fork server imports them once, ahead."""
+        app_module = () if self.app is None else (self.app.partition(":")[0],)
+        return ("taskyard.entrypoints.bootstrap", *app_module)
+
+    def __call__(self) -> Registry:
+        """In the child: the worker found the app already (`process.load_app`, which
+        checked it), and the child has the worker's import path, so it is imported here
+        without those checks."""
+        if self.app is None:
+            return task_registry(None, self.builtins)
+        module_name, _, attr_path = self.app.partition(":")
+        target: Any = importlib.import_module(module_name)
+        for part in attr_path.split("."):
+            target = getattr(target, part)
+        return task_registry(target.tasks, self.builtins)
 
 
 def _close_all(adapters: list[object]) -> None:

@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "queues",
     "workers",
     "tasks",
+    "schedules",
     "simulate",
 )
 

@@ -36,6 +36,7 @@ import attrs
 from taskyard.domain import retention
 from taskyard.domain.catalog import UNKNOWN_TASK_DEFAULT, UnknownTask
 from taskyard.domain.contract import is_queue_name
+from taskyard.domain.worker import ASYNC_CONCURRENCY_DEFAULT
 from taskyard.entrypoints.numbers import ascii_float, ascii_int
 
 CONFIG_FILE_NAME = "taskyard.toml"
@@ -342,6 +343,10 @@ class Settings:
     queues: frozenset[str] | None = None
     """The queues a worker claims from; None: every queue."""
     concurrency: int = 4
+    async_concurrency: int = ASYNC_CONCURRENCY_DEFAULT
+    """How many `async def` handlers a worker runs at once, on its event loop."""
+    pool: str = "thread"
+    """Where a worker runs plain handlers: `thread` or `process` (killed at a timeout)."""
     grace_period_s: float = 30.0
     leader_ttl_s: float = 10.0
     retention_succeeded_s: int = retention.SUCCEEDED_S_DEFAULT
@@ -514,7 +519,27 @@ _SETTINGS = [
         parse=integer_in(1, 1024),
         flag="--concurrency",
         metavar="N",
-        help="jobs run at once, each on a thread of its own (default 4)",
+        help="plain (def) handlers run at once, each on a thread of its own, or in a "
+        "process of its own with --pool process (default 4)",
+    ),
+    Setting(
+        attr="async_concurrency",
+        env="TASKYARD_ASYNC_CONCURRENCY",
+        parse=integer_in(1, 100_000),
+        flag="--async-concurrency",
+        metavar="N",
+        help=f"async def handlers run at once, on one event loop (default "
+        f"{ASYNC_CONCURRENCY_DEFAULT})",
+    ),
+    Setting(
+        attr="pool",
+        env="TASKYARD_POOL",
+        parse=one_of("thread", "process"),
+        flag="--pool",
+        metavar="thread|process",
+        help="where plain handlers run: threads (the default), or child processes that are "
+        "killed at their timeout or on cancel (hard timeouts; arguments and results are "
+        "pickled)",
     ),
     Setting(
         attr="grace_period_s",
@@ -647,6 +672,8 @@ _RUNNING_SETTINGS = (
     "app",
     "queues",
     "concurrency",
+    "async_concurrency",
+    "pool",
     "lease_ttl_s",
     "poll_interval_s",
     "grace_period_s",

@@ -29,7 +29,7 @@ import math
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import (
     Any,
     Concatenate,
@@ -47,12 +47,11 @@ from uuid import UUID
 import attrs
 
 from taskyard.adapters.executors import builtin_tasks
-from taskyard.domain import retention
+from taskyard.domain import contract, retention
 from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
 from taskyard.domain.catalog import TaskInfo
-from taskyard.domain.client import Client, due_queues
-from taskyard.domain.context import JobContext, Registry, TaskSpec, takes_context
-from taskyard.domain.contract import is_queue_name
+from taskyard.domain.client import Client, bells
+from taskyard.domain.context import JobContext, Registry, TaskSpec
 from taskyard.domain.errors import (
     CoordinatorUnavailable,
     FieldError,
@@ -60,10 +59,12 @@ from taskyard.domain.errors import (
     TaskyardError,
     ValidationError,
 )
+from taskyard.domain.hooks import Hook, Hooks
 from taskyard.domain.ids import parse_job_id
 from taskyard.domain.model import Attempt, Enqueued, Job, JobState
 from taskyard.domain.ports import Clock, Coordinator, JobFilter, JobPage, JobQuery, JobStore, Random
 from taskyard.domain.retry import Jitter, RetryPolicy
+from taskyard.domain.schedules import ScheduleSpec, parse_schedule
 from taskyard.domain.submission import Submission, parse_submission
 from taskyard.entrypoints import bootstrap, config
 
@@ -148,7 +149,8 @@ class Bound(Generic[P, R]):
 
 class _Register(Protocol):
     """What `@app.task(...)` does to a function: a handler that takes the context first
-    (`ctx: JobContext`) makes a task whose jobs take the rest of its parameters."""
+    (`ctx: JobContext`) makes a task whose jobs take the rest of its parameters. (A context
+    elsewhere is handed in all the same, but typing cannot take it out of `P`.)"""
 
     @overload
     def __call__(self, func: Callable[Concatenate[JobContext, P], R], /) -> Task[P, R]: ...
@@ -236,6 +238,9 @@ class App:
         self.rng: Random = rng if rng is not None else bootstrap.system_random()
         self.builtins = builtins or bootstrap.builtin_policy(self.settings)
         self.tasks = Registry()
+        self.hooks = Hooks()
+        """Lifecycle hooks (`add_hook`): around each enqueue here, and each attempt of a
+        worker that loads this app."""
         if include_builtins:
             for spec in builtin_tasks(self.builtins).values():
                 self.tasks.add(spec)
@@ -341,6 +346,13 @@ class App:
 
     # --- the registry -------------------------------------------------------------------
 
+    def add_hook(self, hook: Hook) -> Hook:
+        """Add a lifecycle hook (a `taskyard.Hook`; see `taskyard/domain/hooks.py`): called
+        around each enqueue through this app, and around each attempt in every worker that
+        loads it, after those added before. What a hook raises is logged and ignored."""
+        self.hooks.add(hook)
+        return hook
+
     def task(
         self,
         name: str | None = None,
@@ -377,12 +389,63 @@ class App:
                 backoff=defaults.backoff,
                 timeout_s=defaults.timeout_s,
                 priority=defaults.priority,
-                with_context=takes_context(func),
             )
             self.tasks.add(spec)
             return Task(self, spec, func)
 
         return cast(_Register, register)
+
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        every: timedelta | float | None = None,
+        timezone: str = "UTC",
+        args: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        catch_up: str = contract.CATCH_UP_DEFAULT,
+        catch_up_window: timedelta | float = contract.CATCH_UP_WINDOW_S_DEFAULT,
+        overlap: str = contract.OVERLAP_DEFAULT,
+    ) -> Callable[[Task[P, R]], Task[P, R]]:
+        """Fire a task on a schedule: at the times of `cron` (five fields, read in
+        `timezone`) or `every` (a `timedelta` or seconds), with `args`. Goes above
+        `@app.task`. The schedule (named `name`, else the task's name) is written to the
+        store when a worker of this app starts; its job gets the task's defaults. Checked
+        here as `POST /v1/schedules` checks it (`ValidationError` naming the field)."""
+
+        def seconds(value: timedelta | float) -> float:
+            return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+        def register(task: Task[P, R]) -> Task[P, R]:
+            spec = task.spec
+            data: dict[str, Any] = {
+                "name": name or spec.name,
+                "task": spec.name,
+                "args": dict(args or {}),
+                "timezone": timezone,
+                "catch_up": catch_up,
+                "catch_up_window_seconds": seconds(catch_up_window),
+                "overlap": overlap,
+                "queue": spec.queue,
+                "priority": spec.priority,
+                "max_attempts": spec.max_attempts,
+                "backoff": spec.backoff,
+                "timeout_seconds": spec.timeout_s,
+            }
+            if cron is not None:
+                data["cron"] = cron
+            if every is not None:
+                data["every_seconds"] = seconds(every)
+            schedule, _ = parse_schedule(data)
+            self.tasks.add_schedule(schedule)
+            return task
+
+        return register
+
+    @property
+    def schedules(self) -> list[ScheduleSpec]:
+        """The schedules this app declares (`periodic`)."""
+        return self.tasks.schedules()
 
     def _parse_policy(self, value: RetryPolicy | Mapping[str, Any]) -> RetryPolicy:
         if isinstance(value, RetryPolicy):
@@ -455,18 +518,24 @@ class App:
         correlation_id: str | None = None,
         connection: Any = None,
     ) -> list[Enqueued]:
-        """Submit several validated submissions (see `submission`), all or nothing."""
-        if connection is not None:
+        """Submit several validated submissions (see `submission`), all or nothing, inside
+        the hooks' `enqueue` (the jobs keep the trace context it gives)."""
+        with self.hooks.enqueue([s.task for s in submissions]) as trace_context:
+            if connection is None:
+                return self.client.submit(
+                    submissions, correlation_id=correlation_id, trace_context=trace_context
+                )
             enqueue_in = getattr(self.store, "enqueue_in", None)
             if enqueue_in is None:
                 raise TypeError(f"transactional enqueue needs a PostgreSQL store, not {self.url}")
-            new_jobs = self.client.prepare(submissions, correlation_id=correlation_id)
+            new_jobs = self.client.prepare(
+                submissions, correlation_id=correlation_id, trace_context=trace_context
+            )
             jobs: list[Enqueued] = enqueue_in(connection, new_jobs)
-            self._unrung.setdefault(connection, set()).update(due_queues(jobs))
+            self._unrung.setdefault(connection, set()).update(bells(jobs))
             if not _in_transaction(connection):
                 self.committed(connection)  # an autocommit connection: committed already
             return jobs
-        return self.client.submit(submissions, correlation_id=correlation_id)
 
     # --- transactions -------------------------------------------------------------------
 
@@ -519,7 +588,7 @@ class App:
         forever), replacing its earlier override whole; a state given as None follows the
         scheduler's setting (`TASKYARD_RETENTION_*_SECONDS`). Returns the override as
         stored. Raises `ValidationError` naming a bad value."""
-        if not is_queue_name(queue):
+        if not contract.is_queue_name(queue):
             raise ValidationError([FieldError("queue", "not a queue name")])
         periods = retention.parse_periods(
             {"succeeded": succeeded, "dead": dead, "cancelled": cancelled}

@@ -6,9 +6,12 @@ store, what a timeout means) is the domain's; the simulator exercises the same c
 
 * the **control thread** calls `Worker.tick()` under a lock and sleeps until the answer's
   `until`, or until a handler finishes or a doorbell rings (a `threading.Event`);
-* **handler threads** (`ThreadExecutor`) run handlers; their `ctx` signals are
+* **handler threads** (`ThreadExecutor`) run plain handlers; their `ctx` signals are
   `LazyEvent`s (a `threading.Event` once waited on), so `ctx.wait(s)` really sleeps and
-  wakes at once on cancellation;
+  wakes at once on cancellation. With `pool="process"` each of these threads minds a child
+  process instead (`ProcessExecutor`), which is killed at a timeout or a cancel;
+* the **event loop thread** (`AsyncExecutor`, started with the first `async def` job) runs
+  `async def` handlers as tasks, as many at once as `async_concurrency` allows;
 * the **doorbell thread** blocks in `Coordinator.wait()` while the worker can take work,
   and when a doorbell rings it runs a tick itself (the claim starts without a thread
   hand-off).
@@ -18,7 +21,11 @@ store, what a timeout means) is the domain's; the simulator exercises the same c
   coordinator answers again the thread is back to waiting on the doorbell. The worker's
   coordinator `Health` warns once when it goes away and once when it is back.
 
-`SchedulerRuntime` runs one thread that calls `Scheduler.tick()` and sleeps until its `until`.
+`SchedulerRuntime` runs one thread that calls `Scheduler.tick()` and sleeps until its `until`
+(which is the next due time the store named, when that comes before the pass interval),
+and, with a coordinator, a **bell thread** that blocks on the scheduler's doorbell
+(`SCHEDULER_BELL`) and wakes the loop for a pass at once when a job starts waiting on the
+clock.
 
 Neither loop ever dies of an error: store and coordinator errors are handled by the domain,
 and anything else is logged with its traceback and retried after a pause.
@@ -39,15 +46,25 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from types import TracebackType
 
-from taskyard.adapters.executors import ThreadExecutor
+from taskyard.adapters.executors import AsyncExecutor, LaneExecutor, PlainExecutor, ThreadExecutor
+from taskyard.adapters.processes import ProcessExecutor, RegistryLoader
 from taskyard.domain.context import HandlerResult
 from taskyard.domain.errors import CoordinatorUnavailable
+from taskyard.domain.hooks import Hooks
 from taskyard.domain.model import Job
-from taskyard.domain.ports import Clock, Coordinator, JobStore, Random, TaskRegistry, Upkeep
+from taskyard.domain.ports import (
+    SCHEDULER_BELL,
+    Clock,
+    Coordinator,
+    JobStore,
+    Random,
+    TaskRegistry,
+    Upkeep,
+)
 from taskyard.domain.retention import VACUUM_EVERY_S_DEFAULT, vacuum_due
 from taskyard.domain.scheduler import Scheduler, SchedulerConfig
 from taskyard.domain.timefmt import seconds_between
@@ -61,9 +78,13 @@ SLEEP_MAX_S = 1.0
 steps backwards cannot stall it."""
 DOORBELL_BLOCK_S = 2.0
 """How long one doorbell wait blocks; it is waited on again at once."""
+BELL_PAUSE_MIN_S = 0.05
+BELL_PAUSE_MAX_S = 2.0
 ERROR_PAUSE_S = 1.0
 """The pause after an unexpected error in a loop, before it tries again."""
 JOIN_SLACK_S = 5.0
+POOLS = ("thread", "process")
+"""Where plain handlers run: the `--pool` setting's values."""
 
 
 _EVENT_LOCK = threading.Lock()
@@ -128,8 +149,16 @@ class WorkerRuntime:
         clock: Clock,
         rng: Random,
         doorbell_block_s: float = DOORBELL_BLOCK_S,
+        hooks: Hooks | None = None,
+        pool: str = "thread",
+        load_registry: RegistryLoader | None = None,
+        preload: Sequence[str] = (),
     ) -> None:
+        """`pool`: plain handlers on threads (`thread`) or in child processes (`process`,
+        which needs `load_registry`: how a child builds the same tasks; the modules it
+        imports are `preload`)."""
         assert doorbell_block_s > 0, doorbell_block_s
+        assert pool in POOLS, pool
         self.config = config
         self.clock = clock
         self.coordinator = coordinator
@@ -145,8 +174,28 @@ class WorkerRuntime:
         """When the control thread means to tick next (it sleeps until then)."""
         self._finished: collections.deque[HandlerResult] = collections.deque()
         """Results of handlers that returned, waiting for the control thread."""
-        self.executor = ThreadExecutor(
-            registry, self._handler_finished, threads=config.concurrency, around=self._running_job
+        plain: PlainExecutor
+        if pool == "process":
+            assert load_registry is not None, "a process pool needs a way to load the tasks"
+            plain = ProcessExecutor(
+                registry,
+                self._handler_finished,
+                processes=config.concurrency,
+                load_registry=load_registry,
+                preload=preload,
+                around=self._running_job,
+            )
+        else:
+            plain = ThreadExecutor(
+                registry,
+                self._handler_finished,
+                threads=config.concurrency,
+                around=self._running_job,
+            )
+        self.executor = LaneExecutor(
+            registry,
+            plain=plain,
+            coroutines=AsyncExecutor(registry, self._handler_finished, around=self._running_job),
         )
         self.worker = Worker(
             store=store,
@@ -157,6 +206,7 @@ class WorkerRuntime:
             executor=self.executor,
             config=config,
             make_signal=LazyEvent,
+            hooks=hooks,
         )
         name = config.worker_id
         self._control = threading.Thread(
@@ -180,6 +230,8 @@ class WorkerRuntime:
     def start(self) -> WorkerRuntime:
         assert not self._started, "a runtime starts once"
         self._started = True
+        if isinstance(self.executor.plain, ProcessExecutor):
+            self.executor.plain.prestart()
         self._control.start()
         if self._doorbell is not None:
             self._doorbell.start()
@@ -392,7 +444,10 @@ class SchedulerRuntime:
         self.scheduler = Scheduler(
             store=store, coordinator=coordinator, clock=self.clock, config=config
         )
+        self.coordinator = coordinator
         self._halting = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._loop, name=f"taskyard-scheduler-{config.scheduler_id}", daemon=True
         )
@@ -403,9 +458,17 @@ class SchedulerRuntime:
         )
         self.vacuums = 0
         """Vacuums this scheduler ran (PostgreSQL), while it led."""
+        self._bell: threading.Thread | None = None
+        if coordinator is not None:
+            self._bell = threading.Thread(
+                target=self._bell_loop,
+                name=f"taskyard-scheduler-bell-{config.scheduler_id}",
+                daemon=True,
+            )
         self._started = False
         self._ended = False
         self.loop_errors = 0
+        self.rings_received = 0
 
     @property
     def leading(self) -> bool:
@@ -418,6 +481,8 @@ class SchedulerRuntime:
         self._thread.start()
         if self._upkeep is not None:
             self._upkeep_thread.start()
+        if self._bell is not None:
+            self._bell.start()
         return self
 
     @property
@@ -441,6 +506,7 @@ class SchedulerRuntime:
     def _halt(self) -> None:
         self._ended = True
         self._halting.set()
+        self._wake.set()
         self._thread.join(timeout=JOIN_SLACK_S)
         if self._upkeep_thread.is_alive():
             self._upkeep_thread.join(timeout=JOIN_SLACK_S)
@@ -479,8 +545,10 @@ class SchedulerRuntime:
 
     def _steps(self) -> None:
         while not self._halting.is_set():
+            self._wake.clear()
             try:
-                wait = self.scheduler.tick()
+                with self._lock:
+                    wait = self.scheduler.tick()
             except Exception:
                 self.loop_errors += 1
                 log.exception(
@@ -491,4 +559,33 @@ class SchedulerRuntime:
                 continue
             delay_s = _sleep_s(self.clock, wait.until)
             if delay_s > 0:
-                self._halting.wait(delay_s)
+                self._wake.wait(delay_s)
+
+    def _bell_loop(self) -> None:
+        with log_context(scheduler_id=self.config.scheduler_id):
+            self._bell_steps()
+
+    def _bell_steps(self) -> None:
+        """Wait on the scheduler's doorbell; a ring makes the next pass happen now. An
+        unreachable coordinator is retried after a pause (50 ms doubling to 2 s): the
+        passes go on at their interval meanwhile."""
+        assert self.coordinator is not None
+        pause_s = BELL_PAUSE_MIN_S
+        while not self._halting.is_set():
+            try:
+                rung = self.coordinator.wait([SCHEDULER_BELL], timeout_s=DOORBELL_BLOCK_S)
+            except Exception as exc:
+                if self._halting.is_set():
+                    return
+                if not isinstance(exc, CoordinatorUnavailable):
+                    self.loop_errors += 1
+                    log.exception("scheduler bell wait failed; trying again")
+                self._halting.wait(pause_s)
+                pause_s = min(pause_s * 2, BELL_PAUSE_MAX_S)
+                continue
+            pause_s = BELL_PAUSE_MIN_S
+            if rung:
+                self.rings_received += 1
+                with self._lock:
+                    self.scheduler.bell()
+                self._wake.set()

@@ -104,7 +104,7 @@ class Standalone:
         self.services = self.system.services()
         self.worker_id = process.process_id()
         self.worker: WorkerRuntime = self.system.worker_runtime(
-            self.registry, worker_id=self.worker_id
+            self.registry, worker_id=self.worker_id, hooks=app.hooks if app is not None else None
         )
         self.scheduler: SchedulerRuntime = self.system.scheduler_runtime(
             scheduler_id=self.worker_id

@@ -18,7 +18,7 @@ from taskyard.simulation.faults import FaultAction, FaultKind, Target
 from taskyard.simulation.lifecycle import Lifecycle
 from taskyard.simulation.loop import EventLoop
 from taskyard.simulation.network import Network
-from taskyard.simulation.nodes import ClientNode, Node, WorkerNode
+from taskyard.simulation.nodes import ClientNode, Node, SchedulerNode, WorkerNode
 
 
 @attrs.frozen(kw_only=True)
@@ -30,6 +30,7 @@ class Stage:
     lifecycle: Lifecycle
     coordinator: InMemoryCoordinator
     lease_ttl_s: float
+    nodes: Mapping[str, Node]
 
 
 Strike = Callable[[Stage, FaultAction, Node | None], bool]
@@ -47,6 +48,11 @@ def _crash(stage: Stage, action: FaultAction, node: Node | None) -> bool:
 
 
 def _graceful_restart(stage: Stage, action: FaultAction, node: Node | None) -> bool:
+    """A worker drains and hands back its leases; a scheduler resigns and unregisters.
+    Either comes back after `duration_s`."""
+    if isinstance(node, SchedulerNode) and node.up and not node.paused:
+        stage.lifecycle.scheduler_stop(node, down_s=action.duration_s)
+        return True
     if not isinstance(node, WorkerNode) or not node.up or node.paused or node.stopping:
         return False
     stage.lifecycle.graceful_stop(node, grace_s=max(action.amount, 0.0), down_s=action.duration_s)
@@ -96,6 +102,25 @@ def _clock_drift(stage: Stage, action: FaultAction, node: Node | None) -> bool:
     return True
 
 
+def _reaper_late(stage: Stage, action: FaultAction, node: Node | None) -> bool:
+    """Every scheduler stops for `duration_s` (a fleet-wide pause: nothing reaps), while
+    a worker's heartbeats are lost for `amount` seconds, longer than the lease TTL (they
+    time out on a lock, say; its other calls go through): its leases expire, and what it
+    reports next reaches the store before any reaper, so the store itself refuses it as
+    stale and closes the attempt."""
+    if not isinstance(node, WorkerNode) or not node.up or node.paused:
+        return False
+    for name in sorted(stage.nodes):
+        other = stage.nodes[name]
+        if isinstance(other, SchedulerNode):
+            stage.lifecycle.pause(other, action.duration_s)
+    site = "store.heartbeat.unavailable"
+    stage.loop.note(node.label, f"{site} on every heartbeat for {action.amount:.3f} s")
+    stage.network.disturb(node.name, action.amount)
+    stage.network.force(node, site, action.amount)
+    return True
+
+
 def _split_brain(stage: Stage, action: FaultAction, node: Node | None) -> bool:
     stage.network.split_brain_for(action.duration_s)
     stage.loop.note("world", f"SPLIT BRAIN for {action.duration_s:.3f} s: every scheduler leads")
@@ -112,6 +137,7 @@ STRIKES: Mapping[FaultKind, Strike] = {
     FaultKind.CLOCK_SKEW: _clock_skew,
     FaultKind.CLOCK_DRIFT: _clock_drift,
     FaultKind.SPLIT_BRAIN: _split_brain,
+    FaultKind.REAPER_LATE: _reaper_late,
 }
 """Every timed fault kind and its handler (the other kinds are sites)."""
 

@@ -22,11 +22,13 @@ from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
 from taskyard.domain.model import (
     Attempt,
     AttemptTotals,
+    DeadGroup,
     Enqueued,
     Job,
     JobState,
     LeaseRef,
     NewJob,
+    OutcomeBucket,
     QueueInfo,
     Stats,
 )
@@ -47,6 +49,7 @@ from taskyard.domain.ports import (
     WorkerInfo,
 )
 from taskyard.domain.retention import Periods, Retention
+from taskyard.domain.schedules import Fired, Schedule, ScheduleSpec
 from taskyard.domain.transitions import Report
 from taskyard.simulation.faults import Target
 
@@ -245,8 +248,26 @@ class FaultyJobStore:
     def queues(self) -> list[QueueInfo]:
         return self._inner.queues()
 
+    def count_jobs(self, job_filter: JobFilter) -> int:
+        return self._inner.count_jobs(job_filter)
+
     def stats(self, *, window_s: float) -> Stats:
         return self._inner.stats(window_s=window_s)
+
+    def find_by_key(self, key: str) -> Job | None:
+        return self._inner.find_by_key(key)
+
+    def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:
+        return self._inner.dependents(job_id, limit=limit)
+
+    def outcome_series(self, *, bucket_s: float, buckets: int) -> list[OutcomeBucket]:
+        return self._inner.outcome_series(bucket_s=bucket_s, buckets=buckets)
+
+    def dead_groups(self) -> list[DeadGroup]:
+        return self._inner.dead_groups()
+
+    def dead_ids(self, *, task: str, error_type: str | None, limit: int) -> list[UUID]:
+        return self._inner.dead_ids(task=task, error_type=error_type, limit=limit)
 
     def attempt_totals(self, *, run_s_buckets: Sequence[float]) -> AttemptTotals:
         return self._inner.attempt_totals(run_s_buckets=run_s_buckets)
@@ -256,6 +277,32 @@ class FaultyJobStore:
 
     def tasks(self) -> list[TaskInfo]:
         return self._call("tasks", self._inner.tasks, write=False)
+
+    def create_schedule(self, spec: ScheduleSpec, *, paused: bool = False) -> Schedule:
+        return self._call("schedules", lambda: self._inner.create_schedule(spec, paused=paused))
+
+    def update_schedule(self, spec: ScheduleSpec) -> Schedule:
+        return self._call("schedules", lambda: self._inner.update_schedule(spec))
+
+    def pause_schedule(self, name: str, *, paused: bool) -> Schedule:
+        return self._call("schedules", lambda: self._inner.pause_schedule(name, paused=paused))
+
+    def delete_schedule(self, name: str) -> Schedule:
+        return self._call("schedules", lambda: self._inner.delete_schedule(name))
+
+    def sync_schedules(self, specs: Sequence[ScheduleSpec]) -> list[Schedule]:
+        return self._call("schedules", lambda: self._inner.sync_schedules(specs))
+
+    def schedules(self) -> list[Schedule]:
+        return self._call("schedules", self._inner.schedules, write=False)
+
+    def schedule(self, name: str) -> Schedule:
+        return self._call("schedules", lambda: self._inner.schedule(name), write=False)
+
+    def fire_schedules(self, *, limit: int, keyed: bool = True) -> Fired:
+        return self._call(
+            "fire_schedules", lambda: self._inner.fire_schedules(limit=limit, keyed=keyed)
+        )
 
 
 class FaultyCoordinator:

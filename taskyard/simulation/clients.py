@@ -6,15 +6,30 @@ kept for the checker: the jobs acknowledged and every idempotent replay.
 
 from __future__ import annotations
 
+import json
+import random
+from collections import Counter
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 from uuid import UUID
 
-from taskyard.domain.errors import IdempotencyConflict, Refusal, StoreUnavailable
+import attrs
+
+from taskyard.domain import management
+from taskyard.domain.errors import (
+    CoordinatorUnavailable,
+    IdempotencyConflict,
+    Refusal,
+    StoreUnavailable,
+    ValidationError,
+)
 from taskyard.domain.model import JobState
 from taskyard.domain.ports import JobFilter, JobQuery
-from taskyard.domain.timefmt import after
-from taskyard.simulation.checker import Replay
+from taskyard.domain.timefmt import after, format_time
+from taskyard.simulation import hostile
+from taskyard.simulation.checker import Replay, Violation
+from taskyard.simulation.clocks import EPOCH
 from taskyard.simulation.ledger import Ledger
 from taskyard.simulation.loop import EventLoop
 from taskyard.simulation.nodes import ClientNode
@@ -24,6 +39,14 @@ from taskyard.simulation.workload import ClientOp, OpKind, Workload
 S = JobState
 
 SUBMIT_TRIES_MAX = 6
+PAGE_LIMIT_MAX = 7
+"""A listing is walked in pages of at most this many jobs (so that it takes several)."""
+RUN_S_BUCKETS = (0.1, 1.0, 10.0)
+
+CLIENT_ANSWERS = "client_answers"
+"""The invariant of what clients are answered (checked while the world runs): a malformed
+submission is refused naming a field and stores nothing; a listing walked page by page
+gives each matching job once and no other."""
 
 Bodies = list[tuple[int, dict[str, Any]]]
 """(plan index, request body) of each job of one submission."""
@@ -31,12 +54,26 @@ Bodies = list[tuple[int, dict[str, Any]]]
 
 class Clients:
     def __init__(
-        self, *, loop: EventLoop, ledger: Ledger, streams: Streams, workload: Workload
+        self,
+        *,
+        loop: EventLoop,
+        ledger: Ledger,
+        streams: Streams,
+        workload: Workload,
+        exercised: Counter[str],
+        redeploy: Callable[[str, float], bool],
     ) -> None:
         self._loop = loop
         self._ledger = ledger
         self._streams = streams
         self._workload = workload
+        self._exercised = exercised
+        self._redeploy = redeploy
+        """Redeploys the worker of the given id with that grace; False when none is up."""
+        self.violations: list[Violation] = []
+        """Broken promises of `CLIENT_ANSWERS`."""
+        self.paused: Counter[str] = Counter()
+        """Queues a person paused, and how many pauses are not over yet."""
         self.acked: dict[int, UUID] = {}
         """Plan index -> the job the client was told it got."""
         self.acknowledged: set[UUID] = set()
@@ -45,6 +82,7 @@ class Clients:
         """Submissions waiting to be tried again (the world is not quiet meanwhile)."""
         self.submit_failures = 0
         self._bodies: dict[int, dict[str, Any]] = {}
+        self._sent = 0
 
     def perform(self, node: ClientNode, op: ClientOp) -> None:
         plans = self._workload.plans
@@ -55,7 +93,7 @@ class Clients:
                 body = plan.body(
                     dep_ids=tuple(str(self.acked[d]) for d in plan.deps if d in self.acked),
                     run_at=(
-                        after(node.clock.now(), plan.run_at_ahead_s)
+                        format_time(after(node.clock.now(), plan.run_at_ahead_s))
                         if plan.run_at_ahead_s is not None
                         else None
                     ),
@@ -89,8 +127,17 @@ class Clients:
             if chosen is not None:
                 self._person(node, "retry", chosen)
         elif op.kind is OpKind.RESCHEDULE and op.plans[0] in self.acked:
-            run_at = after(node.clock.now(), op.amount)
-            self._person(node, "reschedule", self.acked[op.plans[0]], run_at=run_at)
+            self._person(node, "reschedule", self.acked[op.plans[0]], ahead_s=op.amount)
+        elif op.kind is OpKind.MALFORMED:
+            self._malformed(node, op)
+        elif op.kind is OpKind.INSPECT:
+            self._inspect(node, op)
+        elif op.kind is OpKind.BULK:
+            self._bulk(node, op)
+        elif op.kind is OpKind.PAUSE_QUEUE:
+            self._pause_queue(node, plans[op.plans[0]].queue, op.amount)
+        elif op.kind is OpKind.CANCEL_IN_DEPLOY:
+            self._cancel_in_deploy(node, op.amount)
 
     def _pick(self, node: ClientNode, states: frozenset[JobState]) -> UUID | None:
         try:
@@ -103,7 +150,7 @@ class Clients:
             return None
         return self._streams.get(f"client/{node.name}/ops").choice(ids)
 
-    def _person(self, node: ClientNode, action: str, job_id: UUID, **kwargs: Any) -> None:
+    def _person(self, node: ClientNode, action: str, job_id: UUID, *, ahead_s: float = 0.0) -> None:
         label = self._ledger.job_label(job_id)
         try:
             if action == "cancel":
@@ -112,13 +159,19 @@ class Clients:
             elif action == "retry":
                 job = node.store.retry(job_id)
             else:
-                job = node.store.reschedule(
-                    job_id,
-                    priority=self._streams.get(f"client/{node.name}/ops").randint(-5, 5),
-                    **kwargs,
+                # As the API's PATCH: a JSON change, parsed by the production parser.
+                change = management.parse_changes(
+                    {
+                        "priority": self._streams.get(f"client/{node.name}/ops").randint(-5, 5),
+                        # nanoseconds and an offset: the parser keeps microseconds, in UTC
+                        "run_at": format_time(after(node.clock.now(), ahead_s)).replace(
+                            "Z", "000000+00:00"
+                        ),
+                    }
                 )
+                job = node.store.reschedule(job_id, priority=change.priority, run_at=change.run_at)
         except Refusal as exc:
-            self._loop.note(node.label, f"{action} {label} refused: {type(exc).__name__}")
+            self._loop.note(node.label, f"{action} {label} refused: {type(exc).__name__} ({exc})")
             return
         except StoreUnavailable as exc:
             self._loop.note(node.label, f"{action} {label} failed: {exc}")
@@ -129,10 +182,24 @@ class Clients:
         assert node.client is not None
         note = partial(self._loop.note, node.label)
         names = ",".join(f"p{index}" for index, _ in bodies)
+        client = node.client
         try:
-            # The task's defaults come from the catalog: a parse may read the store too.
-            submissions = [node.client.parse(body) for _, body in bodies]
-            enqueued = node.client.submit(submissions)
+            # As the API's routes: several jobs go as one JSON batch; a resubmission sends
+            # its key in the Idempotency-Key header. The task's defaults come from the
+            # catalog: a parse may read the store too.
+            if len(bodies) > 1:
+                submissions = client.parse_batch({"jobs": [body for _, body in bodies]})
+            elif op.kind is OpKind.RESUBMIT:
+                body = dict(bodies[0][1])
+                key = body.pop("idempotency_key")
+                submissions = [client.parse(body, idempotency_key_header=key)]
+            else:
+                submissions = [client.parse(bodies[0][1])]
+            unknown = client.unknown(submissions)
+            if unknown:
+                note(f"{op.kind.value} {names}: {len(unknown)} of a task nobody published yet")
+            enqueued = client.submit(submissions, correlation_id=f"{node.label}/{self._sent}")
+            self._sent += 1
         except StoreUnavailable as exc:
             self.submit_failures += 1
             if tries >= SUBMIT_TRIES_MAX:
@@ -185,3 +252,228 @@ class Clients:
     def _resubmit_later(self, node: ClientNode, op: ClientOp, bodies: Bodies, tries: int) -> None:
         self.pending -= 1
         self._submit(node, op, bodies, tries)
+
+    # --- what people get wrong, and what they look at -------------------------------------
+
+    def _broken(self, node: ClientNode, message: str) -> None:
+        self._loop.note(node.label, f"BROKEN: {message}")
+        self.violations.append(
+            Violation(
+                invariant=CLIENT_ANSWERS, message=message, at=after(EPOCH, self._loop.clock.t)
+            )
+        )
+
+    def _malformed(self, node: ClientNode, op: ClientOp) -> None:
+        rng = self._streams.get(f"client/{node.name}/malformed")
+        roll = rng.random()
+        if roll < 0.1:
+            self._malformed_change(node, rng.choice(hostile.CHANGES))
+            return
+        if roll < 0.2:
+            data, action = rng.choice(hostile.FILTERS)
+            self._malformed_filter(node, data, action)
+            return
+        strict = rng.random() < 0.5
+        client = node.strict if strict else node.client
+        assert client is not None
+        plan = self._workload.plans[op.plans[0]]
+        body = self._bodies.get(op.plans[0]) or plan.body(dep_ids=(), run_at=None)
+        sent = hostile.draw(rng, body, refuses_unknown=strict)
+        commits = self._ledger.commits()
+        note = partial(self._loop.note, node.label)
+        try:
+            if sent.batch:
+                client.parse_batch(sent.body)
+            else:
+                submission = client.parse(sent.body, idempotency_key_header=sent.header)
+                if sent.refused_by_store:
+                    client.submit([submission])
+        except ValidationError as exc:
+            self._refused(node, sent.name, exc)
+        except Refusal as exc:
+            self._exercised["malformed_refused"] += 1
+            note(f"malformed ({sent.name}) refused by the store: {type(exc).__name__} ({exc})")
+            if not sent.refused_by_store:
+                self._broken(node, f"malformed ({sent.name}) refused, but not as malformed")
+        except StoreUnavailable as exc:
+            note(f"malformed ({sent.name}) not checked: {exc}")
+        else:
+            task = sent.needs_catalog
+            if task is not None and client.task(task) is None:
+                # The args are checked against what the workers published: nothing yet.
+                note(f"malformed ({sent.name}) passed: {task} unknown yet")
+            else:
+                self._broken(node, f"a malformed submission ({sent.name}) was accepted")
+        if self._ledger.commits() != commits:
+            self._broken(node, f"a malformed submission ({sent.name}) stored something")
+
+    def _refused(self, node: ClientNode, what: str, exc: ValidationError) -> None:
+        fields = sorted({error.field for error in exc.errors})
+        self._exercised["malformed_refused"] += 1
+        self._loop.note(node.label, f"malformed ({what}) refused: {', '.join(fields)}")
+        if not exc.errors or not all(error.message for error in exc.errors):
+            self._broken(node, f"malformed ({what}) refused without saying why")
+
+    def _malformed_change(self, node: ClientNode, data: object) -> None:
+        try:
+            management.parse_changes(data)
+        except ValidationError as exc:
+            self._refused(node, "change", exc)
+            return
+        self._broken(node, f"a malformed change was accepted: {data!r}")
+
+    def _malformed_filter(self, node: ClientNode, data: object, action: str) -> None:
+        assert action in ("retry", "cancel"), action
+        try:
+            management.parse_job_filter(data, action="retry" if action == "retry" else "cancel")
+        except ValidationError as exc:
+            self._refused(node, f"{action} filter", exc)
+            return
+        self._broken(node, f"a malformed {action} filter was accepted: {data!r}")
+
+    def _inspect(self, node: ClientNode, op: ClientOp) -> None:
+        """What the dashboard and the API's reads do, through the production store."""
+        rng = self._streams.get(f"client/{node.name}/inspect")
+        store = node.store
+        note = partial(self._loop.note, node.label)
+        try:
+            if op.plans[0] in self.acked:
+                job_id = self.acked[op.plans[0]]
+                job = store.get(job_id)
+                tried = store.attempts(job_id)
+                # What the API answers with (its JSON), as a client would read it.
+                shown = json.dumps([job.to_json(), *(a.to_json() for a in tried)])
+                assert shown.startswith("[{"), shown
+                note(
+                    f"inspect {self._ledger.job_label(job_id)}: {job.state.value}, "
+                    f"{len(tried)} attempt(s)"
+                )
+            missing = UUID(int=rng.getrandbits(128))
+            assert node.client is not None
+            for look in (store.get, store.attempts, node.client.cancel):
+                try:
+                    look(missing)
+                except Refusal as exc:
+                    note(f"a job that does not exist: {type(exc).__name__} ({exc})")
+                else:
+                    self._broken(node, "a job that does not exist was found")
+            states = frozenset(rng.sample(sorted(JobState), rng.randint(0, 3)))
+            queues = (
+                frozenset({self._workload.plans[op.plans[0]].queue})
+                if rng.random() < 0.5
+                else frozenset()
+            )
+            tasks = (
+                frozenset({rng.choice(("work", "report"))}) if rng.random() < 0.3 else frozenset()
+            )
+            self._walk(node, JobFilter(states=states, queues=queues, tasks=tasks), rng)
+            queues_seen = store.queues()
+            stats = store.stats(window_s=rng.choice((60.0, 3600.0)))
+            totals = store.attempt_totals(run_s_buckets=RUN_S_BUCKETS)
+            wakeup = store.next_wakeup()
+            note(
+                f"inspect: {len(queues_seen)} queue(s), {stats.succeeded} succeeded and "
+                f"{stats.dead} dead lately, {totals.run_s_count} runs timed, next wake-up "
+                f"{'none' if wakeup is None else 'set'}"
+            )
+            running = store.list_jobs(management.RUNNING_JOBS_QUERY).jobs
+            workers = management.with_running_jobs(node.coordinator.workers(), running)
+            on_them = sum(len(w.running_job_ids) for w in workers)
+            note(f"inspect: {len(workers)} live worker(s), {on_them} job(s) on them")
+        except (StoreUnavailable, CoordinatorUnavailable) as exc:
+            note(f"inspect failed: {exc}")
+
+    def _walk(self, node: ClientNode, job_filter: JobFilter, rng: random.Random) -> None:
+        """List the jobs `job_filter` matches, page by page, and check the pages."""
+        query = JobQuery(filter=job_filter, limit=rng.randint(1, PAGE_LIMIT_MAX))
+        seen: set[UUID] = set()
+        pages = 0
+        while True:
+            page = node.store.list_jobs(query)
+            pages += 1
+            for job in page.jobs:
+                if job.id in seen:
+                    self._broken(node, f"a listing gave {self._ledger.job_label(job.id)} twice")
+                seen.add(job.id)
+                if not (
+                    (not job_filter.states or job.state in job_filter.states)
+                    and (not job_filter.queues or job.queue in job_filter.queues)
+                    and (not job_filter.tasks or job.task in job_filter.tasks)
+                ):
+                    self._broken(
+                        node, f"a listing gave {self._ledger.job_label(job.id)}, which it excludes"
+                    )
+            if page.next_cursor is None or pages >= 50:
+                break
+            query = attrs.evolve(query, cursor=page.next_cursor)
+        self._exercised["listing_walked"] += 1
+        self._loop.note(node.label, f"list: {len(seen)} job(s) in {pages} page(s)")
+
+    def _bulk(self, node: ClientNode, op: ClientOp) -> None:
+        """A person's bulk action: a JSON filter through the production parser, counted
+        first (the API's dry run), then taken."""
+        action: management.BulkAction = "cancel" if op.amount < 0 else "retry"
+        rng = self._streams.get(f"client/{node.name}/bulk")
+        queue = self._workload.plans[op.plans[0]].queue
+        states = sorted(management.BULK_STATES[action])
+        data: dict[str, Any] = {"queue": queue}
+        if rng.random() < 0.5:
+            data["state"] = rng.choice(states)
+        if rng.random() < 0.3:
+            data["state"] = ["succeeded", *states]  # a state the action leaves alone
+        note = partial(self._loop.note, node.label)
+        try:
+            job_filter = management.parse_job_filter(data, action=action)
+        except ValidationError as exc:
+            note(f"bulk {action} refused: {exc}")
+            return
+        try:
+            counted = management.count_bulk(
+                node.store, job_filter, action=action, scan_max=rng.randint(1, 10)
+            )
+            if action == "cancel":
+                done = node.store.cancel_many(job_filter)
+            else:
+                done = node.store.retry_many(job_filter)
+        except StoreUnavailable as exc:
+            note(f"bulk {action} failed: {exc}")
+            return
+        self._exercised[f"bulk_{action}"] += 1
+        note(
+            f"bulk {action} on queue {queue}: counted {counted.count}"
+            f"{'' if counted.exact else ' or more'}, changed {done}"
+        )
+
+    def _pause_queue(self, node: ClientNode, queue: str, pause_s: float) -> None:
+        node.store.set_paused(queue, paused=True)
+        self.paused[queue] += 1
+        self._loop.note(node.label, f"pause queue {queue} for {pause_s:.3f} s")
+        self._loop.at(self._loop.clock.t + pause_s, partial(self._resume_queue, node, queue))
+
+    def _resume_queue(self, node: ClientNode, queue: str) -> None:
+        self.paused[queue] -= 1
+        if self.paused[queue] == 0:
+            node.store.set_paused(queue, paused=False)
+            self._loop.note(node.label, f"resume queue {queue}")
+
+    def _cancel_in_deploy(self, node: ClientNode, grace_s: float) -> None:
+        """Cancel a running job whose handler does not stop when asked, and redeploy its
+        worker: the lease is handed back with its cancellation requested."""
+        try:
+            page = node.store.list_jobs(
+                JobQuery(filter=JobFilter(states=frozenset({S.RUNNING})), limit=1000)
+            )
+        except StoreUnavailable as exc:
+            self._loop.note(node.label, f"list running failed: {exc}")
+            return
+        stubborn = sorted(
+            (job.id, job.lease.worker)
+            for job in page.jobs
+            if job.lease is not None and not job.args.get("stop", True)
+        )
+        if not stubborn:
+            return
+        job_id, worker = self._streams.get(f"client/{node.name}/ops").choice(stubborn)
+        self._person(node, "cancel", job_id)
+        if self._redeploy(worker, grace_s):
+            self._exercised["cancel_in_deploy"] += 1

@@ -19,7 +19,7 @@ from taskyard.simulation.clocks import EPOCH
 from taskyard.simulation.ledger import Ledger
 from taskyard.simulation.loop import EventLoop
 from taskyard.simulation.network import Network
-from taskyard.simulation.nodes import Node, SimHandler, SimSignal, WorkerNode
+from taskyard.simulation.nodes import MISBEHAVIOURS, Node, SimHandler, SimSignal, WorkerNode
 from taskyard.simulation.rand import Streams
 from taskyard.simulation.workload import Script
 
@@ -68,16 +68,17 @@ class Executor:
             duration = max(duration, job.timeout_s * rng.uniform(1.5, 3.0))
             honours = False
             notes.append("hangs past its timeout")
-        failing = fire("handler.fail", node.label)
-        if failing:
-            notes.append("will fail")
+        injected = None
+        if fire("handler.fail", node.label):
+            injected = rng.choice(MISBEHAVIOURS)
+            notes.append(f"will fail: {injected}")
         handler = SimHandler(
             node=node,
             job=job,
             context=context,
             script=script,
             honours=honours,
-            injected_failure=failing,
+            injected=injected,
         )
         signal.handler = handler
         node.handlers[(job.id, job.attempt)] = handler

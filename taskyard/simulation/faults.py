@@ -36,6 +36,10 @@ class FaultKind(enum.StrEnum):
     """A node's clock runs fast or slow."""
     SPLIT_BRAIN = "split_brain"
     """For a while, the coordinator tells every scheduler that it leads."""
+    REAPER_LATE = "reaper_late"
+    """Every scheduler pauses (nothing reaps) while a worker's heartbeats are lost for
+    longer than the lease TTL: its next report reaches the store between the lease's
+    expiry and the reaper, and is refused as stale by the store itself."""
     STORE_UNAVAILABLE = "store_unavailable"
     """A store call fails before it reaches the store: nothing is written."""
     AMBIGUOUS_COMMIT = "ambiguous_commit"
@@ -136,6 +140,8 @@ class FaultAction:
             extra = f" {self.amount:+.3f} s"
         elif self.kind is FaultKind.CLOCK_DRIFT:
             extra = f" rate {self.amount:.4f}"
+        elif self.kind is FaultKind.REAPER_LATE:
+            extra = f" for {self.amount:.3f} s, schedulers for {self.duration_s:.3f} s"
         elif self.duration_s:
             extra = f" for {self.duration_s:.3f} s"
         return f"{self.at_s:.3f} {self.kind.value}{where}{extra}"

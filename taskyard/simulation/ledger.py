@@ -13,7 +13,7 @@ from uuid import UUID
 import attrs
 
 from taskyard.adapters.memory import MemoryState, Recorded
-from taskyard.domain.model import JobState
+from taskyard.domain.model import JobState, Outcome
 from taskyard.domain.transitions import Event
 from taskyard.simulation.clocks import at_s
 from taskyard.simulation.loop import EventLoop
@@ -44,7 +44,19 @@ class Ledger:
 
     def observe(self, who: str, what: str, job_id: UUID, attempt: int) -> None:
         self._exercised[what] += 1
+        if what == "report_stale" and any(
+            a.attempt == attempt and a.outcome is Outcome.STALE
+            for a in self._state.attempts.get(job_id, ())
+        ):
+            # Refused by the store itself, the lease expired but not yet reaped.
+            self._exercised["report_stale_unreaped"] += 1
         self._loop.note(who, f"{what.replace('_', ' ')}: {self.job_label(job_id)} #{attempt}")
+
+    def commits(self) -> int:
+        """How many changes the store has committed so far."""
+        history = self._state.history
+        assert history is not None
+        return len(history)
 
     def note_commits(self, who: str) -> None:
         history = self._state.history
@@ -57,6 +69,8 @@ class Ledger:
                 self._labels[record.after.id] = f"j{len(self._labels) + 1}"
             elif record.event in COUNTED_EVENTS:
                 self._exercised[record.event.value] += 1
+                if record.event is Event.RELEASE and record.after.state is JobState.CANCELLED:
+                    self._exercised["release_cancelled"] += 1
             self._loop.trace.add(clock.t, who, self._describe(record))
         self._noted = len(history)
 

@@ -9,11 +9,16 @@ import math
 from collections import Counter
 from functools import partial
 
+from taskyard.domain.builtins import BuiltinPolicy
+from taskyard.domain.catalog import UnknownTask
 from taskyard.domain.client import Client
 from taskyard.domain.scheduler import Scheduler, SchedulerConfig
+from taskyard.domain.schedules import ScheduleSpec
 from taskyard.domain.worker import Worker, WorkerConfig
+from taskyard.simulation import schedules
 from taskyard.simulation.adapters import UnexpectedStoreError
 from taskyard.simulation.executor import Executor, SimExecutor
+from taskyard.simulation.hostile import ALLOWED_HOSTS
 from taskyard.simulation.loop import EventLoop
 from taskyard.simulation.network import Network
 from taskyard.simulation.nodes import ClientNode, Node, SchedulerNode, SimRegistry, WorkerNode
@@ -46,6 +51,8 @@ class Lifecycle:
         self._exercised = exercised
         self.healed = False
         """Once the world healed, a stopped worker comes back at once."""
+        self.declared: tuple[ScheduleSpec, ...] = ()
+        """The schedules the code declares: a scheduler syncs them when it boots."""
 
     def boot(self, node: Node) -> None:
         node.up = True
@@ -58,7 +65,7 @@ class Lifecycle:
                 coordinator=node.coordinator,
                 clock=node.clock,
                 rng=self._streams.get(f"worker/{node.label}"),
-                registry=SimRegistry(spec.tasks),
+                registry=SimRegistry(spec.tasks, spec.vanishing, seen=self._exercised),
                 executor=SimExecutor(self._executor, node),
                 config=WorkerConfig(
                     worker_id=node.node_id,
@@ -70,20 +77,31 @@ class Lifecycle:
                 make_signal=partial(self._executor.make_signal, node),
             )
         elif isinstance(node, SchedulerNode):
+            lone = node.name in self._scenario.lone_schedulers
             node.scheduler = Scheduler(
                 store=node.store,
-                coordinator=node.coordinator,
+                coordinator=None if lone else node.coordinator,
                 clock=node.clock,
                 config=SchedulerConfig(
                     scheduler_id=node.node_id, retention=self._scenario.retention
                 ),
             )
+            schedules.on_scheduler_boot(node.store, self.declared)
         elif isinstance(node, ClientNode):
             node.client = Client(
                 store=node.store,
                 coordinator=node.coordinator,
                 clock=node.clock,
                 rng=self._streams.get(f"client/{node.name}/ids"),
+                builtins=BuiltinPolicy(http_allowed_hosts=ALLOWED_HOSTS),
+            )
+            node.strict = Client(
+                store=node.store,
+                coordinator=node.coordinator,
+                clock=node.clock,
+                rng=self._streams.get(f"client/{node.name}/strict-ids"),
+                builtins=BuiltinPolicy(http_allowed_hosts=ALLOWED_HOSTS, shell_enabled=True),
+                unknown_task=UnknownTask.REFUSE,
             )
             return
         self._schedule_tick(node, self._loop.clock.t)
@@ -98,6 +116,13 @@ class Lifecycle:
         soon = self._loop.clock.t + MIN_STEP_S
         if node.next_tick_at > soon:
             self._schedule_tick(node, soon)
+
+    def bell(self, node: SchedulerNode) -> None:
+        """The scheduler's bell reaches a scheduler: it asks for its next due time."""
+        if node.scheduler is None:
+            return
+        node.scheduler.bell()
+        self.wake(node)
 
     def ring(self, node: WorkerNode) -> None:
         """A doorbell reaches a worker."""
@@ -197,6 +222,21 @@ class Lifecycle:
         worker.unregister()
         self._loop.note(node.label, f"STOPPED: handed back {released} lease(s)")
         self._crash_quietly(node)
+        self.restart_later(node, 0.0 if self.healed else down_s)
+
+    def scheduler_stop(self, node: SchedulerNode, down_s: float) -> None:
+        """A scheduler shut down on purpose: it resigns its lease (if it leads) and leaves
+        the list of live schedulers, then comes back after `down_s`."""
+        assert node.scheduler is not None
+        if node.scheduler.leadership is not None:
+            self._exercised["scheduler_resigned"] += 1
+        node.scheduler.resign()
+        self._loop.note(node.label, "STOPPED: resigned, unregistered")
+        self._network.disturb(node.name, 0.0)
+        node.incarnation += 1
+        node.up = False
+        node.scheduler = None
+        node.next_tick_at = math.inf
         self.restart_later(node, 0.0 if self.healed else down_s)
 
     def _crash_quietly(self, node: WorkerNode) -> None:

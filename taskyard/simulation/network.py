@@ -22,6 +22,7 @@ import attrs
 from taskyard.adapters.memory import MemoryState
 from taskyard.domain.errors import Refusal
 from taskyard.domain.model import JobState, LeaseRef
+from taskyard.domain.ports import SCHEDULER_BELL
 from taskyard.domain.transitions import Report
 from taskyard.domain.worker import REPORT_REFUSED
 from taskyard.simulation.adapters import Caller, UnexpectedStoreError
@@ -30,7 +31,7 @@ from taskyard.simulation.clocks import at_s
 from taskyard.simulation.faults import FaultKind, Target, site_kind
 from taskyard.simulation.ledger import Ledger
 from taskyard.simulation.loop import EventLoop
-from taskyard.simulation.nodes import Node, WorkerNode
+from taskyard.simulation.nodes import Node, SchedulerNode, WorkerNode
 from taskyard.simulation.rand import Streams
 
 
@@ -58,6 +59,8 @@ class Network:
         self._site_counts = site_counts
         self._exercised = exercised
         self._cuts: Counter[tuple[str, Target]] = Counter()
+        self._forced: Counter[tuple[str, str]] = Counter()
+        """(node, site) -> how many faults make that site fire on every call of the node."""
         self._split_brain_until = -math.inf
         self._refused: dict[tuple[UUID, int], bool] = {}
         """(job, attempt) -> True when every report of the attempt is refused, False when
@@ -70,6 +73,10 @@ class Network:
         """Where doorbells go."""
         self.ring: Callable[[WorkerNode], None] = lambda node: None
         """Delivers a doorbell to a worker (set by the world)."""
+        self.schedulers: Sequence[SchedulerNode] = ()
+        """Where the scheduler's bell goes."""
+        self.bell: Callable[[SchedulerNode], None] = lambda node: None
+        """Delivers the scheduler's bell to a scheduler (set by the world)."""
 
     # --- the Wire protocol ----------------------------------------------------------------
 
@@ -81,8 +88,9 @@ class Network:
         return bool(self._cuts) and self._cuts[(node, target)] > 0
 
     def fire(self, site: str, who: str) -> bool:
+        forced = bool(self._forced) and self._forced[(who.split(".", maxsplit=1)[0], site)] > 0
         p = self._sites.get(site)
-        if not p or self._streams.get(f"site/{site}").random() >= p:
+        if not forced and (not p or self._streams.get(f"site/{site}").random() >= p):
             return False
         self._fault_counts[site_kind(site)] += 1
         self._site_counts[site] += 1
@@ -171,12 +179,14 @@ class Network:
         self._exercised[path] += 1
 
     def deliver_doorbells(self, queues: Sequence[str]) -> None:
-        rung = set(queues)
+        rung = set(queues) - {SCHEDULER_BELL}
         rng = self._streams.get("doorbells")
         t = self._loop.clock.t
+        if SCHEDULER_BELL in queues:
+            self._ring_schedulers()
         for node in self.workers:
             wait = node.wait
-            if not node.up or node.paused or wait is None or not wait.doorbell:
+            if not rung or not node.up or node.paused or wait is None or not wait.doorbell:
                 continue
             if wait.queues is not None and not rung.intersection(wait.queues):
                 continue
@@ -187,6 +197,18 @@ class Network:
             self._loop.at(t + rng.uniform(0.001, 0.02), partial(self.ring, node), node)
             if self.fire("doorbell.duplicate", node.label):
                 self._loop.at(t + rng.uniform(0.02, 0.5), partial(self.ring, node), node)
+
+    def _ring_schedulers(self) -> None:
+        """The scheduler's bell: every scheduler up and in reach asks for its next due time
+        soon after (no worker wakes for it)."""
+        rng = self._streams.get("scheduler-bell")
+        t = self._loop.clock.t
+        for node in self.schedulers:
+            if not node.up or node.paused or self.cut_off(node.name, Target.COORDINATOR):
+                continue
+            if self.fire("doorbell.lost", node.label):
+                continue
+            self._loop.at(t + rng.uniform(0.001, 0.02), partial(self.bell, node), node)
 
     # --- timed faults and healing -----------------------------------------------------------
 
@@ -205,6 +227,18 @@ class Network:
             if not self._cuts[key]:
                 self._loop.note(node.label, f"partition from the {target.value} healed")
 
+    def force(self, node: Node, site: str, duration_s: float) -> None:
+        """Make `site` fire on every call of `node` for `duration_s`."""
+        self._forced[(node.name, site)] += 1
+        self._loop.at(self._loop.clock.t + duration_s, partial(self._unforce, node, site))
+
+    def _unforce(self, node: Node, site: str) -> None:
+        key = (node.name, site)
+        if self._forced[key] > 0:
+            self._forced[key] -= 1
+            if not self._forced[key]:
+                self._loop.note(node.label, f"{site} over")
+
     def split_brain_for(self, duration_s: float) -> None:
         self._split_brain_until = max(self._split_brain_until, self._loop.clock.t + duration_s)
 
@@ -215,6 +249,7 @@ class Network:
         """Every site off, every partition healed, the split brain over."""
         self._sites = {}
         self._cuts.clear()
+        self._forced.clear()
         self._split_brain_until = -math.inf
 
     # --- for the checker ----------------------------------------------------------------

@@ -9,6 +9,7 @@ drops events of the node's past lives), and the production domain object it runs
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -16,7 +17,13 @@ from uuid import UUID
 import attrs
 
 from taskyard.domain.client import Client
-from taskyard.domain.context import Cancelled, JobContext, PermanentFailure, TaskSpec
+from taskyard.domain.context import (
+    HandlerTimeout,
+    JobContext,
+    PermanentFailure,
+    Registry,
+    TaskSpec,
+)
 from taskyard.domain.model import Job
 from taskyard.domain.ports import Coordinator, JobStore
 from taskyard.domain.scheduler import Scheduler
@@ -77,22 +84,59 @@ class SchedulerNode(Node):
 @attrs.define(eq=False, kw_only=True)
 class ClientNode(Node):
     client: Client | None = None
+    strict: Client | None = None
+    """The same client as an operator configures it strictly: tasks nobody published
+    refused (`TASKYARD_UNKNOWN_TASK=refuse`), the shell task on (so its args are checked)."""
+
+
+def _work(
+    ctx: JobContext,
+    *,
+    n: int,
+    ms: int,
+    fail: int,
+    perm: bool,
+    cp: int,
+    stop: bool,
+    changed: int = 0,
+) -> Any:
+    """The `work` task's signature (its args are a `Script`): the catalog publishes its
+    parameters, so a submission's args are checked against them."""
+    raise AssertionError("the simulated executor runs handlers itself")
+
+
+def _report(ctx: JobContext, **args: Any) -> Any:
+    """The `report` task takes any args (`**kwargs`): none is refused."""
+    raise AssertionError("the simulated executor runs handlers itself")
+
+
+HANDLERS: dict[str, Callable[..., Any]] = {"work": _work, "report": _report}
 
 
 class SimRegistry:
-    def __init__(self, tasks: tuple[str, ...]) -> None:
+    """A worker's tasks (`spec.tasks`). The `vanishing` ones are still in `names()`, which
+    the claim reads, but gone from `get()`, which the start reads: a task removed by a
+    reload between a claim and the start of what it claimed."""
+
+    def __init__(
+        self, tasks: tuple[str, ...], vanishing: tuple[str, ...] = (), *, seen: Counter[str]
+    ) -> None:
+        self._seen = seen
         self._names = frozenset(tasks)
-        self._specs = {name: TaskSpec(name=name, handler=_never_called) for name in tasks}
+        self._registry = Registry()
+        for name in tasks:
+            if name not in vanishing:
+                self._registry.add(TaskSpec(name=name, handler=HANDLERS[name]))
+        assert self._registry.names() <= self._names
 
     def names(self) -> frozenset[str]:
         return self._names
 
     def get(self, name: str) -> TaskSpec | None:
-        return self._specs.get(name)
-
-
-def _never_called(ctx: JobContext, **args: Any) -> Any:
-    raise AssertionError("the simulated executor runs handlers itself")
+        spec = self._registry.get(name)
+        if spec is None and name in self._names:
+            self._seen["unknown_task"] += 1
+        return spec
 
 
 class SimSignal:
@@ -125,7 +169,8 @@ class SimHandler:
     context: JobContext
     script: Script
     honours: bool
-    injected_failure: bool
+    injected: str | None = None
+    """How an injected failure (`handler.fail`) shows, one of `MISBEHAVIOURS`."""
     done: bool = False
     error: Exception | None = None
 
@@ -135,14 +180,46 @@ class SimHandler:
 
     def run(self, ctx: JobContext, **args: Any) -> Any:
         """The handler's last instant, called through the production `invoke`."""
-        if self.honours and ctx.cancelled:
-            raise Cancelled(ctx.cancel_reason.value if ctx.cancel_reason else "cancelled")
+        assert ctx.job_id == str(self.job.id), ctx.job_id
+        if self.honours:
+            ctx.raise_if_cancelled()
         if self.error is not None:
             raise self.error
-        if self.injected_failure:
-            raise RuntimeError("injected handler failure")
+        if self.injected is not None:
+            return _misbehave(self.injected, ctx)
         if self.script.permanent:
             raise PermanentFailure("this job always fails")
         if ctx.attempt <= self.script.fail_first:
             raise RuntimeError(f"fails attempts 1 to {self.script.fail_first}")
-        return {"n": self.script.n, "attempt": ctx.attempt}
+        return {"n": self.script.n, "attempt": ctx.attempt, "from": ctx.last_checkpoint}
+
+
+class _Unprintable(RuntimeError):
+    def __str__(self) -> str:
+        raise ValueError("this exception cannot be printed")
+
+
+MISBEHAVIOURS: tuple[str, ...] = (
+    "raises",
+    "raises unprintable",
+    "times out itself",
+    "returns no JSON",
+    "returns unstorable",
+    "checkpoints unstorable",
+)
+"""How a handler the `handler.fail` site strikes goes wrong; `invoke` must classify each
+as a failure (retryable or not) and never raise."""
+
+
+def _misbehave(how: str, ctx: JobContext) -> Any:
+    if how == "raises unprintable":
+        raise _Unprintable()
+    if how == "times out itself":
+        raise HandlerTimeout("gave up waiting on something of its own")
+    if how == "returns no JSON":
+        return {"at": {1, 2}}
+    if how == "returns unstorable":
+        return {"text": "nul \x00 inside"}
+    if how == "checkpoints unstorable":
+        ctx.checkpoint({"half": "\ud800"})  # refused: raises ValidationError
+    raise RuntimeError("injected handler failure")

@@ -23,6 +23,7 @@ from taskyard.simulation.faults import (
     FaultPlan,
 )
 from taskyard.simulation.rand import Streams
+from taskyard.simulation.schedules import draw_schedules
 from taskyard.simulation.workload import ClientOp, JobPlan, OpKind, Script, Workload
 from taskyard.simulation.world import TASKS, Scenario, WorkerSpec
 
@@ -99,7 +100,12 @@ def draw(seed: int, profile_name: str = "default") -> Run:
         profile=profile_name,
         scenario=scenario,
         plan=draw_plan(streams.get("plan"), scenario, profile),
-        workload=draw_workload(streams.get("workload"), scenario),
+        workload=attrs.evolve(
+            with_people(
+                draw_workload(streams.get("workload"), scenario), streams.get("people"), scenario
+            ),
+            schedules=draw_schedules(streams.get("schedules")),
+        ),
     )
 
 
@@ -117,7 +123,7 @@ def draw_scenario(rng: random.Random) -> Scenario:
                 name=f"w{index + 1}", concurrency=rng.randint(1, 3), queues=queues, tasks=tasks
             )
         )
-    return Scenario(
+    scenario = Scenario(
         workers=tuple(workers),
         schedulers=tuple(f"s{i + 1}" for i in range(rng.randint(2, 3))),
         clients=tuple(f"c{i + 1}" for i in range(rng.randint(1, 2))),
@@ -126,6 +132,13 @@ def draw_scenario(rng: random.Random) -> Scenario:
         lease_ttl_s=rng.choice((10.0, 10.0, 10.0, 2.0, 5.0)),
         retention=draw_retention(rng),
     )
+    # Drawn after the rest, so that the draws above stay as they were.
+    lone = (scenario.schedulers[-1],) if rng.random() < 0.25 else ()
+    vanishing = rng.random() < 0.25
+    if vanishing:
+        index = rng.randrange(1, len(workers))
+        workers[index] = attrs.evolve(workers[index], vanishing=(rng.choice(TASKS),))
+    return attrs.evolve(scenario, workers=tuple(workers), lone_schedulers=lone)
 
 
 def draw_retention(rng: random.Random) -> Retention:
@@ -279,6 +292,26 @@ def draw_plan(rng: random.Random, scenario: Scenario, profile: Profile) -> Fault
         p = site_p(low, high)
         if switched:
             sites[f"store.{op}.unexpected"] = p
+    # Drawn after the others, as the refusal's were.
+    switched = on(FaultKind.REAPER_LATE)
+    late = FaultAction(
+        at_s=when(),
+        kind=FaultKind.REAPER_LATE,
+        node=rng.choice(workers),
+        duration_s=round(ttl * rng.uniform(2.5, 3.5), 3),
+        amount=round(ttl * rng.uniform(1.3, 2.0), 3),
+    )
+    if switched:
+        actions.append(late)
+    switched = on(FaultKind.GRACEFUL_RESTART)
+    stop = FaultAction(
+        at_s=when(),
+        kind=FaultKind.GRACEFUL_RESTART,
+        node=rng.choice(scenario.schedulers),
+        duration_s=round(rng.uniform(0.5, 10.0), 3),
+    )
+    if switched:
+        actions.append(stop)
     return FaultPlan(actions=tuple(actions), sites=sites, lingering=tuple(lingering))
 
 
@@ -374,3 +407,32 @@ def draw_workload(rng: random.Random, scenario: Scenario) -> Workload:
                 )
             )
     return Workload(plans=tuple(plans), ops=tuple(ops))
+
+
+def with_people(workload: Workload, rng: random.Random, scenario: Scenario) -> Workload:
+    """What people do besides the submissions (from a stream of their own, so the rest of
+    the workload is drawn as it was): send malformed submissions, look around, act in
+    bulk, pause a queue, cancel a job during a redeploy."""
+    clients = list(scenario.clients)
+    plans = len(workload.plans)
+    ops: list[ClientOp] = []
+    for kind, low, high, n in (
+        (OpKind.MALFORMED, 0.5, 55.0, rng.randint(2, 8)),
+        (OpKind.INSPECT, 1.0, 58.0, rng.randint(1, 3)),
+        (OpKind.BULK, 10.0, 58.0, rng.choice((0, 0, 1))),
+        (OpKind.PAUSE_QUEUE, 1.0, 50.0, rng.choice((0, 0, 1))),
+        (OpKind.CANCEL_IN_DEPLOY, 5.0, 55.0, rng.choice((0, 1, 2))),
+    ):
+        for _ in range(n):
+            ops.append(
+                ClientOp(
+                    at_s=round(rng.uniform(low, high), 3),
+                    client=rng.choice(clients),
+                    kind=kind,
+                    plans=(rng.randrange(plans),),
+                    amount=round(
+                        rng.uniform(-1.0, 1.0) if kind is OpKind.BULK else rng.uniform(0.2, 8.0), 3
+                    ),
+                )
+            )
+    return attrs.evolve(workload, ops=workload.ops + tuple(ops))

@@ -17,9 +17,11 @@ import attrs
 
 from taskyard.domain.model import JobState
 from taskyard.simulation.checker import CheckReport, Violation, check
+from taskyard.simulation.clients import CLIENT_ANSWERS
 from taskyard.simulation.clocks import at_s
 from taskyard.simulation.faults import FaultKind, FaultPlan
 from taskyard.simulation.profiles import Run, draw
+from taskyard.simulation.schedules import check_schedules
 from taskyard.simulation.world import StoreFactory, World, memory_store_view
 
 TRACE_TAIL_LINES = 40
@@ -43,6 +45,15 @@ EXERCISED: tuple[str, ...] = (
     "release_refused",
     "tick_failed",
     "pruned",
+    "malformed_refused",
+    "listing_walked",
+    "bulk_cancel",
+    "bulk_retry",
+    "cancel_in_deploy",
+    "report_stale_unreaped",
+    "release_cancelled",
+    "scheduler_resigned",
+    "unknown_task",
 )
 """Paths a run can take that matter to the guarantees, counted so a green sweep shows
 it went there: leases reaped and handed back, stale reports refused, retried reports
@@ -111,6 +122,15 @@ def simulate(
             world.note(world.current, f"  {line}")
     history = world.history()
     report = check(history).with_extra("worker_slots", world.violations)
+    report = report.with_extra(CLIENT_ANSWERS, world.clients.violations)
+    for name, found in check_schedules(
+        history.jobs,  # pruned jobs included: a fire's job counts after retention deleted it
+        world.schedule_log,
+        changes=history.log or (),
+        healed_at_s=world.healed_at,
+        end_s=world.now,
+    ).items():
+        report = report.with_extra(name, found)
     stuck = (
         []
         if world.quiet_at is not None or crash is not None

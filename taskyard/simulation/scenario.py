@@ -33,6 +33,9 @@ class WorkerSpec:
     queues: tuple[str, ...] | None = None
     """None: every queue."""
     tasks: tuple[str, ...] = TASKS
+    vanishing: tuple[str, ...] = ()
+    """Tasks it claims but finds gone when it starts the job (removed by a reload between
+    the claim and the start): the job fails `unknown_task` and runs again elsewhere."""
 
 
 @attrs.frozen(kw_only=True)
@@ -52,13 +55,21 @@ class Scenario:
     events_max: int = 400_000
     retention: Retention = attrs.field(factory=Retention)
     """What the schedulers prune (the product's defaults keep everything for a whole run)."""
+    lone_schedulers: tuple[str, ...] = ()
+    """Schedulers built without a coordinator (as with `memory://` or none configured):
+    each acts as leader all along, beside whichever leads the others."""
 
     def __attrs_post_init__(self) -> None:
         names = [w.name for w in self.workers] + list(self.schedulers) + list(self.clients)
         assert len(names) == len(set(names)), f"node names must be unique: {names}"
         assert self.workers, "a world needs a worker"
         assert self.schedulers, "a world needs a scheduler"
-        covered = [w for w in self.workers if w.queues is None and set(w.tasks) == set(TASKS)]
+        assert set(self.lone_schedulers) <= set(self.schedulers), self.lone_schedulers
+        covered = [
+            w
+            for w in self.workers
+            if w.queues is None and set(w.tasks) == set(TASKS) and not w.vanishing
+        ]
         assert covered, "some worker must take every queue and task, or jobs could wait forever"
 
     @property

@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from taskyard.domain.schedules import ScheduleSpec
+
 
 @attrs.frozen(kw_only=True)
 class Script:
@@ -113,6 +115,20 @@ class OpKind(enum.StrEnum):
     """Run one dead (or cancelled) job again."""
     RESCHEDULE = "reschedule"
     """Move the job of `plans[0]` to another priority and run_at."""
+    MALFORMED = "malformed"
+    """Send a broken variant of `plans[0]`'s body (`hostile.py`): it must be refused,
+    naming a field, and store nothing."""
+    INSPECT = "inspect"
+    """A person looks around: one job and its attempts, listings by filter page by page,
+    the queues, the stats, the live workers with the jobs the store says they run."""
+    BULK = "bulk"
+    """A person cancels (`amount` < 0) or retries (`amount` >= 0) many jobs by a filter on
+    the queue of `plans[0]`, counting them first as a dry run would."""
+    PAUSE_QUEUE = "pause_queue"
+    """A person pauses the queue of `plans[0]` for `amount` seconds."""
+    CANCEL_IN_DEPLOY = "cancel_in_deploy"
+    """A person cancels a running job while its worker is being redeployed (it stops
+    claiming, and hands back what is still running when its grace of `amount` s ends)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -129,6 +145,8 @@ class ClientOp:
 class Workload:
     plans: tuple[JobPlan, ...] = ()
     ops: tuple[ClientOp, ...] = ()
+    schedules: tuple[ScheduleSpec, ...] = ()
+    """Declared in code: synced when the world starts and whenever a scheduler boots."""
 
     def __attrs_post_init__(self) -> None:
         for plan in self.plans:

@@ -27,6 +27,7 @@ from uuid import UUID
 
 from taskyard.adapters.memory import InMemoryCoordinator, MemoryState
 from taskyard.domain.model import JobState
+from taskyard.simulation import schedules
 from taskyard.simulation.actions import STRIKES, Stage, linger
 from taskyard.simulation.adapters import FaultyCoordinator, FaultyJobStore
 from taskyard.simulation.checker import CheckReport, History, Replay, Violation, check
@@ -93,6 +94,7 @@ class World:
         self.site_counts: Counter[str] = Counter()
         self.healed_at: float | None = None
         self.quiet_at: float | None = None
+        self.schedule_log = schedules.ScheduleLog(specs=())
 
         self.loop = EventLoop(self.clock, self.trace, events_max=scenario.events_max)
         self.ledger = Ledger(self.loop, self.state, self.exercised)
@@ -108,7 +110,12 @@ class World:
             exercised=self.exercised,
         )
         self.clients = Clients(
-            loop=self.loop, ledger=self.ledger, streams=self.streams, workload=workload
+            loop=self.loop,
+            ledger=self.ledger,
+            streams=self.streams,
+            workload=workload,
+            exercised=self.exercised,
+            redeploy=self._redeploy,
         )
 
         def wake(node: Node) -> None:  # the lifecycle is built next, around the executor
@@ -131,15 +138,16 @@ class World:
             scenario=scenario,
             exercised=self.exercised,
         )
+        self.nodes: dict[str, Node] = {}
         self.stage = Stage(
             loop=self.loop,
             network=self.network,
             lifecycle=self.lifecycle,
             coordinator=self.coordinator,
             lease_ttl_s=scenario.lease_ttl_s,
+            nodes=self.nodes,
         )
 
-        self.nodes: dict[str, Node] = {}
         for spec in scenario.workers:
             self._add(WorkerNode(name=spec.name, clock=NodeClock(self.clock), spec=spec))
         for name in scenario.schedulers:
@@ -149,6 +157,8 @@ class World:
         self.worker_nodes = [n for n in self.nodes.values() if isinstance(n, WorkerNode)]
         self.network.workers = self.worker_nodes
         self.network.ring = self.lifecycle.ring
+        self.network.schedulers = [n for n in self.nodes.values() if isinstance(n, SchedulerNode)]
+        self.network.bell = self.lifecycle.bell
 
     def _add(self, node: Node) -> None:
         node.stable_id = self.scenario.stable_ids
@@ -218,6 +228,8 @@ class World:
             client = self.nodes[op.client]
             assert isinstance(client, ClientNode), op
             self.at(op.at_s, partial(self.clients.perform, client, op), client)
+        self.schedule_log = schedules.install(self, self.workload.schedules)
+        self.lifecycle.declared = self.workload.schedules
         for name in sorted(self.nodes):
             self.lifecycle.boot(self.nodes[name])
 
@@ -280,6 +292,7 @@ class World:
             "crashed nodes restarted, clocks stop drifting",
         )
         self.network.heal()
+        self.at(self.clock.t + schedules.STOP_AFTER_HEAL_S, self._stop_schedules)
         for name in sorted(self.nodes):
             node = self.nodes[name]
             node.clock.set_rate(1.0)
@@ -317,7 +330,12 @@ class World:
         open_jobs = sum(len(self.state.by_state[state]) for state in OPEN_STATES)
         return f"{open_jobs} open jobs; busy workers: {', '.join(busy) or 'none'}"
 
+    def _stop_schedules(self) -> None:
+        schedules.stop(self, self.schedule_log)
+
     def quiet(self) -> bool:
+        if self.schedule_log.specs and self.schedule_log.stopped_at_s is None:
+            return False
         by_state = self.state.by_state
         if any(by_state[state] for state in OPEN_STATES):
             return False
@@ -360,6 +378,15 @@ class World:
         assert strike is not None, f"{action.kind} is a site, not an action"
         if strike(self.stage, action, node):
             self.fault_counts[action.kind] += 1
+
+    def _redeploy(self, worker_id: str, grace_s: float) -> bool:
+        """A person's redeploy of the worker that runs as `worker_id` (not a fault: it is
+        part of the workload)."""
+        for node in self.worker_nodes:
+            if node.node_id == worker_id and node.up and not node.paused and not node.stopping:
+                self.lifecycle.graceful_stop(node, grace_s=grace_s, down_s=1.0)
+                return True
+        return False
 
     # --- the store's history --------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import pytest
 
 from taskyard.domain import management
 from taskyard.domain.model import JobState
+from taskyard.domain.ports import ClaimRequest
 from tests import factories as f
 from tests.api.conftest import Api, assert_problem
 from tests.api.test_jobs import _claim, dead_job, succeeded_job
@@ -51,9 +52,19 @@ def test_a_count_past_its_bound_says_it_is_a_lower_bound(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(management, "BULK_COUNT_SCAN_MAX", 3)
-    f.enqueue_many(api.store, 5, queue="big", delay_s=60)
+    # Running jobs are looked at one by one (a cancel leaves one already asked to stop
+    # alone): five of them are past the bound of three.
+    f.enqueue_many(api.store, 5, queue="big")
+    running = api.store.claim(
+        ClaimRequest(worker="w1", limit=5, lease_ttl_s=60, queues=frozenset({"big"}))
+    )
+    assert len(running) == 5
     dry = api.post("/v1/jobs/cancel", {"queue": "big"}, params={"dry_run": "1"})
     assert dry.json == {"count": 3, "exact": False, "dry_run": True}
+    # Waiting jobs are counted whole, past any bound.
+    f.enqueue_many(api.store, 5, queue="later", delay_s=60)
+    dry = api.post("/v1/jobs/cancel", {"queue": "later"}, params={"dry_run": "1"})
+    assert dry.json == {"count": 5, "exact": True, "dry_run": True}
     f.enqueue_many(api.store, 1, queue="small", delay_s=60)
     dry = api.post("/v1/jobs/cancel", {"queue": "small"}, params={"dry_run": "1"})
     assert dry.json == {"count": 1, "exact": True, "dry_run": True}

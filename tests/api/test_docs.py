@@ -116,6 +116,7 @@ TABLES: dict[str, tuple[schema.Field | schema.Param, ...]] = {
     "BackoffInput": contract.BACKOFF_INPUT.fields,
     "JobChange": contract.CHANGE.fields,
     "JobFilter": contract.FILTER.fields,
+    "ScheduleInput": contract.SCHEDULE_INPUT.fields,
     "listing parameters": contract.LISTING_PARAMS,
     "other parameters": (contract.DRY_RUN, contract.WINDOW),
 }

@@ -139,3 +139,17 @@ def test_a_request_path_cannot_write_a_log_line() -> None:
     assert "INFO taskyard.api: request " in line and not any(_control(c) for c in line)
     forged = FORGED.replace(" ", "\\t")
     assert f'path="/v1/jobs\\r\\n{forged}\\nx\\u0000\\u0085"' in line
+
+
+@given(created=st.floats(min_value=0, max_value=2**33, allow_nan=False) | st.integers(0, 2**33))
+def test_a_records_time_is_written_as_format_time_writes_it(created: float) -> None:
+    """The logs reuse the text of the last whole second; what they write is unchanged."""
+    from datetime import UTC, datetime
+
+    from taskyard.domain.timefmt import format_time
+    from taskyard.entrypoints.logs import _time
+
+    for moment in (created, created + 0.0005, float(int(created)) + 0.9999996):
+        record = logging.LogRecord("t", logging.INFO, "p", 1, "m", None, None)
+        record.created = moment
+        assert _time(record) == format_time(datetime.fromtimestamp(moment, UTC))

@@ -24,7 +24,7 @@ from taskyard.entrypoints.ui.session import COOKIE_NAME, SESSION_S, SessionKeys
 from taskyard.entrypoints.ui.views import CACHE_S, TtlCache
 from tests.api.conftest import TOKENS, Api, make_api
 from tests.eventually import eventually
-from tests.factories import claim_one, enqueue, fail
+from tests.factories import claim_one, enqueue, enqueue_many, fail
 
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 PAGES = ["/ui", "/ui/jobs", "/ui/queues", "/ui/workers", "/ui/dead"]
@@ -686,3 +686,40 @@ def test_the_workers_page_shows_the_leader_and_links_each_workers_running_jobs(
     page = _signed_in(locked).get("/ui/workers").text
     assert f'href="/ui/jobs/{job.id}"' in page  # from the store's leases
     assert 'id="leader">host:8:s<' in page
+
+
+def test_keys_dependents_and_dead_groups_are_found_however_many_jobs_came_after(
+    locked: Api,
+) -> None:
+    """The store looks them up by index: nothing is limited to the newest 1,000 jobs."""
+    enqueue(locked.store, task="old", max_attempts=1)
+    dead = claim_one(locked.store)
+    locked.store.report([fail(dead, retryable=False, message="early")])
+    keyed = enqueue(locked.store, task="old", idempotency_key="order-7", delay_s=600)
+    locked.clock.advance(1)
+    enqueue_many(locked.store, 1100, task="filler", delay_s=600)
+    locked.clock.advance(1)
+    child = enqueue(locked.store, task="child", depends_on=[keyed.id])
+    browser = _signed_in(locked)
+    found = browser.get("/ui/jobs?" + urlencode({"q": "order-7"}))
+    assert found.status_code == 303 and found.headers["location"] == f"/ui/jobs/{keyed.id}"
+    assert f"/ui/jobs/{child.id}" in browser.get(f"/ui/jobs/{keyed.id}").text
+    page = browser.get("/ui/dead").text
+    assert f"/ui/jobs/{dead.id}" in page and "among the newest" not in page
+    empty = browser.get("/ui/jobs?queue=default&task=no-such-task")
+    assert empty.status_code == 200 and 'class="id"' not in empty.text
+
+
+def test_a_menu_entry_for_a_page_the_store_cannot_serve_yet_is_hidden(locked: Api) -> None:
+    """Schedules (issue 14) get their menu entry once the store reads schedules."""
+    from taskyard.entrypoints.ui.pages import NAV
+
+    [schedules] = [item for item in NAV if item.href == "/ui/schedules"]
+
+    class WithSchedules:
+        def schedules(self) -> list[object]:
+            return []
+
+    assert not schedules.available(locked.store)
+    assert schedules.available(WithSchedules())
+    assert 'href="/ui/schedules"' not in _signed_in(locked).get("/ui").text

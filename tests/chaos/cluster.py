@@ -167,6 +167,10 @@ class Cluster:
         eventually(leads, timeout_s=LEADER_DEADLINE_S, what=f"a leader other than {scheduler_id}")
         return found[-1]
 
+    def scheduler_ids(self) -> list[str]:
+        """The ids of the schedulers running now."""
+        return [self._ids[p.pid] for p in self.schedulers]
+
     def kill_scheduler(self, scheduler_id: str) -> None:
         [slot] = [i for i, p in enumerate(self.schedulers) if self._ids[p.pid] == scheduler_id]
         self.schedulers[slot].kill()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from taskyard.adapters.sqlshared import load_migrations
 from tests.cli.conftest import RunCli
 
 SOURCES = ("flag", "alias", "environment", "file")
@@ -14,7 +15,10 @@ SOURCES = ("flag", "alias", "environment", "file")
 
 def _migrated(name: str) -> str:
     """What `taskyard migrate` prints for `sqlite:///<name>.db`: the store, then its schema."""
-    return f"taskyard migrate sqlite:///{name}.db\n{name}.db: taskyard schema at version 2\n"
+    version = load_migrations("sqlite")[-1].version
+    return (
+        f"taskyard migrate sqlite:///{name}.db\n{name}.db: taskyard schema at version {version}\n"
+    )
 
 
 def _give(source: str, name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:

@@ -158,7 +158,8 @@ def test_a_batched_success_closes_its_attempt_with_the_lease_it_had(store: JobSt
     assert done.last_error is None
 
 
-def test_a_success_after_a_failed_attempt_keeps_the_last_error(store: JobStore) -> None:
+def test_a_success_after_a_failed_attempt_clears_the_last_error(store: JobStore) -> None:
+    """A succeeded job shows no error; the failed attempt keeps its own (issue 19)."""
     f.enqueue(store, max_attempts=3)
     [job] = _claim(store, 1)
     error = ErrorInfo(type="boom", message="first try", traceback="Traceback ...")
@@ -169,7 +170,10 @@ def test_a_success_after_a_failed_attempt_keeps_the_last_error(store: JobStore) 
     assert result.status is ReportStatus.APPLIED
     done = store.get(job.id)
     assert done.state is S.SUCCEEDED and done.result == 2
-    assert done.last_error is not None and done.last_error.message == "first try"
+    assert done.last_error is None
+    failed, succeeded = store.attempts(job.id)
+    assert failed.error is not None and failed.error.message == "first try"
+    assert succeeded.outcome is Outcome.SUCCEEDED and succeeded.error is None
 
 
 def test_a_large_plain_batch_and_a_small_one_read_back_as_returned(store: JobStore) -> None:

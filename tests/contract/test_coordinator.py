@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 from uuid import UUID
 
-from taskyard.domain.ports import Coordinator, SchedulerInfo, WorkerInfo
+from taskyard.domain.ports import SCHEDULER_BELL, Coordinator, SchedulerInfo, WorkerInfo
 from tests.contract.conftest import Harness
 
 TTL_S = 0.3
@@ -242,3 +242,13 @@ def test_a_large_announcement_is_heard_whole(coordinator: Coordinator) -> None:
     mark = coordinator.finished_mark()
     coordinator.announce_finished(many)
     assert coordinator.wait_finished(many, after=mark, timeout_s=5).finished == set(many)
+
+
+def test_the_schedulers_bell_wakes_only_a_wait_that_names_it(coordinator: Coordinator) -> None:
+    coordinator.ring([SCHEDULER_BELL])
+    assert coordinator.wait(None, timeout_s=0) is False, "no worker of every queue wakes"
+    assert coordinator.wait(["mail"], timeout_s=0) is False
+    assert coordinator.wait([SCHEDULER_BELL], timeout_s=5) is True
+    coordinator.ring(["mail", SCHEDULER_BELL])
+    assert coordinator.wait(None, timeout_s=5) is True, "a queue's ring still wakes them"
+    assert coordinator.wait([SCHEDULER_BELL], timeout_s=5) is True

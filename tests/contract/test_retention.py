@@ -138,3 +138,15 @@ def test_an_idempotency_key_is_free_again_once_its_job_is_pruned(
     [after] = store.enqueue([f.new_job(store, idempotency_key=key, args=args)])
     assert after.created and after.job.id != first.id
     assert after.job.state is S.QUEUED
+
+
+def test_the_attempt_totals_still_count_a_pruned_jobs_attempts(
+    store_harness: Harness[JobStore],
+) -> None:
+    store = store_harness.adapter
+    finished(store, S.SUCCEEDED)
+    finished(store, S.DEAD)
+    before = store.attempt_totals(run_s_buckets=(60.0,))
+    store_harness.pass_time(PERIOD_PASSED_S)
+    assert store.prune(SHORT, limit=10) == 2
+    assert store.attempt_totals(run_s_buckets=(60.0,)) == before

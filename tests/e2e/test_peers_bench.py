@@ -165,7 +165,7 @@ def test_a_tiny_taskyard_run_produces_a_row_and_leaves_nothing_behind(
             "--systems",
             "taskyard",
             "--configs",
-            "defaults",
+            "defaults,async",
             "--jobs",
             "50",
             "--repeat",
@@ -196,7 +196,11 @@ def test_a_tiny_taskyard_run_produces_a_row_and_leaves_nothing_behind(
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    (column,) = results["columns"]
+    column, coroutines = results["columns"]
+    assert (column["config"], coroutines["config"]) == ("defaults", "async")
+    (awaited,) = coroutines["runs"]
+    assert awaited["errors"] == {}, awaited
+    assert awaited["figures"]["drain_jobs"] == 50  # async def handlers, awaited by the worker
     (run,) = column["runs"]
     assert run["errors"] == {}, run
     figures = run["figures"]

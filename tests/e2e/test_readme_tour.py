@@ -270,8 +270,11 @@ def _as_tables(tour: Tour, ran: Output) -> None:
 
 def _failed_failed_succeeded(tour: Tour, ran: Output) -> None:
     assert ran.field("state") == "succeeded"
+    # A succeeded job shows no error; the failed attempts keep theirs.
+    assert "last_error" not in [line.partition("  ")[0] for line in ran.out.splitlines()]
     rows = ran.out.split("\n\n")[1].splitlines()[1:]
     assert [row.split()[1] for row in rows] == ["failed", "failed", "succeeded"]
+    assert all("TaskFailed" in row for row in rows[:2]), rows
     # "waits 1 s and then 2 s (its backoff)": never sooner.
     attempts = tour.shell.run(f"curl -s localhost:{tour.port}/v1/jobs/$FLAKY/attempts").json()[
         "attempts"
@@ -347,6 +350,23 @@ def _prometheus(tour: Tour, ran: Output) -> None:
 def _stats(tour: Tour, ran: Output) -> None:
     stats = ran.json()
     assert stats["window_seconds"] == 3600 and stats["succeeded"] >= 4 and stats["dead"] >= 1
+
+
+def _schedule_made(tour: Tour, ran: Output) -> None:
+    assert ran.json() == {"name": "heartbeat", "paused": False}
+
+
+def _recent_fires(tour: Tour, ran: Output) -> None:
+    assert ran.out.splitlines()[1].split()[:2] == ["heartbeat", "sleep"]
+    fires = ran.out.split("\n\n")[-1].splitlines()
+    assert fires[0].split() == ["FIRE", "OUTCOME", "JOB"]
+    enqueued = [row.split() for row in fires[1:] if row.split()[1] == "enqueued"]
+    assert enqueued and all(_uuid(row[2]) for row in enqueued)
+
+
+def _schedule_paused(tour: Tour, ran: Output) -> None:
+    header, row = ran.out.splitlines()[:2]
+    assert header.split()[-4] == "PAUSED" and row.split()[-4] == "yes"
 
 
 def _nothing(tour: Tour, ran: Output) -> None:
@@ -439,6 +459,20 @@ TOUR: list[tuple[str, str, Check]] = [
         "curl -s localhost:8000/v1/jobs/$ORPHAN | jq '{state, last_error}'",
         "cancelled: dependency_failed",
         _cancelled_dependency_failed,
+    ),
+    # Schedules
+    (
+        "curl -s localhost:8000/v1/schedules -H 'content-type: application/json' -d "
+        '\'{"name":"heartbeat","task":"sleep","every_seconds":2,"overlap":"allow"}\''
+        " | jq '{name, paused}'",
+        "",
+        _schedule_made,
+    ),
+    ("taskyard schedules show heartbeat", "its recent fires, each with its job", _recent_fires),
+    (
+        "taskyard schedules pause heartbeat",
+        "paused: no more fires until resumed",
+        _schedule_paused,
     ),
     # Look around
     ("taskyard queues", "jobs by queue and state", _queues),

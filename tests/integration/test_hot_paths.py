@@ -414,6 +414,28 @@ def test_the_success_statement_commits_exactly_the_successes_the_pure_rule_commi
     both.assert_same_rows()
 
 
+def test_the_success_statement_clears_the_last_error_as_the_pure_rule_does(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """A job that failed once and succeeds at its second attempt: both ways it shows no
+    error, and the failed attempt keeps its own (generated histories rarely get there)."""
+    history = History()
+    history.store.enqueue([history.new_job(task="t1", queue="z", max_attempts=3)])
+    request = ClaimRequest(worker="w1", limit=1, lease_ttl_s=600, queues=frozenset({"z"}))
+    [first] = history.store.claim(request)
+    history.store.report([report(first.ref(), "failed")])
+    assert history.store.promote_due(limit=10).count == 1
+    [second] = history.store.claim(request)
+    assert history.store.get(second.id).last_error is not None
+    both = twins(conn, history)
+    success = report(second.ref(), "succeeded")
+    [expected] = both.memory.report([success])
+    assert (expected.status, expected.state) == (ReportStatus.APPLIED, JobState.SUCCEEDED)
+    assert hotpaths.report_succeeded(conn, [success]) == {second.id}
+    both.assert_same_rows()
+    assert both.memory.get(second.id).last_error is None
+
+
 @st.composite
 def plain_submissions(draw: st.DrawFn) -> list[dict[str, Any]]:
     """Fields of plain jobs, with `run_at` as milliseconds from the store's now (0: exactly

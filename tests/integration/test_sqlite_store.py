@@ -118,19 +118,19 @@ def test_a_writer_that_cannot_get_the_lock_is_unavailable_and_writes_nothing(
         assert len(store.enqueue(batch)) == 3
 
 
-LATEST = load_migrations("sqlite")[-1].version
+SQLITE_LAST = load_migrations("sqlite")[-1].version
 
 
 def test_the_schema_is_versioned_and_opening_again_is_harmless(tmp_path: Path) -> None:
     path = tmp_path / "versioned.db"
     with SqliteJobStore(path, clock=SystemClock()) as store:
         job = store.enqueue(new_jobs(1))[0].job
-        assert store.schema_version == LATEST
+        assert store.schema_version == SQLITE_LAST
     with SqliteJobStore(path, clock=SystemClock()) as again:
         assert again.get(job.id) == job
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone() == (LATEST,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SQLITE_LAST,)
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         conn.execute("PRAGMA user_version = 99")
         conn.commit()
@@ -151,7 +151,7 @@ def test_a_version_1_file_is_upgraded_keeping_its_jobs(tmp_path: Path) -> None:
     finally:
         conn.close()
     with SqliteJobStore(path, clock=SystemClock()) as store:
-        assert store.schema_version == LATEST
+        assert store.schema_version == SQLITE_LAST
         job = store.enqueue(new_jobs(1))[0].job
         assert store.tasks() == []
         assert store.retention_overrides() == {}

@@ -4,12 +4,21 @@ worker died is simply run again (at-least-once); nothing is committed twice."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
+
+import attrs
+
 from taskyard.adapters.clock import ManualClock
 from taskyard.adapters.executors import InlineExecutor
 from taskyard.adapters.memory import InMemoryJobStore
-from taskyard.domain.context import HandlerResult, TaskSpec
+from taskyard.domain.context import HandlerResult, Registry, TaskSpec
 from taskyard.domain.model import JobState, Outcome
-from taskyard.domain.worker import Worker
+from taskyard.domain.ports import ReportResult
+from taskyard.domain.transitions import Report
+from taskyard.domain.worker import REPORT_LINGER_S_DEFAULT, Worker
+from taskyard.entrypoints.bootstrap import bootstrap
+from taskyard.entrypoints.config import Settings
 from tests import factories as f
 from tests.factories import enqueue
 
@@ -109,3 +118,60 @@ def test_a_partially_flushed_outbox_commits_what_was_sent_and_reruns_the_rest() 
     for job in jobs:
         committed = [a for a in store.attempts(job.id) if a.outcome is Outcome.SUCCEEDED]
         assert len(committed) == 1, "each outcome committed exactly once"
+
+
+class CountingReports:
+    """The store, counting its `report` calls and the outcomes each carried."""
+
+    def __init__(self, store: InMemoryJobStore) -> None:
+        self._store = store
+        self.calls: list[int] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    def report(self, reports: Sequence[Report]) -> list[ReportResult]:
+        self.calls.append(len(reports))
+        return self._store.report(reports)
+
+
+def test_a_production_worker_groups_the_outcomes_of_handlers_ending_within_its_linger() -> None:
+    """The default a new user gets (issue 20): outcomes that end within the linger share one
+    commit, and the slots they freed claim meanwhile (no slot waits for the commit)."""
+    config = (
+        bootstrap(Settings(database_url="memory://"))
+        .worker_runtime(Registry(), worker_id="w1")
+        .config
+    )
+    assert config.report_linger_s == REPORT_LINGER_S_DEFAULT > 0
+    clock = ManualClock()
+    store = InMemoryJobStore(clock)
+    counting = CountingReports(store)
+    tasks = Counting()
+    holder: list[Worker] = []
+
+    def finished(result: HandlerResult) -> None:
+        holder[0].handler_finished(result)
+
+    executor = InlineExecutor(tasks, finished)
+    worker = Worker(
+        store=counting,  # type: ignore[arg-type]
+        coordinator=None,
+        clock=clock,
+        rng=random.Random(7),
+        registry=tasks,
+        executor=executor,
+        config=attrs.evolve(config, concurrency=2),
+    )
+    holder.append(worker)
+    jobs = [enqueue(store, task="work", args={"n": n}) for n in range(4)]
+    worker.tick()  # claims two; they run and end at once
+    worker.tick()  # their outcomes linger; the freed slots claim the other two
+    assert worker.claimed_total == 4 and counting.calls == []
+    clock.advance(REPORT_LINGER_S_DEFAULT / 2)
+    worker.tick()  # the other two join them
+    assert counting.calls == []
+    clock.advance(REPORT_LINGER_S_DEFAULT / 2)
+    worker.tick()
+    assert counting.calls == [4], "one store call for the four outcomes"
+    assert {store.get(job.id).state for job in jobs} == {JobState.SUCCEEDED}

@@ -8,24 +8,29 @@ worker back to what it did before it confined the store's refusals.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from datetime import datetime
+import weakref
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import attrs
 import pytest
 
-from taskyard.adapters.memory import InMemoryJobStore, MemoryState
+from taskyard.adapters.memory import InMemoryJobStore, MemoryRows, MemoryState
 from taskyard.domain import transitions
 from taskyard.domain.errors import Refusal
 from taskyard.domain.model import Job, JobState, LeaseRef
 from taskyard.domain.ports import Clock, JobFilter, JobStore
 from taskyard.domain.retention import Retention
+from taskyard.domain.schedules import Fired, Schedule
 from taskyard.domain.store import Rows
 from taskyard.domain.transitions import Report
 from taskyard.domain.worker import Worker
 from taskyard.simulation.run import RunResult, simulate, summary
 from taskyard.simulation.world import StoreFactory, memory_store_view
+
+T = TypeVar("T")
 
 
 def first_caught(
@@ -97,6 +102,72 @@ def _stops_on_refusal(self: Worker, pending: list[Report], error: Exception) -> 
     raise error
 
 
+SCHEDULE_LAG_S = 3.0
+_VERSIONS: weakref.WeakKeyDictionary[MemoryState, dict[str, list[Schedule]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class _StaleScheduleRows:
+    """Rows whose schedules are read as they were `SCHEDULE_LAG_S` ago: what a store read
+    from a lagging replica, or without the row lock, hands a scheduler."""
+
+    def __init__(self, rows: MemoryRows, versions: dict[str, list[Schedule]]) -> None:
+        self._rows = rows
+        self._versions = versions
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rows, name)
+
+    def due_schedules(self, *, now: datetime, limit: int) -> list[Schedule]:
+        lagged = now - timedelta(seconds=SCHEDULE_LAG_S)
+        stale = []
+        for current in self._rows.schedule_rows():
+            versions = self._versions.get(current.name, [])
+            if not versions or versions[-1] != current:
+                stale.append(current)  # an operator's change: seen at once
+                continue
+            older = [v for v in versions[-50:] if v.updated_at <= lagged]
+            stale.append(older[-1] if older else current)
+        due = [s for s in stale if not s.paused and s.next_fire_at <= now]
+        return sorted(due, key=lambda s: (s.next_fire_at, s.name))[:limit]
+
+    def put_schedules(self, schedules: Sequence[Schedule]) -> None:
+        self._rows.put_schedules(schedules)
+        for schedule in schedules:
+            self._versions.setdefault(schedule.name, []).append(schedule)
+
+
+class StaleSchedules(InMemoryJobStore):
+    """A view that fires from schedule rows a few seconds stale; `keyed` False also
+    forgets each fire's unique key (the broken variant)."""
+
+    keyed = True
+
+    def writing(self, work: Callable[[Rows], T]) -> T:
+        with self.state.lock:
+            rows = MemoryRows(self.state, self._clock.now())
+            versions = _VERSIONS.setdefault(self.state, {})
+            return work(cast(Rows, _StaleScheduleRows(rows, versions)))
+
+    reading = writing
+
+    def fire_schedules(self, *, limit: int, keyed: bool = True) -> Fired:
+        return super().fire_schedules(limit=limit, keyed=keyed and self.keyed)
+
+
+class StaleUnkeyedSchedules(StaleSchedules):
+    keyed = False
+
+
+def stale_schedules(store_clock: Clock, node_clock: Clock, state: MemoryState) -> JobStore:
+    return StaleSchedules(store_clock, state=state)
+
+
+def stale_unkeyed_schedules(store_clock: Clock, node_clock: Clock, state: MemoryState) -> JobStore:
+    return StaleUnkeyedSchedules(store_clock, state=state)
+
+
 # --- the tests ------------------------------------------------------------------------------
 
 
@@ -150,6 +221,24 @@ def test_a_worker_that_stops_on_a_refused_report_is_caught(
     assert caught.exercised.get("tick_failed", 0) > 0, _explain(caught)
     lost = [v for v in caught.report.violations if v.invariant == "refusal_confined"]
     assert all("was not confined" in v.message for v in lost)
+
+
+def test_fires_without_their_unique_key_are_caught_as_doubles() -> None:
+    """Schedulers that fire from stale schedule rows re-fire what another already fired;
+    without the (schedule, fire time) key the store takes the second job."""
+    caught = first_caught(
+        range(1, 21), {"schedule_fire_once"}, store_factory=stale_unkeyed_schedules
+    )
+    assert caught is not None, "fires without their unique key went unnoticed for 20 seeds"
+    doubles = [v for v in caught.report.violations if v.invariant == "schedule_fire_once"]
+    assert any("twice" in v.message for v in doubles), _explain(caught)
+
+
+def test_the_unique_key_alone_stops_doubles_from_stale_schedule_rows() -> None:
+    """The same stale rows with the key: a re-fire finds its fire's job and adds none."""
+    for seed in range(1, 5):
+        result = simulate(seed, store_factory=stale_schedules)
+        assert "schedule_fire_once" not in result.broken, _explain(result)
 
 
 def test_a_failing_seed_prints_the_broken_invariant_the_trace_tail_and_the_replay() -> None:

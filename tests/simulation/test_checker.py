@@ -215,7 +215,11 @@ def test_the_history_of_a_simulated_world_feeds_every_invariant() -> None:
     assert result.attempts > 0
     assert set(result.report.checked) == {i.name for i in INVARIANTS} | {
         "worker_slots",
+        "client_answers",
         "quiescence",
+        "schedule_fire_once",
+        "schedule_fires_in_time",
+        "schedule_policies",
     }
 
 

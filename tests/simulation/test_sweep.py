@@ -47,6 +47,15 @@ def test_500_seeds_of_the_default_profile_keep_every_guarantee() -> None:
         "report_replaced",  # a refused report became a failed attempt
         "report_abandoned",  # ... and when that was refused too, the lease was let lapse
         "release_refused",  # a refused hand-back left that lease to lapse
+        "report_stale_unreaped",  # a report between lease expiry and the reaper
+        "release_cancelled",  # a hand-back of a job whose cancellation was requested
+        "scheduler_resigned",  # a leader stopped on purpose and gave its lease up
+        "unknown_task",  # a worker found the task of a job it claimed gone
+        "malformed_refused",  # a client's malformed submission was refused
+        "listing_walked",  # a person listed jobs page by page
+        "bulk_cancel",
+        "bulk_retry",
+        "cancel_in_deploy",
     ):
         assert exercised.total.get(path, 0) > 0, f"no seed reached {path}"
     assert len({o.digest for o in outcomes}) == 500, "every seed makes a different world"

@@ -2,8 +2,9 @@
 `taskyard worker --app peers_taskyard:app`, jobs enqueued through `App.enqueue` (one) and
 `App.enqueue_many` (many).
 
-`PEERS_HANDLERS=async` registers the same handlers as `async def` functions: the place for
-an "async handlers" row once taskyard runs coroutine tasks (see the README).
+`PEERS_HANDLERS=async` registers the same handlers as `async def` functions: the `async`
+config's column, where the worker awaits them on its event loop (`--async-concurrency`,
+100 by default) instead of running them on its 4 threads.
 """
 
 from __future__ import annotations

@@ -33,8 +33,14 @@ from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobFilter, JobQuery
 from taskyard.domain.retention import Periods, Prunable
 from taskyard.domain.retry import RetryPolicy
+from taskyard.domain.schedules import Schedule
 from taskyard.domain.store import Changes, plans
-from taskyard.domain.store.rows import OutcomeCount, Promotable, QueueCount, RunTimes
+from taskyard.domain.store.rows import (
+    JobCount,
+    OutcomeCount,
+    Promotable,
+    RunTimes,
+)
 
 Conn = psycopg.Connection[Any]
 
@@ -112,6 +118,15 @@ JOBS = sql.Table(
         sql.error_column("last_error", "jsonb"),
         sql.Column("correlation_id", null=True),
         sql.Column("fingerprint", null=True),
+        sql.Column("trace_context", "jsonb", dump=sql.json_text, null=True),
+        sql.Column(
+            "schedule",
+            "jsonb",
+            load=sql.fire_from_json,
+            dump=sql.fire_text,
+            select="{c}::text",
+            null=True,
+        ),
     ],
 )
 ATTEMPTS = sql.Table(
@@ -248,12 +263,24 @@ def copy_jobs(conn: Conn, jobs: Sequence[Job]) -> None:
 
 
 def filter_sql(job_filter: JobFilter, params: dict[str, Any]) -> str:
-    """`AND ...` conditions for a filter; their parameters go into `params`."""
+    """`AND ...` conditions for a filter; their parameters go into `params`. The states are
+    literals (the domain's, `sql.literals`), so a plan can use a partial index on a state
+    (`jobs_dead_created` for a list of dead jobs)."""
     where = ""
     for column, values in sql.filter_terms(job_filter):
+        if column == "state":
+            where += f" AND state IN ({sql.literals(*job_filter.states)})"
+            continue
         where += f" AND {column} = ANY(%(f_{column})s::text[])"
         params[f"f_{column}"] = values
     return where
+
+
+_SCHEDULE_SELECT = sql.SCHEDULE_COLUMNS.replace("spec,", "spec::text,").replace(
+    "recent, counts", "recent::text, counts::text"
+)
+_BUCKET = "least(floor(extract(epoch FROM finished_at - %(since)s) / %(bucket_s)s)::int, %(last)s)"
+"""The index of a row's slice of time since `since` (the last slice takes any later)."""
 
 
 class PostgresRows:
@@ -445,6 +472,43 @@ class PostgresRows:
             [sql.task_row(task, task.published_at) for task in tasks],
         )
 
+    def put_schedules(self, schedules: Sequence[Schedule]) -> None:
+        self._cursor().executemany(
+            f"""INSERT INTO taskyard.schedules ({sql.SCHEDULE_COLUMNS})
+                VALUES (%s, %s::jsonb, %s, %s, %s, %s::uuid, %s::jsonb, %s::jsonb, %s, %s)
+                ON CONFLICT (name) DO UPDATE SET
+                    (spec, paused, next_fire_at, last_fire_at, last_job_id, recent, counts,
+                     created_at, updated_at)
+                  = (EXCLUDED.spec, EXCLUDED.paused, EXCLUDED.next_fire_at,
+                     EXCLUDED.last_fire_at, EXCLUDED.last_job_id, EXCLUDED.recent,
+                     EXCLUDED.counts, EXCLUDED.created_at, EXCLUDED.updated_at)""",
+            [sql.schedule_row(schedule, lambda moment: moment) for schedule in schedules],
+        )
+
+    def delete_schedule(self, name: str) -> bool:
+        cursor = self._cursor().execute("DELETE FROM taskyard.schedules WHERE name = %s", (name,))
+        return cursor.rowcount > 0
+
+    def due_schedules(self, *, now: datetime, limit: int) -> list[Schedule]:
+        rows = self._all(
+            f"""SELECT {_SCHEDULE_SELECT} FROM taskyard.schedules
+                WHERE NOT paused AND next_fire_at <= %s
+                ORDER BY next_fire_at, name LIMIT %s{self._skip}""",
+            (now, limit),
+        )
+        return [sql.schedule_from_row(row, utc) for row in rows]
+
+    def schedule_rows(self, names: Collection[str] | None = None) -> list[Schedule]:
+        if names is None:
+            rows = self._all(f"SELECT {_SCHEDULE_SELECT} FROM taskyard.schedules")
+        else:
+            rows = self._all(
+                f"""SELECT {_SCHEDULE_SELECT} FROM taskyard.schedules
+                    WHERE name = ANY(%s::text[]) ORDER BY name{self._lock}""",
+                (sorted(set(names)),),
+            )
+        return [sql.schedule_from_row(row, utc) for row in rows]
+
     # --- reading --------------------------------------------------------------------------
 
     def page(self, query: JobQuery) -> list[Job]:
@@ -482,16 +546,49 @@ class PostgresRows:
         )
         return None if found is None else utc(found)
 
-    def queue_counts(self) -> list[QueueCount]:
+    def job_counts(self) -> list[JobCount]:
         rows = self._all(
-            "SELECT queue, state, count(*), min(run_at) FROM taskyard.jobs GROUP BY 1, 2"
+            """SELECT queue, task, state, error_type, sum(n) FROM taskyard.job_counts
+               GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0"""
         )
         return [
-            QueueCount(
-                queue=queue, state=_STATES[state], count=int(count), earliest_run_at=utc(run_at)
+            JobCount(
+                queue=queue, task=task, state=_STATES[state], error_type=error or None, count=int(n)
             )
-            for queue, state, count, run_at in rows
+            for queue, task, state, error, n in rows
         ]
+
+    def earliest_run_at_by_queue(self, *, state: JobState) -> dict[str, datetime]:
+        # One probe of jobs_queued_age per queue the counters say has such jobs.
+        rows = self._all(
+            f"""SELECT q.queue, (SELECT min(j.run_at) FROM taskyard.jobs AS j
+                                 WHERE j.queue = q.queue AND j.state = {sql.literals(state)})
+                FROM (SELECT queue FROM taskyard.job_counts
+                      WHERE state = {sql.literals(state)}
+                      GROUP BY queue HAVING sum(n) > 0) AS q"""
+        )
+        return {queue: utc(run_at) for queue, run_at in rows if run_at is not None}
+
+    def error_ids(
+        self, *, state: JobState, task: str, error_type: str | None, limit: int
+    ) -> list[UUID]:
+        # As the counters do, an empty type is no error.
+        typed = "IS NULL" if error_type is None else "= %(type)s"
+        rows = self._all(
+            f"""SELECT id FROM taskyard.jobs
+                WHERE state = {sql.literals(state)} AND task = %(task)s
+                  AND (last_error->>'type') {typed}
+                ORDER BY created_at DESC, id DESC LIMIT %(limit)s""",
+            {"task": task, "type": error_type, "limit": limit},
+        )
+        return [job_id for (job_id,) in rows]
+
+    def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:
+        return self._jobs(
+            """id IN (SELECT d.job_id FROM taskyard.dependencies AS d WHERE d.depends_on = %s)
+               ORDER BY created_at, id LIMIT %s""",
+            (job_id, limit),
+        )
 
     def paused(self) -> set[str]:
         return {queue for (queue,) in self._all("SELECT queue FROM taskyard.paused_queues")}
@@ -519,6 +616,29 @@ class PostgresRows:
         )
         return [OutcomeCount(outcome=Outcome(o), error_type=e, count=int(n)) for o, e, n in rows]
 
+    def finished_by_bucket(
+        self, *, since: datetime, bucket_s: float, buckets: int
+    ) -> list[tuple[int, JobState, int]]:
+        rows = self._all(
+            f"""SELECT {_BUCKET}, state, count(*) FROM taskyard.jobs
+                WHERE finished_at >= %(since)s GROUP BY 1, 2""",
+            {"since": since, "bucket_s": bucket_s, "last": buckets - 1},
+        )
+        return [(int(index), _STATES[state], int(n)) for index, state, n in rows]
+
+    def outcomes_by_bucket(
+        self, *, since: datetime, bucket_s: float, buckets: int
+    ) -> list[tuple[int, OutcomeCount]]:
+        rows = self._all(
+            f"""SELECT {_BUCKET}, outcome, error->>'type', count(*) FROM taskyard.attempts
+                WHERE finished_at >= %(since)s GROUP BY 1, 2, 3""",
+            {"since": since, "bucket_s": bucket_s, "last": buckets - 1},
+        )
+        return [
+            (int(index), OutcomeCount(outcome=Outcome(o), error_type=e, count=int(n)))
+            for index, o, e, n in rows
+        ]
+
     def run_seconds_at(
         self, *, since: datetime, outcome: Outcome, ranks: Sequence[int]
     ) -> list[float]:
@@ -534,20 +654,8 @@ class PostgresRows:
         return [found[rank] for rank in ranks]
 
     def run_times(self, *, bounds: Sequence[float]) -> list[RunTimes]:
-        buckets = "".join(f", count(*) FILTER (WHERE d <= %(b{i})s)" for i in range(len(bounds)))
         rows = self._all(
-            f"""SELECT outcome, count(*), coalesce(sum(d), 0){buckets} FROM (
-                    SELECT outcome, extract(epoch FROM finished_at - started_at)::float8 AS d
-                    FROM taskyard.attempts) AS a
-                GROUP BY outcome""",
-            {f"b{i}": bound for i, bound in enumerate(bounds)},
+            """SELECT outcome, bound, sum(n), sum(sum_s) FROM taskyard.attempt_counts
+               GROUP BY 1, 2"""
         )
-        return [
-            RunTimes(
-                outcome=Outcome(row[0]),
-                count=int(row[1]),
-                sum_s=float(row[2]),
-                at_most=tuple(int(n) for n in row[3:]),
-            )
-            for row in rows
-        ]
+        return sql.run_times(rows, bounds)

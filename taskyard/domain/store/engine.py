@@ -16,11 +16,13 @@ from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.model import (
     Attempt,
     AttemptTotals,
+    DeadGroup,
     Enqueued,
     Job,
     JobState,
     LeaseRef,
     NewJob,
+    OutcomeBucket,
     QueueInfo,
     Stats,
 )
@@ -34,6 +36,7 @@ from taskyard.domain.ports import (
     ReportResult,
 )
 from taskyard.domain.retention import Periods, Retention
+from taskyard.domain.schedules import Fired, Schedule, ScheduleSpec
 from taskyard.domain.store import plans, reads
 from taskyard.domain.store.rows import Rows, RowStore
 from taskyard.domain.transitions import Report
@@ -153,11 +156,63 @@ class StoreEngine:
     def tasks(self) -> list[TaskInfo]:
         return self._rows.reading(reads.tasks)
 
+    # schedules
+
+    def create_schedule(self, spec: ScheduleSpec, *, paused: bool = False) -> Schedule:
+        return self._rows.writing(lambda rows: plans.create_schedule(rows, spec, paused=paused))
+
+    def update_schedule(self, spec: ScheduleSpec) -> Schedule:
+        return self._rows.writing(lambda rows: plans.update_schedule(rows, spec))
+
+    def pause_schedule(self, name: str, *, paused: bool) -> Schedule:
+        return self._rows.writing(lambda rows: plans.pause_schedule(rows, name, paused=paused))
+
+    def delete_schedule(self, name: str) -> Schedule:
+        return self._rows.writing(lambda rows: plans.delete_schedule(rows, name))
+
+    def sync_schedules(self, specs: Sequence[ScheduleSpec]) -> list[Schedule]:
+        return self._rows.writing(lambda rows: plans.sync_schedules(rows, specs))
+
+    def schedules(self) -> list[Schedule]:
+        return self._rows.reading(reads.schedules)
+
+    def schedule(self, name: str) -> Schedule:
+        return self._rows.reading(lambda rows: reads.schedule(rows, name))
+
+    def fire_schedules(self, *, limit: int, keyed: bool = True) -> Fired:
+        return self._rows.writing(
+            lambda rows: plans.fire_schedules(rows, limit=limit, keyed=keyed, normal=self._normal)
+        )
+
     def queues(self) -> list[QueueInfo]:
         return self._rows.reading(reads.queues)
 
+    def count_jobs(self, job_filter: JobFilter) -> int:
+        return self._rows.reading(lambda rows: reads.count_jobs(rows, job_filter))
+
     def stats(self, *, window_s: float) -> Stats:
         return self._rows.reading(lambda rows: reads.stats(rows, window_s=window_s))
+
+    # what the dashboard reads
+
+    def find_by_key(self, key: str) -> Job | None:
+        return self._rows.reading(lambda rows: reads.find_by_key(rows, key))
+
+    def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:
+        return self._rows.reading(lambda rows: reads.dependents(rows, job_id, limit=limit))
+
+    def outcome_series(self, *, bucket_s: float, buckets: int) -> list[OutcomeBucket]:
+        return self._rows.reading(
+            lambda rows: reads.outcome_series(rows, bucket_s=bucket_s, buckets=buckets)
+        )
+
+    def dead_groups(self) -> list[DeadGroup]:
+        return self._rows.reading(reads.dead_groups)
+
+    def dead_ids(self, *, task: str, error_type: str | None, limit: int) -> list[UUID]:
+        return self._rows.reading(
+            lambda rows: reads.dead_ids(rows, task=task, error_type=error_type, limit=limit)
+        )
 
     # what an operator watches
 

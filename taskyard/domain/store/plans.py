@@ -17,12 +17,15 @@ from uuid import UUID
 
 import attrs
 
+from taskyard.domain import schedules as sch
 from taskyard.domain import transitions as t
 from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import (
     IdempotencyConflict,
     JobNotFound,
     Refusal,
+    ScheduleExists,
+    ScheduleNotFound,
     UnknownDependency,
 )
 from taskyard.domain.model import (
@@ -458,3 +461,121 @@ def publish_tasks(rows: Rows, tasks: Sequence[TaskInfo], *, worker: str) -> None
     if tasks:
         at = rows.now()
         rows.put_tasks([task.published(by=worker, at=at) for task in tasks])
+
+
+# --- schedules ----------------------------------------------------------------------------
+
+
+def _one_schedule(rows: Rows, name: str) -> sch.Schedule:
+    found = rows.schedule_rows([name])
+    if not found:
+        raise ScheduleNotFound(name)
+    return found[0]
+
+
+def create_schedule(rows: Rows, spec: sch.ScheduleSpec, *, paused: bool) -> sch.Schedule:
+    """A new schedule, first firing at its first fire time after the store's now."""
+    if rows.schedule_rows([spec.name]):
+        raise ScheduleExists(spec.name)
+    schedule = sch.new_schedule(spec, now=rows.now(), paused=paused)
+    rows.put_schedules([schedule])
+    return schedule
+
+
+def update_schedule(rows: Rows, spec: sch.ScheduleSpec) -> sch.Schedule:
+    """The schedule of `spec.name` with `spec` as its spec (`schedules.respecified`)."""
+    schedule = _one_schedule(rows, spec.name)
+    changed = sch.respecified(schedule, spec, now=rows.now())
+    if changed != schedule:
+        rows.put_schedules([changed])
+    return changed
+
+
+def pause_schedule(rows: Rows, name: str, *, paused: bool) -> sch.Schedule:
+    schedule = _one_schedule(rows, name)
+    changed = sch.paused_as(schedule, paused=paused, now=rows.now())
+    if changed != schedule:
+        rows.put_schedules([changed])
+    return changed
+
+
+def delete_schedule(rows: Rows, name: str) -> sch.Schedule:
+    """The schedule goes (it is returned as it was); the jobs it fired stay."""
+    schedule = _one_schedule(rows, name)
+    rows.delete_schedule(name)
+    return schedule
+
+
+def sync_schedules(rows: Rows, specs: Sequence[sch.ScheduleSpec]) -> list[sch.Schedule]:
+    """Code-declared schedules into the store (`schedules.sync_plan`): what it wrote."""
+    stored = rows.schedule_rows(sorted({spec.name for spec in specs}))
+    written = sch.sync_plan(stored, specs, now=rows.now())
+    if written:
+        rows.put_schedules(written)
+    return written
+
+
+def fire_schedules(
+    rows: Rows, *, limit: int, keyed: bool = True, normal: Normal = as_is
+) -> sch.Fired:
+    """Decide every due fire of up to `limit` due schedules (`schedules.plan_fires`) and, in
+    the same transaction, enqueue the fires' jobs, request the cancels of
+    `cancel_previous`, and write each schedule's next fire and history.
+
+    Each fire's job has the idempotency key `schedules.fire_key`, so a fire that another
+    pass already enqueued (a second leader, a retry after an ambiguous commit) is never
+    enqueued again: it is looked up here and left alone. `keyed` False is the simulator's
+    broken variant, which forgets the key."""
+    assert limit >= 1, limit
+    now = rows.now()
+    due = sorted(rows.due_schedules(now=now, limit=limit), key=lambda s: s.name)
+    if not due:
+        return sch.Fired()
+    last_jobs = sorted({s.last_job_id for s in due if s.last_job_id is not None})
+    states = rows.states(last_jobs) if last_jobs else {}
+    salt = "" if keyed else str(now)
+    new_jobs: list[NewJob] = []
+    cancels: list[UUID] = []
+    updated: list[sch.Schedule] = []
+    fires: list[tuple[str, sch.Fire]] = []
+    counts = sch.FireCounts()
+    lags: list[float] = []
+    more = len(due) >= limit
+    for schedule in due:
+        last = states.get(schedule.last_job_id) if schedule.last_job_id is not None else None
+        plan = sch.plan_fires(
+            schedule,
+            now=now,
+            previous_open=last is not None and not last.is_terminal,
+            limit=min(limit, sch.FIRES_PER_PASS_MAX),
+            salt=salt,
+        )
+        for fire in plan.enqueued:
+            new_jobs.append(sch.fire_job(schedule.spec, fire.fire_at, keyed=keyed, salt=salt))
+            lags.append((now - fire.fire_at).total_seconds())
+        cancels.extend(plan.cancel)
+        fires.extend((schedule.name, fire) for fire in plan.fires)
+        counts = counts.plus(plan.counts(now))
+        updated.append(sch.fired(schedule, plan, now=now))
+        more = more or plan.next_fire_at <= now
+    keys = sorted({new.idempotency_key for new in new_jobs if new.idempotency_key is not None})
+    known = {job.idempotency_key for job in rows.keyed(keys)} if keys else set()
+    fresh = [new for new in new_jobs if new.idempotency_key not in known]
+    if fresh:
+        enqueue(rows, fresh, normal=normal)
+    if cancels:
+        batch = Batch(rows.jobs(set(cancels)))
+        for job_id in dict.fromkeys(cancels):
+            job = batch.job(job_id)
+            step = None if job is None else t.cancel(job, now=now)
+            if isinstance(step, t.Step) and step.job != step.before:
+                batch.apply(step)
+        _write(rows, batch, now)
+    rows.put_schedules(updated)
+    return sch.Fired(
+        fires=tuple(fires),
+        counts=counts,
+        lags_s=tuple(lags),
+        queues=tuple(sorted({new.queue for new in fresh})),
+        more=more,
+    )

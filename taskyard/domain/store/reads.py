@@ -13,19 +13,23 @@ from uuid import UUID
 
 from taskyard.domain import transitions as t
 from taskyard.domain.catalog import TaskInfo
-from taskyard.domain.errors import JobNotFound
+from taskyard.domain.errors import JobNotFound, ScheduleNotFound
 from taskyard.domain.model import (
     REPORTED_OUTCOMES,
+    RUN_S_BUCKETS,
     WAITING_STATES,
     Attempt,
     AttemptTotals,
+    DeadGroup,
     Job,
     JobState,
     Outcome,
+    OutcomeBucket,
     QueueInfo,
     Stats,
 )
-from taskyard.domain.ports import JobPage, JobQuery
+from taskyard.domain.ports import JobFilter, JobPage, JobQuery
+from taskyard.domain.schedules import Schedule
 from taskyard.domain.store.plans import LEASED
 from taskyard.domain.store.rows import Rows
 from taskyard.domain.timefmt import after, seconds_between
@@ -42,6 +46,10 @@ def get(rows: Rows, job_id: UUID) -> Job:
 
 
 def list_jobs(rows: Rows, query: JobQuery) -> JobPage:
+    """A page of the listing. A filter that the counters say matches nothing answers at
+    once, rather than walk the whole listing index looking for a match."""
+    if not query.filter.empty and count_jobs(rows, query.filter) == 0:
+        return JobPage(jobs=[], next_cursor=None)
     found = rows.page(query)
     page = found[: query.limit]
     more = len(found) > query.limit
@@ -70,24 +78,64 @@ def next_wakeup(rows: Rows) -> datetime | None:
 
 def queues(rows: Rows) -> list[QueueInfo]:
     now = rows.now()
-    counts: dict[str, dict[JobState, int]] = defaultdict(dict)
-    oldest: dict[str, datetime] = {}
-    for group in rows.queue_counts():
-        counts[group.queue][group.state] = group.count
-        if group.state is S.QUEUED and group.earliest_run_at is not None:
-            oldest[group.queue] = group.earliest_run_at
+    counts: dict[str, dict[JobState, int]] = defaultdict(lambda: dict.fromkeys(JobState, 0))
+    for group in rows.job_counts():
+        counts[group.queue][group.state] += group.count
+    oldest = rows.earliest_run_at_by_queue(state=S.QUEUED)
     paused = rows.paused()
     return [
         QueueInfo(
             name=name,
             paused=name in paused,
-            counts={state: counts[name].get(state, 0) for state in JobState},
+            counts=dict(counts[name]),
             oldest_queued_age_s=(
                 max(0.0, seconds_between(oldest[name], now)) if name in oldest else None
             ),
         )
         for name in sorted(set(counts) | paused)
     ]
+
+
+def count_jobs(rows: Rows, job_filter: JobFilter) -> int:
+    return sum(
+        group.count
+        for group in rows.job_counts()
+        if job_filter.admits(state=group.state, queue=group.queue, task=group.task)
+    )
+
+
+def find_by_key(rows: Rows, key: str) -> Job | None:
+    found = rows.keyed([key])
+    return found[0] if found else None
+
+
+def dead_groups(rows: Rows) -> list[DeadGroup]:
+    """Largest first, then by task and error type; each with its newest job. The counts
+    are the store's counters; the newest job is one index probe per group."""
+    counts: dict[tuple[str, str | None], int] = defaultdict(int)
+    for group in rows.job_counts():
+        if group.state is S.DEAD:
+            counts[group.task, group.error_type] += group.count
+    newest_ids = {
+        key: rows.error_ids(state=S.DEAD, task=key[0], error_type=key[1], limit=1) for key in counts
+    }
+    newest = {job.id: job for job in rows.jobs([i for ids in newest_ids.values() for i in ids])}
+    found = [
+        DeadGroup(task=task, error_type=error_type, count=count, newest=newest[ids[0]])
+        for (task, error_type), count in counts.items()
+        if (ids := newest_ids[task, error_type]) and ids[0] in newest
+    ]
+    return sorted(found, key=lambda g: (-g.count, g.task, g.error_type or ""))
+
+
+def dead_ids(rows: Rows, *, task: str, error_type: str | None, limit: int) -> list[UUID]:
+    assert limit >= 1, limit
+    return rows.error_ids(state=S.DEAD, task=task, error_type=error_type, limit=limit)
+
+
+def dependents(rows: Rows, job_id: UUID, *, limit: int) -> list[Job]:
+    assert limit >= 1, limit
+    return rows.dependents(job_id, limit=limit)
 
 
 def percentile_index(count: int, fraction: float) -> int:
@@ -131,10 +179,40 @@ def stats(rows: Rows, *, window_s: float) -> Stats:
     )
 
 
+def outcome_series(rows: Rows, *, bucket_s: float, buckets: int) -> list[OutcomeBucket]:
+    """The last `buckets` slices of `bucket_s` seconds up to now, oldest first: one grouped
+    pass over the jobs and one over the attempts that finished since."""
+    assert bucket_s > 0 and buckets >= 1, (bucket_s, buckets)
+    since = after(rows.now(), -bucket_s * buckets)
+    succeeded = [0] * buckets
+    dead = [0] * buckets
+    failed = [0] * buckets
+    for index, state, count in rows.finished_by_bucket(
+        since=since, bucket_s=bucket_s, buckets=buckets
+    ):
+        if state is S.SUCCEEDED:
+            succeeded[index] += count
+        elif state is S.DEAD:
+            dead[index] += count
+    for index, group in rows.outcomes_by_bucket(since=since, bucket_s=bucket_s, buckets=buckets):
+        if t.charged(group.outcome, group.error_type):
+            failed[index] += group.count
+    return [
+        OutcomeBucket(
+            start=after(since, bucket_s * i),
+            succeeded=succeeded[i],
+            dead=dead[i],
+            failed_attempts=failed[i],
+        )
+        for i in range(buckets)
+    ]
+
+
 def attempt_totals(rows: Rows, *, run_s_buckets: Sequence[float]) -> AttemptTotals:
     """Every attempt by outcome; run times only of the attempts a worker reported an end
     for (`REPORTED_OUTCOMES`)."""
     bounds = tuple(float(b) for b in run_s_buckets)
+    assert set(bounds) <= set(RUN_S_BUCKETS), f"bounds outside RUN_S_BUCKETS: {bounds}"
     by_outcome = dict.fromkeys(Outcome, 0)
     counts = [0] * len(bounds)
     run_count = 0
@@ -157,3 +235,15 @@ def attempt_totals(rows: Rows, *, run_s_buckets: Sequence[float]) -> AttemptTota
 def tasks(rows: Rows) -> list[TaskInfo]:
     """The task catalog, by name."""
     return sorted(rows.task_entries(), key=lambda task: task.name)
+
+
+def schedules(rows: Rows) -> list[Schedule]:
+    """Every schedule, by name."""
+    return sorted(rows.schedule_rows(), key=lambda s: s.name)
+
+
+def schedule(rows: Rows, name: str) -> Schedule:
+    found = rows.schedule_rows([name])
+    if not found:
+        raise ScheduleNotFound(name)
+    return found[0]

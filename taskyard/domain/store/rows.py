@@ -24,6 +24,7 @@ from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobFilter, JobQuery
 from taskyard.domain.retention import Periods, Prunable
+from taskyard.domain.schedules import Schedule
 from taskyard.domain.transitions import Step
 
 T = TypeVar("T")
@@ -69,13 +70,15 @@ class Changes:
 
 
 @attrs.frozen(kw_only=True)
-class QueueCount:
-    """Jobs of one queue in one state: how many, and the earliest `run_at` among them."""
+class JobCount:
+    """How many jobs there are of one queue, task, state and type of last error (None: no
+    error recorded; a SQL store keeps an empty type as none)."""
 
     queue: str
+    task: str
     state: JobState
+    error_type: str | None
     count: int
-    earliest_run_at: datetime | None
 
 
 @attrs.frozen(kw_only=True)
@@ -186,6 +189,25 @@ class Rows(Protocol):
         """Insert each task's catalog entry, or replace the entry of the same name whole."""
         ...
 
+    def put_schedules(self, schedules: Sequence[Schedule]) -> None:
+        """Insert each schedule, or replace the one of the same name whole."""
+        ...
+
+    def delete_schedule(self, name: str) -> bool:
+        """Remove the schedule `name`; False when there was none."""
+        ...
+
+    def due_schedules(self, *, now: datetime, limit: int) -> list[Schedule]:
+        """Up to `limit` unpaused schedules whose next fire is at or before `now`, earliest
+        first, each locked for this transaction (a SQL store skips rows another
+        transaction holds: that one is firing them)."""
+        ...
+
+    def schedule_rows(self, names: Collection[str] | None = None) -> list[Schedule]:
+        """The schedules of `names` (all of them for None), in any order; in a writing
+        transaction each is locked until it ends."""
+        ...
+
     # --- reading --------------------------------------------------------------------------
 
     def page(self, query: JobQuery) -> list[Job]:
@@ -205,8 +227,25 @@ class Rows(Protocol):
         """The earliest lease expiry later than `after` among jobs in `state`."""
         ...
 
-    def queue_counts(self) -> list[QueueCount]:
-        """Jobs grouped by `(queue, state)`."""
+    def job_counts(self) -> list[JobCount]:
+        """Jobs grouped by `(queue, task, state, error type)`, empty groups left out. A SQL
+        store keeps these as counters (triggers), so this costs the number of groups, not
+        of jobs."""
+        ...
+
+    def earliest_run_at_by_queue(self, *, state: JobState) -> dict[str, datetime]:
+        """The earliest `run_at` among jobs in `state`, for each queue that has any."""
+        ...
+
+    def error_ids(
+        self, *, state: JobState, task: str, error_type: str | None, limit: int
+    ) -> list[UUID]:
+        """Up to `limit` ids of the jobs in `state` of one task and error type, newest first
+        by `(created_at, id)`."""
+        ...
+
+    def dependents(self, job_id: UUID, *, limit: int) -> list[Job]:
+        """Up to `limit` jobs that depend on `job_id`, oldest first by `(created_at, id)`."""
         ...
 
     def paused(self) -> set[str]: ...
@@ -227,6 +266,20 @@ class Rows(Protocol):
         """Attempts finished at or after `since`, grouped by outcome and error type."""
         ...
 
+    def finished_by_bucket(
+        self, *, since: datetime, bucket_s: float, buckets: int
+    ) -> list[tuple[int, JobState, int]]:
+        """Jobs finished at or after `since` as `(bucket, state, count)`: bucket `i` holds
+        those finished in `[since + i * bucket_s, since + (i + 1) * bucket_s)`, the last
+        bucket (`buckets - 1`) also any later."""
+        ...
+
+    def outcomes_by_bucket(
+        self, *, since: datetime, bucket_s: float, buckets: int
+    ) -> list[tuple[int, OutcomeCount]]:
+        """`outcome_counts` per bucket, the buckets as `finished_by_bucket`'s."""
+        ...
+
     def run_seconds_at(
         self, *, since: datetime, outcome: Outcome, ranks: Sequence[int]
     ) -> list[float]:
@@ -235,7 +288,9 @@ class Rows(Protocol):
         ...
 
     def run_times(self, *, bounds: Sequence[float]) -> list[RunTimes]:
-        """Every attempt recorded, grouped by outcome."""
+        """Every attempt recorded since the store began, grouped by outcome. A SQL store
+        keeps these as counters over `RUN_S_BUCKETS` (an attempt deleted later still
+        counts), so each of `bounds` must be one of them."""
         ...
 
 

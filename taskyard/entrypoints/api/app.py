@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 import falcon
 
-from taskyard.entrypoints.api import jobs, system
+from taskyard.entrypoints.api import jobs, schedules, system
 from taskyard.entrypoints.api.access import Access, BearerToken, Credential, Guard
 from taskyard.entrypoints.api.middleware import BodyLimit, RequestContext
 from taskyard.entrypoints.api.openapi import openapi_document
@@ -48,6 +48,10 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/queues/{name}/pause", system.PauseQueue, PROTECTED),
     Route("/v1/queues/{name}/resume", system.ResumeQueue, PROTECTED),
     Route("/v1/tasks", system.Tasks, PROTECTED),
+    Route("/v1/schedules", schedules.Schedules, PROTECTED),
+    Route("/v1/schedules/{name}", schedules.OneSchedule, PROTECTED),
+    Route("/v1/schedules/{name}/pause", schedules.PauseSchedule, PROTECTED),
+    Route("/v1/schedules/{name}/resume", schedules.ResumeSchedule, PROTECTED),
     Route("/v1/workers", system.Workers, PROTECTED),
     Route("/v1/schedulers", system.Schedulers, PROTECTED),
     Route("/v1/stats", system.StatsResource, PROTECTED),

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -65,9 +65,17 @@ class SubmissionGroups:
         """Store calls made, and requests answered by them (for tests and metrics)."""
 
     def submit(
-        self, submissions: Sequence[Submission], *, correlation_id: str | None = None
+        self,
+        submissions: Sequence[Submission],
+        *,
+        correlation_id: str | None = None,
+        trace_context: Mapping[str, str] | None = None,
     ) -> list[Enqueued]:
-        request = _Request(new_jobs=self.client.prepare(submissions, correlation_id=correlation_id))
+        request = _Request(
+            new_jobs=self.client.prepare(
+                submissions, correlation_id=correlation_id, trace_context=trace_context
+            )
+        )
         with self._lock:
             self._waiting.append(request)
             request.lead = not self._busy

@@ -23,12 +23,14 @@ from taskyard.domain.management import (
 )
 from taskyard.domain.model import Enqueued, Job, JobState
 from taskyard.domain.ports import JobFilter, JobPage, JobQuery
-from taskyard.domain.submission import Submission
+from taskyard.domain.submission import Submission, trace_context_of_headers
 from taskyard.entrypoints.api import query
 from taskyard.entrypoints.api.body import BATCH_BODY_BYTES_MAX, read_object
 from taskyard.entrypoints.api.services import Services
 
 IDEMPOTENCY_HEADER = contract.IDEMPOTENCY_KEY_HEADER.name
+TRACEPARENT_HEADER = contract.TRACEPARENT_HEADER.name
+TRACESTATE_HEADER = contract.TRACESTATE_HEADER.name
 log = logging.getLogger("taskyard.api")
 
 
@@ -53,7 +55,11 @@ def _submit(
     prefix: str,
 ) -> list[Enqueued]:
     try:
-        return services.submissions.submit(submissions, correlation_id=req.context.request_id)
+        return services.submissions.submit(
+            submissions,
+            correlation_id=req.context.request_id,
+            trace_context=req.context.trace_context,
+        )
     except UnknownDependency as exc:
         raise UnknownDependency(exc.job_id, _dependency_field(exc.job_id, raw, prefix)) from None
 
@@ -69,21 +75,42 @@ def _dependency_field(job_id: UUID, raw: Sequence[Mapping[str, Any]], prefix: st
     return f"{prefix}.depends_on" if prefix else "depends_on"
 
 
+def _trace_context(req: falcon.Request) -> None:
+    """The request's W3C trace context (`traceparent`, `tracestate`) for the jobs it
+    creates, on `req.context`; a malformed one is ignored and warned of (W3C asks a
+    receiver to carry on without it, not to refuse the request)."""
+    context, problem = trace_context_of_headers(
+        req.get_header(TRACEPARENT_HEADER), req.get_header(TRACESTATE_HEADER)
+    )
+    req.context.trace_context = context
+    req.context.trace_problem = problem
+    if problem is not None:
+        log.warning("ignored a malformed traceparent header")
+
+
 def _warned(
     services: Services,
+    req: falcon.Request,
     answer: dict[str, Any],
     submissions: Sequence[Submission],
     *,
     prefix: str,
 ) -> dict[str, Any]:
     """The answer to an accepted submission, with a warning for each job of a task no
-    worker has published (`unknown_task` is `warn`: one set to `refuse` was refused)."""
+    worker has published (`unknown_task` is `warn`: one set to `refuse` was refused), and
+    for a malformed `traceparent` header it ignored."""
+    warnings: list[dict[str, str]] = []
     unknown = services.client.unknown(submissions)
     if unknown:
         problem = unknown_problem(services.client.unknown_task)
         where = [f"{prefix}[{i}].{problem.field}" if prefix else problem.field for i in unknown]
-        answer["warnings"] = [{"field": field, "message": problem.message} for field in where]
+        warnings.extend({"field": field, "message": problem.message} for field in where)
         log.warning("accepted %d job(s) of a task no worker has published", len(unknown))
+    trace_problem = req.context.trace_problem
+    if trace_problem is not None:
+        warnings.append({"field": trace_problem.field, "message": trace_problem.message})
+    if warnings:
+        answer["warnings"] = warnings
     return answer
 
 
@@ -96,6 +123,7 @@ class Jobs:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         query.params_of(req, ())
         data = read_object(req)
+        _trace_context(req)
         submission = self.services.client.parse(
             data, idempotency_key_header=req.get_header(IDEMPOTENCY_HEADER)
         )
@@ -104,7 +132,7 @@ class Jobs:
         req.context.job_id = str(job.id)
         resp.status = falcon.HTTP_201 if enqueued.created else falcon.HTTP_200
         resp.location = job_path(job.id)
-        resp.media = _warned(self.services, {**job.to_json()}, [submission], prefix="")
+        resp.media = _warned(self.services, req, {**job.to_json()}, [submission], prefix="")
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         state, queue, task, limit, cursor, include = contract.LISTING_PARAMS
@@ -171,12 +199,13 @@ class Batch:
                 ]
             )
         data = read_object(req, limit_bytes=self.body_bytes_max)
+        _trace_context(req)
         submissions = self.services.client.parse_batch(data)
         enqueued = _submit(self.services, req, submissions, data["jobs"], prefix="jobs")
         req.context.job_count = len(enqueued)
         resp.status = falcon.HTTP_201
         answer = {"jobs": [e.job.to_json() for e in enqueued]}
-        resp.media = _warned(self.services, answer, submissions, prefix="jobs")
+        resp.media = _warned(self.services, req, answer, submissions, prefix="jobs")
 
 
 class OneJob:

@@ -20,21 +20,19 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
+    SummaryMetricFamily,
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
-from taskyard.domain.model import AttemptTotals, JobState, Outcome, QueueInfo
+from taskyard.domain.model import RUN_S_BUCKETS, AttemptTotals, JobState, Outcome, QueueInfo
 from taskyard.domain.ports import Leadership, SchedulerInfo, WorkerInfo
+from taskyard.domain.schedules import Schedule
 from taskyard.entrypoints.api.probes import Deadline, NoAnswer, Probe
 from taskyard.entrypoints.api.services import Services
 
 log = logging.getLogger("taskyard.api")
 
-RUN_S_BUCKETS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
-    3600.0,
-)  # fmt: skip
 
 METRICS: dict[str, str] = {
     "taskyard_up": "1 when the component (store, coordinator) answered this scrape, else 0",
@@ -47,6 +45,12 @@ METRICS: dict[str, str] = {
     "taskyard_attempts_running": "attempts running now (JobStore.attempt_totals)",
     "taskyard_attempt_run_seconds": "run time of attempts whose worker reported an end: "
     "succeeded, failed, timeout, cancelled (JobStore.attempt_totals)",
+    "taskyard_schedule_fires": "fires of each schedule since it was created, by outcome: "
+    "enqueued, missed (its catch-up policy dropped it), overlap_skipped (JobStore.schedules)",
+    "taskyard_schedule_fire_lag_seconds": "from each enqueued fire's time to its enqueue, "
+    "by schedule: sum and count (JobStore.schedules)",
+    "taskyard_schedule_next_fire_timestamp_seconds": "when each unpaused schedule fires "
+    "next, Unix seconds by the store's clock (JobStore.schedules)",
     "taskyard_workers_alive": "workers that heartbeated within their registry TTL "
     "(Coordinator.workers)",
     "taskyard_worker_slots": "sum of the live workers' concurrency (Coordinator.workers)",
@@ -70,9 +74,13 @@ class PortsCollector(Collector):
             else None
         )
 
-    def _read_store(self) -> tuple[list[QueueInfo], AttemptTotals]:
+    def _read_store(self) -> tuple[list[QueueInfo], AttemptTotals, list[Schedule]]:
         store = self.services.store
-        return store.queues(), store.attempt_totals(run_s_buckets=self.run_s_buckets)
+        return (
+            store.queues(),
+            store.attempt_totals(run_s_buckets=self.run_s_buckets),
+            store.schedules(),
+        )
 
     def _read_coordinator(
         self,
@@ -105,7 +113,10 @@ class PortsCollector(Collector):
         yield from store_metrics
         yield from coordinator_metrics
 
-    def _store_metrics(self, queues: list[QueueInfo], totals: AttemptTotals) -> Iterator[Metric]:
+    def _store_metrics(
+        self, queues: list[QueueInfo], totals: AttemptTotals, schedules: list[Schedule]
+    ) -> Iterator[Metric]:
+        yield from _schedule_metrics(schedules)
         jobs = GaugeMetricFamily(
             "taskyard_jobs", METRICS["taskyard_jobs"], labels=["queue", "state"]
         )
@@ -169,6 +180,38 @@ class PortsCollector(Collector):
             yield GaugeMetricFamily(
                 "taskyard_leader_term", METRICS["taskyard_leader_term"], value=leader.term
             )
+
+
+def _schedule_metrics(schedules: list[Schedule]) -> Iterator[Metric]:
+    fires = CounterMetricFamily(
+        "taskyard_schedule_fires",
+        METRICS["taskyard_schedule_fires"],
+        labels=["schedule", "outcome"],
+    )
+    lag = SummaryMetricFamily(
+        "taskyard_schedule_fire_lag_seconds",
+        METRICS["taskyard_schedule_fire_lag_seconds"],
+        labels=["schedule"],
+    )
+    next_fire = GaugeMetricFamily(
+        "taskyard_schedule_next_fire_timestamp_seconds",
+        METRICS["taskyard_schedule_next_fire_timestamp_seconds"],
+        labels=["schedule"],
+    )
+    for schedule in schedules:
+        counts = schedule.counts
+        for outcome, count in (
+            ("enqueued", counts.enqueued),
+            ("missed", counts.missed),
+            ("overlap_skipped", counts.overlap_skipped),
+        ):
+            fires.add_metric([schedule.name, outcome], count)
+        lag.add_metric([schedule.name], count_value=counts.enqueued, sum_value=counts.lag_s_sum)
+        if not schedule.paused:
+            next_fire.add_metric([schedule.name], schedule.next_fire_at.timestamp())
+    yield fires
+    yield lag
+    yield next_fire
 
 
 def _bound(value: float) -> str:

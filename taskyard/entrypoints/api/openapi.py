@@ -180,6 +180,7 @@ def _plain(media: str, text: str, kind: str = "string") -> dict[str, Any]:
 
 
 PATH_PARAMS = {"job_id": c.JOB_ID_PARAM, "name": c.QUEUE_PARAM}
+SCHEDULE_PATH_PARAMS = {"name": c.SCHEDULE_PARAM}
 
 
 def _paths() -> dict[str, dict[str, dict[str, Any]]]:
@@ -198,8 +199,10 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
         params: tuple[k.Param, ...] = (),
     ) -> None:
         method, path = method_path.split(" ")
-        tag = next((t for t in ("jobs", "queues") if path.startswith(f"/v1/{t}")), "system")
-        named = [PATH_PARAMS[name] for name in re.findall(r"{(\w+)}", path)]
+        tags = ("jobs", "queues", "schedules")
+        tag = next((t for t in tags if path.startswith(f"/v1/{t}")), "system")
+        params_by_name = SCHEDULE_PATH_PARAMS if tag == "schedules" else PATH_PARAMS
+        named = [params_by_name[name] for name in re.findall(r"{(\w+)}", path)]
         problems = {400} if path.startswith("/v1/") else set()
         problems |= {404} if named else set()
         problems |= {409} if conflict else set()
@@ -242,7 +245,7 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
         submitted,
         conflict=True,
         body=c.SUBMISSION,
-        params=(c.IDEMPOTENCY_KEY_HEADER,),
+        params=(c.IDEMPOTENCY_KEY_HEADER, c.TRACEPARENT_HEADER, c.TRACESTATE_HEADER),
     )
     op(
         "GET /v1/jobs",
@@ -256,6 +259,7 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
         {"201": _ok(c.SUBMITTED_JOBS, "created")},
         conflict=True,
         body=c.BATCH,
+        params=(c.TRACEPARENT_HEADER, c.TRACESTATE_HEADER),
     )
     op(
         "POST /v1/jobs/retry",
@@ -296,6 +300,33 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
     )
     op("POST /v1/queues/{name}/resume", "Let claims from a queue go on", c.QUEUE_PAUSE)
     op("GET /v1/tasks", "The task catalog: what the workers published", c.TASK_LIST)
+    schedule_located = _headers(("Location", "string", "/v1/schedules/{name} of the schedule"))
+    op(
+        "POST /v1/schedules",
+        "Create a schedule (409: the name is taken)",
+        {"201": {**_ok(c.SCHEDULE, "created"), "headers": schedule_located}},
+        conflict=True,
+        body=c.SCHEDULE_INPUT,
+    )
+    op("GET /v1/schedules", "Every schedule, by name", c.SCHEDULE_LIST)
+    op("GET /v1/schedules/{name}", "One schedule: next fire, recent fires", c.SCHEDULE)
+    op(
+        "PATCH /v1/schedules/{name}",
+        "Change any field but the name (a new timing starts from now)",
+        c.SCHEDULE,
+        body=c.SCHEDULE_CHANGE,
+    )
+    op(
+        "DELETE /v1/schedules/{name}",
+        "Delete a schedule (answered as it was; the jobs it fired stay)",
+        c.SCHEDULE,
+    )
+    op("POST /v1/schedules/{name}/pause", "No fires until resumed", c.SCHEDULE)
+    op(
+        "POST /v1/schedules/{name}/resume",
+        "Fire again from the next fire time (the pause is not caught up)",
+        c.SCHEDULE,
+    )
     op("GET /v1/workers", "Live workers (gone 15 s after their last heartbeat)", c.WORKER_LIST)
     op("GET /v1/schedulers", "Live schedulers and which one leads", c.SCHEDULER_LIST)
     op("GET /v1/stats", "Outcomes over a window", c.STATS, params=(c.WINDOW,))
@@ -337,7 +368,7 @@ def openapi_document(access: Mapping[str, Access]) -> dict[str, Any]:
             "description": "A fault-tolerant distributed job scheduler. Times are RFC 3339; "
             "output is UTC with milliseconds and Z. Errors are application/problem+json.",
         },
-        "tags": [{"name": "jobs"}, {"name": "queues"}, {"name": "system"}],
+        "tags": [{"name": n} for n in ("jobs", "queues", "schedules", "system")],
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {

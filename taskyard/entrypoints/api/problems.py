@@ -24,6 +24,8 @@ from taskyard.domain.errors import (
     IdempotencyConflict,
     IllegalTransition,
     JobNotFound,
+    ScheduleExists,
+    ScheduleNotFound,
     StaleFence,
     StoreUnavailable,
     UnknownDependency,
@@ -188,6 +190,12 @@ def _not_found(req: falcon.Request, resp: falcon.Response, ex: Exception, params
     render(resp, not_found(str(ex)))
 
 
+def _schedule_exists(
+    req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any
+) -> None:
+    render(resp, Problem(status=409, kind="conflict", title="Schedule exists", detail=str(ex)))
+
+
 def _conflict(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
     assert isinstance(ex, IllegalTransition | StaleFence)
     render(
@@ -260,6 +268,8 @@ def register_error_handlers(app: falcon.App[falcon.Request, falcon.Response]) ->
     app.add_error_handler(ValidationError, _validation)
     app.add_error_handler(UnknownDependency, _unknown_dependency)
     app.add_error_handler(JobNotFound, _not_found)
+    app.add_error_handler(ScheduleNotFound, _not_found)
+    app.add_error_handler(ScheduleExists, _schedule_exists)
     app.add_error_handler(IllegalTransition, _conflict)
     app.add_error_handler(StaleFence, _conflict)
     app.add_error_handler(IdempotencyConflict, _idempotency)

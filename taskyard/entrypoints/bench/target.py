@@ -109,7 +109,7 @@ class Target:
             ) as conn:
                 conn.executescript(
                     "DELETE FROM jobs; DELETE FROM attempts; DELETE FROM dependencies;"
-                    " DELETE FROM paused_queues;"
+                    " DELETE FROM paused_queues; DELETE FROM attempt_counts;"
                 )
 
 

@@ -3,6 +3,10 @@
     taskyard worker --db postgresql://... --redis redis://... --queues emails,reports \\
         --concurrency 8 --app myproject.jobs:app
 
+Plain handlers run on `--concurrency` threads, or with `--pool process` each in a child
+process that is killed at its timeout or on cancel; `async def` handlers run on one event
+loop, `--async-concurrency` (100) at once.
+
 It prints its id (`host:pid:random`, the name on its leases and attempts) and runs until
 SIGTERM or SIGINT: then it claims nothing more, lets running jobs finish within the grace
 period, hands back what is left so it runs elsewhere at once, and exits 0. A second
@@ -33,6 +37,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from taskyard.adapters.processes import ChildFailed
     from taskyard.entrypoints import process
     from taskyard.entrypoints.bootstrap import bootstrap
     from taskyard.entrypoints.logs import configure_logging, log_context
@@ -46,16 +51,24 @@ def run(args: argparse.Namespace) -> int:
     registry = system.task_registry(app.tasks if app is not None else None)
     coordinator = system.coordinator
     worker_id = process.process_id()
-    runtime = system.worker_runtime(registry, worker_id=worker_id)
+    runtime = system.worker_runtime(
+        registry, worker_id=worker_id, hooks=app.hooks if app is not None else None
+    )
     log = logging.getLogger("taskyard.worker")
     queues = ",".join(sorted(settings.queues)) if settings.queues else "*"
     with log_context(worker_id=worker_id), process.stop_on_signals("worker") as stop:
-        runtime.start()
+        try:
+            runtime.start()
+        except ChildFailed as exc:  # --pool process: a child could not import the app
+            process.close_quietly(system, app)
+            raise config.ConfigError(settings.source("pool"), str(exc)) from None
         log.info(
             "worker started",
             extra={
                 "queues": queues,
                 "concurrency": settings.concurrency,
+                "pool": settings.pool,
+                "async_concurrency": settings.async_concurrency,
                 "tasks": sorted(registry.names()),
                 "coordinator": process.describe_coordinator(settings, coordinator),
             },

@@ -59,7 +59,7 @@ from taskyard.entrypoints.ui.session import (
     Session,
     SessionKeys,
 )
-from taskyard.entrypoints.ui.views import COUNT_SCAN_MAX, SERIES_BUCKET_S, Views
+from taskyard.entrypoints.ui.views import COUNT_SCAN_MAX, SERIES_BUCKET_S, Views, error_type_of
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -84,7 +84,12 @@ DEPENDENCIES_SHOWN_MAX = 100
 class NavItem:
     label: str
     href: str
-    available: bool = True
+    needs: str | None = None
+    """The store method the page reads, for a page that not every store has yet: the entry
+    is shown only when the store has it (and the page's route is added with it)."""
+
+    def available(self, store: object) -> bool:
+        return self.needs is None or callable(getattr(store, self.needs, None))
 
 
 NAV = (
@@ -93,8 +98,9 @@ NAV = (
     NavItem(label="Queues", href="/ui/queues"),
     NavItem(label="Workers", href="/ui/workers"),
     NavItem(label="Dead letters", href="/ui/dead"),
-    # Schedules (issue 14) come in here: a page at /ui/schedules, shown once it exists.
-    NavItem(label="Schedules", href="/ui/schedules", available=False),
+    # Schedules (issue 14) come in here: a page at /ui/schedules reading the store's
+    # schedules; the entry appears once the store has that method.
+    NavItem(label="Schedules", href="/ui/schedules", needs="schedules"),
 )
 
 
@@ -119,7 +125,7 @@ class Ui:
         self.env.filters["seconds"] = _seconds
         self.env.filters["shown"] = _shown
         self.env.globals.update(
-            nav=[item for item in NAV if item.available],
+            nav=[item for item in NAV if item.available(services.store)],
             version=__version__,
             refresh_s=REFRESH_S,
             csrf_field=CSRF_FIELD,
@@ -355,7 +361,6 @@ class Jobs(Page):
             done=_done_notice(params),
             bulk_links=_bulk_links(job_filter),
             searched=None,
-            search_complete=True,
         )
 
     def _find(self, req: falcon.Request, resp: falcon.Response, text: str) -> None:
@@ -369,8 +374,8 @@ class Jobs(Page):
                 see_other(resp, f"/ui/jobs/{job_id}")
                 return
         found = self.ui.views.find_by_key(text)
-        if len(found.jobs) == 1:
-            see_other(resp, f"/ui/jobs/{found.jobs[0].id}")
+        if found is not None:
+            see_other(resp, f"/ui/jobs/{found.id}")
             return
         self.ui.render(
             req,
@@ -388,7 +393,6 @@ class Jobs(Page):
             done=None,
             bulk_links={},
             searched=text,
-            search_complete=found.complete,
         )
 
 
@@ -632,14 +636,13 @@ class DeadLetters(Page):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         query.params_of(req, ())
-        groups, complete = self.ui.views.dead_groups()
         self.ui.render(
             req,
             resp,
             "dead.html",
             active=self.active,
-            groups=groups,
-            complete=complete,
+            groups=self.ui.views.dead_groups(),
+            error_type_of=error_type_of,
         )
 
 

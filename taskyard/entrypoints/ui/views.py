@@ -1,17 +1,12 @@
 """What the dashboard's pages show, read through the ports, and the short cache that keeps
 many open browsers from multiplying the store's work.
 
-Some of it the ports do not give directly; until the store has a method for each, it is
-computed here from existing calls, always bounded (each name is the store method meant to
-replace it; `docs/operations.md`, "The dashboard"):
-
-* `outcome_series`: throughput and failures over time, from `stats()` over growing
-  windows (`SERIES_BUCKETS` calls, each a window `SERIES_BUCKET_S` longer).
-* `dead_groups`: dead jobs grouped by task and error type, from the newest
-  `DEAD_SCAN_MAX` dead jobs.
-* `dependents`: the jobs that depend on a job, from the newest `DEPENDENTS_SCAN_MAX`
-  jobs created after it (a dependent is always created after what it depends on).
-* `find_by_key`: a job by its idempotency key, among the newest `KEY_SCAN_MAX` jobs.
+Every read is the store's own and bounded whatever the table's size: counts by state and
+queue from the store's counters (`JobStore.queues`), the dead letters grouped by the store
+(`dead_groups`, `dead_ids`), a job's dependents and a key's job looked up by index
+(`dependents`, `find_by_key`), throughput and failures over time in one pass over the
+last hour's finished jobs and attempts (`outcome_series`, computed in the background:
+`TtlCache.peek`).
 """
 
 from __future__ import annotations
@@ -19,16 +14,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from datetime import datetime
+from collections.abc import Callable
 from typing import Generic, TypeVar
 from uuid import UUID
 
 import attrs
 
-from taskyard.domain.model import Job, JobState, QueueInfo
-from taskyard.domain.ports import JobFilter, JobQuery, JobStore
-from taskyard.domain.timefmt import after
+from taskyard.domain.model import DeadGroup, Job, JobState, OutcomeBucket, QueueInfo
+from taskyard.domain.ports import JobStore
 
 T = TypeVar("T")
 log = logging.getLogger("taskyard.api")
@@ -40,12 +33,12 @@ SERIES_CACHE_S = 60.0
 """The outcome chart's buckets are 10 minutes wide: a minute-old chart loses nothing."""
 SERIES_BUCKETS = 6
 SERIES_BUCKET_S = 600
-DEAD_SCAN_MAX = 1000
 COUNT_SCAN_MAX = 2000
-"""A bulk action's confirmation counts (`management.count_bulk`) at most this many jobs."""
-DEPENDENTS_SCAN_MAX = 1000
-KEY_SCAN_MAX = 1000
-_PAGE = 1000
+"""A bulk action's confirmation looks at most this many running jobs one by one
+(`management.count_bulk`; the other states are counted whole)."""
+GROUP_RETRY_MAX = 1000
+"""A dead-letter group's retry takes its newest this many jobs."""
+DEPENDENTS_SHOWN_MAX = 1000
 
 
 class TtlCache(Generic[T]):
@@ -140,47 +133,22 @@ class TtlCache(Generic[T]):
             self._value = None
 
 
-@attrs.frozen(kw_only=True)
-class Bucket:
-    start: datetime
-    succeeded: int
-    dead: int
-    failed_attempts: int
-
-
-@attrs.frozen(kw_only=True)
-class DeadGroup:
-    task: str
-    error_type: str
-    count: int
-    newest: Job
-    job_ids: tuple[UUID, ...]
+Bucket = OutcomeBucket
 
 
 @attrs.frozen(kw_only=True)
 class Found:
     jobs: tuple[Job, ...]
     complete: bool
-    """False when the scan stopped at its bound before looking at every candidate."""
+    """False when there were more than were fetched."""
 
 
-def error_type_of(job: Job) -> str:
-    return job.last_error.type if job.last_error is not None else "(none)"
+NO_ERROR = "(none)"
+"""How a dead job without a recorded error is grouped and named."""
 
 
-def _scan(store: JobStore, job_filter: JobFilter, limit: int) -> Iterator[Job]:
-    """At most `limit` jobs matching the filter, newest first."""
-    cursor = None
-    seen = 0
-    while seen < limit:
-        page = store.list_jobs(
-            JobQuery(filter=job_filter, limit=min(_PAGE, limit - seen), cursor=cursor)
-        )
-        yield from page.jobs
-        seen += len(page.jobs)
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
+def error_type_of(group: DeadGroup) -> str:
+    return group.error_type if group.error_type is not None else NO_ERROR
 
 
 class Views:
@@ -190,7 +158,7 @@ class Views:
         self.store = store
         self._queues: TtlCache[list[QueueInfo]] = TtlCache(CACHE_S, clock)
         self._series: TtlCache[list[Bucket]] = TtlCache(SERIES_CACHE_S, clock)
-        self._dead: TtlCache[tuple[list[DeadGroup], bool]] = TtlCache(CACHE_S, clock)
+        self._dead: TtlCache[list[DeadGroup]] = TtlCache(CACHE_S, clock)
 
     def changed(self) -> None:
         """An action of this process changed jobs: its next page shows it at once."""
@@ -218,77 +186,26 @@ class Views:
         return self._series.peek(self._compute_series)
 
     def _compute_series(self) -> list[Bucket]:
-        now = self.store.now()
-        cumulative = [
-            self.store.stats(window_s=float(SERIES_BUCKET_S * k))
-            for k in range(1, SERIES_BUCKETS + 1)
-        ]
-        buckets = []
-        for k in range(SERIES_BUCKETS, 0, -1):  # oldest first
-            outer = cumulative[k - 1]
-            inner = cumulative[k - 2] if k >= 2 else None
-            buckets.append(
-                Bucket(
-                    start=after(now, -float(SERIES_BUCKET_S * k)),
-                    succeeded=max(0, outer.succeeded - (inner.succeeded if inner else 0)),
-                    dead=max(0, outer.dead - (inner.dead if inner else 0)),
-                    failed_attempts=max(
-                        0, outer.failed_attempts - (inner.failed_attempts if inner else 0)
-                    ),
-                )
-            )
-        return buckets
+        return self.store.outcome_series(bucket_s=SERIES_BUCKET_S, buckets=SERIES_BUCKETS)
 
-    def dead_groups(self) -> tuple[list[DeadGroup], bool]:
-        """Groups by (task, error type), largest first, and whether every dead job was seen."""
-        return self._dead.get(self._compute_dead_groups)
-
-    def _compute_dead_groups(self) -> tuple[list[DeadGroup], bool]:
-        members: dict[tuple[str, str], list[Job]] = {}
-        seen = 0
-        for job in _scan(self.store, JobFilter(states=frozenset({JobState.DEAD})), DEAD_SCAN_MAX):
-            seen += 1
-            members.setdefault((job.task, error_type_of(job)), []).append(job)
-        total_dead = self.state_counts()[JobState.DEAD]
-        groups = [
-            DeadGroup(
-                task=task,
-                error_type=error_type,
-                count=len(jobs),
-                newest=jobs[0],
-                job_ids=tuple(j.id for j in jobs),
-            )
-            for (task, error_type), jobs in members.items()
-        ]
-        groups.sort(key=lambda g: (-g.count, g.task, g.error_type))
-        return groups, seen >= total_dead
+    def dead_groups(self) -> list[DeadGroup]:
+        """Groups by (task, error type), largest first."""
+        return self._dead.get(self.store.dead_groups)
 
     def dead_group(self, task: str, error_type: str) -> list[UUID]:
-        """The ids of one group as the store has them now (not cached: they are acted on)."""
-        groups, _ = self._compute_dead_groups()
-        for group in groups:
-            if group.task == task and group.error_type == error_type:
-                return list(group.job_ids)
-        return []
+        """The newest `GROUP_RETRY_MAX` ids of one group as the store has them now (not
+        cached: they are acted on)."""
+        return self.store.dead_ids(
+            task=task,
+            error_type=None if error_type == NO_ERROR else error_type,
+            limit=GROUP_RETRY_MAX,
+        )
 
     def dependents(self, job: Job) -> Found:
-        found = []
-        complete = False
-        for count, other in enumerate(_scan(self.store, JobFilter(), DEPENDENTS_SCAN_MAX), 1):
-            if other.created_at < job.created_at:  # older than the job: no dependent left
-                complete = True
-                break
-            if job.id in other.depends_on:
-                found.append(other)
-            if count == DEPENDENTS_SCAN_MAX:
-                break
-        else:
-            complete = True
-        return Found(jobs=tuple(reversed(found)), complete=complete)
+        found = self.store.dependents(job.id, limit=DEPENDENTS_SHOWN_MAX + 1)
+        return Found(
+            jobs=tuple(found[:DEPENDENTS_SHOWN_MAX]), complete=len(found) <= DEPENDENTS_SHOWN_MAX
+        )
 
-    def find_by_key(self, key: str) -> Found:
-        count = 0
-        for count, job in enumerate(_scan(self.store, JobFilter(), KEY_SCAN_MAX), 1):  # noqa: B007
-            if job.idempotency_key == key:
-                return Found(jobs=(job,), complete=True)
-        return Found(jobs=(), complete=count < KEY_SCAN_MAX)
+    def find_by_key(self, key: str) -> Job | None:
+        return self.store.find_by_key(key)
