@@ -113,7 +113,7 @@ def truncate_taskyard(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE taskyard.jobs, taskyard.attempts, taskyard.dependencies,"
-            " taskyard.paused_queues, taskyard.tasks, taskyard.schedules"
+            " taskyard.paused_queues, taskyard.tasks, taskyard.schedules, taskyard.queue_retention"
         )
 
 

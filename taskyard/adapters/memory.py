@@ -37,6 +37,7 @@ from taskyard.domain.ports import (
     SchedulerInfo,
     WorkerInfo,
 )
+from taskyard.domain.retention import Periods, Prunable
 from taskyard.domain.schedules import Schedule
 from taskyard.domain.store import Changes, Rows, StoreEngine, plans
 from taskyard.domain.store.rows import (
@@ -65,6 +66,15 @@ class Recorded:
     """For worker writes (heartbeat, checkpoint, report, release): the writer."""
 
 
+@attrs.frozen(kw_only=True)
+class Pruned:
+    """A job a prune deleted at store time `at`, as it was, with its attempt records."""
+
+    at: datetime
+    job: Job
+    attempts: tuple[Attempt, ...]
+
+
 class MemoryState:
     """The data of an in-memory store. Several `InMemoryJobStore` views may share one (the
     simulator gives each node its own view with its own fault injection)."""
@@ -77,8 +87,14 @@ class MemoryState:
         self.idempotency: dict[str, UUID] = {}
         self.paused: set[str] = set()
         self.tasks: dict[str, TaskInfo] = {}
+        self.retention: dict[str, dict[JobState, int]] = {}
         self.schedules: dict[str, Schedule] = {}
         self.history: list[Recorded] | None = [] if keep_history else None
+        self.pruned: list[Pruned] | None = [] if keep_history else None
+        """With a history: every job deleted by a prune, as it was, in order."""
+        self.pruned_attempts: list[Attempt] = []
+        """The attempt records of pruned jobs: the totals count every attempt since the
+        store began, as the SQL stores' counters do."""
 
 
 def _matches(job: Job, job_filter: JobFilter) -> bool:
@@ -177,7 +193,38 @@ class MemoryRows:
     def matching(self, job_filter: JobFilter, *, states: Collection[JobState]) -> list[Job]:
         return [job for job in self._in(states) if _matches(job, job_filter)]
 
+    def prunable(self, rule: Prunable, *, limit: int) -> list[Job]:
+        depended_on = {dep for job in self._s.jobs.values() for dep in job.depends_on}
+        found = [
+            job
+            for job in self._in([rule.state])
+            if job.id not in depended_on
+            and rule.takes(state=job.state, finished_at=job.finished_at, queue=job.queue)
+        ]
+        found.sort(key=lambda job: (job.finished_at or job.created_at, job.id))
+        return found[:limit]
+
     # --- writing --------------------------------------------------------------------------
+
+    def delete(self, jobs: Sequence[Job]) -> None:
+        s = self._s
+        for job in jobs:
+            current = s.jobs.pop(job.id)
+            assert (current.state, current.attempt) == (job.state, job.attempt)
+            s.by_state[current.state].discard(current.id)
+            records = s.attempts.pop(current.id, [])
+            s.pruned_attempts.extend(records)
+            key = current.idempotency_key
+            if key is not None and s.idempotency.get(key) == current.id:
+                del s.idempotency[key]
+            if s.pruned is not None:
+                s.pruned.append(Pruned(at=self._now, job=current, attempts=tuple(records)))
+
+    def set_retention(self, queue: str, periods: Periods) -> None:
+        if periods:
+            self._s.retention[queue] = dict(periods)
+        else:
+            self._s.retention.pop(queue, None)
 
     def write(self, changes: Changes) -> None:
         s = self._s
@@ -300,6 +347,9 @@ class MemoryRows:
     def paused(self) -> set[str]:
         return set(self._s.paused)
 
+    def retention_overrides(self) -> dict[str, dict[JobState, int]]:
+        return {queue: dict(periods) for queue, periods in self._s.retention.items()}
+
     def task_entries(self) -> list[TaskInfo]:
         return list(self._s.tasks.values())
 
@@ -354,7 +404,7 @@ class MemoryRows:
 
     def run_times(self, *, bounds: Sequence[float]) -> list[RunTimes]:
         groups: dict[Outcome, list[float | None]] = defaultdict(list)
-        for r in self._records():
+        for r in [*self._records(), *self._s.pruned_attempts]:
             groups[r.outcome].append(r.duration_s)
         out: list[RunTimes] = []
         for outcome, durations in groups.items():

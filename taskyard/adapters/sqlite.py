@@ -49,6 +49,7 @@ from taskyard.adapters.sqlshared import (
     load_migrations,
     normalized,
     policy_from_json,
+    retention_by_queue,
     run_times,
     schedule_from_row,
     schedule_row,
@@ -59,6 +60,7 @@ from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import StoreUnavailable
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, Clock, JobFilter, JobQuery
+from taskyard.domain.retention import Periods, Prunable
 from taskyard.domain.schedules import Schedule
 from taskyard.domain.store import Changes, Rows, StoreEngine, plans
 from taskyard.domain.store.rows import (
@@ -274,7 +276,43 @@ class SqliteRows:
         where, params = _filter_sql(job_filter)
         return self._jobs(f"state IN ({literals(*states)}){where} ORDER BY id", *params)
 
+    def prunable(self, rule: Prunable, *, limit: int) -> list[Job]:
+        where = f"state = {literals(rule.state)} AND finished_at <= ?"
+        params: list[Any] = [_us(rule.finished_by)]
+        if rule.queues is not None:
+            where += " AND queue IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(sorted(rule.queues)))
+        if rule.other_than:
+            where += " AND queue NOT IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(sorted(rule.other_than)))
+        return self._jobs(
+            f"""{where} AND NOT EXISTS (SELECT 1 FROM dependencies AS d WHERE d.depends_on = j.id)
+                ORDER BY finished_at, id LIMIT ?""",
+            *params,
+            limit,
+        )
+
     # --- writing --------------------------------------------------------------------------
+
+    def delete(self, jobs: Sequence[Job]) -> None:
+        ids = _ids(job.id for job in jobs)
+        self._conn.execute(
+            "DELETE FROM attempts WHERE job_id IN (SELECT value FROM json_each(?))", (ids,)
+        )
+        self._conn.execute(
+            "DELETE FROM dependencies WHERE job_id IN (SELECT value FROM json_each(?))", (ids,)
+        )
+        cursor = self._conn.execute(
+            "DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (ids,)
+        )
+        assert cursor.rowcount == len(jobs), "rows changed under the write lock"
+
+    def set_retention(self, queue: str, periods: Periods) -> None:
+        self._conn.execute("DELETE FROM queue_retention WHERE queue = ?", (queue,))
+        self._conn.executemany(
+            "INSERT INTO queue_retention (queue, state, retention_s) VALUES (?, ?, ?)",
+            [(queue, state.value, seconds) for state, seconds in sorted(periods.items())],
+        )
 
     def write(self, changes: Changes) -> None:
         conn = self._conn
@@ -417,6 +455,10 @@ class SqliteRows:
 
     def paused(self) -> set[str]:
         return {queue for (queue,) in self._conn.execute("SELECT queue FROM paused_queues")}
+
+    def retention_overrides(self) -> dict[str, dict[JobState, int]]:
+        rows = self._conn.execute("SELECT queue, state, retention_s FROM queue_retention")
+        return retention_by_queue(rows)
 
     def task_entries(self) -> list[TaskInfo]:
         rows = self._conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks")

@@ -124,6 +124,14 @@ def filter_terms(job_filter: JobFilter) -> list[tuple[str, list[str]]]:
     return [(column, values) for column, values in terms if values]
 
 
+def retention_by_queue(rows: Iterable[tuple[str, str, int]]) -> dict[str, dict[JobState, int]]:
+    """Rows of `(queue, state, retention_s)` as overrides by queue."""
+    out: dict[str, dict[JobState, int]] = {}
+    for queue, state, seconds in rows:
+        out.setdefault(queue, {})[JobState(state)] = int(seconds)
+    return out
+
+
 def error_column(name: str, type: str = "text") -> Column:
     """A column of an `ErrorInfo`, as JSON, that a transition may change."""
     return Column(name, type, load=error_from_json, dump=error_text, null=True, changes=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 import attrs
@@ -38,6 +38,7 @@ from taskyard.domain.model import (
     QueueInfo,
     Stats,
 )
+from taskyard.domain.retention import Periods, Retention
 from taskyard.domain.schedules import Fired, Schedule, ScheduleSpec
 from taskyard.domain.transitions import Report
 
@@ -224,6 +225,14 @@ class JobStore(Protocol):
         that job, not on the clock). None when no such moment exists."""
         ...
 
+    def prune(self, retention: Retention, *, limit: int) -> int:
+        """Delete up to `limit` finished jobs whose retention period has passed by store
+        time (the queue's override of the job's state, else `retention`'s), with their
+        attempt records and dependency rows, in one short transaction; never a job that
+        another job in the store depends on, nor a row another transaction holds.
+        Returns how many were deleted."""
+        ...
+
     # a person's path
     def cancel(self, job_id: UUID) -> Job: ...
 
@@ -238,6 +247,15 @@ class JobStore(Protocol):
     def retry_many(self, job_filter: JobFilter) -> int: ...
 
     def set_paused(self, queue: str, *, paused: bool) -> None: ...
+
+    def set_retention(self, queue: str, periods: Periods) -> None:
+        """Replace the queue's retention override whole: seconds per finished state it
+        names (0: forever); a state it leaves out follows the default. Empty removes it."""
+        ...
+
+    def retention_overrides(self) -> dict[str, dict[JobState, int]]:
+        """Every queue's retention override, by queue."""
+        ...
 
     def queues(self) -> list[QueueInfo]:
         """Every queue that has jobs or is paused, with its counts by state: kept as
@@ -326,6 +344,21 @@ class JobStore(Protocol):
         none), and the run time (`finished_at - started_at`) of the attempts a worker reported
         an end for (`REPORTED_OUTCOMES`) as a cumulative histogram over `run_s_buckets`
         (ascending upper bounds, in seconds). The metrics endpoint reads it at scrape time."""
+        ...
+
+
+@runtime_checkable
+class Upkeep(Protocol):
+    """What a store whose updates and deletes leave dead rows behind offers its leading
+    scheduler (PostgreSQL): the dead rows of its busy tables, and a vacuum of one."""
+
+    def table_rows(self) -> dict[str, tuple[int, int]]:
+        """Live and dead rows of each busy table, from the store's statistics."""
+        ...
+
+    def vacuum(self, table: str) -> None:
+        """Vacuum one of those tables, unless another vacuum holds it (then skip it at
+        once). Blocks no read or write of the table's rows."""
         ...
 
 

@@ -1,5 +1,6 @@
 """The scheduler's logic: hold leadership, fire due schedules, promote due jobs, reap
-expired leases, resolve dependencies. Written once, driven from outside like `Worker`.
+expired leases, resolve dependencies, prune finished jobs past their retention. Written
+once, driven from outside like `Worker`.
 
 A pass ends by asking the store when time alone next changes what a pass could do
 (`JobStore.next_wakeup`: a waiting job's `run_at`, a lease's expiry) and how far that is
@@ -26,11 +27,15 @@ import attrs
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
 from taskyard.domain.health import Health, call_optional
 from taskyard.domain.ports import Clock, Coordinator, JobStore, Leadership, SchedulerInfo
+from taskyard.domain.retention import PRUNE_BATCH_MAX, Retention
 from taskyard.domain.schedules import Fired
 from taskyard.domain.timefmt import after, seconds_between
 from taskyard.domain.worker import REGISTRY_TTL_S_DEFAULT
 
 log = logging.getLogger("taskyard.scheduler")
+
+PRUNE_EVERY_S_DEFAULT = 10.0
+"""A backlog of finished jobs is pruned a batch per pass; otherwise this often."""
 
 STORE_FAILURES_TO_STEP_DOWN = 3
 """A scheduler whose passes failed this many times in a row stops leading (and stops
@@ -48,11 +53,18 @@ class SchedulerConfig:
     registry_ttl_s: float = REGISTRY_TTL_S_DEFAULT
     host: str = "localhost"
     pid: int = 0
+    retention: Retention = attrs.field(factory=Retention)
+    """How long finished jobs are kept (a queue's override in the store wins)."""
+    prune_every_s: float = PRUNE_EVERY_S_DEFAULT
+    """How often the leader prunes while a prune finds less than a full batch."""
+    prune_batch_max: int = PRUNE_BATCH_MAX
 
     def __attrs_post_init__(self) -> None:
         assert self.leader_ttl_s > 0, self.leader_ttl_s
         assert 0 < self.tick_interval_s <= 1.0, "expired leases are reaped at least every second"
         assert self.batch_max >= 1
+        assert self.prune_every_s > 0, self.prune_every_s
+        assert 1 <= self.prune_batch_max <= PRUNE_BATCH_MAX, self.prune_batch_max
 
     @property
     def campaign_every_s(self) -> float:
@@ -72,6 +84,7 @@ class Pass:
     promoted: int = 0
     reaped: int = 0
     cancelled: int = 0
+    pruned: int = 0
     fired: Fired = attrs.field(factory=Fired)
     """The schedules' fires decided in this pass."""
     full: bool = False
@@ -99,6 +112,7 @@ class Scheduler:
         self.last_pass: Pass | None = None
         self._next_campaign = clock.now()
         self._next_pass = clock.now()
+        self._next_prune = clock.now()
         self._acting_without_coordinator = False
         self._recheck = False
 
@@ -208,11 +222,13 @@ class Scheduler:
             fired = self.store.fire_schedules(limit=limit)
             promoted = self.store.promote_due(limit=limit)
             reaped = self.store.reap_expired(limit=limit)
+            pruned = self._prune()
             full = (
                 promoted.count >= limit
                 or len(reaped) >= limit
                 or len(cancelled) >= limit
                 or fired.more
+                or pruned >= self.config.prune_batch_max
             )
             wakeup_in_s = None if full else self._wakeup_in_s()
         except StoreUnavailable as exc:
@@ -233,10 +249,23 @@ class Scheduler:
             promoted=promoted.count,
             reaped=len(reaped),
             cancelled=len(cancelled),
+            pruned=pruned,
             fired=fired,
             full=full,
             wakeup_in_s=wakeup_in_s,
         )
+
+    def _prune(self) -> int:
+        """One bounded batch when one is due: at once again while batches come back full
+        (a backlog), else after `prune_every_s`."""
+        now = self.clock.now()
+        if now < self._next_prune:
+            return 0
+        batch = self.config.prune_batch_max
+        pruned = self.store.prune(self.config.retention, limit=batch)
+        if pruned < batch:
+            self._next_prune = after(now, self.config.prune_every_s)
+        return pruned
 
     def _recheck_wakeup(self) -> None:
         """Bring the next pass forward to the store's next due time (no pass: two reads)."""

@@ -226,6 +226,7 @@ class System:
         scheduler_config = SchedulerConfig(
             scheduler_id=scheduler_id,
             leader_ttl_s=self.settings.leader_ttl_s,
+            retention=self.settings.retention,
             host=socket.gethostname(),
             pid=os.getpid(),
         )
@@ -234,6 +235,7 @@ class System:
             coordinator=self.coordinator,
             config=attrs.evolve(scheduler_config, **config),
             clock=self.node_clock,
+            vacuum_every_s=self.settings.vacuum_every_s,
         )
 
     def close(self) -> None:

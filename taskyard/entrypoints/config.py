@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from taskyard.domain import retention
 from taskyard.domain.catalog import UNKNOWN_TASK_DEFAULT, UnknownTask
 from taskyard.domain.contract import is_queue_name
 from taskyard.domain.worker import ASYNC_CONCURRENCY_DEFAULT
@@ -348,6 +349,10 @@ class Settings:
     """Where a worker runs plain handlers: `thread` or `process` (killed at a timeout)."""
     grace_period_s: float = 30.0
     leader_ttl_s: float = 10.0
+    retention_succeeded_s: int = retention.SUCCEEDED_S_DEFAULT
+    retention_dead_s: int = retention.DEAD_S_DEFAULT
+    retention_cancelled_s: int = retention.CANCELLED_S_DEFAULT
+    vacuum_every_s: float = retention.VACUUM_EVERY_S_DEFAULT
     host: str = "127.0.0.1"
     port: int = 8000
     url: str = "http://127.0.0.1:8000"
@@ -361,6 +366,15 @@ class Settings:
     def source(self, attr: str) -> str:
         """What to name in an error about `attr`: where its value was written."""
         return self.sources.get(attr, SETTINGS[attr].env)
+
+    @property
+    def retention(self) -> retention.Retention:
+        """How long the scheduler keeps finished jobs (a queue's override in the store wins)."""
+        return retention.Retention(
+            succeeded_s=self.retention_succeeded_s,
+            dead_s=self.retention_dead_s,
+            cancelled_s=self.retention_cancelled_s,
+        )
 
 
 _SETTINGS = [
@@ -545,6 +559,32 @@ _SETTINGS = [
         help="scheduler leader lease TTL: a standby takes over about this long after the "
         "leader dies (default 10)",
     ),
+    *(
+        Setting(
+            attr=f"retention_{state}_s",
+            env=f"TASKYARD_RETENTION_{state.upper()}_SECONDS",
+            parse=integer_in(0, retention.RETENTION_S_MAX),
+            flag=f"--retention-{state}",
+            metavar="SECONDS",
+            help=f"the scheduler deletes {state} jobs this long after they finished; 0 keeps "
+            f"them forever (default {default}; a queue's own setting wins)",
+        )
+        for state, default in (
+            ("succeeded", retention.SUCCEEDED_S_DEFAULT),
+            ("dead", retention.DEAD_S_DEFAULT),
+            ("cancelled", retention.CANCELLED_S_DEFAULT),
+        )
+    ),
+    Setting(
+        attr="vacuum_every_s",
+        env="TASKYARD_VACUUM_SECONDS",
+        parse=number_in(0, 3_600),
+        flag="--vacuum-every",
+        metavar="SECONDS",
+        help="PostgreSQL: how often the leading scheduler looks at the jobs and attempts "
+        "tables' dead rows and vacuums a table with too many; 0 leaves it to autovacuum "
+        "(default 10)",
+    ),
     Setting(
         attr="host",
         env="TASKYARD_HOST",
@@ -640,11 +680,18 @@ _RUNNING_SETTINGS = (
 )
 """What a worker pool needs, in `taskyard worker` and in `taskyard standalone`."""
 WORKER_SETTINGS = (*_STORE_SETTINGS, *_RUNNING_SETTINGS, *COMMON_SETTINGS)
-SCHEDULER_SETTINGS = (*_STORE_SETTINGS, "leader_ttl_s", *COMMON_SETTINGS)
+RETENTION_SETTINGS = (
+    "retention_succeeded_s",
+    "retention_dead_s",
+    "retention_cancelled_s",
+    "vacuum_every_s",
+)
+SCHEDULER_SETTINGS = (*_STORE_SETTINGS, "leader_ttl_s", *RETENTION_SETTINGS, *COMMON_SETTINGS)
 STANDALONE_SETTINGS = (
     *_STORE_SETTINGS,
     *_RUNNING_SETTINGS,
     "leader_ttl_s",
+    *RETENTION_SETTINGS,
     "api_tokens",
     "api_open",
     "unknown_task",

@@ -47,15 +47,17 @@ from uuid import UUID
 import attrs
 
 from taskyard.adapters.executors import builtin_tasks
-from taskyard.domain import contract
+from taskyard.domain import contract, retention
 from taskyard.domain.builtins import BUILTIN_TASKS, BuiltinPolicy
 from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.client import Client, bells
 from taskyard.domain.context import JobContext, Registry, TaskSpec
 from taskyard.domain.errors import (
     CoordinatorUnavailable,
+    FieldError,
     JobNotFound,
     TaskyardError,
+    ValidationError,
 )
 from taskyard.domain.hooks import Hook, Hooks
 from taskyard.domain.ids import parse_job_id
@@ -573,6 +575,26 @@ class App:
 
     def retry(self, job_id: UUID | str | Job) -> Job:
         return self.store.retry(_job_id(job_id))
+
+    def set_retention(
+        self,
+        queue: str,
+        *,
+        succeeded: int | None = None,
+        dead: int | None = None,
+        cancelled: int | None = None,
+    ) -> dict[str, int]:
+        """Keep this queue's finished jobs for these many seconds after they finished (0:
+        forever), replacing its earlier override whole; a state given as None follows the
+        scheduler's setting (`TASKYARD_RETENTION_*_SECONDS`). Returns the override as
+        stored. Raises `ValidationError` naming a bad value."""
+        if not contract.is_queue_name(queue):
+            raise ValidationError([FieldError("queue", "not a queue name")])
+        periods = retention.parse_periods(
+            {"succeeded": succeeded, "dead": dead, "cancelled": cancelled}
+        )
+        self.store.set_retention(queue, periods)
+        return {state.value: seconds for state, seconds in periods.items()}
 
     def wait(self, job: UUID | str | Job, *, timeout: float | None = None) -> Job:
         """Block until the job has finished (succeeded, dead or cancelled) and return it as

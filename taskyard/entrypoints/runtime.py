@@ -63,7 +63,9 @@ from taskyard.domain.ports import (
     JobStore,
     Random,
     TaskRegistry,
+    Upkeep,
 )
+from taskyard.domain.retention import VACUUM_EVERY_S_DEFAULT, vacuum_due
 from taskyard.domain.scheduler import Scheduler, SchedulerConfig
 from taskyard.domain.timefmt import seconds_between
 from taskyard.domain.worker import Wait, Worker, WorkerConfig
@@ -435,6 +437,7 @@ class SchedulerRuntime:
         coordinator: Coordinator | None,
         config: SchedulerConfig,
         clock: Clock,
+        vacuum_every_s: float = VACUUM_EVERY_S_DEFAULT,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -448,6 +451,13 @@ class SchedulerRuntime:
         self._thread = threading.Thread(
             target=self._loop, name=f"taskyard-scheduler-{config.scheduler_id}", daemon=True
         )
+        self._upkeep = store if isinstance(store, Upkeep) and vacuum_every_s > 0 else None
+        self._vacuum_every_s = vacuum_every_s
+        self._upkeep_thread = threading.Thread(
+            target=self._tidy, name=f"taskyard-upkeep-{config.scheduler_id}", daemon=True
+        )
+        self.vacuums = 0
+        """Vacuums this scheduler ran (PostgreSQL), while it led."""
         self._bell: threading.Thread | None = None
         if coordinator is not None:
             self._bell = threading.Thread(
@@ -469,6 +479,8 @@ class SchedulerRuntime:
         assert not self._started, "a runtime starts once"
         self._started = True
         self._thread.start()
+        if self._upkeep is not None:
+            self._upkeep_thread.start()
         if self._bell is not None:
             self._bell.start()
         return self
@@ -496,6 +508,25 @@ class SchedulerRuntime:
         self._halting.set()
         self._wake.set()
         self._thread.join(timeout=JOIN_SLACK_S)
+        if self._upkeep_thread.is_alive():
+            self._upkeep_thread.join(timeout=JOIN_SLACK_S)
+
+    def _tidy(self) -> None:
+        """While leading, every `vacuum_every_s`: vacuum each busy table whose dead rows
+        `vacuum_due` finds worth it. On a thread of its own, so a long vacuum never holds
+        up promoting, reaping or pruning."""
+        upkeep = self._upkeep
+        assert upkeep is not None
+        while not self._halting.wait(self._vacuum_every_s):
+            if not self.scheduler.leading:
+                continue
+            try:
+                for table, (live, dead) in sorted(upkeep.table_rows().items()):
+                    if vacuum_due(live=live, dead=dead) and not self._halting.is_set():
+                        upkeep.vacuum(table)
+                        self.vacuums += 1
+            except Exception:
+                log.warning("vacuum failed; trying again later", exc_info=True)
 
     def __enter__(self) -> SchedulerRuntime:
         return self.start()

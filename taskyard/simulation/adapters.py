@@ -25,6 +25,7 @@ from taskyard.domain.model import (
     DeadGroup,
     Enqueued,
     Job,
+    JobState,
     LeaseRef,
     NewJob,
     OutcomeBucket,
@@ -47,6 +48,7 @@ from taskyard.domain.ports import (
     SchedulerInfo,
     WorkerInfo,
 )
+from taskyard.domain.retention import Periods, Retention
 from taskyard.domain.schedules import Fired, Schedule, ScheduleSpec
 from taskyard.domain.transitions import Report
 from taskyard.simulation.faults import Target
@@ -211,6 +213,9 @@ class FaultyJobStore:
     def next_wakeup(self) -> datetime | None:
         return self._inner.next_wakeup()
 
+    def prune(self, retention: Retention, *, limit: int) -> int:
+        return self._call("prune", lambda: self._inner.prune(retention, limit=limit))
+
     def cancel(self, job_id: UUID) -> Job:
         return self._call("cancel", lambda: self._inner.cancel(job_id))
 
@@ -233,6 +238,12 @@ class FaultyJobStore:
 
     def set_paused(self, queue: str, *, paused: bool) -> None:
         self._inner.set_paused(queue, paused=paused)
+
+    def set_retention(self, queue: str, periods: Periods) -> None:
+        self._inner.set_retention(queue, periods)
+
+    def retention_overrides(self) -> dict[str, dict[JobState, int]]:
+        return self._inner.retention_overrides()
 
     def queues(self) -> list[QueueInfo]:
         return self._inner.queues()

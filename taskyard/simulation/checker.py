@@ -33,7 +33,7 @@ from uuid import UUID
 
 import attrs
 
-from taskyard.adapters.memory import Recorded
+from taskyard.adapters.memory import Pruned, Recorded
 from taskyard.domain.model import (
     COMMITTED_OUTCOMES,
     Attempt,
@@ -100,6 +100,9 @@ class History:
     """Per job, every attempt record (any order; the checker sorts by attempt number)."""
     log: Sequence[Recorded] | None = None
     """Every committed change in commit order, or None when the store keeps no log."""
+    pruned: Mapping[UUID, Pruned] | None = None
+    """The jobs a prune deleted, by id, as they were (they are in `jobs` as well), when the
+    store kept them."""
     acknowledged: frozenset[UUID] | None = None
     """Jobs whose enqueue returned to a client (accepted), when known."""
     replays: Sequence[Replay] | None = None
@@ -201,6 +204,33 @@ def _check_no_job_lost(h: History, out: Findings) -> None:
                 f"{kind} still {job.state.value} at attempt {job.attempt} after quiescence",
                 job_id=job_id,
             )
+
+
+def _check_pruned(h: History, out: Findings) -> None:
+    """Retention deletes only finished jobs, and never one a job still in the store
+    depends on: the job as deleted is terminal, the log's last word on it before the
+    prune says so too, and each job depending on it was deleted no later."""
+    pruned = h.pruned or {}
+    last: dict[UUID, Recorded] = {}
+    for rec in h.log or ():
+        gone = pruned.get(rec.after.id)
+        if gone is None or rec.at > gone.at:
+            continue
+        last[rec.after.id] = rec
+    for job_id in sorted(pruned):
+        gone = pruned[job_id]
+        if not gone.job.state.is_terminal:
+            out.add(f"a {gone.job.state.value} job was deleted", job_id=job_id, at=gone.at)
+        said = last.get(job_id)
+        if said is not None and not said.after.state.is_terminal:
+            out.add(f"deleted while the log had it {said.after.state.value}", job_id=job_id)
+    for job_id in sorted(h.jobs):
+        for dep in h.jobs[job_id].depends_on:
+            if dep not in pruned:
+                continue
+            mine = pruned.get(job_id)
+            if mine is None or mine.at > pruned[dep].at:
+                out.add(f"deleted while {_short(job_id)} depended on it", job_id=dep)
 
 
 def _check_attempt_records(h: History, out: Findings) -> None:
@@ -712,6 +742,12 @@ INVARIANTS: tuple[Invariant, ...] = (
     ),
     Invariant(
         name="attempt_records", guarantee="2", needs=Needs.JOBS, check=_check_attempt_records
+    ),
+    Invariant(
+        name="prune_finished_only",
+        guarantee="1",
+        needs=Needs.JOBS,
+        check=_check_pruned,
     ),
     Invariant(name="one_outcome", guarantee="2", needs=Needs.JOBS, check=_check_one_outcome),
     Invariant(name="fenced_writes", guarantee="2", needs=Needs.JOBS, check=_check_fenced_writes),

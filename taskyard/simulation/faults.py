@@ -71,6 +71,7 @@ STORE_WRITES: tuple[str, ...] = (
     "promote_due",
     "reap_expired",
     "resolve_dependencies",
+    "prune",
     "cancel",
     "retry",
     "reschedule",

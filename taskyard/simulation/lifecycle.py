@@ -99,7 +99,9 @@ class Lifecycle:
                 store=node.store,
                 coordinator=None if lone else node.coordinator,
                 clock=node.clock,
-                config=SchedulerConfig(scheduler_id=node.node_id),
+                config=SchedulerConfig(
+                    scheduler_id=node.node_id, retention=self._scenario.retention
+                ),
             )
             schedules.on_scheduler_boot(node.store, self.declared)
         elif isinstance(node, ClientNode):

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
+from taskyard.domain.retention import Retention
 from taskyard.simulation.faults import (
     EVERYONE,
     LEADER,
@@ -129,6 +130,7 @@ def draw_scenario(rng: random.Random) -> Scenario:
         report_linger_s=rng.choice((0.0, 0.0, 0.05, 0.2)),
         stable_ids=rng.random() < 0.3,
         lease_ttl_s=rng.choice((10.0, 10.0, 10.0, 2.0, 5.0)),
+        retention=draw_retention(rng),
     )
     # Drawn after the rest, so that the draws above stay as they were.
     lone = (scenario.schedulers[-1],) if rng.random() < 0.25 else ()
@@ -137,6 +139,14 @@ def draw_scenario(rng: random.Random) -> Scenario:
         index = rng.randrange(1, len(workers))
         workers[index] = attrs.evolve(workers[index], vanishing=(rng.choice(TASKS),))
     return attrs.evolve(scenario, workers=tuple(workers), lone_schedulers=lone)
+
+
+def draw_retention(rng: random.Random) -> Retention:
+    """Periods no shorter than the safety window, where clients still act on the jobs they
+    submitted (a replay of a key after its job is pruned makes a new job, by design); 0
+    keeps a state forever."""
+    periods = [rng.choice((0, 60, 75, 90)) for _ in range(3)]
+    return Retention(succeeded_s=periods[0], dead_s=periods[1], cancelled_s=periods[2])
 
 
 def draw_plan(rng: random.Random, scenario: Scenario, profile: Profile) -> FaultPlan:

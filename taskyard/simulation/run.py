@@ -46,6 +46,7 @@ EXERCISED: tuple[str, ...] = (
     "report_abandoned",
     "release_refused",
     "tick_failed",
+    "pruned",
     "malformed_refused",
     "listing_walked",
     "bulk_cancel",
@@ -133,7 +134,7 @@ def simulate(
     report = report.with_extra(CLIENT_ANSWERS, world.clients.violations)
     report = report.with_extra(HOOKS_BALANCED, world.hook_violations)
     for name, found in check_schedules(
-        world.state.jobs,
+        history.jobs,  # pruned jobs included: a fire's job counts after retention deleted it
         world.schedule_log,
         changes=history.log or (),
         healed_at_s=world.healed_at,
@@ -163,7 +164,7 @@ def simulate(
         report=report,
         faults=dict(world.fault_counts),
         sites=dict(world.site_counts),
-        exercised=dict(world.exercised),
+        exercised={**world.exercised, "pruned": len(history.pruned or ())},
         jobs=len(history.jobs),
         accepted=len(world.acknowledged),
         attempts=sum(len(records) for records in history.attempts.values()),

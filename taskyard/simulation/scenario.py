@@ -13,6 +13,7 @@ import attrs
 
 from taskyard.adapters.memory import InMemoryJobStore, MemoryState
 from taskyard.domain.ports import Clock, JobStore
+from taskyard.domain.retention import Retention
 
 TASKS: tuple[str, ...] = ("work", "report")
 
@@ -52,6 +53,8 @@ class Scenario:
     """True: a restarted node keeps its id (a container restarted with the same host and
     pid); False: each incarnation has its own (`w1.2`)."""
     events_max: int = 400_000
+    retention: Retention = attrs.field(factory=Retention)
+    """What the schedulers prune (the product's defaults keep everything for a whole run)."""
     lone_schedulers: tuple[str, ...] = ()
     """Schedulers built without a coordinator (as with `memory://` or none configured):
     each acts as leader all along, beside whichever leads the others."""

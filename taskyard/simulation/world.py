@@ -407,9 +407,14 @@ class World:
         return self.ledger.job_label(job_id)
 
     def history(self) -> History:
+        pruned = {p.job.id: p for p in self.state.pruned or ()}
         return History(
-            jobs=dict(self.state.jobs),
-            attempts={job_id: list(records) for job_id, records in self.state.attempts.items()},
+            jobs={**{job_id: p.job for job_id, p in pruned.items()}, **self.state.jobs},
+            attempts={
+                **{job_id: list(p.attempts) for job_id, p in pruned.items()},
+                **{job_id: list(records) for job_id, records in self.state.attempts.items()},
+            },
+            pruned=pruned,
             log=self.ledger.log(),
             acknowledged=frozenset(self.clients.acknowledged),
             replays=tuple(self.clients.replays),

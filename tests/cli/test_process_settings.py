@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import argparse
 import socket
 import sys
 import textwrap
@@ -14,6 +15,7 @@ import pytest
 
 from taskyard.domain.builtins import BuiltinPolicy
 from taskyard.domain.context import PermanentFailure
+from taskyard.domain.retention import Retention
 from taskyard.entrypoints import config
 from taskyard.entrypoints.bootstrap import bootstrap
 from taskyard.entrypoints.config import ConfigError
@@ -241,3 +243,29 @@ def test_a_worker_offers_the_apps_tasks_and_the_builtins_with_shell_only_when_en
     assert spec is not None
     with pytest.raises(PermanentFailure, match="not in TASKYARD_HTTP_ALLOWED_HOSTS"):
         spec.handler(None, url="http://hooks.test/ping")
+
+
+def test_retention_comes_from_flags_then_the_environment_then_taskyard_toml(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "taskyard.toml").write_text(
+        "retention_succeeded_seconds = 3600\nretention_dead_seconds = 7200\n"
+        "retention_cancelled_seconds = 60\n"
+    )
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser, config.SCHEDULER_SETTINGS)
+    args = parser.parse_args(["--retention-cancelled", "0"])
+    environ = {"TASKYARD_RETENTION_DEAD_SECONDS": "86400"}
+    settings = config.resolve(args, config.SCHEDULER_SETTINGS, environ=environ, cwd=tmp_path)
+    assert settings.retention == Retention(succeeded_s=3600, dead_s=86_400, cancelled_s=0)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    defaults = config.resolve(None, config.STANDALONE_SETTINGS, environ={}, cwd=empty)
+    assert defaults.retention == Retention()
+    with pytest.raises(config.ConfigError, match="TASKYARD_RETENTION_SUCCEEDED_SECONDS"):
+        config.resolve(
+            None,
+            config.SCHEDULER_SETTINGS,
+            environ={"TASKYARD_RETENTION_SUCCEEDED_SECONDS": "-1"},
+            cwd=tmp_path,
+        )

@@ -94,6 +94,7 @@ def test_migrate_twice_exits_zero_and_records_the_version_once(fresh_url: str) -
         "paused_queues",
         "tasks",
         "schedules",
+        "queue_retention",
         "schema_migrations",
         "job_counts",
         "attempt_counts",

@@ -19,7 +19,7 @@ import pytest
 import taskyard
 from taskyard.adapters.postgres import AmbiguousCommit, PoolSettings, PostgresJobStore
 from taskyard.adapters.postgres.store import COPY_MIN_JOBS, split_url
-from taskyard.domain.errors import JobNotFound, StoreUnavailable
+from taskyard.domain.errors import JobNotFound, StoreUnavailable, UnknownDependency
 from taskyard.domain.model import Enqueued, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobQuery, ReportStatus
 from taskyard.entrypoints.bootstrap import bootstrap
@@ -376,3 +376,36 @@ def test_url_settings_are_taskyards_own_and_the_rest_goes_to_libpq() -> None:
     for bad in ("pool_max_size=x", "pool_max_size=0", "pool_min_size=4&pool_max_size=2"):
         with pytest.raises(ConfigError, match="TASKYARD_DATABASE_URL: bad connection setting"):
             bootstrap(Settings(database_url=f"postgresql://db.example/jobs?{bad}"))
+
+
+# --- retention ----------------------------------------------------------------------------
+
+
+def test_an_enqueue_naming_a_dependency_pruned_under_it_is_refused_as_unknown(
+    url: str, store: PostgresJobStore
+) -> None:
+    """The enqueue reads its dependency as stored; a prune holding that row (as its
+    `FOR UPDATE SKIP LOCKED` does) deletes it before the enqueue's insert can take its key
+    lock: the enqueue is refused as it would be had the dependency never existed."""
+    dependency = f.enqueue(store)
+    store.report([f.succeed(f.claim_one(store))])
+    with psycopg.connect(url) as pruner, psycopg.connect(url, autocommit=True) as watcher:
+        pruner.execute(
+            "SELECT 1 FROM taskyard.jobs WHERE id = %s FOR UPDATE SKIP LOCKED", (dependency.id,)
+        )
+        with ThreadPoolExecutor(1) as pool:
+            later = pool.submit(store.enqueue, [f.new_job(store, depends_on=[dependency.id])])
+            wait_for(
+                "the enqueue to wait on the row's lock",
+                lambda: watcher.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()"
+                ).fetchone(),
+            )
+            pruner.execute("DELETE FROM taskyard.attempts WHERE job_id = %s", (dependency.id,))
+            pruner.execute("DELETE FROM taskyard.jobs WHERE id = %s", (dependency.id,))
+            pruner.commit()
+            with pytest.raises(UnknownDependency) as refused:
+                later.result(timeout=10)
+    assert refused.value.job_id == dependency.id
+    assert store.list_jobs(JobQuery(limit=10)).jobs == []

@@ -154,6 +154,7 @@ def test_a_version_1_file_is_upgraded_keeping_its_jobs(tmp_path: Path) -> None:
         assert store.schema_version == SQLITE_LAST
         job = store.enqueue(new_jobs(1))[0].job
         assert store.tasks() == []
+        assert store.retention_overrides() == {}
     with SqliteJobStore(path, clock=SystemClock()) as again:
         assert again.get(job.id) == job
 

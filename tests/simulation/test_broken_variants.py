@@ -22,7 +22,8 @@ from taskyard.domain import transitions
 from taskyard.domain.context import CancelReason
 from taskyard.domain.errors import Refusal
 from taskyard.domain.model import Job, JobState, LeaseRef
-from taskyard.domain.ports import Clock, JobStore
+from taskyard.domain.ports import Clock, JobFilter, JobStore
+from taskyard.domain.retention import Retention
 from taskyard.domain.schedules import Fired, Schedule
 from taskyard.domain.store import Rows
 from taskyard.domain.transitions import Report
@@ -72,6 +73,23 @@ def _ungated_promote(
 ) -> transitions.Step | Refusal:
     everything_done = dict.fromkeys(dependency_states, JobState.SUCCEEDED)
     return _promote(job, now=now, dependency_states=everything_done)
+
+
+class PrunesRunning(InMemoryJobStore):
+    """Retention gone wrong: a prune takes a running job along with the finished ones."""
+
+    def prune(self, retention: Retention, *, limit: int) -> int:
+        def work(rows: Rows) -> int:
+            running = rows.matching(JobFilter(), states=[JobState.RUNNING])[:1]
+            if running:
+                rows.delete(running)
+            return len(running)
+
+        return self.writing(work) + super().prune(retention, limit=limit)
+
+
+def prunes_running(store_clock: Clock, node_clock: Clock, state: MemoryState) -> JobStore:
+    return PrunesRunning(store_clock, state=state)
 
 
 def node_clock_store(store_clock: Clock, node_clock: Clock, state: MemoryState) -> JobStore:
@@ -185,6 +203,13 @@ def test_removing_dependency_gating_is_caught(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(transitions, "promote", _ungated_promote)
     caught = first_caught(range(1, 11), {"dependency_order", "dependency_order_log"})
     assert caught is not None, "promotion without dependency gating went unnoticed for 10 seeds"
+
+
+def test_a_prune_that_deletes_a_running_job_is_caught() -> None:
+    caught = first_caught(range(1, 11), {"prune_finished_only"}, store_factory=prunes_running)
+    assert caught is not None, "a prune deleting running jobs went unnoticed for 10 seeds"
+    found = [v for v in caught.report.violations if v.invariant == "prune_finished_only"]
+    assert any("a running job was deleted" in v.message for v in found), _explain(caught)
 
 
 def test_judging_leases_by_the_callers_skewed_clock_is_caught() -> None:

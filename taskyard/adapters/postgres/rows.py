@@ -31,6 +31,7 @@ from taskyard.adapters import sqlshared as sql
 from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobFilter, JobQuery
+from taskyard.domain.retention import Periods, Prunable
 from taskyard.domain.retry import RetryPolicy
 from taskyard.domain.schedules import Schedule
 from taskyard.domain.store import Changes, plans
@@ -388,7 +389,39 @@ class PostgresRows:
             f"state IN ({sql.literals(*states)}){where} ORDER BY id{self._lock}", params
         )
 
+    def prunable(self, rule: Prunable, *, limit: int) -> list[Job]:
+        """Walks jobs_finished oldest first; a row a person is retrying (or an enqueue is
+        naming as a dependency: its key-share lock) is skipped, never waited for."""
+        return self._jobs(
+            f"""state = {sql.literals(rule.state)} AND finished_at <= %(by)s
+                AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+                AND NOT (queue = ANY(%(other)s::text[]))
+                AND NOT EXISTS (
+                    SELECT 1 FROM taskyard.dependencies AS d WHERE d.depends_on = j.id)
+                ORDER BY finished_at, id LIMIT %(limit)s{self._skip}""",
+            {
+                "by": rule.finished_by,
+                "queues": None if rule.queues is None else sorted(rule.queues),
+                "other": sorted(rule.other_than),
+                "limit": limit,
+            },
+        )
+
     # --- writing --------------------------------------------------------------------------
+
+    def delete(self, jobs: Sequence[Job]) -> None:
+        """By primary key; the job's own dependency rows go with it (ON DELETE CASCADE)."""
+        ids = [job.id for job in jobs]
+        self._conn.execute("DELETE FROM taskyard.attempts WHERE job_id = ANY(%s)", (ids,))
+        deleted = self._conn.execute("DELETE FROM taskyard.jobs WHERE id = ANY(%s)", (ids,))
+        assert deleted.rowcount == len(ids), "the rows are held by this transaction"
+
+    def set_retention(self, queue: str, periods: Periods) -> None:
+        self._conn.execute("DELETE FROM taskyard.queue_retention WHERE queue = %s", (queue,))
+        self._cursor().executemany(
+            "INSERT INTO taskyard.queue_retention (queue, state, retention_s) VALUES (%s, %s, %s)",
+            [(queue, state.value, seconds) for state, seconds in sorted(periods.items())],
+        )
 
     def write(self, changes: Changes) -> None:
         if len(changes.created) >= COPY_MIN_JOBS:
@@ -559,6 +592,10 @@ class PostgresRows:
 
     def paused(self) -> set[str]:
         return {queue for (queue,) in self._all("SELECT queue FROM taskyard.paused_queues")}
+
+    def retention_overrides(self) -> dict[str, dict[JobState, int]]:
+        rows = self._all("SELECT queue, state, retention_s FROM taskyard.queue_retention")
+        return sql.retention_by_queue(rows)
 
     def task_entries(self) -> list[TaskInfo]:
         rows = self._all(f"SELECT {sql.TASK_COLUMNS} FROM taskyard.tasks")

@@ -42,7 +42,7 @@ from taskyard.adapters.postgres import hotpaths
 from taskyard.adapters.postgres.callers import with_server_cursors
 from taskyard.adapters.postgres.rows import COPY_MIN_JOBS, JOBS, Conn, J, PostgresRows
 from taskyard.adapters.sqlshared import RETRY_BUDGET_DEFAULT, normalized
-from taskyard.domain.errors import StoreUnavailable
+from taskyard.domain.errors import StoreUnavailable, UnknownDependency
 from taskyard.domain.model import Enqueued, Job, JobState, LeaseRef, NewJob
 from taskyard.domain.ports import ClaimRequest, LeaseStatus, ReportResult, ReportStatus
 from taskyard.domain.store import Rows, StoreEngine, plans
@@ -156,6 +156,19 @@ def split_url(url: str) -> tuple[str, PoolSettings]:
     scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
     conninfo = urlunsplit((scheme, parts.netloc, parts.path, urlencode(theirs), parts.fragment))
     return conninfo, settings
+
+
+def _missing_dependency(exc: psycopg.errors.ForeignKeyViolation, jobs: Sequence[NewJob]) -> UUID:
+    """The dependency the server named (`Key (depends_on)=(...) is not present`)."""
+    named = {str(dep): dep for new in jobs for dep in new.depends_on}
+    detail = exc.diag.message_detail or ""
+    found = [dep for text, dep in named.items() if text in detail]
+    assert found, detail
+    return found[0]
+
+
+UPKEEP_TABLES = ("jobs", "attempts")
+"""The tables every claim, report and prune leaves dead rows in."""
 
 
 class PostgresJobStore(StoreEngine):
@@ -277,6 +290,30 @@ class PostgresJobStore(StoreEngine):
     def now(self) -> datetime:
         return self._run(lambda conn: PostgresRows(conn, locking=False).now(), transaction=False)
 
+    # --- upkeep (`Upkeep`) ----------------------------------------------------------------
+
+    def table_rows(self) -> dict[str, tuple[int, int]]:
+        def work(conn: Conn) -> dict[str, tuple[int, int]]:
+            rows = conn.execute(
+                "SELECT relname, n_live_tup, n_dead_tup FROM pg_stat_user_tables"
+                " WHERE schemaname = 'taskyard' AND relname = ANY(%s)",
+                (list(UPKEEP_TABLES),),
+            )
+            return {name: (int(live), int(dead)) for name, live, dead in rows}
+
+        return self._run(work, transaction=False)
+
+    def vacuum(self, table: str) -> None:
+        """`VACUUM (SKIP_LOCKED)`: a table another vacuum (autovacuum) holds is skipped, not
+        waited for; the lock it takes (SHARE UPDATE EXCLUSIVE) lets every read and write
+        through."""
+        assert table in UPKEEP_TABLES, table
+
+        def work(conn: Conn) -> None:
+            conn.execute(f"VACUUM (SKIP_LOCKED) taskyard.{table}")
+
+        self._run(work, transaction=False)
+
     def writing(self, work: Callable[[Rows], T]) -> T:
         return self._run(lambda conn: work(PostgresRows(conn, locking=True)))
 
@@ -314,6 +351,10 @@ class PostgresJobStore(StoreEngine):
             if answer and len(self._stored(created)) == len(set(created)):
                 return answer
             raise
+        except psycopg.errors.ForeignKeyViolation as exc:
+            # A dependency read as stored was deleted by a prune before this insert took
+            # its key lock: the same refusal as a dependency that was never there.
+            raise UnknownDependency(_missing_dependency(exc, jobs)) from exc
 
     def _stored(self, ids: Sequence[UUID]) -> dict[UUID, Job]:
         """Re-read after an ambiguous commit: the jobs of `ids` that are there (none when

@@ -19,6 +19,7 @@ from taskyard.domain.model import (
     DeadGroup,
     Enqueued,
     Job,
+    JobState,
     LeaseRef,
     NewJob,
     OutcomeBucket,
@@ -34,6 +35,7 @@ from taskyard.domain.ports import (
     Promoted,
     ReportResult,
 )
+from taskyard.domain.retention import Periods, Retention
 from taskyard.domain.schedules import Fired, Schedule, ScheduleSpec
 from taskyard.domain.store import plans, reads
 from taskyard.domain.store.rows import Rows, RowStore
@@ -107,6 +109,9 @@ class StoreEngine:
     def next_wakeup(self) -> datetime | None:
         return self._rows.reading(reads.next_wakeup)
 
+    def prune(self, retention: Retention, *, limit: int) -> int:
+        return len(self._rows.writing(lambda rows: plans.prune(rows, retention, limit=limit)))
+
     # a person's path
 
     def cancel(self, job_id: UUID) -> Job:
@@ -136,6 +141,12 @@ class StoreEngine:
             rows.set_paused(queue, paused=paused)
 
         self._rows.writing(work)
+
+    def set_retention(self, queue: str, periods: Periods) -> None:
+        self._rows.writing(lambda rows: plans.set_retention(rows, queue, periods))
+
+    def retention_overrides(self) -> dict[str, dict[JobState, int]]:
+        return self._rows.reading(lambda rows: rows.retention_overrides())
 
     # the task catalog
 

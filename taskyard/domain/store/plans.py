@@ -48,6 +48,7 @@ from taskyard.domain.ports import (
     ReportResult,
     ReportStatus,
 )
+from taskyard.domain.retention import Periods, Retention, rules, valid_period
 from taskyard.domain.store.rows import Applied, Changes, JobWrite, Promotable, Rows
 
 S = JobState
@@ -367,6 +368,30 @@ def resolve_dependencies(rows: Rows, *, limit: int) -> list[Job]:
             cancelled.append(batch.apply(step))
     _write(rows, batch, now)
     return cancelled
+
+
+def prune(rows: Rows, retention: Retention, *, limit: int) -> list[Job]:
+    """Delete up to `limit` finished jobs whose period (the queue's override, else
+    `retention`) has passed by store time, oldest first within each rule, with their
+    attempts and dependency rows; never a job another job in the store depends on."""
+    assert limit >= 1, limit
+    now = rows.now()
+    pruned: list[Job] = []
+    for rule in rules(retention, rows.retention_overrides(), now=now):
+        if len(pruned) >= limit:
+            break
+        for job in rows.prunable(rule, limit=limit - len(pruned)):
+            assert rule.takes(state=job.state, finished_at=job.finished_at, queue=job.queue), job
+            pruned.append(job)
+    if pruned:
+        rows.delete(pruned)
+    return pruned
+
+
+def set_retention(rows: Rows, queue: str, periods: Periods) -> None:
+    for state, seconds in periods.items():
+        assert state.is_terminal and valid_period(seconds), (state, seconds)
+    rows.set_retention(queue, dict(periods))
 
 
 # --- a person's path ----------------------------------------------------------------------

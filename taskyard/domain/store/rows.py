@@ -23,6 +23,7 @@ import attrs
 from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobFilter, JobQuery
+from taskyard.domain.retention import Periods, Prunable
 from taskyard.domain.schedules import Schedule
 from taskyard.domain.transitions import Step
 
@@ -161,6 +162,11 @@ class Rows(Protocol):
         """Jobs in `states` that `job_filter` matches, in id order."""
         ...
 
+    def prunable(self, rule: Prunable, *, limit: int) -> list[Job]:
+        """Jobs `rule` takes that no job in the store depends on, oldest `finished_at`
+        first, at most `limit`; rows another transaction holds are skipped."""
+        ...
+
     # --- writing --------------------------------------------------------------------------
 
     def write(self, changes: Changes) -> None:
@@ -168,7 +174,16 @@ class Rows(Protocol):
         transaction every conditional write must land: the rows are held."""
         ...
 
+    def delete(self, jobs: Sequence[Job]) -> None:
+        """Delete these jobs (each held since it was read: the delete lands), their attempt
+        records and their own dependency rows."""
+        ...
+
     def set_paused(self, queue: str, *, paused: bool) -> None: ...
+
+    def set_retention(self, queue: str, periods: Periods) -> None:
+        """Replace the queue's retention override whole (empty: remove it)."""
+        ...
 
     def put_tasks(self, tasks: Sequence[TaskInfo]) -> None:
         """Insert each task's catalog entry, or replace the entry of the same name whole."""
@@ -234,6 +249,10 @@ class Rows(Protocol):
         ...
 
     def paused(self) -> set[str]: ...
+
+    def retention_overrides(self) -> dict[str, dict[JobState, int]]:
+        """Every queue's retention override, by queue."""
+        ...
 
     def task_entries(self) -> list[TaskInfo]:
         """The task catalog's entries, in any order."""

@@ -50,6 +50,7 @@ from taskyard.entrypoints.bench.processes import (
 )
 from taskyard.entrypoints.bench.target import Target
 from taskyard.entrypoints.bootstrap import System, bootstrap
+from taskyard.entrypoints.config import Settings
 
 PHASES = ("enqueue-one", "enqueue-bulk", "drain", "latency", "kill", "api")
 QUEUE = "bench"
@@ -133,9 +134,9 @@ def _attempt_outcomes(store: JobStore) -> dict[Outcome, int]:
 class _Processes:
     """The child processes of one phase: started with spawn, stopped for sure."""
 
-    def __init__(self, target: Target, lifetime_s: float) -> None:
+    def __init__(self, target: Target, lifetime_s: float, settings: Settings | None = None) -> None:
         self._mp = multiprocessing.get_context("spawn")
-        self._target = target
+        self._settings = settings if settings is not None else target.settings()
         self._lifetime_s = lifetime_s
         self.ready = self._mp.Queue()
         self.go = self._mp.Event()
@@ -145,7 +146,7 @@ class _Processes:
 
     def _spec(self, name: str, **fields: Any) -> ProcessSpec:
         return ProcessSpec(
-            settings=self._target.settings(),
+            settings=self._settings,
             name=name,
             lifetime_s=self._lifetime_s,
             **fields,
@@ -214,12 +215,19 @@ class _Processes:
 
 
 @contextlib.contextmanager
-def _processes(target: Target, lifetime_s: float) -> Iterator[_Processes]:
-    procs = _Processes(target, lifetime_s)
+def _processes(
+    target: Target, lifetime_s: float, settings: Settings | None = None
+) -> Iterator[_Processes]:
+    procs = _Processes(target, lifetime_s, settings)
     try:
         yield procs
     finally:
         procs.stop()
+
+
+bench_processes = _processes
+"""Worker and scheduler processes over `target` (with other `settings`, say a retention),
+for benchmarks outside `taskyard bench` (`benchmarks/soak.py`)."""
 
 
 # --- the phases ---------------------------------------------------------------------------

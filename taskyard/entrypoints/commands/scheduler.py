@@ -52,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
             "scheduler started",
             extra={
                 "leader_ttl_s": settings.leader_ttl_s,
+                "retention_s": {
+                    state.value: seconds for state, seconds in settings.retention.periods().items()
+                },
                 "coordinator": process.describe_coordinator(settings, coordinator),
             },
         )
