@@ -35,11 +35,14 @@ T = TypeVar("T")
 
 
 def first_caught(
-    seeds: range, expected: Collection[str], store_factory: StoreFactory = memory_store_view
+    seeds: range,
+    expected: Collection[str],
+    store_factory: StoreFactory = memory_store_view,
+    profile: str = "default",
 ) -> RunResult | None:
     """The first run whose failures include one of `expected`."""
     for seed in seeds:
-        result = simulate(seed, store_factory=store_factory)
+        result = simulate(seed, profile, store_factory=store_factory)
         if set(result.broken) & set(expected):
             return result
     return None
@@ -187,9 +190,14 @@ def test_the_product_passes_the_seeds_that_catch_the_variants() -> None:
 
 
 def test_removing_the_fence_check_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Searched under the chaos profile, where every fault kind is on in every run: the
+    fault that makes a report meet an expired lease before any reaper (`reaper_late`) is on
+    in only about half of the default profile's runs, and since the scheduler reaps at a
+    lease's expiry (not on its next half-second pass) the default profile's first 40 seeds
+    no longer happen to reach that window (its first catch is seed 41)."""
     monkeypatch.setattr(transitions, "check_fence", _no_fence)
-    caught = first_caught(range(1, 41), {"fenced_writes", "fenced_writes_log"})
-    assert caught is not None, "a store without fencing went unnoticed for 40 seeds"
+    caught = first_caught(range(1, 41), {"fenced_writes", "fenced_writes_log"}, profile="chaos")
+    assert caught is not None, "a store without fencing went unnoticed for 40 chaos seeds"
 
 
 def test_removing_lease_expiry_reaping_is_caught_as_a_lost_job() -> None:
