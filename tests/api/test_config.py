@@ -150,6 +150,17 @@ def test_a_bad_value_names_where_it_was_written(
         ("TASKYARD_BIND", "127.0.0.1:\u0668\u0660", "not HOST:PORT"),
         ("TASKYARD_QUEUES", "a\nb", "not a queue name"),
         ("TASKYARD_API_TOKENS", "tok\nen", "cannot carry"),
+        # the handler pools, retention and upkeep
+        ("TASKYARD_ASYNC_CONCURRENCY", "0", "out of range"),
+        ("TASKYARD_ASYNC_CONCURRENCY", "99999999999999999999999", "out of range"),
+        ("TASKYARD_ASYNC_CONCURRENCY", "1\x00", "not an integer"),
+        ("TASKYARD_POOL", "threads", "not one of thread, process"),
+        ("TASKYARD_POOL", "process\x00", "not one of thread, process"),
+        ("TASKYARD_RETENTION_SUCCEEDED_SECONDS", "-1", "out of range"),
+        ("TASKYARD_RETENTION_DEAD_SECONDS", "1e400", "not an integer"),
+        ("TASKYARD_RETENTION_CANCELLED_SECONDS", "99999999999999999999999", "out of range"),
+        ("TASKYARD_VACUUM_SECONDS", "nan", "not a number"),
+        ("TASKYARD_VACUUM_SECONDS", "-1", "out of range"),
     ],
 )
 def test_every_setting_checks_its_value(name: str, value: str, problem: str) -> None:
