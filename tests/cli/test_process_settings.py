@@ -77,7 +77,7 @@ BAD_SETTINGS = [
     (
         ["worker", "--db", "sqlite:///j.db", "--lease-ttl", "0"],
         {},
-        "taskyard: --lease-ttl: '0' is out of range (a number > 0 and <= 86400)",
+        "taskyard: --lease-ttl: '0' is out of range (a number >= 1 and <= 86400)",
     ),
     (
         ["scheduler", "--db", "sqlite:///j.db"],
