@@ -18,7 +18,7 @@ import attrs
 import pytest
 
 from taskyard.adapters.memory import InMemoryJobStore, MemoryRows, MemoryState
-from taskyard.domain import transitions
+from taskyard.domain import hooks, transitions
 from taskyard.domain.context import CancelReason
 from taskyard.domain.errors import Refusal
 from taskyard.domain.model import Job, JobState, LeaseRef
@@ -290,7 +290,19 @@ def test_a_worker_that_does_not_end_a_lost_attempt_for_its_hooks_is_caught(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(Worker, "_lose", _loses_silently)
-    caught = first_caught(range(1, 21), {"hook_endings"})
+    caught = first_caught(range(1, 21), {"hooks_balanced"})
     assert caught is not None, "an attempt its hooks never heard end went unnoticed"
-    unended = [v for v in caught.report.violations if v.invariant == "hook_endings"]
-    assert all("never ended" in v.message for v in unended), _explain(caught)
+    unended = [v for v in caught.report.violations if v.invariant == "hooks_balanced"]
+    assert unended and all("never ended" in v.message for v in unended), _explain(caught)
+    assert all(v.job_id is not None for v in unended), _explain(caught)
+
+
+def test_hooks_told_of_a_failure_that_was_none_are_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`Hooks` as if it told `attempt_failed` of every ending, a success included."""
+    monkeypatch.setattr(hooks, "FAILURES", frozenset(hooks.Ending))
+    caught = first_caught(range(1, 6), {"hooks_balanced"})
+    assert caught is not None, "a success told to the hooks as a failure went unnoticed"
+    told = [v for v in caught.report.violations if v.invariant == "hooks_balanced"]
+    assert told and all("told as a failure" in v.message for v in told), _explain(caught)
