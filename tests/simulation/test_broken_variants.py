@@ -21,11 +21,11 @@ from taskyard.adapters.memory import InMemoryJobStore, MemoryRows, MemoryState
 from taskyard.domain import hooks, transitions
 from taskyard.domain.context import CancelReason
 from taskyard.domain.errors import Refusal
-from taskyard.domain.model import Job, JobState, LeaseRef
+from taskyard.domain.model import DeadGroup, Job, JobState, LeaseRef
 from taskyard.domain.ports import Clock, JobFilter, JobStore
 from taskyard.domain.retention import Retention
 from taskyard.domain.schedules import Fired, Schedule
-from taskyard.domain.store import Rows
+from taskyard.domain.store import Rows, reads
 from taskyard.domain.transitions import Report
 from taskyard.domain.worker import Worker
 from taskyard.simulation.run import RunResult, simulate, summary
@@ -113,6 +113,23 @@ def _loses_silently(self: Worker, held: Any, reason: CancelReason) -> None:
 
 
 _lose = Worker._lose
+
+
+def _oldest_as_newest(rows: Rows) -> list[DeadGroup]:
+    """The dashboard's dead groups, each with its oldest job where the newest belongs
+    (an `ORDER BY created_at` without its `DESC`)."""
+    groups = _dead_groups(rows)
+    oldest = {
+        (g.task, g.error_type): rows.error_ids(
+            state=JobState.DEAD, task=g.task, error_type=g.error_type, limit=10**6
+        )[-1]
+        for g in groups
+    }
+    jobs = {job.id: job for job in rows.jobs(list(oldest.values()))}
+    return [attrs.evolve(g, newest=jobs[oldest[g.task, g.error_type]]) for g in groups]
+
+
+_dead_groups = reads.dead_groups
 
 SCHEDULE_LAG_S = 3.0
 _VERSIONS: weakref.WeakKeyDictionary[MemoryState, dict[str, list[Schedule]]] = (
@@ -306,3 +323,13 @@ def test_hooks_told_of_a_failure_that_was_none_are_caught(
     assert caught is not None, "a success told to the hooks as a failure went unnoticed"
     told = [v for v in caught.report.violations if v.invariant == "hooks_balanced"]
     assert told and all("told as a failure" in v.message for v in told), _explain(caught)
+
+
+def test_a_dead_group_whose_newest_job_is_not_its_newest_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(reads, "dead_groups", _oldest_as_newest)
+    caught = first_caught(range(1, 21), {"client_answers"})
+    assert caught is not None, "a dead group shown with its oldest job went unnoticed"
+    wrong = [v for v in caught.report.violations if v.invariant == "client_answers"]
+    assert wrong and all("'s newest is" in v.message for v in wrong), _explain(caught)
