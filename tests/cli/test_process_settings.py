@@ -80,6 +80,11 @@ BAD_SETTINGS = [
         "taskyard: --lease-ttl: '0' is out of range (a number >= 1 and <= 86400)",
     ),
     (
+        ["bench", "--store", "sqlite:///j.db", "--lease-ttl", "0.0001"],
+        {},
+        "taskyard: --lease-ttl: at least 1, at most 600",
+    ),
+    (
         ["scheduler", "--db", "sqlite:///j.db"],
         {"TASKYARD_LEADER_TTL_SECONDS": "soon"},
         "taskyard: TASKYARD_LEADER_TTL_SECONDS: 'soon' is not a number",
