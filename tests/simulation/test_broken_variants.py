@@ -28,6 +28,7 @@ from taskyard.domain.schedules import Fired, Schedule
 from taskyard.domain.store import Rows, reads
 from taskyard.domain.transitions import Report
 from taskyard.domain.worker import Worker
+from taskyard.simulation.checker import Violation
 from taskyard.simulation.run import RunResult, simulate, summary
 from taskyard.simulation.world import StoreFactory, memory_store_view
 
@@ -303,15 +304,27 @@ def test_a_failing_seed_shrinks_to_a_short_fault_plan() -> None:
     assert text[0].startswith(f"shrunk in {shrunk.runs} runs to ")
 
 
+def _caught_by(invariant: str, seeds: range, message: str, unnoticed: str) -> list[Violation]:
+    """The violations of `invariant` in the first of `seeds` that breaks it; each must
+    say `message`."""
+    caught = first_caught(seeds, {invariant})
+    assert caught is not None, unnoticed
+    found = [v for v in caught.report.violations if v.invariant == invariant]
+    assert found and all(message in v.message for v in found), _explain(caught)
+    return found
+
+
 def test_a_worker_that_does_not_end_a_lost_attempt_for_its_hooks_is_caught(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(Worker, "_lose", _loses_silently)
-    caught = first_caught(range(1, 21), {"hooks_balanced"})
-    assert caught is not None, "an attempt its hooks never heard end went unnoticed"
-    unended = [v for v in caught.report.violations if v.invariant == "hooks_balanced"]
-    assert unended and all("never ended" in v.message for v in unended), _explain(caught)
-    assert all(v.job_id is not None for v in unended), _explain(caught)
+    unended = _caught_by(
+        "hooks_balanced",
+        range(1, 21),
+        "never ended",
+        "an attempt its hooks never heard end went unnoticed",
+    )
+    assert all(v.job_id is not None for v in unended)
 
 
 def test_hooks_told_of_a_failure_that_was_none_are_caught(
@@ -319,17 +332,21 @@ def test_hooks_told_of_a_failure_that_was_none_are_caught(
 ) -> None:
     """`Hooks` as if it told `attempt_failed` of every ending, a success included."""
     monkeypatch.setattr(hooks, "FAILURES", frozenset(hooks.Ending))
-    caught = first_caught(range(1, 6), {"hooks_balanced"})
-    assert caught is not None, "a success told to the hooks as a failure went unnoticed"
-    told = [v for v in caught.report.violations if v.invariant == "hooks_balanced"]
-    assert told and all("told as a failure" in v.message for v in told), _explain(caught)
+    _caught_by(
+        "hooks_balanced",
+        range(1, 6),
+        "told as a failure",
+        "a success told to the hooks as a failure went unnoticed",
+    )
 
 
 def test_a_dead_group_whose_newest_job_is_not_its_newest_is_caught(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(reads, "dead_groups", _oldest_as_newest)
-    caught = first_caught(range(1, 21), {"client_answers"})
-    assert caught is not None, "a dead group shown with its oldest job went unnoticed"
-    wrong = [v for v in caught.report.violations if v.invariant == "client_answers"]
-    assert wrong and all("'s newest is" in v.message for v in wrong), _explain(caught)
+    _caught_by(
+        "client_answers",
+        range(1, 21),
+        "'s newest is",
+        "a dead group shown with its oldest job went unnoticed",
+    )
