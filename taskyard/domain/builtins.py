@@ -124,6 +124,16 @@ class BuiltinPolicy:
         return ()
 
 
+def _strings_object_problems(args: JsonObject, name: str) -> list[FieldError]:
+    """Why `args[name]` (optional) is not an object whose keys and values are strings."""
+    value = args.get(name, {})
+    if isinstance(value, Mapping) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        return []
+    return [FieldError(f"args.{name}", "must be an object of strings")]
+
+
 def _unknown(args: Mapping[str, Any], known: set[str]) -> list[FieldError]:
     return [FieldError(f"args.{key}", "unknown field") for key in sorted(set(args) - known)]
 
@@ -161,11 +171,7 @@ def _check_http(args: JsonObject, policy: BuiltinPolicy) -> list[FieldError]:
         errors.append(
             FieldError("args.method", f"must be one of {', '.join(sorted(HTTP_METHODS))}")
         )
-    headers = args.get("headers", {})
-    if not isinstance(headers, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-    ):
-        errors.append(FieldError("args.headers", "must be an object of strings"))
+    errors.extend(_strings_object_problems(args, "headers"))
     errors.extend(_timeout_problems(args, 30))
     return errors
 
@@ -186,10 +192,6 @@ def _check_shell(args: JsonObject, policy: BuiltinPolicy) -> list[FieldError]:
         errors.append(FieldError("args.argv", "must be a non-empty list of strings"))
     if "cwd" in args and not isinstance(args["cwd"], str):
         errors.append(FieldError("args.cwd", "must be a string"))
-    env = args.get("env", {})
-    if not isinstance(env, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-    ):
-        errors.append(FieldError("args.env", "must be an object of strings"))
+    errors.extend(_strings_object_problems(args, "env"))
     errors.extend(_timeout_problems(args, 60))
     return errors

@@ -45,6 +45,9 @@ PRUNE_BATCH_MAX = 500
 VACUUM_DEAD_MIN = 5_000
 VACUUM_DEAD_FRACTION = 0.05
 VACUUM_EVERY_S_DEFAULT = 10.0
+VACUUM_EVERY_S_MIN = 1.0
+"""The shortest interval between the scheduler's looks at dead rows (0 turns them off):
+each look reads the statistics of two tables, pointless many times a second."""
 
 
 def vacuum_due(*, live: int, dead: int) -> bool:

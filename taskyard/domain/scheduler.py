@@ -34,6 +34,8 @@ from taskyard.domain.worker import REGISTRY_TTL_S_DEFAULT
 
 log = logging.getLogger("taskyard.scheduler")
 
+LEADER_TTL_S_MIN = 1.0
+"""The shortest leader lease an operator may set (the leader renews it several times per TTL)."""
 PRUNE_EVERY_S_DEFAULT = 10.0
 """A backlog of finished jobs is pruned a batch per pass; otherwise this often."""
 

@@ -76,9 +76,13 @@ from taskyard.domain.transitions import Report, ReportKind
 log = logging.getLogger("taskyard.worker")
 
 LEASE_TTL_S_DEFAULT = 10.0
+LEASE_TTL_S_MIN = 1.0
+"""The shortest lease an operator may set: a worker extends its leases every quarter of it."""
 REPORT_REFUSED = "report_refused"
 """The error type of an attempt whose own report the store refused (not an outage)."""
 POLL_INTERVAL_S_DEFAULT = 1.0
+POLL_INTERVAL_S_MIN = 0.05
+"""The shortest idle poll an operator may set: 20 store reads a second per idle worker."""
 REPORT_LINGER_S_DEFAULT = 0.002
 """The linger of a production worker's outcomes (`bootstrap`'s worker runtimes): the outcomes
 of the handlers that end within 2 ms share one store call and one commit, while the freed

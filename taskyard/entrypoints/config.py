@@ -36,7 +36,8 @@ import attrs
 from taskyard.domain import retention
 from taskyard.domain.catalog import UNKNOWN_TASK_DEFAULT, UnknownTask
 from taskyard.domain.contract import is_queue_name
-from taskyard.domain.worker import ASYNC_CONCURRENCY_DEFAULT
+from taskyard.domain.scheduler import LEADER_TTL_S_MIN
+from taskyard.domain.worker import ASYNC_CONCURRENCY_DEFAULT, LEASE_TTL_S_MIN, POLL_INTERVAL_S_MIN
 from taskyard.entrypoints.numbers import ascii_float, ascii_int
 
 CONFIG_FILE_NAME = "taskyard.toml"
@@ -124,8 +125,9 @@ def parse_bool(raw: object) -> bool:
     raise ValueError(f"{raw!r} is not a boolean (use 1 or 0, true or false)")
 
 
-def number_in(low: float, high: float, *, low_open: bool = False) -> Callable[[object], float]:
-    """A finite number in `[low, high]` (or `(low, high]`)."""
+def number_in(low: float, high: float, *, off: bool = False) -> Callable[[object], float]:
+    """A finite number in `[low, high]`; with `off`, 0 too (what turns the thing off), so
+    that an interval cannot be set so small that its loop spins."""
 
     def parse(raw: object) -> float:
         if isinstance(raw, bool):
@@ -137,10 +139,9 @@ def number_in(low: float, high: float, *, low_open: bool = False) -> Callable[[o
             if parsed is None:
                 raise ValueError(f"{raw!r} is not a number")
             value = parsed
-        below = value <= low if low_open else value < low
-        if not math.isfinite(value) or below or value > high:
-            bound = f"> {low:g}" if low_open else f">= {low:g}"
-            raise ValueError(f"{raw!r} is out of range (a number {bound} and <= {high:g})")
+        if not math.isfinite(value) or not (low <= value <= high or (off and value == 0)):
+            zero = "0 (off), or " if off else ""
+            raise ValueError(f"{raw!r} is out of range ({zero}a number >= {low:g} and <= {high:g})")
         return value
 
     return parse
@@ -436,7 +437,7 @@ _SETTINGS = [
     Setting(
         attr="lease_ttl_s",
         env="TASKYARD_LEASE_TTL_SECONDS",
-        parse=number_in(0, 86_400, low_open=True),
+        parse=number_in(LEASE_TTL_S_MIN, 86_400),
         flag="--lease-ttl",
         metavar="SECONDS",
         help="lease time to live (default 10; workers extend leases every quarter of it)",
@@ -444,7 +445,7 @@ _SETTINGS = [
     Setting(
         attr="poll_interval_s",
         env="TASKYARD_POLL_INTERVAL_SECONDS",
-        parse=number_in(0, 3_600, low_open=True),
+        parse=number_in(POLL_INTERVAL_S_MIN, 3_600),
         flag="--poll-interval",
         metavar="SECONDS",
         help="how often idle workers look at the store when no doorbell rings (default 1)",
@@ -553,7 +554,7 @@ _SETTINGS = [
     Setting(
         attr="leader_ttl_s",
         env="TASKYARD_LEADER_TTL_SECONDS",
-        parse=number_in(0, 3_600, low_open=True),
+        parse=number_in(LEADER_TTL_S_MIN, 3_600),
         flag="--leader-ttl",
         metavar="SECONDS",
         help="scheduler leader lease TTL: a standby takes over about this long after the "
@@ -578,7 +579,7 @@ _SETTINGS = [
     Setting(
         attr="vacuum_every_s",
         env="TASKYARD_VACUUM_SECONDS",
-        parse=number_in(0, 3_600),
+        parse=number_in(retention.VACUUM_EVERY_S_MIN, 3_600, off=True),
         flag="--vacuum-every",
         metavar="SECONDS",
         help="PostgreSQL: how often the leading scheduler looks at the jobs and attempts "

@@ -445,7 +445,8 @@ class Clients:
 
     def _dashboard(self, node: ClientNode, op: ClientOp, rng: random.Random) -> None:
         """The dashboard's reads: a job by its key and its dependents, what ended lately,
-        the dead jobs by task and error (whose counts must add up to the dead jobs)."""
+        the dead jobs by task and error (whose counts must add up to the dead jobs, and
+        each group as the world holds it: its count, and its newest job)."""
         store = node.store
         plan = self._workload.plans[op.plans[0]]
         if plan.key is not None and op.plans[0] in self.acked:
@@ -459,6 +460,20 @@ class Clients:
         dead = store.count_jobs(JobFilter(states=frozenset({S.DEAD})))
         if sum(group.count for group in groups) != dead:
             self._broken(node, f"dead jobs by group do not add up to the {dead} dead")
+        held = self._ledger.dead_by_group()
+        for group in groups:
+            jobs = held.get((group.task, group.error_type), [])
+            name = f"dead group {group.task}/{group.error_type}"
+            if group.count != len(jobs):
+                self._broken(node, f"{name} counts {group.count}, the world holds {len(jobs)}")
+            elif jobs and group.newest.id != jobs[0].id:
+                self._broken(
+                    node,
+                    f"{name}'s newest is {self._ledger.job_label(group.newest.id)}, not "
+                    f"{self._ledger.job_label(jobs[0].id)}",
+                )
+        if len(groups) != len(held):
+            self._broken(node, f"{len(groups)} dead group(s), the world holds {len(held)}")
         for group in groups[:2]:
             store.dead_ids(task=group.task, error_type=group.error_type, limit=3)
         self._loop.note(

@@ -6,14 +6,14 @@ domain's own log lines routed into the trace.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import datetime
 from uuid import UUID
 
 import attrs
 
 from taskyard.adapters.memory import MemoryState, Recorded
-from taskyard.domain.model import JobState, Outcome
+from taskyard.domain.model import Job, JobState, Outcome
 from taskyard.domain.transitions import Event
 from taskyard.simulation.clocks import at_s
 from taskyard.simulation.loop import EventLoop
@@ -51,6 +51,18 @@ class Ledger:
             # Refused by the store itself, the lease expired but not yet reaped.
             self._exercised["report_stale_unreaped"] += 1
         self._loop.note(who, f"{what.replace('_', ' ')}: {self.job_label(job_id)} #{attempt}")
+
+    def dead_by_group(self) -> dict[tuple[str, str | None], list[Job]]:
+        """The dead jobs the world holds, by task and error type, newest first by
+        `(created_at, id)`: the order the store promises (`Rows.error_ids`)."""
+        groups: dict[tuple[str, str | None], list[Job]] = defaultdict(list)
+        for job_id in self._state.by_state[JobState.DEAD]:
+            job = self._state.jobs[job_id]
+            error_type = job.last_error.type if job.last_error is not None else None
+            groups[job.task, error_type].append(job)
+        for jobs in groups.values():
+            jobs.sort(key=lambda job: (job.created_at, job.id), reverse=True)
+        return dict(groups)
 
     def commits(self) -> int:
         """How many changes the store has committed so far."""

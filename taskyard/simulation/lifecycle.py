@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
 from functools import partial
+from random import Random
+from uuid import UUID
 
 from taskyard.domain.builtins import BuiltinPolicy
 from taskyard.domain.catalog import UnknownTask
@@ -23,9 +24,7 @@ from taskyard.simulation.adapters import UnexpectedStoreError
 from taskyard.simulation.checker import Violation
 from taskyard.simulation.clocks import EPOCH
 from taskyard.simulation.executor import Executor, SimExecutor
-from taskyard.simulation.hooking import HOOKS_BALANCED
-from taskyard.simulation.hooking import SimHook as CheckingHook
-from taskyard.simulation.hooks import HOOK_ENDINGS, SimHook
+from taskyard.simulation.hooking import HOOKS_BALANCED, SimHook
 from taskyard.simulation.hostile import ALLOWED_HOSTS
 from taskyard.simulation.loop import EventLoop
 from taskyard.simulation.network import Network
@@ -62,9 +61,6 @@ class Lifecycle:
         self._exercised = exercised
         self.healed = False
         """Once the world healed, a stopped worker comes back at once."""
-        self.hook_violations: list[Violation] = []
-        self._hooks: dict[str, SimHook] = {}
-        """The hook of each worker's current incarnation."""
         self.declared: tuple[ScheduleSpec, ...] = ()
         """The schedules the code declares: a scheduler syncs them when it boots."""
 
@@ -74,7 +70,7 @@ class Lifecycle:
             spec = node.spec
             node.stopping = False
             node.wait = None
-            node.hook = self._checking_hook(node)
+            node.hook = self._hook(node, rng=self._streams.get(f"hooks/{node.name}"))
             node.worker = Worker(
                 store=node.store,
                 coordinator=node.coordinator,
@@ -91,7 +87,7 @@ class Lifecycle:
                     report_linger_s=self._scenario.report_linger_s,
                 ),
                 make_signal=partial(self._executor.make_signal, node),
-                hooks=Hooks([self._hook(node), node.hook]),
+                hooks=Hooks([node.hook]),
             )
         elif isinstance(node, SchedulerNode):
             lone = node.name in self._scenario.lone_schedulers
@@ -120,49 +116,26 @@ class Lifecycle:
                 builtins=BuiltinPolicy(http_allowed_hosts=ALLOWED_HOSTS, shell_enabled=True),
                 unknown_task=UnknownTask.REFUSE,
             )
-            node.hooks = Hooks([self._checking_hook(node)])
+            node.hooks = Hooks([self._hook(node)])
             return
         self._schedule_tick(node, self._loop.clock.t)
 
-    def _hook(self, node: WorkerNode) -> SimHook:
-        hook = SimHook(
-            label=node.label,
-            rng=self._streams.get(f"hooks/{node.name}"),
-            now=lambda: after(EPOCH, self._loop.clock.t),
-            violations=self.hook_violations,
-        )
-        self._hooks[node.name] = hook
-        return hook
-
-    def hook_balance(self, nodes: Sequence[Node]) -> list[Violation]:
-        """Once the world is quiet: every attempt a live worker's hooks heard start has
-        ended for them (a crashed incarnation's are gone with its memory)."""
-        violations: list[Violation] = []
-        for node in nodes:
-            hook = self._hooks.get(node.name)
-            if not isinstance(node, WorkerNode) or node.worker is None or hook is None:
-                continue
-            for job_id, attempt in hook.unended():
-                violations.append(
-                    Violation(
-                        invariant=HOOK_ENDINGS,
-                        message=f"{node.label}: attempt {attempt} started and never ended",
-                        job_id=job_id,
-                    )
-                )
-        return violations
-
-    def _checking_hook(self, node: Node) -> CheckingHook:
-        return CheckingHook(
-            who=node.label, fire=self._network.fire, broken=self.hook_broken, seen=self._exercised
+    def _hook(self, node: Node, *, rng: Random | None = None) -> SimHook:
+        return SimHook(
+            who=node.label,
+            fire=self._network.fire,
+            broken=self.hook_broken,
+            seen=self._exercised,
+            rng=rng,
         )
 
-    def hook_broken(self, who: str, message: str) -> None:
+    def hook_broken(self, who: str, message: str, job_id: UUID | None = None) -> None:
         self._loop.note(who, f"BROKEN: {message}")
         self._violations.append(
             Violation(
                 invariant=HOOKS_BALANCED,
                 message=f"{who}: {message}",
+                job_id=job_id,
                 at=after(EPOCH, self._loop.clock.t),
             )
         )

@@ -21,7 +21,6 @@ from taskyard.simulation.clients import CLIENT_ANSWERS
 from taskyard.simulation.clocks import at_s
 from taskyard.simulation.faults import FaultKind, FaultPlan
 from taskyard.simulation.hooking import HOOKS_BALANCED
-from taskyard.simulation.hooks import HOOK_ENDINGS
 from taskyard.simulation.profiles import Run, draw
 from taskyard.simulation.schedules import check_schedules
 from taskyard.simulation.world import StoreFactory, World, memory_store_view
@@ -127,10 +126,6 @@ def simulate(
             world.note(world.current, f"  {line}")
     history = world.history()
     report = check(history).with_extra("worker_slots", world.violations)
-    endings = list(world.lifecycle.hook_violations)
-    if world.quiet_at is not None:
-        endings.extend(world.lifecycle.hook_balance([world.nodes[n] for n in sorted(world.nodes)]))
-    report = report.with_extra(HOOK_ENDINGS, endings)
     report = report.with_extra(CLIENT_ANSWERS, world.clients.violations)
     report = report.with_extra(HOOKS_BALANCED, world.hook_violations)
     for name, found in check_schedules(

@@ -262,6 +262,7 @@ class World:
         self.heal()
         if self.quiet():
             self.quiet_at = self.clock.t
+            self._hooks_at_rest()
             return
         limit = self.clock.t + self.scenario.liveness_max_s
         if self.run_until(limit, stop=self.quiet):
@@ -329,7 +330,7 @@ class World:
             if node.hook is not None and node.up:
                 for job_id, attempt in node.hook.open_attempts():
                     self.lifecycle.hook_broken(
-                        node.label, f"{self.job_label(job_id)} #{attempt} never ended"
+                        node.label, f"{self.job_label(job_id)} #{attempt} never ended", job_id
                     )
 
     def busy_nodes(self) -> str:

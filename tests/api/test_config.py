@@ -161,6 +161,15 @@ def test_a_bad_value_names_where_it_was_written(
         ("TASKYARD_RETENTION_CANCELLED_SECONDS", "99999999999999999999999", "out of range"),
         ("TASKYARD_VACUUM_SECONDS", "nan", "not a number"),
         ("TASKYARD_VACUUM_SECONDS", "-1", "out of range"),
+        # an interval has a floor, so that its loop cannot spin (0 turns the vacuum off)
+        ("TASKYARD_VACUUM_SECONDS", "0.0001", "(0 (off), or a number >= 1 and <= 3600)"),
+        ("TASKYARD_VACUUM_SECONDS", "0.999", "out of range"),
+        ("TASKYARD_VACUUM_SECONDS", "-0.5", "out of range"),
+        ("TASKYARD_LEASE_TTL_SECONDS", "0.0001", "(a number >= 1 and <= 86400)"),
+        ("TASKYARD_POLL_INTERVAL_SECONDS", "0.0001", "(a number >= 0.05 and <= 3600)"),
+        ("TASKYARD_POLL_INTERVAL_SECONDS", "0", "out of range"),
+        ("TASKYARD_LEADER_TTL_SECONDS", "0.0001", "(a number >= 1 and <= 3600)"),
+        ("TASKYARD_LEADER_TTL_SECONDS", "0", "out of range"),
     ],
 )
 def test_every_setting_checks_its_value(name: str, value: str, problem: str) -> None:
@@ -168,6 +177,23 @@ def test_every_setting_checks_its_value(name: str, value: str, problem: str) -> 
     with pytest.raises(ConfigError) as caught:
         config.resolve(None, [attr], environ={name: value})
     assert caught.value.setting == name and problem in caught.value.problem
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("TASKYARD_VACUUM_SECONDS", "0", 0.0),
+        ("TASKYARD_VACUUM_SECONDS", "1", 1.0),
+        ("TASKYARD_VACUUM_SECONDS", "3600", 3600.0),
+        ("TASKYARD_LEASE_TTL_SECONDS", "1", 1.0),
+        ("TASKYARD_POLL_INTERVAL_SECONDS", "0.05", 0.05),
+        ("TASKYARD_LEADER_TTL_SECONDS", "1.5", 1.5),
+    ],
+)
+def test_an_interval_at_its_floor_or_off_is_taken(name: str, value: str, expected: float) -> None:
+    attr = next(s.attr for s in config.SETTINGS.values() if s.env == name)
+    settings = config.resolve(None, [attr], environ={name: value})
+    assert getattr(settings, attr) == expected
 
 
 def test_a_bad_file_is_named(tmp_path: Path) -> None:

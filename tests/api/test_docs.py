@@ -62,6 +62,29 @@ def test_docs_guarantees_names_real_tests_and_every_invariant() -> None:
         assert f"`{invariant.name}`" in text, invariant.name
 
 
+def test_every_doc_cites_only_files_and_tests_that_exist() -> None:
+    """A path of ours (`taskyard/...`, `tests/...`, `benchmarks/...`) or a test named in
+    any of docs/*.md, the README or DEVELOPERS.md is one the tree has."""
+    root = Path(__file__).parents[2]
+    defined = {
+        match
+        for path in (root / "tests").rglob("test_*.py")
+        for match in re.findall(r"^\s*def (test_\w+)", path.read_text(), flags=re.MULTILINE)
+    }
+    missing: list[str] = []
+    for doc in [*sorted((root / "docs").glob("*.md")), root / "README.md", root / "DEVELOPERS.md"]:
+        text = doc.read_text()
+        for path in re.findall(r"(?<![\w/.])((?:taskyard|tests|benchmarks)/[\w/.-]*\w)", text):
+            if "NNNN" not in path and not (root / path).exists():
+                missing.append(f"{doc.name}: {path}")
+        code = "\n".join(re.findall(r"```.*?```", text, flags=re.DOTALL))  # examples define tests
+        files = set(re.findall(r"(test_\w+)\.py", text))
+        for name in set(re.findall(r"\b(test_\w+)\b", text)) - files:
+            if name not in defined and f"def {name}" not in code:
+                missing.append(f"{doc.name}: {name}")
+    assert not missing, missing
+
+
 # --- docs/api.md's tables of fields and parameters, against the declaration ------------------
 
 

@@ -320,6 +320,18 @@ def test_an_unknown_dependency_is_a_422_naming_its_place(api: Api) -> None:
     doc = assert_problem(result, 422, "depends_on[1]")
     assert unknown in doc["errors"][0]["message"]
     assert [str(j.id) for j in api.stored()] == [known]
+    # the same problem as any field's: its type and title, the field named in its detail
+    other = assert_problem(api.post("/v1/jobs", {"task": "sleep", "priority": 500}), 422)
+    assert (doc["type"], doc["title"]) == (other["type"], other["title"])
+    assert doc["detail"] == f"depends_on[1]: no job {unknown}"
+
+
+def test_a_422_details_the_first_three_fields_and_counts_the_rest(api: Api) -> None:
+    body = {"task": 7, "priority": 1.5, "max_attempts": "x", "queue": "", "run_at": 1}
+    doc = assert_problem(api.post("/v1/jobs", body), 422)
+    assert len(doc["errors"]) == 5
+    shown = [f"{e['field']}: {e['message']}" for e in doc["errors"][:3]]
+    assert doc["detail"] == "; ".join(shown) + " (and 2 more)"
 
 
 # --- batches ------------------------------------------------------------------------------

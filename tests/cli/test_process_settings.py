@@ -77,7 +77,12 @@ BAD_SETTINGS = [
     (
         ["worker", "--db", "sqlite:///j.db", "--lease-ttl", "0"],
         {},
-        "taskyard: --lease-ttl: '0' is out of range (a number > 0 and <= 86400)",
+        "taskyard: --lease-ttl: '0' is out of range (a number >= 1 and <= 86400)",
+    ),
+    (
+        ["bench", "--store", "sqlite:///j.db", "--lease-ttl", "0.0001"],
+        {},
+        "taskyard: --lease-ttl: at least 1, at most 600",
     ),
     (
         ["scheduler", "--db", "sqlite:///j.db"],

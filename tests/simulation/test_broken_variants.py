@@ -18,16 +18,17 @@ import attrs
 import pytest
 
 from taskyard.adapters.memory import InMemoryJobStore, MemoryRows, MemoryState
-from taskyard.domain import transitions
+from taskyard.domain import hooks, transitions
 from taskyard.domain.context import CancelReason
 from taskyard.domain.errors import Refusal
-from taskyard.domain.model import Job, JobState, LeaseRef
+from taskyard.domain.model import DeadGroup, Job, JobState, LeaseRef
 from taskyard.domain.ports import Clock, JobFilter, JobStore
 from taskyard.domain.retention import Retention
 from taskyard.domain.schedules import Fired, Schedule
-from taskyard.domain.store import Rows
+from taskyard.domain.store import Rows, reads
 from taskyard.domain.transitions import Report
 from taskyard.domain.worker import Worker
+from taskyard.simulation.checker import Violation
 from taskyard.simulation.run import RunResult, simulate, summary
 from taskyard.simulation.world import StoreFactory, memory_store_view
 
@@ -113,6 +114,23 @@ def _loses_silently(self: Worker, held: Any, reason: CancelReason) -> None:
 
 
 _lose = Worker._lose
+
+
+def _oldest_as_newest(rows: Rows) -> list[DeadGroup]:
+    """The dashboard's dead groups, each with its oldest job where the newest belongs
+    (an `ORDER BY created_at` without its `DESC`)."""
+    groups = _dead_groups(rows)
+    oldest = {
+        (g.task, g.error_type): rows.error_ids(
+            state=JobState.DEAD, task=g.task, error_type=g.error_type, limit=10**6
+        )[-1]
+        for g in groups
+    }
+    jobs = {job.id: job for job in rows.jobs(list(oldest.values()))}
+    return [attrs.evolve(g, newest=jobs[oldest[g.task, g.error_type]]) for g in groups]
+
+
+_dead_groups = reads.dead_groups
 
 SCHEDULE_LAG_S = 3.0
 _VERSIONS: weakref.WeakKeyDictionary[MemoryState, dict[str, list[Schedule]]] = (
@@ -286,11 +304,49 @@ def test_a_failing_seed_shrinks_to_a_short_fault_plan() -> None:
     assert text[0].startswith(f"shrunk in {shrunk.runs} runs to ")
 
 
+def _caught_by(invariant: str, seeds: range, message: str, unnoticed: str) -> list[Violation]:
+    """The violations of `invariant` in the first of `seeds` that breaks it; each must
+    say `message`."""
+    caught = first_caught(seeds, {invariant})
+    assert caught is not None, unnoticed
+    found = [v for v in caught.report.violations if v.invariant == invariant]
+    assert found and all(message in v.message for v in found), _explain(caught)
+    return found
+
+
 def test_a_worker_that_does_not_end_a_lost_attempt_for_its_hooks_is_caught(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(Worker, "_lose", _loses_silently)
-    caught = first_caught(range(1, 21), {"hook_endings"})
-    assert caught is not None, "an attempt its hooks never heard end went unnoticed"
-    unended = [v for v in caught.report.violations if v.invariant == "hook_endings"]
-    assert all("never ended" in v.message for v in unended), _explain(caught)
+    unended = _caught_by(
+        "hooks_balanced",
+        range(1, 21),
+        "never ended",
+        "an attempt its hooks never heard end went unnoticed",
+    )
+    assert all(v.job_id is not None for v in unended)
+
+
+def test_hooks_told_of_a_failure_that_was_none_are_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`Hooks` as if it told `attempt_failed` of every ending, a success included."""
+    monkeypatch.setattr(hooks, "FAILURES", frozenset(hooks.Ending))
+    _caught_by(
+        "hooks_balanced",
+        range(1, 6),
+        "told as a failure",
+        "a success told to the hooks as a failure went unnoticed",
+    )
+
+
+def test_a_dead_group_whose_newest_job_is_not_its_newest_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(reads, "dead_groups", _oldest_as_newest)
+    _caught_by(
+        "client_answers",
+        range(1, 21),
+        "'s newest is",
+        "a dead group shown with its oldest job went unnoticed",
+    )

@@ -216,7 +216,6 @@ def test_the_history_of_a_simulated_world_feeds_every_invariant() -> None:
     assert set(result.report.checked) == {i.name for i in INVARIANTS} | {
         "worker_slots",
         "client_answers",
-        "hook_endings",
         "hooks_balanced",
         "quiescence",
         "schedule_fire_once",

@@ -91,3 +91,36 @@ def test_entries_are_read_as_host_and_optional_port() -> None:
     assert allowlist_entry("Example.COM") == ("example.com", None)
     for bad in ("::1:9000", "a:b", "[::1", "h:1:2", ""):
         assert allowlist_entry(bad) is None, bad
+
+
+STRINGS = st.text(max_size=5)
+NOT_STRING = st.one_of(st.none(), st.booleans(), st.integers(), st.lists(STRINGS, max_size=2))
+
+
+@pytest.mark.parametrize(
+    ("task", "field", "args"),
+    [
+        ("http", "headers", {"url": "https://example.com/"}),
+        ("shell", "env", {"argv": ["true"]}),
+    ],
+)
+@given(
+    good=st.dictionaries(STRINGS, STRINGS, max_size=3),
+    bad=st.one_of(
+        NOT_STRING,
+        STRINGS,
+        st.dictionaries(STRINGS, NOT_STRING, min_size=1, max_size=2),
+    ),
+)
+def test_headers_and_env_are_objects_of_strings(
+    task: str, field: str, args: dict[str, object], good: dict[str, str], bad: object
+) -> None:
+    """The http task's `headers` and the shell task's `env`: optional, and if given an
+    object whose keys and values are all strings, else one problem naming the field."""
+    policy = BuiltinPolicy(http_allowed_hosts=frozenset({"example.com"}), shell_enabled=True)
+    assert policy.check(task, args) == []
+    assert policy.check(task, {**args, field: good}) == []
+    problems = policy.check(task, {**args, field: bad})
+    assert [(p.field, p.message) for p in problems] == [
+        (f"args.{field}", "must be an object of strings")
+    ]

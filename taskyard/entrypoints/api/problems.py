@@ -153,37 +153,29 @@ def _problem_handler(
     render(resp, ex)
 
 
+def _invalid(errors: Sequence[FieldError]) -> Problem:
+    """The 422 for fields that are wrong: its detail names the first three."""
+    shown = "; ".join(f"{e.field or '(body)'}: {e.message}" for e in errors[:3])
+    more = len(errors) - 3
+    return Problem(
+        status=422,
+        kind="validation",
+        title="Validation failed",
+        detail=shown + (f" (and {more} more)" if more > 0 else ""),
+        errors=errors,
+    )
+
+
 def _validation(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
     assert isinstance(ex, ValidationError)
-    shown = "; ".join(f"{e.field or '(body)'}: {e.message}" for e in ex.errors[:3])
-    more = len(ex.errors) - 3
-    render(
-        resp,
-        Problem(
-            status=422,
-            kind="validation",
-            title="Validation failed",
-            detail=shown + (f" (and {more} more)" if more > 0 else ""),
-            errors=ex.errors,
-        ),
-    )
+    render(resp, _invalid(ex.errors))
 
 
 def _unknown_dependency(
     req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any
 ) -> None:
     assert isinstance(ex, UnknownDependency)
-    message = f"no job {ex.job_id}"
-    render(
-        resp,
-        Problem(
-            status=422,
-            kind="validation",
-            title="Validation failed",
-            detail=f"{ex.field}: {message}",
-            errors=[FieldError(ex.field, message)],
-        ),
-    )
+    render(resp, _invalid([FieldError(ex.field, f"no job {ex.job_id}")]))
 
 
 def _not_found(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:

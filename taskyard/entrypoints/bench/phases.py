@@ -38,7 +38,7 @@ from taskyard.domain.client import Client
 from taskyard.domain.model import JobState, Outcome
 from taskyard.domain.ports import JobStore
 from taskyard.domain.submission import Submission
-from taskyard.domain.worker import LEASE_TTL_S_DEFAULT
+from taskyard.domain.worker import LEASE_TTL_S_DEFAULT, LEASE_TTL_S_MIN
 from taskyard.entrypoints.bench.processes import (
     NOOP_TASK,
     PROBE_TASK,
@@ -90,7 +90,7 @@ class BenchOptions:
         assert 1 <= self.latency_jobs <= 100_000, self.latency_jobs
         assert 0 <= self.latency_gap_ms <= 10_000, self.latency_gap_ms
         assert 0 < self.kill_at_s < self.kill_job_s <= 600, (self.kill_at_s, self.kill_job_s)
-        assert 0 < self.kill_lease_ttl_s <= 600, self.kill_lease_ttl_s
+        assert LEASE_TTL_S_MIN <= self.kill_lease_ttl_s <= 600, self.kill_lease_ttl_s
         assert 1 <= self.api_connections <= 1_000, self.api_connections
         assert 0 < self.api_duration_s <= 600, self.api_duration_s
         assert self.phase_timeout_s > 0, self.phase_timeout_s

@@ -91,6 +91,7 @@ def _check(ok: bool, flag: str, problem: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from taskyard.domain.worker import LEASE_TTL_S_MIN
     from taskyard.entrypoints.bench import PHASES, BenchFailed, BenchOptions, run_bench
     from taskyard.entrypoints.config import ConfigError
 
@@ -110,7 +111,11 @@ def run(args: argparse.Namespace) -> int:
     _check(
         0 < args.kill_at < args.kill_job <= 600, "--kill-at", "0 < --kill-at < --kill-job <= 600"
     )
-    _check(0 < args.lease_ttl <= 600, "--lease-ttl", "more than 0, at most 600")
+    _check(
+        LEASE_TTL_S_MIN <= args.lease_ttl <= 600,
+        "--lease-ttl",
+        f"at least {LEASE_TTL_S_MIN:g}, at most 600",
+    )
     _check(1 <= args.repeat <= 20, "--repeat", "1 to 20")
     _check(0 < args.timeout <= 3_600, "--timeout", "more than 0, at most 3600")
     _check(1 <= args.api_connections <= 1_000, "--api-connections", "1 to 1,000")
