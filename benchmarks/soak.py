@@ -57,9 +57,14 @@ WHERE j.state = 'queued' AND j.run_at <= now()
   AND j.queue NOT IN (SELECT p.queue FROM taskyard.paused_queues AS p)
 ORDER BY j.priority DESC, j.run_at, j.id
 LIMIT 100
+FOR UPDATE SKIP LOCKED
 """
-"""The pick of `taskyard.claim` for a worker of every queue (migration 0003), without its
-row locks (the soak's workers are claiming meanwhile), under the function's settings."""
+"""The pick of `taskyard.claim` for a worker of every queue (migration 0003), row locks
+included, under the function's settings, in a transaction that is rolled back (rows the
+soak's workers hold are skipped, as the claim skips them). The locks matter to the plan:
+without `FOR UPDATE` the planner may read the claim index of queues (`jobs_claim_queue`)
+whole, index only, and sort it, a plan whose cost grows with the backlog and which the
+claim itself never takes (it must visit each row to lock it)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -117,7 +122,7 @@ def table_stats(conn: psycopg.Connection[Any]) -> dict[str, dict[str, int]]:
 
 def pick_plan(conn: psycopg.Connection[Any]) -> tuple[str, float, int]:
     """The pick's top scan node, execution time (ms) and shared buffers touched."""
-    with conn.transaction():
+    with conn.transaction(force_rollback=True):
         for setting in ("enable_bitmapscan", "enable_hashjoin", "enable_mergejoin"):
             conn.execute(f"SET LOCAL {setting} = off")
         row = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {PICK}").fetchone()
