@@ -11,7 +11,7 @@ Order is kept where it matters: what is added after a commit is sent after it.
 
 `close` sends what is pending (within a bound) before the connections go, and so does the
 interpreter's exit for a coordinator never closed. A forked child starts a thread of its
-own on its first bell.
+own on its first bell (`os.register_at_fork`), and leaves what was pending to its parent.
 """
 
 from __future__ import annotations
@@ -41,16 +41,22 @@ class Bells:
     ) -> None:
         self._send_ring = ring
         self._send_announce = announce
+        self._closed = False
+        self._fresh()
+        self.sent_rings = 0
+        self.failures = 0
+        _EVERY.add(self)
+
+    def _fresh(self) -> None:
+        """Nothing pending and no thread: at start, and in a forked child (whose copy of the
+        lock may have been held by its parent's thread at the fork, and whose parent sends
+        what was pending)."""
         self._lock = threading.Condition()
         self._queues: dict[str, None] = {}
         """Queues to ring, in the order first asked (a dict as an ordered set)."""
         self._finished: list[str] = []
         self._sending = False
-        self._closed = False
         self._thread: threading.Thread | None = None
-        self._pid = 0
-        self.sent_rings = 0
-        self.failures = 0
 
     def ring(self, queues: Sequence[str]) -> None:
         with self._lock:
@@ -66,22 +72,17 @@ class Bells:
     def _wake(self) -> None:
         if self._closed:
             return
-        if self._thread is None or self._pid != os.getpid():
-            self._pid = os.getpid()
-            self._sending = False  # a forked child: its parent's thread is not here
+        if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="taskyard-bells", daemon=True)
             self._thread.start()
             atexit.register(_flush_at_exit, weakref.ref(self))
         self._lock.notify_all()
 
     def _serve(self) -> None:
-        me = os.getpid()
         while True:
             with self._lock:
                 while not (self._queues or self._finished) and not self._closed:
                     self._lock.wait()
-                if self._pid != me:
-                    return
                 if not (self._queues or self._finished):
                     return  # closed, nothing left
                 queues, self._queues = list(self._queues), {}
@@ -118,7 +119,7 @@ class Bells:
         deadline = time.monotonic() + timeout_s
         with self._lock:
             while self._queues or self._finished or self._sending:
-                if self._thread is None or self._pid != os.getpid():
+                if self._thread is None:
                     return False
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -132,6 +133,17 @@ class Bells:
         with self._lock:
             self._closed = True
             self._lock.notify_all()
+
+
+_EVERY: weakref.WeakSet[Bells] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for bells in list(_EVERY):
+        bells._fresh()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _flush_at_exit(ref: weakref.ref[Bells]) -> None:

@@ -283,3 +283,30 @@ def test_a_ring_to_a_redis_that_is_gone_is_lost_without_troubling_the_caller() -
     with pytest.raises(CoordinatorUnavailable):
         nowhere.wait(["mail"], timeout_s=0)  # everything else still says so
     nowhere.close()
+
+
+def test_a_forked_child_rings_through_a_thread_of_its_own(
+    redis_url: str, redis_prefix: str
+) -> None:
+    ringer = _background(redis_url, redis_prefix)
+    try:
+        ringer.ring(["parent"])  # the parent's thread runs from here
+        assert ringer.flush_bells(WAIT_S)
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child reports through its exit code
+            try:
+                ringer.ring(["child"])
+                os._exit(0 if ringer.flush_bells(WAIT_S) else 1)
+            except BaseException:
+                os._exit(2)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the child's ring went out"
+        peek = redis.Redis.from_url(redis_url)
+        try:
+            assert peek.exists(f"{redis_prefix}bell:child") == 1
+        finally:
+            peek.close()
+        ringer.ring(["after"])
+        assert ringer.flush_bells(WAIT_S), "the parent's thread still serves it"
+    finally:
+        ringer.close()
