@@ -314,6 +314,10 @@ class MemoryRows:
         leases = (j.lease.expires_at for j in self._in([state]) if j.lease is not None)
         return min((moment for moment in leases if moment > after), default=None)
 
+    def earliest_fire_at(self, *, after: datetime) -> datetime | None:
+        fires = (s.next_fire_at for s in self._s.schedules.values() if not s.paused)
+        return min((moment for moment in fires if moment > after), default=None)
+
     def job_counts(self) -> list[JobCount]:
         groups: dict[tuple[str, str, JobState, str | None], int] = defaultdict(int)
         for job in self._s.jobs.values():

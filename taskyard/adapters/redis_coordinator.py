@@ -53,6 +53,7 @@ from redis.backoff import ConstantBackoff
 from redis.connection import ConnectionPool, UnixDomainSocketConnection, parse_url
 from redis.retry import Retry
 
+from taskyard.adapters.bells import Bells
 from taskyard.domain.errors import CoordinatorUnavailable
 from taskyard.domain.ports import (
     SCHEDULER_BELL,
@@ -93,6 +94,10 @@ class RedisSettings:
     waiter_slack_s: float = 5.0
     """How long past its own timeout a waiter's registration is trusted."""
     max_connections: int | None = None
+    bells_in_background: bool = False
+    """Send rings and finished announcements from a thread of their own (`bells.Bells`),
+    so that the caller does not wait on Redis for them; `bootstrap` turns it on for every
+    process (an app's enqueue, a worker's reports, the scheduler's promotions)."""
 
     def __attrs_post_init__(self) -> None:
         assert self.key_prefix, "a key prefix is required"
@@ -319,10 +324,18 @@ class RedisCoordinator:
         self._held: dict[str, _Held] = {}
         self._term_seen = 0
         self._closed = False
+        self._bells = (
+            Bells(ring=self._ring_now, announce=self._announce_now)
+            if s.bells_in_background
+            else None
+        )
 
     def close(self) -> None:
         """Drop the connections. A call still under way on another thread (a doorbell wait)
-        fails with `CoordinatorUnavailable`."""
+        fails with `CoordinatorUnavailable`. Bells still pending are sent first (within
+        `bells.CLOSE_WAIT_S`)."""
+        if self._bells is not None:
+            self._bells.close()
         self._closed = True
         self._client.close()
         self._blocking.close()
@@ -471,6 +484,17 @@ class RedisCoordinator:
         if not queues:
             return
         assert ANY_QUEUE not in queues, "`*` is not a queue name"
+        if self._bells is not None:
+            self._bells.ring(queues)
+        else:
+            self._ring_now(queues)
+
+    def flush_bells(self, timeout_s: float = 1.0) -> bool:
+        """Wait until the rings and announcements asked so far are sent (at once without
+        `bells_in_background`): True when they are."""
+        return self._bells is None or self._bells.flush(timeout_s)
+
+    def _ring_now(self, queues: Sequence[str]) -> None:
         # A waiter on every queue hears every queue's ring, and not the scheduler's bell.
         channels = [*queues, ANY_QUEUE] if set(queues) - {SCHEDULER_BELL} else list(queues)
         with self._talking("ring"):
@@ -509,6 +533,12 @@ class RedisCoordinator:
         if not job_ids:
             return
         ids = [str(job_id) for job_id in job_ids]
+        if self._bells is not None:
+            self._bells.announce(ids)
+        else:
+            self._announce_now(ids)
+
+    def _announce_now(self, ids: Sequence[str]) -> None:
         with self._talking("announce finished"):
             pipe = self._client.pipeline(transaction=False)
             for start in range(0, len(ids), FINISHED_IDS_PER_ENTRY):

@@ -412,6 +412,13 @@ class SqliteRows:
         )
         return None if found is None else _time(found)
 
+    def earliest_fire_at(self, *, after: datetime) -> datetime | None:
+        found = self._one(
+            "SELECT min(next_fire_at) FROM schedules WHERE NOT paused AND next_fire_at > ?",
+            _us(after),
+        )
+        return None if found is None else _time(found)
+
     def job_counts(self) -> list[JobCount]:
         rows = self._conn.execute(
             "SELECT queue, task, state, error_type, n FROM job_counts WHERE n <> 0"

@@ -31,6 +31,7 @@ from taskyard.domain.submission import (
     new_jobs,
     parse_batch,
     parse_submission,
+    with_args,
 )
 
 log = logging.getLogger("taskyard.client")
@@ -99,6 +100,16 @@ class Client:
             check_args=self._checker(local),
             idempotency_key_header=idempotency_key_header,
         )
+
+    def plain(self, task: str, *, local: Lookup = _nothing) -> Submission:
+        """A submission of `task` that sets nothing: its defaults, and no args, which are
+        left unchecked (`with_args` gives it its args, checked). Raises `ValidationError`."""
+        return parse_submission(self._filled({"task": task}, local))
+
+    def with_args(self, base: Submission, args: object, *, local: Lookup = _nothing) -> Submission:
+        """`base` (a `plain` submission) with `args`, checked as `parse` checks them: what
+        `parse` gives for a submission of `base`'s task that sets only these args."""
+        return with_args(base, args, check_args=self._checker(local))
 
     def parse_batch(self, data: object, *, local: Lookup = _nothing) -> list[Submission]:
         return parse_batch(

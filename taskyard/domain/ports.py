@@ -219,8 +219,9 @@ class JobStore(Protocol):
 
     def next_wakeup(self) -> datetime | None:
         """The earliest moment after the store's now at which time alone changes what the
-        scheduler can do: a waiting job's run_at, or the first moment a running job's lease
-        can be reaped (`transitions.REAPABLE_AFTER` past its expiry). Moments
+        scheduler can do: a waiting job's run_at, the first moment a running job's lease
+        can be reaped (`transitions.REAPABLE_AFTER` past its expiry), or the next fire of a
+        schedule not paused. Moments
         already passed are not counted (a job due now but waiting on a dependency waits on
         that job, not on the clock). None when no such moment exists."""
         ...

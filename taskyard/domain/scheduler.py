@@ -3,7 +3,8 @@ expired leases, resolve dependencies, prune finished jobs past their retention. 
 once, driven from outside like `Worker`.
 
 A pass ends by asking the store when time alone next changes what a pass could do
-(`JobStore.next_wakeup`: a waiting job's `run_at`, a lease's expiry) and how far that is
+(`JobStore.next_wakeup`: a waiting job's `run_at`, a lease's expiry, a schedule's next
+fire) and how far that is
 from the store's own now; the scheduler sleeps that long by its own clock, or less than
 `tick_interval_s` when that comes first. The store's clock stays the authority: a node
 clock that runs fast wakes the scheduler early, and that pass promotes nothing the store
@@ -218,11 +219,20 @@ class Scheduler:
                 self.coordinator_health.down(exc)
 
     def _pass(self) -> Pass:
+        """Promote first, and ring the promoted jobs' queues at once: a due job waits on the
+        promotion's commit and that ring, not on the rest of the pass (dependencies,
+        schedules, the reaper, retention, the next due time)."""
         limit = self.config.batch_max
+        coordinator = self.coordinator
         try:
+            promoted = self.store.promote_due(limit=limit)
+            if promoted.by_queue and coordinator is not None:
+                rung = sorted(promoted.by_queue)
+                call_optional(
+                    self.coordinator_health, self.clock.now(), lambda: coordinator.ring(rung)
+                )
             cancelled = self.store.resolve_dependencies(limit=limit)
             fired = self.store.fire_schedules(limit=limit)
-            promoted = self.store.promote_due(limit=limit)
             reaped = self.store.reap_expired(limit=limit)
             pruned = self._prune()
             full = (
@@ -237,10 +247,10 @@ class Scheduler:
             self.store_health.down(exc)
             return Pass()
         self.store_health.up()
-        queues = set(promoted.by_queue) | set(fired.queues)
+        queues = set(fired.queues)
         queues.update(job.queue for job in reaped if not job.state.is_terminal)
         finished = [job.id for job in [*cancelled, *reaped] if job.state.is_terminal]
-        coordinator, now = self.coordinator, self.clock.now()
+        now = self.clock.now()
         if queues and coordinator is not None:
             call_optional(self.coordinator_health, now, lambda: coordinator.ring(sorted(queues)))
         if finished and coordinator is not None:

@@ -179,6 +179,23 @@ def parse_submission(
     )
 
 
+_ARGS = contract.SUBMISSION["args"].kind.compile()
+
+
+def with_args(base: Submission, args: object, *, check_args: ArgsChecker) -> Submission:
+    """`base` (a validated submission) with `args` instead of its own, checked as
+    `parse_submission` checks a submission's args (the contract's `args` field, then the
+    task's): what a submission of `base`'s fields and these args would parse to. Lets a
+    caller that sends many jobs of one task with nothing but their args validate the rest
+    once (`App.submission`). Raises `ValidationError` naming every bad field."""
+    errors: list[FieldError] = []
+    value = _ARGS(args, "", "args", errors)
+    errors.extend(check_args(base.task, value if value is not INVALID else {}))
+    if errors:
+        raise ValidationError(errors)
+    return attrs.evolve(base, args=dict(value))
+
+
 _CORRELATION_ID = contract.CORRELATION_ID.compile()
 
 

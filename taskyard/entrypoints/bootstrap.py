@@ -113,7 +113,10 @@ def _coordinator(settings: Settings, clock: Clock) -> Coordinator | None:
     from taskyard.adapters.redis_coordinator import RedisCoordinator, RedisSettings
 
     try:
-        return RedisCoordinator(url, settings=RedisSettings(key_prefix=settings.redis_key_prefix))
+        return RedisCoordinator(
+            url,
+            settings=RedisSettings(key_prefix=settings.redis_key_prefix, bells_in_background=True),
+        )
     except ValueError as exc:
         raise ConfigError(source, str(exc)) from None
 

@@ -251,6 +251,9 @@ class App:
         """Systems `use` replaced: what they built is closed by `close`."""
         self._warned: set[str] = set()
         """Tasks this app has warned of enqueuing while nobody published them."""
+        self._plain: dict[str, tuple[TaskSpec, Submission]] = {}
+        self._infos: dict[str, tuple[TaskSpec, TaskInfo]] = {}
+        """Made once per registered task (`_plain_submission`, `_task_info`)."""
         self._unrung: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
         """Queues that got due jobs in a caller's transaction not yet committed, by its
         connection: their doorbells ring when it commits (`committed`)."""
@@ -468,6 +471,10 @@ class App:
     ) -> Submission:
         """Validate one submission, filling the task's defaults; raises `ValidationError`."""
         name = task.name if isinstance(task, Task) else task
+        if not options and isinstance(name, str):
+            base = self._plain_submission(name)
+            if base is not None:
+                return self.client.with_args(base, dict(args or {}), local=self._task_info)
         data: dict[str, Any] = {"task": name, "args": dict(args or {})}
         explicit: dict[str, Any] = dict(options)
         depends_on = explicit.pop("depends_on", ())
@@ -485,10 +492,31 @@ class App:
             )
         return submission
 
-    def _task_info(self, name: str) -> TaskInfo | None:
-        """A task's defaults and parameters, when registered here (before the catalog's)."""
+    def _plain_submission(self, name: str) -> Submission | None:
+        """A submission of a task registered here (not built in) with its defaults and no
+        args, validated once per registration: a submission that sets nothing but args is
+        this one with its args checked (`Client.with_args`), not a whole parse per job.
+        None for any other task (its defaults come from the catalog, which may change)."""
         spec = self.tasks.get(name)
-        return spec.info() if spec is not None else None
+        if spec is None or name in BUILTIN_TASKS:
+            return None
+        cached = self._plain.get(name)
+        if cached is None or cached[0] is not spec:
+            cached = (spec, self.client.plain(name, local=self._task_info))
+            self._plain[name] = cached
+        return cached[1]
+
+    def _task_info(self, name: str) -> TaskInfo | None:
+        """A task's defaults and parameters, when registered here (before the catalog's);
+        made once per registration."""
+        spec = self.tasks.get(name)
+        if spec is None:
+            return None
+        cached = self._infos.get(name)
+        if cached is None or cached[0] is not spec:
+            cached = (spec, spec.info())
+            self._infos[name] = cached
+        return cached[1]
 
     def enqueue(
         self,

@@ -15,6 +15,7 @@ from taskyard.domain.ports import JobFilter, JobQuery, JobStore
 from taskyard.domain.retry import Jitter, RetryPolicy
 from taskyard.domain.schedules import Cron, Every, ScheduleSpec
 from taskyard.domain.submission import Submission
+from tests import factories
 from tests.contract.conftest import Harness
 
 
@@ -151,3 +152,25 @@ def test_sync_creates_replaces_and_leaves_the_undeclared_alone(store: JobStore) 
     assert declared.spec == changed and declared.paused, "the code wins the spec, not the pause"
     assert [s.name for s in store.schedules()] == ["brand.new", "declared", "from.api"]
     assert store.sync_schedules([changed]) == [], "nothing changed, nothing written"
+
+
+def test_next_wakeup_names_the_next_fire_of_a_schedule_not_paused(
+    store_harness: Harness[JobStore],
+) -> None:
+    store = store_harness.adapter
+    assert store.next_wakeup() is None
+    store.create_schedule(_spec("paused.one", timing=Every(seconds=5)), paused=True)
+    assert store.next_wakeup() is None, "a paused schedule fires at no time"
+    tick = store.create_schedule(_spec("every.two", timing=Every(seconds=2)))
+    assert store.next_wakeup() == tick.next_fire_at
+    delayed = factories.enqueue(store, delay_s=60.0)
+    assert store.next_wakeup() == tick.next_fire_at, "the sooner of the fire and the job"
+    store.pause_schedule("every.two", paused=True)
+    assert store.next_wakeup() == delayed.run_at
+    resumed = store.pause_schedule("every.two", paused=False)
+    assert store.next_wakeup() == resumed.next_fire_at
+    store_harness.pass_time(2.05)
+    store.fire_schedules(limit=10)
+    moved = store.schedule("every.two")
+    assert moved.next_fire_at > resumed.next_fire_at
+    assert store.next_wakeup() == moved.next_fire_at, "the fire after the one just made"

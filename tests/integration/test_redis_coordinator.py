@@ -177,6 +177,7 @@ def test_the_composition_root_builds_redis_from_a_url_with_a_key_prefix(
 ) -> None:
     coordinator = _coordinator(f"{redis_url}?socket_timeout=2", f"{redis_prefix}app:")
     coordinator.ring(["mail"])
+    assert coordinator.flush_bells(WAIT_S), "the composition root's rings go from a thread"
     peek = redis.Redis.from_url(redis_url)
     try:
         assert peek.exists(f"{redis_prefix}app:bell:mail") == 1
@@ -203,3 +204,109 @@ def test_a_unix_socket_url_reaches_redis_through_the_composition_root() -> None:
                 coordinator.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- bells sent from a thread of their own (`bells_in_background`, bootstrap's choice) ---
+
+
+def _background(redis_url: str, prefix: str, **options: float) -> RedisCoordinator:
+    return RedisCoordinator(
+        redis_url,
+        settings=RedisSettings(key_prefix=prefix, bells_in_background=True, **options),
+    )
+
+
+def test_rings_from_the_bells_thread_wake_a_waiter_and_merge(
+    make: Make, redis_url: str, redis_prefix: str
+) -> None:
+    ringer = _background(redis_url, redis_prefix)
+    waiter = make()
+    try:
+        callers = [
+            threading.Thread(target=lambda q=q: [ringer.ring([q]) for _ in range(50)])
+            for q in ("mail", "reports", "mail")
+        ]
+        for thread in callers:
+            thread.start()
+        for thread in callers:
+            thread.join(WAIT_S)
+        assert ringer.flush_bells(WAIT_S), "every ring asked for was sent"
+        bells = ringer._bells
+        assert bells is not None and bells.failures == 0
+        assert 1 <= bells.sent_rings <= 150, "rings that gathered meanwhile went as one"
+        # Each queue's ring was kept for its next waiter, the any-queue one too.
+        assert waiter.wait(["mail"], timeout_s=0) is True
+        assert waiter.wait(["reports"], timeout_s=0) is True
+        assert waiter.wait(None, timeout_s=0) is True
+        assert waiter.wait(["other"], timeout_s=0) is False
+    finally:
+        ringer.close()
+
+
+def test_an_announcement_from_the_bells_thread_is_heard_by_a_waiter(
+    make: Make, redis_url: str, redis_prefix: str
+) -> None:
+    from uuid import uuid4
+
+    announcer = _background(redis_url, redis_prefix)
+    listener = make()
+    job = uuid4()
+    try:
+        mark = listener.finished_mark()
+        announcer.announce_finished([uuid4(), job])
+        heard = listener.wait_finished([job], after=mark, timeout_s=WAIT_S)
+        assert job in heard.finished
+    finally:
+        announcer.close()
+
+
+def test_close_sends_the_bells_still_pending(redis_url: str, redis_prefix: str) -> None:
+    ringer = _background(redis_url, redis_prefix)
+    ringer.ring(["closing"])
+    ringer.close()
+    peek = redis.Redis.from_url(redis_url)
+    try:
+        assert peek.exists(f"{redis_prefix}bell:closing") == 1
+    finally:
+        peek.close()
+
+
+def test_a_ring_to_a_redis_that_is_gone_is_lost_without_troubling_the_caller() -> None:
+    nowhere = _background(
+        f"redis://127.0.0.1:{free_port()}/0", "gone:", connect_timeout_s=0.5, socket_timeout_s=0.5
+    )
+    nowhere.ring(["mail"])  # returns: the caller never waits on Redis for a ring
+    nowhere.announce_finished([])
+    assert nowhere.flush_bells(WAIT_S)
+    bells = nowhere._bells
+    assert bells is not None and bells.failures == 1 and bells.sent_rings == 0
+    with pytest.raises(CoordinatorUnavailable):
+        nowhere.wait(["mail"], timeout_s=0)  # everything else still says so
+    nowhere.close()
+
+
+def test_a_forked_child_rings_through_a_thread_of_its_own(
+    redis_url: str, redis_prefix: str
+) -> None:
+    ringer = _background(redis_url, redis_prefix)
+    try:
+        ringer.ring(["parent"])  # the parent's thread runs from here
+        assert ringer.flush_bells(WAIT_S)
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child reports through its exit code
+            try:
+                ringer.ring(["child"])
+                os._exit(0 if ringer.flush_bells(WAIT_S) else 1)
+            except BaseException:
+                os._exit(2)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the child's ring went out"
+        peek = redis.Redis.from_url(redis_url)
+        try:
+            assert peek.exists(f"{redis_prefix}bell:child") == 1
+        finally:
+            peek.close()
+        ringer.ring(["after"])
+        assert ringer.flush_bells(WAIT_S), "the parent's thread still serves it"
+    finally:
+        ringer.close()

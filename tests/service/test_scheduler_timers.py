@@ -131,3 +131,103 @@ def test_a_worker_whose_report_makes_a_retry_rings_the_schedulers_bell() -> None
         runner.run_until_idle()
         assert runner.get(job).state == "retrying"
         assert bell.wait([SCHEDULER_BELL], timeout_s=0) is True
+
+
+class _Recording:
+    """A store and a coordinator that write down the order of the calls a pass makes."""
+
+    def __init__(self, store: InMemoryJobStore, coordinator: InMemoryCoordinator) -> None:
+        self.calls: list[str] = []
+        self._store = store
+        self._ring = coordinator.ring
+
+    def store_call(self, name: str) -> object:
+        inner = getattr(self._store, name)
+
+        def call(*args: object, **kwargs: object) -> object:
+            self.calls.append(name)
+            return inner(*args, **kwargs)
+
+        return call
+
+    def ring(self, queues: list[str]) -> None:
+        self.calls.append(f"ring {','.join(queues)}")
+        self._ring(queues)
+
+
+def test_a_pass_promotes_first_and_rings_the_promoted_queues_before_anything_else() -> None:
+    clock = ManualClock()
+    store = InMemoryJobStore(clock)
+    coordinator = InMemoryCoordinator(clock)
+    recording = _Recording(store, coordinator)
+    for name in (
+        "promote_due",
+        "resolve_dependencies",
+        "fire_schedules",
+        "reap_expired",
+        "prune",
+        "next_wakeup",
+    ):
+        setattr(store, name, recording.store_call(name))
+    coordinator.ring = recording.ring  # type: ignore[method-assign]
+    scheduler = Scheduler(
+        store=store,
+        coordinator=coordinator,
+        clock=clock,
+        config=SchedulerConfig(scheduler_id="s1", tick_interval_s=INTERVAL_S),
+    )
+    scheduler.tick()  # the first pass: nothing due
+    delayed = enqueue(store, delay_s=0.2, queue="mail")
+    clock.advance(0.2)
+    recording.calls.clear()
+    scheduler.wake()
+    scheduler.tick()
+    assert store.get(delayed.id).state is JobState.QUEUED
+    assert recording.calls[:2] == ["promote_due", "ring mail"], recording.calls
+    assert {"resolve_dependencies", "fire_schedules", "reap_expired"} <= set(recording.calls[2:])
+
+
+def test_a_schedule_wakes_the_scheduler_at_its_next_fire() -> None:
+    from taskyard.domain.schedules import Every, ScheduleSpec
+
+    clock = ManualClock()
+    store = InMemoryJobStore(clock)
+    scheduler = Scheduler(
+        store=store,
+        coordinator=None,
+        clock=clock,
+        config=SchedulerConfig(scheduler_id="s1", tick_interval_s=1.0),
+    )
+    made = store.create_schedule(
+        ScheduleSpec(name="often", timing=Every(seconds=0.3), job=Submission(task="t"))
+    )
+    first = made.next_fire_at
+    wait = scheduler.tick()
+    assert wait.until == first, "the fire, not the pass interval"
+    clock.set(first)
+    wait = scheduler.tick()
+    assert scheduler.last_pass is not None and scheduler.last_pass.fired.counts.enqueued == 1
+    assert wait.until == store.schedule("often").next_fire_at
+
+
+def test_a_drain_with_a_schedule_declared_ends_when_no_job_waits() -> None:
+    periodic = taskyard.App("memory://")
+    runs: list[int] = []
+
+    @periodic.periodic(every=5)
+    @periodic.task(name="beat")
+    def beat() -> None:
+        runs.append(1)
+
+    @periodic.task(name="later")
+    def later() -> None:
+        runs.append(2)
+
+    with TestRunner(periodic) as runner:
+        runner.run_until_idle()  # the worker syncs the schedule
+        later.enqueue()
+        periodic.enqueue("later", delay_seconds=12)
+        runner.drain()
+        assert runs.count(2) == 2, "the delayed job ran"
+        assert runs.count(1) >= 1, "the schedule fired as the clock crossed its fires"
+        assert runner.store.next_wakeup() is not None, "the schedule fires on"

@@ -546,6 +546,14 @@ class PostgresRows:
         )
         return None if found is None else utc(found)
 
+    def earliest_fire_at(self, *, after: datetime) -> datetime | None:
+        found = self._one(
+            "SELECT min(next_fire_at) FROM taskyard.schedules"
+            " WHERE NOT paused AND next_fire_at > %s",  # the index schedules_due
+            (after,),
+        )
+        return None if found is None else utc(found)
+
     def job_counts(self) -> list[JobCount]:
         rows = self._all(
             """SELECT queue, task, state, error_type, sum(n) FROM taskyard.job_counts

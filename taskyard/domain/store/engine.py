@@ -109,6 +109,11 @@ class StoreEngine:
     def next_wakeup(self) -> datetime | None:
         return self._rows.reading(reads.next_wakeup)
 
+    def next_job_wakeup(self) -> datetime | None:
+        """`next_wakeup` without the schedules' fires: when time alone next changes a job
+        (`TestRunner.drain`, which runs until no job waits)."""
+        return self._rows.reading(lambda rows: reads.next_wakeup(rows, schedules=False))
+
     def prune(self, retention: Retention, *, limit: int) -> int:
         return len(self._rows.writing(lambda rows: plans.prune(rows, retention, limit=limit)))
 

@@ -64,11 +64,14 @@ def attempts(rows: Rows, job_id: UUID) -> list[Attempt]:
     return found
 
 
-def next_wakeup(rows: Rows) -> datetime | None:
+def next_wakeup(rows: Rows, *, schedules: bool = True) -> datetime | None:
     """The earliest moment ahead at which time alone changes what the scheduler can do: a
-    waiting job's `run_at`, or the first moment a lease can be reaped."""
+    waiting job's `run_at`, the first moment a lease can be reaped, or (with `schedules`)
+    the next fire of a schedule not paused."""
     now = rows.now()
     moments = [rows.earliest_run_at(states=WAITING_STATES, after=now)]
+    if schedules:
+        moments.append(rows.earliest_fire_at(after=now))
     expiry = rows.earliest_expiry(state=LEASED, after=now - t.REAPABLE_AFTER)
     if expiry is not None:
         moments.append(expiry + t.REAPABLE_AFTER)

@@ -227,6 +227,10 @@ class Rows(Protocol):
         """The earliest lease expiry later than `after` among jobs in `state`."""
         ...
 
+    def earliest_fire_at(self, *, after: datetime) -> datetime | None:
+        """The earliest next fire later than `after` among schedules not paused."""
+        ...
+
     def job_counts(self) -> list[JobCount]:
         """Jobs grouped by `(queue, task, state, error type)`, empty groups left out. A SQL
         store keeps these as counters (triggers), so this costs the number of groups, not
