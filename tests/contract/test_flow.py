@@ -373,3 +373,18 @@ def test_waiting_reason_names_each_reason(store_harness: Harness[JobStore]) -> N
     assert store.waiting_reason(running.id) is None
     finish(store, [running])
     assert store.waiting_reason(running.id) is None
+
+
+def test_a_claim_fills_up_to_the_limits_when_a_key_has_only_part_of_its_room(
+    store: JobStore,
+) -> None:
+    store.set_queue_limits("q", QueueLimits(key_concurrency_limit=2, concurrency_limit=5))
+    f.enqueue(store, queue="q", concurrency_key="a", priority=9)
+    [first] = claim(store, 1)
+    assert first.concurrency_key == "a"
+    f.enqueue_many(store, 4, queue="q", concurrency_key="a")
+    f.enqueue_many(store, 4, queue="q", concurrency_key="b")
+    f.enqueue_many(store, 1, queue="q")
+    taken = claim(store, 4)
+    assert Counter(job.concurrency_key for job in taken) == {"a": 1, "b": 2, None: 1}
+    assert claim(store) == []
