@@ -678,11 +678,11 @@ def test_the_states_the_statements_select_by_are_the_domains(conn: psycopg.Conne
     report = definition(
         "taskyard.report_succeeded(uuid[], integer[], text[], text[], text, text, text)"
     )
-    claim_flow = definition(
-        "taskyard.claim_flow(text, integer, float8, text[], text[], text, text)"
+    governed = definition(
+        "taskyard.claim_governed(text[], text, integer, float8, text[], text[], text, text)"
     )
     # The governed claim selects queued jobs to claim and running ones to count.
-    assert named(claim_flow) == {plans.CLAIMABLE.value, plans.LEASED.value}
+    assert named(governed) == {plans.CLAIMABLE.value, plans.LEASED.value}
     assert (named(claim), named(heartbeat), named(report)) == (
         {plans.CLAIMABLE.value},
         {plans.LEASED.value},

@@ -68,17 +68,9 @@ CREATE FUNCTION taskyard.claim_flow(
     p_leased text, p_open text
 ) RETURNS SETOF taskyard.jobs
 LANGUAGE plpgsql
--- Planned once per session: the statements are long to plan and their plans do not
--- depend on the arguments (states are literals, the indexes fit any queue).
-SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_governed text[];
-    v_picked uuid[];
-    v_locked uuid[];
-    v_now timestamptz;
-    v_bounded boolean;
-    v_enough boolean;
 BEGIN
     v_governed := ARRAY(
         SELECT s.queue FROM taskyard.queue_settings AS s
@@ -88,8 +80,32 @@ BEGIN
     IF cardinality(v_governed) = 0 THEN
         RETURN QUERY SELECT * FROM taskyard.claim(
             p_worker, p_limit, p_ttl_s, p_queues, p_tasks, p_leased, p_open);
-        RETURN;
+    ELSE
+        RETURN QUERY SELECT * FROM taskyard.claim_governed(
+            v_governed, p_worker, p_limit, p_ttl_s, p_queues, p_tasks, p_leased, p_open);
     END IF;
+END
+$$;
+
+-- The governed claim (steps 2 to 6 above), for claim_flow once it holds the settings rows
+-- of `p_governed`.
+CREATE FUNCTION taskyard.claim_governed(
+    p_governed text[], p_worker text, p_limit integer, p_ttl_s double precision,
+    p_queues text[], p_tasks text[], p_leased text, p_open text
+) RETURNS SETOF taskyard.jobs
+LANGUAGE plpgsql
+-- Planned once per session: the statements are long to plan and their plans do not
+-- depend on the arguments (states are literals, the indexes fit any queue).
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    v_governed text[] := p_governed;
+    v_picked uuid[];
+    v_locked uuid[];
+    v_now timestamptz;
+    v_bounded boolean;
+    v_enough boolean;
+BEGIN
     -- The claim's time: the transaction's, or the latest start its queues recorded if
     -- that is later (a claim that began before another committed, then waited for its
     -- lock, must not record its starts before that one's: the rate windows are judged in
