@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from taskyard.domain import schema as _schema
 from taskyard.domain.arguments import Kind as ParameterKind
 from taskyard.domain.model import CatchUp, JobState, Outcome, Overlap
 from taskyard.domain.retry import BASE_S_DEFAULT, FACTOR_DEFAULT, MAX_S_DEFAULT, Jitter, RetryPolicy
@@ -44,14 +45,11 @@ PRIORITY_MIN, PRIORITY_MAX = -100, 100
 MAX_ATTEMPTS_DEFAULT = 3
 MAX_ATTEMPTS_MAX = 1000
 DELAY_S_MAX = 31_536_000
+DURATION_S_MIN = _schema.DURATION_S_MIN
+"""The shortest duration a job carries (`schema.py` says why: a millisecond)."""
 SECONDS_MAX = DELAY_S_MAX
 """The bound of every duration a job carries (backoff, timeout): a year, so that every
 time computed from one stays a representable datetime."""
-DURATION_S_MIN = 0.001
-"""The shortest duration a job carries (a timeout, a backoff, a delay other than 0): a
-millisecond. Anything shorter could not be honoured: a worker times an attempt out at
-its next tick, datetimes keep microseconds (a 5e-324 s delay would be no delay), and a
-backoff base near the smallest float made the growth of the delay overflow."""
 TASK_LEN_MAX = 200
 QUEUE_LEN_MAX = 100
 IDEMPOTENCY_KEY_LEN_MAX = 200
@@ -99,6 +97,8 @@ def is_queue_name(text: str) -> bool:
 
 
 IDEMPOTENCY_KEY = Text(max_len=IDEMPOTENCY_KEY_LEN_MAX)
+CONCURRENCY_KEY = IDEMPOTENCY_KEY
+"""A job's concurrency key (a tenant, an account, an API): the idempotency key's rules."""
 TRACE_CONTEXT_KEYS_MAX = 8
 """How many headers a job's trace context holds at most (W3C needs two)."""
 TRACE_VALUE_LEN_MAX = 512
@@ -194,6 +194,12 @@ SUBMISSION = shape(
     field("timeout_seconds", DURATION, "a longer attempt fails (timeout)", nullable=True),
     field("idempotency_key", IDEMPOTENCY_KEY, "or the Idempotency-Key header", nullable=True),
     field("depends_on", DEPENDENCIES, "jobs that must succeed first", default=[]),
+    field(
+        "concurrency_key",
+        CONCURRENCY_KEY,
+        "the queue's per-key limits and turns apply per key (a tenant, an account)",
+        nullable=True,
+    ),
     not_object="a job submission must be a JSON object",
 )
 BATCH = shape(
@@ -400,6 +406,7 @@ BACKOFF = answer(
 )
 JOB_NULLABLE = (
     "timeout_seconds idempotency_key finished_at lease last_error correlation_id schedule"
+    " concurrency_key"
 )
 JOB_SCHEDULE = answer("JobSchedule", name=STRING, fire_at=TIME)
 JOB_FIELDS: dict[str, Kind] = {
@@ -426,6 +433,7 @@ JOB_FIELDS: dict[str, Kind] = {
     "last_error": ERROR_INFO,
     "correlation_id": STRING,
     "schedule": JOB_SCHEDULE,
+    "concurrency_key": STRING,
 }
 JOB = answer("Job", JOB_NULLABLE, **JOB_FIELDS)
 LISTED_JOB = Shape(
