@@ -215,8 +215,7 @@ class OneJob:
         self.services = services
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        job = self.services.store.get(_seen(req, job_id))
-        resp.media = job.to_json()
+        resp.media = job_detail(self.services, _seen(req, job_id))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         the_id = _seen(req, job_id)
@@ -228,6 +227,19 @@ class OneJob:
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         resp.media = self.services.client.cancel(_seen(req, job_id)).to_json()
+
+
+WAITING = frozenset({JobState.SCHEDULED, JobState.QUEUED, JobState.RETRYING})
+"""The states of a job that has not started (again) yet: only such a job has a reason."""
+
+
+def job_detail(services: Services, job_id: UUID) -> dict[str, Any]:
+    """`GET /v1/jobs/{id}`: the job, and why it waits (`contract.JOB_DETAIL`). Read after
+    the job, the reason may already be null when the job started meanwhile."""
+    store = services.store
+    job = store.get(job_id)
+    reason = store.waiting_reason(job_id) if job.state in WAITING else None
+    return {**job.to_json(), "waiting_reason": None if reason is None else reason.value}
 
 
 def _seen(req: falcon.Request, text: str) -> UUID:
