@@ -16,6 +16,14 @@ from typing import Any
 import attrs
 
 from taskyard.domain.arguments import Kind as ParameterKind
+from taskyard.domain.flow import (
+    CONCURRENCY_LIMIT,
+    RATE_COUNT,
+    RATE_PERIOD,
+    WEIGHT,
+    WEIGHT_DEFAULT,
+    WaitingReason,
+)
 from taskyard.domain.model import CatchUp, JobState, Outcome, Overlap
 from taskyard.domain.retention import FINISHED, KEEP_FOREVER, RETENTION_S_MAX
 from taskyard.domain.retry import BASE_S_DEFAULT, FACTOR_DEFAULT, MAX_S_DEFAULT, Jitter, RetryPolicy
@@ -315,7 +323,9 @@ QUEUE_SETTINGS_INPUT = shape(
         nullable=True,
     ),
     field("rate_limit", RATE_LIMIT_INPUT, "starts of its jobs", nullable=True),
-    field("key_rate_limit", RATE_LIMIT_INPUT, "starts of its jobs per concurrency_key", nullable=True),
+    field(
+        "key_rate_limit", RATE_LIMIT_INPUT, "starts of its jobs per concurrency_key", nullable=True
+    ),
     field("weight", WEIGHT, "its share against other queues with due jobs", default=WEIGHT_DEFAULT),
     field("retention_seconds", RETENTION_INPUT, "its own retention periods", nullable=True),
     not_object="queue settings must be a JSON object",
@@ -484,17 +494,7 @@ JOB_FIELDS: dict[str, Kind] = {
     "concurrency_key": STRING,
 }
 JOB = answer("Job", JOB_NULLABLE, **JOB_FIELDS)
-WAITING_REASONS = (
-    "run_at",
-    "dependency",
-    "queue_paused",
-    "concurrency_limit",
-    "key_concurrency_limit",
-    "rate_limit",
-    "no_free_worker",
-)
-"""`flow.WaitingReason`'s values, in its order of precedence (a test holds them equal:
-`flow.py` builds on this module, so it cannot be imported here)."""
+WAITING_REASONS = tuple(reason.value for reason in WaitingReason)
 JOB_DETAIL = answer(
     "JobDetail",
     JOB_NULLABLE + " waiting_reason",
@@ -529,7 +529,10 @@ LIMIT_FIELDS: dict[str, Kind] = {
 QUEUE_LIMITS = answer("QueueLimits", LIMITS_NULLABLE, **LIMIT_FIELDS)
 QUEUE_USAGE = answer("QueueUsage", "started_in_window", running=COUNT, started_in_window=COUNT)
 RETENTION = answer(
-    "Retention", "", " ".join(s.value for s in FINISHED), **{s.value: RETENTION_PERIOD for s in FINISHED}
+    "Retention",
+    "",
+    " ".join(s.value for s in FINISHED),
+    **{s.value: RETENTION_PERIOD for s in FINISHED},
 )
 QUEUE_SETTINGS = answer(
     "QueueSettings",

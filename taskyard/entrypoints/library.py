@@ -54,17 +54,15 @@ from taskyard.domain.client import Client, bells
 from taskyard.domain.context import JobContext, Registry, TaskSpec
 from taskyard.domain.errors import (
     CoordinatorUnavailable,
-    FieldError,
     JobNotFound,
     TaskyardError,
-    ValidationError,
 )
 from taskyard.domain.flow import NO_LIMITS, WEIGHT_DEFAULT, RateLimit, parse_limits
 from taskyard.domain.hooks import Hook, Hooks
 from taskyard.domain.ids import parse_job_id
 from taskyard.domain.model import Attempt, Enqueued, Job, JobState
-from taskyard.domain.queue_settings import check_queue_name
 from taskyard.domain.ports import Clock, Coordinator, JobFilter, JobPage, JobQuery, JobStore, Random
+from taskyard.domain.queue_settings import check_queue_name
 from taskyard.domain.retry import Jitter, RetryPolicy
 from taskyard.domain.schedules import ScheduleSpec, parse_schedule
 from taskyard.domain.submission import Submission, parse_submission
@@ -91,6 +89,7 @@ class Options(TypedDict, total=False):
     timeout_seconds: float
     idempotency_key: str
     depends_on: Iterable[UUID | str | Job]
+    concurrency_key: str
 
 
 class Task(Generic[P, R]):

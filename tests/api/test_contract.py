@@ -85,7 +85,9 @@ def test_a_submission_is_refused_with_a_4xx_or_stored_as_sent(body: Any, header:
         )
         shown_as_sent(result.json, body | keyed)
         job = {k: v for k, v in result.json.items() if k != "warnings"}  # the answer's own
-        assert api.get(f"/v1/jobs/{result.json['id']}").json == job
+        shown = api.get(f"/v1/jobs/{result.json['id']}").json
+        assert shown.pop("waiting_reason") in contract.WAITING_REASONS  # a new job waits
+        assert shown == job
     batch = sent(api, "POST", "/v1/jobs/batch", {"jobs": [body, body]})
     if not headers:
         assert (batch.status_code == 201) == (result.status_code == 201), batch.text

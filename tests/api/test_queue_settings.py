@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from taskyard.domain import contract
 from taskyard.domain.errors import ValidationError
-from taskyard.domain.flow import QueueLimits, RateLimit, WaitingReason
+from taskyard.domain.flow import QueueLimits, RateLimit
 from taskyard.domain.model import JobState
 from taskyard.domain.ports import ClaimRequest
 from taskyard.domain.queue_settings import parse_settings
@@ -316,10 +316,6 @@ def test_a_job_says_why_it_waits_and_null_once_it_runs(api: Api) -> None:
     assert reason(second) == "concurrency_limit"
     api.post("/v1/queues/mail/pause")
     assert reason(second) == "queue_paused"
-
-
-def test_the_waiting_reasons_of_the_contract_are_the_domain_s() -> None:
-    assert contract.WAITING_REASONS == tuple(r.value for r in WaitingReason)
 
 
 def test_metrics_show_limits_and_usage_by_queue_and_never_a_key(api: Api) -> None:

@@ -193,9 +193,7 @@ def test_usage_errors_are_exit_2_naming_what_is_wrong(
 
 def test_submit_sends_the_concurrency_key(system: Standalone, run_cli: RunCli) -> None:
     job = _json(
-        run_cli(
-            "submit", "sleep", "--concurrency-key", "tenant-7", "--json", "--url", system.url
-        )
+        run_cli("submit", "sleep", "--concurrency-key", "tenant-7", "--json", "--url", system.url)
     )
     assert job["concurrency_key"] == "tenant-7"
     refused = run_cli("submit", "sleep", "--concurrency-key", "", "--url", system.url)

@@ -215,7 +215,10 @@ def _flow_metrics(queues: list[QueueInfo]) -> Iterator[Metric]:
         for name in ("concurrency_limit", "key_concurrency_limit")
     }
     rates = {
-        name: (gauge(f"taskyard_queue_{name}_starts"), gauge(f"taskyard_queue_{name}_period_seconds"))
+        name: (
+            gauge(f"taskyard_queue_{name}_starts"),
+            gauge(f"taskyard_queue_{name}_period_seconds"),
+        )
         for name in ("rate_limit", "key_rate_limit")
     }
     for info in queues:

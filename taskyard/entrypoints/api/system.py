@@ -16,8 +16,8 @@ from taskyard.domain.contract import is_queue_name
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
 from taskyard.domain.management import RUNNING_JOBS_QUERY, with_running_jobs
 from taskyard.domain.model import JobState, QueueInfo
-from taskyard.domain.queue_settings import parse_settings, store_settings, stored_settings
 from taskyard.domain.ports import SchedulerInfo, WorkerInfo
+from taskyard.domain.queue_settings import parse_settings, store_settings, stored_settings
 from taskyard.domain.schema import quoted
 from taskyard.domain.timefmt import format_time
 from taskyard.entrypoints.api import query

@@ -33,9 +33,7 @@ value among them).
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -46,7 +44,6 @@ from taskyard.entrypoints.apiclient import (
     queue_name,
     queues_table,
     run_client,
-    table,
 )
 from taskyard.entrypoints.config import ConfigError
 from taskyard.entrypoints.numbers import ascii_float, ascii_int
@@ -103,6 +100,8 @@ def register(sub: Any) -> None:
     group.add_argument("--reset", action="store_true", help="start from no settings at all")
     add_client_arguments(parser)
     parser.set_defaults(run=run)
+
+
 # --- the values a person types ---------------------------------------------------------------
 
 
