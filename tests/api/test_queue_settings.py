@@ -298,6 +298,14 @@ def test_queues_show_limits_and_usage(api: Api) -> None:
     assert mail["usage"] == {"running": 0, "started_in_window": 2}
 
 
+def test_a_queue_with_limits_and_no_job_is_listed(api: Api) -> None:
+    put(api, "idle", {"weight": 2})
+    put(api, "kept", {"retention_seconds": {"dead": 5}})
+    [idle] = api.get("/v1/queues").json["queues"]
+    assert idle["name"] == "idle" and idle["limits"]["weight"] == 2
+    assert idle["usage"] == {"running": 0, "started_in_window": None}
+
+
 def test_a_job_says_why_it_waits_and_null_once_it_runs(api: Api) -> None:
     put(api, "mail", {"concurrency_limit": 1})
     first, second = api.submit(queue="mail"), api.submit(queue="mail")

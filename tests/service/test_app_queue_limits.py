@@ -12,13 +12,7 @@ import taskyard
 from taskyard.domain.errors import ValidationError
 from taskyard.domain.flow import QueueLimits, RateLimit
 
-NONE = {
-    "concurrency_limit": None,
-    "key_concurrency_limit": None,
-    "rate_limit": None,
-    "key_rate_limit": None,
-    "weight": 1,
-}
+NONE = QueueLimits().to_json()
 
 
 def test_an_apps_queue_limits_are_stored_replaced_whole_and_read_back() -> None:

@@ -294,7 +294,7 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
     op("GET /v1/jobs/{job_id}/attempts", "The attempt history, oldest first", c.ATTEMPT_LIST)
     op(
         "GET /v1/queues",
-        "Every queue that has jobs, settings or a pause flag: counts, limits, usage",
+        "Every queue that has jobs, limits or a pause flag: counts, limits, usage",
         c.QUEUE_LIST,
     )
     op(

@@ -66,7 +66,8 @@ def scheduler_json(info: SchedulerInfo) -> dict[str, Any]:
 
 
 class Queues:
-    """`GET /v1/queues`: every queue that has jobs or a pause flag."""
+    """`GET /v1/queues`: every queue that has jobs, limits or a pause flag, with its counts,
+    its limits and what it uses of them."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
