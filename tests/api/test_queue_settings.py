@@ -122,6 +122,8 @@ HOSTILE_BODIES: list[tuple[Any, str]] = [
     ({"rate_limit": {"count": 1.0, "period_seconds": 1}}, "rate_limit.count"),
     ({"rate_limit": {"count": 1_000_001, "period_seconds": 1}}, "rate_limit.count"),
     ({"rate_limit": {"count": {"a": [1, {"b": None}]}, "period_seconds": 1}}, "rate_limit.count"),
+    ({"rate_limit": {"count": json.loads('{"a": ' * 300 + "1" + "}" * 300)}}, "rate_limit"),
+    ({"rate_limit": {"count": "1\x00", "period_seconds": "\u202e"}}, "rate_limit.count"),
     ({"rate_limit": {"count": 1}}, "rate_limit"),
     ({"rate_limit": {}}, "rate_limit"),
     ({"rate_limit": {"count": 1, "period_seconds": 1, "burst": 2}}, "rate_limit.burst"),
@@ -181,6 +183,7 @@ def test_every_problem_is_named_at_once_and_a_good_part_is_not_stored(api: Api) 
         "null",
         "",
         '{"weight": 1',
+        '{"rate_limit": {"count": ' + '{"a": ' * 5000 + "1" + "}" * 5000 + "}}",
     ],
 )
 def test_what_is_not_a_json_object_is_a_400(api: Api, raw: str) -> None:

@@ -196,5 +196,8 @@ def test_submit_sends_the_concurrency_key(system: Standalone, run_cli: RunCli) -
         run_cli("submit", "sleep", "--concurrency-key", "tenant-7", "--json", "--url", system.url)
     )
     assert job["concurrency_key"] == "tenant-7"
+    later = _json(run_cli("submit", "sleep", "--delay", "600", "--json", "--url", system.url))
+    shown = _view(run_cli("jobs", "get", later["id"], "--url", system.url).out.split("\n\n")[0])
+    assert shown["waiting_reason"] == "run_at"
     refused = run_cli("submit", "sleep", "--concurrency-key", "", "--url", system.url)
     assert refused.code == 1 and "concurrency_key" in refused.err
