@@ -396,11 +396,11 @@ def flow_twins(conn: psycopg.Connection[Any], history: History) -> Twins:
     delta = both.now - history.clock.now()
     rows = PostgresRows(conn, locking=True)
     target = both.memory.state
-    for queue, settings in sorted(source.settings.items()):
-        rows.put_queue_limits(queue, settings.limits)
-        target.settings[queue] = settings
-        if settings.turn_after is not None:
-            rows.set_turns({queue: settings.turn_after})
+    for queue, kept in sorted(source.settings.items()):
+        rows.put_queue_limits(queue, kept.limits)
+        target.settings[queue] = kept
+        if kept.turn_after is not None:
+            rows.set_turns({queue: kept.turn_after})
     for queue, starts in sorted(source.starts.items()):
         shifted = [attrs.evolve(start, at=start.at + delta) for start in starts]
         rows.record_starts(queue, shifted, keep_after=datetime.min.replace(tzinfo=UTC))

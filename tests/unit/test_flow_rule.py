@@ -202,7 +202,9 @@ def test_in_turns_gives_every_key_its_nth_job_before_any_key_its_next(
     for key in seen:
         mine = [j for j in ordered if turn_name(j.concurrency_key) == key]
         assert mine == sorted(mine, key=lambda j: (-j.priority, j.run_at, j.id))
-    first_round = [turn_name(j.concurrency_key) for j, r in zip(ordered, ranks) if r == 0]
+    first_round = [
+        turn_name(j.concurrency_key) for j, r in zip(ordered, ranks, strict=True) if r == 0
+    ]
     if after is not None:
         later = [k for k in first_round if k > after]
         assert first_round == later + [k for k in first_round if k <= after]
