@@ -762,3 +762,23 @@ def test_the_queues_page_shows_each_queue_s_limits_and_what_it_uses_of_them() ->
     other = page.split('id="queue-idle-one"', 1)[1].split("</tr>", 1)[0]
     assert '<td class="limit">1 / no limit</td>' in other
     assert '<td class="rate">no limit</td>' in other
+
+
+def test_a_job_page_says_why_the_job_waits() -> None:
+    from taskyard.domain.flow import QueueLimits
+    from taskyard.domain.ports import ClaimRequest
+
+    api = make_api()
+    api.store.set_queue_limits("mail", QueueLimits(concurrency_limit=1))
+    first, second = api.submit(queue="mail"), api.submit(queue="mail")
+    browser = Browser(api)
+    assert (
+        'waiting: <span id="waiting-reason">no free worker</span>'
+        in browser.get(f"/ui/jobs/{first['id']}").text
+    )
+    api.store.claim(ClaimRequest(worker="w", limit=5, lease_ttl_s=30))
+    assert "waiting-reason" not in browser.get(f"/ui/jobs/{first['id']}").text
+    assert (
+        'waiting: <span id="waiting-reason">concurrency limit</span>'
+        in browser.get(f"/ui/jobs/{second['id']}").text
+    )

@@ -21,8 +21,9 @@ from taskyard.domain.management import (
     parse_changes,
     parse_job_filter,
 )
-from taskyard.domain.model import Enqueued, Job, JobState
-from taskyard.domain.ports import JobFilter, JobPage, JobQuery
+from taskyard.domain.model import WAITING_STATES, Enqueued, Job, JobState
+from taskyard.domain.ports import JobFilter, JobPage, JobQuery, JobStore
+from taskyard.domain.store.plans import CLAIMABLE
 from taskyard.domain.submission import Submission, trace_context_of_headers
 from taskyard.entrypoints.api import query
 from taskyard.entrypoints.api.body import BATCH_BODY_BYTES_MAX, read_object
@@ -229,17 +230,23 @@ class OneJob:
         resp.media = self.services.client.cancel(_seen(req, job_id)).to_json()
 
 
-WAITING = frozenset({JobState.SCHEDULED, JobState.QUEUED, JobState.RETRYING})
-"""The states of a job that has not started (again) yet: only such a job has a reason."""
+NOT_STARTED = WAITING_STATES | {CLAIMABLE}
+"""The states of a job that has not started (again) yet: only such a job has a reason to
+wait (the store's own sets, `store.reads.waiting_reason`'s)."""
+
+
+def waiting_reason_of(store: JobStore, job: Job) -> str | None:
+    """Why `job`, as just read, waits (`JobStore.waiting_reason`); None, without asking
+    the store, when it has started or finished. Read after the job, the reason is None
+    when the job started meanwhile."""
+    reason = store.waiting_reason(job.id) if job.state in NOT_STARTED else None
+    return None if reason is None else reason.value
 
 
 def job_detail(services: Services, job_id: UUID) -> dict[str, Any]:
-    """`GET /v1/jobs/{id}`: the job, and why it waits (`contract.JOB_DETAIL`). Read after
-    the job, the reason may already be null when the job started meanwhile."""
-    store = services.store
-    job = store.get(job_id)
-    reason = store.waiting_reason(job_id) if job.state in WAITING else None
-    return {**job.to_json(), "waiting_reason": None if reason is None else reason.value}
+    """`GET /v1/jobs/{id}`: the job, and why it waits (`contract.JOB_DETAIL`)."""
+    job = services.store.get(job_id)
+    return {**job.to_json(), "waiting_reason": waiting_reason_of(services.store, job)}
 
 
 def _seen(req: falcon.Request, text: str) -> UUID:
