@@ -330,6 +330,7 @@ QUEUE_SETTINGS_INPUT = shape(
     ),
     field("weight", WEIGHT, "its share against other queues with due jobs", default=WEIGHT_DEFAULT),
     field("retention_seconds", RETENTION_INPUT, "its own retention periods", nullable=True),
+    unknown="not a field of queue settings",
     not_object="queue settings must be a JSON object",
 )
 

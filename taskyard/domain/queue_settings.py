@@ -11,8 +11,8 @@ says everything the queue has. `{}` removes every limit and the queue's own rete
 >>> parse_settings({"weight": 0, "retention_seconds": {"succeeded": -1}, "colour": 1})
 Traceback (most recent call last):
 ...
-taskyard.domain.errors.ValidationError: colour: not a field of queue limits; weight: must \
-be an integer from 1 to 1000; retention_seconds.succeeded: must be a whole number of \
+taskyard.domain.errors.ValidationError: colour: not a field of queue settings; weight: \
+must be an integer from 1 to 1000; retention_seconds.succeeded: must be a whole number of \
 seconds from 0 (forever) to 3153600000
 """
 
@@ -49,10 +49,18 @@ def parse_settings(data: Mapping[str, Any]) -> QueueSettings:
     """The settings a client sends (`contract.QUEUE_SETTINGS_INPUT`): the limits as
     `flow.parse_limits` reads them, the retention as `retention.parse_periods` does.
     Raises `ValidationError` naming every bad field of both at once."""
-    errors: list[FieldError] = []
+    declared = contract.QUEUE_SETTINGS_INPUT
+    names = {f.name for f in declared.fields}
+    errors = [
+        FieldError(str(name), declared.unknown)
+        for name in sorted(data, key=str)
+        if name not in names
+    ]
     limits, periods = NO_LIMITS, {}
     try:
-        limits = parse_limits({k: v for k, v in data.items() if k != RETENTION_FIELD})
+        limits = parse_limits(
+            {k: v for k, v in data.items() if k in names and k != RETENTION_FIELD}
+        )
     except ValidationError as refused:
         errors.extend(refused.errors)
     raw = data.get(RETENTION_FIELD)

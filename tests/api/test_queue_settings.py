@@ -169,6 +169,9 @@ def test_every_problem_is_named_at_once_and_a_good_part_is_not_stored(api: Api) 
     problem = assert_problem(put(api, "reports", body), 422, "weight", "retention_seconds.dead")
     assert len(problem["errors"]) == 2
     assert stored(api) == ({}, {})
+    unknown = assert_problem(put(api, "reports", {"burst": 1, "weight": 2}), 422, "burst")
+    assert unknown["errors"] == [{"field": "burst", "message": "not a field of queue settings"}]
+    assert stored(api) == ({}, {})
 
 
 @pytest.mark.parametrize(
