@@ -92,6 +92,8 @@ def test_usage_and_waiting_reasons_follow_the_claims(system: System) -> None:
     assert _call(client, "GET", f"/v1/jobs/{ids[2]}").json["waiting_reason"] == (
         "concurrency_limit"
     )
-    [queue] = _call(client, "GET", "/v1/queues").json["queues"]
+    _call(client, "PUT", "/v1/queues/idle", {"weight": 2})
+    idle, queue = _call(client, "GET", "/v1/queues").json["queues"]  # by name
     assert queue["limits"]["concurrency_limit"] == 2
     assert queue["usage"] == {"running": 2, "started_in_window": None}
+    assert (idle["name"], idle["limits"]["weight"]) == ("idle", 2)  # no job, still listed
