@@ -20,15 +20,10 @@ from taskyard.entrypoints.api import create_app
 from taskyard.entrypoints.bootstrap import System, bootstrap
 from taskyard.entrypoints.config import Settings
 from tests import services
+from tests.api.test_queue_settings import FULL
 
-SETTINGS = {
-    "concurrency_limit": 2,
-    "key_concurrency_limit": 1,
-    "rate_limit": {"count": 100, "period_seconds": 60},
-    "key_rate_limit": {"count": 5, "period_seconds": 0.5},
-    "weight": 3,
-    "retention_seconds": {"succeeded": 3600, "dead": 0},
-}
+SETTINGS = FULL
+"""Every setting, a period of 60 s and one of 0.5 s among them."""
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
