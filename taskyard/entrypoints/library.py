@@ -612,6 +612,7 @@ class App:
         most `rate_limit.count` starts in any `rate_limit.period_s` seconds (a `RateLimit`,
         or `{"count": n, "period_seconds": s}`) for the queue, `key_rate_limit` per key;
         `weight` is its share against other queues. `set_queue_limits(queue)` removes them.
+        `taskyard.RateLimit(count=100, period_s=60)`: 100 starts in any minute.
         Returns the limits as stored, as `GET /v1/queues/{name}` shows them. Raises
         `ValidationError` naming a bad value."""
         check_queue_name(queue)
@@ -629,6 +630,7 @@ class App:
             }
         )
         self.store.set_queue_limits(queue, limits)
+        self.client.ring([queue])  # room may have opened: idle workers look again
         return self.queue_limits(queue)
 
     def queue_limits(self, queue: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ def test_an_apps_queue_limits_are_stored_replaced_whole_and_read_back() -> None:
     got = app.set_queue_limits(
         "reports",
         concurrency_limit=2,
-        rate_limit=RateLimit(count=10, period_s=60),
+        rate_limit=taskyard.RateLimit(count=10, period_s=60),
         key_rate_limit={"count": 1, "period_seconds": 0.5},
         weight=4,
     )
@@ -45,6 +45,7 @@ def test_an_apps_queue_limits_are_stored_replaced_whole_and_read_back() -> None:
     }
     app.set_queue_limits("reports")
     assert app.store.queue_limits() == {}
+    assert taskyard.RateLimit is RateLimit  # the name users import
 
 
 @pytest.mark.parametrize(
@@ -90,3 +91,9 @@ def test_enqueue_takes_a_concurrency_key() -> None:
     assert many.job.concurrency_key == "tenant-8"
     with pytest.raises(ValidationError, match="concurrency_key"):
         app.enqueue("sleep", concurrency_key="")
+
+    @app.task(queue="reports")
+    def send_report(report_id: int) -> None: ...
+
+    bound = send_report.options(concurrency_key="customer-7").enqueue(report_id=42)
+    assert (bound.queue, bound.concurrency_key) == ("reports", "customer-7")
