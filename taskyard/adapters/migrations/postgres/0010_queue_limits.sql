@@ -64,6 +64,9 @@ CREATE FUNCTION taskyard.claim_flow(
     p_leased text, p_open text
 ) RETURNS SETOF taskyard.jobs
 LANGUAGE plpgsql
+-- Planned once per session: the statements are long to plan and their plans do not
+-- depend on the arguments (states are literals, the indexes fit any queue).
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_governed text[];
@@ -188,13 +191,30 @@ BEGIN
             WHERE c.concurrency_key IS NULL
                OR c.turn <= coalesce(kr.room, room.per_key, c.turn)
         ), free AS (
-            SELECT f.id, f.queue, f.priority, f.run_at FROM taskyard.jobs AS f
-            WHERE f.state = 'queued' AND f.run_at <= v_now
-              AND f.queue NOT IN (SELECT p.queue FROM taskyard.paused_queues AS p)
-              AND NOT f.queue = ANY(v_governed)
-              AND (p_queues IS NULL OR f.queue = ANY(p_queues))
-              AND (p_tasks IS NULL OR f.task = ANY(p_tasks))
-            ORDER BY f.priority DESC, f.run_at, f.id
+            -- The other queues' due jobs in claim order, as taskyard.claim picks them: each
+            -- named queue on jobs_claim_queue, or (every queue) one walk of jobs_claim.
+            SELECT c.id, c.queue, c.priority, c.run_at FROM unnest(p_queues) AS q(name)
+            CROSS JOIN LATERAL (
+                SELECT one.id, one.queue, one.priority, one.run_at FROM taskyard.jobs AS one
+                WHERE one.state = 'queued' AND one.queue = q.name AND one.run_at <= v_now
+                  AND (p_tasks IS NULL OR one.task = ANY(p_tasks))
+                ORDER BY one.priority DESC, one.run_at, one.id
+                LIMIT p_limit
+            ) AS c
+            WHERE NOT q.name = ANY(v_governed)
+              AND q.name NOT IN (SELECT p.queue FROM taskyard.paused_queues AS p)
+            UNION ALL
+            SELECT w.id, w.queue, w.priority, w.run_at FROM (
+                SELECT f.id, f.queue, f.priority, f.run_at FROM taskyard.jobs AS f
+                WHERE p_queues IS NULL AND f.state = 'queued' AND f.run_at <= v_now
+                  AND f.queue NOT IN (SELECT p.queue FROM taskyard.paused_queues AS p)
+                  AND NOT f.queue = ANY(v_governed)
+                  AND (p_tasks IS NULL OR f.task = ANY(p_tasks))
+                ORDER BY f.priority DESC, f.run_at, f.id
+                LIMIT p_limit
+            ) AS w
+        ), free_first AS (
+            SELECT free.* FROM free ORDER BY free.priority DESC, free.run_at, free.id
             LIMIT p_limit
         ), parts AS (
             SELECT proposed.id, proposed.queue, proposed.running, proposed.weight, proposed.k
@@ -203,7 +223,7 @@ BEGIN
             SELECT free.id, free.queue, coalesce(rq.n, 0), 1,
                 row_number() OVER (
                     PARTITION BY free.queue ORDER BY free.priority DESC, free.run_at, free.id) - 1
-            FROM free LEFT JOIN run_q AS rq ON rq.queue = free.queue
+            FROM free_first AS free LEFT JOIN run_q AS rq ON rq.queue = free.queue
         )
         SELECT parts.id FROM parts
         ORDER BY (2 * (parts.running + parts.k) + 1)::numeric / (2 * parts.weight),
