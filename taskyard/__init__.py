@@ -23,6 +23,7 @@ _LAZY = {
     "WaitTimeout": ("taskyard.entrypoints.library", "WaitTimeout"),
     "RetryPolicy": ("taskyard.domain.retry", "RetryPolicy"),
     "Jitter": ("taskyard.domain.retry", "Jitter"),
+    "RateLimit": ("taskyard.domain.flow", "RateLimit"),
     "JobContext": ("taskyard.domain.context", "JobContext"),
     "Cancelled": ("taskyard.domain.context", "Cancelled"),
     "PermanentFailure": ("taskyard.domain.context", "PermanentFailure"),
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
         TaskyardError,
         ValidationError,
     )
+    from taskyard.domain.flow import RateLimit
     from taskyard.domain.hooks import AttemptEnd, Ending, Hook
     from taskyard.domain.model import Attempt, ErrorInfo, Job, JobState, Outcome
     from taskyard.domain.retry import Jitter, RetryPolicy
@@ -87,6 +89,7 @@ __all__ = [
     "JobState",
     "Outcome",
     "PermanentFailure",
+    "RateLimit",
     "RetryPolicy",
     "StoreUnavailable",
     "Task",

@@ -73,6 +73,7 @@ BODIES: Mapping[tuple[str, str], Any] = {
     ("/v1/jobs/retry", "POST"): {"state": "cancelled"},
     ("/v1/jobs/cancel", "POST"): {"state": "queued"},
     ("/v1/jobs/{job_id}", "PATCH"): {"priority": 7},
+    ("/v1/queues/{name}", "PUT"): {"concurrency_limit": 1, "retention_seconds": {"dead": 1}},
 }
 """A body that would change the store if the request got through."""
 
@@ -152,9 +153,9 @@ def http_sender(host: str, port: int, *, timeout_s: float = 10.0) -> Send:
     return send
 
 
-def snapshot(send: Send, token: str) -> tuple[Any, Any]:
-    """Every job (as listed) and every queue, read with the token: what a walk must not
-    change."""
+def snapshot(send: Send, token: str) -> tuple[Any, Any, Any]:
+    """Every job (as listed), every queue, and the settings of the queues the walk aims
+    at, read with the token: what a walk must not change."""
     auth = {"Authorization": f"Bearer {token}"}
     status, jobs = send("GET", "/v1/jobs?limit=1000", None, auth)
     assert status == 200, jobs
@@ -163,7 +164,12 @@ def snapshot(send: Send, token: str) -> tuple[Any, Any]:
     listed = json.loads(queues)
     for queue in listed["queues"]:
         queue.pop("oldest_queued_age_seconds")  # grows by itself
-    return json.loads(jobs), listed
+    settings = []
+    for name in ("walk-held", "walk-free"):
+        status, one = send("GET", f"/v1/queues/{name}", None, auth)
+        assert status == 200, one
+        settings.append(json.loads(one))  # the queue's retention is not in the listing
+    return json.loads(jobs), listed, settings
 
 
 def prepare(send: Send, token: str) -> dict[str, list[str]]:

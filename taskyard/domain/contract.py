@@ -17,7 +17,16 @@ import attrs
 
 from taskyard.domain import schema as _schema
 from taskyard.domain.arguments import Kind as ParameterKind
+from taskyard.domain.flow import (
+    CONCURRENCY_LIMIT,
+    RATE_COUNT,
+    RATE_PERIOD,
+    WEIGHT,
+    WEIGHT_DEFAULT,
+    WaitingReason,
+)
 from taskyard.domain.model import CatchUp, JobState, Outcome, Overlap
+from taskyard.domain.retention import FINISHED, KEEP_FOREVER, RETENTION_S_MAX
 from taskyard.domain.retry import BASE_S_DEFAULT, FACTOR_DEFAULT, MAX_S_DEFAULT, Jitter, RetryPolicy
 from taskyard.domain.schema import (
     ABSENT,
@@ -284,6 +293,47 @@ SCHEDULE_CHANGE = shape(
     at_least_one="give at least one field",
 )
 
+RETENTION_PERIOD = Integer(low=KEEP_FOREVER, high=RETENTION_S_MAX)
+RATE_LIMIT_INPUT = shape(
+    "RateLimitInput",
+    "at most count starts in any window of period_seconds (sliding, by the store's clock)",
+    field("count", RATE_COUNT, "starts allowed in one window", required=True),
+    field("period_seconds", RATE_PERIOD, "the window's length", required=True),
+    not_object="a rate limit must be an object {count, period_seconds}, or null",
+)
+RETENTION_INPUT = shape(
+    "RetentionInput",
+    "seconds a finished job of the queue is kept after it finished, by state (0: forever); "
+    "a state left out, or null, follows the scheduler's setting",
+    *(field(state.value, RETENTION_PERIOD, nullable=True) for state in FINISHED),
+    unknown="not a finished state (succeeded, dead, cancelled)",
+    not_object="retention must be an object of seconds by finished state, or null",
+)
+QUEUE_SETTINGS_INPUT = shape(
+    "QueueSettingsInput",
+    "a queue's settings, replaced whole: a field left out (or null) takes its default",
+    field(
+        "concurrency_limit",
+        CONCURRENCY_LIMIT,
+        "its jobs running at once, across every worker",
+        nullable=True,
+    ),
+    field(
+        "key_concurrency_limit",
+        CONCURRENCY_LIMIT,
+        "its jobs running at once per concurrency_key",
+        nullable=True,
+    ),
+    field("rate_limit", RATE_LIMIT_INPUT, "starts of its jobs", nullable=True),
+    field(
+        "key_rate_limit", RATE_LIMIT_INPUT, "starts of its jobs per concurrency_key", nullable=True
+    ),
+    field("weight", WEIGHT, "its share against other queues with due jobs", default=WEIGHT_DEFAULT),
+    field("retention_seconds", RETENTION_INPUT, "its own retention periods", nullable=True),
+    unknown="not a field of queue settings",
+    not_object="queue settings must be a JSON object",
+)
+
 # --- parameters ----------------------------------------------------------------------------
 
 LISTING_PARAMS = (
@@ -341,6 +391,17 @@ ABOUT: dict[str, str] = {
     "null once it succeeds (earlier errors stay in its attempts)",
     "Attempt.started_at": "the store's time of the claim",
     "Queue.oldest_queued_age_seconds": "how long the oldest due job has waited",
+    "Queue.limits": "its settings' limits (null: no limit)",
+    "QueueUsage.running": "its jobs running with a lease not yet expired (what the "
+    "concurrency limit counts)",
+    "QueueUsage.started_in_window": "its jobs started within its rate limit's period; null "
+    "without a rate limit",
+    "QueueSettings": "a queue's settings as stored (defaults for a queue without any)",
+    "QueueSettings.retention_seconds": "its own retention periods by state, or null: the "
+    "scheduler's settings",
+    "Retention": "only the states it sets",
+    "JobDetail.waiting_reason": "why a job not yet running waits; null for a running or "
+    "finished job",
     "Worker.running_job_ids": "from the store's leases",
     "Worker.queues": "empty: every queue",
     "FieldProblem.field": "a path (jobs[1].priority), a parameter or header; empty: the body",
@@ -436,6 +497,13 @@ JOB_FIELDS: dict[str, Kind] = {
     "concurrency_key": STRING,
 }
 JOB = answer("Job", JOB_NULLABLE, **JOB_FIELDS)
+WAITING_REASONS = tuple(reason.value for reason in WaitingReason)
+JOB_DETAIL = answer(
+    "JobDetail",
+    JOB_NULLABLE + " waiting_reason",
+    **JOB_FIELDS,
+    waiting_reason=Choice(values=WAITING_REASONS),
+)
 LISTED_JOB = Shape(
     "ListedJob",
     tuple(attrs.evolve(f, required=f.name not in LISTED_ON_REQUEST) for f in JOB.fields),
@@ -452,6 +520,30 @@ ATTEMPT = answer(
     error=ATTEMPT_ERROR,
     duration_seconds=Number(low=0),
 )
+RATE_LIMIT = answer("RateLimit", count=RATE_COUNT, period_seconds=RATE_PERIOD)
+LIMITS_NULLABLE = "concurrency_limit key_concurrency_limit rate_limit key_rate_limit"
+LIMIT_FIELDS: dict[str, Kind] = {
+    "concurrency_limit": CONCURRENCY_LIMIT,
+    "key_concurrency_limit": CONCURRENCY_LIMIT,
+    "rate_limit": RATE_LIMIT,
+    "key_rate_limit": RATE_LIMIT,
+    "weight": WEIGHT,
+}
+QUEUE_LIMITS = answer("QueueLimits", LIMITS_NULLABLE, **LIMIT_FIELDS)
+QUEUE_USAGE = answer("QueueUsage", "started_in_window", running=COUNT, started_in_window=COUNT)
+RETENTION = answer(
+    "Retention",
+    "",
+    " ".join(s.value for s in FINISHED),
+    **{s.value: RETENTION_PERIOD for s in FINISHED},
+)
+QUEUE_SETTINGS = answer(
+    "QueueSettings",
+    LIMITS_NULLABLE + " retention_seconds",
+    name=QUEUE_NAME,
+    **LIMIT_FIELDS,
+    retention_seconds=RETENTION,
+)
 QUEUE = answer(
     "Queue",
     "oldest_queued_age_seconds",
@@ -459,6 +551,8 @@ QUEUE = answer(
     paused=Boolean(),
     counts=answer("QueueCounts", **dict.fromkeys(STATES, COUNT)),
     oldest_queued_age_seconds=Number(low=0),
+    limits=QUEUE_LIMITS,
+    usage=QUEUE_USAGE,
 )
 WORKER = answer(
     "Worker",

@@ -198,7 +198,9 @@ def job_view(job: Mapping[str, Any]) -> str:
         rows.append(("cancel_requested", "yes"))
     if job.get("depends_on"):
         rows.append(("depends_on", ", ".join(job["depends_on"])))
-    for name in ("idempotency_key", "correlation_id"):
+    if job.get("waiting_reason"):
+        rows.append(("waiting_reason", job["waiting_reason"]))
+    for name in ("idempotency_key", "concurrency_key", "correlation_id"):
         if job.get(name):
             rows.append((name, job[name]))
     if job.get("result") is not None:
@@ -261,13 +263,27 @@ def queues_table(queues: Sequence[Mapping[str, Any]]) -> str:
         age = q.get("oldest_queued_age_seconds")
         return "-" if age is None else f"{age:.1f}s"
 
+    def limit(q: Mapping[str, Any]) -> str:
+        value = (q.get("limits") or {}).get("concurrency_limit")
+        return "-" if value is None else str(value)
+
+    def rate(q: Mapping[str, Any]) -> str:
+        """`started/count/period`: `3/10/60s`, 3 of 10 starts in the last 60 s."""
+        found = (q.get("limits") or {}).get("rate_limit")
+        if not found:
+            return "-"
+        started = (q.get("usage") or {}).get("started_in_window")
+        return f"{started}/{found.get('count')}/{found.get('period_seconds'):g}s"
+
     return table(
-        ["QUEUE", "PAUSED", *(s.upper() for s in STATES), "OLDEST_QUEUED"],
+        ["QUEUE", "PAUSED", *(s.upper() for s in STATES), "LIMIT", "RATE", "OLDEST_QUEUED"],
         [
             [
                 q.get("name"),
                 "yes" if q.get("paused") else "no",
                 *((q.get("counts") or {}).get(s, 0) for s in STATES),
+                limit(q),
+                rate(q),
                 oldest(q),
             ]
             for q in queues

@@ -54,15 +54,15 @@ from taskyard.domain.client import Client, bells
 from taskyard.domain.context import JobContext, Registry, TaskSpec
 from taskyard.domain.errors import (
     CoordinatorUnavailable,
-    FieldError,
     JobNotFound,
     TaskyardError,
-    ValidationError,
 )
+from taskyard.domain.flow import NO_LIMITS, WEIGHT_DEFAULT, RateLimit, parse_limits
 from taskyard.domain.hooks import Hook, Hooks
 from taskyard.domain.ids import parse_job_id
 from taskyard.domain.model import Attempt, Enqueued, Job, JobState
 from taskyard.domain.ports import Clock, Coordinator, JobFilter, JobPage, JobQuery, JobStore, Random
+from taskyard.domain.queue_settings import check_queue_name
 from taskyard.domain.retry import Jitter, RetryPolicy
 from taskyard.domain.schedules import ScheduleSpec, parse_schedule
 from taskyard.domain.submission import Submission, parse_submission
@@ -89,6 +89,7 @@ class Options(TypedDict, total=False):
     timeout_seconds: float
     idempotency_key: str
     depends_on: Iterable[UUID | str | Job]
+    concurrency_key: str
 
 
 class Task(Generic[P, R]):
@@ -616,13 +617,55 @@ class App:
         forever), replacing its earlier override whole; a state given as None follows the
         scheduler's setting (`TASKYARD_RETENTION_*_SECONDS`). Returns the override as
         stored. Raises `ValidationError` naming a bad value."""
-        if not contract.is_queue_name(queue):
-            raise ValidationError([FieldError("queue", "not a queue name")])
+        check_queue_name(queue)
         periods = retention.parse_periods(
             {"succeeded": succeeded, "dead": dead, "cancelled": cancelled}
         )
         self.store.set_retention(queue, periods)
         return {state.value: seconds for state, seconds in periods.items()}
+
+    def set_queue_limits(
+        self,
+        queue: str,
+        *,
+        concurrency_limit: int | None = None,
+        key_concurrency_limit: int | None = None,
+        rate_limit: RateLimit | Mapping[str, Any] | None = None,
+        key_rate_limit: RateLimit | Mapping[str, Any] | None = None,
+        weight: int = WEIGHT_DEFAULT,
+    ) -> dict[str, Any]:
+        """Limit this queue, replacing its earlier limits whole (None: no such limit; its
+        own retention is `set_retention`'s): at most `concurrency_limit` of its jobs running
+        at once across every worker, `key_concurrency_limit` per `concurrency_key`, and at
+        most `rate_limit.count` starts in any `rate_limit.period_s` seconds (a `RateLimit`,
+        or `{"count": n, "period_seconds": s}`) for the queue, `key_rate_limit` per key;
+        `weight` is its share against other queues. `set_queue_limits(queue)` removes them.
+        `taskyard.RateLimit(count=100, period_s=60)`: 100 starts in any minute.
+        Returns the limits as stored, as `GET /v1/queues/{name}` shows them. Raises
+        `ValidationError` naming a bad value."""
+        check_queue_name(queue)
+
+        def rate(value: RateLimit | Mapping[str, Any] | None) -> Any:
+            return value.to_json() if isinstance(value, RateLimit) else value
+
+        limits = parse_limits(
+            {
+                "concurrency_limit": concurrency_limit,
+                "key_concurrency_limit": key_concurrency_limit,
+                "rate_limit": rate(rate_limit),
+                "key_rate_limit": rate(key_rate_limit),
+                "weight": weight,
+            }
+        )
+        self.store.set_queue_limits(queue, limits)
+        self.client.ring([queue])  # room may have opened: idle workers look again
+        return self.queue_limits(queue)
+
+    def queue_limits(self, queue: str) -> dict[str, Any]:
+        """The queue's limits as the store keeps them (no limit, weight 1, for a queue
+        without), as `set_queue_limits` returns them."""
+        check_queue_name(queue)
+        return self.store.queue_limits().get(queue, NO_LIMITS).to_json()
 
     def wait(self, job: UUID | str | Job, *, timeout: float | None = None) -> Job:
         """Block until the job has finished (succeeded, dead or cancelled) and return it as

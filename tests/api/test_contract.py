@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from taskyard.domain import contract
 from taskyard.domain.errors import FieldError, ValidationError
+from taskyard.domain.flow import QueueLimits, QueueUsage, RateLimit
 from taskyard.domain.model import ErrorInfo, Job, JobState, Lease, QueueInfo
 from taskyard.domain.ports import SchedulerInfo, WorkerInfo
 from taskyard.domain.retry import Jitter, RetryPolicy
@@ -85,7 +86,9 @@ def test_a_submission_is_refused_with_a_4xx_or_stored_as_sent(body: Any, header:
         )
         shown_as_sent(result.json, body | keyed)
         job = {k: v for k, v in result.json.items() if k != "warnings"}  # the answer's own
-        assert api.get(f"/v1/jobs/{result.json['id']}").json == job
+        shown = api.get(f"/v1/jobs/{result.json['id']}").json
+        assert shown.pop("waiting_reason") in contract.WAITING_REASONS  # a new job waits
+        assert shown == job
     batch = sent(api, "POST", "/v1/jobs/batch", {"jobs": [body, body]})
     if not headers:
         assert (batch.status_code == 201) == (result.status_code == 201), batch.text
@@ -235,6 +238,21 @@ def test_a_job_answer_has_every_declared_field_of_its_declared_kind(job: Job) ->
         paused=st.booleans(),
         counts=st.dictionaries(st.sampled_from(list(JobState)), st.integers(0, 10**9)),
         oldest_queued_age_s=st.none() | st.floats(0, 1e9),
+        limits=st.builds(
+            QueueLimits,
+            concurrency_limit=st.none() | st.integers(1, 10**6),
+            key_concurrency_limit=st.none() | st.integers(1, 10**6),
+            rate_limit=st.none()
+            | st.builds(RateLimit, count=st.integers(1, 10**6), period_s=st.floats(0.001, 86_400)),
+            key_rate_limit=st.none()
+            | st.builds(RateLimit, count=st.integers(1, 10**6), period_s=st.integers(1, 86_400)),
+            weight=st.integers(1, 1000),
+        ),
+        usage=st.builds(
+            QueueUsage,
+            running=st.integers(0, 10**6),
+            started_in_window=st.none() | st.integers(0, 10**6),
+        ),
     ),
     worker=st.builds(
         WorkerInfo,

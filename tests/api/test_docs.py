@@ -140,6 +140,9 @@ TABLES: dict[str, tuple[schema.Field | schema.Param, ...]] = {
     "JobChange": contract.CHANGE.fields,
     "JobFilter": contract.FILTER.fields,
     "ScheduleInput": contract.SCHEDULE_INPUT.fields,
+    "QueueSettingsInput": contract.QUEUE_SETTINGS_INPUT.fields,
+    "RateLimitInput": contract.RATE_LIMIT_INPUT.fields,
+    "RetentionInput": contract.RETENTION_INPUT.fields,
     "listing parameters": contract.LISTING_PARAMS,
     "other parameters": (contract.DRY_RUN, contract.WINDOW),
 }

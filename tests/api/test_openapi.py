@@ -74,6 +74,8 @@ API_MD_TABLE = {
     ("/v1/jobs/retry", "post"),
     ("/v1/jobs/cancel", "post"),
     ("/v1/queues", "get"),
+    ("/v1/queues/{name}", "get"),
+    ("/v1/queues/{name}", "put"),
     ("/v1/queues/{name}/pause", "post"),
     ("/v1/queues/{name}/resume", "post"),
     ("/v1/tasks", "get"),

@@ -737,3 +737,48 @@ def test_the_schedules_page_shows_each_schedule_and_links_its_fires(locked: Api)
     assert page.status_code == 200 and "<code>tick</code>" in page.text
     [fire] = locked.get("/v1/schedules/tick").json["recent_fires"]
     assert f'href="/ui/jobs/{fire["job_id"]}"' in page.text
+
+
+def test_the_queues_page_shows_each_queue_s_limits_and_what_it_uses_of_them() -> None:
+    from taskyard.domain.flow import QueueLimits, RateLimit
+    from taskyard.domain.ports import ClaimRequest
+
+    api = make_api()
+    limits = QueueLimits(
+        concurrency_limit=2,
+        key_concurrency_limit=1,
+        rate_limit=RateLimit(count=3, period_s=60),
+        weight=4,
+    )
+    api.store.set_queue_limits("mail", limits)
+    api.submit(queue="mail", concurrency_key="k1")
+    api.submit(queue="idle-one")
+    assert len(api.store.claim(ClaimRequest(worker="w", limit=10, lease_ttl_s=30))) == 2
+    page = Browser(api).get("/ui/queues").text
+    mail = page.split('id="queue-mail"', 1)[1].split("</tr>", 1)[0]
+    assert '<td class="limit">1 / 2, 1 per key</td>' in mail
+    assert '<td class="rate">1 / 3 per 1 min 0 s</td>' in mail
+    assert '<td class="weight">4</td>' in mail
+    other = page.split('id="queue-idle-one"', 1)[1].split("</tr>", 1)[0]
+    assert '<td class="limit">1 / no limit</td>' in other
+    assert '<td class="rate">no limit</td>' in other
+
+
+def test_a_job_page_says_why_the_job_waits() -> None:
+    from taskyard.domain.flow import QueueLimits
+    from taskyard.domain.ports import ClaimRequest
+
+    api = make_api()
+    api.store.set_queue_limits("mail", QueueLimits(concurrency_limit=1))
+    first, second = api.submit(queue="mail"), api.submit(queue="mail")
+    browser = Browser(api)
+    assert (
+        'waiting: <span id="waiting-reason">no free worker</span>'
+        in browser.get(f"/ui/jobs/{first['id']}").text
+    )
+    api.store.claim(ClaimRequest(worker="w", limit=5, lease_ttl_s=30))
+    assert "waiting-reason" not in browser.get(f"/ui/jobs/{first['id']}").text
+    assert (
+        'waiting: <span id="waiting-reason">concurrency limit</span>'
+        in browser.get(f"/ui/jobs/{second['id']}").text
+    )

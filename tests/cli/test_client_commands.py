@@ -227,6 +227,8 @@ CLIENT_COMMANDS = [
     ["workers", "--schedulers"],
     ["queues", "pause", "reports"],
     ["queues", "resume", "reports"],
+    ["queues", "show", "reports"],
+    ["queues", "set", "reports", "--concurrency-limit", "2"],
     ["jobs", "retry", "--state", "dead", "--yes"],
     ["jobs", "cancel", "--queue", "reports", "--yes"],
 ]

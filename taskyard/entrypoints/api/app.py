@@ -45,6 +45,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/jobs/{job_id}/retry", jobs.Retry, PROTECTED),
     Route("/v1/jobs/{job_id}/attempts", jobs.Attempts, PROTECTED),
     Route("/v1/queues", system.Queues, PROTECTED),
+    Route("/v1/queues/{name}", system.OneQueue, PROTECTED),
     Route("/v1/queues/{name}/pause", system.PauseQueue, PROTECTED),
     Route("/v1/queues/{name}/resume", system.ResumeQueue, PROTECTED),
     Route("/v1/tasks", system.Tasks, PROTECTED),

@@ -21,8 +21,9 @@ from taskyard.domain.management import (
     parse_changes,
     parse_job_filter,
 )
-from taskyard.domain.model import Enqueued, Job, JobState
-from taskyard.domain.ports import JobFilter, JobPage, JobQuery
+from taskyard.domain.model import WAITING_STATES, Enqueued, Job, JobState
+from taskyard.domain.ports import JobFilter, JobPage, JobQuery, JobStore
+from taskyard.domain.store.plans import CLAIMABLE
 from taskyard.domain.submission import Submission, trace_context_of_headers
 from taskyard.entrypoints.api import query
 from taskyard.entrypoints.api.body import BATCH_BODY_BYTES_MAX, read_object
@@ -215,8 +216,7 @@ class OneJob:
         self.services = services
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        job = self.services.store.get(_seen(req, job_id))
-        resp.media = job.to_json()
+        resp.media = job_detail(self.services, _seen(req, job_id))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         the_id = _seen(req, job_id)
@@ -228,6 +228,25 @@ class OneJob:
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         resp.media = self.services.client.cancel(_seen(req, job_id)).to_json()
+
+
+NOT_STARTED = WAITING_STATES | {CLAIMABLE}
+"""The states of a job that has not started (again) yet: only such a job has a reason to
+wait (the store's own sets, `store.reads.waiting_reason`'s)."""
+
+
+def waiting_reason_of(store: JobStore, job: Job) -> str | None:
+    """Why `job`, as just read, waits (`JobStore.waiting_reason`); None, without asking
+    the store, when it has started or finished. Read after the job, the reason is None
+    when the job started meanwhile."""
+    reason = store.waiting_reason(job.id) if job.state in NOT_STARTED else None
+    return None if reason is None else reason.value
+
+
+def job_detail(services: Services, job_id: UUID) -> dict[str, Any]:
+    """`GET /v1/jobs/{id}`: the job, and why it waits (`contract.JOB_DETAIL`)."""
+    job = services.store.get(job_id)
+    return {**job.to_json(), "waiting_reason": waiting_reason_of(services.store, job)}
 
 
 def _seen(req: falcon.Request, text: str) -> UUID:

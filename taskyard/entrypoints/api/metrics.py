@@ -40,6 +40,24 @@ METRICS: dict[str, str] = {
     "taskyard_queue_paused": "1 while a queue is paused (JobStore.queues)",
     "taskyard_claim_lag_seconds": "claim latency now: how long the oldest due job of the queue "
     "has waited to be claimed, 0 when none waits (JobStore.queues, oldest_queued_age)",
+    "taskyard_queue_running": "jobs of the queue running with a lease not yet expired: what "
+    "its concurrency limit counts (JobStore.queues, usage)",
+    "taskyard_queue_started_in_window": "jobs of the queue started within its rate limit's "
+    "period; only for a queue with a rate limit (JobStore.queues, usage)",
+    "taskyard_queue_concurrency_limit": "the queue's concurrency limit; only where one is set "
+    "(JobStore.queues, limits)",
+    "taskyard_queue_key_concurrency_limit": "the queue's limit per concurrency key; only where "
+    "one is set (JobStore.queues, limits)",
+    "taskyard_queue_rate_limit_starts": "starts the queue's rate limit allows per period; only "
+    "where one is set (JobStore.queues, limits)",
+    "taskyard_queue_rate_limit_period_seconds": "the period of the queue's rate limit "
+    "(JobStore.queues, limits)",
+    "taskyard_queue_key_rate_limit_starts": "starts the queue's rate limit per concurrency key "
+    "allows per period; only where one is set (JobStore.queues, limits)",
+    "taskyard_queue_key_rate_limit_period_seconds": "the period of that limit "
+    "(JobStore.queues, limits)",
+    "taskyard_queue_weight": "the queue's weight, its share between queues with due jobs "
+    "(JobStore.queues, limits)",
     "taskyard_attempts": "attempts that ended, by outcome, since the store began "
     "(JobStore.attempt_totals)",
     "taskyard_attempts_running": "attempts running now (JobStore.attempt_totals)",
@@ -134,6 +152,7 @@ class PortsCollector(Collector):
         yield jobs
         yield paused
         yield lag
+        yield from _flow_metrics(queues)
 
         ended = CounterMetricFamily(
             "taskyard_attempts", METRICS["taskyard_attempts"], labels=["outcome"]
@@ -180,6 +199,50 @@ class PortsCollector(Collector):
             yield GaugeMetricFamily(
                 "taskyard_leader_term", METRICS["taskyard_leader_term"], value=leader.term
             )
+
+
+def _flow_metrics(queues: list[QueueInfo]) -> Iterator[Metric]:
+    """Each queue's limits and what it uses of them, labelled by queue only: a concurrency
+    key is never a label, so the number of series follows the number of queues."""
+
+    def gauge(name: str) -> GaugeMetricFamily:
+        return GaugeMetricFamily(name, METRICS[name], labels=["queue"])
+
+    running, started = gauge("taskyard_queue_running"), gauge("taskyard_queue_started_in_window")
+    weight = gauge("taskyard_queue_weight")
+    limits = {
+        name: gauge(f"taskyard_queue_{name}")
+        for name in ("concurrency_limit", "key_concurrency_limit")
+    }
+    rates = {
+        name: (
+            gauge(f"taskyard_queue_{name}_starts"),
+            gauge(f"taskyard_queue_{name}_period_seconds"),
+        )
+        for name in ("rate_limit", "key_rate_limit")
+    }
+    for info in queues:
+        label, set_limits = [info.name], info.limits
+        running.add_metric(label, info.usage.running)
+        if info.usage.started_in_window is not None:
+            started.add_metric(label, info.usage.started_in_window)
+        weight.add_metric(label, set_limits.weight)
+        for name, family in limits.items():
+            value = getattr(set_limits, name)
+            if value is not None:
+                family.add_metric(label, value)
+        for name, (count, period) in rates.items():
+            rate = getattr(set_limits, name)
+            if rate is not None:
+                count.add_metric(label, rate.count)
+                period.add_metric(label, rate.period_s)
+    yield running
+    yield started
+    yield from limits.values()
+    for count, period in rates.values():
+        yield count
+        yield period
+    yield weight
 
 
 def _schedule_metrics(schedules: list[Schedule]) -> Iterator[Metric]:

@@ -275,7 +275,7 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
         body=c.FILTER,
         params=dry,
     )
-    op("GET /v1/jobs/{job_id}", "One job", c.JOB)
+    op("GET /v1/jobs/{job_id}", "One job, and why it waits", c.JOB_DETAIL)
     op(
         "PATCH /v1/jobs/{job_id}",
         "Change priority and/or run_at of a waiting job",
@@ -292,7 +292,22 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
     )
     op("POST /v1/jobs/{job_id}/retry", "Run a dead or cancelled job again", c.JOB, conflict=True)
     op("GET /v1/jobs/{job_id}/attempts", "The attempt history, oldest first", c.ATTEMPT_LIST)
-    op("GET /v1/queues", "Every queue that has jobs or a pause flag", c.QUEUE_LIST)
+    op(
+        "GET /v1/queues",
+        "Every queue that has jobs, limits or a pause flag: counts, limits, usage",
+        c.QUEUE_LIST,
+    )
+    op(
+        "GET /v1/queues/{name}",
+        "A queue's settings (the defaults for a queue without any)",
+        c.QUEUE_SETTINGS,
+    )
+    op(
+        "PUT /v1/queues/{name}",
+        "Replace a queue's settings whole: limits, weight, its own retention",
+        c.QUEUE_SETTINGS,
+        body=c.QUEUE_SETTINGS_INPUT,
+    )
     op(
         "POST /v1/queues/{name}/pause",
         "Stop claims from a queue (kept in the store)",

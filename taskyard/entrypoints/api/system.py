@@ -17,9 +17,11 @@ from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
 from taskyard.domain.management import RUNNING_JOBS_QUERY, with_running_jobs
 from taskyard.domain.model import JobState, QueueInfo
 from taskyard.domain.ports import SchedulerInfo, WorkerInfo
+from taskyard.domain.queue_settings import parse_settings, store_settings, stored_settings
 from taskyard.domain.schema import quoted
 from taskyard.domain.timefmt import format_time
 from taskyard.entrypoints.api import query
+from taskyard.entrypoints.api.body import read_object
 from taskyard.entrypoints.api.metrics import metrics_registry
 from taskyard.entrypoints.api.probes import Deadline, NoAnswer, Probe
 from taskyard.entrypoints.api.problems import not_found
@@ -34,6 +36,8 @@ def queue_json(info: QueueInfo) -> dict[str, Any]:
         "paused": info.paused,
         "counts": {state.value: info.counts.get(state, 0) for state in JobState},
         "oldest_queued_age_seconds": info.oldest_queued_age_s,
+        "limits": info.limits.to_json(),
+        "usage": info.usage.to_json(),
     }
 
 
@@ -62,7 +66,8 @@ def scheduler_json(info: SchedulerInfo) -> dict[str, Any]:
 
 
 class Queues:
-    """`GET /v1/queues`: every queue that has jobs or a pause flag."""
+    """`GET /v1/queues`: every queue that has jobs, limits or a pause flag, with its counts,
+    its limits and what it uses of them."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -77,6 +82,28 @@ def queue_name_of_path(name: str) -> str:
     if not is_queue_name(name):
         raise not_found(f"{quoted(name)} is not a queue name ({contract.QUEUE_NAME.says()})")
     return name
+
+
+class OneQueue:
+    """`GET` and `PUT /v1/queues/{name}`: the queue's settings (limits, weight, its own
+    retention), replaced whole by a PUT; any well-formed name, with or without jobs."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        query.params_of(req, ())
+        queue = queue_name_of_path(name)
+        resp.media = stored_settings(self.services.store, queue).to_json(queue)
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        query.params_of(req, ())
+        queue = queue_name_of_path(name)
+        settings = parse_settings(read_object(req))
+        stored = store_settings(self.services.store, queue, settings)
+        # Room may have opened (a limit raised or removed): idle workers look again.
+        self.services.client.ring([queue])
+        resp.media = stored.to_json(queue)
 
 
 class PauseQueue:

@@ -2,7 +2,8 @@
 
     taskyard submit sleep --args '{"seconds": 2}'
     taskyard submit billing.send_invoice --args '{"invoice_id": 42}' --queue billing \\
-        --priority 5 --delay 60 --max-attempts 5 --idempotency-key invoice-42
+        --priority 5 --delay 60 --max-attempts 5 --idempotency-key invoice-42 \\
+        --concurrency-key customer-7
     taskyard submit report --depends-on 0192... --depends-on 0192...
 
 A field left out gets the task's default as its workers published it (`taskyard tasks`),
@@ -49,6 +50,11 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--idempotency-key", metavar="KEY", help="submit at most once per key")
     parser.add_argument(
+        "--concurrency-key",
+        metavar="KEY",
+        help="what the queue's per-key limits count by (a tenant, an account)",
+    )
+    parser.add_argument(
         "--depends-on",
         action="append",
         default=[],
@@ -85,6 +91,7 @@ def submission(args: argparse.Namespace) -> dict[str, Any]:
         "run_at": args.run_at,
         "max_attempts": args.max_attempts,
         "idempotency_key": args.idempotency_key,
+        "concurrency_key": args.concurrency_key,
     }
     body.update({name: value for name, value in options.items() if value is not None})
     if args.depends_on:

@@ -46,7 +46,7 @@ from taskyard.domain.storable import text_problem
 from taskyard.domain.timefmt import seconds_between, to_epoch_s
 from taskyard.entrypoints.api import query
 from taskyard.entrypoints.api.access import Access, BearerToken, Guard
-from taskyard.entrypoints.api.jobs import bulk_act, retry_job
+from taskyard.entrypoints.api.jobs import bulk_act, retry_job, waiting_reason_of
 from taskyard.entrypoints.api.problems import PROBLEM_JSON, Problem, bad_request, not_found
 from taskyard.entrypoints.api.services import Services
 from taskyard.entrypoints.api.system import queue_name_of_path
@@ -524,6 +524,7 @@ class JobDetail(Page):
                 seconds_between(now, job.lease.expires_at) if job.lease is not None else None
             ),
             timeline=_timeline(attempts, now),
+            waiting_reason=waiting_reason_of(store, job),
             done=done,
         )
 
