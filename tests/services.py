@@ -113,7 +113,8 @@ def truncate_taskyard(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE taskyard.jobs, taskyard.attempts, taskyard.dependencies,"
-            " taskyard.paused_queues, taskyard.tasks, taskyard.schedules, taskyard.queue_retention"
+            " taskyard.paused_queues, taskyard.tasks, taskyard.schedules, taskyard.queue_retention,"
+            " taskyard.queue_settings, taskyard.queue_starts"
         )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict, deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
@@ -19,6 +19,7 @@ import attrs
 
 from taskyard.domain import transitions as t
 from taskyard.domain.catalog import TaskInfo
+from taskyard.domain.flow import QueueLimits, Start, in_turns
 from taskyard.domain.model import (
     Attempt,
     Job,
@@ -44,6 +45,8 @@ from taskyard.domain.store.rows import (
     JobCount,
     OutcomeCount,
     Promotable,
+    QueueSettings,
+    Running,
     RunTimes,
 )
 from taskyard.domain.timefmt import after
@@ -89,6 +92,9 @@ class MemoryState:
         self.tasks: dict[str, TaskInfo] = {}
         self.retention: dict[str, dict[JobState, int]] = {}
         self.schedules: dict[str, Schedule] = {}
+        self.settings: dict[str, QueueSettings] = {}
+        self.starts: dict[str, list[Start]] = {}
+        """Each rate-limited queue's starts log (one longest period of it)."""
         self.history: list[Recorded] | None = [] if keep_history else None
         self.pruned: list[Pruned] | None = [] if keep_history else None
         """With a history: every job deleted by a prune, as it was, in order."""
@@ -153,8 +159,8 @@ class MemoryRows:
 
     # --- candidates -----------------------------------------------------------------------
 
-    def claimable(self, request: ClaimRequest, *, state: JobState, now: datetime) -> list[Job]:
-        found = [
+    def _due(self, request: ClaimRequest, state: JobState, now: datetime) -> list[Job]:
+        return [
             job
             for job in self._in([state])
             if job.run_at <= now
@@ -162,7 +168,37 @@ class MemoryRows:
             and (request.queues is None or job.queue in request.queues)
             and (request.tasks is None or job.task in request.tasks)
         ]
+
+    def claimable(
+        self,
+        request: ClaimRequest,
+        *,
+        state: JobState,
+        now: datetime,
+        other_than: Collection[str] = (),
+    ) -> list[Job]:
+        skip = set(other_than)
+        found = [job for job in self._due(request, state, now) if job.queue not in skip]
         return sorted(found, key=claim_order_key)[: request.limit]
+
+    def claimable_in_turns(
+        self,
+        request: ClaimRequest,
+        queue: str,
+        *,
+        state: JobState,
+        now: datetime,
+        after: str | None,
+        skip_keys: Collection[str],
+        limit: int,
+    ) -> list[Job]:
+        skip = set(skip_keys)
+        found = [
+            job
+            for job in self._due(request, state, now)
+            if job.queue == queue and job.concurrency_key not in skip
+        ]
+        return in_turns(found, after=after)[:limit]
 
     def promotable(self, rule: Promotable, *, now: datetime, limit: int) -> list[Job]:
         """Here the rule itself picks (a variant of it under test picks what it would)."""
@@ -275,6 +311,24 @@ class MemoryRows:
         else:
             self._s.paused.discard(queue)
 
+    def put_queue_limits(self, queue: str, limits: QueueLimits) -> None:
+        if limits.governed:
+            old = self._s.settings.get(queue)
+            self._s.settings[queue] = QueueSettings(
+                limits=limits, turn_after=old.turn_after if old is not None else None
+            )
+        else:
+            self._s.settings.pop(queue, None)
+            self._s.starts.pop(queue, None)
+
+    def set_turns(self, turns: Mapping[str, str]) -> None:
+        for queue, key in turns.items():
+            self._s.settings[queue] = attrs.evolve(self._s.settings[queue], turn_after=key)
+
+    def record_starts(self, queue: str, starts: Sequence[Start], *, keep_after: datetime) -> None:
+        kept = [s for s in self._s.starts.get(queue, ()) if s.at > keep_after]
+        self._s.starts[queue] = kept + list(starts)
+
     def put_tasks(self, tasks: Sequence[TaskInfo]) -> None:
         self._s.tasks.update((task.name, task) for task in tasks)
 
@@ -346,6 +400,26 @@ class MemoryRows:
 
     def paused(self) -> set[str]:
         return set(self._s.paused)
+
+    def queue_settings(self, queues: Collection[str] | None = None) -> dict[str, QueueSettings]:
+        names = sorted(self._s.settings if queues is None else set(queues) & set(self._s.settings))
+        return {name: self._s.settings[name] for name in names}
+
+    def running(
+        self, queues: Collection[str] | None, *, state: JobState, now: datetime
+    ) -> list[Running]:
+        wanted = None if queues is None else set(queues)
+        counts: dict[tuple[str, str | None], int] = defaultdict(int)
+        for job in self._in([state]):
+            if (wanted is None or job.queue in wanted) and t.lease_live(job, now=now):
+                counts[job.queue, job.concurrency_key] += 1
+        return [
+            Running(queue=q, key=k, count=n)
+            for (q, k), n in sorted(counts.items(), key=lambda item: (item[0][0], item[0][1] or ""))
+        ]
+
+    def starts(self, queue: str, *, after: datetime) -> list[Start]:
+        return [s for s in self._s.starts.get(queue, ()) if s.at > after]
 
     def retention_overrides(self) -> dict[str, dict[JobState, int]]:
         return {queue: dict(periods) for queue, periods in self._s.retention.items()}

@@ -29,13 +29,14 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
 from taskyard.adapters.sqlshared import (
     SCHEDULE_COLUMNS,
+    SETTINGS_COLUMNS,
     TASK_COLUMNS,
     Column,
     Table,
@@ -45,6 +46,7 @@ from taskyard.adapters.sqlshared import (
     fire_from_json,
     fire_text,
     json_text,
+    limits_of_row,
     literals,
     load_migrations,
     normalized,
@@ -53,11 +55,13 @@ from taskyard.adapters.sqlshared import (
     run_times,
     schedule_from_row,
     schedule_row,
+    settings_row,
     task_from_row,
     task_row,
 )
 from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import StoreUnavailable
+from taskyard.domain.flow import QueueLimits, Start
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, Clock, JobFilter, JobQuery
 from taskyard.domain.retention import Periods, Prunable
@@ -67,6 +71,8 @@ from taskyard.domain.store.rows import (
     JobCount,
     OutcomeCount,
     Promotable,
+    QueueSettings,
+    Running,
     RunTimes,
 )
 from taskyard.domain.timefmt import EPOCH
@@ -129,6 +135,7 @@ JOBS = Table(
         Column("fingerprint", null=True),
         Column("trace_context", load=json.loads, dump=json_text, null=True),
         Column("schedule", load=fire_from_json, dump=fire_text, null=True),
+        Column("concurrency_key", null=True),
     ],
 )
 ATTEMPTS = Table(
@@ -145,6 +152,7 @@ ATTEMPTS = Table(
     ],
 )
 _J = JOBS.select()
+_SETTINGS = SETTINGS_COLUMNS
 _GUARD = JOBS.writer([c for c in JOBS.columns if c.name in ("id", "state", "attempt")])
 _CHANGED = JOBS.writer(JOBS.changing)
 _INSERT_JOB = (
@@ -231,7 +239,7 @@ class SqliteRows:
 
     # --- candidates -----------------------------------------------------------------------
 
-    def claimable(self, request: ClaimRequest, *, state: JobState, now: datetime) -> list[Job]:
+    def _due(self, request: ClaimRequest, state: JobState, now: datetime) -> tuple[str, list[Any]]:
         where = (
             f"state = {literals(state)} AND run_at <= ?"
             " AND queue NOT IN (SELECT queue FROM paused_queues)"
@@ -241,9 +249,50 @@ class SqliteRows:
             if names is not None:
                 where += f" AND {column} IN (SELECT value FROM json_each(?))"
                 params.append(json.dumps(sorted(names)))
+        return where, params
+
+    def claimable(
+        self,
+        request: ClaimRequest,
+        *,
+        state: JobState,
+        now: datetime,
+        other_than: Collection[str] = (),
+    ) -> list[Job]:
+        where, params = self._due(request, state, now)
+        if other_than:
+            where += " AND queue NOT IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(sorted(other_than)))
         return self._jobs(
             f"{where} ORDER BY priority DESC, run_at, id LIMIT ?", *params, request.limit
         )
+
+    def claimable_in_turns(
+        self,
+        request: ClaimRequest,
+        queue: str,
+        *,
+        state: JobState,
+        now: datetime,
+        after: str | None,
+        skip_keys: Collection[str],
+        limit: int,
+    ) -> list[Job]:
+        where, params = self._due(request, state, now)
+        rows = self._conn.execute(
+            f"""SELECT {_J} FROM (
+                    SELECT *, row_number() OVER (
+                        PARTITION BY coalesce(concurrency_key, '')
+                        ORDER BY priority DESC, run_at, id) AS turn
+                    FROM jobs WHERE {where} AND queue = ? AND (concurrency_key IS NULL
+                        OR concurrency_key NOT IN (SELECT value FROM json_each(?)))
+                ) AS j
+                ORDER BY turn, (? IS NOT NULL AND coalesce(concurrency_key, '') <= ?),
+                    coalesce(concurrency_key, '')
+                LIMIT ?""",
+            (*params, queue, json.dumps(sorted(skip_keys)), after, after, limit),
+        )
+        return [JOBS.read(row) for row in rows]
 
     def promotable(self, rule: Promotable, *, now: datetime, limit: int) -> list[Job]:
         return self._jobs(
@@ -341,6 +390,34 @@ class SqliteRows:
             )
         else:
             self._conn.execute("DELETE FROM paused_queues WHERE queue = ?", (queue,))
+
+    def put_queue_limits(self, queue: str, limits: QueueLimits) -> None:
+        if not limits.governed:
+            self._conn.execute("DELETE FROM queue_settings WHERE queue = ?", (queue,))
+            self._conn.execute("DELETE FROM queue_starts WHERE queue = ?", (queue,))
+            return
+        self._conn.execute(
+            f"""INSERT INTO queue_settings (queue, {_SETTINGS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (queue) DO UPDATE SET
+                {", ".join(f"{c} = excluded.{c}" for c in _SETTINGS.split(", "))}""",
+            (queue, *settings_row(limits)),
+        )
+
+    def set_turns(self, turns: Mapping[str, str]) -> None:
+        self._conn.executemany(
+            "UPDATE queue_settings SET turn_after = ? WHERE queue = ?",
+            [(key, queue) for queue, key in sorted(turns.items())],
+        )
+
+    def record_starts(self, queue: str, starts: Sequence[Start], *, keep_after: datetime) -> None:
+        self._conn.execute(
+            "DELETE FROM queue_starts WHERE queue = ? AND started_at <= ?",
+            (queue, _us(keep_after)),
+        )
+        self._conn.executemany(
+            "INSERT INTO queue_starts (queue, concurrency_key, started_at) VALUES (?, ?, ?)",
+            [(queue, start.key, _us(start.at)) for start in starts],
+        )
 
     def put_tasks(self, tasks: Sequence[TaskInfo]) -> None:
         self._conn.executemany(
@@ -455,6 +532,45 @@ class SqliteRows:
 
     def paused(self) -> set[str]:
         return {queue for (queue,) in self._conn.execute("SELECT queue FROM paused_queues")}
+
+    def queue_settings(self, queues: Collection[str] | None = None) -> dict[str, QueueSettings]:
+        where, params = "", []
+        if queues is not None:
+            where, params = (
+                " WHERE queue IN (SELECT value FROM json_each(?))",
+                [json.dumps(sorted(queues))],
+            )
+        rows = self._conn.execute(
+            f"SELECT queue, {_SETTINGS}, turn_after FROM queue_settings{where} ORDER BY queue",
+            params,
+        )
+        return {
+            row[0]: QueueSettings(limits=limits_of_row(row[1:-1]), turn_after=row[-1])
+            for row in rows
+        }
+
+    def running(
+        self, queues: Collection[str] | None, *, state: JobState, now: datetime
+    ) -> list[Running]:
+        where, params = "", list[Any]([_us(now)])
+        if queues is not None:
+            where = " AND queue IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(sorted(queues)))
+        rows = self._conn.execute(
+            f"""SELECT queue, concurrency_key, count(*) FROM jobs
+                WHERE state = {literals(state)} AND lease_expires_at >= ?{where}
+                GROUP BY queue, concurrency_key""",
+            params,
+        )
+        return [Running(queue=queue, key=key, count=n) for queue, key, n in rows]
+
+    def starts(self, queue: str, *, after: datetime) -> list[Start]:
+        rows = self._conn.execute(
+            "SELECT concurrency_key, started_at FROM queue_starts"
+            " WHERE queue = ? AND started_at > ?",
+            (queue, _us(after)),
+        )
+        return [Start(key=key, at=_time(at)) for key, at in rows]
 
     def retention_overrides(self) -> dict[str, dict[JobState, int]]:
         rows = self._conn.execute("SELECT queue, state, retention_s FROM queue_retention")

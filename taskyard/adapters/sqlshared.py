@@ -24,6 +24,7 @@ import attrs
 
 from taskyard.domain.arguments import Parameters
 from taskyard.domain.catalog import TaskInfo
+from taskyard.domain.flow import QueueLimits, RateLimit
 from taskyard.domain.model import (
     Attempt,
     ErrorInfo,
@@ -122,6 +123,39 @@ def filter_terms(job_filter: JobFilter) -> list[tuple[str, list[str]]]:
         ("task", sorted(job_filter.tasks)),
     )
     return [(column, values) for column, values in terms if values]
+
+
+SETTINGS_COLUMNS = (
+    "concurrency_limit, key_concurrency_limit, rate_count, rate_period_s, key_rate_count,"
+    " key_rate_period_s, weight"
+)
+"""A queue's limits as both SQL stores keep them (`queue_settings`), in this order."""
+
+
+def settings_row(limits: QueueLimits) -> tuple[Any, ...]:
+    rate, key_rate = limits.rate_limit, limits.key_rate_limit
+    return (
+        limits.concurrency_limit,
+        limits.key_concurrency_limit,
+        rate.count if rate else None,
+        float(rate.period_s) if rate else None,
+        key_rate.count if key_rate else None,
+        float(key_rate.period_s) if key_rate else None,
+        limits.weight,
+    )
+
+
+def limits_of_row(row: Sequence[Any]) -> QueueLimits:
+    concurrency, key_concurrency, count, period, key_count, key_period, weight = row
+    return QueueLimits(
+        concurrency_limit=concurrency,
+        key_concurrency_limit=key_concurrency,
+        rate_limit=None if count is None else RateLimit(count=count, period_s=period),
+        key_rate_limit=(
+            None if key_count is None else RateLimit(count=key_count, period_s=key_period)
+        ),
+        weight=weight,
+    )
 
 
 def retention_by_queue(rows: Iterable[tuple[str, str, int]]) -> dict[str, dict[JobState, int]]:

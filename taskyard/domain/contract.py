@@ -38,6 +38,7 @@ from taskyard.domain.schema import (
     Time,
     field,
 )
+from taskyard.domain.schema import DURATION_S_MIN as DURATION_S_MIN
 
 QUEUE_DEFAULT = "default"
 PRIORITY_MIN, PRIORITY_MAX = -100, 100
@@ -47,11 +48,6 @@ DELAY_S_MAX = 31_536_000
 SECONDS_MAX = DELAY_S_MAX
 """The bound of every duration a job carries (backoff, timeout): a year, so that every
 time computed from one stays a representable datetime."""
-DURATION_S_MIN = 0.001
-"""The shortest duration a job carries (a timeout, a backoff, a delay other than 0): a
-millisecond. Anything shorter could not be honoured: a worker times an attempt out at
-its next tick, datetimes keep microseconds (a 5e-324 s delay would be no delay), and a
-backoff base near the smallest float made the growth of the delay overflow."""
 TASK_LEN_MAX = 200
 QUEUE_LEN_MAX = 100
 IDEMPOTENCY_KEY_LEN_MAX = 200
@@ -99,6 +95,8 @@ def is_queue_name(text: str) -> bool:
 
 
 IDEMPOTENCY_KEY = Text(max_len=IDEMPOTENCY_KEY_LEN_MAX)
+CONCURRENCY_KEY = IDEMPOTENCY_KEY
+"""A job's concurrency key (a tenant, an account, an API): the idempotency key's rules."""
 TRACE_CONTEXT_KEYS_MAX = 8
 """How many headers a job's trace context holds at most (W3C needs two)."""
 TRACE_VALUE_LEN_MAX = 512
@@ -194,6 +192,12 @@ SUBMISSION = shape(
     field("timeout_seconds", DURATION, "a longer attempt fails (timeout)", nullable=True),
     field("idempotency_key", IDEMPOTENCY_KEY, "or the Idempotency-Key header", nullable=True),
     field("depends_on", DEPENDENCIES, "jobs that must succeed first", default=[]),
+    field(
+        "concurrency_key",
+        CONCURRENCY_KEY,
+        "the queue's per-key limits and turns apply per key (a tenant, an account)",
+        nullable=True,
+    ),
     not_object="a job submission must be a JSON object",
 )
 BATCH = shape(
@@ -400,6 +404,7 @@ BACKOFF = answer(
 )
 JOB_NULLABLE = (
     "timeout_seconds idempotency_key finished_at lease last_error correlation_id schedule"
+    " concurrency_key"
 )
 JOB_SCHEDULE = answer("JobSchedule", name=STRING, fire_at=TIME)
 JOB_FIELDS: dict[str, Kind] = {
@@ -426,6 +431,7 @@ JOB_FIELDS: dict[str, Kind] = {
     "last_error": ERROR_INFO,
     "correlation_id": STRING,
     "schedule": JOB_SCHEDULE,
+    "concurrency_key": STRING,
 }
 JOB = answer("Job", JOB_NULLABLE, **JOB_FIELDS)
 LISTED_JOB = Shape(

@@ -10,6 +10,7 @@ from uuid import UUID
 
 import attrs
 
+from taskyard.domain.flow import QueueLimits, QueueUsage
 from taskyard.domain.retry import RetryPolicy
 from taskyard.domain.timefmt import format_time, seconds_between
 
@@ -154,6 +155,8 @@ class Job:
     trace_context: Mapping[str, str] | None = None
     """The trace its enqueue ran in (W3C `traceparent`, `tracestate`), for its attempts'
     spans (`domain/hooks.py`, `taskyard.otel`); never shown by the API."""
+    concurrency_key: str | None = None
+    """What the queue's per-key limits and turns count by (a tenant, an account)."""
 
     def ref(self) -> LeaseRef:
         assert self.lease is not None, f"job {self.id} holds no lease"
@@ -189,6 +192,7 @@ class Job:
             "last_error": self.last_error.to_json() if self.last_error else None,
             "correlation_id": self.correlation_id,
             "schedule": self.schedule.to_json() if self.schedule else None,
+            "concurrency_key": self.concurrency_key,
         }
 
 
@@ -250,6 +254,7 @@ class NewJob:
     trace_context: Mapping[str, str] | None = None
     schedule: FireId | None = None
     """The schedule fire this job is (only a scheduler's pass sets it)."""
+    concurrency_key: str | None = None
 
     def __attrs_post_init__(self) -> None:
         assert self.run_at is None or self.delay_s is None, "run_at and delay_s exclude each other"
@@ -271,6 +276,9 @@ class QueueInfo:
     paused: bool
     counts: Mapping[JobState, int]
     oldest_queued_age_s: float | None
+    limits: QueueLimits = attrs.field(factory=QueueLimits)
+    """None of them when the queue has no settings."""
+    usage: QueueUsage = attrs.field(factory=lambda: QueueUsage(running=0, started_in_window=None))
 
 
 @attrs.frozen(kw_only=True)

@@ -25,6 +25,7 @@ import attrs
 
 from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.context import JobContext, TaskSpec
+from taskyard.domain.flow import QueueLimits, WaitingReason
 from taskyard.domain.model import (
     Attempt,
     AttemptTotals,
@@ -179,7 +180,9 @@ class JobStore(Protocol):
     # the worker's path
     def claim(self, request: ClaimRequest) -> list[Job]:
         """Atomically take up to `limit` queued jobs in `(priority desc, run_at asc, id asc)`
-        order, skipping paused queues and jobs not yet due by store time."""
+        order, skipping paused queues and jobs not yet due by store time; in a governed
+        queue, only what its limits admit, in turns over keys, and between queues by
+        weight (`flow.admit`), with any number of claimers at once."""
         ...
 
     def heartbeat(self, refs: Sequence[LeaseRef], *, lease_ttl_s: float) -> list[LeaseStatus]:
@@ -257,9 +260,24 @@ class JobStore(Protocol):
         """Every queue's retention override, by queue."""
         ...
 
+    def set_queue_limits(self, queue: str, limits: QueueLimits) -> None:
+        """Replace the queue's limits whole (`flow.check_limits` first: they must be within
+        bounds); `QueueLimits()` removes them. Every claim after this commit follows them."""
+        ...
+
+    def queue_limits(self) -> dict[str, QueueLimits]:
+        """The limits of every queue that has any, by queue."""
+        ...
+
+    def waiting_reason(self, job_id: UUID) -> WaitingReason | None:
+        """Why the job is not running yet (`flow.waiting_reason`), by the store's now; None
+        for a running or finished job. Raises `JobNotFound`."""
+        ...
+
     def queues(self) -> list[QueueInfo]:
-        """Every queue that has jobs or is paused, with its counts by state: kept as
-        counters by a SQL store, so bounded by the number of queues, not of jobs."""
+        """Every queue that has jobs, is paused or has limits, with its counts by state
+        (kept as counters by a SQL store, so bounded by the number of queues, not of
+        jobs), its limits and their usage now."""
         ...
 
     def count_jobs(self, job_filter: JobFilter) -> int:

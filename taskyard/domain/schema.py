@@ -37,6 +37,13 @@ from taskyard.domain.ids import parse_job_id
 from taskyard.domain.storable import escape_text, json_problems, text_problem
 from taskyard.domain.timefmt import parse_time
 
+DURATION_S_MIN = 0.001
+"""The shortest duration a job carries (a timeout, a backoff, a delay other than 0): a
+millisecond. Anything shorter could not be honoured: a worker times an attempt out at
+its next tick, datetimes keep microseconds (a 5e-324 s delay would be no delay), and a
+backoff base near the smallest float made the growth of the delay overflow. (Declared
+here, under `contract.py`, so that `flow.py` can bound a rate limit's period by it too.)"""
+
 
 class _Marker:
     def __init__(self, name: str) -> None:

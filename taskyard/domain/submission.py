@@ -48,10 +48,14 @@ class Submission:
     timeout_s: float | None = None
     idempotency_key: str | None = None
     depends_on: tuple[UUID, ...] = ()
+    concurrency_key: str | None = None
 
     def canonical(self) -> dict[str, Any]:
-        """The submission as sent with defaults filled in; the idempotency comparison uses it."""
-        return {
+        """The submission as sent with defaults filled in; the idempotency comparison uses it.
+        A concurrency key is there only when given, so that a job stored before keys existed
+        keeps its fingerprint."""
+        keyed = {} if self.concurrency_key is None else {"concurrency_key": self.concurrency_key}
+        return keyed | {
             "task": self.task,
             "args": self.args,
             "queue": self.queue,
@@ -89,6 +93,7 @@ class Submission:
             timeout_s=self.timeout_s,
             idempotency_key=self.idempotency_key,
             depends_on=self.depends_on,
+            concurrency_key=self.concurrency_key,
             correlation_id=correlation_id,
             trace_context=trace_context,
             # Only an idempotency key is ever compared by fingerprint: no key, no digest.
@@ -176,7 +181,24 @@ def parse_submission(
         timeout_s=values["timeout_seconds"],
         idempotency_key=key,
         depends_on=tuple(values["depends_on"]),
+        concurrency_key=values["concurrency_key"],
     )
+
+
+_CONCURRENCY_KEY = contract.CONCURRENCY_KEY.compile()
+
+
+def check_concurrency_key(key: object) -> str | None:
+    """A job's concurrency key as a Python caller passes it: None, or text under the
+    idempotency key's rules. Raises `ValidationError` naming `concurrency_key`."""
+    if key is None:
+        return None
+    errors: list[FieldError] = []
+    value = _CONCURRENCY_KEY(key, "", "concurrency_key", errors)
+    if errors:
+        raise ValidationError(errors)
+    assert isinstance(value, str)
+    return value
 
 
 _CORRELATION_ID = contract.CORRELATION_ID.compile()

@@ -244,6 +244,7 @@ def create(
         schedule=new.schedule,
         fingerprint=new.fingerprint,
         trace_context=new.trace_context,
+        concurrency_key=new.concurrency_key,
     )
 
 

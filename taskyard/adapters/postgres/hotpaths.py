@@ -66,6 +66,16 @@ def claim(conn: Conn, request: ClaimRequest) -> list[Job]:
     return [JOBS.read(row) for row in _binary(conn).execute(_CLAIM, params).fetchall()]
 
 
+def governs(conn: Conn, request: ClaimRequest) -> bool:
+    """Whether a queue `request` reaches has limits (then the claim is the engine's)."""
+    row = conn.execute(
+        """SELECT EXISTS (SELECT 1 FROM taskyard.queue_settings
+           WHERE %(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))""",
+        {"queues": None if request.queues is None else sorted(request.queues)},
+    ).fetchone()
+    return bool(row and row[0])
+
+
 # --- heartbeat ----------------------------------------------------------------------------
 
 _HEARTBEAT = """

@@ -15,7 +15,7 @@ travel as JSON text every way.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -29,6 +29,7 @@ from psycopg.types.json import Jsonb
 
 from taskyard.adapters import sqlshared as sql
 from taskyard.domain.catalog import TaskInfo
+from taskyard.domain.flow import QueueLimits, Start
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobFilter, JobQuery
 from taskyard.domain.retention import Periods, Prunable
@@ -39,6 +40,8 @@ from taskyard.domain.store.rows import (
     JobCount,
     OutcomeCount,
     Promotable,
+    QueueSettings,
+    Running,
     RunTimes,
 )
 
@@ -127,6 +130,7 @@ JOBS = sql.Table(
             select="{c}::text",
             null=True,
         ),
+        sql.Column("concurrency_key", null=True),
     ],
 )
 ATTEMPTS = sql.Table(
@@ -337,7 +341,14 @@ class PostgresRows:
 
     # --- candidates -----------------------------------------------------------------------
 
-    def claimable(self, request: ClaimRequest, *, state: JobState, now: datetime) -> list[Job]:
+    def claimable(
+        self,
+        request: ClaimRequest,
+        *,
+        state: JobState,
+        now: datetime,
+        other_than: Collection[str] = (),
+    ) -> list[Job]:
         """The engine's claim on these rows (the store itself claims with `hotpaths.claim`,
         which the differential test holds to this)."""
         return self._jobs(
@@ -345,12 +356,57 @@ class PostgresRows:
                 AND queue NOT IN (SELECT queue FROM taskyard.paused_queues)
                 AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
                 AND (%(tasks)s::text[] IS NULL OR task = ANY(%(tasks)s::text[]))
+                AND NOT queue = ANY(%(other)s::text[])
                 ORDER BY priority DESC, run_at, id LIMIT %(limit)s{self._skip}""",
             {
                 "now": now,
                 "queues": None if request.queues is None else sorted(request.queues),
                 "tasks": None if request.tasks is None else sorted(request.tasks),
+                "other": sorted(other_than),
                 "limit": request.limit,
+            },
+        )
+
+    def claimable_in_turns(
+        self,
+        request: ClaimRequest,
+        queue: str,
+        *,
+        state: JobState,
+        now: datetime,
+        after: str | None,
+        skip_keys: Collection[str],
+        limit: int,
+    ) -> list[Job]:
+        """Ranked within each key by a window over the queue's due jobs; the rows picked
+        are then locked (the queue's settings row, locked first, serialises its claims)."""
+        return self._jobs(
+            f"""state = {sql.literals(state)} AND run_at <= %(now)s AND id IN (
+                SELECT c.id FROM (
+                    SELECT one.id, one.concurrency_key, row_number() OVER (
+                        PARTITION BY coalesce(one.concurrency_key, '')
+                        ORDER BY one.priority DESC, one.run_at, one.id) AS turn
+                    FROM taskyard.jobs AS one
+                    WHERE one.state = {sql.literals(state)} AND one.queue = %(queue)s
+                      AND one.run_at <= %(now)s
+                      AND one.queue NOT IN (SELECT queue FROM taskyard.paused_queues)
+                      AND (%(tasks)s::text[] IS NULL OR one.task = ANY(%(tasks)s::text[]))
+                      AND (one.concurrency_key IS NULL
+                           OR NOT one.concurrency_key = ANY(%(skip)s::text[]))
+                ) AS c
+                ORDER BY c.turn,
+                    (%(after)s::text IS NOT NULL
+                     AND coalesce(c.concurrency_key, '') COLLATE "C" <= %(after)s::text),
+                    coalesce(c.concurrency_key, '') COLLATE "C"
+                LIMIT %(limit)s)
+                ORDER BY id{self._skip}""",
+            {
+                "queue": queue,
+                "now": now,
+                "tasks": None if request.tasks is None else sorted(request.tasks),
+                "skip": sorted(skip_keys),
+                "after": after,
+                "limit": limit,
             },
         )
 
@@ -458,6 +514,39 @@ class PostgresRows:
             )
         else:
             self._conn.execute("DELETE FROM taskyard.paused_queues WHERE queue = %s", (queue,))
+
+    def put_queue_limits(self, queue: str, limits: QueueLimits) -> None:
+        if not limits.governed:
+            self._conn.execute("DELETE FROM taskyard.queue_settings WHERE queue = %s", (queue,))
+            self._conn.execute("DELETE FROM taskyard.queue_starts WHERE queue = %s", (queue,))
+            return
+        columns = sql.SETTINGS_COLUMNS
+        self._conn.execute(
+            f"""INSERT INTO taskyard.queue_settings (queue, {columns})
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (queue) DO UPDATE SET ({columns})
+                    = ({", ".join(f"EXCLUDED.{c}" for c in columns.split(", "))})""",
+            (queue, *sql.settings_row(limits)),
+        )
+
+    def set_turns(self, turns: Mapping[str, str]) -> None:
+        ordered = sorted(turns.items())
+        self._conn.execute(
+            """UPDATE taskyard.queue_settings AS s SET turn_after = t.key
+               FROM unnest(%s::text[], %s::text[]) AS t(queue, key) WHERE s.queue = t.queue""",
+            ([q for q, _ in ordered], [k for _, k in ordered]),
+        )
+
+    def record_starts(self, queue: str, starts: Sequence[Start], *, keep_after: datetime) -> None:
+        self._conn.execute(
+            "DELETE FROM taskyard.queue_starts WHERE queue = %s AND started_at <= %s",
+            (queue, keep_after),
+        )
+        self._conn.execute(
+            """INSERT INTO taskyard.queue_starts (queue, concurrency_key, started_at)
+               SELECT %s, * FROM unnest(%s::text[], %s::timestamptz[])""",
+            (queue, [s.key for s in starts], [s.at for s in starts]),
+        )
 
     def put_tasks(self, tasks: Sequence[TaskInfo]) -> None:
         self._cursor().executemany(
@@ -592,6 +681,38 @@ class PostgresRows:
 
     def paused(self) -> set[str]:
         return {queue for (queue,) in self._all("SELECT queue FROM taskyard.paused_queues")}
+
+    def queue_settings(self, queues: Collection[str] | None = None) -> dict[str, QueueSettings]:
+        rows = self._all(
+            f"""SELECT queue, {sql.SETTINGS_COLUMNS}, turn_after FROM taskyard.queue_settings
+                WHERE %(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[])
+                ORDER BY queue COLLATE "C"{self._lock}""",
+            {"queues": None if queues is None else sorted(queues)},
+        )
+        return {
+            row[0]: QueueSettings(limits=sql.limits_of_row(row[1:-1]), turn_after=row[-1])
+            for row in rows
+        }
+
+    def running(
+        self, queues: Collection[str] | None, *, state: JobState, now: datetime
+    ) -> list[Running]:
+        rows = self._all(
+            f"""SELECT queue, concurrency_key, count(*) FROM taskyard.jobs
+                WHERE state = {sql.literals(state)} AND lease_expires_at >= %(now)s
+                  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+                GROUP BY queue, concurrency_key""",
+            {"now": now, "queues": None if queues is None else sorted(queues)},
+        )
+        return [Running(queue=queue, key=key, count=n) for queue, key, n in rows]
+
+    def starts(self, queue: str, *, after: datetime) -> list[Start]:
+        rows = self._all(
+            "SELECT concurrency_key, started_at FROM taskyard.queue_starts"
+            " WHERE queue = %s AND started_at > %s",
+            (queue, after),
+        )
+        return [Start(key=key, at=utc(at)) for key, at in rows]
 
     def retention_overrides(self) -> dict[str, dict[JobState, int]]:
         rows = self._all("SELECT queue, state, retention_s FROM taskyard.queue_retention")

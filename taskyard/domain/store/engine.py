@@ -13,6 +13,7 @@ from datetime import datetime
 from uuid import UUID
 
 from taskyard.domain.catalog import TaskInfo
+from taskyard.domain.flow import QueueLimits, WaitingReason
 from taskyard.domain.model import (
     Attempt,
     AttemptTotals,
@@ -186,6 +187,17 @@ class StoreEngine:
 
     def queues(self) -> list[QueueInfo]:
         return self._rows.reading(reads.queues)
+
+    # flow control
+
+    def set_queue_limits(self, queue: str, limits: QueueLimits) -> None:
+        self._rows.writing(lambda rows: plans.set_queue_limits(rows, queue, limits))
+
+    def queue_limits(self) -> dict[str, QueueLimits]:
+        return self._rows.reading(reads.queue_limits)
+
+    def waiting_reason(self, job_id: UUID) -> WaitingReason | None:
+        return self._rows.reading(lambda rows: reads.waiting_reason(rows, job_id))
 
     def count_jobs(self, job_filter: JobFilter) -> int:
         return self._rows.reading(lambda rows: reads.count_jobs(rows, job_filter))

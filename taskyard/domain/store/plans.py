@@ -11,12 +11,13 @@ transaction (PostgreSQL's transactional `enqueue_in` does).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
 import attrs
 
+from taskyard.domain import flow
 from taskyard.domain import schedules as sch
 from taskyard.domain import transitions as t
 from taskyard.domain.catalog import TaskInfo
@@ -49,7 +50,7 @@ from taskyard.domain.ports import (
     ReportStatus,
 )
 from taskyard.domain.retention import Periods, Retention, rules, valid_period
-from taskyard.domain.store.rows import Applied, Changes, JobWrite, Promotable, Rows
+from taskyard.domain.store.rows import Applied, Changes, JobWrite, Promotable, QueueSettings, Rows
 
 S = JobState
 
@@ -192,8 +193,16 @@ def enqueue(rows: Rows, jobs: Sequence[NewJob], *, normal: Normal = as_is) -> li
 
 
 def claim(rows: Rows, request: ClaimRequest) -> list[Job]:
+    """Take what `request` may: in claim order where no queue it reaches is governed (no
+    settings row is locked then), else by `flow.admit` over the governed queues (their
+    settings rows locked first, in name order) and the others."""
     now = rows.now()
-    candidates = rows.claimable(request, state=CLAIMABLE, now=now)
+    settings = rows.queue_settings(request.queues)
+    governed = {queue: s for queue, s in settings.items() if s.limits.governed}
+    if not governed:
+        candidates = rows.claimable(request, state=CLAIMABLE, now=now)
+    else:
+        candidates = _admitted(rows, request, governed, now=now)
     batch = Batch(candidates)
     claimed: list[Job] = []
     for job in candidates:
@@ -202,6 +211,73 @@ def claim(rows: Rows, request: ClaimRequest) -> list[Job]:
         claimed.append(batch.apply(step, worker=request.worker))
     _write(rows, batch, now)
     return claimed
+
+
+def loads(
+    rows: Rows, limits: Mapping[str, flow.QueueLimits], *, now: datetime
+) -> dict[str, flow.Load]:
+    """What counts against each queue's limits now: live leases by key, and the starts
+    of its longest rate period."""
+    running: dict[str, dict[str | None, int]] = {queue: {} for queue in limits}
+    for group in rows.running(sorted(limits), state=LEASED, now=now):
+        running[group.queue][group.key] = group.count
+    out: dict[str, flow.Load] = {}
+    for queue, queue_limits in limits.items():
+        period = queue_limits.longest_period()
+        starts = rows.starts(queue, after=now - period) if period is not None else []
+        out[queue] = flow.Load(running=running[queue], starts=starts)
+    return out
+
+
+def _admitted(
+    rows: Rows, request: ClaimRequest, governed: Mapping[str, QueueSettings], *, now: datetime
+) -> list[Job]:
+    """The jobs `flow.admit` takes: each governed queue's candidates in turns within its
+    headroom, the other queues' in claim order; records the turns and the starts."""
+    paused = rows.paused()
+    active = {queue: s for queue, s in governed.items() if queue not in paused}
+    others = rows.claimable(request, state=CLAIMABLE, now=now, other_than=sorted(governed))
+    by_queue: dict[str, list[Job]] = defaultdict(list)
+    for job in others:
+        by_queue[job.queue].append(job)
+    limits = {queue: s.limits for queue, s in active.items()}
+    limits.update(dict.fromkeys(by_queue, flow.NO_LIMITS))
+    load = loads(rows, limits, now=now)
+    parts: dict[str, flow.QueueClaim] = {
+        queue: flow.QueueClaim(limits=flow.NO_LIMITS, load=load[queue], candidates=jobs)
+        for queue, jobs in by_queue.items()
+    }
+    for queue, queue_settings in sorted(active.items()):
+        room = flow.headroom(queue_settings.limits, load[queue], now=now)
+        wanted = request.limit if room.jobs is None else min(request.limit, room.jobs)
+        if wanted <= 0:
+            continue
+        found = rows.claimable_in_turns(
+            request,
+            queue,
+            state=CLAIMABLE,
+            now=now,
+            after=queue_settings.turn_after,
+            skip_keys=sorted(room.full_keys),
+            limit=wanted,
+        )
+        if found:
+            parts[queue] = flow.QueueClaim(
+                limits=queue_settings.limits,
+                load=load[queue],
+                candidates=found,
+                after=queue_settings.turn_after,
+            )
+    admitted = flow.admit(parts, now=now, limit=request.limit)
+    if admitted.last_key:
+        rows.set_turns(admitted.last_key)
+    for queue, starts in sorted(admitted.starts.items()):
+        period = limits[queue].longest_period()
+        assert period is not None
+        rows.record_starts(queue, starts, keep_after=now - period)
+    jobs = [job for job in admitted.jobs if isinstance(job, Job)]
+    assert len(jobs) == len(admitted.jobs)
+    return jobs
 
 
 def heartbeat(rows: Rows, refs: Sequence[LeaseRef], *, lease_ttl_s: float) -> list[LeaseStatus]:
@@ -386,6 +462,10 @@ def prune(rows: Rows, retention: Retention, *, limit: int) -> list[Job]:
     if pruned:
         rows.delete(pruned)
     return pruned
+
+
+def set_queue_limits(rows: Rows, queue: str, limits: flow.QueueLimits) -> None:
+    rows.put_queue_limits(queue, flow.check_limits(limits))
 
 
 def set_retention(rows: Rows, queue: str, periods: Periods) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
+from taskyard.domain import flow
 from taskyard.domain import transitions as t
 from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import JobNotFound, ScheduleNotFound
@@ -30,6 +31,7 @@ from taskyard.domain.model import (
 )
 from taskyard.domain.ports import JobFilter, JobPage, JobQuery
 from taskyard.domain.schedules import Schedule
+from taskyard.domain.store import plans
 from taskyard.domain.store.plans import LEASED
 from taskyard.domain.store.rows import Rows
 from taskyard.domain.timefmt import after, seconds_between
@@ -83,6 +85,9 @@ def queues(rows: Rows) -> list[QueueInfo]:
         counts[group.queue][group.state] += group.count
     oldest = rows.earliest_run_at_by_queue(state=S.QUEUED)
     paused = rows.paused()
+    limits = {queue: s.limits for queue, s in rows.queue_settings().items()}
+    names = sorted(set(counts) | paused | set(limits))
+    load = plans.loads(rows, {name: limits.get(name, flow.NO_LIMITS) for name in names}, now=now)
     return [
         QueueInfo(
             name=name,
@@ -91,9 +96,38 @@ def queues(rows: Rows) -> list[QueueInfo]:
             oldest_queued_age_s=(
                 max(0.0, seconds_between(oldest[name], now)) if name in oldest else None
             ),
+            limits=limits.get(name, flow.NO_LIMITS),
+            usage=flow.usage(limits.get(name, flow.NO_LIMITS), load[name], now=now),
         )
-        for name in sorted(set(counts) | paused)
+        for name in names
     ]
+
+
+def queue_limits(rows: Rows) -> dict[str, flow.QueueLimits]:
+    return {queue: s.limits for queue, s in rows.queue_settings().items()}
+
+
+def waiting_reason(rows: Rows, job_id: UUID) -> flow.WaitingReason | None:
+    """Why the job waits: the facts read here, the reason decided by `flow.waiting_reason`."""
+    now = rows.now()
+    job = get(rows, job_id)
+    settings = rows.queue_settings([job.queue])
+    limits = settings[job.queue].limits if job.queue in settings else flow.NO_LIMITS
+    deps = rows.states(job.depends_on) if job.depends_on else {}
+    met = job.state is not plans.PROMOTABLE.gated or (
+        len(deps) == len(job.depends_on)
+        and all(state is plans.PROMOTABLE.gate_open for state in deps.values())
+    )
+    return flow.waiting_reason(
+        waiting=job.state is plans.CLAIMABLE or job.state in WAITING_STATES,
+        due=job.run_at <= now,
+        dependencies_met=met,
+        paused=job.queue in rows.paused(),
+        key=job.concurrency_key,
+        limits=limits,
+        load=plans.loads(rows, {job.queue: limits}, now=now)[job.queue],
+        now=now,
+    )
 
 
 def count_jobs(rows: Rows, job_filter: JobFilter) -> int:

@@ -13,7 +13,7 @@ never something the domain would refuse: the engine asserts that.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol, TypeVar
 from uuid import UUID
@@ -21,6 +21,7 @@ from uuid import UUID
 import attrs
 
 from taskyard.domain.catalog import TaskInfo
+from taskyard.domain.flow import QueueLimits, Start
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobFilter, JobQuery
 from taskyard.domain.retention import Periods, Prunable
@@ -111,6 +112,24 @@ class Promotable:
     gate_open: JobState
 
 
+@attrs.frozen(kw_only=True)
+class QueueSettings:
+    """A queue's stored limits, and the key its last governed claim served last (its next
+    claim's turns start after it)."""
+
+    limits: QueueLimits
+    turn_after: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Running:
+    """How many jobs of one queue and concurrency key (None: none) hold a live lease."""
+
+    queue: str
+    key: str | None
+    count: int
+
+
 class Rows(Protocol):
     """One transaction. In a write transaction, what `jobs`, `keyed` and the candidate
     queries return is locked until the end (in id order where several rows are), so the
@@ -140,10 +159,34 @@ class Rows(Protocol):
 
     # --- candidates -----------------------------------------------------------------------
 
-    def claimable(self, request: ClaimRequest, *, state: JobState, now: datetime) -> list[Job]:
+    def claimable(
+        self,
+        request: ClaimRequest,
+        *,
+        state: JobState,
+        now: datetime,
+        other_than: Collection[str] = (),
+    ) -> list[Job]:
         """Jobs in `state` with `run_at <= now` in queues not paused, of `request.queues`
-        and `request.tasks` (None: any), in claim order (`priority` descending, `run_at`,
-        `id`), at most `request.limit`; rows another claimer holds are skipped."""
+        (but none of `other_than`) and `request.tasks` (None: any), in claim order
+        (`priority` descending, `run_at`, `id`), at most `request.limit`; rows another
+        claimer holds are skipped."""
+        ...
+
+    def claimable_in_turns(
+        self,
+        request: ClaimRequest,
+        queue: str,
+        *,
+        state: JobState,
+        now: datetime,
+        after: str | None,
+        skip_keys: Collection[str],
+        limit: int,
+    ) -> list[Job]:
+        """Jobs of `queue` (not paused) that `claimable` would take, but none whose
+        concurrency key is in `skip_keys`, the first `limit` in `flow.in_turns(after=...)`
+        order; rows another claimer holds are skipped."""
         ...
 
     def promotable(self, rule: Promotable, *, now: datetime, limit: int) -> list[Job]:
@@ -183,6 +226,20 @@ class Rows(Protocol):
 
     def set_retention(self, queue: str, periods: Periods) -> None:
         """Replace the queue's retention override whole (empty: remove it)."""
+        ...
+
+    def put_queue_limits(self, queue: str, limits: QueueLimits) -> None:
+        """Replace the queue's limits whole; `QueueLimits()` removes its settings and its
+        starts log."""
+        ...
+
+    def set_turns(self, turns: Mapping[str, str]) -> None:
+        """Record, per queue (each with settings, locked), the key its claim served last."""
+        ...
+
+    def record_starts(self, queue: str, starts: Sequence[Start], *, keep_after: datetime) -> None:
+        """Add `starts` to the queue's starts log and drop its starts at or before
+        `keep_after` (the log holds one longest rate period at most)."""
         ...
 
     def put_tasks(self, tasks: Sequence[TaskInfo]) -> None:
@@ -249,6 +306,23 @@ class Rows(Protocol):
         ...
 
     def paused(self) -> set[str]: ...
+
+    def queue_settings(self, queues: Collection[str] | None = None) -> dict[str, QueueSettings]:
+        """The settings of `queues` that have any (None: every queue that has). In a writing
+        transaction each is locked until it ends, taken in queue-name order: that lock
+        serialises the claims of a governed queue."""
+        ...
+
+    def running(
+        self, queues: Collection[str] | None, *, state: JobState, now: datetime
+    ) -> list[Running]:
+        """Jobs of `queues` (None: any) in `state` whose lease is live at `now` (expiring at
+        or after it), counted by queue and concurrency key."""
+        ...
+
+    def starts(self, queue: str, *, after: datetime) -> list[Start]:
+        """The queue's recorded starts later than `after`."""
+        ...
 
     def retention_overrides(self) -> dict[str, dict[JobState, int]]:
         """Every queue's retention override, by queue."""
