@@ -94,9 +94,7 @@ def skewed(jobs: int, keys: int) -> list[Submission]:
     key's jobs together, the heavy key's first."""
     heavy = jobs // 2
     light = jobs - heavy
-    out = [
-        Submission(task=NOOP_TASK, queue=QUEUE, concurrency_key=HEAVY_KEY) for _ in range(heavy)
-    ]
+    out = [Submission(task=NOOP_TASK, queue=QUEUE, concurrency_key=HEAVY_KEY) for _ in range(heavy)]
     for index in range(1, keys):
         share = light // (keys - 1) + (1 if index - 1 < light % (keys - 1) else 0)
         out += [
@@ -151,9 +149,7 @@ def fairness_of(starts: Sequence[tuple[str, datetime]], keys: Sequence[str]) -> 
     )
 
 
-def fairness(
-    target: Target, options: BenchOptions, keys: int, key_limit: int, repeat: int
-) -> None:
+def fairness(target: Target, options: BenchOptions, keys: int, key_limit: int, repeat: int) -> None:
     submissions = skewed(options.jobs, keys)
     names = [f"k{index:04d}" for index in range(keys)]
     limits = QueueLimits(key_concurrency_limit=key_limit)

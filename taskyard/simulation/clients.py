@@ -40,6 +40,8 @@ from taskyard.simulation.rand import Streams
 from taskyard.simulation.workload import ClientOp, OpKind, Workload
 
 S = JobState
+WAITING = frozenset({S.SCHEDULED, S.QUEUED, S.RETRYING})
+"""The states of a job not running yet, whose `waiting_reason` says why."""
 
 SUBMIT_TRIES_MAX = 6
 PAGE_LIMIT_MAX = 7
@@ -401,9 +403,17 @@ class Clients:
                 # What the API answers with (its JSON), as a client would read it.
                 shown = json.dumps([job.to_json(), *(a.to_json() for a in tried)])
                 assert shown.startswith("[{"), shown
+                # GET /v1/jobs/{id}'s waiting_reason: for a job not yet running, and only then.
+                reason = store.waiting_reason(job_id)
+                if (reason is None) == (job.state in WAITING):
+                    self._broken(
+                        node,
+                        f"{self._ledger.job_label(job_id)} is {job.state.value}, yet its "
+                        f"waiting reason is {reason}",
+                    )
                 note(
                     f"inspect {self._ledger.job_label(job_id)}: {job.state.value}, "
-                    f"{len(tried)} attempt(s)"
+                    f"{len(tried)} attempt(s)" + (f", waiting: {reason.value}" if reason else "")
                 )
             missing = UUID(int=rng.getrandbits(128))
             assert node.client is not None
@@ -427,6 +437,13 @@ class Clients:
             catalog = json.dumps([task.to_json() for task in store.tasks()])  # GET /v1/tasks
             assert catalog.startswith("["), catalog
             queues_seen = store.queues()
+            for info in queues_seen:
+                if info.limits.governed:
+                    window = info.usage.started_in_window
+                    note(
+                        f"queue {info.name}: {info.usage.running} running"
+                        + ("" if window is None else f", {window} started in the window")
+                    )
             stats = store.stats(window_s=rng.choice((60.0, 3600.0)))
             totals = store.attempt_totals(run_s_buckets=RUN_S_BUCKETS)
             wakeup = store.next_wakeup()
