@@ -242,8 +242,9 @@ class World:
     def _set_limits(self) -> None:
         """An operator sets the queues' limits through the store, before anything runs."""
         operator = self.nodes[self.scenario.clients[0]]
+        assert isinstance(operator, ClientNode), operator
         for queue, limits in self.scenario.limits:
-            operator.store.set_queue_limits(queue, limits)
+            self.clients.set_limits(operator, queue, limits)
             self.note(operator.label, f"limits of queue {queue}: {describe_limits(limits)}")
 
     def _describe_world(self) -> str:
