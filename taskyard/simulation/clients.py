@@ -592,7 +592,7 @@ class Clients:
         if parsed != limits:
             self._broken(node, f"limits {limits!r} read back from JSON as {parsed!r}")
         node.store.set_queue_limits(queue, parsed)
-        if node.store.queue_limits().get(queue) != limits:
+        if node.store.queue_limits().get(queue, flow.QueueLimits()) != limits:
             self._broken(node, f"the store does not hold the limits of queue {queue} as set")
 
     def _waiting(self, node: ClientNode) -> None:
