@@ -38,6 +38,7 @@ def new_job(
     depends_on: Sequence[UUID] = (),
     correlation_id: str | None = None,
     trace_context: dict[str, str] | None = None,
+    concurrency_key: str | None = None,
 ) -> NewJob:
     submission = Submission(
         task=task,
@@ -51,6 +52,7 @@ def new_job(
         timeout_s=timeout_s,
         idempotency_key=idempotency_key,
         depends_on=tuple(depends_on),
+        concurrency_key=concurrency_key,
     )
     return submission.to_new_job(
         job_id=uuid7(store.now(), _rng), correlation_id=correlation_id, trace_context=trace_context

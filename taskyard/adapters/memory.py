@@ -19,7 +19,7 @@ import attrs
 
 from taskyard.domain import transitions as t
 from taskyard.domain.catalog import TaskInfo
-from taskyard.domain.flow import QueueLimits, Start, in_turns
+from taskyard.domain.flow import Headroom, QueueLimits, Start, proposed
 from taskyard.domain.model import (
     Attempt,
     Job,
@@ -189,16 +189,11 @@ class MemoryRows:
         state: JobState,
         now: datetime,
         after: str | None,
-        skip_keys: Collection[str],
+        room: Headroom,
         limit: int,
     ) -> list[Job]:
-        skip = set(skip_keys)
-        found = [
-            job
-            for job in self._due(request, state, now)
-            if job.queue == queue and job.concurrency_key not in skip
-        ]
-        return in_turns(found, after=after)[:limit]
+        found = [job for job in self._due(request, state, now) if job.queue == queue]
+        return proposed(found, room, after=after, limit=limit)
 
     def promotable(self, rule: Promotable, *, now: datetime, limit: int) -> list[Job]:
         """Here the rule itself picks (a variant of it under test picks what it would)."""

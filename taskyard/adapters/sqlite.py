@@ -61,7 +61,7 @@ from taskyard.adapters.sqlshared import (
 )
 from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import StoreUnavailable
-from taskyard.domain.flow import QueueLimits, Start
+from taskyard.domain.flow import Headroom, QueueLimits, Start
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, Clock, JobFilter, JobQuery
 from taskyard.domain.retention import Periods, Prunable
@@ -275,22 +275,33 @@ class SqliteRows:
         state: JobState,
         now: datetime,
         after: str | None,
-        skip_keys: Collection[str],
+        room: Headroom,
         limit: int,
     ) -> list[Job]:
         where, params = self._due(request, state, now)
+        keys = sorted(room.keys)
         rows = self._conn.execute(
             f"""SELECT {_J} FROM (
                     SELECT *, row_number() OVER (
                         PARTITION BY coalesce(concurrency_key, '')
                         ORDER BY priority DESC, run_at, id) AS turn
-                    FROM jobs WHERE {where} AND queue = ? AND (concurrency_key IS NULL
-                        OR concurrency_key NOT IN (SELECT value FROM json_each(?)))
+                    FROM jobs WHERE {where} AND queue = ?
                 ) AS j
+                WHERE concurrency_key IS NULL OR turn <= coalesce(
+                    (SELECT json_extract(r.value, '$[1]') FROM json_each(?) AS r
+                     WHERE json_extract(r.value, '$[0]') = concurrency_key), ?, turn)
                 ORDER BY turn, (? IS NOT NULL AND coalesce(concurrency_key, '') <= ?),
                     coalesce(concurrency_key, '')
                 LIMIT ?""",
-            (*params, queue, json.dumps(sorted(skip_keys)), after, after, limit),
+            (
+                *params,
+                queue,
+                json.dumps([[key, room.keys[key]] for key in keys]),
+                room.per_key,
+                after,
+                after,
+                limit,
+            ),
         )
         return [JOBS.read(row) for row in rows]
 

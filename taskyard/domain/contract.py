@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from taskyard.domain import schema as _schema
 from taskyard.domain.arguments import Kind as ParameterKind
 from taskyard.domain.model import CatchUp, JobState, Outcome, Overlap
 from taskyard.domain.retry import BASE_S_DEFAULT, FACTOR_DEFAULT, MAX_S_DEFAULT, Jitter, RetryPolicy
@@ -38,13 +39,14 @@ from taskyard.domain.schema import (
     Time,
     field,
 )
-from taskyard.domain.schema import DURATION_S_MIN as DURATION_S_MIN
 
 QUEUE_DEFAULT = "default"
 PRIORITY_MIN, PRIORITY_MAX = -100, 100
 MAX_ATTEMPTS_DEFAULT = 3
 MAX_ATTEMPTS_MAX = 1000
 DELAY_S_MAX = 31_536_000
+DURATION_S_MIN = _schema.DURATION_S_MIN
+"""The shortest duration a job carries (`schema.py` says why: a millisecond)."""
 SECONDS_MAX = DELAY_S_MAX
 """The bound of every duration a job carries (backoff, timeout): a year, so that every
 time computed from one stays a representable datetime."""

@@ -28,10 +28,11 @@ test):
 2. A job is admitted only if every limit that applies still has room after the jobs
    admitted before it in the same claim; a job refused for its key's limits leaves the
    other keys' jobs to be taken, a job refused for its queue's ends that queue's part.
-3. Between queues, the k-th job admitted in queue q (counting its running jobs first)
-   gets the tag `(running_q + k) / weight_q`; the claim takes the lowest tags first (then
-   queue name, then each queue's own order), so that the running jobs of queues that
-   all have work come to follow their weights.
+3. Between queues, the k-th job (from 0) admitted in queue q gets the tag
+   `(running_q + k + 1/2) / weight_q` (Sainte-Laguë's divisors: shares within about a
+   job of `weight_q / sum of weights`, with no bias to large or small weights); the claim
+   takes the lowest tags first (then queue name, then each queue's own order), so that
+   the running jobs of queues that all have work come to follow their weights.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ __all__ = [
     "in_turns",
     "limit_problems",
     "parse_limits",
+    "proposed",
     "usage",
     "waiting_reason",
 ]
@@ -394,12 +396,24 @@ class Admitted:
 
 @attrs.frozen(kw_only=True)
 class Headroom:
-    """How many more jobs a governed queue may start now (None: no queue-wide bound), and
-    the keys that may start none (their own limit is reached): a store proposes no
-    candidate beyond it."""
+    """How many more jobs a governed queue may start now: `jobs` in all (None: no
+    queue-wide bound), `per_key` for a key that has nothing running nor started (None: no
+    key limit), and `keys` for each key with some load (its own room, 0 when full). A
+    store proposes the jobs `proposed` takes, no more: they are exactly what `admit`
+    takes of the queue alone."""
 
     jobs: int | None
-    full_keys: frozenset[str]
+    per_key: int | None = None
+    keys: Mapping[str, int] = attrs.field(factory=dict)
+
+    def key_room(self, key: str | None) -> int | None:
+        if key is None:
+            return None
+        return self.keys.get(key, self.per_key)
+
+    @property
+    def full_keys(self) -> frozenset[str]:
+        return frozenset(key for key, room in self.keys.items() if room <= 0)
 
 
 def headroom(limits: QueueLimits, load: Load, *, now: datetime) -> Headroom:
@@ -410,20 +424,49 @@ def headroom(limits: QueueLimits, load: Load, *, now: datetime) -> Headroom:
         bounds.append(
             limits.rate_limit.count - len(_in_window(load.starts, limits.rate_limit, now))
         )
-    full: set[str] = set()
+    per_key: list[int] = []
+    used: dict[str, list[int]] = defaultdict(list)
     if limits.key_concurrency_limit is not None:
-        full.update(
-            k
-            for k, n in load.running.items()
-            if k is not None and n >= limits.key_concurrency_limit
-        )
+        per_key.append(limits.key_concurrency_limit)
+        for key, n in load.running.items():
+            if key is not None:
+                used[key].append(limits.key_concurrency_limit - n)
     if limits.key_rate_limit is not None:
+        per_key.append(limits.key_rate_limit.count)
         started: dict[str, int] = defaultdict(int)
         for start in _in_window(load.starts, limits.key_rate_limit, now):
             if start.key is not None:
                 started[start.key] += 1
-        full.update(k for k, n in started.items() if n >= limits.key_rate_limit.count)
-    return Headroom(jobs=max(0, min(bounds)) if bounds else None, full_keys=frozenset(full))
+        for key, n in started.items():
+            used[key].append(limits.key_rate_limit.count - n)
+    default = min(per_key) if per_key else None
+    keys = {
+        key: max(0, min(rooms + ([default] if default is not None else [])))
+        for key, rooms in used.items()
+    }
+    return Headroom(
+        jobs=max(0, min(bounds)) if bounds else None,
+        per_key=default,
+        keys={key: room for key, room in keys.items() if default is None or room < default},
+    )
+
+
+def proposed(jobs: Iterable[C], room: Headroom, *, after: str | None, limit: int) -> list[C]:
+    """What a store proposes of one governed queue's due jobs: in turns, each key's first
+    `room.key_room(key)` only, at most `limit` and `room.jobs`."""
+    seen: dict[str, int] = defaultdict(int)
+    out: list[C] = []
+    cap = limit if room.jobs is None else min(limit, room.jobs)
+    for job in in_turns(jobs, after=after):
+        if len(out) >= cap:
+            break
+        key = job.concurrency_key
+        key_room = room.key_room(key)
+        if key is not None and key_room is not None and seen[key] >= key_room:
+            continue
+        seen[turn_name(key)] += 1
+        out.append(job)
+    return out
 
 
 def _admit_queue(part: QueueClaim, *, now: datetime, limit: int) -> list[Claimable]:
@@ -476,7 +519,7 @@ def admit(parts: Mapping[str, QueueClaim], *, now: datetime, limit: int) -> Admi
         base = part.load.running_total
         for k, job in enumerate(_admit_queue(part, now=now, limit=limit)):
             assert job.queue == name, (job.queue, name)
-            tagged.append((Fraction(base + k + 1, part.limits.weight), name, k, job))
+            tagged.append((Fraction(2 * (base + k) + 1, 2 * part.limits.weight), name, k, job))
     tagged.sort(key=lambda t: (t[0], t[1], t[2]))
     taken = [t[3] for t in tagged[:limit]]
     last_key: dict[str, str] = {}

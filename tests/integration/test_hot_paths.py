@@ -34,6 +34,7 @@ from taskyard.adapters.postgres import hotpaths
 from taskyard.adapters.postgres.rows import ATTEMPTS, COPY_MIN_JOBS, JOBS, J, PostgresRows
 from taskyard.adapters.sqlshared import normalized
 from taskyard.domain.errors import TaskyardError
+from taskyard.domain.flow import QueueLimits, RateLimit
 from taskyard.domain.ids import uuid7
 from taskyard.domain.model import Attempt, ErrorInfo, Job, JobState, LeaseRef, NewJob, Outcome
 from taskyard.domain.ports import ClaimRequest, ReportResult, ReportStatus
@@ -309,6 +310,173 @@ def test_the_claim_statement_takes_what_the_pure_claim_takes(
     both.assert_same_rows()
 
 
+# --- the governed claim (flow control) ---------------------------------------------------
+
+FLOW_KEYS = st.sampled_from([None, "k1", "k2", "k3", "ü"])
+FLOW_RATES = st.none() | st.builds(
+    RateLimit, count=st.integers(1, 4), period_s=st.sampled_from([0.5, 1.0, 2.5])
+)
+FLOW_LIMITS = st.builds(
+    QueueLimits,
+    concurrency_limit=st.none() | st.integers(1, 6),
+    key_concurrency_limit=st.none() | st.integers(1, 3),
+    rate_limit=FLOW_RATES,
+    key_rate_limit=FLOW_RATES,
+    weight=st.integers(1, 4),
+)
+flow_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("limits"), st.sampled_from(STORE_QUEUES), FLOW_LIMITS),
+        st.tuples(
+            st.just("enqueue"),
+            st.integers(1, 4),
+            st.sampled_from(STORE_QUEUES),
+            FLOW_KEYS,
+            st.integers(-1, 1),
+            st.none() | st.integers(1, 1500),
+            st.sampled_from(STORE_TASKS),
+        ),
+        st.tuples(
+            st.just("claim"),
+            st.integers(1, 5),
+            st.integers(100, 3000),
+            st.sampled_from([None, ("a",), ("a", "b"), ("b", "c")]),
+        ),
+        st.tuples(st.just("advance"), st.integers(1, 1500)),
+        st.tuples(st.just("finish"), st.integers(0, 50)),
+        st.tuples(st.just("pause"), st.sampled_from(STORE_QUEUES), st.booleans()),
+    ),
+    max_size=30,
+)
+
+
+def flow_history(ops: Sequence[tuple[Any, ...]]) -> History:
+    history = History()
+    store = history.store
+    for kind, *rest in ops:
+        if kind == "limits":
+            store.set_queue_limits(rest[0], rest[1])
+        elif kind == "enqueue":
+            count, queue, key, priority, delay_ms, task = rest
+            store.enqueue(
+                [
+                    history.new_job(
+                        task=task,
+                        queue=queue,
+                        priority=priority,
+                        delay_s=None if delay_ms is None else delay_ms / 1000,
+                        concurrency_key=key,
+                    )
+                    for _ in range(count)
+                ]
+            )
+        elif kind == "claim":
+            limit, ttl_ms, queues = rest
+            request = ClaimRequest(
+                worker="w1",
+                limit=limit,
+                lease_ttl_s=ttl_ms / 1000,
+                queues=None if queues is None else frozenset(queues),
+            )
+            history.refs.extend(job.ref() for job in store.claim(request))
+        elif kind == "advance":
+            history.clock.advance(rest[0] / 1000)
+        elif kind == "finish" and (ref := history.ref(rest[0])) is not None:
+            store.report([report(ref, "succeeded")])
+        elif kind == "pause":
+            store.set_paused(rest[0], paused=rest[1])
+    store.promote_due(limit=100)
+    return history
+
+
+def flow_twins(conn: psycopg.Connection[Any], history: History) -> Twins:
+    """`twins`, with the queues' settings (limits, turns) and starts logs copied too."""
+    both = twins(conn, history)
+    source = history.store.state
+    delta = both.now - history.clock.now()
+    rows = PostgresRows(conn, locking=True)
+    target = both.memory.state
+    for queue, kept in sorted(source.settings.items()):
+        rows.put_queue_limits(queue, kept.limits)
+        target.settings[queue] = kept
+        if kept.turn_after is not None:
+            rows.set_turns({queue: kept.turn_after})
+    for queue, starts in sorted(source.starts.items()):
+        shifted = [attrs.evolve(start, at=start.at + delta) for start in starts]
+        rows.record_starts(queue, shifted, keep_after=datetime.min.replace(tzinfo=UTC))
+        target.starts[queue] = shifted
+    return both
+
+
+def flow_state(conn: psycopg.Connection[Any]) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
+    rows = PostgresRows(conn, locking=False)
+    settings = {q: (s.limits, s.turn_after) for q, s in rows.queue_settings().items()}
+    starts = conn.execute(
+        "SELECT queue, concurrency_key, started_at FROM taskyard.queue_starts"
+        " ORDER BY queue, started_at, concurrency_key NULLS FIRST"
+    ).fetchall()
+    return settings, [(q, k, t.astimezone(UTC)) for q, k, t in starts]
+
+
+def memory_flow_state(memory: InMemoryJobStore) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
+    state = memory.state
+    settings = {q: (s.limits, s.turn_after) for q, s in state.settings.items()}
+    starts = sorted(
+        ((q, s.key, s.at) for q, log in state.starts.items() for s in log),
+        key=lambda r: (r[0], r[2], r[1] is not None, r[1] or ""),
+    )
+    return settings, starts
+
+
+flow_requests = st.builds(
+    ClaimRequest,
+    worker=st.sampled_from(STORE_WORKERS),
+    limit=st.sampled_from([1, 2, 3, 5, 8]),
+    lease_ttl_s=milliseconds.map(lambda ms: ms / 1000),
+    queues=st.sampled_from([None, None, {"a", "b"}, {"a"}, {"b", "c"}]).map(
+        lambda q: q if q is None else frozenset(q)
+    ),
+    tasks=st.sampled_from([None, None, frozenset({"t1"})]),
+)
+
+
+FLOW_TAIL = [
+    ("enqueue", 4, "a", "k1", 0, None, "t1"),
+    ("enqueue", 2, "a", "k2", 1, None, "t1"),
+    ("enqueue", 3, "a", None, 0, None, "t2"),
+    ("enqueue", 3, "b", "k1", 0, None, "t1"),
+    ("enqueue", 2, "b", "k3", 0, None, "t1"),
+    ("enqueue", 3, "c", None, 0, None, "t1"),
+]
+"""Due work in every queue, with keys, at the end of every history."""
+
+
+@EXAMPLES
+@given(
+    limits=st.tuples(FLOW_LIMITS, FLOW_LIMITS),
+    ops=flow_ops,
+    requests=st.lists(flow_requests, min_size=1, max_size=4),
+)
+def test_the_governed_claim_statement_takes_what_the_pure_rule_admits(
+    conn: psycopg.Connection[Any],
+    limits: tuple[QueueLimits, QueueLimits],
+    ops: list[tuple[Any, ...]],
+    requests: list[ClaimRequest],
+) -> None:
+    head = [("limits", "a", limits[0]), ("limits", "b", limits[1]), *FLOW_TAIL]
+    history = flow_history([*head, *ops, *FLOW_TAIL])
+    both = flow_twins(conn, history)
+    for request in requests:  # one after another, at the same instant
+        with conn.transaction(force_rollback=True):  # the engine over these rows, undone
+            engine = plans.claim(PostgresRows(conn, locking=True), request)
+        claimed = hotpaths.claim(conn, request)
+        assert claimed == both.memory.claim(request) == engine, request
+        governed = {j.queue for j in claimed} & set(history.store.state.settings)
+        event(f"claimed {min(len(claimed), 3)}+ from {min(len(governed), 2)} governed")
+    both.assert_same_rows()
+    assert flow_state(conn) == memory_flow_state(both.memory)
+
+
 def _refs(history: History, picked: Sequence[int], strangers: int) -> list[LeaseRef]:
     """Leases of the history, mostly of running jobs (live or lapsed), some superseded or
     repeated, and some that no store handed out: a running job's lease with another worker
@@ -507,6 +675,11 @@ def test_the_states_the_statements_select_by_are_the_domains(conn: psycopg.Conne
     report = definition(
         "taskyard.report_succeeded(uuid[], integer[], text[], text[], text, text, text)"
     )
+    claim_flow = definition(
+        "taskyard.claim_flow(text, integer, float8, text[], text[], text, text)"
+    )
+    # The governed claim selects queued jobs to claim and running ones to count.
+    assert named(claim_flow) == {plans.CLAIMABLE.value, plans.LEASED.value}
     assert (named(claim), named(heartbeat), named(report)) == (
         {plans.CLAIMABLE.value},
         {plans.LEASED.value},

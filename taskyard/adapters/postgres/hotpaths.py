@@ -1,7 +1,8 @@
 """PostgreSQL's hot paths: the few operations done by one set-based statement instead of
 the engine's load, decide and write.
 
-* `claim`: `taskyard.claim` (migration 0003), instead of `plans.claim`;
+* `claim`: `taskyard.claim_flow` (migration 0010; `taskyard.claim` of 0003 where no
+  governed queue is reached), instead of `plans.claim`;
 * `heartbeat`: `taskyard.heartbeat` (0002), instead of `plans.heartbeat`;
 * `report_succeeded`: `taskyard.report_succeeded` (0003), for the first success of each
   job in a batch, instead of `plans.report` (every other report still goes there);
@@ -46,7 +47,7 @@ def _binary(conn: Conn) -> psycopg.Cursor[TupleRow]:
 # --- claim --------------------------------------------------------------------------------
 
 _CLAIM = f"""
-SELECT {J} FROM taskyard.claim(%(worker)s, %(limit)s, %(ttl_s)s, %(queues)s::text[],
+SELECT {J} FROM taskyard.claim_flow(%(worker)s, %(limit)s, %(ttl_s)s, %(queues)s::text[],
     %(tasks)s::text[], %(leased)s, %(open)s) AS j
 """
 _CLAIM_STATES = {"leased": plans.LEASED.value, "open": plans.OPEN.value}
@@ -54,7 +55,10 @@ _CLAIM_STATES = {"leased": plans.LEASED.value, "open": plans.OPEN.value}
 
 def claim(conn: Conn, request: ClaimRequest) -> list[Job]:
     """`plans.claim` in one statement: pick up to `limit` due jobs in claim order, skipping
-    rows another claimer holds, make them leased with a new attempt, open their records."""
+    rows another claimer holds, make them leased with a new attempt, open their records.
+    `taskyard.claim_flow` (migration 0010) hands a claim that reaches no governed queue to
+    `taskyard.claim` as it was; a governed queue's part follows `flow.admit`, with the
+    queue's settings row locked (in name order) for the statement."""
     params = {
         **_CLAIM_STATES,
         "worker": request.worker,
@@ -64,16 +68,6 @@ def claim(conn: Conn, request: ClaimRequest) -> list[Job]:
         "tasks": None if request.tasks is None else sorted(request.tasks),
     }
     return [JOBS.read(row) for row in _binary(conn).execute(_CLAIM, params).fetchall()]
-
-
-def governs(conn: Conn, request: ClaimRequest) -> bool:
-    """Whether a queue `request` reaches has limits (then the claim is the engine's)."""
-    row = conn.execute(
-        """SELECT EXISTS (SELECT 1 FROM taskyard.queue_settings
-           WHERE %(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))""",
-        {"queues": None if request.queues is None else sorted(request.queues)},
-    ).fetchone()
-    return bool(row and row[0])
 
 
 # --- heartbeat ----------------------------------------------------------------------------

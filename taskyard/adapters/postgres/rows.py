@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 
 from taskyard.adapters import sqlshared as sql
 from taskyard.domain.catalog import TaskInfo
-from taskyard.domain.flow import QueueLimits, Start
+from taskyard.domain.flow import Headroom, QueueLimits, Start
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobFilter, JobQuery
 from taskyard.domain.retention import Periods, Prunable
@@ -375,11 +375,12 @@ class PostgresRows:
         state: JobState,
         now: datetime,
         after: str | None,
-        skip_keys: Collection[str],
+        room: Headroom,
         limit: int,
     ) -> list[Job]:
         """Ranked within each key by a window over the queue's due jobs; the rows picked
         are then locked (the queue's settings row, locked first, serialises its claims)."""
+        keys = sorted(room.keys)
         return self._jobs(
             f"""state = {sql.literals(state)} AND run_at <= %(now)s AND id IN (
                 SELECT c.id FROM (
@@ -391,9 +392,11 @@ class PostgresRows:
                       AND one.run_at <= %(now)s
                       AND one.queue NOT IN (SELECT queue FROM taskyard.paused_queues)
                       AND (%(tasks)s::text[] IS NULL OR one.task = ANY(%(tasks)s::text[]))
-                      AND (one.concurrency_key IS NULL
-                           OR NOT one.concurrency_key = ANY(%(skip)s::text[]))
                 ) AS c
+                LEFT JOIN unnest(%(keys)s::text[], %(rooms)s::integer[]) AS r(key, room)
+                    ON r.key = c.concurrency_key
+                WHERE c.concurrency_key IS NULL
+                   OR c.turn <= coalesce(r.room, %(per_key)s::integer, c.turn)
                 ORDER BY c.turn,
                     (%(after)s::text IS NOT NULL
                      AND coalesce(c.concurrency_key, '') COLLATE "C" <= %(after)s::text),
@@ -404,7 +407,9 @@ class PostgresRows:
                 "queue": queue,
                 "now": now,
                 "tasks": None if request.tasks is None else sorted(request.tasks),
-                "skip": sorted(skip_keys),
+                "keys": keys,
+                "rooms": [room.keys[key] for key in keys],
+                "per_key": room.per_key,
                 "after": after,
                 "limit": limit,
             },

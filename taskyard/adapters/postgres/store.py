@@ -401,8 +401,6 @@ class PostgresJobStore(StoreEngine):
                 raise
 
     def claim(self, request: ClaimRequest) -> list[Job]:
-        if self._run(lambda conn: hotpaths.governs(conn, request), transaction=False):
-            return self.writing(lambda rows: plans.claim(rows, request))
         return self._run(lambda conn: hotpaths.claim(conn, request), transaction=False)
 
     def heartbeat(self, refs: Sequence[LeaseRef], *, lease_ttl_s: float) -> list[LeaseStatus]:

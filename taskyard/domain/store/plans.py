@@ -258,7 +258,7 @@ def _admitted(
             state=CLAIMABLE,
             now=now,
             after=queue_settings.turn_after,
-            skip_keys=sorted(room.full_keys),
+            room=room,
             limit=wanted,
         )
         if found:

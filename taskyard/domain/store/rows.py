@@ -21,7 +21,7 @@ from uuid import UUID
 import attrs
 
 from taskyard.domain.catalog import TaskInfo
-from taskyard.domain.flow import QueueLimits, Start
+from taskyard.domain.flow import Headroom, QueueLimits, Start
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, JobFilter, JobQuery
 from taskyard.domain.retention import Periods, Prunable
@@ -181,12 +181,13 @@ class Rows(Protocol):
         state: JobState,
         now: datetime,
         after: str | None,
-        skip_keys: Collection[str],
+        room: Headroom,
         limit: int,
     ) -> list[Job]:
-        """Jobs of `queue` (not paused) that `claimable` would take, but none whose
-        concurrency key is in `skip_keys`, the first `limit` in `flow.in_turns(after=...)`
-        order; rows another claimer holds are skipped."""
+        """Of the jobs of `queue` (not paused) that `claimable` would take, those
+        `flow.proposed(..., room, after=after, limit=limit)` picks (each key's first
+        `room.key_room(key)` in turns), in any order; rows another claimer holds are
+        skipped."""
         ...
 
     def promotable(self, rule: Promotable, *, now: datetime, limit: int) -> list[Job]:

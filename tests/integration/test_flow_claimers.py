@@ -1,0 +1,177 @@
+"""Many claimers at once on real PostgreSQL, against governed queues: 16 threads, each
+with its own connection, claim (through the store's claim statement), sometimes finish
+and sometimes let a short lease lapse, while a scheduler thread reaps and a sampler
+watches. Sampled within the claimers and at the end: running jobs with a live lease per
+queue and per key never exceed the limits; every start of a rate-limited queue and key
+fits its sliding window; every job was claimed exactly once per attempt."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from taskyard.adapters.postgres import PostgresJobStore, hotpaths
+from taskyard.domain.flow import QueueLimits, RateLimit
+from taskyard.domain.ports import ClaimRequest
+from taskyard.domain.submission import Submission
+from taskyard.domain.transitions import Report, ReportKind
+from tests import services
+
+pytestmark = pytest.mark.timeout(300)
+
+CLAIMERS = 16
+LOOPS_MAX = 120
+SECONDS_MAX = 20.0
+LIMITS = {
+    "capped": QueueLimits(concurrency_limit=6, key_concurrency_limit=2, weight=2),
+    "rated": QueueLimits(
+        concurrency_limit=4,
+        rate_limit=RateLimit(count=12, period_s=0.5),
+        key_rate_limit=RateLimit(count=4, period_s=0.5),
+    ),
+}
+KEYS = [None, "t0", "t1", "t2", "t3", "t4"]
+
+_LIVE = """
+SELECT queue, concurrency_key, count(*) FROM taskyard.jobs
+WHERE state = 'running' AND lease_expires_at >= now() GROUP BY queue, concurrency_key
+"""
+
+
+def over_limits(rows: list[tuple[str, str | None, int]]) -> list[str]:
+    """What a sample of live leases shows beyond a limit."""
+    problems = []
+    by_queue: Counter[str] = Counter()
+    for queue, key, count in rows:
+        by_queue[queue] += count
+        limits = LIMITS.get(queue)
+        cap = limits.key_concurrency_limit if limits else None
+        if key is not None and cap is not None and count > cap:
+            problems.append(f"{queue}/{key}: {count} running > {cap}")
+    for queue, count in by_queue.items():
+        limits = LIMITS.get(queue)
+        if limits and limits.concurrency_limit is not None and count > limits.concurrency_limit:
+            problems.append(f"{queue}: {count} running > {limits.concurrency_limit}")
+    return problems
+
+
+def window_breaches(starts: list[datetime], rate: RateLimit) -> list[datetime]:
+    """Starts after which more than `count` fell in `(t - period, t]`."""
+    period = timedelta(seconds=rate.period_s)
+    ordered = sorted(starts)
+    return [
+        t
+        for i, t in enumerate(ordered)
+        if sum(1 for s in ordered[: i + 1] if s > t - period) > rate.count
+    ]
+
+
+def test_concurrent_claimers_never_exceed_the_limits_and_claim_each_attempt_once(
+    migrated_postgres_url: str,
+) -> None:
+    services.truncate_taskyard(migrated_postgres_url)
+    rng = random.Random(15)
+    with PostgresJobStore.from_url(migrated_postgres_url) as store:
+        for queue, limits in LIMITS.items():
+            store.set_queue_limits(queue, limits)
+        jobs = [
+            Submission(
+                task="t", queue=queue, concurrency_key=rng.choice(KEYS), priority=rng.randint(0, 2)
+            ).to_new_job(job_id=UUID(int=rng.getrandbits(128)))
+            for queue, count in (("capped", 300), ("rated", 200), ("free", 150))
+            for _ in range(count)
+        ]
+        store.enqueue(jobs)
+
+        claims: list[tuple[UUID, int]] = []
+        problems: list[str] = []
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+        deadline = time.monotonic() + SECONDS_MAX
+        stop = threading.Event()
+
+        def claimer(index: int) -> None:
+            mine = random.Random(index)
+            try:
+                with psycopg.connect(migrated_postgres_url, autocommit=True) as conn:
+                    for _ in range(LOOPS_MAX):
+                        if time.monotonic() > deadline:
+                            break
+                        queues = mine.choice([None, ("capped",), ("rated", "free")])
+                        request = ClaimRequest(
+                            worker=f"w{index}",
+                            limit=mine.randint(1, 4),
+                            lease_ttl_s=mine.choice([0.2, 5.0, 5.0]),
+                            queues=None if queues is None else frozenset(queues),
+                        )
+                        claimed = hotpaths.claim(conn, request)
+                        sample = over_limits(conn.execute(_LIVE).fetchall())
+                        with lock:
+                            claims.extend((job.id, job.attempt) for job in claimed)
+                            problems.extend(sample)
+                        done = [job for job in claimed if mine.random() < 0.8]
+                        if done:
+                            time.sleep(mine.uniform(0, 0.02))
+                            reports = [
+                                Report(ref=job.ref(), kind=ReportKind.SUCCEEDED) for job in done
+                            ]
+                            hotpaths.report_succeeded(conn, reports)
+                        if not claimed:
+                            time.sleep(0.01)
+            except BaseException as exc:  # pragma: no cover - shown by the assertion
+                with lock:
+                    errors.append(exc)
+
+        def scheduler() -> None:
+            try:
+                while not stop.is_set() and time.monotonic() <= deadline:
+                    store.reap_expired(limit=100)
+                    store.promote_due(limit=100)
+                    stop.wait(0.05)
+            except BaseException as exc:  # pragma: no cover
+                errors.append(exc)
+
+        threads = [threading.Thread(target=claimer, args=(i,)) for i in range(CLAIMERS)]
+        reaper = threading.Thread(target=scheduler)
+        for thread in [*threads, reaper]:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=SECONDS_MAX + 60)
+        stop.set()
+        reaper.join(timeout=30)
+        assert not any(t.is_alive() for t in [*threads, reaper])
+        assert errors == []
+
+        with psycopg.connect(migrated_postgres_url) as conn:
+            final = over_limits(conn.execute(_LIVE).fetchall())
+            attempts: list[tuple[Any, ...]] = conn.execute(
+                "SELECT a.job_id, a.attempt, a.started_at, j.queue, j.concurrency_key"
+                " FROM taskyard.attempts AS a JOIN taskyard.jobs AS j ON j.id = a.job_id"
+            ).fetchall()
+
+    assert problems == [] and final == []
+    # Exactly once per attempt: every claim handed out a distinct (job, attempt), and
+    # the store recorded exactly those.
+    assert len(claims) == len(set(claims))
+    assert set(claims) == {(job_id, attempt) for job_id, attempt, *_ in attempts}
+    assert len(claims) > 100, "the claimers got little done: nothing was tested"
+    # The rate limits held in every sliding window, by the store's clock.
+    rated = LIMITS["rated"]
+    assert rated.rate_limit is not None and rated.key_rate_limit is not None
+    starts = [at for _, _, at, queue, _ in attempts if queue == "rated"]
+    assert window_breaches(starts, rated.rate_limit) == []
+    by_key: dict[str, list[datetime]] = defaultdict(list)
+    for _, _, at, queue, key in attempts:
+        if queue == "rated" and key is not None:
+            by_key[key].append(at)
+    for key, times in by_key.items():
+        assert window_breaches(times, rated.key_rate_limit) == [], key
+    assert Counter(queue for *_, queue, _ in attempts).keys() == {"capped", "rated", "free"}
