@@ -182,7 +182,7 @@ def fairness(target: Target, options: BenchOptions, keys: int, key_limit: int, r
     )
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("benchmark", choices=("cliff", "fairness"))
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
@@ -201,7 +201,7 @@ def main() -> int:
         default=None,
         help="the workers' poll_interval_s (fairness: 0.05; cliff: the default)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     jobs = args.jobs or (10_000 if args.benchmark == "cliff" else 20_000)
     if not 1 <= args.repeat <= 20 or not 1 <= jobs <= 1_000_000:
         parser.error("--repeat is 1 to 20, --jobs 1 to 1,000,000")
