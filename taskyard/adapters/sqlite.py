@@ -61,7 +61,7 @@ from taskyard.adapters.sqlshared import (
 )
 from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import StoreUnavailable
-from taskyard.domain.flow import Headroom, QueueLimits, Start
+from taskyard.domain.flow import Headroom, QueueLimits, Start, proposed
 from taskyard.domain.model import Attempt, Job, JobState, Outcome
 from taskyard.domain.ports import ClaimRequest, Clock, JobFilter, JobQuery
 from taskyard.domain.retention import Periods, Prunable
@@ -278,32 +278,45 @@ class SqliteRows:
         room: Headroom,
         limit: int,
     ) -> list[Job]:
+        """Each key's first jobs (no more than the claim, the queue or the key can take),
+        the keys found by a walk from key to key on `jobs_claim_key` (one probe per key,
+        whatever the backlog); `flow.proposed` then picks among them."""
+        cap = limit if room.jobs is None else min(limit, room.jobs)
+        if cap <= 0:
+            return []
         where, params = self._due(request, state, now)
-        keys = sorted(room.keys)
-        rows = self._conn.execute(
-            f"""SELECT {_J} FROM (
-                    SELECT *, row_number() OVER (
-                        PARTITION BY coalesce(concurrency_key, '')
-                        ORDER BY priority DESC, run_at, id) AS turn
-                    FROM jobs WHERE {where} AND queue = ?
-                ) AS j
-                WHERE concurrency_key IS NULL OR turn <= coalesce(
-                    (SELECT json_extract(r.value, '$[1]') FROM json_each(?) AS r
-                     WHERE json_extract(r.value, '$[0]') = concurrency_key), ?, turn)
-                ORDER BY turn, (? IS NOT NULL AND coalesce(concurrency_key, '') <= ?),
-                    coalesce(concurrency_key, '')
-                LIMIT ?""",
-            (
-                *params,
-                queue,
-                json.dumps([[key, room.keys[key]] for key in keys]),
-                room.per_key,
-                after,
-                after,
-                limit,
-            ),
-        )
-        return [JOBS.read(row) for row in rows]
+        keys = [
+            key
+            for (key,) in self._conn.execute(
+                f"""WITH RECURSIVE walk(key) AS (
+                        SELECT min(concurrency_key) FROM jobs
+                        WHERE state = {literals(state)} AND queue = ?
+                          AND concurrency_key IS NOT NULL
+                        UNION ALL
+                        SELECT (SELECT min(concurrency_key) FROM jobs
+                                WHERE state = {literals(state)} AND queue = ?
+                                  AND concurrency_key > walk.key)
+                        FROM walk WHERE walk.key IS NOT NULL)
+                    SELECT key FROM walk WHERE key IS NOT NULL""",
+                (queue, queue),
+            )
+        ]
+        def first(match: str, *args: Any) -> list[Job]:
+            rows = self._conn.execute(
+                f"""SELECT {_J} FROM jobs AS j INDEXED BY jobs_claim_key
+                    WHERE {where} AND queue = ? AND {match}
+                    ORDER BY priority DESC, run_at, id LIMIT ?""",
+                (*params, queue, *args),
+            )
+            return [JOBS.read(row) for row in rows]
+
+        found = first("concurrency_key IS NULL", cap)
+        for key in keys:
+            key_room = room.key_room(key)
+            take = cap if key_room is None else min(cap, key_room)
+            if take > 0:
+                found.extend(first("concurrency_key = ?", key, take))
+        return proposed(found, room, after=after, limit=limit)
 
     def promotable(self, rule: Promotable, *, now: datetime, limit: int) -> list[Job]:
         return self._jobs(

@@ -1,12 +1,17 @@
 -- taskyard PostgreSQL schema: flow control (`taskyard/domain/flow.py`): a queue's limits,
 -- a job's concurrency key, each rate-limited queue's starts log.
 
-ALTER TABLE taskyard.jobs ADD COLUMN concurrency_key text;
+-- In byte order ("C"), as the domain orders keys when they take turns.
+ALTER TABLE taskyard.jobs ADD COLUMN concurrency_key text COLLATE "C";
 
 -- What counts against the limits: the running jobs of a queue by key (the lease's expiry
 -- is compared by the query: an expired lease counts no more, before the reaper runs).
 CREATE INDEX jobs_running_by_key ON taskyard.jobs (queue, concurrency_key, lease_expires_at)
     WHERE state = 'running';
+
+-- A governed queue's claim: its keys (a skip scan) and each key's jobs in claim order.
+CREATE INDEX jobs_claim_key ON taskyard.jobs (queue, concurrency_key, priority DESC, run_at, id)
+    WHERE state = 'queued';
 
 -- One row per queue with limits; a queue without any has none, and its claims lock
 -- nothing. A governed queue's claim locks its row (FOR UPDATE, in queue-name order):
@@ -21,7 +26,7 @@ CREATE TABLE taskyard.queue_settings (
     key_rate_count        integer CHECK (key_rate_count >= 1),
     key_rate_period_s     double precision CHECK (key_rate_period_s > 0),
     weight                integer NOT NULL DEFAULT 1 CHECK (weight >= 1),
-    turn_after            text,
+    turn_after            text COLLATE "C",
     CHECK ((rate_count IS NULL) = (rate_period_s IS NULL)),
     CHECK ((key_rate_count IS NULL) = (key_rate_period_s IS NULL))
 );
@@ -59,11 +64,15 @@ CREATE FUNCTION taskyard.claim_flow(
     p_leased text, p_open text
 ) RETURNS SETOF taskyard.jobs
 LANGUAGE plpgsql
+-- Planned once per session: the statements are long to plan and their plans do not
+-- depend on the arguments (states are literals, the indexes fit any queue).
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_governed text[];
     v_picked uuid[];
     v_locked uuid[];
+    v_now timestamptz;
 BEGIN
     v_governed := ARRAY(
         SELECT s.queue FROM taskyard.queue_settings AS s
@@ -75,15 +84,22 @@ BEGIN
             p_worker, p_limit, p_ttl_s, p_queues, p_tasks, p_leased, p_open);
         RETURN;
     END IF;
+    -- The claim's time: the transaction's, or the latest start its queues recorded if
+    -- that is later (a claim that began before another committed, then waited for its
+    -- lock, must not record its starts before that one's: the rate windows are judged in
+    -- the order the claims are serialised in).
+    v_now := greatest(now(), (
+        SELECT max(st.started_at) FROM taskyard.queue_starts AS st
+        WHERE st.queue = ANY(v_governed)));
     v_picked := ARRAY(
-        WITH g AS (
+        WITH RECURSIVE g AS (
             SELECT s.* FROM taskyard.queue_settings AS s
             WHERE s.queue = ANY(v_governed)
               AND s.queue NOT IN (SELECT p.queue FROM taskyard.paused_queues AS p)
         ), run AS (
             SELECT r.queue, r.concurrency_key AS key, count(*)::integer AS n
             FROM taskyard.jobs AS r
-            WHERE r.state = 'running' AND r.lease_expires_at >= now()
+            WHERE r.state = 'running' AND r.lease_expires_at >= v_now
               AND (p_queues IS NULL OR r.queue = ANY(p_queues))
             GROUP BY r.queue, r.concurrency_key
         ), run_q AS (
@@ -91,9 +107,9 @@ BEGIN
         ), starts AS (
             SELECT st.queue, st.concurrency_key AS key, st.started_at,
                 (g.rate_period_s IS NOT NULL
-                 AND st.started_at > now() - make_interval(secs => g.rate_period_s)) AS in_rate,
+                 AND st.started_at > v_now - make_interval(secs => g.rate_period_s)) AS in_rate,
                 (g.key_rate_period_s IS NOT NULL
-                 AND st.started_at > now() - make_interval(secs => g.key_rate_period_s))
+                 AND st.started_at > v_now - make_interval(secs => g.key_rate_period_s))
                     AS in_key_rate
             FROM g JOIN taskyard.queue_starts AS st ON st.queue = g.queue
         ), room AS (
@@ -119,21 +135,55 @@ BEGIN
                 SELECT run.queue, run.key FROM run WHERE run.key IS NOT NULL
                 UNION SELECT starts.queue, starts.key FROM starts WHERE starts.key IS NOT NULL
             ) AS k JOIN room ON room.queue = k.queue
+        ), key_walk AS (
+            -- Each governed queue's keys with queued jobs, by a skip scan of jobs_claim_key:
+            -- one probe per key, whatever the backlog.
+            SELECT room.queue, (
+                SELECT min(j.concurrency_key) FROM taskyard.jobs AS j
+                WHERE j.state = 'queued' AND j.queue = room.queue
+                  AND j.concurrency_key IS NOT NULL) AS key
+            FROM room
+            UNION ALL
+            SELECT w.queue, (
+                SELECT min(j.concurrency_key) FROM taskyard.jobs AS j
+                WHERE j.state = 'queued' AND j.queue = w.queue AND j.concurrency_key > w.key)
+            FROM key_walk AS w WHERE w.key IS NOT NULL
         ), ranked AS (
-            SELECT one.id, one.queue, one.concurrency_key,
-                coalesce(one.concurrency_key, '') COLLATE "C" AS name,
-                row_number() OVER (
-                    PARTITION BY one.queue, coalesce(one.concurrency_key, '')
-                    ORDER BY one.priority DESC, one.run_at, one.id) AS turn
-            FROM room JOIN taskyard.jobs AS one ON one.queue = room.queue
-            WHERE one.state = 'queued' AND one.run_at <= now()
-              AND (p_tasks IS NULL OR one.task = ANY(p_tasks))
+            -- The first jobs of each key (and of the jobs without one) in claim order, no
+            -- more than the claim, the queue or the key can take.
+            SELECT one.id, room.queue, NULL::text AS concurrency_key,
+                ''::text COLLATE "C" AS name, one.turn
+            FROM room CROSS JOIN LATERAL (
+                SELECT j.id, row_number() OVER (
+                    ORDER BY j.priority DESC, j.run_at, j.id) AS turn
+                FROM taskyard.jobs AS j
+                WHERE j.state = 'queued' AND j.queue = room.queue
+                  AND j.concurrency_key IS NULL
+                  AND j.run_at <= v_now AND (p_tasks IS NULL OR j.task = ANY(p_tasks))
+                ORDER BY j.priority DESC, j.run_at, j.id
+                LIMIT greatest(0, least(p_limit, room.jobs))
+            ) AS one
+            UNION ALL
+            SELECT one.id, w.queue, w.key, w.key COLLATE "C", one.turn
+            FROM key_walk AS w
+            JOIN room ON room.queue = w.queue
+            LEFT JOIN key_room AS kr ON kr.queue = w.queue AND kr.key = w.key
+            CROSS JOIN LATERAL (
+                SELECT j.id, row_number() OVER (
+                    ORDER BY j.priority DESC, j.run_at, j.id) AS turn
+                FROM taskyard.jobs AS j
+                WHERE j.state = 'queued' AND j.queue = w.queue AND j.concurrency_key = w.key
+                  AND j.run_at <= v_now AND (p_tasks IS NULL OR j.task = ANY(p_tasks))
+                ORDER BY j.priority DESC, j.run_at, j.id
+                LIMIT greatest(0, least(p_limit, room.jobs, coalesce(kr.room, room.per_key)))
+            ) AS one
+            WHERE w.key IS NOT NULL
         ), proposed AS (
             SELECT c.id, c.queue, room.running, room.weight, room.jobs,
                 row_number() OVER (
                     PARTITION BY c.queue
                     ORDER BY c.turn,
-                        (room.turn_after IS NOT NULL AND c.name <= room.turn_after COLLATE "C"),
+                        (room.turn_after IS NOT NULL AND c.name <= room.turn_after),
                         c.name) - 1 AS k
             FROM ranked AS c
             JOIN room ON room.queue = c.queue
@@ -141,13 +191,30 @@ BEGIN
             WHERE c.concurrency_key IS NULL
                OR c.turn <= coalesce(kr.room, room.per_key, c.turn)
         ), free AS (
-            SELECT f.id, f.queue, f.priority, f.run_at FROM taskyard.jobs AS f
-            WHERE f.state = 'queued' AND f.run_at <= now()
-              AND f.queue NOT IN (SELECT p.queue FROM taskyard.paused_queues AS p)
-              AND NOT f.queue = ANY(v_governed)
-              AND (p_queues IS NULL OR f.queue = ANY(p_queues))
-              AND (p_tasks IS NULL OR f.task = ANY(p_tasks))
-            ORDER BY f.priority DESC, f.run_at, f.id
+            -- The other queues' due jobs in claim order, as taskyard.claim picks them: each
+            -- named queue on jobs_claim_queue, or (every queue) one walk of jobs_claim.
+            SELECT c.id, c.queue, c.priority, c.run_at FROM unnest(p_queues) AS q(name)
+            CROSS JOIN LATERAL (
+                SELECT one.id, one.queue, one.priority, one.run_at FROM taskyard.jobs AS one
+                WHERE one.state = 'queued' AND one.queue = q.name AND one.run_at <= v_now
+                  AND (p_tasks IS NULL OR one.task = ANY(p_tasks))
+                ORDER BY one.priority DESC, one.run_at, one.id
+                LIMIT p_limit
+            ) AS c
+            WHERE NOT q.name = ANY(v_governed)
+              AND q.name NOT IN (SELECT p.queue FROM taskyard.paused_queues AS p)
+            UNION ALL
+            SELECT w.id, w.queue, w.priority, w.run_at FROM (
+                SELECT f.id, f.queue, f.priority, f.run_at FROM taskyard.jobs AS f
+                WHERE p_queues IS NULL AND f.state = 'queued' AND f.run_at <= v_now
+                  AND f.queue NOT IN (SELECT p.queue FROM taskyard.paused_queues AS p)
+                  AND NOT f.queue = ANY(v_governed)
+                  AND (p_tasks IS NULL OR f.task = ANY(p_tasks))
+                ORDER BY f.priority DESC, f.run_at, f.id
+                LIMIT p_limit
+            ) AS w
+        ), free_first AS (
+            SELECT free.* FROM free ORDER BY free.priority DESC, free.run_at, free.id
             LIMIT p_limit
         ), parts AS (
             SELECT proposed.id, proposed.queue, proposed.running, proposed.weight, proposed.k
@@ -156,7 +223,7 @@ BEGIN
             SELECT free.id, free.queue, coalesce(rq.n, 0), 1,
                 row_number() OVER (
                     PARTITION BY free.queue ORDER BY free.priority DESC, free.run_at, free.id) - 1
-            FROM free LEFT JOIN run_q AS rq ON rq.queue = free.queue
+            FROM free_first AS free LEFT JOIN run_q AS rq ON rq.queue = free.queue
         )
         SELECT parts.id FROM parts
         ORDER BY (2 * (parts.running + parts.k) + 1)::numeric / (2 * parts.weight),
@@ -164,14 +231,14 @@ BEGIN
         LIMIT p_limit);
     v_locked := ARRAY(
         SELECT l.id FROM taskyard.jobs AS l
-        WHERE l.id = ANY(v_picked) AND l.state = 'queued' AND l.run_at <= now()
+        WHERE l.id = ANY(v_picked) AND l.state = 'queued' AND l.run_at <= v_now
         ORDER BY l.id
         FOR UPDATE SKIP LOCKED);
     RETURN QUERY
     WITH claimed AS (
         UPDATE taskyard.jobs AS u
         SET state = p_leased, attempt = u.attempt + 1, lease_worker = p_worker,
-            lease_expires_at = now() + make_interval(secs => p_ttl_s), updated_at = now()
+            lease_expires_at = v_now + make_interval(secs => p_ttl_s), updated_at = v_now
         WHERE u.id = ANY(v_locked)
         RETURNING u.*
     ), opened AS (
@@ -200,12 +267,12 @@ BEGIN
           AND s.queue IN (SELECT placed.queue FROM placed)
     ), started AS (
         INSERT INTO taskyard.queue_starts (queue, concurrency_key, started_at)
-        SELECT placed.queue, placed.concurrency_key, now() FROM placed
+        SELECT placed.queue, placed.concurrency_key, v_now FROM placed
         WHERE placed.queue IN (SELECT rated.queue FROM rated)
     ), pruned AS (
         DELETE FROM taskyard.queue_starts AS st USING rated
         WHERE st.queue = rated.queue
-          AND st.started_at <= now() - make_interval(secs => rated.period_s)
+          AND st.started_at <= v_now - make_interval(secs => rated.period_s)
     )
     SELECT c.* FROM claimed AS c
     JOIN unnest(v_picked) WITH ORDINALITY AS p(id, n) ON p.id = c.id

@@ -8,6 +8,10 @@ ALTER TABLE jobs ADD COLUMN concurrency_key TEXT;
 CREATE INDEX jobs_running_by_key ON jobs (queue, concurrency_key, lease_expires_at)
     WHERE state = 'running';
 
+-- A governed queue's claim: its keys (a walk from key to key) and each key's first jobs.
+CREATE INDEX jobs_claim_key ON jobs (queue, concurrency_key, priority DESC, run_at, id)
+    WHERE state = 'queued';
+
 -- One row per queue with limits; a queue without any has none. `turn_after` is the key
 -- (''  for the jobs without one) the queue's last governed claim served last.
 CREATE TABLE queue_settings (
