@@ -297,9 +297,11 @@ def drain_jobs(
     submissions: Sequence[Submission] | None = None,
     *,
     prepare: Callable[[JobStore], None] | None = None,
+    enqueued: Callable[[Target], None] | None = None,
 ) -> Figures:
     """The `drain` phase over `submissions` (queue `QUEUE`; by default `options.jobs` no-op
-    jobs), after `prepare(store)` (a benchmark's settings, such as queue limits)."""
+    jobs), after `prepare(store)` (a benchmark's settings, such as queue limits); with
+    `enqueued`, called once the jobs are in, before the workers start."""
     target.empty()
     system = _system(target)
     store, client = system.store, system.client
@@ -317,6 +319,8 @@ def drain_jobs(
                 client.submit(submissions[at : at + options.batch_size])
                 if time.monotonic() > deadline:
                     raise BenchFailed(f"drain: {at} jobs enqueued within the bound")
+        if enqueued is not None:
+            enqueued(target)
         with _processes(target, options.phase_timeout_s + READY_TIMEOUT_S) as procs:
             for n in range(options.workers):
                 procs.worker(
