@@ -312,7 +312,7 @@ def test_the_claim_statement_takes_what_the_pure_claim_takes(
 
 # --- the governed claim (flow control) ---------------------------------------------------
 
-FLOW_KEYS = st.sampled_from([None, "k1", "k2", "k3", "ü"])
+FLOW_KEYS = st.sampled_from([None, "k1", "k2", "k3", "k4", "k5", "k6", "ü"])
 FLOW_RATES = st.none() | st.builds(
     RateLimit, count=st.integers(1, 4), period_s=st.sampled_from([0.5, 1.0, 2.5])
 )
@@ -443,6 +443,9 @@ flow_requests = st.builds(
 FLOW_TAIL = [
     ("enqueue", 4, "a", "k1", 0, None, "t1"),
     ("enqueue", 2, "a", "k2", 1, None, "t1"),
+    ("enqueue", 1, "a", "k4", 0, None, "t1"),
+    ("enqueue", 1, "a", "k5", 0, None, "t2"),
+    ("enqueue", 2, "a", "k6", 0, None, "t1"),
     ("enqueue", 3, "a", None, 0, None, "t2"),
     ("enqueue", 3, "b", "k1", 0, None, "t1"),
     ("enqueue", 2, "b", "k3", 0, None, "t1"),
@@ -675,11 +678,11 @@ def test_the_states_the_statements_select_by_are_the_domains(conn: psycopg.Conne
     report = definition(
         "taskyard.report_succeeded(uuid[], integer[], text[], text[], text, text, text)"
     )
-    claim_flow = definition(
-        "taskyard.claim_flow(text, integer, float8, text[], text[], text, text)"
+    governed = definition(
+        "taskyard.claim_governed(text[], text, integer, float8, text[], text[], text, text)"
     )
     # The governed claim selects queued jobs to claim and running ones to count.
-    assert named(claim_flow) == {plans.CLAIMABLE.value, plans.LEASED.value}
+    assert named(governed) == {plans.CLAIMABLE.value, plans.LEASED.value}
     assert (named(claim), named(heartbeat), named(report)) == (
         {plans.CLAIMABLE.value},
         {plans.LEASED.value},

@@ -104,12 +104,13 @@ def test_migrate_twice_exits_zero_and_records_the_version_once(fresh_url: str) -
     }
     # Version 3's claim and success report take the states they write as arguments;
     # version 2's stay beside them for the taskyard before this one in a rolling upgrade.
-    # Version 6's counters are kept by trigger functions. Version 10's claim_flow claims
-    # governed queues (and hands any other claim to version 3's claim).
+    # Version 6's counters are kept by trigger functions. Version 10's claim_flow hands a
+    # claim to version 3's claim, or to claim_governed where it reaches a governed queue.
     assert functions == [
         ("claim", 5),
         ("claim", 7),
         ("claim_flow", 7),
+        ("claim_governed", 8),
         ("count_attempts", 0),
         ("count_jobs", 0),
         ("forget_attempt_counts", 0),

@@ -57,8 +57,8 @@ def claim(conn: Conn, request: ClaimRequest) -> list[Job]:
     """`plans.claim` in one statement: pick up to `limit` due jobs in claim order, skipping
     rows another claimer holds, make them leased with a new attempt, open their records.
     `taskyard.claim_flow` (migration 0010) hands a claim that reaches no governed queue to
-    `taskyard.claim` as it was; a governed queue's part follows `flow.admit`, with the
-    queue's settings row locked (in name order) for the statement."""
+    `taskyard.claim` as it was, and any other to `taskyard.claim_governed`, which follows
+    `flow.admit` with the settings rows of the governed queues locked (in name order)."""
     params = {
         **_CLAIM_STATES,
         "worker": request.worker,

@@ -52,7 +52,11 @@ CREATE INDEX queue_starts_by_time ON taskyard.queue_starts (queue, started_at);
 --    key, its starts in each rate window (`queue_starts`);
 -- 3. its headroom (`flow.headroom`) and its candidates as `flow.proposed` picks them: due
 --    jobs ranked within their key by claim order, each key's first `room` only, ordered
---    by (rank, wrapped past turn_after, key in byte order), at most the queue's room;
+--    by (rank, wrapped past turn_after, key in byte order), at most the queue's room.
+--    The keys are walked on jobs_claim_key in turn order, one probe each; a first try
+--    walks only as many as the claim could need, and the whole walk is made again only
+--    when that try found too few first jobs (so a claim's cost follows what it takes,
+--    not the backlog nor, mostly, the number of keys);
 -- 4. the other queues' due jobs in claim order (as `taskyard.claim` picks them);
 -- 5. all of them merged by the tag (2 * (running + k) + 1) / (2 * weight) (k: the job's
 --    place in its queue's part), then queue name, then k; the first p_limit;
@@ -64,15 +68,9 @@ CREATE FUNCTION taskyard.claim_flow(
     p_leased text, p_open text
 ) RETURNS SETOF taskyard.jobs
 LANGUAGE plpgsql
--- Planned once per session: the statements are long to plan and their plans do not
--- depend on the arguments (states are literals, the indexes fit any queue).
-SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_governed text[];
-    v_picked uuid[];
-    v_locked uuid[];
-    v_now timestamptz;
 BEGIN
     v_governed := ARRAY(
         SELECT s.queue FROM taskyard.queue_settings AS s
@@ -82,8 +80,32 @@ BEGIN
     IF cardinality(v_governed) = 0 THEN
         RETURN QUERY SELECT * FROM taskyard.claim(
             p_worker, p_limit, p_ttl_s, p_queues, p_tasks, p_leased, p_open);
-        RETURN;
+    ELSE
+        RETURN QUERY SELECT * FROM taskyard.claim_governed(
+            v_governed, p_worker, p_limit, p_ttl_s, p_queues, p_tasks, p_leased, p_open);
     END IF;
+END
+$$;
+
+-- The governed claim (steps 2 to 6 above), for claim_flow once it holds the settings rows
+-- of `p_governed`.
+CREATE FUNCTION taskyard.claim_governed(
+    p_governed text[], p_worker text, p_limit integer, p_ttl_s double precision,
+    p_queues text[], p_tasks text[], p_leased text, p_open text
+) RETURNS SETOF taskyard.jobs
+LANGUAGE plpgsql
+-- Planned once per session: the statements are long to plan and their plans do not
+-- depend on the arguments (states are literals, the indexes fit any queue).
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    v_governed text[] := p_governed;
+    v_picked uuid[];
+    v_locked uuid[];
+    v_now timestamptz;
+    v_bounded boolean;
+    v_enough boolean;
+BEGIN
     -- The claim's time: the transaction's, or the latest start its queues recorded if
     -- that is later (a claim that began before another committed, then waited for its
     -- lock, must not record its starts before that one's: the rate windows are judged in
@@ -91,7 +113,8 @@ BEGIN
     v_now := greatest(now(), (
         SELECT max(st.started_at) FROM taskyard.queue_starts AS st
         WHERE st.queue = ANY(v_governed)));
-    v_picked := ARRAY(
+    v_bounded := true;
+    LOOP
         WITH RECURSIVE g AS (
             SELECT s.* FROM taskyard.queue_settings AS s
             WHERE s.queue = ANY(v_governed)
@@ -123,44 +146,87 @@ BEGIN
                 g.key_concurrency_limit, g.key_rate_count
             FROM g LEFT JOIN run_q AS rq ON rq.queue = g.queue
         ), key_room AS (
+            -- The room of each key with some load (running or recent starts).
             SELECT k.queue, k.key, least(
-                room.key_concurrency_limit - coalesce(
-                    (SELECT run.n FROM run WHERE run.queue = k.queue AND run.key = k.key), 0),
-                room.key_rate_count - (
-                    SELECT count(*) FROM starts
-                    WHERE starts.queue = k.queue AND starts.key = k.key
-                      AND starts.in_key_rate)::integer
+                room.key_concurrency_limit - k.running, room.key_rate_count - k.started
             ) AS room
             FROM (
-                SELECT run.queue, run.key FROM run WHERE run.key IS NOT NULL
-                UNION SELECT starts.queue, starts.key FROM starts WHERE starts.key IS NOT NULL
+                SELECT x.queue, x.key, sum(x.running)::integer AS running,
+                    sum(x.started)::integer AS started
+                FROM (
+                    SELECT run.queue, run.key, run.n AS running, 0 AS started
+                    FROM run WHERE run.key IS NOT NULL
+                    UNION ALL
+                    SELECT starts.queue, starts.key, 0,
+                        count(*) FILTER (WHERE starts.in_key_rate)
+                    FROM starts WHERE starts.key IS NOT NULL
+                    GROUP BY starts.queue, starts.key
+                ) AS x
+                GROUP BY x.queue, x.key
             ) AS k JOIN room ON room.queue = k.queue
-        ), key_walk AS (
-            -- Each governed queue's keys with queued jobs, by a skip scan of jobs_claim_key:
-            -- one probe per key, whatever the backlog.
-            SELECT room.queue, (
-                SELECT min(j.concurrency_key) FROM taskyard.jobs AS j
-                WHERE j.state = 'queued' AND j.queue = room.queue
-                  AND j.concurrency_key IS NOT NULL) AS key
+        ), bounds AS (
+            -- How many keys a first try walks: what the claim can take of the queue, plus
+            -- its full keys, plus one (None on the second try: every key).
+            SELECT room.queue, room.turn_after,
+                CASE WHEN v_bounded THEN greatest(0, least(p_limit, room.jobs)) + 1 + (
+                    SELECT count(*) FROM key_room
+                    WHERE key_room.queue = room.queue AND key_room.room <= 0)::integer
+                END AS bound
             FROM room
+        ), key_walk AS (
+            -- Each governed queue's keys with queued jobs in the order they take turns:
+            -- after turn_after, then from the first up to it; a skip scan of
+            -- jobs_claim_key, one probe per key, whatever the backlog.
+            SELECT b.queue,
+                coalesce(f.first, CASE WHEN w.wrap <= b.turn_after THEN w.wrap END) AS key,
+                f.first IS NULL AS wrapped,
+                1 AS n
+            FROM bounds AS b
+            CROSS JOIN LATERAL (
+                SELECT min(j.concurrency_key) AS first FROM taskyard.jobs AS j
+                WHERE j.state = 'queued' AND j.queue = b.queue
+                  AND j.concurrency_key > coalesce(b.turn_after, '')
+            ) AS f
+            CROSS JOIN LATERAL (
+                SELECT min(j.concurrency_key) AS wrap FROM taskyard.jobs AS j
+                WHERE f.first IS NULL AND b.turn_after IS NOT NULL
+                  AND j.state = 'queued' AND j.queue = b.queue
+                  AND j.concurrency_key IS NOT NULL
+            ) AS w
+            WHERE b.bound IS NULL OR b.bound > 0
             UNION ALL
-            SELECT w.queue, (
-                SELECT min(j.concurrency_key) FROM taskyard.jobs AS j
-                WHERE j.state = 'queued' AND j.queue = w.queue AND j.concurrency_key > w.key)
-            FROM key_walk AS w WHERE w.key IS NOT NULL
+            SELECT w.queue,
+                CASE WHEN w.wrapped AND s.same > b.turn_after THEN NULL
+                     WHEN s.same IS NOT NULL THEN s.same
+                     WHEN r.wrap <= b.turn_after THEN r.wrap END,
+                w.wrapped OR s.same IS NULL, w.n + 1
+            FROM key_walk AS w
+            JOIN bounds AS b ON b.queue = w.queue
+            CROSS JOIN LATERAL (
+                SELECT min(j.concurrency_key) AS same FROM taskyard.jobs AS j
+                WHERE j.state = 'queued' AND j.queue = w.queue AND j.concurrency_key > w.key
+            ) AS s
+            CROSS JOIN LATERAL (
+                SELECT min(j.concurrency_key) AS wrap FROM taskyard.jobs AS j
+                WHERE s.same IS NULL AND NOT w.wrapped AND b.turn_after IS NOT NULL
+                  AND j.state = 'queued' AND j.queue = w.queue
+                  AND j.concurrency_key IS NOT NULL
+            ) AS r
+            WHERE w.key IS NOT NULL AND (b.bound IS NULL OR w.n < b.bound)
         ), ranked AS (
             -- The first jobs of each key (and of the jobs without one) in claim order, no
-            -- more than the claim, the queue or the key can take.
+            -- more than the claim, the queue or the key can take (ordered by the key too,
+            -- which is one here, so that only jobs_claim_key gives the order).
             SELECT one.id, room.queue, NULL::text AS concurrency_key,
                 ''::text COLLATE "C" AS name, one.turn
             FROM room CROSS JOIN LATERAL (
                 SELECT j.id, row_number() OVER (
-                    ORDER BY j.priority DESC, j.run_at, j.id) AS turn
+                    ORDER BY j.concurrency_key, j.priority DESC, j.run_at, j.id) AS turn
                 FROM taskyard.jobs AS j
                 WHERE j.state = 'queued' AND j.queue = room.queue
                   AND j.concurrency_key IS NULL
                   AND j.run_at <= v_now AND (p_tasks IS NULL OR j.task = ANY(p_tasks))
-                ORDER BY j.priority DESC, j.run_at, j.id
+                ORDER BY j.concurrency_key, j.priority DESC, j.run_at, j.id
                 LIMIT greatest(0, least(p_limit, room.jobs))
             ) AS one
             UNION ALL
@@ -170,11 +236,11 @@ BEGIN
             LEFT JOIN key_room AS kr ON kr.queue = w.queue AND kr.key = w.key
             CROSS JOIN LATERAL (
                 SELECT j.id, row_number() OVER (
-                    ORDER BY j.priority DESC, j.run_at, j.id) AS turn
+                    ORDER BY j.concurrency_key, j.priority DESC, j.run_at, j.id) AS turn
                 FROM taskyard.jobs AS j
                 WHERE j.state = 'queued' AND j.queue = w.queue AND j.concurrency_key = w.key
                   AND j.run_at <= v_now AND (p_tasks IS NULL OR j.task = ANY(p_tasks))
-                ORDER BY j.priority DESC, j.run_at, j.id
+                ORDER BY j.concurrency_key, j.priority DESC, j.run_at, j.id
                 LIMIT greatest(0, least(p_limit, room.jobs, coalesce(kr.room, room.per_key)))
             ) AS one
             WHERE w.key IS NOT NULL
@@ -224,11 +290,35 @@ BEGIN
                 row_number() OVER (
                     PARTITION BY free.queue ORDER BY free.priority DESC, free.run_at, free.id) - 1
             FROM free_first AS free LEFT JOIN run_q AS rq ON rq.queue = free.queue
+        ), short AS (
+            -- A first try that stopped its walk before every key, yet found fewer first
+            -- jobs of keys it walked (in turn order, from the start) than the claim can take
+            -- of the queue: the keys it did not walk could come first; try again, whole.
+            SELECT b.queue FROM bounds AS b JOIN room ON room.queue = b.queue
+            WHERE b.bound IS NOT NULL
+              AND EXISTS (SELECT 1 FROM key_walk AS w
+                          WHERE w.queue = b.queue AND w.n >= b.bound AND w.key IS NOT NULL)
+              AND (SELECT count(*) FROM ranked AS r
+                   WHERE r.queue = b.queue AND r.turn = 1
+                     AND (r.concurrency_key IS NOT NULL OR b.turn_after IS NULL
+                          OR EXISTS (SELECT 1 FROM key_walk AS w
+                                     WHERE w.queue = b.queue AND w.wrapped)))
+                  < greatest(0, least(p_limit, room.jobs))
+        ), taken AS (
+            SELECT parts.id,
+                row_number() OVER (
+                    ORDER BY (2 * (parts.running + parts.k) + 1)::numeric / (2 * parts.weight),
+                        parts.queue COLLATE "C", parts.k) AS place
+            FROM parts
         )
-        SELECT parts.id FROM parts
-        ORDER BY (2 * (parts.running + parts.k) + 1)::numeric / (2 * parts.weight),
-            parts.queue COLLATE "C", parts.k
-        LIMIT p_limit);
+        SELECT coalesce(
+                (SELECT array_agg(taken.id ORDER BY taken.place) FROM taken
+                 WHERE taken.place <= p_limit), '{}'),
+            NOT EXISTS (SELECT 1 FROM short)
+        INTO v_picked, v_enough;
+        EXIT WHEN v_enough OR NOT v_bounded;
+        v_bounded := false;
+    END LOOP;
     v_locked := ARRAY(
         SELECT l.id FROM taskyard.jobs AS l
         WHERE l.id = ANY(v_picked) AND l.state = 'queued' AND l.run_at <= v_now
