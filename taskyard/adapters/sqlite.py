@@ -301,6 +301,7 @@ class SqliteRows:
                 (queue, queue),
             )
         ]
+
         def first(match: str, *args: Any) -> list[Job]:
             rows = self._conn.execute(
                 f"""SELECT {_J} FROM jobs AS j INDEXED BY jobs_claim_key
