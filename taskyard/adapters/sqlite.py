@@ -279,28 +279,15 @@ class SqliteRows:
         limit: int,
     ) -> list[Job]:
         """Each key's first jobs (no more than the claim, the queue or the key can take),
-        the keys found by a walk from key to key on `jobs_claim_key` (one probe per key,
-        whatever the backlog); `flow.proposed` then picks among them."""
+        the keys walked on `jobs_claim_key` in the order they take turns (after `after`,
+        then from the first): one probe per key, and the walk stops once the keys walked
+        (with the jobs without a key, when those come among them) hold as many first jobs
+        as the claim can take, for no key further on can come before them. Then
+        `flow.proposed` picks among what was read."""
         cap = limit if room.jobs is None else min(limit, room.jobs)
         if cap <= 0:
             return []
         where, params = self._due(request, state, now)
-        keys = [
-            key
-            for (key,) in self._conn.execute(
-                f"""WITH RECURSIVE walk(key) AS (
-                        SELECT min(concurrency_key) FROM jobs
-                        WHERE state = {literals(state)} AND queue = ?
-                          AND concurrency_key IS NOT NULL
-                        UNION ALL
-                        SELECT (SELECT min(concurrency_key) FROM jobs
-                                WHERE state = {literals(state)} AND queue = ?
-                                  AND concurrency_key > walk.key)
-                        FROM walk WHERE walk.key IS NOT NULL)
-                    SELECT key FROM walk WHERE key IS NOT NULL""",
-                (queue, queue),
-            )
-        ]
 
         def first(match: str, *args: Any) -> list[Job]:
             rows = self._conn.execute(
@@ -311,12 +298,39 @@ class SqliteRows:
             )
             return [JOBS.read(row) for row in rows]
 
-        found = first("concurrency_key IS NULL", cap)
-        for key in keys:
+        def next_key(past: str) -> str | None:
+            row = self._conn.execute(
+                f"""SELECT min(concurrency_key) FROM jobs INDEXED BY jobs_claim_key
+                    WHERE state = {literals(state)} AND queue = ? AND concurrency_key > ?""",
+                (queue, past),
+            ).fetchone()
+            return None if row is None else row[0]
+
+        unkeyed = first("concurrency_key IS NULL", cap)
+        found = list(unkeyed)
+        # The jobs without a key take their turn first when no key was served yet, else
+        # first among the keys at or before `after` (the name "" sorts first).
+        firsts = 1 if unkeyed and after is None else 0
+        wrapped = False
+        key = next_key(after or "")
+        if key is None and after is not None:
+            key, wrapped = next_key(""), True
+            firsts += 1 if unkeyed else 0
+        while key is not None and firsts < cap:
+            if wrapped and after is not None and key > after:
+                break
             key_room = room.key_room(key)
             take = cap if key_room is None else min(cap, key_room)
             if take > 0:
-                found.extend(first("concurrency_key = ?", key, take))
+                jobs = first("concurrency_key = ?", key, take)
+                found.extend(jobs)
+                firsts += 1 if jobs else 0
+            following = next_key(key)
+            if following is None and not wrapped and after is not None:
+                wrapped = True
+                firsts += 1 if unkeyed else 0
+                following = next_key("")
+            key = following
         return proposed(found, room, after=after, limit=limit)
 
     def promotable(self, rule: Promotable, *, now: datetime, limit: int) -> list[Job]:
