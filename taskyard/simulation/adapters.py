@@ -19,6 +19,7 @@ from uuid import UUID
 
 from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.errors import CoordinatorUnavailable, StoreUnavailable
+from taskyard.domain.flow import QueueLimits, WaitingReason
 from taskyard.domain.model import (
     Attempt,
     AttemptTotals,
@@ -244,6 +245,15 @@ class FaultyJobStore:
 
     def retention_overrides(self) -> dict[str, dict[JobState, int]]:
         return self._inner.retention_overrides()
+
+    def set_queue_limits(self, queue: str, limits: QueueLimits) -> None:
+        self._inner.set_queue_limits(queue, limits)
+
+    def queue_limits(self) -> dict[str, QueueLimits]:
+        return self._inner.queue_limits()
+
+    def waiting_reason(self, job_id: UUID) -> WaitingReason | None:
+        return self._call("waiting_reason", lambda: self._inner.waiting_reason(job_id), write=False)
 
     def queues(self) -> list[QueueInfo]:
         return self._inner.queues()

@@ -28,12 +28,13 @@ import enum
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import attrs
 
 from taskyard.adapters.memory import Pruned, Recorded
+from taskyard.domain.flow import QueueLimits, RateLimit
 from taskyard.domain.model import (
     COMMITTED_OUTCOMES,
     Attempt,
@@ -108,6 +109,8 @@ class History:
     replays: Sequence[Replay] | None = None
     bystanders: Sequence[Bystander] | None = None
     """Attempts that shared a worker with a job the store refused (the simulator's)."""
+    limits: Mapping[str, QueueLimits] = attrs.field(factory=dict)
+    """The queues' limits, as set before any job ran (none: nothing to hold to)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -500,6 +503,138 @@ def _check_cancel_jobs(h: History, out: Findings) -> None:
                 )
 
 
+# --- flow control ---------------------------------------------------------------------------
+
+Scope = tuple[str, str | None]
+"""A queue and a concurrency key; None for the key: the whole queue."""
+
+
+def _describe_scope(scope: Scope) -> str:
+    queue, key = scope
+    return f"queue {queue}" if key is None else f"key {key!r} of queue {queue}"
+
+
+def _concurrency_caps(limits: Mapping[str, QueueLimits], job: Job) -> list[tuple[Scope, int]]:
+    """Each concurrency limit the running `job` counts against, with its cap."""
+    set_ = limits.get(job.queue)
+    if set_ is None:
+        return []
+    caps: list[tuple[Scope, int]] = []
+    if set_.concurrency_limit is not None:
+        caps.append(((job.queue, None), set_.concurrency_limit))
+    if set_.key_concurrency_limit is not None and job.concurrency_key is not None:
+        caps.append(((job.queue, job.concurrency_key), set_.key_concurrency_limit))
+    return caps
+
+
+def _rate_caps(limits: Mapping[str, QueueLimits], job: Job) -> list[tuple[Scope, RateLimit]]:
+    """Each rate limit a start of `job` counts against."""
+    set_ = limits.get(job.queue)
+    if set_ is None:
+        return []
+    caps: list[tuple[Scope, RateLimit]] = []
+    if set_.rate_limit is not None:
+        caps.append(((job.queue, None), set_.rate_limit))
+    if set_.key_rate_limit is not None and job.concurrency_key is not None:
+        caps.append(((job.queue, job.concurrency_key), set_.key_rate_limit))
+    return caps
+
+
+def _cap_names(scope: Scope) -> tuple[str, str]:
+    return (
+        ("concurrency_limit", "rate_limit")
+        if scope[1] is None
+        else ("key_concurrency_limit", "key_rate_limit")
+    )
+
+
+class _Windows:
+    """The starts of each rate-limited scope, judged as they come (in time order): at most
+    `count` in any window of `period_s` seconds, the window's start excluded."""
+
+    def __init__(self, out: Findings) -> None:
+        self._out = out
+        self._starts: dict[Scope, list[datetime]] = defaultdict(list)
+        self._over: set[Scope] = set()
+
+    def start(self, job: Job, caps: Sequence[tuple[Scope, RateLimit]], at: datetime) -> None:
+        for scope, rate in caps:
+            starts = self._starts[scope]
+            starts.append(at)
+            since = at - timedelta(seconds=rate.period_s)
+            while starts and starts[0] <= since:
+                starts.pop(0)
+            if len(starts) <= rate.count:
+                self._over.discard(scope)
+            elif scope not in self._over:
+                self._over.add(scope)
+                first = seconds_between(starts[0], at)
+                self._out.add(
+                    f"{len(starts)} starts in {_describe_scope(scope)} within {first:.3f} s "
+                    f"({_cap_names(scope)[1]} {rate.count} per {rate.period_s:g} s)",
+                    job_id=job.id,
+                    at=at,
+                )
+
+
+def _check_limits(h: History, out: Findings) -> None:
+    """Flow control, from jobs and attempts: an attempt holds its queue's (and its key's)
+    capacity from its claim until its lease ended (a report or hand-back ends it at once;
+    otherwise it lasts until it expires, inclusive, by the store's clock); at no instant
+    do more attempts hold a scope's capacity than its concurrency limit, and no window
+    of a rate limit's period holds more starts than its count."""
+    limits = h.limits
+    if not limits:
+        return
+    edges: dict[Scope, list[tuple[datetime, int, UUID]]] = defaultdict(list)
+    starts: list[tuple[datetime, UUID]] = []
+    for job_id in sorted(h.jobs):
+        job = h.jobs[job_id]
+        caps = _concurrency_caps(limits, job)
+        for record in _attempts(h, job_id):
+            starts.append((record.started_at, job_id))
+            if not caps:
+                continue
+            live_now = (
+                job.state is S.RUNNING and record.attempt == job.attempt and job.lease is not None
+            )
+            if live_now:
+                assert job.lease is not None
+                end, by_holder = job.lease.expires_at, False
+            else:
+                end, by_holder = _lease_end(record)
+            for scope, _ in caps:
+                # At one instant: ends by the holder first, then claims, then expiries
+                # (a lease is live up to and including its expiry instant).
+                edges[scope].append((record.started_at, 1, job_id))
+                edges[scope].append((end, 0 if by_holder else 2, job_id))
+    for scope in sorted(edges, key=lambda s: (s[0], s[1] or "")):
+        cap = _scope_cap(limits, scope)
+        running = 0
+        over = False
+        for at, kind, job_id in sorted(edges[scope]):
+            running += 1 if kind == 1 else -1
+            if running > cap and not over:
+                out.add(
+                    f"{running} attempts of {_describe_scope(scope)} held live leases at once "
+                    f"({_cap_names(scope)[0]} {cap})",
+                    job_id=job_id,
+                    at=at,
+                )
+            over = running > cap
+    windows = _Windows(out)
+    for at, job_id in sorted(starts):
+        job = h.jobs[job_id]
+        windows.start(job, _rate_caps(limits, job), at)
+
+
+def _scope_cap(limits: Mapping[str, QueueLimits], scope: Scope) -> int:
+    set_ = limits[scope[0]]
+    cap = set_.concurrency_limit if scope[1] is None else set_.key_concurrency_limit
+    assert cap is not None, scope
+    return cap
+
+
 # --- invariants on the transition log -------------------------------------------------------
 
 
@@ -732,6 +867,48 @@ def _check_store_time(h: History, out: Findings) -> None:
         last = rec.at
 
 
+def _check_limits_log(h: History, out: Findings) -> None:
+    """Flow control, at every committed change: the jobs of a queue (and of one of its
+    concurrency keys) that are running with a lease live by the store's clock at that
+    instant number at most its concurrency limit, and each claim leaves at most `count`
+    starts in the window of a rate limit's period that ends with it. Only a claim adds a
+    lease, and time only expires them, so every instant between two changes is covered."""
+    limits = h.limits
+    if not limits:
+        return
+    live: dict[UUID, Job] = {}
+    over: set[Scope] = set()
+    windows = _Windows(out)
+    for rec in _log(h):
+        job = rec.after
+        if job.state is S.RUNNING and job.lease is not None:
+            live[job.id] = job
+        else:
+            live.pop(job.id, None)
+        if rec.event is Event.CLAIM:
+            windows.start(job, _rate_caps(limits, job), rec.at)
+        counts: dict[Scope, int] = defaultdict(int)
+        for held in live.values():
+            assert held.lease is not None
+            if rec.at <= held.lease.expires_at:
+                for scope, _ in _concurrency_caps(limits, held):
+                    counts[scope] += 1
+        for scope in sorted(set(counts) | over, key=lambda s: (s[0], s[1] or "")):
+            cap = _scope_cap(limits, scope)
+            if counts[scope] > cap and scope not in over:
+                out.add(
+                    f"{counts[scope]} jobs of {_describe_scope(scope)} running with live "
+                    f"leases after {rec.event.value} of {_short(job.id)} "
+                    f"({_cap_names(scope)[0]} {cap})",
+                    job_id=job.id,
+                    at=rec.at,
+                )
+            if counts[scope] > cap:
+                over.add(scope)
+            else:
+                over.discard(scope)
+
+
 INVARIANTS: tuple[Invariant, ...] = (
     Invariant(
         name="no_job_lost",
@@ -773,6 +950,7 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant(
         name="cancel_honoured_jobs", guarantee="-", needs=Needs.JOBS, check=_check_cancel_jobs
     ),
+    Invariant(name="flow_limits", guarantee="10", needs=Needs.JOBS, check=_check_limits),
     Invariant(
         name="legal_transitions", guarantee="4", needs=Needs.LOG, check=_check_legal_transitions
     ),
@@ -788,6 +966,7 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant(name="retry_delay", guarantee="6", needs=Needs.LOG, check=_check_retry_delay),
     Invariant(name="cancel_honoured", guarantee="-", needs=Needs.LOG, check=_check_cancel_honoured),
     Invariant(name="store_time", guarantee="4", needs=Needs.LOG, check=_check_store_time),
+    Invariant(name="flow_limits_log", guarantee="10", needs=Needs.LOG, check=_check_limits_log),
 )
 
 

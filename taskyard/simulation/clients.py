@@ -16,7 +16,7 @@ from uuid import UUID
 
 import attrs
 
-from taskyard.domain import management
+from taskyard.domain import flow, management
 from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.context import TaskSpec
 from taskyard.domain.errors import (
@@ -40,6 +40,8 @@ from taskyard.simulation.rand import Streams
 from taskyard.simulation.workload import ClientOp, OpKind, Workload
 
 S = JobState
+WAITING = frozenset({S.SCHEDULED, S.QUEUED, S.RETRYING})
+"""The states of a job not running yet, whose `waiting_reason` says why."""
 
 SUBMIT_TRIES_MAX = 6
 PAGE_LIMIT_MAX = 7
@@ -401,9 +403,17 @@ class Clients:
                 # What the API answers with (its JSON), as a client would read it.
                 shown = json.dumps([job.to_json(), *(a.to_json() for a in tried)])
                 assert shown.startswith("[{"), shown
+                # GET /v1/jobs/{id}'s waiting_reason: for a job not yet running, and only then.
+                reason = store.waiting_reason(job_id)
+                if (reason is None) == (job.state in WAITING):
+                    self._broken(
+                        node,
+                        f"{self._ledger.job_label(job_id)} is {job.state.value}, yet its "
+                        f"waiting reason is {reason}",
+                    )
                 note(
                     f"inspect {self._ledger.job_label(job_id)}: {job.state.value}, "
-                    f"{len(tried)} attempt(s)"
+                    f"{len(tried)} attempt(s)" + (f", waiting: {reason.value}" if reason else "")
                 )
             missing = UUID(int=rng.getrandbits(128))
             assert node.client is not None
@@ -427,6 +437,22 @@ class Clients:
             catalog = json.dumps([task.to_json() for task in store.tasks()])  # GET /v1/tasks
             assert catalog.startswith("["), catalog
             queues_seen = store.queues()
+            # GET /v1/queues: each queue's limits and their usage now.
+            shown = json.dumps(
+                [
+                    {"name": q.name, "limits": q.limits.to_json(), "usage": q.usage.to_json()}
+                    for q in queues_seen
+                ]
+            )
+            assert shown.startswith("["), shown
+            for info in queues_seen:
+                if info.limits.governed:
+                    window = info.usage.started_in_window
+                    note(
+                        f"queue {info.name}: {info.usage.running} running"
+                        + ("" if window is None else f", {window} started in the window")
+                    )
+            self._waiting(node)
             stats = store.stats(window_s=rng.choice((60.0, 3600.0)))
             totals = store.attempt_totals(run_s_buckets=RUN_S_BUCKETS)
             wakeup = store.next_wakeup()
@@ -554,6 +580,63 @@ class Clients:
         if self.paused[queue] == 0:
             node.store.set_paused(queue, paused=False)
             self._loop.note(node.label, f"resume queue {queue}")
+
+    def set_limits(self, node: ClientNode, queue: str, limits: flow.QueueLimits) -> None:
+        """An operator sets a queue's limits as `PUT /v1/queues/{name}` does (the JSON body
+        through the production parser, into the store), after a few broken bodies and
+        out-of-bounds limits that must be refused naming a field, nothing stored."""
+        rng = self._streams.get(f"client/{node.name}/limits")
+        before = node.store.queue_limits()
+        for data in rng.sample(hostile.LIMITS, 2):
+            try:
+                flow.parse_limits(data)
+            except ValidationError as exc:
+                self._refused(node, "queue limits", exc)
+            else:
+                self._broken(node, f"malformed queue limits were accepted: {data!r}")
+        bad = rng.choice(hostile.BAD_LIMITS)
+        try:
+            node.store.set_queue_limits(queue, bad)
+        except ValidationError as exc:
+            self._refused(node, "queue limits (Python)", exc)
+        else:
+            self._broken(node, f"limits out of bounds were stored: {bad!r}")
+        if node.store.queue_limits() != before:
+            self._broken(node, "refused limits changed the store's")
+        parsed = flow.parse_limits(json.loads(json.dumps(limits.to_json())))
+        if parsed != limits:
+            self._broken(node, f"limits {limits!r} read back from JSON as {parsed!r}")
+        node.store.set_queue_limits(queue, parsed)
+        if node.store.queue_limits().get(queue, flow.QueueLimits()) != limits:
+            self._broken(node, f"the store does not hold the limits of queue {queue} as set")
+
+    def _waiting(self, node: ClientNode) -> None:
+        """Why each job not yet running waits (`GET /v1/jobs/{id}`'s `waiting_reason`):
+        a reason for each, and a limit's reason only where that limit is set."""
+        store = node.store
+        page = store.list_jobs(JobQuery(filter=JobFilter(states=WAITING), limit=1000))
+        limits = store.queue_limits()
+        reasons: Counter[str] = Counter()
+        for job in page.jobs:
+            reason = store.waiting_reason(job.id)
+            reasons[str(reason)] += 1
+            set_ = limits.get(job.queue, flow.QueueLimits())
+            needs = {
+                flow.WaitingReason.CONCURRENCY_LIMIT: set_.concurrency_limit,
+                flow.WaitingReason.KEY_CONCURRENCY_LIMIT: set_.key_concurrency_limit,
+                flow.WaitingReason.RATE_LIMIT: set_.rate_limit or set_.key_rate_limit,
+            }
+            if reason is None or (reason in needs and needs[reason] is None):
+                self._broken(
+                    node,
+                    f"{self._ledger.job_label(job.id)} ({job.state.value}, queue {job.queue}) "
+                    f"waits for {reason}",
+                )
+        if reasons:
+            self._loop.note(
+                node.label,
+                "waiting: " + ", ".join(f"{n} for {r}" for r, n in sorted(reasons.items())),
+            )
 
     def _cancel_in_deploy(self, node: ClientNode, grace_s: float) -> None:
         """Cancel a running job whose handler does not stop when asked, and redeploy its

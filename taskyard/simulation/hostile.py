@@ -20,6 +20,7 @@ from uuid import UUID
 import attrs
 
 from taskyard.domain.contract import BATCH_MAX
+from taskyard.domain.flow import QueueLimits, RateLimit
 from taskyard.domain.storable import INT_DIGITS_MAX
 
 Body = dict[str, Any]
@@ -193,6 +194,7 @@ BREAKAGES: tuple[Breakage, ...] = (
     _set("max_attempts", "max_attempts", 0, 1001, "3", 2.5, False),
     _set("timeout_seconds", "timeout_seconds", 0, -5, 10**9, "30", float("nan")),
     _set("idempotency_key", "idempotency_key", "", "k" * 201, 12, "key\ud800"),
+    _set("concurrency_key", "concurrency_key", "", "k" * 201, 12, "key\ud800", "a\x00b", True),
     _set(
         "depends_on",
         "depends_on",
@@ -319,6 +321,49 @@ FILTERS: tuple[tuple[object, str], ...] = (
     ({"queue": "default", "colour": "red"}, "cancel"),
 )
 """A person's broken bulk filters, each with the action it is sent to."""
+
+
+LIMITS: tuple[object, ...] = (
+    [],
+    None,
+    "concurrency_limit=2",
+    {"concurrency": 2},
+    {"concurrency_limit": 0},
+    {"concurrency_limit": -1},
+    {"concurrency_limit": 1_000_001},
+    {"concurrency_limit": True},
+    {"concurrency_limit": 2.5},
+    {"concurrency_limit": "2"},
+    {"key_concurrency_limit": 10**30},
+    {"key_concurrency_limit": float("nan")},
+    {"rate_limit": 5},
+    {"rate_limit": {"count": 5}},
+    {"rate_limit": {"count": 0, "period_seconds": 1}},
+    {"rate_limit": {"count": 5, "period_seconds": 0}},
+    {"rate_limit": {"count": 5, "period_seconds": 0.0009}},
+    {"rate_limit": {"count": 5, "period_seconds": 86_401}},
+    {"rate_limit": {"count": 5, "period_seconds": float("inf")}},
+    {"rate_limit": {"count": 5, "period_seconds": "1"}},
+    {"rate_limit": {"count": 5, "period_seconds": 1, "burst": 2}},
+    {"key_rate_limit": {"count": False, "period_seconds": 1}},
+    {"key_rate_limit": {"count": 1.5, "period_seconds": 1}},
+    {"weight": 0},
+    {"weight": 1001},
+    {"weight": None},
+    {"weight": True},
+)
+"""An operator's broken queue limits (`PUT /v1/queues/{name}`'s body)."""
+
+BAD_LIMITS: tuple[QueueLimits, ...] = (
+    QueueLimits(concurrency_limit=0),
+    QueueLimits(key_concurrency_limit=-2),
+    QueueLimits(key_concurrency_limit=True),
+    QueueLimits(rate_limit=RateLimit(count=0, period_s=1.0)),
+    QueueLimits(key_rate_limit=RateLimit(count=1, period_s=0.0)),
+    QueueLimits(weight=1001),
+)
+"""Limits out of bounds as a Python caller builds them (the App's path): the store
+refuses them naming the field, and keeps what it had."""
 
 
 def draw(rng: random.Random, body: Body, *, refuses_unknown: bool) -> Malformed:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
+from taskyard.domain.flow import QueueLimits, RateLimit
 from taskyard.domain.retention import Retention
 from taskyard.simulation.faults import (
     EVERYONE,
@@ -28,6 +29,7 @@ from taskyard.simulation.workload import ClientOp, JobPlan, OpKind, Script, Work
 from taskyard.simulation.world import TASKS, Scenario, WorkerSpec
 
 QUEUES: tuple[str, ...] = ("default", "mail", "video")
+CONCURRENCY_KEYS: tuple[str, ...] = ("t1", "t2", "t3")
 SUBMIT_UNTIL_S = 40.0
 
 
@@ -95,17 +97,21 @@ def draw(seed: int, profile_name: str = "default") -> Run:
     profile = PROFILES[profile_name]
     streams = Streams(seed)
     scenario = draw_scenario(streams.get("scenario"))
+    plan = draw_plan(streams.get("plan"), scenario, profile)
+    workload = attrs.evolve(
+        with_people(
+            draw_workload(streams.get("workload"), scenario), streams.get("people"), scenario
+        ),
+        schedules=draw_schedules(streams.get("schedules")),
+    )
+    # From a stream of their own, so that everything above is drawn as it was.
+    flow = streams.get("flow")
     return Run(
         seed=seed,
         profile=profile_name,
-        scenario=scenario,
-        plan=draw_plan(streams.get("plan"), scenario, profile),
-        workload=attrs.evolve(
-            with_people(
-                draw_workload(streams.get("workload"), scenario), streams.get("people"), scenario
-            ),
-            schedules=draw_schedules(streams.get("schedules")),
-        ),
+        scenario=attrs.evolve(scenario, limits=draw_limits(flow)),
+        plan=plan,
+        workload=with_concurrency_keys(workload, flow),
     )
 
 
@@ -147,6 +153,50 @@ def draw_retention(rng: random.Random) -> Retention:
     keeps a state forever."""
     periods = [rng.choice((0, 60, 75, 90)) for _ in range(3)]
     return Retention(succeeded_s=periods[0], dead_s=periods[1], cancelled_s=periods[2])
+
+
+def draw_limits(rng: random.Random) -> tuple[tuple[str, QueueLimits], ...]:
+    """The queue limits an operator sets before the world starts: none in about 40 % of
+    worlds; otherwise each queue is governed with some chance, by limits low enough to
+    bind (a worker alone has up to 3 slots) and rates that still drain the scheduled jobs
+    of `default` (a fire a second) well within the liveness bound."""
+    if rng.random() < 0.4:
+        return ()
+    limits: list[tuple[str, QueueLimits]] = []
+    for queue in QUEUES:
+        governed = rng.random() < 0.7
+        concurrency = rng.choice((None, 1, 2, 3))
+        key_concurrency = rng.choice((None, 1, 1, 2))
+        rate = RateLimit(count=rng.randint(2, 5), period_s=round(rng.uniform(0.5, 4.0), 3))
+        key_rate = RateLimit(count=rng.randint(1, 3), period_s=round(rng.uniform(0.5, 4.0), 3))
+        with_rate, with_key_rate = rng.random() < 0.35, rng.random() < 0.3
+        weight = rng.choice((1, 1, 2, 5))
+        if governed:
+            limits.append(
+                (
+                    queue,
+                    QueueLimits(
+                        concurrency_limit=concurrency,
+                        key_concurrency_limit=key_concurrency,
+                        rate_limit=rate if with_rate else None,
+                        key_rate_limit=key_rate if with_key_rate else None,
+                        weight=weight,
+                    ),
+                )
+            )
+    return tuple(limits)
+
+
+def with_concurrency_keys(workload: Workload, rng: random.Random) -> Workload:
+    """Most submitted jobs carry one of a few concurrency keys (so that keys share a
+    queue, and a queue's keys take turns)."""
+    plans = tuple(
+        attrs.evolve(plan, concurrency_key=rng.choice(CONCURRENCY_KEYS))
+        if rng.random() < 0.6
+        else plan
+        for plan in workload.plans
+    )
+    return attrs.evolve(workload, plans=plans)
 
 
 def draw_plan(rng: random.Random, scenario: Scenario, profile: Profile) -> FaultPlan:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import attrs
 
 from taskyard.adapters.memory import InMemoryJobStore, MemoryState
+from taskyard.domain.flow import QueueLimits
 from taskyard.domain.ports import Clock, JobStore
 from taskyard.domain.retention import Retention
 
@@ -24,6 +25,22 @@ clock, the shared state). The product's is `memory_store_view`; tests swap in br
 
 def memory_store_view(store_clock: Clock, node_clock: Clock, state: MemoryState) -> JobStore:
     return InMemoryJobStore(store_clock, state=state)
+
+
+def describe_limits(limits: QueueLimits) -> str:
+    """`limits` in a trace line: `concurrency 2, per key 1, rate 3/1.5 s, weight 2`."""
+    parts: list[str] = []
+    if limits.concurrency_limit is not None:
+        parts.append(f"concurrency {limits.concurrency_limit}")
+    if limits.key_concurrency_limit is not None:
+        parts.append(f"per key {limits.key_concurrency_limit}")
+    if limits.rate_limit is not None:
+        parts.append(f"rate {limits.rate_limit.count}/{limits.rate_limit.period_s:g} s")
+    if limits.key_rate_limit is not None:
+        rate = limits.key_rate_limit
+        parts.append(f"per key rate {rate.count}/{rate.period_s:g} s")
+    parts.append(f"weight {limits.weight}")
+    return ", ".join(parts)
 
 
 @attrs.frozen(kw_only=True)
@@ -58,6 +75,8 @@ class Scenario:
     lone_schedulers: tuple[str, ...] = ()
     """Schedulers built without a coordinator (as with `memory://` or none configured):
     each acts as leader all along, beside whichever leads the others."""
+    limits: tuple[tuple[str, QueueLimits], ...] = ()
+    """Queue limits an operator sets through the store before anything else happens."""
 
     def __attrs_post_init__(self) -> None:
         names = [w.name for w in self.workers] + list(self.schedulers) + list(self.clients)

@@ -1,5 +1,6 @@
-"""Shrink a failing run: drop timed faults, fault sites and client operations one at a
-time, keeping each drop after which the run still breaks one of the same invariants.
+"""Shrink a failing run: drop queue limits, timed faults, fault sites and client operations
+one at a time, keeping each drop after which the run still breaks one of the same
+invariants.
 
 The result is a smaller `Run` (same seed, so the same streams) whose fault plan is short
 enough to read; `describe()` of its plan is what a person starts from.
@@ -15,7 +16,7 @@ from taskyard.simulation.faults import FaultAction, FaultPlan
 from taskyard.simulation.profiles import Run
 from taskyard.simulation.run import RunResult, simulate
 from taskyard.simulation.workload import ClientOp, Workload
-from taskyard.simulation.world import StoreFactory, memory_store_view
+from taskyard.simulation.world import StoreFactory, describe_limits, memory_store_view
 
 RUNS_MAX = 400
 
@@ -56,6 +57,16 @@ def shrink(
     changed = True
     while changed and runs < runs_max:
         changed = False
+        for index in reversed(range(len(best.scenario.limits))):
+            if runs >= runs_max:
+                break
+            limits = best.scenario.limits[:index] + best.scenario.limits[index + 1 :]
+            candidate = attrs.evolve(best, scenario=attrs.evolve(best.scenario, limits=limits))
+            result = fails(candidate)
+            if result is not None:
+                best, best_result, changed = candidate, result, True
+                if on_step is not None:
+                    on_step(f"dropped a queue's limits: {len(limits)} left")
         for index in reversed(range(len(best.plan.actions))):
             if runs >= runs_max:
                 break
@@ -93,10 +104,15 @@ def describe(shrunk: Shrunk) -> list[str]:
     plan: FaultPlan = shrunk.run.plan
     lines = [
         f"shrunk in {shrunk.runs} runs to {len(plan.actions)} timed fault(s), "
-        f"{len(plan.sites)} site(s), {len(shrunk.run.workload.ops)} client op(s); "
+        f"{len(plan.sites)} site(s), {len(shrunk.run.workload.ops)} client op(s), "
+        f"{len(shrunk.run.scenario.limits)} limited queue(s); "
         f"still broken: {', '.join(shrunk.result.broken)}",
     ]
     lines.extend(f"  {line}" for line in plan.describe())
+    lines.extend(
+        f"  limits of queue {queue}: {describe_limits(limits)}"
+        for queue, limits in shrunk.run.scenario.limits
+    )
     lines.extend(
         f"  client {op.at_s:.3f} {op.client} {op.kind.value} {' '.join(f'p{p}' for p in op.plans)}"
         for op in sorted(shrunk.run.workload.ops, key=lambda o: (o.at_s, o.client))

@@ -70,6 +70,7 @@ class JobPlan:
     key: str | None = None
     deps: tuple[int, ...] = ()
     """Indexes of earlier plans this job depends on (those the client saw accepted)."""
+    concurrency_key: str | None = None
 
     def body(self, *, dep_ids: tuple[str, ...], run_at: Any, args_extra: int = 0) -> dict[str, Any]:
         args = self.script.to_args()
@@ -97,6 +98,8 @@ class JobPlan:
             data["idempotency_key"] = self.key
         if dep_ids:
             data["depends_on"] = list(dep_ids)
+        if self.concurrency_key is not None:
+            data["concurrency_key"] = self.concurrency_key
         return data
 
 

@@ -46,6 +46,7 @@ from taskyard.simulation.scenario import (
     Scenario,
     StoreFactory,
     WorkerSpec,
+    describe_limits,
     memory_store_view,
 )
 from taskyard.simulation.trace import Trace
@@ -57,6 +58,7 @@ __all__ = [
     "StoreFactory",
     "WorkerSpec",
     "World",
+    "describe_limits",
     "memory_store_view",
 ]
 
@@ -222,6 +224,7 @@ class World:
         self.note("world", f"seed {self.seed}: {self._describe_world()}")
         for line in self.plan.describe():
             self.note("world", f"plan {line}")
+        self._set_limits()
         for action in sorted(self.plan.actions, key=lambda a: (a.at_s, a.kind.value, a.node or "")):
             if action.at_s == 0 and action.kind in (FaultKind.CLOCK_SKEW, FaultKind.CLOCK_DRIFT):
                 self._apply_action(action)  # a node's clock is off from the start
@@ -235,6 +238,14 @@ class World:
         self.lifecycle.declared = self.workload.schedules
         for name in sorted(self.nodes):
             self.lifecycle.boot(self.nodes[name])
+
+    def _set_limits(self) -> None:
+        """An operator sets the queues' limits through the store, before anything runs."""
+        operator = self.nodes[self.scenario.clients[0]]
+        assert isinstance(operator, ClientNode), operator
+        for queue, limits in self.scenario.limits:
+            self.clients.set_limits(operator, queue, limits)
+            self.note(operator.label, f"limits of queue {queue}: {describe_limits(limits)}")
 
     def _describe_world(self) -> str:
         workers = ", ".join(
@@ -420,4 +431,5 @@ class World:
             acknowledged=frozenset(self.clients.acknowledged),
             replays=tuple(self.clients.replays),
             bystanders=tuple(self.network.judged_bystanders()),
+            limits=dict(self.scenario.limits),
         )

@@ -21,11 +21,13 @@ from taskyard.adapters.memory import InMemoryJobStore, MemoryRows, MemoryState
 from taskyard.domain import hooks, transitions
 from taskyard.domain.context import CancelReason
 from taskyard.domain.errors import Refusal
+from taskyard.domain.flow import Start
 from taskyard.domain.model import DeadGroup, Job, JobState, LeaseRef
 from taskyard.domain.ports import Clock, JobFilter, JobStore
 from taskyard.domain.retention import Retention
 from taskyard.domain.schedules import Fired, Schedule
 from taskyard.domain.store import Rows, reads
+from taskyard.domain.store.rows import Running
 from taskyard.domain.transitions import Report
 from taskyard.domain.worker import Worker
 from taskyard.simulation.checker import Violation
@@ -198,6 +200,57 @@ def stale_unkeyed_schedules(store_clock: Clock, node_clock: Clock, state: Memory
     return StaleUnkeyedSchedules(store_clock, state=state)
 
 
+class _OverAdmittingRows:
+    """Rows that count one job fewer than hold a live lease in each queue and key (or one
+    start fewer in each rate window): a claim over them admits one job past the limit."""
+
+    def __init__(self, rows: MemoryRows, *, misses: str) -> None:
+        self._rows = rows
+        self._misses = misses
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rows, name)
+
+    def running(
+        self, queues: Collection[str] | None, *, state: JobState, now: datetime
+    ) -> list[Running]:
+        found = self._rows.running(queues, state=state, now=now)
+        if self._misses != "running":
+            return found
+        return [attrs.evolve(r, count=r.count - 1) for r in found if r.count > 1]
+
+    def starts(self, queue: str, *, after: datetime) -> list[Start]:
+        found = self._rows.starts(queue, after=after)
+        return found[1:] if self._misses == "starts" else found
+
+
+class OverAdmits(InMemoryJobStore):
+    """A store whose claim counts one running job fewer than there are."""
+
+    misses = "running"
+
+    def writing(self, work: Callable[[Rows], T]) -> T:
+        with self.state.lock:
+            rows = MemoryRows(self.state, self._clock.now())
+            return work(cast(Rows, _OverAdmittingRows(rows, misses=self.misses)))
+
+    reading = writing
+
+
+class OverStarts(OverAdmits):
+    """A store whose claim counts one start fewer than there were in each rate window."""
+
+    misses = "starts"
+
+
+def over_admits(store_clock: Clock, node_clock: Clock, state: MemoryState) -> JobStore:
+    return OverAdmits(store_clock, state=state)
+
+
+def over_starts(store_clock: Clock, node_clock: Clock, state: MemoryState) -> JobStore:
+    return OverStarts(store_clock, state=state)
+
+
 # --- the tests ------------------------------------------------------------------------------
 
 
@@ -350,3 +403,43 @@ def test_a_dead_group_whose_newest_job_is_not_its_newest_is_caught(
         "'s newest is",
         "a dead group shown with its oldest job went unnoticed",
     )
+
+
+def test_a_claim_that_counts_one_running_job_fewer_is_caught() -> None:
+    """Limits are drawn for most worlds (`profiles.draw_limits`): a store that admits one
+    job past a concurrency limit is seen at the instant it does, by both flow checks."""
+    caught = first_caught(range(1, 11), {"flow_limits", "flow_limits_log"}, over_admits)
+    assert caught is not None, "a claim over-admitting past its limits went unnoticed"
+    assert {"flow_limits", "flow_limits_log"} <= set(caught.broken), _explain(caught)
+    over = [v for v in caught.report.violations if v.invariant == "flow_limits_log"]
+    assert all("running with live leases" in v.message for v in over), _explain(caught)
+    assert all(v.job_id is not None and v.at is not None for v in over)
+
+
+def test_a_claim_that_counts_one_start_fewer_is_caught_by_the_rate_window() -> None:
+    caught = first_caught(range(1, 21), {"flow_limits", "flow_limits_log"}, over_starts)
+    assert caught is not None, "a claim starting past its rate limit went unnoticed"
+    found = [v for v in caught.report.violations if v.invariant == "flow_limits_log"]
+    assert found and all("starts in" in v.message for v in found), _explain(caught)
+
+
+def test_an_over_admitting_claim_shrinks_to_the_limits_that_bind() -> None:
+    """The limits are part of what a shrink drops: those it keeps are the ones broken."""
+    from taskyard.simulation.profiles import draw
+    from taskyard.simulation.shrink import describe, shrink
+
+    caught = first_caught(range(1, 11), {"flow_limits_log"}, over_admits)
+    assert caught is not None
+    original = draw(caught.seed)
+    shrunk = shrink(original, store_factory=over_admits, runs_max=40)
+    assert "flow_limits_log" in shrunk.result.broken
+    assert 1 <= len(shrunk.run.scenario.limits) <= len(original.scenario.limits)
+    kept = {queue for queue, _ in shrunk.run.scenario.limits}
+    named = {
+        word
+        for v in shrunk.result.report.violations
+        if v.invariant == "flow_limits_log"
+        for word in v.message.replace(" (", " ").split()
+    }
+    assert kept & named, describe(shrunk)
+    assert any(line.startswith("  limits of queue ") for line in describe(shrunk))

@@ -8,17 +8,19 @@ skipped without a log.
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 import attrs
 
 from taskyard.adapters.clock import ManualClock
 from taskyard.adapters.memory import InMemoryJobStore, MemoryState
+from taskyard.domain.flow import QueueLimits, RateLimit
 from taskyard.domain.model import JobState
 from taskyard.domain.timefmt import after
 from taskyard.domain.transitions import Event
 from taskyard.simulation.checker import INVARIANTS, Bystander, History, Needs, Replay, check
-from tests.factories import claim_one, enqueue, succeed
+from tests.factories import claim_one, enqueue, new_job, succeed
 
 LOG_ONLY = {i.name for i in INVARIANTS if i.needs & Needs.LOG}
 
@@ -321,3 +323,108 @@ def test_a_bystander_that_lost_its_lease_breaks_refusal_confinement() -> None:
     assert report.broken == ("refusal_confined",)
     [violation] = report.violations
     assert violation.job_id == bystander.id and "worker_lost" in violation.message
+
+
+# --- flow control -----------------------------------------------------------------------------
+
+FLOW = {"flow_limits", "flow_limits_log"}
+
+
+def _keyed(store: InMemoryJobStore, clock: ManualClock, key: str | None) -> None:
+    """Enqueue a job of queue `default` with `key`, a millisecond after the one before
+    (so that jobs are claimed in the order enqueued)."""
+    store.enqueue([attrs.evolve(new_job(store), concurrency_key=key)])
+    clock.advance(0.001)
+
+
+def _limited(history: History, **limits: Any) -> History:
+    return attrs.evolve(history, limits={"default": QueueLimits(**limits)})
+
+
+def test_more_running_jobs_than_a_queue_limit_break_flow_limits_with_and_without_a_log() -> None:
+    """The store itself has no limits here: the history is judged by the limits given."""
+    store, clock = _store()
+    for _ in range(3):
+        _keyed(store, clock, None)
+    claim_one(store, lease_ttl_s=10)
+    clock.advance(1)
+    claim_one(store, lease_ttl_s=10)
+    history = _history(store)
+    assert check(_limited(history, concurrency_limit=2), at_rest=False).ok
+    report = check(_limited(history, concurrency_limit=1), at_rest=False)
+    assert set(report.broken) == FLOW
+    assert all(
+        "queue default" in v.message and "concurrency_limit 1" in v.message
+        for v in report.violations
+    )
+    assert check(
+        attrs.evolve(_limited(history, concurrency_limit=1), log=None), at_rest=False
+    ).broken == ("flow_limits",)
+    assert check(
+        attrs.evolve(history, limits={"mail": QueueLimits(concurrency_limit=1)}), at_rest=False
+    ).ok
+
+
+def test_a_key_limit_holds_per_key_and_not_for_jobs_without_a_key() -> None:
+    store, clock = _store()
+    for key in ("a", None, None, "b", "a"):
+        _keyed(store, clock, key)
+    for _ in range(4):
+        claim_one(store, lease_ttl_s=10)
+        clock.advance(0.1)
+    history = _limited(_history(store), key_concurrency_limit=1)
+    assert check(history, at_rest=False).ok, "a, two without a key, b: one per key"
+    claim_one(store, lease_ttl_s=10)  # the second job of key a
+    report = check(_limited(_history(store), key_concurrency_limit=1), at_rest=False)
+    assert set(report.broken) == FLOW
+    assert all("key 'a' of queue default" in v.message for v in report.violations)
+
+
+def test_an_expired_lease_gives_its_capacity_back_at_once_but_not_before() -> None:
+    """A lease is live up to and including its expiry instant: a claim at that very
+    instant is one too many; a microsecond later it is not (no reaper ran in between)."""
+    for wait_s, over in ((10.0, True), (10.000001, False)):
+        store, clock = _store()
+        _keyed(store, clock, None)
+        _keyed(store, clock, None)
+        claim_one(store, lease_ttl_s=10)
+        clock.advance(wait_s)
+        claim_one(store, lease_ttl_s=10)
+        report = check(_limited(_history(store), concurrency_limit=1), at_rest=False)
+        assert set(report.broken) == (FLOW if over else set()), (wait_s, report.violations)
+
+
+def test_a_report_gives_its_capacity_back_at_once() -> None:
+    store, clock = _store()
+    _keyed(store, clock, None)
+    _keyed(store, clock, None)
+    job = claim_one(store, lease_ttl_s=10)
+    store.report([succeed(job)])
+    claim_one(store, lease_ttl_s=10)  # at the same instant
+    assert check(_limited(_history(store), concurrency_limit=1), at_rest=False).ok
+
+
+def test_more_starts_than_a_rate_limit_in_a_window_break_flow_limits() -> None:
+    """Starts 0.4 s apart. The window is half-open, `(t - period, t]`: a start exactly one
+    period back no longer counts. Per queue and per key alike."""
+    store, clock = _store()
+    for key in ("a", "a", "a"):
+        _keyed(store, clock, key)
+    for _ in range(3):
+        job = claim_one(store, lease_ttl_s=10)
+        store.report([succeed(job)])
+        clock.advance(0.4)
+    history = _history(store)
+    for field in ("rate_limit", "key_rate_limit"):
+        for count, period_s, broken in (
+            (1, 0.4, False),
+            (1, 0.41, True),
+            (2, 0.8, False),
+            (2, 0.81, True),
+        ):
+            rate = RateLimit(count=count, period_s=period_s)
+            report = check(_limited(history, **{field: rate}))
+            assert set(report.broken) == (FLOW if broken else set()), (field, rate)
+            assert all(
+                f"({field} {count} per {period_s:g} s)" in v.message for v in report.violations
+            )

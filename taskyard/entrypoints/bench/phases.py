@@ -288,11 +288,39 @@ def enqueue_bulk(target: Target, options: BenchOptions) -> Figures:
 
 
 def drain(target: Target, options: BenchOptions) -> Figures:
+    return drain_jobs(target, options)
+
+
+def drain_jobs(
+    target: Target,
+    options: BenchOptions,
+    submissions: Sequence[Submission] | None = None,
+    *,
+    prepare: Callable[[JobStore], None] | None = None,
+    enqueued: Callable[[Target], None] | None = None,
+) -> Figures:
+    """The `drain` phase over `submissions` (queue `QUEUE`; by default `options.jobs` no-op
+    jobs), after `prepare(store)` (a benchmark's settings, such as queue limits); with
+    `enqueued`, called once the jobs are in, before the workers start."""
     target.empty()
     system = _system(target)
     store, client = system.store, system.client
+    if submissions is not None:
+        assert submissions and all(s.queue == QUEUE for s in submissions), "the bench's queue"
+        options = attrs.evolve(options, jobs=len(submissions))
     try:
-        _bulk(client, options.jobs, options.batch_size, time.monotonic() + options.phase_timeout_s)
+        if prepare is not None:
+            prepare(store)
+        deadline = time.monotonic() + options.phase_timeout_s
+        if submissions is None:
+            _bulk(client, options.jobs, options.batch_size, deadline)
+        else:
+            for at in range(0, len(submissions), options.batch_size):
+                client.submit(submissions[at : at + options.batch_size])
+                if time.monotonic() > deadline:
+                    raise BenchFailed(f"drain: {at} jobs enqueued within the bound")
+        if enqueued is not None:
+            enqueued(target)
         with _processes(target, options.phase_timeout_s + READY_TIMEOUT_S) as procs:
             for n in range(options.workers):
                 procs.worker(
