@@ -42,6 +42,14 @@ from taskyard.simulation.workload import ClientOp, OpKind, Workload
 S = JobState
 WAITING = frozenset({S.SCHEDULED, S.QUEUED, S.RETRYING})
 """The states of a job not running yet, whose `waiting_reason` says why."""
+WAITED = frozenset(
+    {
+        flow.WaitingReason.CONCURRENCY_LIMIT,
+        flow.WaitingReason.KEY_CONCURRENCY_LIMIT,
+        flow.WaitingReason.RATE_LIMIT,
+    }
+)
+"""Reasons an inspection counts (`waited_<reason>`): a limit held a job back."""
 
 SUBMIT_TRIES_MAX = 6
 PAGE_LIMIT_MAX = 7
@@ -620,6 +628,8 @@ class Clients:
         for job in page.jobs:
             reason = store.waiting_reason(job.id)
             reasons[str(reason)] += 1
+            if reason in WAITED:
+                self._exercised[f"waited_{reason}"] += 1
             set_ = limits.get(job.queue, flow.QueueLimits())
             needs = {
                 flow.WaitingReason.CONCURRENCY_LIMIT: set_.concurrency_limit,

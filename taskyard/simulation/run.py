@@ -58,6 +58,9 @@ EXERCISED: tuple[str, ...] = (
     "hook_job_dead",
     "hook_lease_lost",
     "hook_handed_back",
+    "waited_concurrency_limit",
+    "waited_key_concurrency_limit",
+    "waited_rate_limit",
 )
 """Paths a run can take that matter to the guarantees, counted so a green sweep shows
 it went there: leases reaped and handed back, stale reports refused, retried reports

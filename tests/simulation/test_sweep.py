@@ -59,6 +59,9 @@ def test_500_seeds_of_the_default_profile_keep_every_guarantee() -> None:
         "hook_job_dead",  # the hooks heard a job die
         "hook_lease_lost",  # ... an attempt end with its lease lost
         "hook_handed_back",  # ... and one handed back at a graceful stop
+        "waited_concurrency_limit",  # a queue's limit held a due job back
+        "waited_key_concurrency_limit",  # ... its key's limit
+        "waited_rate_limit",  # ... a rate window
     ):
         assert exercised.total.get(path, 0) > 0, f"no seed reached {path}"
     assert len({o.digest for o in outcomes}) == 500, "every seed makes a different world"
