@@ -175,3 +175,97 @@ def test_concurrent_claimers_never_exceed_the_limits_and_claim_each_attempt_once
     for key, times in by_key.items():
         assert window_breaches(times, rated.key_rate_limit) == [], key
     assert Counter(queue for *_, queue, _ in attempts).keys() == {"capped", "rated", "free"}
+
+
+def _one_limited_queue_with_a_running_job(url: str) -> tuple[PostgresJobStore, Any, UUID]:
+    """A queue limited to one running job, with one job running (a long lease) and one
+    more queued; returns the store, the running job and the queued job's id."""
+    services.truncate_taskyard(url)
+    store = PostgresJobStore.from_url(url)
+    store.set_queue_limits("one", QueueLimits(concurrency_limit=1))
+    first, second = (
+        Submission(task="t", queue="one").to_new_job(job_id=UUID(int=n)) for n in (1, 2)
+    )
+    store.enqueue([first])
+    store.enqueue([second])
+    request = ClaimRequest(worker="w1", limit=1, lease_ttl_s=60.0, queues=frozenset({"one"}))
+    (running,) = store.claim(request)
+    assert running.id == first.id
+    return store, running, second.id
+
+
+def _live_in(url: str, queue: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM taskyard.jobs WHERE queue = %s AND state = 'running'"
+            " AND lease_expires_at >= clock_timestamp()",
+            (queue,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_heartbeat_whose_clock_lags_cannot_revive_a_lease_a_claim_gave_back(
+    migrated_postgres_url: str,
+) -> None:
+    """A heartbeat's statement time is taken when it starts; if it then waits (a busy
+    box, a lock) while its lease expires and a claim gives that capacity to another job,
+    it must not extend the lease afterwards: two jobs would run under a limit of one.
+    (The heartbeat runs in a transaction begun before the lease expired, which is how a
+    statement that started before and reached the row after behaves.)"""
+    url = migrated_postgres_url
+    store, running, _ = _one_limited_queue_with_a_running_job(url)
+    with store, psycopg.connect(url) as late, psycopg.connect(url, autocommit=True) as other:
+        began = late.execute("SELECT now()").fetchone()
+        assert began is not None
+        # The lease expires exactly at the heartbeat's statement time.
+        other.execute(
+            "UPDATE taskyard.jobs SET lease_expires_at = %s WHERE id = %s",
+            (began[0], running.id),
+        )
+        time.sleep(0.01)
+        claim = ClaimRequest(worker="w2", limit=1, lease_ttl_s=60.0, queues=frozenset({"one"}))
+        second = hotpaths.claim(other, claim)
+        assert len(second) == 1, "the expired lease gave its capacity back"
+        hotpaths.heartbeat(late, [running.ref()], lease_ttl_s=60.0)
+        late.commit()
+    assert _live_in(url, "one") <= 1
+
+
+def test_a_claim_does_not_give_back_the_capacity_of_a_lease_a_heartbeat_is_extending(
+    migrated_postgres_url: str,
+) -> None:
+    """A heartbeat that reached its row while the lease was live, and commits after the
+    lease's expiry, extends it: a claim that runs in between must not count that lease
+    expired (it read the row before the heartbeat committed) and admit another job."""
+    url = migrated_postgres_url
+    store, running, _ = _one_limited_queue_with_a_running_job(url)
+    claimed: list[Any] = []
+    errors: list[BaseException] = []
+    with store, psycopg.connect(url) as beat, psycopg.connect(url, autocommit=True) as other:
+        other.execute(
+            "UPDATE taskyard.jobs SET lease_expires_at = clock_timestamp() + interval '0.3 s'"
+            " WHERE id = %s",
+            (running.id,),
+        )
+        (status,) = hotpaths.heartbeat(beat, [running.ref()], lease_ttl_s=60.0)
+        time.sleep(0.4)  # the old lease has expired; the heartbeat is not committed yet
+
+        def claimer() -> None:
+            try:
+                with psycopg.connect(url, autocommit=True) as conn:
+                    claim = ClaimRequest(
+                        worker="w2", limit=1, lease_ttl_s=60.0, queues=frozenset({"one"})
+                    )
+                    claimed.extend(hotpaths.claim(conn, claim))
+            except BaseException as exc:  # pragma: no cover - shown by the assertion
+                errors.append(exc)
+
+        thread = threading.Thread(target=claimer)
+        thread.start()
+        thread.join(timeout=0.5)  # a claim that does not wait for the heartbeat is done
+        beat.commit()
+        thread.join(timeout=30)
+        assert not thread.is_alive() and errors == []
+    assert _live_in(url, "one") <= 1
+    assert claimed == []

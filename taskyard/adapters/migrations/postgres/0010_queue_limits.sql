@@ -113,6 +113,15 @@ BEGIN
     v_now := greatest(now(), (
         SELECT max(st.started_at) FROM taskyard.queue_starts AS st
         WHERE st.queue = ANY(v_governed)));
+    -- A lease this claim finds expired gives its capacity back, but only once no heartbeat
+    -- is extending it: lock the governed queues' expired leases (waiting for a heartbeat in
+    -- flight, whose commit the statements below then see; rechecked after the wait), so
+    -- that a heartbeat reaching them after this claim waits for it to commit, and then
+    -- finds them expired by its own clock (`taskyard.heartbeat` below).
+    PERFORM 1 FROM taskyard.jobs AS x
+    WHERE x.state = 'running' AND x.queue = ANY(v_governed) AND x.lease_expires_at < v_now
+    ORDER BY x.id
+    FOR UPDATE;
     v_bounded := true;
     LOOP
         WITH RECURSIVE g AS (
@@ -367,5 +376,40 @@ BEGIN
     SELECT c.* FROM claimed AS c
     JOIN unnest(v_picked) WITH ORDINALITY AS p(id, n) ON p.id = c.id
     ORDER BY p.n;
+END
+$$;
+
+-- Version 2's heartbeat, except that a lease of a governed queue must also be live by the
+-- clock when its row is read (and read again after waiting for its lock), not only at the
+-- statement's start: a heartbeat that started before its lease expired, then waited while
+-- a claim gave that capacity to another job (claim_governed locks the expired leases it
+-- counts free), must not revive it afterwards. Other queues trade no capacity: their
+-- leases keep the statement's time, exactly as `plans.heartbeat` judges at the store's
+-- now (the differential test holds them at the boundary). The new expiry is still counted
+-- from the statement's time. (Left open: limits first set on a queue while such a
+-- heartbeat waits; its look at queue_settings is as of its start.)
+CREATE OR REPLACE FUNCTION taskyard.heartbeat(
+    p_ids uuid[], p_attempts integer[], p_workers text[], p_ttl_s double precision
+) RETURNS TABLE (
+    id uuid, attempt integer, lease_worker text, lease_expires_at timestamptz,
+    cancel_requested boolean
+)
+LANGUAGE plpgsql
+SET enable_bitmapscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+BEGIN
+    RETURN QUERY
+    UPDATE taskyard.jobs AS j
+    SET lease_expires_at = greatest(j.lease_expires_at,
+                                    now() + make_interval(secs => p_ttl_s)),
+        updated_at = now()
+    FROM unnest(p_ids, p_attempts, p_workers) AS r(id, attempt, worker)
+    WHERE j.id = r.id AND j.state = 'running' AND j.attempt = r.attempt
+      AND j.lease_worker = r.worker AND j.lease_expires_at >= now()
+      AND (j.lease_expires_at >= clock_timestamp()
+           OR j.queue NOT IN (SELECT s.queue FROM taskyard.queue_settings AS s))
+    RETURNING j.id, j.attempt, j.lease_worker, j.lease_expires_at, j.cancel_requested;
 END
 $$;
