@@ -269,3 +269,50 @@ def test_a_claim_does_not_give_back_the_capacity_of_a_lease_a_heartbeat_is_exten
         assert not thread.is_alive() and errors == []
     assert _live_in(url, "one") <= 1
     assert claimed == []
+
+
+def _starts_rows_read(conn: psycopg.Connection[Any]) -> int:
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute(
+        "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)"
+        " FROM pg_stat_user_tables WHERE schemaname = 'taskyard' AND relname = 'queue_starts'"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_claim_reads_the_starts_of_the_keys_it_walks_not_the_whole_log(
+    migrated_postgres_url: str,
+) -> None:
+    """A per-key rate limit over a long period keeps every start of that period in the
+    log (all keys, most of them long idle). A claim needs the starts of the keys it may
+    take from, and of the queue's own window: not the whole log on every claim (a cost
+    that grows with the throughput times the period, whatever the claim takes)."""
+    url = migrated_postgres_url
+    services.truncate_taskyard(url)
+    limits = QueueLimits(key_rate_limit=RateLimit(count=5, period_s=3600.0))
+    idle_keys, starts_each = 2000, 3
+    with PostgresJobStore.from_url(url) as store, psycopg.connect(url, autocommit=True) as conn:
+        store.set_queue_limits("quota", limits)
+        conn.execute(
+            "INSERT INTO taskyard.queue_starts (queue, concurrency_key, started_at)"
+            " SELECT 'quota', 'idle' || k, now() - interval '1 minute' * n"
+            " FROM generate_series(1, %s) AS k, generate_series(1, %s) AS n",
+            (idle_keys, starts_each),
+        )
+        store.enqueue(
+            [
+                Submission(task="t", queue="quota", concurrency_key=f"busy{n % 3}").to_new_job(
+                    job_id=UUID(int=100 + n)
+                )
+                for n in range(9)
+            ]
+        )
+        request = ClaimRequest(worker="w", limit=2, lease_ttl_s=60.0, queues=frozenset({"quota"}))
+        before = _starts_rows_read(conn)
+        claimed = hotpaths.claim(conn, request)
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        assert len(claimed) == 2
+    with psycopg.connect(url, autocommit=True) as watcher:
+        read = _starts_rows_read(watcher)
+    assert read - before < idle_keys, f"one claim read {read - before} rows of the starts log"
