@@ -316,3 +316,33 @@ def test_a_claim_reads_the_starts_of_the_keys_it_walks_not_the_whole_log(
     with psycopg.connect(url, autocommit=True) as watcher:
         read = _starts_rows_read(watcher)
     assert read - before < idle_keys, f"one claim read {read - before} rows of the starts log"
+
+
+def test_listing_the_queues_reads_no_starts_a_queue_rate_does_not_count(
+    migrated_postgres_url: str,
+) -> None:
+    """`GET /v1/queues` (polled by the dashboard) shows each queue's starts within its own
+    rate window: it has no need of the per-key starts of a longer period, which the log
+    keeps for the claim (every key's starts of a day, under a daily per-key quota)."""
+    url = migrated_postgres_url
+    services.truncate_taskyard(url)
+    limits = QueueLimits(
+        rate_limit=RateLimit(count=100, period_s=1.0),
+        key_rate_limit=RateLimit(count=5, period_s=86_400.0),
+    )
+    with PostgresJobStore.from_url(url) as store, psycopg.connect(url, autocommit=True) as conn:
+        store.set_queue_limits("quota", limits)
+        conn.execute(
+            "INSERT INTO taskyard.queue_starts (queue, concurrency_key, started_at)"
+            " SELECT 'quota', 'idle' || k, now() - interval '1 minute' * n"
+            " FROM generate_series(1, 2000) AS k, generate_series(1, 3) AS n"
+        )
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        time.sleep(0.05)
+        before = _starts_rows_read(conn)
+        (info,) = [q for q in store.queues() if q.name == "quota"]
+        assert info.usage.started_in_window == 0
+        assert info.limits == limits
+    with psycopg.connect(url, autocommit=True) as watcher:
+        read = _starts_rows_read(watcher)
+    assert read - before < 2000, f"listing the queues read {read - before} rows of the log"

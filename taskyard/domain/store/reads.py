@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
+import attrs
+
 from taskyard.domain import flow
 from taskyard.domain import transitions as t
 from taskyard.domain.catalog import TaskInfo
@@ -87,7 +89,13 @@ def queues(rows: Rows) -> list[QueueInfo]:
     paused = rows.paused()
     limits = {queue: s.limits for queue, s in rows.queue_settings().items()}
     names = sorted(set(counts) | paused | set(limits))
-    load = plans.loads(rows, {name: limits.get(name, flow.NO_LIMITS) for name in names}, now=now)
+    # The usage shown counts starts in the queue's own window only: the per-key starts of a
+    # longer key_rate_limit period (every key's, which the log keeps for the claim) stay
+    # unread.
+    shown = {
+        name: attrs.evolve(limits.get(name, flow.NO_LIMITS), key_rate_limit=None) for name in names
+    }
+    load = plans.loads(rows, shown, now=now)
     return [
         QueueInfo(
             name=name,
