@@ -249,6 +249,7 @@ def test_a_claim_does_not_give_back_the_capacity_of_a_lease_a_heartbeat_is_exten
             (running.id,),
         )
         (status,) = hotpaths.heartbeat(beat, [running.ref()], lease_ttl_s=60.0)
+        assert status.held
         time.sleep(0.4)  # the old lease has expired; the heartbeat is not committed yet
 
         def claimer() -> None:
@@ -346,3 +347,39 @@ def test_listing_the_queues_reads_no_starts_a_queue_rate_does_not_count(
     with psycopg.connect(url, autocommit=True) as watcher:
         read = _starts_rows_read(watcher)
     assert read - before < 2000, f"listing the queues read {read - before} rows of the log"
+
+
+def test_a_jobs_waiting_reason_reads_the_starts_of_its_own_key_and_queue_window_only(
+    migrated_postgres_url: str,
+) -> None:
+    """`GET /v1/jobs/{id}` says why a job waits: that needs the queue's starts in its rate
+    window and the job's key's in its own, not every key's starts of the longest period."""
+    url = migrated_postgres_url
+    services.truncate_taskyard(url)
+    limits = QueueLimits(
+        rate_limit=RateLimit(count=100, period_s=1.0),
+        key_rate_limit=RateLimit(count=3, period_s=86_400.0),
+    )
+    with PostgresJobStore.from_url(url) as store, psycopg.connect(url, autocommit=True) as conn:
+        store.set_queue_limits("quota", limits)
+        conn.execute(
+            "INSERT INTO taskyard.queue_starts (queue, concurrency_key, started_at)"
+            " SELECT 'quota', 'idle' || k, now() - interval '1 minute' * n"
+            " FROM generate_series(0, 2000) AS k, generate_series(1, 3) AS n"
+        )
+        full = Submission(task="t", queue="quota", concurrency_key="idle0").to_new_job(
+            job_id=UUID(int=7)
+        )
+        free = Submission(task="t", queue="quota", concurrency_key="fresh").to_new_job(
+            job_id=UUID(int=8)
+        )
+        store.enqueue([full, free])
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        time.sleep(0.05)
+        before = _starts_rows_read(conn)
+        # idle0 used its 3 starts of the day; "fresh" has the room, no worker took it yet.
+        assert store.waiting_reason(full.id) == "rate_limit"
+        assert store.waiting_reason(free.id) == "no_free_worker"
+    with psycopg.connect(url, autocommit=True) as watcher:
+        read = _starts_rows_read(watcher)
+    assert read - before < 2000, f"two waiting reasons read {read - before} rows of the log"

@@ -133,9 +133,31 @@ def waiting_reason(rows: Rows, job_id: UUID) -> flow.WaitingReason | None:
         paused=job.queue in rows.paused(),
         key=job.concurrency_key,
         limits=limits,
-        load=plans.loads(rows, {job.queue: limits}, now=now)[job.queue],
+        load=_load_of(rows, job, limits, now=now),
         now=now,
     )
+
+
+def _load_of(rows: Rows, job: Job, limits: flow.QueueLimits, *, now: datetime) -> flow.Load:
+    """What `flow.waiting_reason` weighs for `job`: its queue's live leases by key, the
+    queue's starts in its rate window, and the job's key's in the key's window; not every
+    key's starts of the longest period, which the log keeps for the claim."""
+    running = {
+        group.key: group.count
+        for group in rows.running([job.queue], state=LEASED, now=now)
+        if group.queue == job.queue
+    }
+    rate, key_rate = limits.rate_limit, limits.key_rate_limit
+    starts = rows.starts(job.queue, after=now - rate.period) if rate is not None else []
+    if key_rate is not None and job.concurrency_key is not None:
+        # The key's starts the queue's window left out (all of them without one).
+        cut = None if rate is None else now - rate.period
+        starts += [
+            s
+            for s in rows.starts(job.queue, after=now - key_rate.period, key=job.concurrency_key)
+            if cut is None or s.at <= cut
+        ]
+    return flow.Load(running=running, starts=starts)
 
 
 def count_jobs(rows: Rows, job_filter: JobFilter) -> int:
