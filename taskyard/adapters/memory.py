@@ -417,8 +417,12 @@ class MemoryRows:
             for (q, k), n in sorted(counts.items(), key=lambda item: (item[0][0], item[0][1] or ""))
         ]
 
-    def starts(self, queue: str, *, after: datetime) -> list[Start]:
-        return [s for s in self._s.starts.get(queue, ()) if s.at > after]
+    def starts(self, queue: str, *, after: datetime, key: str | None = None) -> list[Start]:
+        return [
+            s
+            for s in self._s.starts.get(queue, ())
+            if s.at > after and (key is None or s.key == key)
+        ]
 
     def retention_overrides(self) -> dict[str, dict[JobState, int]]:
         return {queue: dict(periods) for queue, periods in self._s.retention.items()}

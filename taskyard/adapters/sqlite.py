@@ -610,11 +610,12 @@ class SqliteRows:
         )
         return [Running(queue=queue, key=key, count=n) for queue, key, n in rows]
 
-    def starts(self, queue: str, *, after: datetime) -> list[Start]:
+    def starts(self, queue: str, *, after: datetime, key: str | None = None) -> list[Start]:
+        keyed, params = ("", ()) if key is None else (" AND concurrency_key = ?", (key,))
         rows = self._conn.execute(
             "SELECT concurrency_key, started_at FROM queue_starts"
-            " WHERE queue = ? AND started_at > ?",
-            (queue, _us(after)),
+            f" WHERE queue = ? AND started_at > ?{keyed}",
+            (queue, _us(after), *params),
         )
         return [Start(key=key, at=_time(at)) for key, at in rows]
 

@@ -105,7 +105,14 @@ def is_queue_name(text: str) -> bool:
     return _QUEUE_NAME.fullmatch(text) is not None
 
 
-IDEMPOTENCY_KEY = Text(max_len=IDEMPOTENCY_KEY_LEN_MAX)
+IDEMPOTENCY_KEY = Text(
+    max_len=IDEMPOTENCY_KEY_LEN_MAX,
+    pattern=f"[^\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff]{{1,{IDEMPOTENCY_KEY_LEN_MAX}}}",
+    words=f"1 to {IDEMPOTENCY_KEY_LEN_MAX} characters, none of them a control character"
+    " (U+0000 to U+001F, U+007F to U+009F) or a lone surrogate",
+)
+"""A key is an identifier shown in logs and the dashboard, not text: no control character
+(a terminal escape would reach whoever reads them), and what no store can hold."""
 CONCURRENCY_KEY = IDEMPOTENCY_KEY
 """A job's concurrency key (a tenant, an account, an API): the idempotency key's rules."""
 TRACE_CONTEXT_KEYS_MAX = 8

@@ -13,6 +13,7 @@ import pytest
 from taskyard.domain.contract import DURATION_S_MIN
 from taskyard.domain.errors import ValidationError
 from taskyard.domain.ports import JobQuery, JobStore
+from taskyard.domain.submission import parse_submission
 from taskyard.entrypoints.library import App
 from tests.api.conftest import Api, assert_problem, make_api
 
@@ -45,6 +46,36 @@ def test_a_value_no_store_can_hold_is_refused_naming_the_field(
     batch = {"jobs": [{"task": "fine"}, body]}
     assert_problem(api.post("/v1/jobs/batch", batch), 422, f"jobs[1].{field}")
     assert_nothing_stored(store)
+
+
+@pytest.mark.parametrize("field", ["idempotency_key", "concurrency_key"])
+@pytest.mark.parametrize(
+    "char", ["\x01", "\x07", "\t", "\n", "\x1b", "\x1f", "\x7f", "\x85", "\x9f"]
+)
+def test_a_key_with_a_control_character_is_refused_naming_it(
+    api: Api, store: JobStore, field: str, char: str
+) -> None:
+    """The idempotency and concurrency keys are shown in logs and the dashboard, and a key
+    is an identifier, not text: no C0 or C1 control character, nor DEL (a terminal escape
+    in a key would reach whoever reads them)."""
+    body = {"task": "t", field: f"tenant{char}1"}
+    assert_problem(api.post("/v1/jobs", body), 422, field)
+    assert_problem(
+        api.post("/v1/jobs/batch", {"jobs": [{"task": "ok"}, body]}), 422, f"jobs[1].{field}"
+    )
+    with pytest.raises(ValidationError) as refused:
+        parse_submission(body)
+    assert [e.field for e in refused.value.errors] == [field]
+    assert_nothing_stored(store)
+
+
+@pytest.mark.parametrize("field", ["idempotency_key", "concurrency_key"])
+def test_a_key_of_printable_characters_outside_ascii_is_kept(
+    api: Api, store: JobStore, field: str
+) -> None:
+    for key in ("tenant 1/ü", "\u00a0\u2028\U0001f600", "~"):
+        assert api.post("/v1/jobs", {"task": "t", field: key}).status_code in (200, 201)
+    assert len(list(store.list_jobs(JobQuery(limit=10)).jobs)) == 3
 
 
 def test_the_idempotency_key_header_follows_the_same_rule(api: Api, store: JobStore) -> None:
@@ -88,11 +119,11 @@ def test_a_value_every_store_can_hold_comes_back_unchanged(api: Api, store: JobS
         "nested": [{"": None}, [True, False], -0.5, 2**62],
         "\u00e9t\u00e9": "key outside ASCII",
     }
-    job = api.submit(task="t\u2603", args=args, idempotency_key="key \u00e9\x01")
+    job = api.submit(task="t\u2603", args=args, idempotency_key="key \u00e9\u2603")
     assert job["args"] == args
     [stored] = store.list_jobs(JobQuery()).jobs
     assert stored.args == args and stored.task == "t\u2603"
-    assert stored.idempotency_key == "key \u00e9\x01"
+    assert stored.idempotency_key == "key \u00e9\u2603"
 
 
 @pytest.mark.parametrize("value", [5e-324, 1e-310, 0.000999, 0.001, 31_536_000])

@@ -175,3 +175,211 @@ def test_concurrent_claimers_never_exceed_the_limits_and_claim_each_attempt_once
     for key, times in by_key.items():
         assert window_breaches(times, rated.key_rate_limit) == [], key
     assert Counter(queue for *_, queue, _ in attempts).keys() == {"capped", "rated", "free"}
+
+
+def _one_limited_queue_with_a_running_job(url: str) -> tuple[PostgresJobStore, Any, UUID]:
+    """A queue limited to one running job, with one job running (a long lease) and one
+    more queued; returns the store, the running job and the queued job's id."""
+    services.truncate_taskyard(url)
+    store = PostgresJobStore.from_url(url)
+    store.set_queue_limits("one", QueueLimits(concurrency_limit=1))
+    first, second = (
+        Submission(task="t", queue="one").to_new_job(job_id=UUID(int=n)) for n in (1, 2)
+    )
+    store.enqueue([first])
+    store.enqueue([second])
+    request = ClaimRequest(worker="w1", limit=1, lease_ttl_s=60.0, queues=frozenset({"one"}))
+    (running,) = store.claim(request)
+    assert running.id == first.id
+    return store, running, second.id
+
+
+def _live_in(url: str, queue: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM taskyard.jobs WHERE queue = %s AND state = 'running'"
+            " AND lease_expires_at >= clock_timestamp()",
+            (queue,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_heartbeat_whose_clock_lags_cannot_revive_a_lease_a_claim_gave_back(
+    migrated_postgres_url: str,
+) -> None:
+    """A heartbeat's statement time is taken when it starts; if it then waits (a busy
+    box, a lock) while its lease expires and a claim gives that capacity to another job,
+    it must not extend the lease afterwards: two jobs would run under a limit of one.
+    (The heartbeat runs in a transaction begun before the lease expired, which is how a
+    statement that started before and reached the row after behaves.)"""
+    url = migrated_postgres_url
+    store, running, _ = _one_limited_queue_with_a_running_job(url)
+    with store, psycopg.connect(url) as late, psycopg.connect(url, autocommit=True) as other:
+        began = late.execute("SELECT now()").fetchone()
+        assert began is not None
+        # The lease expires exactly at the heartbeat's statement time.
+        other.execute(
+            "UPDATE taskyard.jobs SET lease_expires_at = %s WHERE id = %s",
+            (began[0], running.id),
+        )
+        time.sleep(0.01)
+        claim = ClaimRequest(worker="w2", limit=1, lease_ttl_s=60.0, queues=frozenset({"one"}))
+        second = hotpaths.claim(other, claim)
+        assert len(second) == 1, "the expired lease gave its capacity back"
+        hotpaths.heartbeat(late, [running.ref()], lease_ttl_s=60.0)
+        late.commit()
+    assert _live_in(url, "one") <= 1
+
+
+def test_a_claim_does_not_give_back_the_capacity_of_a_lease_a_heartbeat_is_extending(
+    migrated_postgres_url: str,
+) -> None:
+    """A heartbeat that reached its row while the lease was live, and commits after the
+    lease's expiry, extends it: a claim that runs in between must not count that lease
+    expired (it read the row before the heartbeat committed) and admit another job."""
+    url = migrated_postgres_url
+    store, running, _ = _one_limited_queue_with_a_running_job(url)
+    claimed: list[Any] = []
+    errors: list[BaseException] = []
+    with store, psycopg.connect(url) as beat, psycopg.connect(url, autocommit=True) as other:
+        other.execute(
+            "UPDATE taskyard.jobs SET lease_expires_at = clock_timestamp() + interval '0.3 s'"
+            " WHERE id = %s",
+            (running.id,),
+        )
+        (status,) = hotpaths.heartbeat(beat, [running.ref()], lease_ttl_s=60.0)
+        assert status.held
+        time.sleep(0.4)  # the old lease has expired; the heartbeat is not committed yet
+
+        def claimer() -> None:
+            try:
+                with psycopg.connect(url, autocommit=True) as conn:
+                    claim = ClaimRequest(
+                        worker="w2", limit=1, lease_ttl_s=60.0, queues=frozenset({"one"})
+                    )
+                    claimed.extend(hotpaths.claim(conn, claim))
+            except BaseException as exc:  # pragma: no cover - shown by the assertion
+                errors.append(exc)
+
+        thread = threading.Thread(target=claimer)
+        thread.start()
+        thread.join(timeout=0.5)  # a claim that does not wait for the heartbeat is done
+        beat.commit()
+        thread.join(timeout=30)
+        assert not thread.is_alive() and errors == []
+    assert _live_in(url, "one") <= 1
+    assert claimed == []
+
+
+def _starts_rows_read(conn: psycopg.Connection[Any]) -> int:
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute(
+        "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)"
+        " FROM pg_stat_user_tables WHERE schemaname = 'taskyard' AND relname = 'queue_starts'"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_claim_reads_the_starts_of_the_keys_it_walks_not_the_whole_log(
+    migrated_postgres_url: str,
+) -> None:
+    """A per-key rate limit over a long period keeps every start of that period in the
+    log (all keys, most of them long idle). A claim needs the starts of the keys it may
+    take from, and of the queue's own window: not the whole log on every claim (a cost
+    that grows with the throughput times the period, whatever the claim takes)."""
+    url = migrated_postgres_url
+    services.truncate_taskyard(url)
+    limits = QueueLimits(key_rate_limit=RateLimit(count=5, period_s=3600.0))
+    idle_keys, starts_each = 2000, 3
+    with PostgresJobStore.from_url(url) as store, psycopg.connect(url, autocommit=True) as conn:
+        store.set_queue_limits("quota", limits)
+        conn.execute(
+            "INSERT INTO taskyard.queue_starts (queue, concurrency_key, started_at)"
+            " SELECT 'quota', 'idle' || k, now() - interval '1 minute' * n"
+            " FROM generate_series(1, %s) AS k, generate_series(1, %s) AS n",
+            (idle_keys, starts_each),
+        )
+        store.enqueue(
+            [
+                Submission(task="t", queue="quota", concurrency_key=f"busy{n % 3}").to_new_job(
+                    job_id=UUID(int=100 + n)
+                )
+                for n in range(9)
+            ]
+        )
+        request = ClaimRequest(worker="w", limit=2, lease_ttl_s=60.0, queues=frozenset({"quota"}))
+        before = _starts_rows_read(conn)
+        claimed = hotpaths.claim(conn, request)
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        assert len(claimed) == 2
+    with psycopg.connect(url, autocommit=True) as watcher:
+        read = _starts_rows_read(watcher)
+    assert read - before < idle_keys, f"one claim read {read - before} rows of the starts log"
+
+
+def test_listing_the_queues_reads_no_starts_a_queue_rate_does_not_count(
+    migrated_postgres_url: str,
+) -> None:
+    """`GET /v1/queues` (polled by the dashboard) shows each queue's starts within its own
+    rate window: it has no need of the per-key starts of a longer period, which the log
+    keeps for the claim (every key's starts of a day, under a daily per-key quota)."""
+    url = migrated_postgres_url
+    services.truncate_taskyard(url)
+    limits = QueueLimits(
+        rate_limit=RateLimit(count=100, period_s=1.0),
+        key_rate_limit=RateLimit(count=5, period_s=86_400.0),
+    )
+    with PostgresJobStore.from_url(url) as store, psycopg.connect(url, autocommit=True) as conn:
+        store.set_queue_limits("quota", limits)
+        conn.execute(
+            "INSERT INTO taskyard.queue_starts (queue, concurrency_key, started_at)"
+            " SELECT 'quota', 'idle' || k, now() - interval '1 minute' * n"
+            " FROM generate_series(1, 2000) AS k, generate_series(1, 3) AS n"
+        )
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        time.sleep(0.05)
+        before = _starts_rows_read(conn)
+        (info,) = [q for q in store.queues() if q.name == "quota"]
+        assert info.usage.started_in_window == 0
+        assert info.limits == limits
+    with psycopg.connect(url, autocommit=True) as watcher:
+        read = _starts_rows_read(watcher)
+    assert read - before < 2000, f"listing the queues read {read - before} rows of the log"
+
+
+def test_a_jobs_waiting_reason_reads_the_starts_of_its_own_key_and_queue_window_only(
+    migrated_postgres_url: str,
+) -> None:
+    """`GET /v1/jobs/{id}` says why a job waits: that needs the queue's starts in its rate
+    window and the job's key's in its own, not every key's starts of the longest period."""
+    url = migrated_postgres_url
+    services.truncate_taskyard(url)
+    limits = QueueLimits(
+        rate_limit=RateLimit(count=100, period_s=1.0),
+        key_rate_limit=RateLimit(count=3, period_s=86_400.0),
+    )
+    with PostgresJobStore.from_url(url) as store, psycopg.connect(url, autocommit=True) as conn:
+        store.set_queue_limits("quota", limits)
+        conn.execute(
+            "INSERT INTO taskyard.queue_starts (queue, concurrency_key, started_at)"
+            " SELECT 'quota', 'idle' || k, now() - interval '1 minute' * n"
+            " FROM generate_series(0, 2000) AS k, generate_series(1, 3) AS n"
+        )
+        full = Submission(task="t", queue="quota", concurrency_key="idle0").to_new_job(
+            job_id=UUID(int=7)
+        )
+        free = Submission(task="t", queue="quota", concurrency_key="fresh").to_new_job(
+            job_id=UUID(int=8)
+        )
+        store.enqueue([full, free])
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        time.sleep(0.05)
+        before = _starts_rows_read(conn)
+        # idle0 used its 3 starts of the day; "fresh" has the room, no worker took it yet.
+        assert store.waiting_reason(full.id) == "rate_limit"
+        assert store.waiting_reason(free.id) == "no_free_worker"
+    with psycopg.connect(url, autocommit=True) as watcher:
+        read = _starts_rows_read(watcher)
+    assert read - before < 2000, f"two waiting reasons read {read - before} rows of the log"

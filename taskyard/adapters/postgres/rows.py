@@ -719,11 +719,12 @@ class PostgresRows:
         )
         return [Running(queue=queue, key=key, count=n) for queue, key, n in rows]
 
-    def starts(self, queue: str, *, after: datetime) -> list[Start]:
+    def starts(self, queue: str, *, after: datetime, key: str | None = None) -> list[Start]:
+        keyed = "" if key is None else " AND concurrency_key = %(key)s"
         rows = self._all(
             "SELECT concurrency_key, started_at FROM taskyard.queue_starts"
-            " WHERE queue = %s AND started_at > %s",
-            (queue, after),
+            f" WHERE queue = %(queue)s AND started_at > %(after)s{keyed}",
+            {"queue": queue, "after": after, "key": key},
         )
         return [Start(key=key, at=utc(at)) for key, at in rows]
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
+import attrs
+
 from taskyard.domain import flow
 from taskyard.domain import transitions as t
 from taskyard.domain.catalog import TaskInfo
@@ -90,7 +92,13 @@ def queues(rows: Rows) -> list[QueueInfo]:
     paused = rows.paused()
     limits = {queue: s.limits for queue, s in rows.queue_settings().items()}
     names = sorted(set(counts) | paused | set(limits))
-    load = plans.loads(rows, {name: limits.get(name, flow.NO_LIMITS) for name in names}, now=now)
+    # The usage shown counts starts in the queue's own window only: the per-key starts of a
+    # longer key_rate_limit period (every key's, which the log keeps for the claim) stay
+    # unread.
+    shown = {
+        name: attrs.evolve(limits.get(name, flow.NO_LIMITS), key_rate_limit=None) for name in names
+    }
+    load = plans.loads(rows, shown, now=now)
     return [
         QueueInfo(
             name=name,
@@ -128,9 +136,31 @@ def waiting_reason(rows: Rows, job_id: UUID) -> flow.WaitingReason | None:
         paused=job.queue in rows.paused(),
         key=job.concurrency_key,
         limits=limits,
-        load=plans.loads(rows, {job.queue: limits}, now=now)[job.queue],
+        load=_load_of(rows, job, limits, now=now),
         now=now,
     )
+
+
+def _load_of(rows: Rows, job: Job, limits: flow.QueueLimits, *, now: datetime) -> flow.Load:
+    """What `flow.waiting_reason` weighs for `job`: its queue's live leases by key, the
+    queue's starts in its rate window, and the job's key's in the key's window; not every
+    key's starts of the longest period, which the log keeps for the claim."""
+    running = {
+        group.key: group.count
+        for group in rows.running([job.queue], state=LEASED, now=now)
+        if group.queue == job.queue
+    }
+    rate, key_rate = limits.rate_limit, limits.key_rate_limit
+    starts = rows.starts(job.queue, after=now - rate.period) if rate is not None else []
+    if key_rate is not None and job.concurrency_key is not None:
+        # The key's starts the queue's window left out (all of them without one).
+        cut = None if rate is None else now - rate.period
+        starts += [
+            s
+            for s in rows.starts(job.queue, after=now - key_rate.period, key=job.concurrency_key)
+            if cut is None or s.at <= cut
+        ]
+    return flow.Load(running=running, starts=starts)
 
 
 def count_jobs(rows: Rows, job_filter: JobFilter) -> int:

@@ -325,8 +325,8 @@ class Rows(Protocol):
         or after it), counted by queue and concurrency key."""
         ...
 
-    def starts(self, queue: str, *, after: datetime) -> list[Start]:
-        """The queue's recorded starts later than `after`."""
+    def starts(self, queue: str, *, after: datetime, key: str | None = None) -> list[Start]:
+        """The queue's recorded starts later than `after` (with `key`, that key's only)."""
         ...
 
     def retention_overrides(self) -> dict[str, dict[JobState, int]]:

@@ -35,10 +35,13 @@ CREATE TABLE taskyard.queue_settings (
 -- that records starts deletes the older ones, so the log holds one period at most.
 CREATE TABLE taskyard.queue_starts (
     queue           text NOT NULL,
-    concurrency_key text,
+    concurrency_key text COLLATE "C",  -- as jobs', so that a key's probe can use its index
     started_at      timestamptz NOT NULL
 );
 CREATE INDEX queue_starts_by_time ON taskyard.queue_starts (queue, started_at);
+-- A key's starts in its window, for the keys a claim walks only: the log holds every key's
+-- starts of the longest period (most keys long idle), which no claim reads whole.
+CREATE INDEX queue_starts_by_key ON taskyard.queue_starts (queue, concurrency_key, started_at);
 
 -- The claim, flow control included: `taskyard.claim` (version 3) for a claim that reaches
 -- no governed queue, after one look at queue_settings (by its primary key: empty or
@@ -49,7 +52,10 @@ CREATE INDEX queue_starts_by_time ON taskyard.queue_starts (queue, started_at);
 --    (every later statement of this function sees the claims committed before it got
 --    them: the claims of a governed queue are serialised);
 -- 2. each governed, unpaused queue's load: its live leases (lease_expires_at >= now()) by
---    key, its starts in each rate window (`queue_starts`);
+--    key (the expired ones locked first: see below), its starts in its rate window, and
+--    those of each key it walks in the key's window (`queue_starts`, read by index for
+--    those keys only: the log, which holds every key's starts of the longest period, is
+--    never read whole);
 -- 3. its headroom (`flow.headroom`) and its candidates as `flow.proposed` picks them: due
 --    jobs ranked within their key by claim order, each key's first `room` only, ordered
 --    by (rank, wrapped past turn_after, key in byte order), at most the queue's room.
@@ -111,8 +117,19 @@ BEGIN
     -- lock, must not record its starts before that one's: the rate windows are judged in
     -- the order the claims are serialised in).
     v_now := greatest(now(), (
-        SELECT max(st.started_at) FROM taskyard.queue_starts AS st
-        WHERE st.queue = ANY(v_governed)));
+        SELECT max(last.at) FROM unnest(v_governed) AS q(name)
+        CROSS JOIN LATERAL (
+            SELECT max(st.started_at) AS at FROM taskyard.queue_starts AS st
+            WHERE st.queue = q.name) AS last));
+    -- A lease this claim finds expired gives its capacity back, but only once no heartbeat
+    -- is extending it: lock the governed queues' expired leases (waiting for a heartbeat in
+    -- flight, whose commit the statements below then see; rechecked after the wait), so
+    -- that a heartbeat reaching them after this claim waits for it to commit, and then
+    -- finds them expired by its own clock (`taskyard.heartbeat` below).
+    PERFORM 1 FROM taskyard.jobs AS x
+    WHERE x.state = 'running' AND x.queue = ANY(v_governed) AND x.lease_expires_at < v_now
+    ORDER BY x.id
+    FOR UPDATE;
     v_bounded := true;
     LOOP
         WITH RECURSIVE g AS (
@@ -127,50 +144,33 @@ BEGIN
             GROUP BY r.queue, r.concurrency_key
         ), run_q AS (
             SELECT run.queue, sum(run.n)::integer AS n FROM run GROUP BY run.queue
-        ), starts AS (
-            SELECT st.queue, st.concurrency_key AS key, st.started_at,
-                (g.rate_period_s IS NOT NULL
-                 AND st.started_at > v_now - make_interval(secs => g.rate_period_s)) AS in_rate,
-                (g.key_rate_period_s IS NOT NULL
-                 AND st.started_at > v_now - make_interval(secs => g.key_rate_period_s))
-                    AS in_key_rate
-            FROM g JOIN taskyard.queue_starts AS st ON st.queue = g.queue
         ), room AS (
             SELECT g.queue, g.weight, g.turn_after, coalesce(rq.n, 0) AS running,
                 least(
                     g.concurrency_limit - coalesce(rq.n, 0),
-                    g.rate_count - (SELECT count(*) FROM starts
-                                    WHERE starts.queue = g.queue AND starts.in_rate)::integer
+                    g.rate_count - (
+                        SELECT count(*) FROM taskyard.queue_starts AS st
+                        WHERE g.rate_period_s IS NOT NULL AND st.queue = g.queue
+                          AND st.started_at > v_now - make_interval(secs => g.rate_period_s)
+                    )::integer
                 ) AS jobs,
                 least(g.key_concurrency_limit, g.key_rate_count) AS per_key,
-                g.key_concurrency_limit, g.key_rate_count
+                g.key_concurrency_limit, g.key_rate_count, g.key_rate_period_s
             FROM g LEFT JOIN run_q AS rq ON rq.queue = g.queue
-        ), key_room AS (
-            -- The room of each key with some load (running or recent starts).
-            SELECT k.queue, k.key, least(
-                room.key_concurrency_limit - k.running, room.key_rate_count - k.started
-            ) AS room
-            FROM (
-                SELECT x.queue, x.key, sum(x.running)::integer AS running,
-                    sum(x.started)::integer AS started
-                FROM (
-                    SELECT run.queue, run.key, run.n AS running, 0 AS started
-                    FROM run WHERE run.key IS NOT NULL
-                    UNION ALL
-                    SELECT starts.queue, starts.key, 0,
-                        count(*) FILTER (WHERE starts.in_key_rate)
-                    FROM starts WHERE starts.key IS NOT NULL
-                    GROUP BY starts.queue, starts.key
-                ) AS x
-                GROUP BY x.queue, x.key
-            ) AS k JOIN room ON room.queue = k.queue
+        ), run_room AS (
+            -- The room left by its running jobs of each key that has some.
+            SELECT run.queue, run.key, room.key_concurrency_limit - run.n AS room
+            FROM run JOIN room ON room.queue = run.queue
+            WHERE run.key IS NOT NULL
         ), bounds AS (
             -- How many keys a first try walks: what the claim can take of the queue, plus
-            -- its full keys, plus one (None on the second try: every key).
+            -- its keys full by their running jobs, plus one (None on the second try: every
+            -- key; a first try that meets keys full by their starts finds too few first
+            -- jobs, and makes it).
             SELECT room.queue, room.turn_after,
                 CASE WHEN v_bounded THEN greatest(0, least(p_limit, room.jobs)) + 1 + (
-                    SELECT count(*) FROM key_room
-                    WHERE key_room.queue = room.queue AND key_room.room <= 0)::integer
+                    SELECT count(*) FROM run_room
+                    WHERE run_room.queue = room.queue AND run_room.room <= 0)::integer
                 END AS bound
             FROM room
         ), key_walk AS (
@@ -213,6 +213,26 @@ BEGIN
                   AND j.concurrency_key IS NOT NULL
             ) AS r
             WHERE w.key IS NOT NULL AND (b.bound IS NULL OR w.n < b.bound)
+        ), key_room AS (
+            -- The room of each key walked: its running jobs, and its starts in its rate
+            -- window (read on queue_starts_by_key, no more of them than the limit).
+            SELECT DISTINCT ON (w.queue, w.key) w.queue, w.key, least(
+                room.key_concurrency_limit - coalesce(r.n, 0),
+                room.key_rate_count - (
+                    SELECT count(*) FROM (
+                        SELECT 1 FROM taskyard.queue_starts AS st
+                        WHERE room.key_rate_count IS NOT NULL
+                          AND st.queue = w.queue AND st.concurrency_key = w.key
+                          AND st.started_at
+                              > v_now - make_interval(secs => room.key_rate_period_s)
+                        LIMIT room.key_rate_count
+                    ) AS seen
+                )::integer
+            ) AS room
+            FROM key_walk AS w
+            JOIN room ON room.queue = w.queue
+            LEFT JOIN run AS r ON r.queue = w.queue AND r.key = w.key
+            WHERE w.key IS NOT NULL
         ), ranked AS (
             -- The first jobs of each key (and of the jobs without one) in claim order, no
             -- more than the claim, the queue or the key can take (ordered by the key too,
@@ -367,5 +387,40 @@ BEGIN
     SELECT c.* FROM claimed AS c
     JOIN unnest(v_picked) WITH ORDINALITY AS p(id, n) ON p.id = c.id
     ORDER BY p.n;
+END
+$$;
+
+-- Version 2's heartbeat, except that a lease of a governed queue must also be live by the
+-- clock when its row is read (and read again after waiting for its lock), not only at the
+-- statement's start: a heartbeat that started before its lease expired, then waited while
+-- a claim gave that capacity to another job (claim_governed locks the expired leases it
+-- counts free), must not revive it afterwards. Other queues trade no capacity: their
+-- leases keep the statement's time, exactly as `plans.heartbeat` judges at the store's
+-- now (the differential test holds them at the boundary). The new expiry is still counted
+-- from the statement's time. (Left open: limits first set on a queue while such a
+-- heartbeat waits; its look at queue_settings is as of its start.)
+CREATE OR REPLACE FUNCTION taskyard.heartbeat(
+    p_ids uuid[], p_attempts integer[], p_workers text[], p_ttl_s double precision
+) RETURNS TABLE (
+    id uuid, attempt integer, lease_worker text, lease_expires_at timestamptz,
+    cancel_requested boolean
+)
+LANGUAGE plpgsql
+SET enable_bitmapscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+BEGIN
+    RETURN QUERY
+    UPDATE taskyard.jobs AS j
+    SET lease_expires_at = greatest(j.lease_expires_at,
+                                    now() + make_interval(secs => p_ttl_s)),
+        updated_at = now()
+    FROM unnest(p_ids, p_attempts, p_workers) AS r(id, attempt, worker)
+    WHERE j.id = r.id AND j.state = 'running' AND j.attempt = r.attempt
+      AND j.lease_worker = r.worker AND j.lease_expires_at >= now()
+      AND (j.lease_expires_at >= clock_timestamp()
+           OR j.queue NOT IN (SELECT s.queue FROM taskyard.queue_settings AS s))
+    RETURNING j.id, j.attempt, j.lease_worker, j.lease_expires_at, j.cancel_requested;
 END
 $$;

@@ -36,3 +36,5 @@ CREATE TABLE queue_starts (
     started_at      INTEGER NOT NULL
 );
 CREATE INDEX queue_starts_by_time ON queue_starts (queue, started_at);
+-- One key's starts (why a job waits), without the other keys' of the longest period.
+CREATE INDEX queue_starts_by_key ON queue_starts (queue, concurrency_key, started_at);
