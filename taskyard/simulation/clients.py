@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 from uuid import UUID
 
 import attrs
 
-from taskyard.domain import flow, management
+from taskyard.domain import flow, management, queue_settings
 from taskyard.domain.catalog import TaskInfo
 from taskyard.domain.context import TaskSpec
 from taskyard.domain.errors import (
@@ -590,14 +590,19 @@ class Clients:
             self._loop.note(node.label, f"resume queue {queue}")
 
     def set_limits(self, node: ClientNode, queue: str, limits: flow.QueueLimits) -> None:
-        """An operator sets a queue's limits as `PUT /v1/queues/{name}` does (the JSON body
-        through the production parser, into the store), after a few broken bodies and
-        out-of-bounds limits that must be refused naming a field, nothing stored."""
+        """An operator sets a queue's limits as `PUT /v1/queues/{name}` does (the route's
+        own functions: the name checked, the whole JSON body through `parse_settings`, the
+        settings replaced whole with the queue's own retention sent back as it was), after
+        a few broken bodies and out-of-bounds limits that must be refused naming a field,
+        nothing stored."""
         rng = self._streams.get(f"client/{node.name}/limits")
         before = node.store.queue_limits()
         for data in rng.sample(hostile.LIMITS, 2):
-            try:
-                flow.parse_limits(data)
+            try:  # a body that is no JSON object: the limits' own parser names it
+                if isinstance(data, Mapping):
+                    queue_settings.parse_settings(data)
+                else:
+                    flow.parse_limits(data)
             except ValidationError as exc:
                 self._refused(node, "queue limits", exc)
             else:
@@ -611,12 +616,15 @@ class Clients:
             self._broken(node, f"limits out of bounds were stored: {bad!r}")
         if node.store.queue_limits() != before:
             self._broken(node, "refused limits changed the store's")
-        parsed = flow.parse_limits(json.loads(json.dumps(limits.to_json())))
-        if parsed != limits:
-            self._broken(node, f"limits {limits!r} read back from JSON as {parsed!r}")
-        node.store.set_queue_limits(queue, parsed)
-        if node.store.queue_limits().get(queue, flow.QueueLimits()) != limits:
-            self._broken(node, f"the store does not hold the limits of queue {queue} as set")
+        kept = queue_settings.stored_settings(node.store, queue_settings.check_queue_name(queue))
+        body = json.loads(json.dumps(attrs.evolve(kept, limits=limits).to_json(queue)))
+        del body["name"]  # what GET shows and PUT does not take
+        parsed = queue_settings.parse_settings(body)
+        if parsed.limits != limits:
+            self._broken(node, f"limits {limits!r} read back from JSON as {parsed.limits!r}")
+        stored = queue_settings.store_settings(node.store, queue, parsed)
+        if stored != attrs.evolve(kept, limits=limits):
+            self._broken(node, f"the store does not hold the settings of queue {queue} as set")
 
     def _waiting(self, node: ClientNode) -> None:
         """Why each job not yet running waits (`GET /v1/jobs/{id}`'s `waiting_reason`):
