@@ -339,9 +339,12 @@ BEGIN
         EXIT WHEN v_enough OR NOT v_bounded;
         v_bounded := false;
     END LOOP;
+    -- By primary key only: `COLLATE "C"` (the same equality on the state) keeps the
+    -- partial indexes on state = 'queued' from matching, which statistics taken before a
+    -- backlog arrived (nothing queued) made the cheapest, and read the whole backlog.
     v_locked := ARRAY(
         SELECT l.id FROM taskyard.jobs AS l
-        WHERE l.id = ANY(v_picked) AND l.state = 'queued' AND l.run_at <= v_now
+        WHERE l.id = ANY(v_picked) AND l.state COLLATE "C" = 'queued' AND l.run_at <= v_now
         ORDER BY l.id
         FOR UPDATE SKIP LOCKED);
     RETURN QUERY
