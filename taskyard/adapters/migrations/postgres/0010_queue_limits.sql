@@ -63,7 +63,9 @@ CREATE INDEX queue_starts_by_key ON taskyard.queue_starts (queue, concurrency_ke
 --    walks only as many as the claim could need, and the whole walk is made again only
 --    when that try found too few first jobs (so a claim's cost follows what it takes,
 --    not the backlog nor, mostly, the number of keys);
--- 4. the other queues' due jobs in claim order (as `taskyard.claim` picks them);
+-- 4. the other queues' due jobs in claim order (as `taskyard.claim` picks them), read per
+--    queue (a worker of every queue finds the queues by a skip scan): never through a
+--    governed queue's backlog;
 -- 5. all of them merged by the tag (2 * (running + k) + 1) / (2 * weight) (k: the job's
 --    place in its queue's part), then queue name, then k; the first p_limit;
 -- 6. those still queued are locked (rows another transaction holds are skipped), claimed
@@ -276,10 +278,25 @@ BEGIN
             LEFT JOIN key_room AS kr ON kr.queue = c.queue AND kr.key = c.concurrency_key
             WHERE c.concurrency_key IS NULL
                OR c.turn <= coalesce(kr.room, room.per_key, c.turn)
+        ), queued_queues AS (
+            -- A worker of every queue: the queues with queued jobs, one probe each (a skip
+            -- scan on the queue's indexes), so that the other queues' jobs are read per
+            -- queue below, and never by walking a governed (or paused) queue's backlog.
+            SELECT (SELECT min(j.queue) FROM taskyard.jobs AS j
+                    WHERE p_queues IS NULL AND j.state = 'queued') AS name
+            UNION ALL
+            SELECT (SELECT min(j.queue) FROM taskyard.jobs AS j
+                    WHERE j.state = 'queued' AND j.queue > qq.name)
+            FROM queued_queues AS qq WHERE qq.name IS NOT NULL
         ), free AS (
-            -- The other queues' due jobs in claim order, as taskyard.claim picks them: each
-            -- named queue on jobs_claim_queue, or (every queue) one walk of jobs_claim.
-            SELECT c.id, c.queue, c.priority, c.run_at FROM unnest(p_queues) AS q(name)
+            -- The other queues' due jobs in claim order, as taskyard.claim picks them: the
+            -- first of each queue named (or, for every queue, each queue with queued jobs)
+            -- on jobs_claim_queue; free_first keeps the first p_limit of them all.
+            SELECT c.id, c.queue, c.priority, c.run_at FROM (
+                SELECT q.name FROM unnest(p_queues) AS q(name)
+                UNION ALL
+                SELECT qq.name FROM queued_queues AS qq WHERE qq.name IS NOT NULL
+            ) AS q
             CROSS JOIN LATERAL (
                 SELECT one.id, one.queue, one.priority, one.run_at FROM taskyard.jobs AS one
                 WHERE one.state = 'queued' AND one.queue = q.name AND one.run_at <= v_now
@@ -289,16 +306,6 @@ BEGIN
             ) AS c
             WHERE NOT q.name = ANY(v_governed)
               AND q.name NOT IN (SELECT p.queue FROM taskyard.paused_queues AS p)
-            UNION ALL
-            SELECT w.id, w.queue, w.priority, w.run_at FROM (
-                SELECT f.id, f.queue, f.priority, f.run_at FROM taskyard.jobs AS f
-                WHERE p_queues IS NULL AND f.state = 'queued' AND f.run_at <= v_now
-                  AND f.queue NOT IN (SELECT p.queue FROM taskyard.paused_queues AS p)
-                  AND NOT f.queue = ANY(v_governed)
-                  AND (p_tasks IS NULL OR f.task = ANY(p_tasks))
-                ORDER BY f.priority DESC, f.run_at, f.id
-                LIMIT p_limit
-            ) AS w
         ), free_first AS (
             SELECT free.* FROM free ORDER BY free.priority DESC, free.run_at, free.id
             LIMIT p_limit
@@ -339,9 +346,12 @@ BEGIN
         EXIT WHEN v_enough OR NOT v_bounded;
         v_bounded := false;
     END LOOP;
+    -- By primary key only: `COLLATE "C"` (the same equality on the state) keeps the
+    -- partial indexes on state = 'queued' from matching, which statistics taken before a
+    -- backlog arrived (nothing queued) made the cheapest, and read the whole backlog.
     v_locked := ARRAY(
         SELECT l.id FROM taskyard.jobs AS l
-        WHERE l.id = ANY(v_picked) AND l.state = 'queued' AND l.run_at <= v_now
+        WHERE l.id = ANY(v_picked) AND l.state COLLATE "C" = 'queued' AND l.run_at <= v_now
         ORDER BY l.id
         FOR UPDATE SKIP LOCKED);
     RETURN QUERY
