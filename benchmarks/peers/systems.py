@@ -76,6 +76,17 @@ TASKYARD = System(
             label="async def handlers: 100 at once per worker, its default",
             env={"PEERS_HANDLERS": "async"},
         ),
+        # Not in the default run: the defaults with another prefetch, to choose its default.
+        Config(
+            name="prefetch0",
+            label="defaults but --prefetch 0 (claims only for free slots)",
+            worker_args=("--prefetch", "0"),
+        ),
+        Config(
+            name="prefetch16",
+            label="defaults but --prefetch 16",
+            worker_args=("--prefetch", "16"),
+        ),
     ),
 )
 

@@ -91,6 +91,14 @@ changes (an outcome in the outbox keeps its lease alive, and one lost with its w
 again). `WorkerConfig`'s own default stays 0, for drivers whose clock only moves when
 told to (`taskyard.testing`)."""
 REGISTRY_TTL_S_DEFAULT = 15.0
+PREFETCH_DEFAULT = 4
+"""The production default of `prefetch` (`bootstrap`'s worker runtimes, `--prefetch`): as
+many buffered jobs per lane as the default plain lane has slots, so that a freed slot
+takes its next job without waiting for a claim's round trip (docs/performance.md).
+`WorkerConfig`'s own default stays 0: claim no more than the free slots."""
+PREFETCH_HOLD_FRACTION = 0.25
+"""A buffered job waits at most this fraction of the lease TTL for a slot; then it is
+handed back (`store.release`) so that a slow handler cannot hold it hostage."""
 ASYNC_CONCURRENCY_DEFAULT = 100
 
 
@@ -114,6 +122,10 @@ class WorkerConfig:
     report_linger_s: float = 0.0
     """How long a finished outcome may wait so that more can share its write."""
     registry_ttl_s: float = REGISTRY_TTL_S_DEFAULT
+    prefetch: int = 0
+    """Per lane, how many claimed jobs may wait in the worker for a slot (leased and
+    heartbeated, not started): a claim asks for the free slots plus the room left in this
+    buffer. 0: claim no more than the free slots."""
     host: str = "localhost"
     pid: int = 0
 
@@ -125,6 +137,7 @@ class WorkerConfig:
         assert self.claim_batch_max >= 1
         assert self.report_batch_max >= 1
         assert self.report_linger_s >= 0
+        assert self.prefetch >= 0, self.prefetch
         assert self.heartbeat_interval_s is None or 0 < self.heartbeat_interval_s < self.lease_ttl_s
 
     @property
@@ -132,6 +145,11 @@ class WorkerConfig:
         if self.heartbeat_interval_s is not None:
             return self.heartbeat_interval_s
         return self.lease_ttl_s / 4
+
+    @property
+    def prefetch_hold_s(self) -> float:
+        """How long a buffered job may wait for a slot before it is handed back."""
+        return self.lease_ttl_s * PREFETCH_HOLD_FRACTION
 
 
 @attrs.frozen(kw_only=True)
@@ -156,6 +174,16 @@ class _Held:
     reported: bool = False
     """An outcome for this attempt is decided (in the outbox or sent): later results are ignored."""
     handler_done: bool = False
+
+
+@attrs.define(eq=False)
+class _Buffered:
+    """A claimed job waiting for a slot: leased (and heartbeated), its handler not started."""
+
+    job: Job
+    is_async: bool
+    claimed_local: datetime
+    lease_until_local: datetime
 
 
 @attrs.frozen(kw_only=True)
@@ -197,6 +225,12 @@ class Worker:
         self._abandoned: dict[tuple[UUID, int], _Held] = {}
         """Handlers still running for an attempt the worker has since claimed again (the
         old attempt timed out or lost its lease): each keeps its slot until it returns."""
+        self._buffer: dict[UUID, _Buffered] = {}
+        """Claimed jobs waiting for a slot, oldest first (`WorkerConfig.prefetch`)."""
+        self._prefetch_paused: set[bool] = set()
+        """Lanes (by `is_async`) whose buffered jobs waited out `prefetch_hold_s`: they claim
+        no more than their free slots until one of their handlers ends, so that the jobs
+        handed back run elsewhere rather than come straight back here."""
         self._inbox: list[HandlerResult] = []
         self._outbox: dict[UUID, Report] = {}
         self._outbox_since: datetime | None = None
@@ -206,6 +240,8 @@ class Worker:
         self._next_claim = now
         self._next_flush = now
         self._next_register = now
+        self._next_release = now
+        """When to try again to hand back buffered jobs (after an outage)."""
         self._next_publish: datetime | None = now
         """When to publish the task catalog (None: published, or given up on)."""
         self._register_failed = False
@@ -276,52 +312,85 @@ class Worker:
         """Free slots over every lane (a claim takes no more of a lane's jobs than it has)."""
         return sum(self.lane_free_slots(lane) for lane in self.lanes())
 
+    def buffered(self, *, is_async: bool) -> int:
+        """Claimed jobs of one lane waiting for a slot."""
+        return sum(1 for entry in self._buffer.values() if entry.is_async == is_async)
+
+    def lane_claim_room(self, lane: Lane) -> int:
+        """How many jobs a claim for the lane may take: its free slots, plus the room left
+        in its buffer (none while its prefetch is paused)."""
+        prefetch = 0 if lane.is_async in self._prefetch_paused else self.config.prefetch
+        buffered = self.buffered(is_async=lane.is_async)
+        return self.lane_free_slots(lane) + max(0, prefetch - buffered)
+
+    @property
+    def claim_room(self) -> int:
+        return sum(self.lane_claim_room(lane) for lane in self.lanes())
+
     @property
     def idle(self) -> bool:
-        """Nothing running, nothing to report, nothing to process."""
-        return not self._held and not self._outbox and not self._inbox and not self._abandoned
+        """Nothing running or buffered, nothing to report, nothing to process."""
+        return (
+            not self._held
+            and not self._buffer
+            and not self._outbox
+            and not self._inbox
+            and not self._abandoned
+        )
 
     def held_refs(self) -> list[LeaseRef]:
-        return [held.job.ref() for held in self._held.values()]
+        """The leases this worker holds: running jobs', then buffered ones'."""
+        return [held.job.ref() for held in self._held.values()] + [
+            entry.job.ref() for entry in self._buffer.values()
+        ]
 
     def running_job_ids(self) -> tuple[UUID, ...]:
-        return tuple(sorted(self._held))
+        """The jobs this worker holds a lease on (buffered ones included)."""
+        return tuple(sorted({*self._held, *self._buffer}))
 
     # --- the step -------------------------------------------------------------------------
 
     def tick(self) -> Wait:
         now = self.clock.now()
         self._take_finished(now)
+        if self._buffer:
+            self._start_buffered(now)  # before any store call: a freed slot waits for none
         self._enforce_timeouts(now)
         if self._outbox and (
             now >= self._next_flush or len(self._outbox) >= self.config.report_batch_max
         ):
             self._flush(now)
-        if now >= self._next_heartbeat and any(
-            self._needs_lease(held) for held in self._held.values()
-        ):
+        if now >= self._next_heartbeat and self._holds_leases():
             self._heartbeat(now)
+        if self._buffer:
+            self._settle_buffer(now)
         if now >= self._next_register or (self._register_failed and self.coordinator_health.ok):
             self._register(now)
         if self._next_publish is not None and now >= self._next_publish:
             self._publish(now)
         if (
             not self._draining
-            and self.free_slots > 0
+            and self.claim_room > 0
             and (self._claim_wanted or now >= self._next_claim)
         ):
             self._claim(now)
         return self._wait(now)
 
+    def _holds_leases(self) -> bool:
+        return bool(self._buffer) or any(self._needs_lease(held) for held in self._held.values())
+
     def _take_finished(self, now: datetime) -> None:
         inbox, self._inbox = self._inbox, []
         for result in inbox:
-            if self._abandoned.pop((result.ref.job_id, result.ref.attempt), None) is not None:
+            abandoned = self._abandoned.pop((result.ref.job_id, result.ref.attempt), None)
+            if abandoned is not None:
+                self._prefetch_paused.discard(abandoned.is_async)
                 continue  # an attempt given up on and since claimed again: void, slot freed
             held = self._held.get(result.ref.job_id)
             if held is None or held.job.attempt != result.ref.attempt:
                 continue
             held.handler_done = True
+            self._prefetch_paused.discard(held.is_async)
             if held.reported:
                 # Timed out, lost its lease, or was handed back: this late result is void.
                 self._forget_if_settled(held)
@@ -555,6 +624,7 @@ class Worker:
 
     def _heartbeat(self, now: datetime) -> None:
         refs = [held.job.ref() for held in self._held.values() if self._needs_lease(held)]
+        refs += [entry.job.ref() for entry in self._buffer.values()]
         if not refs:
             self._next_heartbeat = after(now, self.config.heartbeat_every_s)
             return
@@ -568,6 +638,10 @@ class Worker:
         self.store_health.up()
         self._next_heartbeat = after(now, self.config.heartbeat_every_s)
         for status in statuses:
+            entry = self._buffer.get(status.ref.job_id)
+            if entry is not None and entry.job.attempt == status.ref.attempt:
+                self._heard_buffered(now, entry, held=status.held, cancel=status.cancel_requested)
+                continue
             held = self._held.get(status.ref.job_id)
             if held is None or held.job.attempt != status.ref.attempt:
                 continue
@@ -585,6 +659,9 @@ class Worker:
         for held in self._held.values():
             if now > held.lease_until_local and not held.context.cancelled:
                 held.context.abort(CancelReason.LEASE_LOST)
+        for entry in list(self._buffer.values()):
+            if now > entry.lease_until_local:
+                self._drop_buffered(entry, "its lease lapsed by this worker's clock")
 
     def _lose(self, held: _Held, reason: CancelReason) -> None:
         held.context.abort(reason)
@@ -653,10 +730,11 @@ class Worker:
         self._next_publish = None
 
     def _claim(self, now: datetime) -> None:
-        """Claim for each lane with free slots, no more of its tasks than it has slots."""
+        """Claim for each lane with room, no more of its tasks than it has free slots plus
+        room in its buffer."""
         full = False
         for lane in self.lanes():
-            limit = min(self.lane_free_slots(lane), self.config.claim_batch_max)
+            limit = min(self.lane_claim_room(lane), self.config.claim_batch_max)
             if limit <= 0:
                 continue
             claimed = self._claim_lane(now, lane, limit)
@@ -685,14 +763,97 @@ class Worker:
             return None
         self.store_health.up()
         self.claimed_total += len(jobs)
-        if jobs and not any(self._needs_lease(held) for held in self._held.values()):
+        if jobs and not self._holds_leases():
             # The first leases after an idle spell: the next heartbeat is a full interval away.
             self._next_heartbeat = after(now, self.config.heartbeat_every_s)
+        lease_until = after(now, self.config.lease_ttl_s)
         for job in jobs:
-            self._start(now, job, is_async=lane.is_async)
+            # A job claimed again (its earlier lease here lapsed) replaces its old entry.
+            self._buffer.pop(job.id, None)
+            self._buffer[job.id] = _Buffered(
+                job=job, is_async=lane.is_async, claimed_local=now, lease_until_local=lease_until
+            )
+        self._start_buffered(now)
         return len(jobs)
 
-    def _start(self, now: datetime, job: Job, *, is_async: bool = False) -> None:
+    def _start_buffered(self, now: datetime) -> None:
+        """Give each free slot the oldest buffered job of its lane, without a store call."""
+        if self._draining:
+            return  # a stopping worker starts nothing new: its buffer is handed back
+        for lane in self.lanes():
+            free = self.lane_free_slots(lane)
+            if free <= 0:
+                continue
+            waiting = [e for e in self._buffer.values() if e.is_async == lane.is_async]
+            for entry in waiting[:free]:
+                del self._buffer[entry.job.id]
+                self._start(
+                    now, entry.job, is_async=entry.is_async, lease_until=entry.lease_until_local
+                )
+
+    def _settle_buffer(self, now: datetime) -> None:
+        """Start buffered jobs in freed slots; hand back those a stopping worker holds and
+        those that waited out `prefetch_hold_s` (so that a slow handler holds no job
+        hostage: the store gives them to a worker with a free slot)."""
+        self._start_buffered(now)
+        if self._draining:
+            due = list(self._buffer.values())
+        else:
+            hold_s = self.config.prefetch_hold_s
+            due = [e for e in self._buffer.values() if now >= after(e.claimed_local, hold_s)]
+        if due and now >= self._next_release:
+            if not self._draining:
+                self._prefetch_paused.update(entry.is_async for entry in due)
+            self._release_buffered(now, due)
+
+    def _release_buffered(self, now: datetime, entries: Sequence[_Buffered]) -> None:
+        refs = [entry.job.ref() for entry in entries]
+        try:
+            results = self.store.release(refs)
+        except StoreUnavailable as exc:
+            self.store_health.down(exc)
+            self._next_release = after(now, self.store_health.retry_after_s())
+            return
+        except Exception:
+            results = self._release_apart(refs)
+            for entry in entries:  # those it refused (or left at an outage) are left to lapse
+                self._buffer.pop(entry.job.id, None)
+        else:
+            self.store_health.up()
+        for result in results:
+            answered = self._buffer.get(result.ref.job_id)
+            if answered is not None and answered.job.attempt == result.ref.attempt:
+                del self._buffer[result.ref.job_id]
+        log.info("handed back %d buffered job(s)", len(results))
+
+    def _heard_buffered(self, now: datetime, entry: _Buffered, *, held: bool, cancel: bool) -> None:
+        """A heartbeat's answer for a buffered job: extended, lost, or to be cancelled (handed
+        back at once: the store ends a job with a cancel request when it is released)."""
+        if not held:
+            self._drop_buffered(entry, "lease lost")
+            return
+        entry.lease_until_local = after(now, self.config.lease_ttl_s)
+        if cancel:
+            self._release_buffered(now, [entry])
+
+    def _drop_buffered(self, entry: _Buffered, why: str) -> None:
+        del self._buffer[entry.job.id]
+        log.warning(
+            "buffered job dropped: %s",
+            why,
+            extra={"job_id": str(entry.job.id), "attempt": entry.job.attempt},
+        )
+
+    def _start(
+        self,
+        now: datetime,
+        job: Job,
+        *,
+        is_async: bool = False,
+        lease_until: datetime | None = None,
+    ) -> None:
+        """Start the job's handler: its attempt's time (`timeout_s`, the hooks' duration)
+        counts from now, whenever its lease was taken (`lease_until`, by our clock)."""
         previous = self._held.get(job.id)
         if previous is not None and not previous.reported:
             self._end_attempt(previous, Ending.LEASE_LOST)
@@ -706,7 +867,7 @@ class Worker:
             job=job,
             context=context,
             started_local=now,
-            lease_until_local=after(now, self.config.lease_ttl_s),
+            lease_until_local=lease_until or after(now, self.config.lease_ttl_s),
             is_async=is_async,
         )
         self._held[job.id] = held
@@ -737,11 +898,15 @@ class Worker:
         candidates = [self._next_register]
         if self._next_publish is not None:
             candidates.append(self._next_publish)
-        can_claim = not self._draining and self.free_slots > 0
+        can_claim = not self._draining and self.claim_room > 0
         if can_claim:
             candidates.append(now if self._claim_wanted else self._next_claim)
-        if any(self._needs_lease(held) for held in self._held.values()):
+        if self._holds_leases():
             candidates.append(self._next_heartbeat)
+        if self._buffer:
+            hold_s = 0.0 if self._draining else self.config.prefetch_hold_s
+            oldest = min(entry.claimed_local for entry in self._buffer.values())
+            candidates.append(max(self._next_release, after(oldest, hold_s)))
         if self._outbox:
             candidates.append(self._next_flush)
         if self._inbox:
@@ -767,7 +932,10 @@ class Worker:
         self._take_finished(now)
         if self._outbox:
             self._flush(now)
+        buffered = list(self._buffer.values())
+        self._buffer.clear()  # handed back below, or left to lapse
         refs = [held.job.ref() for held in self._held.values() if not held.reported]
+        refs += [entry.job.ref() for entry in buffered]
         if not refs:
             return 0
         try:
@@ -780,7 +948,7 @@ class Worker:
         released = 0
         for result in results:
             held = self._held.get(result.ref.job_id)
-            if held is not None:
+            if held is not None and held.job.attempt == result.ref.attempt:
                 if not held.reported:
                     self._end_attempt(held, Ending.HANDED_BACK)
                 held.reported = True

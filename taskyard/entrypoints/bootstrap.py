@@ -204,6 +204,7 @@ class System:
             queues=settings.queues,
             concurrency=settings.concurrency,
             async_concurrency=settings.async_concurrency,
+            prefetch=settings.prefetch,
             lease_ttl_s=settings.lease_ttl_s,
             poll_interval_s=settings.poll_interval_s,
             report_linger_s=REPORT_LINGER_S_DEFAULT,

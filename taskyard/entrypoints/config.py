@@ -37,7 +37,12 @@ from taskyard.domain import retention
 from taskyard.domain.catalog import UNKNOWN_TASK_DEFAULT, UnknownTask
 from taskyard.domain.contract import is_queue_name
 from taskyard.domain.scheduler import LEADER_TTL_S_MIN
-from taskyard.domain.worker import ASYNC_CONCURRENCY_DEFAULT, LEASE_TTL_S_MIN, POLL_INTERVAL_S_MIN
+from taskyard.domain.worker import (
+    ASYNC_CONCURRENCY_DEFAULT,
+    LEASE_TTL_S_MIN,
+    POLL_INTERVAL_S_MIN,
+    PREFETCH_DEFAULT,
+)
 from taskyard.entrypoints.numbers import ascii_float, ascii_int
 
 CONFIG_FILE_NAME = "taskyard.toml"
@@ -345,6 +350,8 @@ class Settings:
     """The queues a worker claims from; None: every queue."""
     concurrency: int = 4
     async_concurrency: int = ASYNC_CONCURRENCY_DEFAULT
+    prefetch: int = PREFETCH_DEFAULT
+    """Per lane, claimed jobs a worker may hold waiting for a slot (`WorkerConfig.prefetch`)."""
     """How many `async def` handlers a worker runs at once, on its event loop."""
     pool: str = "thread"
     """Where a worker runs plain handlers: `thread` or `process` (killed at a timeout)."""
@@ -533,6 +540,17 @@ _SETTINGS = [
         f"{ASYNC_CONCURRENCY_DEFAULT})",
     ),
     Setting(
+        attr="prefetch",
+        env="TASKYARD_PREFETCH",
+        parse=integer_in(0, 10_000),
+        flag="--prefetch",
+        metavar="N",
+        help="per lane, claimed jobs a worker may hold waiting for a free slot, so that a "
+        "slot never waits for a claim between jobs; each waits at most a quarter of the "
+        f"lease TTL, then goes back to the queue (0: claim only for free slots; default "
+        f"{PREFETCH_DEFAULT})",
+    ),
+    Setting(
         attr="pool",
         env="TASKYARD_POOL",
         parse=one_of("thread", "process"),
@@ -674,6 +692,7 @@ _RUNNING_SETTINGS = (
     "queues",
     "concurrency",
     "async_concurrency",
+    "prefetch",
     "pool",
     "lease_ttl_s",
     "poll_interval_s",

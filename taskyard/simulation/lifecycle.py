@@ -85,6 +85,7 @@ class Lifecycle:
                     async_concurrency=spec.concurrency,
                     lease_ttl_s=self._scenario.lease_ttl_s,
                     report_linger_s=self._scenario.report_linger_s,
+                    prefetch=spec.prefetch,
                 ),
                 make_signal=partial(self._executor.make_signal, node),
                 hooks=Hooks([node.hook]),

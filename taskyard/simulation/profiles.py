@@ -144,6 +144,9 @@ def draw_scenario(rng: random.Random) -> Scenario:
     if vanishing:
         index = rng.randrange(1, len(workers))
         workers[index] = attrs.evolve(workers[index], vanishing=(rng.choice(TASKS),))
+    # Each worker's prefetch (0, today's worker, in two of five), drawn last too.
+    for index, worker in enumerate(workers):
+        workers[index] = attrs.evolve(worker, prefetch=rng.choice((0, 0, 1, 2, 4)))
     return attrs.evolve(scenario, workers=tuple(workers), lone_schedulers=lone)
 
 

@@ -53,6 +53,8 @@ class WorkerSpec:
     vanishing: tuple[str, ...] = ()
     """Tasks it claims but finds gone when it starts the job (removed by a reload between
     the claim and the start): the job fails `unknown_task` and runs again elsewhere."""
+    prefetch: int = 0
+    """Claimed jobs it may hold per lane waiting for a slot (`WorkerConfig.prefetch`)."""
 
 
 @attrs.frozen(kw_only=True)

@@ -98,6 +98,17 @@ def _scheduler(
     return runtime.start()
 
 
+def _slow_task(started: threading.Event, release: threading.Event) -> TaskSpec:
+    """`slow`: a handler that runs until `release` is set (it sets `started` first)."""
+
+    def handler(ctx: Any) -> str:
+        started.set()
+        assert release.wait(WAIT_S)
+        return "finished in the grace period"
+
+    return TaskSpec(name="slow", handler=handler)
+
+
 def _blocking_task(name: str, started: threading.Event, woke: list[bool]) -> TaskSpec:
     """A handler that waits up to a minute on its context, recording whether it was woken."""
 
@@ -155,15 +166,8 @@ def test_a_graceful_stop_lets_a_running_handler_finish_and_claims_nothing_new(
     store: JobStore, coordinator: Coordinator, runtimes: list[Any]
 ) -> None:
     started, release = threading.Event(), threading.Event()
-
-    def handler(ctx: Any) -> str:
-        started.set()
-        assert release.wait(WAIT_S)
-        return "finished in the grace period"
-
-    runtime = _worker(
-        runtimes, store, coordinator, [TaskSpec(name="slow", handler=handler)], concurrency=1
-    )
+    slow = _slow_task(started, release)
+    runtime = _worker(runtimes, store, coordinator, [slow], concurrency=1)
     client = client_for(store, coordinator)
     [running] = submit(client, "slow", [{}])
     assert started.wait(WAIT_S)
@@ -205,6 +209,42 @@ def test_a_graceful_stop_hands_unfinished_jobs_back_to_run_elsewhere_at_once(
         assert job.state is JobState.SUCCEEDED and job.result == "done elsewhere"
         outcomes = [a.outcome for a in store.attempts(job.id)]
         assert outcomes == [Outcome.WORKER_LOST, Outcome.SUCCEEDED]
+
+
+def test_a_graceful_stop_hands_buffered_jobs_back_before_the_running_one_ends(
+    store: JobStore, coordinator: Coordinator, runtimes: list[Any]
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    slow = _slow_task(started, release)
+    runtime = _worker(
+        runtimes,
+        store,
+        coordinator,
+        [slow],
+        concurrency=1,
+        prefetch=2,
+    )
+    client = client_for(store, coordinator)
+    jobs = submit(client, "slow", [{}, {}, {}])
+    assert started.wait(WAIT_S)
+    eventually(
+        lambda: all(store.get(j.id).state is JobState.RUNNING for j in jobs),
+        timeout_s=WAIT_S,
+        what="one job running, two buffered (leased to the worker)",
+    )
+    stopper = threading.Thread(target=lambda: runtime.stop(grace_s=WAIT_S))
+    stopper.start()
+    eventually(
+        lambda: sum(store.get(j.id).state is JobState.QUEUED for j in jobs) == 2,
+        timeout_s=WAIT_S,
+        what="the buffered jobs handed back at the stop's start",
+    )
+    assert sum(store.get(j.id).state is JobState.RUNNING for j in jobs) == 1
+    assert stopper.is_alive(), "the running handler is still in its grace period"
+    release.set()
+    stopper.join(WAIT_S)
+    states = sorted(store.get(j.id).state.value for j in jobs)
+    assert states == ["queued", "queued", "succeeded"]
 
 
 def test_the_scheduler_runtime_promotes_delayed_jobs_and_resigns_on_stop(
