@@ -91,11 +91,13 @@ changes (an outcome in the outbox keeps its lease alive, and one lost with its w
 again). `WorkerConfig`'s own default stays 0, for drivers whose clock only moves when
 told to (`taskyard.testing`)."""
 REGISTRY_TTL_S_DEFAULT = 15.0
-PREFETCH_DEFAULT = 4
-"""The production default of `prefetch` (`bootstrap`'s worker runtimes, `--prefetch`): as
-many buffered jobs per lane as the default plain lane has slots, so that a freed slot
-takes its next job without waiting for a claim's round trip (docs/performance.md).
-`WorkerConfig`'s own default stays 0: claim no more than the free slots."""
+PREFETCH_DEFAULT = 0
+"""The production default of `prefetch` (`bootstrap`'s worker runtimes, `--prefetch`): off.
+A buffered job's attempt is opened at its claim, so a worker killed with jobs in its buffer
+charges each an attempt it never ran (a job of `max_attempts=1` would end dead unrun), and
+a buffered job handed back adds an attempt record; until the store opens an attempt when
+its handler starts, claiming ahead is the operator's choice (`--prefetch 4` about doubles
+the drain at the defaults: docs/performance.md, "Prefetch")."""
 PREFETCH_HOLD_FRACTION = 0.25
 """A buffered job waits at most this fraction of the lease TTL for a slot; then it is
 handed back (`store.release`) so that a slow handler cannot hold it hostage."""
