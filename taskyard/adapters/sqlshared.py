@@ -63,7 +63,7 @@ def json_text(value: JsonValue) -> str | None:
 def normalized(value: JsonValue) -> JsonValue:
     """`value` as it reads back from a JSON column (tuples become lists, and so on), so the
     job a store returns equals the job it later reads."""
-    if value is None or isinstance(value, str | bool | int | float):
+    if type(value) in _READS_BACK_AS_IS or _plain_number(value):
         return value
     if value == {}:
         return {}

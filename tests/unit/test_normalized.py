@@ -75,3 +75,27 @@ def test_what_json_changes_still_goes_through_it() -> None:
         normalized({"colour": Colour.RED})
     with pytest.raises(ValueError, match="Out of range float values"):
         normalized({"x": math.inf})
+
+
+@pytest.mark.parametrize(
+    ("value", "refusal"),
+    [
+        (math.nan, "Out of range float"),
+        (math.inf, "Out of range float"),
+        (-math.inf, "Out of range float"),
+        (10**4301 - 1, "Exceeds the limit"),
+    ],
+    ids=["nan", "inf", "-inf", "4301 digits"],
+)
+def test_a_bare_scalar_json_refuses_is_refused(value: Any, refusal: str) -> None:
+    """A scalar alone takes the same rule as one inside an object: what JSON cannot write
+    (NaN, infinities, integers past Python's digit limit) is refused, not handed back."""
+    with pytest.raises(ValueError, match=refusal):
+        _round_trip(value)
+    with pytest.raises(ValueError, match=refusal):
+        normalized(value)
+
+
+def test_a_bare_scalar_subclass_reads_back_as_its_base() -> None:
+    assert normalized(Level.HIGH) == 2 and type(normalized(Level.HIGH)) is int
+    assert normalized(10**4299 - 1) == 10**4299 - 1
