@@ -83,6 +83,16 @@ TASKYARD = System(
             worker_args=("--prefetch", "4"),
         ),
         Config(
+            name="threads16",
+            label="defaults but 16 threads per worker",
+            worker_args=("--concurrency", "16"),
+        ),
+        Config(
+            name="threads32",
+            label="defaults but 32 threads per worker",
+            worker_args=("--concurrency", "32"),
+        ),
+        Config(
             name="prefetch16",
             label="defaults but --prefetch 16",
             worker_args=("--prefetch", "16"),
