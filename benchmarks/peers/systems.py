@@ -65,7 +65,7 @@ TASKYARD = System(
     postgres=True,
     redis=True,
     configs=(
-        Config(name="defaults", label="defaults: 4 threads per worker"),
+        Config(name="defaults", label="defaults: 16 threads per worker"),
         Config(
             name="tuned",
             label="tuned: 2 × 200 threads",  # noqa: RUF001
@@ -83,9 +83,9 @@ TASKYARD = System(
             worker_args=("--prefetch", "4"),
         ),
         Config(
-            name="threads16",
-            label="defaults but 16 threads per worker",
-            worker_args=("--concurrency", "16"),
+            name="threads4",
+            label="defaults but 4 threads per worker (the default before 16)",
+            worker_args=("--concurrency", "4"),
         ),
         Config(
             name="threads32",

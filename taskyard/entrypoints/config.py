@@ -42,6 +42,8 @@ from taskyard.domain.worker import (
     LEASE_TTL_S_MIN,
     POLL_INTERVAL_S_MIN,
     PREFETCH_DEFAULT,
+    PROCESS_CONCURRENCY_DEFAULT,
+    THREAD_CONCURRENCY_DEFAULT,
 )
 from taskyard.entrypoints.numbers import ascii_float, ascii_int
 
@@ -348,7 +350,9 @@ class Settings:
     """`module:attribute` of an `App` whose tasks a worker runs."""
     queues: frozenset[str] | None = None
     """The queues a worker claims from; None: every queue."""
-    concurrency: int = 4
+    concurrency: int = THREAD_CONCURRENCY_DEFAULT
+    """Plain handlers a worker runs at once; `PROCESS_CONCURRENCY_DEFAULT` when `pool` is
+    `process` and nothing set it (`resolve`)."""
     async_concurrency: int = ASYNC_CONCURRENCY_DEFAULT
     prefetch: int = PREFETCH_DEFAULT
     """Per lane, claimed jobs a worker may hold waiting for a slot (`WorkerConfig.prefetch`)."""
@@ -527,8 +531,9 @@ _SETTINGS = [
         parse=integer_in(1, 1024),
         flag="--concurrency",
         metavar="N",
-        help="plain (def) handlers run at once, each on a thread of its own, or in a "
-        "process of its own with --pool process (default 4)",
+        help="plain (def) handlers run at once, each on a thread of its own (default "
+        f"{THREAD_CONCURRENCY_DEFAULT}), or in a process of its own with --pool process "
+        f"(default {PROCESS_CONCURRENCY_DEFAULT})",
     ),
     Setting(
         attr="async_concurrency",
@@ -884,6 +889,8 @@ def resolve(
         except ValueError as exc:
             raise ConfigError(source, str(exc)) from None
         sources[attr] = source
+    if values.get("pool") == "process" and "concurrency" not in values:
+        values["concurrency"] = PROCESS_CONCURRENCY_DEFAULT
     return Settings(config_file=path, sources=sources, **values)
 
 

@@ -16,6 +16,7 @@ import pytest
 from taskyard.domain.builtins import BuiltinPolicy
 from taskyard.domain.context import PermanentFailure
 from taskyard.domain.retention import Retention
+from taskyard.domain.worker import PROCESS_CONCURRENCY_DEFAULT, THREAD_CONCURRENCY_DEFAULT
 from taskyard.entrypoints import config
 from taskyard.entrypoints.bootstrap import bootstrap
 from taskyard.entrypoints.config import ConfigError
@@ -189,6 +190,25 @@ def test_settings_come_from_taskyard_toml_too(tmp_path: Path) -> None:
     assert settings.queues == frozenset({"emails", "reports"})
     assert settings.concurrency == 12 and settings.grace_period_s == 5.0
     assert settings.url == "http://10.0.0.5:8000"
+
+
+@pytest.mark.parametrize(
+    ("environ", "pool", "concurrency"),
+    [
+        ({}, "thread", THREAD_CONCURRENCY_DEFAULT),
+        ({"TASKYARD_POOL": "process"}, "process", PROCESS_CONCURRENCY_DEFAULT),
+        ({"TASKYARD_POOL": "process", "TASKYARD_CONCURRENCY": "7"}, "process", 7),
+        ({"TASKYARD_POOL": "thread", "TASKYARD_CONCURRENCY": "2"}, "thread", 2),
+    ],
+)
+def test_the_default_concurrency_follows_the_pool(
+    tmp_path: Path, environ: dict[str, str], pool: str, concurrency: int
+) -> None:
+    """16 threads, but 4 child processes: a process slot is a whole interpreter. A value
+    that is set wins whatever the pool."""
+    settings = config.resolve(None, config.WORKER_SETTINGS, environ=environ, cwd=tmp_path)
+    assert (settings.pool, settings.concurrency) == (pool, concurrency)
+    assert THREAD_CONCURRENCY_DEFAULT > PROCESS_CONCURRENCY_DEFAULT
 
 
 APP_MODULE = """

@@ -4,7 +4,7 @@
 
 `PEERS_HANDLERS=async` registers the same handlers as `async def` functions: the `async`
 config's column, where the worker awaits them on its event loop (`--async-concurrency`,
-100 by default) instead of running them on its 4 threads.
+100 by default) instead of running them on its threads (16 by default).
 """
 
 from __future__ import annotations
