@@ -109,3 +109,22 @@ def test_sqlite_counts_are_backfilled_from_the_rows_already_there(tmp_path: Path
     with sqlite3.connect(path) as conn:
         ladder = [b for (b,) in conn.execute("SELECT bound FROM run_s_ladder ORDER BY 1")]
     assert tuple(ladder) == RUN_S_BUCKETS
+
+
+def test_postgres_run_s_bound_is_the_smallest_ladder_bound_at_or_above(fresh_url: str) -> None:
+    """`run_s_bound` is written out as a CASE from `run_s_ladder` (migration 0011): it gives
+    what the table's rule gives, at every bound, between them, beyond them and for none."""
+    migrate(fresh_url)
+    nudged = [b * k for b in RUN_S_BUCKETS for k in (0.999999, 1.0, 1.000001)]
+    probes = [None, float("-inf"), -1.0, 0.0, 1e-9, *nudged, 1e9, float("inf"), float("nan")]
+    with psycopg.connect(fresh_url) as conn:
+        rows = conn.execute(
+            """SELECT x, taskyard.run_s_bound(x),
+                   CASE WHEN x IS NULL THEN -1 ELSE coalesce(
+                       (SELECT min(bound) FROM taskyard.run_s_ladder WHERE bound >= x),
+                       'Infinity') END
+               FROM unnest(%s::double precision[]) AS p(x)""",
+            (probes,),
+        ).fetchall()
+    assert len(rows) == len(probes)
+    assert [(x, got) for x, got, _ in rows] == [(x, want) for x, _, want in rows]
