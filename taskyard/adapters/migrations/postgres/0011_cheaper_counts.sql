@@ -3,11 +3,13 @@
 --
 -- `run_s_bound` was a SQL function with a subquery on run_s_ladder: the planner cannot
 -- inline it, so every statement that fired `count_attempts` (each claim and each report)
--- set up and ran the function once per group, about 0.1 ms of a claim or report of four
--- jobs. It becomes one CASE over the ladder's bounds, written here from the table (which
--- stays the reference, and which a test holds to the domain's `RUN_S_BUCKETS`): an
--- immutable SQL function of one expression, which the planner inlines. Same answer: the
--- smallest bound at or above the run time, 'Infinity' above them all, -1 for none.
+-- set up and ran the function once per group: about half of what the counting cost a
+-- claim or a report of four jobs (docs/performance.md, "The count triggers, taken apart").
+-- It becomes one CASE over the ladder's bounds, written here from the table (which stays
+-- the reference, and which a test holds to the domain's `RUN_S_BUCKETS`): an immutable
+-- SQL function of one expression, which the planner inlines. Same answer: the smallest
+-- bound at or above the run time, 'Infinity' above them all, -1 for none (a test holds
+-- the function to the table's rule). A later change to the ladder rewrites it too.
 DO $migration$
 DECLARE
     v_cases text;
