@@ -14,7 +14,8 @@ them. It prints each variant's median time of the claim's and the report's state
 is a warm-up and is not counted.
 
 The variants: `migrated` (the schema as `taskyard migrate` leaves it), `version 10 bound`
-(version 6's `run_s_bound` put back: a SQL function with a subquery on `run_s_ladder`),
+(version 6's `run_s_bound`, as it was up to version 10, put back: a SQL function with a
+subquery on `run_s_ladder`),
 and `no triggers` (the count triggers of `jobs` and `attempts` disabled; the counts go
 wrong, which is why this is only ever done here).
 """
