@@ -3,8 +3,8 @@
     python benchmarks/cpu_split.py                          # 60,000 jobs, workers at their defaults
     python benchmarks/cpu_split.py --concurrency 200        # the peers benchmark's tuned setting
 
-Creates a database of its own (`taskyard_bench_cpu_<pid>`, dropped at the end) and a
-Redis key prefix of its own (its keys deleted at the end; the server is never flushed),
+Creates a database of its own (`timers.throwaway_database`: made, migrated, dropped at the
+end) and a Redis key prefix of its own (its keys deleted at the end; the server is never flushed),
 queues `--jobs` no-op jobs (1,000 per `App.enqueue_many` call), then starts one
 `taskyard scheduler` and `--workers` `taskyard worker` processes. Once a fifth of the jobs
 have succeeded it reads every process's CPU time (`/proc/<pid>/stat`, all threads) and the
@@ -26,11 +26,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-import redis
-from psycopg import sql
+from timers import forget_prefix, throwaway_database
 
 APP_MODULE = """
 import taskyard
@@ -101,12 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     if not 1.0 <= args.window <= 60.0:
         parser.error("--window must be 1 to 60 seconds")
 
-    name = f"taskyard_bench_cpu_{os.getpid()}"
-    parts = urlsplit(args.admin_url)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
     prefix = f"taskyard-bench-{secrets.token_hex(4)}:"
-    with psycopg.connect(args.admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with throwaway_database(args.admin_url) as url:
+        return _measure(args, url, prefix)
+
+
+def _measure(args: argparse.Namespace, url: str, prefix: str) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     folder = tempfile.TemporaryDirectory(prefix="taskyard-cpu-")
     try:
@@ -119,7 +117,6 @@ def main(argv: list[str] | None = None) -> int:
             "PYTHONPATH": folder.name,
         }
         taskyard = str(Path(sys.executable).with_name("taskyard"))
-        subprocess.run([taskyard, "migrate"], env=env, check=True, capture_output=True)
         sys.path.insert(0, folder.name)
         os.environ.update(env)
         app = importlib.import_module("cpu_split_app").app
@@ -187,17 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
         folder.cleanup()
-        with psycopg.connect(args.admin_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-        client = redis.Redis.from_url(args.redis)
-        try:
-            keys = list(client.scan_iter(match=f"{prefix}*", count=1_000))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
+        forget_prefix(args.redis, prefix)
 
 
 if __name__ == "__main__":

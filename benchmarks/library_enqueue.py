@@ -19,8 +19,7 @@ import secrets
 import sys
 import time
 
-import redis
-from timers import ADMIN_URL, throwaway_database
+from timers import ADMIN_URL, forget_prefix, throwaway_database
 
 import taskyard
 
@@ -67,13 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             done, seconds = timed(app, args.mode, args.jobs, args.batch)
         finally:
             app.close()
-            peek = redis.Redis.from_url(args.redis)
-            try:
-                keys = list(peek.scan_iter(match=f"{prefix}*", count=1000))
-                if keys:
-                    peek.delete(*keys)
-            finally:
-                peek.close()
+            forget_prefix(args.redis, prefix)
     print(f"{args.mode}: {done:,} jobs in {seconds:.2f} s, {done / seconds:,.0f} jobs/s")
     return 0 if done == args.jobs else 1
 

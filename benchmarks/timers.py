@@ -64,6 +64,20 @@ def throwaway_database(admin_url: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def forget_prefix(redis_url: str, prefix: str) -> None:
+    """Delete the keys a run wrote under its own `prefix`, one scan at a time (the shared
+    server is never flushed)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def percentile(ordered: list[float], fraction: float) -> float:
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
     return ordered[index]
@@ -186,12 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                     delay_s=args.delay_s,
                 )
             )
-        import redis
-
-        client = redis.Redis.from_url(args.redis)
-        for key in list(client.scan_iter(match=f"{prefix}*", count=1000)):
-            client.delete(key)
-        client.close()
+        forget_prefix(args.redis, prefix)
     print(
         f"{'phase':<10} {'measured from':<22} {'p50_ms':>8} {'p95_ms':>8} {'p99_ms':>8} "
         f"{'max_ms':>8} {'early':>6}"
