@@ -11,6 +11,9 @@ have succeeded it reads every process's CPU time (`/proc/<pid>/stat`, all thread
 machine's (`/proc/stat`), waits `--window` seconds, reads them again and prints the drain
 rate over the window and each group's share of the busy CPU: PostgreSQL's backends, the
 workers, the scheduler, Redis, the rest. Linux only. Every wait is bounded.
+
+It counts every PostgreSQL process and every `taskyard worker` on the machine, not only its
+own, and leaves out processes that started inside the window: run it on a quiet machine.
 """
 
 from __future__ import annotations

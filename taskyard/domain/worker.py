@@ -104,11 +104,12 @@ handed back (`store.release`) so that a slow handler cannot hold it hostage."""
 THREAD_CONCURRENCY_DEFAULT = 16
 """The production default of `concurrency` with plain handlers on threads (`--concurrency`,
 `TASKYARD_CONCURRENCY`): 16 at once per worker process. A handler waiting on I/O holds no
-CPU and no GIL, and a worker claims for all its free slots in one store call, so 16 slots
-spread each claim's and each report's fixed cost (a round trip and a durable commit) over 4
-times the jobs 4 slots did: the drain at the defaults measured 3,158 jobs/s against 1,156
-with 4 (docs/performance.md, "Defaults"). A CPU-bound handler gains nothing from more
-threads (the GIL), and `--concurrency` lowers it."""
+CPU and no GIL, and a worker claims for all its free slots in one store call and reports
+what ended together, so each round of store calls (mostly the statements' own execution,
+then a commit) serves up to 16 jobs instead of 4: the peers benchmark's drain went from 931
+jobs/s with 4 to 2,428 with 16 in one run (docs/performance.md, "Defaults, and why"). A
+CPU-bound handler gains nothing from more threads (the GIL), and `--concurrency` lowers
+it."""
 PROCESS_CONCURRENCY_DEFAULT = 4
 """The default of `concurrency` with `--pool process`: each slot is a child process with a
 whole interpreter of its own, so the default stays small."""

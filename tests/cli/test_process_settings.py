@@ -211,6 +211,15 @@ def test_the_default_concurrency_follows_the_pool(
     assert THREAD_CONCURRENCY_DEFAULT > PROCESS_CONCURRENCY_DEFAULT
 
 
+def test_the_pool_and_concurrency_from_taskyard_toml_follow_the_same_rule(tmp_path: Path) -> None:
+    (tmp_path / "taskyard.toml").write_text('pool = "process"\n')
+    alone = config.resolve(None, config.WORKER_SETTINGS, environ={}, cwd=tmp_path)
+    assert (alone.pool, alone.concurrency) == ("process", PROCESS_CONCURRENCY_DEFAULT)
+    (tmp_path / "taskyard.toml").write_text('pool = "process"\nconcurrency = 12\n')
+    both = config.resolve(None, config.WORKER_SETTINGS, environ={}, cwd=tmp_path)
+    assert (both.pool, both.concurrency) == ("process", 12)
+
+
 APP_MODULE = """
     import taskyard
 
