@@ -320,6 +320,25 @@ def test_a_claim_reads_the_starts_of_the_keys_it_walks_not_the_whole_log(
     assert read - before < idle_keys, f"one claim read {read - before} rows of the starts log"
 
 
+def _quota_with_idle_keys(
+    store: PostgresJobStore, conn: psycopg.Connection[Any], *, key_quota: int, first_key: int
+) -> QueueLimits:
+    """Queue `quota` limited to 100 starts a second and `key_quota` a day per key, its log
+    holding 3 starts in the last minutes for each of keys `idle<first_key>`..`idle2000`."""
+    limits = QueueLimits(
+        rate_limit=RateLimit(count=100, period_s=1.0),
+        key_rate_limit=RateLimit(count=key_quota, period_s=86_400.0),
+    )
+    store.set_queue_limits("quota", limits)
+    conn.execute(
+        "INSERT INTO taskyard.queue_starts (queue, concurrency_key, started_at)"
+        " SELECT 'quota', 'idle' || k, now() - interval '1 minute' * n"
+        " FROM generate_series(%s::int, 2000) AS k, generate_series(1, 3) AS n",
+        (first_key,),
+    )
+    return limits
+
+
 def test_listing_the_queues_reads_no_starts_a_queue_rate_does_not_count(
     migrated_postgres_url: str,
 ) -> None:
@@ -328,17 +347,8 @@ def test_listing_the_queues_reads_no_starts_a_queue_rate_does_not_count(
     keeps for the claim (every key's starts of a day, under a daily per-key quota)."""
     url = migrated_postgres_url
     services.truncate_taskyard(url)
-    limits = QueueLimits(
-        rate_limit=RateLimit(count=100, period_s=1.0),
-        key_rate_limit=RateLimit(count=5, period_s=86_400.0),
-    )
     with PostgresJobStore.from_url(url) as store, psycopg.connect(url, autocommit=True) as conn:
-        store.set_queue_limits("quota", limits)
-        conn.execute(
-            "INSERT INTO taskyard.queue_starts (queue, concurrency_key, started_at)"
-            " SELECT 'quota', 'idle' || k, now() - interval '1 minute' * n"
-            " FROM generate_series(1, 2000) AS k, generate_series(1, 3) AS n"
-        )
+        limits = _quota_with_idle_keys(store, conn, key_quota=5, first_key=1)
         conn.execute("SELECT pg_stat_force_next_flush()")
         time.sleep(0.05)
         before = _starts_rows_read(conn)
@@ -357,17 +367,8 @@ def test_a_jobs_waiting_reason_reads_the_starts_of_its_own_key_and_queue_window_
     window and the job's key's in its own, not every key's starts of the longest period."""
     url = migrated_postgres_url
     services.truncate_taskyard(url)
-    limits = QueueLimits(
-        rate_limit=RateLimit(count=100, period_s=1.0),
-        key_rate_limit=RateLimit(count=3, period_s=86_400.0),
-    )
     with PostgresJobStore.from_url(url) as store, psycopg.connect(url, autocommit=True) as conn:
-        store.set_queue_limits("quota", limits)
-        conn.execute(
-            "INSERT INTO taskyard.queue_starts (queue, concurrency_key, started_at)"
-            " SELECT 'quota', 'idle' || k, now() - interval '1 minute' * n"
-            " FROM generate_series(0, 2000) AS k, generate_series(1, 3) AS n"
-        )
+        _quota_with_idle_keys(store, conn, key_quota=3, first_key=0)
         full = Submission(task="t", queue="quota", concurrency_key="idle0").to_new_job(
             job_id=UUID(int=7)
         )
